@@ -1,0 +1,119 @@
+"""The FastAPI application factory: wires core services and mounts every pillar."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway import __version__, migrate
+from gateway.auth.api import router as identity_router
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.service import BootstrapOutcome, IdentityService
+from gateway.config import Settings, load_settings
+from gateway.db import Database
+from gateway.errors import install_error_handlers
+from gateway.health import router as health_router
+from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.state import GatewayState
+
+log = logging.getLogger("gateway")
+
+API_PREFIX = "/api/v1"
+
+
+class SchemaNotReady(RuntimeError):
+    """The database schema is behind the code and auto-migration is off."""
+
+
+def _announce_generated_key(outcome: BootstrapOutcome) -> None:
+    # Printed to the terminal, never logged: log pipelines keep copies of everything.
+    if outcome.key:
+        print(
+            "\n"
+            "  ┌──────────────────────────────────────────────────────────────────────\n"
+            f"  │ Created admin {outcome.admin_email}. Its API key (shown once):\n"
+            f"  │   {outcome.key}\n"
+            "  │ Set MCPGW_BOOTSTRAP_API_KEY to choose the key yourself.\n"
+            "  └──────────────────────────────────────────────────────────────────────\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+async def start_state(settings: Settings) -> GatewayState:
+    """Open the database, migrate if allowed, ensure the first admin exists."""
+    db = Database(settings.resolved_database_url)
+    try:
+        head = migrate.head_revision()
+        current = await migrate.current_revision(db.engine)
+        if current != head and settings.should_auto_migrate:
+            await migrate.upgrade(db.engine)
+            log.info("migrated the database", extra={"from": current, "to": head})
+        elif current != head:
+            raise SchemaNotReady(
+                f"database schema is at {current or 'empty'}, code needs {head}: "
+                "run `mcpgw db upgrade` (or set MCPGW_AUTO_MIGRATE=true)"
+            )
+        identity = IdentityService(db)
+        key = settings.bootstrap_api_key
+        outcome = await identity.bootstrap(
+            settings.bootstrap_admin_email, key.get_secret_value() if key else None
+        )
+    except BaseException:
+        await db.dispose()
+        raise
+    if outcome.created_admin:
+        log.info("created the first admin", extra={"email": outcome.admin_email})
+    if outcome.installed_bootstrap_key:
+        log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
+    _announce_generated_key(outcome)
+    authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
+    return GatewayState(settings, db, identity, authenticator, head)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the gateway application. ``settings`` defaults to the environment's."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = await start_state(settings)
+        app.state.gw = state
+        flusher = asyncio.create_task(
+            state.authenticator.run_usage_flusher(settings.key_last_used_flush_seconds),
+            name="key-usage-flusher",
+        )
+        log.info(
+            "gateway ready",
+            extra={"version": __version__, "database": state.db.dialect},
+        )
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await state.authenticator.flush_usage()
+            await state.db.dispose()
+
+    app = FastAPI(
+        title="MCP Gateway",
+        version=__version__,
+        description="Tools, knowledge and a computer for AI agents, through one URL.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(identity_router, prefix=API_PREFIX)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

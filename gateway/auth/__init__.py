@@ -1,0 +1,1 @@
+"""Identity core: users, teams, roles, API keys, and the request principal."""

@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the caller's principal and permission checks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.auth.principal import Principal
+from gateway.errors import Unauthenticated
+from gateway.state import get_state
+
+
+async def current_principal(request: Request) -> Principal:
+    """Authenticate ``Authorization: Bearer <token>`` or answer 401."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <key>'")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Authorization header must be 'Bearer <key>'")
+    if len(token) > 4096:
+        raise Unauthenticated("credential too long", code="invalid_api_key")
+    principal = await get_state(request).authenticator.authenticate(token)
+    request.state.user_id = principal.user_id
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that passes the principal through if it holds ``permission``."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        principal.require(permission)
+        return principal
+
+    return check

@@ -1,0 +1,371 @@
+"""Identity use cases: bootstrap, authenticate, users, teams, API keys.
+
+Every method that acts for somebody takes the acting :class:`Principal` and
+checks what it may do here, so the rules hold for REST, CLI and MCP alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.auth.keys import generate_key, hash_key, visible_prefix
+from gateway.auth.models import ApiKey, Team, TeamMember, User
+from gateway.auth.principal import Principal
+from gateway.auth.rbac import Role, scopes_within
+from gateway.auth.repository import IdentityRepository
+from gateway.auth.schemas import KeyCreate, MemberAdd, TeamCreate, UserCreate, UserUpdate
+from gateway.db import Database, utcnow
+from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+
+log = logging.getLogger("gateway.auth")
+
+
+@dataclass(frozen=True)
+class BootstrapOutcome:
+    """What start-up did about the first admin. ``key`` is set only for a generated key."""
+
+    created_admin: bool
+    admin_email: str
+    key: str | None = None
+    installed_bootstrap_key: bool = False
+
+
+@dataclass(frozen=True)
+class TeamView:
+    team: Team
+    members: list[tuple[TeamMember, User]] | None = None
+
+
+class IdentityService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        # Called with a user id or key id whose cached authentication must be dropped.
+        self.on_user_changed: Callable[[str], None] = lambda _user_id: None
+        self.on_key_revoked: Callable[[str], None] = lambda _key_id: None
+
+    # --- start-up ---------------------------------------------------------------------
+    async def bootstrap(self, admin_email: str, bootstrap_key: str | None) -> BootstrapOutcome:
+        """Create the first admin on an empty database; make sure the bootstrap key works."""
+        try:
+            async with self.db.session() as session:
+                repo = IdentityRepository(session)
+                if await repo.count_users() == 0:
+                    admin = User(email=admin_email, name="Administrator", role=Role.ADMIN)
+                    await repo.add(admin)
+                    key = bootstrap_key or generate_key()
+                    await repo.add(self._new_key(admin.id, "bootstrap", key, ["*"], None))
+                    return BootstrapOutcome(
+                        created_admin=True,
+                        admin_email=admin_email,
+                        key=None if bootstrap_key else key,
+                    )
+                if bootstrap_key and await repo.get_key_by_hash(hash_key(bootstrap_key)) is None:
+                    # A new MCPGW_BOOTSTRAP_API_KEY on an existing database: the operator
+                    # controls the environment, so the key becomes the first admin's.
+                    first = await repo.first_admin()
+                    if first is None:
+                        raise InvalidInput("no active admin to attach MCPGW_BOOTSTRAP_API_KEY to")
+                    await repo.add(self._new_key(first.id, "bootstrap", bootstrap_key, ["*"], None))
+                    return BootstrapOutcome(False, first.email, installed_bootstrap_key=True)
+                first = await repo.first_admin()
+                return BootstrapOutcome(False, first.email if first else "")
+        except IntegrityError:
+            # Another replica bootstrapped at the same moment; its admin stands.
+            log.info("bootstrap raced with another process; keeping theirs")
+            return BootstrapOutcome(False, admin_email)
+
+    async def issue_key_offline(
+        self,
+        email: str,
+        *,
+        role: Role | None,
+        name: str,
+        scopes: list[str],
+        expires_in_days: int | None,
+    ) -> tuple[User, ApiKey, str, bool]:
+        """Operator path (CLI on the database host): key for ``email``, creating the user.
+
+        Returns the user, the key row, the secret and whether the user was created.
+        """
+        secret = generate_key()
+        expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            user = await repo.get_user_by_email(email)
+            created = user is None
+            if user is None:
+                user = User(email=email.lower(), name="", role=role or Role.DEVELOPER)
+                await repo.add(user)
+            elif role is not None and user.role != role:
+                user.role = role
+            key = self._new_key(user.id, name, secret, scopes, expires_at)
+            await repo.add(key)
+        self.on_user_changed(user.id)
+        return user, key, secret, created
+
+    # --- authentication ---------------------------------------------------------------
+    async def authenticate(self, token: str) -> Principal:
+        """Resolve an API key to a principal, or raise :class:`Unauthenticated`."""
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            key = await repo.get_key_by_hash(hash_key(token))
+            if key is None or key.revoked_at is not None:
+                raise Unauthenticated("invalid or revoked API key", code="invalid_api_key")
+            if key.expires_at is not None and key.expires_at <= utcnow():
+                raise Unauthenticated("API key expired", code="expired_api_key")
+            user = await repo.get_user(key.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("the key's user is deactivated", code="user_inactive")
+            teams = await repo.teams_of_user(user.id)
+            return Principal(
+                user_id=user.id,
+                email=user.email,
+                name=user.name,
+                role=user.role,
+                key_id=key.id,
+                scopes=tuple(key.scopes),
+                team_ids=tuple(t.id for t, _ in teams),
+            )
+
+    async def record_key_use(self, last_used: Mapping[str, datetime]) -> None:
+        async with self.db.session() as session:
+            await IdentityRepository(session).touch_keys(last_used)
+
+    # --- me ---------------------------------------------------------------------------
+    async def me(self, principal: Principal) -> tuple[User, list[tuple[Team, str]], ApiKey | None]:
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            user = await repo.get_user(principal.user_id)
+            if user is None:
+                raise Unauthenticated("user no longer exists")
+            key = await repo.get_key(principal.key_id) if principal.key_id else None
+            return user, list(await repo.teams_of_user(user.id)), key
+
+    # --- users ------------------------------------------------------------------------
+    async def create_user(self, principal: Principal, data: UserCreate) -> User:
+        principal.require("users:write")
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            if await repo.get_user_by_email(data.email):
+                raise Conflict(f"a user with email {data.email!r} already exists")
+            user = User(email=data.email, name=data.name, role=data.role)
+            try:
+                await repo.add(user)
+            except IntegrityError as exc:
+                raise Conflict(f"a user with email {data.email!r} already exists") from exc
+            return user
+
+    async def list_users(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[list[User], int]:
+        principal.require("users:read")
+        async with self.db.session() as session:
+            rows, total = await IdentityRepository(session).list_users(limit=limit, offset=offset)
+            return list(rows), total
+
+    async def get_user(self, principal: Principal, user_id: str) -> User:
+        if user_id != principal.user_id:
+            principal.require("users:read")
+        async with self.db.session() as session:
+            user = await IdentityRepository(session).get_user(user_id)
+            if user is None:
+                raise NotFound(f"no user with id {user_id!r}")
+            return user
+
+    async def update_user(self, principal: Principal, user_id: str, data: UserUpdate) -> User:
+        principal.require("users:write")
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            user = await repo.get_user(user_id)
+            if user is None:
+                raise NotFound(f"no user with id {user_id!r}")
+            demoting_self = user.id == principal.user_id and (
+                (data.role is not None and data.role != Role.ADMIN) or data.is_active is False
+            )
+            if demoting_self:
+                raise Conflict("you cannot demote or deactivate yourself; ask another admin")
+            for field in ("name", "role", "is_active"):
+                value = getattr(data, field)
+                if value is not None:
+                    setattr(user, field, value)
+            await session.flush()
+        self.on_user_changed(user_id)
+        return user
+
+    # --- teams ------------------------------------------------------------------------
+    async def create_team(self, principal: Principal, data: TeamCreate) -> Team:
+        principal.require("teams:write")
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            if await repo.get_team_by_name(data.name):
+                raise Conflict(f"a team named {data.name!r} already exists")
+            team = Team(name=data.name, description=data.description)
+            try:
+                await repo.add(team)
+            except IntegrityError as exc:
+                raise Conflict(f"a team named {data.name!r} already exists") from exc
+            return team
+
+    async def list_teams(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[list[Team], int]:
+        principal.require("teams:read")
+        # Admins and operators see every team; everybody else the teams they belong to.
+        member_id = None if principal.can("users:read") else principal.user_id
+        async with self.db.session() as session:
+            rows, total = await IdentityRepository(session).list_teams(
+                limit=limit, offset=offset, member_id=member_id
+            )
+            return list(rows), total
+
+    async def get_team(self, principal: Principal, team_id: str) -> TeamView:
+        principal.require("teams:read")
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            team = await repo.get_team(team_id) or await repo.get_team_by_name(team_id)
+            if team is None or (
+                not principal.can("users:read")
+                and await repo.get_membership(team.id, principal.user_id) is None
+            ):
+                raise NotFound(f"no team {team_id!r}")
+            return TeamView(team, list(await repo.list_members(team.id)))
+
+    async def _team_for_manager(
+        self, repo: IdentityRepository, principal: Principal, team_id: str
+    ) -> Team:
+        team = await repo.get_team(team_id) or await repo.get_team_by_name(team_id)
+        if team is None:
+            raise NotFound(f"no team {team_id!r}")
+        if principal.can("teams:write"):
+            return team
+        membership = await repo.get_membership(team.id, principal.user_id)
+        if membership is None or membership.role != "owner" or not principal.can("teams:read"):
+            raise Forbidden("only admins and the team's owners manage its members")
+        return team
+
+    async def add_member(self, principal: Principal, team_id: str, data: MemberAdd) -> TeamView:
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            team = await self._team_for_manager(repo, principal, team_id)
+            user = await repo.get_user(data.user_id)
+            if user is None:
+                raise InvalidInput(
+                    f"no user with id {data.user_id!r}",
+                    errors=[{"field": "user_id", "message": "unknown user"}],
+                )
+            existing = await repo.get_membership(team.id, user.id)
+            if existing is not None:
+                existing.role = data.role
+            else:
+                await repo.add(TeamMember(team_id=team.id, user_id=user.id, role=data.role))
+            await session.flush()
+            members = list(await repo.list_members(team.id))
+        self.on_user_changed(data.user_id)
+        return TeamView(team, members)
+
+    async def remove_member(self, principal: Principal, team_id: str, user_id: str) -> None:
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            team = await self._team_for_manager(repo, principal, team_id)
+            membership = await repo.get_membership(team.id, user_id)
+            if membership is None:
+                raise NotFound(f"user {user_id!r} is not a member of team {team.name!r}")
+            await repo.delete(membership)
+        self.on_user_changed(user_id)
+
+    # --- keys -------------------------------------------------------------------------
+    @staticmethod
+    def _new_key(
+        user_id: str, name: str, secret: str, scopes: list[str], expires_at: datetime | None
+    ) -> ApiKey:
+        return ApiKey(
+            user_id=user_id,
+            name=name,
+            prefix=visible_prefix(secret),
+            key_hash=hash_key(secret),
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+
+    async def create_key(self, principal: Principal, data: KeyCreate) -> tuple[ApiKey, str]:
+        """Mint a key; returns the stored row and the secret (shown once)."""
+        principal.require("keys:write")
+        owner_id = data.user_id or principal.user_id
+        if owner_id != principal.user_id:
+            principal.require("users:write")
+        outside = scopes_within(data.scopes, principal.scopes)
+        if outside:
+            raise Forbidden(
+                f"a key cannot grant more than the key creating it: {outside} not in "
+                f"{list(principal.scopes)}"
+            )
+        if data.expires_at is not None and data.expires_in_days is not None:
+            raise InvalidInput(
+                "give expires_at or expires_in_days, not both",
+                errors=[{"field": "expires_in_days", "message": "conflicts with expires_at"}],
+            )
+        expires_at = data.expires_at
+        if data.expires_in_days is not None:
+            expires_at = utcnow() + timedelta(days=data.expires_in_days)
+        if expires_at is not None and expires_at <= utcnow():
+            raise InvalidInput(
+                "expires_at is in the past",
+                errors=[{"field": "expires_at", "message": "must be in the future"}],
+            )
+        secret = generate_key()
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            if await repo.get_user(owner_id) is None:
+                raise InvalidInput(
+                    f"no user with id {owner_id!r}",
+                    errors=[{"field": "user_id", "message": "unknown user"}],
+                )
+            key = self._new_key(
+                owner_id, data.name, secret, list(dict.fromkeys(data.scopes)), expires_at
+            )
+            await repo.add(key)
+        return key, secret
+
+    async def list_keys(
+        self,
+        principal: Principal,
+        *,
+        user_id: str | None,
+        all_users: bool,
+        include_revoked: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ApiKey], int]:
+        principal.require("keys:read")
+        target: str | None = user_id or principal.user_id
+        if all_users:
+            target = None
+        if target != principal.user_id:
+            principal.require("users:write")
+        async with self.db.session() as session:
+            rows, total = await IdentityRepository(session).list_keys(
+                limit=limit, offset=offset, user_id=target, include_revoked=include_revoked
+            )
+            return list(rows), total
+
+    async def revoke_key(self, principal: Principal, key_id: str) -> ApiKey:
+        principal.require("keys:write")
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            key = await repo.get_key(key_id)
+            if key is None or (key.user_id != principal.user_id and not principal.is_admin):
+                raise NotFound(f"no key with id {key_id!r}")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+                await session.flush()
+        self.on_key_revoked(key_id)
+        return key
+
+    async def key_ids_of_user(self, user_id: str) -> list[str]:
+        async with self.db.session() as session:
+            return list(await IdentityRepository(session).key_ids_of_user(user_id))

@@ -1,0 +1,55 @@
+"""HTTP helper for CLI commands that talk to a running gateway (`--url`, `--key`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import typer
+
+
+class GatewayClient:
+    def __init__(self, url: str, key: str | None, timeout: float = 30.0) -> None:
+        if not key:
+            raise typer.BadParameter(
+                "no API key: pass --key or set MCPGW_API_KEY", param_hint="--key"
+            )
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=timeout,
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            typer.echo(f"error: cannot reach the gateway at {self.http.base_url}: {exc}", err=True)
+            raise typer.Exit(3) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = f"{body.get('code')}: {body.get('message')}"
+            except (ValueError, AttributeError):
+                message = response.text[:500]
+            typer.echo(f"error ({response.status_code}) {message}", err=True)
+            raise typer.Exit(1)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))

@@ -1,0 +1,219 @@
+"""Gateway configuration: ``MCPGW_*`` environment variables and an optional YAML file.
+
+Precedence, highest first: explicit keyword arguments (tests), environment
+variables, the YAML file (``MCPGW_CONFIG_FILE``, default ``./mcpgw.yaml`` when it
+exists), built-in defaults. Everything is validated once at start; a bad value
+stops the process with a message naming the setting (see :func:`describe_errors`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "MCPGW_"
+DEFAULT_CONFIG_FILE = "mcpgw.yaml"
+
+
+class ConfigError(Exception):
+    """Raised when the configuration is invalid; the message names every bad setting."""
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}CONFIG_FILE: no such file: {path}")
+        return path
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Every tunable of the gateway. Field ``foo_bar`` is env ``MCPGW_FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # --- process ---------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `mcpgw serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `mcpgw serve` listens on.")
+    data_dir: Path = Field(
+        Path(".mcpgw"), description="Where the embedded default keeps its SQLite file and state."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Minimum level of log lines."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="`json`: one JSON object per line; `console`: for humans."
+    )
+
+    # --- storage ---------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Unset: SQLite under data_dir. "
+        "PostgreSQL: `postgresql://user@host/db` (psycopg 3).",
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Run migrations on `serve`. Unset: on for SQLite, off for PostgreSQL "
+        "(run `mcpgw db upgrade`).",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis for shared caches and rate limits; unset means in-process."
+    )
+
+    # --- identity --------------------------------------------------------------
+    bootstrap_api_key: SecretStr | None = Field(
+        None,
+        description="The first admin's API key. Unset: a key is generated and printed once.",
+    )
+    bootstrap_admin_email: str = Field(
+        "admin@localhost", description="Email of the admin created on an empty database."
+    )
+    auth_cache_ttl_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="How long a verified API key is trusted from memory. Bounds how long a "
+        "revocation takes to reach other gateway replicas.",
+    )
+    key_last_used_flush_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often last-used times of keys are written."
+    )
+
+    # --- HTTP ------------------------------------------------------------------
+    max_request_bytes: int = Field(
+        12 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; larger ones get 413.",
+    )
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use `mgw_live_` + random)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0]
+        if scheme not in {
+            "sqlite",
+            "sqlite+aiosqlite",
+            "postgres",
+            "postgresql",
+            "postgresql+psycopg",
+        }:
+            raise ValueError(
+                f"unsupported database scheme {scheme!r}; use sqlite:/// or postgresql://"
+            )
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_shape(cls, value: str) -> str:
+        if not value or any(c.isspace() for c in value):
+            raise ValueError("must be a hostname or IP address")
+        return value
+
+    @field_validator("bootstrap_admin_email")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        if "@" not in value or any(c.isspace() for c in value):
+            raise ValueError("must look like an email address")
+        return value.lower()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file()
+        if config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+    # --- derived ---------------------------------------------------------------
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL actually used (driver filled in)."""
+        return normalize_database_url(self.database_url, self.data_dir)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def binds_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def normalize_database_url(url: str | None, data_dir: Path) -> str:
+    """Turn a user-facing URL into the async-driver URL SQLAlchemy needs."""
+    if not url:
+        return f"sqlite+aiosqlite:///{(data_dir / 'mcpgw.db').resolve()}"
+    scheme, rest = url.split(":", 1)
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite:{rest}"
+    if scheme in {"postgres", "postgresql"}:
+        return f"postgresql+psycopg:{rest}"
+    return url
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per bad setting, naming its environment variable."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else "settings"
+        env_name = f"{ENV_PREFIX}{field.upper()}"
+        where = f"{env_name} ({'.'.join(loc)})" if loc else "settings"
+        value = err.get("input")
+        shown = "" if "key" in field or "secret" in field or value is None else f" (got {value!r})"
+        if isinstance(value, dict):
+            shown = ""
+        lines.append(f"{where}: {err['msg']}{shown}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings, raising :class:`ConfigError` with readable text."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from exc

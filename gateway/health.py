@@ -1,0 +1,47 @@
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: it can serve)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway import __version__, migrate
+from gateway.state import get_state
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz", summary="Readiness: database reachable and schema at head")
+async def readyz(request: Request) -> JSONResponse:
+    state = get_state(request)
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        async with asyncio.timeout(3):
+            await state.db.ping()
+            current = await migrate.current_revision(state.db.engine)
+        checks["database"] = {"status": "ok", "dialect": state.db.dialect}
+        at_head = current == state.head_revision
+        checks["migrations"] = {
+            "status": "ok" if at_head else "behind",
+            "current": current,
+            "head": state.head_revision,
+        }
+        ready = at_head
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        checks["database"] = {"status": "error", "error": type(exc).__name__}
+        ready = False
+    if ready:
+        return JSONResponse({"status": "ready", "checks": checks})
+    return JSONResponse(
+        {"code": "not_ready", "message": "the gateway cannot serve yet", "checks": checks},
+        status_code=503,
+    )

@@ -1,0 +1,159 @@
+"""Pure-ASGI middleware (no BaseHTTPMiddleware: it costs a task per request).
+
+- :class:`RequestContextMiddleware`: request id in and out, one access log line
+  per request, and a JSON 500 for anything unhandled so no crash escapes.
+- :class:`BodySizeLimitMiddleware`: 413 for bodies over the limit, whether the
+  client announced the length or streams it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.observability.logging import reset_request_id, set_request_id
+
+access_log = logging.getLogger("gateway.access")
+error_log = logging.getLogger("gateway.errors")
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _json_body(status: int, code: str, message: str, **extra: Any) -> tuple[bytes, list[Any]]:
+    body = json.dumps({"code": code, "message": message, **extra}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return body, headers
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _VALID_REQUEST_ID.match(candidate):
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        token = set_request_id(request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            error_log.exception("unhandled error", extra={"path": scope.get("path")})
+            if not response_started:
+                body, headers = _json_body(
+                    500,
+                    "internal_error",
+                    "the gateway hit an unexpected error; the request id identifies it in the logs",
+                    request_id=request_id,
+                )
+                await send_wrapper(
+                    {"type": "http.response.start", "status": 500, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            state = scope.get("state") or {}
+            access_log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": state.get("user_id"),
+                    "client": (scope.get("client") or ("", 0))[0],
+                },
+            )
+            reset_request_id(token)
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Send) -> None:
+        body, headers = _json_body(
+            413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
+        )
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    announced = int(value)
+                except ValueError:
+                    body, headers = _json_body(400, "bad_request", "invalid Content-Length")
+                    await send({"type": "http.response.start", "status": 400, "headers": headers})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                if announced > self.max_bytes:
+                    await self._reject(send)
+                    return
+                break
+
+        received = 0
+        too_large = False
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._reject(send)
+        except Exception:
+            # An app that wrapped our signal in its own error still gets a clean 413.
+            if too_large and not response_started:
+                await self._reject(send)
+            else:
+                raise
+
+
+class _BodyTooLarge(Exception):
+    pass

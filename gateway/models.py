@@ -1,0 +1,8 @@
+"""The complete table set, for Alembic and tests: importing this registers every model."""
+
+from gateway.auth import models as auth_models
+from gateway.db import Base
+
+metadata = Base.metadata
+
+__all__ = ["auth_models", "metadata"]

@@ -1,0 +1,1 @@
+"""Logging, request ids, secret masking (metrics and tracing join here later)."""

@@ -1,0 +1,26 @@
+"""The per-process objects every router reaches through ``request.app.state.gw``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.service import IdentityService
+from gateway.config import Settings
+from gateway.db import Database
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    db: Database
+    identity: IdentityService
+    authenticator: Authenticator
+    head_revision: str | None
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gw
+    return state

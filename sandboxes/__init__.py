@@ -1,0 +1,1 @@
+"""Pillar 3: persistent, isolated sandboxes (the agent's computer)."""

@@ -1,0 +1,1 @@
+"""Pillar 2: Agent Skills (SKILL.md packages that teach agents how to use tools)."""
