@@ -138,6 +138,13 @@ class BodySizeLimitMiddleware:
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if too_large:
+                # The app caught our signal and answered on its own (FastAPI says 400
+                # "error parsing the body"); the client deserves the real reason.
+                if message["type"] == "http.response.start" and not response_started:
+                    response_started = True
+                    await self._reject(send)
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)

@@ -76,7 +76,7 @@ class IdentityRepository:
             .where(TeamMember.team_id == team_id)
             .order_by(User.email)
         )
-        return [(m, u) for m, u in result.tuples()]
+        return [(m, u) for m, u in result.all()]
 
     async def teams_of_user(self, user_id: str) -> Sequence[tuple[Team, str]]:
         result = await self.session.execute(
@@ -85,7 +85,7 @@ class IdentityRepository:
             .where(TeamMember.user_id == user_id)
             .order_by(Team.name)
         )
-        return [(t, r) for t, r in result.tuples()]
+        return [(t, r) for t, r in result.all()]
 
     async def delete(self, obj: TeamMember | Team | User) -> None:
         await self.session.delete(obj)

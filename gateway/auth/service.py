@@ -50,30 +50,36 @@ class IdentityService:
 
     # --- start-up ---------------------------------------------------------------------
     async def bootstrap(self, admin_email: str, bootstrap_key: str | None) -> BootstrapOutcome:
-        """Create the first admin on an empty database; make sure the bootstrap key works."""
+        """Make sure an active admin exists and that the bootstrap key (if any) is theirs.
+
+        With no active admin (an empty database, or one where only an offline
+        ``mcpgw admin create-key`` for a non-admin ran) the admin ``admin_email``
+        is created (or promoted) with the bootstrap key, or a generated one.
+        """
         try:
             async with self.db.session() as session:
                 repo = IdentityRepository(session)
-                if await repo.count_users() == 0:
-                    admin = User(email=admin_email, name="Administrator", role=Role.ADMIN)
-                    await repo.add(admin)
+                admin = await repo.first_admin()
+                if admin is None:
+                    admin = await repo.get_user_by_email(admin_email)
+                    if admin is None:
+                        admin = User(email=admin_email, name="Administrator", role=Role.ADMIN)
+                        await repo.add(admin)
+                    else:
+                        admin.role, admin.is_active = Role.ADMIN, True
                     key = bootstrap_key or generate_key()
                     await repo.add(self._new_key(admin.id, "bootstrap", key, ["*"], None))
                     return BootstrapOutcome(
                         created_admin=True,
-                        admin_email=admin_email,
+                        admin_email=admin.email,
                         key=None if bootstrap_key else key,
                     )
                 if bootstrap_key and await repo.get_key_by_hash(hash_key(bootstrap_key)) is None:
                     # A new MCPGW_BOOTSTRAP_API_KEY on an existing database: the operator
                     # controls the environment, so the key becomes the first admin's.
-                    first = await repo.first_admin()
-                    if first is None:
-                        raise InvalidInput("no active admin to attach MCPGW_BOOTSTRAP_API_KEY to")
-                    await repo.add(self._new_key(first.id, "bootstrap", bootstrap_key, ["*"], None))
-                    return BootstrapOutcome(False, first.email, installed_bootstrap_key=True)
-                first = await repo.first_admin()
-                return BootstrapOutcome(False, first.email if first else "")
+                    await repo.add(self._new_key(admin.id, "bootstrap", bootstrap_key, ["*"], None))
+                    return BootstrapOutcome(False, admin.email, installed_bootstrap_key=True)
+                return BootstrapOutcome(False, admin.email)
         except IntegrityError:
             # Another replica bootstrapped at the same moment; its admin stands.
             log.info("bootstrap raced with another process; keeping theirs")
