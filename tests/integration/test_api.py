@@ -123,7 +123,9 @@ async def test_role_change_takes_effect_immediately(harness: AppHarness) -> None
     h = harness
     user_id, key = await _new_user_key(h, "promote@example.com", "viewer")
     assert (await h.client.get("/api/v1/users", headers=h.auth(key))).status_code == 403
-    r = await h.client.patch(f"/api/v1/users/{user_id}", json={"role": "operator"}, headers=h.auth())
+    r = await h.client.patch(
+        f"/api/v1/users/{user_id}", json={"role": "operator"}, headers=h.auth()
+    )
     assert r.status_code == 200 and r.json()["role"] == "operator"
     assert (await h.client.get("/api/v1/users", headers=h.auth(key))).status_code == 200
     await h.client.patch(f"/api/v1/users/{user_id}", json={"is_active": False}, headers=h.auth())
@@ -174,7 +176,13 @@ async def test_users_and_teams(harness: AppHarness) -> None:
         ("post", "/api/v1/keys", {"json": {"name": "x", "scopes": ["root"]}}, 422, None),
         ("post", "/api/v1/keys", {"json": {"name": "x", "scopes": []}}, 422, None),
         ("post", "/api/v1/keys", {"json": {"name": "", "scopes": ["*"]}}, 422, None),
-        ("post", "/api/v1/keys", {"json": {"name": "x", "expires_at": "2030-01-01T00:00:00"}}, 422, None),
+        (
+            "post",
+            "/api/v1/keys",
+            {"json": {"name": "x", "expires_at": "2030-01-01T00:00:00"}},
+            422,
+            None,
+        ),
         ("get", "/api/v1/users?limit=0", {}, 422, None),
         ("get", "/api/v1/users?limit=abc", {}, 422, None),
         ("get", "/api/v1/nope", {}, 404, "not_found"),

@@ -148,7 +148,9 @@ def test_db_upgrade_downgrade_upgrade_on_postgresql(tmp_path: Path) -> None:
         drop_pg_database(url)
 
 
-def test_serve_refuses_an_unmigrated_postgresql(tmp_path: Path, server_factory: type[Server]) -> None:
+def test_serve_refuses_an_unmigrated_postgresql(
+    tmp_path: Path, server_factory: type[Server]
+) -> None:
     url = create_pg_database("mcpgw_cli")
     try:
         server = server_factory(MCPGW_DATABASE_URL=url, MCPGW_BOOTSTRAP_API_KEY=BOOT)

@@ -100,7 +100,9 @@ async def test_only_admins_act_for_other_users(svc: IdentityService, admin: Prin
     with pytest.raises(Forbidden):
         await svc.create_key(dev, KeyCreate(name="x", user_id=admin.user_id))
     with pytest.raises(Forbidden):
-        await svc.list_keys(dev, user_id=None, all_users=True, include_revoked=False, limit=10, offset=0)
+        await svc.list_keys(
+            dev, user_id=None, all_users=True, include_revoked=False, limit=10, offset=0
+        )
     with pytest.raises(NotFound):  # another user's key is invisible, not "forbidden"
         await svc.revoke_key(dev, admin.key_id or "")
     with pytest.raises(Forbidden):

@@ -32,7 +32,11 @@ def test_valid_scopes(scope: str) -> None:
 
 @pytest.mark.parametrize(
     ("scope", "why"),
-    [("tools", "resource:action"), ("spaceships:read", "unknown resource"), ("tools:fly", "action")],
+    [
+        ("tools", "resource:action"),
+        ("spaceships:read", "unknown resource"),
+        ("tools:fly", "action"),
+    ],
 )
 def test_invalid_scopes_say_why(scope: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):

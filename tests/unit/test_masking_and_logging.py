@@ -33,7 +33,11 @@ def test_mapping_masks_secret_named_fields_recursively() -> None:
     out = mask_mapping(
         {"api_key": "xyz", "nested": {"password": "p", "ok": "fine"}, "note": "Bearer qqq"}
     )
-    assert out == {"api_key": "***", "nested": {"password": "***", "ok": "fine"}, "note": "Bearer ***"}
+    assert out == {
+        "api_key": "***",
+        "nested": {"password": "***", "ok": "fine"},
+        "note": "Bearer ***",
+    }
 
 
 def test_json_formatter_emits_one_masked_line_with_request_id() -> None:
