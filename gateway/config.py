@@ -75,9 +75,6 @@ class Settings(BaseSettings):
         description="Run migrations on `serve`. Unset: on for SQLite, off for PostgreSQL "
         "(run `mcpgw db upgrade`).",
     )
-    redis_url: str | None = Field(
-        None, description="Redis for shared caches and rate limits; unset means in-process."
-    )
 
     # --- identity --------------------------------------------------------------
     bootstrap_api_key: SecretStr | None = Field(

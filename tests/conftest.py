@@ -137,3 +137,6 @@ async def harness(database: Database, db_url: str, tmp_path: Path) -> AsyncItera
         httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client,
     ):
         yield AppHarness(app, client)
+
+
+from tests.support import server_factory  # noqa: E402, F401  (fixture re-exported for all tests)

@@ -1,0 +1,22 @@
+"""`make bench` / `python -m bench`: run every benchmark with its default sizes."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import auth_overhead, startup
+
+BENCHMARKS = {"startup": startup.main, "auth_overhead": auth_overhead.main}
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {sorted(BENCHMARKS)}")
+    for name in chosen:
+        BENCHMARKS[name]([])
+
+
+if __name__ == "__main__":
+    main()

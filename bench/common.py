@@ -1,0 +1,139 @@
+"""Helpers shared by the benchmark scripts: a gateway process, statistics, reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MCPGW = str(Path(sys.executable).parent / "mcpgw")
+BENCH_KEY = "mgw_live_bench_bootstrap_key_000000000000"
+RESULTS = Path(os.environ.get("MCPGW_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    """``mcpgw serve`` on a free port with a throwaway data dir (embedded default)."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        """Start and wait for /readyz; returns seconds from spawn to ready."""
+        self._tmp = tempfile.TemporaryDirectory(prefix="mcpgw-bench-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
+        env.update(
+            {
+                "MCPGW_DATA_DIR": self._tmp.name,
+                "MCPGW_BOOTSTRAP_API_KEY": BENCH_KEY,
+                "MCPGW_LOG_LEVEL": "WARNING",
+                **self.env,
+            }
+        )
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [MCPGW, "serve", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with httpx.Client(timeout=0.5) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"mcpgw serve exited with {self.proc.returncode}")
+                try:
+                    if client.get(f"{self.url}/readyz").status_code == 200:
+                        return time.perf_counter() - started
+                except httpx.HTTPError:
+                    pass
+                if time.perf_counter() - started > 60:
+                    raise RuntimeError("gateway not ready after 60 s")
+                time.sleep(0.01)
+
+    def rss_mib(self) -> float:
+        if self.proc is None:
+            return 0.0
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+        return kib / 1024
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._tmp.cleanup()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    if not rows:
+        return
+    columns = list(rows[0])
+    cells = [[_fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "date": datetime.now(UTC).isoformat(), "machine": machine()}
+    payload.update(data)
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {path}")
+    return path

@@ -1,0 +1,39 @@
+"""Each benchmark script runs on a tiny input and prints its table (no timing assertions)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "title"),
+    [
+        ("bench.startup", ["--runs", "1"], "startup"),
+        (
+            "bench.auth_overhead",
+            ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
+            "auth overhead",
+        ),
+    ],
+)
+def test_benchmark_runs_and_reports(tmp_path: Path, module: str, args: list[str], title: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**__import__("os").environ, "MCPGW_BENCH_RESULTS": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert title in result.stdout
+    written = list(tmp_path.glob("*.json"))
+    assert len(written) == 1
+    data = json.loads(written[0].read_text())
+    assert data["machine"]["cpus"] >= 1
