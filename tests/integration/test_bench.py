@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
     ],
 )
-def test_benchmark_runs_and_reports(tmp_path: Path, module: str, args: list[str], title: str) -> None:
+def test_benchmark_runs_and_reports(
+    tmp_path: Path, module: str, args: list[str], title: str
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
