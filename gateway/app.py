@@ -16,10 +16,16 @@ from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import BootstrapOutcome, IdentityService
 from gateway.config import Settings, load_settings
+from gateway.crypto import SecretBox, load_or_create_key
 from gateway.db import Database
 from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.servers.api import router as servers_router
+from gateway.servers.monitor import run_monitor
+from gateway.servers.pool import SessionPool
+from gateway.servers.runtimes.base import Health, RuntimeContext
+from gateway.servers.service import ServerService
 from gateway.state import GatewayState
 
 log = logging.getLogger("gateway")
@@ -74,7 +80,51 @@ async def start_state(settings: Settings) -> GatewayState:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
     authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
-    return GatewayState(settings, db, identity, authenticator, head)
+    servers = build_server_service(settings, db)
+    await servers.load()
+    await servers.warm_up()
+    return GatewayState(settings, db, identity, authenticator, head, servers)
+
+
+def build_server_service(settings: Settings, db: Database) -> ServerService:
+    """The servers pillar: secret box, runtime context, session pool, service."""
+    from gateway.servers.essentials import git as essentials_git
+
+    essentials_git.configure(settings.git_roots)
+    key = settings.secret_key
+    box = SecretBox(
+        key.get_secret_value() if key else load_or_create_key(settings.data_dir.resolve())
+    )
+    if key is None and not settings.is_sqlite:
+        log.warning(
+            "MCPGW_SECRET_KEY is unset: stored secrets use a key in the data dir, which other "
+            "replicas cannot read; set MCPGW_SECRET_KEY on every replica"
+        )
+    service: ServerService
+
+    async def on_list_changed(name: str) -> None:
+        await service.on_list_changed(name)
+
+    async def on_health_changed(name: str, health: Health) -> None:
+        await service.on_health_changed(name, health)
+
+    ctx = RuntimeContext(
+        data_dir=settings.data_dir.resolve(),
+        connect_timeout=settings.server_connect_timeout_seconds,
+        allow_private_urls=settings.allow_private_urls,
+        on_list_changed=on_list_changed,
+        on_health_changed=on_health_changed,
+    )
+    pool = SessionPool(ctx, settings.server_idle_seconds)
+    service = ServerService(
+        db,
+        box,
+        pool,
+        call_timeout=settings.server_call_timeout_seconds,
+        default_concurrency=settings.server_max_concurrency,
+        allow_private_urls=settings.allow_private_urls,
+    )
+    return service
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -85,10 +135,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await start_state(settings)
         app.state.gw = state
-        flusher = asyncio.create_task(
-            state.authenticator.run_usage_flusher(settings.key_last_used_flush_seconds),
-            name="key-usage-flusher",
-        )
+        tasks = [
+            asyncio.create_task(
+                state.authenticator.run_usage_flusher(settings.key_last_used_flush_seconds),
+                name="key-usage-flusher",
+            ),
+            asyncio.create_task(
+                run_monitor(state.servers, settings.health_interval_seconds),
+                name="server-monitor",
+            ),
+        ]
         log.info(
             "gateway ready",
             extra={"version": __version__, "database": state.db.dialect},
@@ -96,9 +152,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await state.servers.pool.close()
             await state.authenticator.flush_usage()
             await state.db.dispose()
 
@@ -114,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(identity_router, prefix=API_PREFIX)
+    app.include_router(servers_router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gateway import __version__
+from gateway.cli_servers import servers_app, tools_app
 from gateway.config import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -31,6 +32,8 @@ keys_app = typer.Typer(help="API keys of a running gateway (uses --url/--key).")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+app.add_typer(servers_app, name="servers")
+app.add_typer(tools_app, name="tools")
 
 UrlOption = Annotated[
     str,

@@ -12,13 +12,15 @@ import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -95,12 +97,61 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, description="How often last-used times of keys are written."
     )
 
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key (32+ chars) that encrypts stored server secrets. Unset: generated "
+        "into data_dir/secret.key. Replicas sharing a database must share it.",
+    )
+
+    # --- MCP servers ------------------------------------------------------------
+    allow_private_urls: bool = Field(
+        False,
+        description="Let remote servers live on loopback/private addresses (SSRF guard off "
+        "for those). Off: such URLs are refused.",
+    )
+    server_call_timeout_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Default timeout of one tools/call to a backend."
+    )
+    server_connect_timeout_seconds: float = Field(
+        60.0, gt=0, le=600, description="How long starting/connecting a backend may take."
+    )
+    server_idle_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="Stop on-demand stdio servers unused this long (0: never).",
+    )
+    server_max_concurrency: int = Field(
+        32, ge=1, le=10_000, description="Default concurrent calls per backend server."
+    )
+    health_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often running backends are pinged."
+    )
+    git_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders whose git repositories the essentials `git` tools may read "
+        "(comma-separated in the environment). Empty: none.",
+    )
+
     # --- HTTP ------------------------------------------------------------------
     max_request_bytes: int = Field(
         12 * 1024 * 1024,
         ge=1024,
         description="Largest request body accepted; larger ones get 413.",
     )
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("git_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("bootstrap_api_key")
     @classmethod
@@ -214,3 +265,5 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc)) from exc
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -2,7 +2,8 @@
 
 from gateway.auth import models as auth_models
 from gateway.db import Base
+from gateway.servers import models as server_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata"]
+__all__ = ["auth_models", "metadata", "server_models"]

@@ -10,6 +10,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import IdentityService
 from gateway.config import Settings
 from gateway.db import Database
+from gateway.servers.service import ServerService
 
 
 @dataclass
@@ -19,6 +20,7 @@ class GatewayState:
     identity: IdentityService
     authenticator: Authenticator
     head_revision: str | None
+    servers: ServerService
 
 
 def get_state(request: Request) -> GatewayState:

@@ -1,0 +1,232 @@
+"""``mcpgw servers …`` and ``mcpgw tools …``: manage servers of a running gateway.
+
+``mcpgw servers add NAME -- npx -y @modelcontextprotocol/server-everything`` reads
+the command the way ``claude mcp add`` does: ``npx``, ``uvx`` and ``docker run``
+commands become servers of those types, a URL becomes a ``remote`` server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from gateway.cli_client import GatewayClient, print_json, print_table
+
+servers_app = typer.Typer(help="MCP servers registered with a running gateway (--url/--key).")
+tools_app = typer.Typer(help="Tools of a running gateway (--url/--key).")
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.")]
+KeyOption = Annotated[
+    str | None, typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False)
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
+_DOCKER_VALUE_FLAGS = {
+    "-e",
+    "--env",
+    "-p",
+    "--publish",
+    "-v",
+    "--volume",
+    "--name",
+    "--network",
+    "-w",
+    "--workdir",
+    "-u",
+    "--user",
+    "--entrypoint",
+    "--memory",
+    "--cpus",
+}
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    out = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        out[key] = value
+    return out
+
+
+def parse_command(command: list[str]) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Turn ``npx …``/``uvx …``/``docker run …``/a URL into (type, config, env)."""
+    if not command:
+        raise typer.BadParameter(
+            "give the server after '--': a URL, or an npx, uvx or docker run command",
+            param_hint="COMMAND",
+        )
+    head, rest = command[0], command[1:]
+    if head.startswith(("http://", "https://")):
+        return "remote", {"url": head}, {}
+    if head == "npx":
+        args = list(rest)
+        while args and args[0].startswith("-"):
+            args.pop(0)  # -y / --yes and friends
+        if not args:
+            raise typer.BadParameter("npx needs a package", param_hint="COMMAND")
+        package, version = args[0], None
+        if package.rfind("@") > 0:  # name@version (not the scope's leading @)
+            package, version = package[: package.rfind("@")], package[package.rfind("@") + 1 :]
+        config: dict[str, Any] = {"package": package, "args": args[1:]}
+        if version:
+            config["version"] = version
+        return "npx", config, {}
+    if head == "uvx":
+        args = list(rest)
+        source = None
+        if len(args) >= 2 and args[0] == "--from":
+            source, args = args[1], args[2:]
+        if not args:
+            raise typer.BadParameter("uvx needs a package", param_hint="COMMAND")
+        command_name, args = args[0], args[1:]
+        package = source or command_name
+        version = None
+        if "==" in package:
+            package, version = package.split("==", 1)
+        config = {"package": package, "args": args}
+        if command_name != package and source:
+            config["command"] = command_name
+        if version:
+            config["version"] = version
+        return "uvx", config, {}
+    if head == "docker":
+        args = list(rest)
+        if not args or args[0] != "run":
+            raise typer.BadParameter("expected 'docker run … IMAGE [ARGS]'", param_hint="COMMAND")
+        args = args[1:]
+        env: dict[str, str] = {}
+        while args and args[0].startswith("-"):
+            flag = args.pop(0)
+            if flag in _DOCKER_VALUE_FLAGS and args:
+                value = args.pop(0)
+                if flag in {"-e", "--env"} and "=" in value:
+                    key, _, val = value.partition("=")
+                    env[key] = val
+        if not args:
+            raise typer.BadParameter("docker run needs an image", param_hint="COMMAND")
+        return "docker", {"image": args[0], "args": args[1:]}, env
+    raise typer.BadParameter(
+        f"unsupported command {head!r}: use a URL, npx, uvx or docker run "
+        "(or --type with --config for generated and bundle servers)",
+        param_hint="COMMAND",
+    )
+
+
+@servers_app.command("add")
+def servers_add(
+    name: Annotated[str, typer.Argument(help="Server name: becomes the tool namespace.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="After '--': a URL or an npx/uvx/docker command.")
+    ] = None,
+    server_type: Annotated[
+        str | None, typer.Option("--type", help="Server type, with --config (JSON).")
+    ] = None,
+    config: Annotated[str | None, typer.Option(help="Type config as JSON.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE")] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option("--secret", help="KEY=VALUE env var, stored encrypted.")
+    ] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="KEY=VALUE")] = None,
+    secret_header: Annotated[
+        list[str] | None, typer.Option("--secret-header", help="KEY=VALUE, stored encrypted.")
+    ] = None,
+    transport: Annotated[
+        str | None, typer.Option(help="remote: auto, streamable_http or sse.")
+    ] = None,
+    description: Annotated[str, typer.Option(help="What the server is for.")] = "",
+    wait: Annotated[bool, typer.Option(help="Wait until connected and catalogued.")] = True,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Register a server.
+
+    Example: `mcpgw servers add everything -- npx -y @modelcontextprotocol/server-everything`
+    """
+    if server_type:
+        try:
+            parsed_config = json.loads(config or "{}")
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--config") from exc
+        parsed_type, extra_env = server_type, dict[str, str]()
+    else:
+        parsed_type, parsed_config, extra_env = parse_command(command or [])
+    headers = _pairs(header, "--header")
+    if headers:
+        parsed_config["headers"] = headers
+    if transport:
+        parsed_config["transport"] = transport
+    body = {
+        "name": name,
+        "type": parsed_type,
+        "config": parsed_config,
+        "description": description,
+        "env": {**extra_env, **_pairs(env, "--env")},
+        "secrets": _pairs(secret, "--secret"),
+        "secret_headers": _pairs(secret_header, "--secret-header"),
+    }
+    created = GatewayClient(url, key, timeout=180).request(
+        "POST", "/api/v1/servers", json=body, params={"wait": wait}
+    )
+    health = created["health"]
+    typer.echo(
+        f"registered {created['name']} ({created['type']}): {health['status']}, "
+        f"{created['tool_count']} tools"
+        + (f"\n  last error: {health['last_error']}" if health.get("last_error") else "")
+    )
+
+
+@servers_app.command("list")
+def servers_list(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """List registered servers with their health and tool counts."""
+    page = GatewayClient(url, key).request("GET", "/api/v1/servers", params={"limit": 1000})
+    rows = [{**s, "status": s["health"]["status"], "tools": s["tool_count"]} for s in page["items"]]
+    print_table(rows, ["name", "type", "enabled", "status", "tools", "version"])
+
+
+@servers_app.command("remove")
+def servers_remove(name: str, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Remove a server (its catalog goes with it)."""
+    GatewayClient(url, key).request("DELETE", f"/api/v1/servers/{name}")
+    typer.echo(f"removed {name}")
+
+
+@servers_app.command("tools")
+def servers_tools(name: str, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """List a server's tools by their gateway names."""
+    page = GatewayClient(url, key).request("GET", f"/api/v1/servers/{name}/tools")
+    rows = [
+        {"tool": t["qualified_name"], "description": (t["description"] or "")[:70]}
+        for t in page["items"]
+    ]
+    print_table(rows, ["tool", "description"])
+
+
+@servers_app.command("refresh")
+def servers_refresh(name: str, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Re-read a server's tools, resources and prompts."""
+    print_json(
+        GatewayClient(url, key, timeout=180).request("POST", f"/api/v1/servers/{name}/refresh")
+    )
+
+
+@tools_app.command("call")
+def tools_call(
+    tool: Annotated[str, typer.Argument(help="`{server}__{tool}`")],
+    arguments: Annotated[str, typer.Option("--args", help="Arguments as a JSON object.")] = "{}",
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Call a tool and print the MCP result; exit 1 if the tool reported an error."""
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
+    result = GatewayClient(url, key, timeout=600).request(
+        "POST", "/api/v1/tools/execute", json={"tool": tool, "arguments": parsed}
+    )
+    print_json(result)
+    if result.get("isError"):
+        raise typer.Exit(1)

@@ -1,0 +1,210 @@
+"""REST for pillar 1: ``/servers``, ``/tools``, ``/tools/execute``. HTTP in and out only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from gateway.auth.deps import CurrentPrincipal
+from gateway.auth.schemas import Page
+from gateway.errors import ERROR_RESPONSES
+from gateway.servers.models import McpServer
+from gateway.servers.schemas import (
+    CatalogItemOut,
+    ExecuteRequest,
+    ExecuteResult,
+    HealthOut,
+    ServerCreate,
+    ServerOut,
+    ServerUpdate,
+    ServerVersionOut,
+)
+from gateway.servers.service import ServerService, qualified
+from gateway.state import get_state
+
+router = APIRouter(tags=["servers"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Wait = Annotated[
+    bool,
+    Query(
+        description="Wait for the server to connect and its catalog to load (up to the "
+        "connect timeout); otherwise that happens in the background."
+    ),
+]
+
+
+def _servers(request: Request) -> ServerService:
+    return get_state(request).servers
+
+
+def _health(service: ServerService, row: McpServer) -> HealthOut:
+    h = service.health(row)
+    return HealthOut(
+        status=h.status,
+        last_error=h.last_error,
+        latency_ms=h.latency_ms,
+        checked_at=h.checked_at,
+        restarts=h.restarts,
+        in_flight=h.in_flight,
+    )
+
+
+def _server_out(service: ServerService, row: McpServer, tool_count: int) -> ServerOut:
+    masked = service.secret_names(row)
+    return ServerOut(
+        id=row.id,
+        name=row.name,
+        type=row.type,
+        config=row.config,
+        description=row.description,
+        tags=list(row.tags or []),
+        enabled=row.enabled,
+        env=dict(row.env or {}),
+        secrets=masked["env"],
+        secret_headers=masked["headers"],
+        team_id=row.team_id,
+        owner_id=row.owner_id,
+        max_concurrency=row.max_concurrency,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        health=_health(service, row),
+        tool_count=tool_count,
+    )
+
+
+@router.get("/servers", response_model=Page[ServerOut], responses=ERROR_RESPONSES)
+async def list_servers(
+    request: Request, principal: CurrentPrincipal, limit: Limit = 100, offset: Offset = 0
+) -> Page[ServerOut]:
+    service = _servers(request)
+    rows, total, counts = await service.list_servers(principal, limit=limit, offset=offset)
+    items = [_server_out(service, r, counts.get(r.id, 0)) for r in rows]
+    return Page[ServerOut](items=items, total=total, limit=limit, offset=offset)
+
+
+@router.post(
+    "/servers",
+    response_model=ServerOut,
+    status_code=201,
+    responses=ERROR_RESPONSES,
+    summary="Register a server",
+)
+async def register_server(
+    request: Request, principal: CurrentPrincipal, body: ServerCreate, wait: Wait = False
+) -> ServerOut:
+    service = _servers(request)
+    row = await service.register(principal, body)
+    await service.connect(row.name, wait=wait)
+    row, count = await service.get(principal, row.name)
+    return _server_out(service, row, count)
+
+
+@router.get("/servers/{name}", response_model=ServerOut, responses=ERROR_RESPONSES)
+async def get_server(request: Request, principal: CurrentPrincipal, name: str) -> ServerOut:
+    service = _servers(request)
+    row, count = await service.get(principal, name)
+    return _server_out(service, row, count)
+
+
+@router.patch("/servers/{name}", response_model=ServerOut, responses=ERROR_RESPONSES)
+async def update_server(
+    request: Request, principal: CurrentPrincipal, name: str, body: ServerUpdate, wait: Wait = False
+) -> ServerOut:
+    service = _servers(request)
+    await service.update(principal, name, body)
+    await service.connect(name, wait=wait)
+    row, count = await service.get(principal, name)
+    return _server_out(service, row, count)
+
+
+@router.delete("/servers/{name}", status_code=204, responses=ERROR_RESPONSES)
+async def remove_server(request: Request, principal: CurrentPrincipal, name: str) -> Response:
+    await _servers(request).remove(principal, name)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/servers/{name}/versions", response_model=list[ServerVersionOut], responses=ERROR_RESPONSES
+)
+async def server_versions(
+    request: Request, principal: CurrentPrincipal, name: str
+) -> list[ServerVersionOut]:
+    rows = await _servers(request).versions(principal, name)
+    return [ServerVersionOut.model_validate(r) for r in rows]
+
+
+@router.get("/servers/{name}/health", response_model=HealthOut, responses=ERROR_RESPONSES)
+async def server_health(request: Request, principal: CurrentPrincipal, name: str) -> HealthOut:
+    service = _servers(request)
+    row, _ = await service.get(principal, name)
+    return _health(service, row)
+
+
+@router.post("/servers/{name}/refresh", responses=ERROR_RESPONSES, summary="Re-read the catalog")
+async def refresh_server(
+    request: Request, principal: CurrentPrincipal, name: str
+) -> dict[str, int]:
+    added, changed, removed = await _servers(request).refresh_for(principal, name)
+    return {"added": added, "changed": changed, "removed": removed}
+
+
+def _catalog_out(entry: Any, server: str) -> CatalogItemOut:
+    return CatalogItemOut(
+        server=server,
+        kind=entry.kind,
+        name=entry.name,
+        qualified_name=qualified(server, entry.name) if entry.kind == "tool" else None,
+        description=entry.description,
+        definition=entry.definition,
+        definition_hash=entry.definition_hash,
+    )
+
+
+@router.get("/servers/{name}/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)
+async def server_tools(
+    request: Request,
+    principal: CurrentPrincipal,
+    name: str,
+    kind: Annotated[str, Query(pattern="^(tool|resource|resource_template|prompt)$")] = "tool",
+    limit: Limit = 1000,
+    offset: Offset = 0,
+) -> Page[CatalogItemOut]:
+    rows, total = await _servers(request).catalog(
+        principal, server=name, kind=kind, limit=limit, offset=offset
+    )
+    return Page[CatalogItemOut](
+        items=[_catalog_out(e, s) for e, s in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)
+async def list_tools(
+    request: Request,
+    principal: CurrentPrincipal,
+    q: Annotated[str | None, Query(max_length=200, description="Substring filter.")] = None,
+    server: Annotated[str | None, Query(max_length=63)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[CatalogItemOut]:
+    rows, total = await _servers(request).catalog(
+        principal, server=server, query=q, limit=limit, offset=offset
+    )
+    return Page[CatalogItemOut](
+        items=[_catalog_out(e, s) for e, s in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post(
+    "/tools/execute",
+    response_model=ExecuteResult,
+    responses=ERROR_RESPONSES,
+    summary="Call a tool; backend failures come back with isError=true",
+)
+async def execute_tool(
+    request: Request, principal: CurrentPrincipal, body: ExecuteRequest
+) -> dict[str, Any]:
+    return await _servers(request).execute(principal, body.tool, body.arguments, body.timeout)

@@ -1,0 +1,116 @@
+"""The session pool: one live runtime per registered server, shared by every caller.
+
+Runtimes start on demand (first call, catalog refresh) and stay up; on-demand
+stdio/docker servers are stopped after ``idle_seconds`` without use. A changed
+definition (new version) replaces the runtime. Sessions are per server today;
+per-credential sessions (OAuth pass-through) will key on (server, credential).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.servers.runtimes import CONNECTORS
+from gateway.servers.runtimes.base import RuntimeContext, ServerRuntime, ServerSpec, monotonic
+from gateway.servers.runtimes.bundle import BundleRuntime
+from gateway.servers.runtimes.connection import McpConnection
+
+log = logging.getLogger("gateway.servers")
+
+IDLE_STOPPABLE = frozenset({"npx", "uvx", "docker"})
+
+
+class SessionPool:
+    def __init__(self, ctx: RuntimeContext, idle_seconds: float) -> None:
+        self.ctx = ctx
+        self.idle_seconds = idle_seconds
+        self._runtimes: dict[str, ServerRuntime] = {}
+
+    def get(self, name: str) -> ServerRuntime | None:
+        return self._runtimes.get(name)
+
+    def specs(self) -> dict[str, ServerSpec]:
+        return {name: runtime.spec for name, runtime in self._runtimes.items()}
+
+    def runtimes(self) -> dict[str, ServerRuntime]:
+        return dict(self._runtimes)
+
+    def _build(self, spec: ServerSpec) -> ServerRuntime:
+        if spec.type != "bundle":
+            return McpConnection(spec, CONNECTORS[spec.type], self.ctx)
+        members: dict[str, ServerRuntime] = {}
+        owned: set[str] = set()
+        for member in spec.config.get("members", []):
+            if member.get("server"):
+                shared = self._runtimes.get(member["server"])
+                if shared is not None:
+                    members[member["name"]] = shared
+                continue
+            member_spec = ServerSpec(
+                id=f"{spec.id}:{member['name']}",
+                name=f"{spec.name}.{member['name']}",
+                type=member["type"],
+                config=member.get("config") or {},
+                env=spec.env,
+                secret_env=spec.secret_env,
+                secret_headers=spec.secret_headers,
+                version=spec.version,
+                max_concurrency=spec.max_concurrency,
+            )
+            members[member["name"]] = McpConnection(
+                member_spec, CONNECTORS[member_spec.type], self.ctx
+            )
+            owned.add(member["name"])
+        return BundleRuntime(spec, members, owned)
+
+    async def sync(self, specs: list[ServerSpec]) -> list[str]:
+        """Make the pool match ``specs`` (enabled servers); returns names (re)built."""
+        wanted = {s.name: s for s in specs if s.enabled}
+        for name in [n for n in self._runtimes if n not in wanted]:
+            await self.remove(name)
+        rebuilt = []
+        # Plain servers first: bundles may reference them.
+        for spec in sorted(wanted.values(), key=lambda s: s.type == "bundle"):
+            current = self._runtimes.get(spec.name)
+            if current is not None and current.spec == spec:
+                continue
+            if current is not None:
+                await self._stop_quietly(current)
+            self._runtimes[spec.name] = self._build(spec)
+            rebuilt.append(spec.name)
+        return rebuilt
+
+    async def remove(self, name: str) -> None:
+        runtime = self._runtimes.pop(name, None)
+        if runtime is not None:
+            await self._stop_quietly(runtime)
+
+    async def _stop_quietly(self, runtime: ServerRuntime) -> None:
+        with contextlib.suppress(Exception):
+            await runtime.stop()
+
+    async def reap_idle(self) -> list[str]:
+        """Stop on-demand servers unused for ``idle_seconds``; returns their names."""
+        if self.idle_seconds <= 0:
+            return []
+        cutoff = monotonic() - self.idle_seconds
+        stopped = []
+        for name, runtime in list(self._runtimes.items()):
+            if (
+                runtime.spec.type in IDLE_STOPPABLE
+                and runtime.running
+                and runtime.last_used < cutoff
+                and runtime.health.in_flight == 0
+            ):
+                await self._stop_quietly(runtime)
+                stopped.append(name)
+                log.info("stopped idle server", extra={"server": name})
+        return stopped
+
+    async def close(self) -> None:
+        await asyncio.gather(
+            *(self._stop_quietly(r) for r in self._runtimes.values()), return_exceptions=True
+        )
+        self._runtimes.clear()

@@ -1,0 +1,139 @@
+"""What every runtime adapter shares: the server spec, health, errors and the Protocols."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from mcp import types
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]
+
+
+class BackendError(Exception):
+    """A backend cannot serve a request; the message is safe to show an agent."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend is not connected and could not be (re)started."""
+
+
+class ToolNotFound(BackendError):
+    """No such tool on the backend."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything needed to run one registered server (secrets decrypted, in memory only)."""
+
+    id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, str] = field(default_factory=dict)
+    secret_headers: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+    max_concurrency: int = 32
+    team_id: str | None = None
+    enabled: bool = True
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Values to mask wherever this server's output or errors are shown."""
+        return tuple(v for v in (*self.secret_env.values(), *self.secret_headers.values()) if v)
+
+
+@dataclass
+class Health:
+    status: HealthStatus = "stopped"
+    last_error: str | None = None
+    latency_ms: float | None = None
+    checked_at: datetime | None = None
+    restarts: int = 0
+    in_flight: int = 0
+
+    def mark(
+        self, status: HealthStatus, error: str | None = None, latency_ms: float | None = None
+    ) -> bool:
+        """Update; returns True when the status or error changed (worth persisting)."""
+        changed = (status, error) != (self.status, self.last_error)
+        self.status, self.last_error = status, error
+        if latency_ms is not None:
+            self.latency_ms = latency_ms
+        self.checked_at = datetime.now(UTC)
+        return changed
+
+
+@dataclass
+class Catalog:
+    """Everything a server lists, all pages fetched."""
+
+    tools: list[types.Tool] = field(default_factory=list)
+    resources: list[types.Resource] = field(default_factory=list)
+    resource_templates: list[types.ResourceTemplate] = field(default_factory=list)
+    prompts: list[types.Prompt] = field(default_factory=list)
+
+
+@dataclass
+class RuntimeContext:
+    """Process-wide facilities handed to runtimes by the pool."""
+
+    data_dir: Path
+    connect_timeout: float
+    allow_private_urls: bool
+    # Called (not awaited by the backend's read loop) when a server says its lists changed.
+    on_list_changed: Callable[[str], Awaitable[None]]
+    # Called when health changes, to persist it.
+    on_health_changed: Callable[[str, Health], Awaitable[None]]
+
+
+class Connector(Protocol):
+    """One adapter per server type: how to reach a server.
+
+    Returns the candidates to try in order (a remote server may offer Streamable
+    HTTP and legacy SSE); each is something ``mcp.Client`` can connect to.
+    """
+
+    async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]: ...
+
+
+class ServerRuntime(Protocol):
+    """A live backend: started on demand and kept alive, listed and called, health-checked.
+
+    Implementations: :class:`~gateway.servers.runtimes.connection.McpConnection` (one MCP
+    session over any connector) and :class:`~gateway.servers.runtimes.bundle.BundleRuntime`
+    (several of those under one namespace).
+    """
+
+    spec: ServerSpec
+    health: Health
+    last_used: float
+
+    @property
+    def running(self) -> bool: ...
+
+    async def start(self) -> None:
+        """Connect (spawning the process or container if needed); raise BackendUnavailable."""
+
+    async def stop(self) -> None:
+        """Close the session and free the process/container. Idempotent."""
+
+    async def catalog(self) -> Catalog:
+        """List tools, resources, templates and prompts (every page)."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], timeout: float
+    ) -> types.CallToolResult:
+        """Call one tool; transport failures raise BackendError, tool failures come back
+        as results with ``is_error``."""
+
+    async def ping(self) -> float:
+        """Round-trip a ping; returns milliseconds or raises BackendError."""
+
+
+def monotonic() -> float:
+    return time.monotonic()

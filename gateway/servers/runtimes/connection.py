@@ -1,0 +1,320 @@
+"""One persistent MCP client session to one backend, whatever the transport.
+
+A supervisor task owns the session (anyio requires a context to be exited by the
+task that entered it): it connects, watches for the connection to drop, reconnects
+once with backoff after a drop, and closes on stop. Calls from any task share the
+session concurrently, bounded by a semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any
+
+from mcp import Client, types
+from mcp.shared.exceptions import MCPError
+
+from gateway.observability.masking import mask_text
+from gateway.servers.runtimes.base import (
+    BackendError,
+    BackendUnavailable,
+    Catalog,
+    Connector,
+    Health,
+    RuntimeContext,
+    ServerSpec,
+    monotonic,
+)
+
+log = logging.getLogger("gateway.servers")
+
+CONNECTION_CLOSED = -32000
+_WATCH_INTERVAL = 0.25
+_MAX_BACKOFF = 30.0
+
+
+def _is_closed(client: Client) -> bool:
+    """Has the session's read loop ended (process died, HTTP stream dropped)?"""
+    # The SDK exposes no public flag; its dispatcher keeps one. Missing → assume open.
+    try:
+        dispatcher = client.session._dispatcher
+    except (RuntimeError, AttributeError):
+        return True
+    return bool(getattr(dispatcher, "_closed", False))
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, secret-free description of a connection failure."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [describe(e) for e in exc.exceptions]
+        return "; ".join(dict.fromkeys(leaves)) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+class McpConnection:
+    """A :class:`ServerRuntime` over one MCP session (stdio, HTTP, SSE or in-process)."""
+
+    def __init__(self, spec: ServerSpec, connector: Connector, ctx: RuntimeContext) -> None:
+        self.spec = spec
+        self.connector = connector
+        self.ctx = ctx
+        self.health = Health()
+        self.last_used = monotonic()
+        self._client: Client | None = None
+        self._connected = asyncio.Event()
+        self._failed: BaseException | None = None
+        self._stop = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._semaphore = asyncio.Semaphore(spec.max_concurrency)
+        self._retry_after = 0.0
+        self._backoff = 0.5
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle --------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._client is not None and not _is_closed(self._client)
+
+    async def start(self) -> None:
+        await self._ensure_client()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._client = None
+        self._connected.clear()
+        await self._set_health("stopped", None)
+
+    async def _ensure_client(self) -> Client:
+        client = self._client
+        if client is not None and not _is_closed(client):
+            return client
+        async with self._start_lock:
+            client = self._client
+            if client is not None and not _is_closed(client):
+                return client
+            if self._supervisor is None or self._supervisor.done():
+                if monotonic() < self._retry_after and self.health.last_error:
+                    raise BackendUnavailable(
+                        f"server {self.spec.name!r} is unavailable: {self.health.last_error} "
+                        f"(retrying in {self._retry_after - monotonic():.1f}s)"
+                    )
+                self._stop.clear()
+                self._failed = None
+                self._connected.clear()
+                self._supervisor = asyncio.create_task(
+                    self._supervise(), name=f"mcp-backend-{self.spec.name}"
+                )
+            await self._wait_connected()
+            assert self._client is not None
+            return self._client
+
+    async def _wait_connected(self) -> None:
+        supervisor = self._supervisor
+        assert supervisor is not None
+        connected = asyncio.ensure_future(self._connected.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {connected, supervisor},
+                timeout=self.ctx.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            connected.cancel()
+        if self._connected.is_set() and self._client is not None:
+            return
+        if not done:
+            supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await supervisor
+            await self._connect_failed(TimeoutError())
+            raise BackendUnavailable(
+                f"server {self.spec.name!r} did not start within {self.ctx.connect_timeout:.0f}s"
+            )
+        reason = describe(self._failed) if self._failed else "it stopped"
+        raise BackendUnavailable(f"cannot connect to server {self.spec.name!r}: {reason}")
+
+    async def _open(self, stack: AsyncExitStack, targets: Sequence[Any]) -> Client:
+        errors: list[BaseException] = []
+        for target in targets:
+            client = Client(
+                target,
+                message_handler=self._on_message,
+                client_info=types.Implementation(name="mcp-gateway", version="1"),
+                cache=None,
+            )
+            try:
+                return await stack.enter_async_context(client)
+            except Exception as exc:  # try the next candidate (e.g. SSE after Streamable HTTP)
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ExceptionGroup(
+            "every transport failed", [e for e in errors if isinstance(e, Exception)]
+        )
+
+    async def _supervise(self) -> None:
+        reconnecting = False
+        while not self._stop.is_set():
+            established = False
+            try:
+                targets = await self.connector.targets(self.spec, self.ctx)
+                async with AsyncExitStack() as stack:
+                    client = await self._open(stack, targets)
+                    self._client = client
+                    established = True
+                    self._backoff = 0.5
+                    self._connected.set()
+                    await self._set_health("healthy", None)
+                    self._spawn(self.ctx.on_list_changed(self.spec.name))  # fresh catalog
+                    while not self._stop.is_set() and not _is_closed(client):
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stop.wait(), _WATCH_INTERVAL)
+                    self._client = None
+                    self._connected.clear()
+            except asyncio.CancelledError:
+                self._client = None
+                raise
+            except BaseException as exc:  # any failure is reported, never raised
+                self._client = None
+                self._connected.clear()
+                if not established:
+                    self._failed = exc
+                    await self._connect_failed(exc)
+                    return
+                log.warning(
+                    "backend session failed",
+                    extra={"server": self.spec.name, "error": self._mask(describe(exc))},
+                )
+            if self._stop.is_set():
+                return
+            # The session dropped under us: say so, then reconnect once right away;
+            # if that fails, the next call retries after a backoff.
+            self.health.restarts += 1
+            await self._set_health("unhealthy", "connection lost; reconnecting")
+            log.warning("backend connection lost", extra={"server": self.spec.name})
+            if reconnecting:
+                await asyncio.sleep(min(self._backoff, _MAX_BACKOFF))
+                self._backoff *= 2
+            reconnecting = True
+
+    async def _connect_failed(self, exc: BaseException) -> None:
+        message = self._mask(describe(exc))
+        self._retry_after = monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
+        await self._set_health("unhealthy", message)
+        log.warning("cannot connect backend", extra={"server": self.spec.name, "error": message})
+
+    # --- notifications ------------------------------------------------------------------
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            return
+        root = getattr(message, "root", message)
+        if isinstance(
+            root,
+            types.ToolListChangedNotification
+            | types.ResourceListChangedNotification
+            | types.PromptListChangedNotification,
+        ):
+            self._spawn(self.ctx.on_list_changed(self.spec.name))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- requests -----------------------------------------------------------------------
+    def _mask(self, text: str) -> str:
+        return mask_text(text, self.spec.secret_values())
+
+    async def _set_health(
+        self, status: Any, error: str | None, latency: float | None = None
+    ) -> None:
+        if self.health.mark(status, error, latency):
+            with contextlib.suppress(Exception):
+                await self.ctx.on_health_changed(self.spec.name, self.health)
+
+    async def _request(self, what: str, coro_factory: Any, timeout: float) -> Any:
+        self.last_used = monotonic()
+        async with self._semaphore:
+            client = await self._ensure_client()
+            self.health.in_flight += 1
+            try:
+                async with asyncio.timeout(timeout):
+                    return await coro_factory(client)
+            except TimeoutError:
+                raise BackendError(
+                    f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
+                ) from None
+            except MCPError as exc:
+                if exc.error.code == CONNECTION_CLOSED:
+                    raise BackendUnavailable(
+                        f"connection to server {self.spec.name!r} was lost during {what}"
+                    ) from None
+                raise BackendError(self._mask(f"{what} failed: {exc.error.message}")) from None
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise BackendError(self._mask(f"{what} failed: {describe(exc)}")) from None
+            finally:
+                self.health.in_flight -= 1
+                self.last_used = monotonic()
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], timeout: float
+    ) -> types.CallToolResult:
+        result: types.CallToolResult = await self._request(
+            f"tool {name!r}",
+            lambda client: client.call_tool(name, arguments, read_timeout_seconds=timeout),
+            timeout,
+        )
+        return result
+
+    async def ping(self) -> float:
+        started = monotonic()
+        await self._request("ping", lambda client: client.send_ping(), 10.0)
+        latency = (monotonic() - started) * 1000
+        await self._set_health("degraded" if latency > 1000 else "healthy", None, latency)
+        return latency
+
+    async def catalog(self) -> Catalog:
+        async def fetch(client: Client) -> Catalog:
+            caps = client.server_capabilities
+            catalog = Catalog()
+            if caps.tools is not None:
+                catalog.tools = await _all_pages(client.list_tools, "tools")
+            if caps.resources is not None:
+                catalog.resources = await _all_pages(client.list_resources, "resources")
+                catalog.resource_templates = await _all_pages(
+                    client.list_resource_templates, "resource_templates"
+                )
+            if caps.prompts is not None:
+                catalog.prompts = await _all_pages(client.list_prompts, "prompts")
+            return catalog
+
+        result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
+        return result
+
+
+async def _all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await method(cursor=cursor)
+        items.extend(getattr(page, attribute))
+        cursor = page.next_cursor
+        if not cursor:
+            return items
+    raise BackendError(f"listing {attribute} did not end after {max_pages} pages")

@@ -1,0 +1,60 @@
+"""``generated`` adapter: an MCP server object run in-process.
+
+The object comes from an importable ``module:attribute`` or from Python source the
+gateway stores (written by an admin or a generation job). It may be an SDK
+``MCPServer``/low-level ``Server`` or a FastMCP server (its low-level server is used).
+Only admins may register these: the code runs inside the gateway.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types as pytypes
+from collections.abc import Sequence
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+
+from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
+
+_loaded: dict[tuple[str, int], Any] = {}
+
+
+def load_server_object(spec: ServerSpec) -> Any:
+    """Import or execute the spec's code and return its server object (cached per version)."""
+    key = (spec.id, spec.version)
+    if key in _loaded:
+        return _loaded[key]
+    config = spec.config
+    attribute = config.get("attribute", "server")
+    try:
+        if config.get("module"):
+            module_name, _, attribute = config["module"].partition(":")
+            namespace: Any = importlib.import_module(module_name)
+        else:
+            namespace = pytypes.ModuleType(f"mcpgw_generated_{spec.name.replace('-', '_')}")
+            exec(compile(config["source"], f"<generated:{spec.name}>", "exec"), namespace.__dict__)  # noqa: S102
+        obj = getattr(namespace, attribute)
+    except Exception as exc:
+        raise BackendUnavailable(
+            f"cannot load generated server {spec.name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    _loaded[key] = obj
+    return obj
+
+
+def as_sdk_server(obj: Any) -> Server[Any] | MCPServer:
+    if isinstance(obj, MCPServer | Server):
+        return obj
+    inner = getattr(obj, "_mcp_server", None)  # FastMCP keeps its low-level server here
+    if isinstance(inner, Server):
+        return inner
+    raise BackendUnavailable(
+        f"{type(obj).__name__} is not an MCP server object (MCPServer, Server or FastMCP)"
+    )
+
+
+class GeneratedConnector:
+    async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
+        return [as_sdk_server(load_server_object(spec))]

@@ -1,0 +1,355 @@
+"""Request/response shapes of the servers API, and the per-type server configs."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.auth.schemas import Strict
+from gateway.errors import InvalidInput
+
+SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
+ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]
+
+# DNS-label-like: the name becomes the tool namespace (`{name}__{tool}`), so no underscores.
+NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_PACKAGE = re.compile(r"^(@[a-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
+_MODULE_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+
+
+def _check_args(args: list[str]) -> list[str]:
+    for arg in args:
+        if "\x00" in arg:
+            raise ValueError("arguments may not contain NUL bytes")
+    return args
+
+
+class NpxConfig(Strict):
+    package: str = Field(min_length=1, max_length=214, description="npm package name.")
+    version: str | None = Field(None, max_length=64, description="npm version or range.")
+    args: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        if not _PACKAGE.match(value):
+            raise ValueError("must be an npm package name like @scope/name or name")
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        return _check_args(value)
+
+
+class UvxConfig(Strict):
+    package: str = Field(min_length=1, max_length=214, description="PyPI package name.")
+    version: str | None = Field(None, max_length=64)
+    command: str | None = Field(
+        None, max_length=128, description="Console script to run, when it differs from package."
+    )
+    args: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        if not _PACKAGE.match(value) or value.startswith("@"):
+            raise ValueError("must be a PyPI package name like mcp-server-time")
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        return _check_args(value)
+
+
+class DockerConfig(Strict):
+    image: str = Field(min_length=1, max_length=255)
+    args: list[str] = Field(default_factory=list, max_length=64, description="Container args.")
+    mode: Literal["stdio", "http"] = "stdio"
+    port: int | None = Field(None, ge=1, le=65535, description="Container port (http mode).")
+    path: str = Field("/mcp", max_length=200, description="MCP endpoint path (http mode).")
+    network: Literal["none", "bridge"] = Field(
+        "none", description="`none` (default) or `bridge` for servers that need the network."
+    )
+    memory: str = Field("512m", pattern=r"^\d+[kmg]?$")
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids_limit: int = Field(256, ge=16, le=100_000)
+    read_only: bool = True
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not _IMAGE.match(value):
+            raise ValueError("must be an image reference like name:tag")
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: list[str]) -> list[str]:
+        return _check_args(value)
+
+
+class RemoteConfig(Strict):
+    url: str = Field(min_length=1, max_length=2048)
+    transport: Literal["auto", "streamable_http", "sse"] = "auto"
+    headers: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in secret_headers, not in the URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+        return value
+
+
+class GeneratedConfig(Strict):
+    module: str | None = Field(
+        None, description="`package.module:attribute` naming an MCP server object."
+    )
+    source: str | None = Field(
+        None, max_length=200_000, description="Python source that defines the server object."
+    )
+    attribute: str = Field("server", pattern=r"^[A-Za-z_]\w*$")
+
+    @field_validator("module")
+    @classmethod
+    def _module(cls, value: str | None) -> str | None:
+        if value is not None and not _MODULE_REF.match(value):
+            raise ValueError("must look like package.module:attribute")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> GeneratedConfig:
+        if (self.module is None) == (self.source is None):
+            raise ValueError("give exactly one of module or source")
+        return self
+
+
+class BundleMember(Strict):
+    name: str = Field(description="Member name; its tools appear as `{bundle}__{name}_{tool}`.")
+    server: str | None = Field(None, description="An already registered server.")
+    type: Literal["npx", "uvx", "docker", "remote", "generated"] | None = None
+    config: dict[str, Any] | None = None
+
+    @field_validator("name", "server")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("must be lowercase letters, digits and hyphens")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BundleMember:
+        if (self.server is None) == (self.type is None):
+            raise ValueError("a member names a registered `server` or gives `type` and `config`")
+        return self
+
+
+class BundleConfig(Strict):
+    members: list[BundleMember] = Field(min_length=1, max_length=64)
+
+    @field_validator("members")
+    @classmethod
+    def _unique(cls, value: list[BundleMember]) -> list[BundleMember]:
+        names = [m.name for m in value]
+        if len(set(names)) != len(names):
+            raise ValueError("member names must be unique")
+        return value
+
+
+CONFIG_MODELS: dict[str, type[Strict]] = {
+    "npx": NpxConfig,
+    "uvx": UvxConfig,
+    "docker": DockerConfig,
+    "remote": RemoteConfig,
+    "generated": GeneratedConfig,
+    "bundle": BundleConfig,
+}
+
+
+def parse_config(server_type: str, config: dict[str, Any], field: str = "config") -> Strict:
+    """Validate ``config`` for ``server_type``; errors name the field (``config.url``)."""
+    model = CONFIG_MODELS.get(server_type)
+    if model is None:
+        raise InvalidInput(
+            f"unknown server type {server_type!r}; one of {list(SERVER_TYPES)}",
+            errors=[{"field": "type", "message": f"must be one of {list(SERVER_TYPES)}"}],
+        )
+    try:
+        parsed = model.model_validate(config)
+    except ValidationError as exc:
+        errors = [
+            {
+                "field": ".".join([field, *(str(p) for p in e["loc"])]),
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        raise InvalidInput(f"invalid {server_type} config: {summary}", errors=errors) from None
+    if isinstance(parsed, BundleConfig):
+        for i, member in enumerate(parsed.members):
+            if member.type is not None:
+                parse_config(member.type, member.config or {}, f"{field}.members.{i}.config")
+    return parsed
+
+
+def _check_env(value: dict[str, str]) -> dict[str, str]:
+    for name, item in value.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+        if "\x00" in item:
+            raise ValueError(f"{name}: values may not contain NUL bytes")
+    return value
+
+
+class ServerCreate(Strict):
+    name: str = Field(min_length=1, max_length=63, description="Becomes the tool namespace.")
+    type: str = Field(description=f"One of {', '.join(SERVER_TYPES)}.")
+    config: dict[str, Any] = Field(default_factory=dict)
+    description: str = Field("", max_length=4000)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    enabled: bool = True
+    env: dict[str, str] = Field(default_factory=dict, max_length=100)
+    secrets: dict[str, str] = Field(
+        default_factory=dict, max_length=100, description="Secret env vars; stored encrypted."
+    )
+    secret_headers: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Secret HTTP headers (remote)."
+    )
+    team_id: str | None = Field(None, max_length=36)
+    max_concurrency: int | None = Field(None, ge=1, le=10_000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value) or "--" in value:
+            raise ValueError(
+                "must be lowercase letters, digits and single hyphens, 1-63 characters, "
+                "not starting or ending with a hyphen (like 'github' or 'time-utils')"
+            )
+        return value
+
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_env(value)
+
+    @field_validator("secret_headers")
+    @classmethod
+    def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"invalid header name {name!r}")
+        return value
+
+
+class ServerUpdate(Strict):
+    """Fields to change; secrets given here replace the stored ones of the same name,
+    and a value of null removes one."""
+
+    config: dict[str, Any] | None = None
+    description: str | None = Field(None, max_length=4000)
+    tags: list[str] | None = Field(None, max_length=32)
+    enabled: bool | None = None
+    env: dict[str, str] | None = Field(None, max_length=100)
+    secrets: dict[str, str | None] | None = Field(None, max_length=100)
+    secret_headers: dict[str, str | None] | None = Field(None, max_length=32)
+    max_concurrency: int | None = Field(None, ge=1, le=10_000)
+
+
+class HealthOut(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy", "stopped"]
+    last_error: str | None = None
+    latency_ms: float | None = None
+    checked_at: datetime | None = None
+    restarts: int = 0
+    in_flight: int = 0
+
+
+class ServerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    description: str
+    tags: list[str]
+    enabled: bool
+    env: dict[str, str]
+    secrets: dict[str, str] = Field(description="Secret names, values masked.")
+    secret_headers: dict[str, str] = Field(description="Secret header names, values masked.")
+    team_id: str | None
+    owner_id: str | None
+    max_concurrency: int | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    health: HealthOut
+    tool_count: int = 0
+
+
+class ServerVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    snapshot: dict[str, Any]
+    summary: str
+    changed_by: str | None
+    changed_at: datetime
+
+
+class CatalogItemOut(BaseModel):
+    server: str
+    kind: str
+    name: str
+    qualified_name: str | None = Field(None, description="`{server}__{tool}` for tools.")
+    description: str
+    definition: dict[str, Any]
+    definition_hash: str
+
+
+class ExecuteRequest(Strict):
+    tool: str = Field(min_length=4, max_length=300, description="`{server}__{tool}`.")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    timeout: float | None = Field(None, gt=0, le=3600, description="Seconds; default from config.")
+
+
+class ExecuteResult(BaseModel):
+    """An MCP CallToolResult (content, structuredContent, isError) plus gateway timing."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    content: list[dict[str, Any]]
+    structuredContent: dict[str, Any] | None = None  # MCP wire name
+    isError: bool = False
+    duration_ms: float

@@ -1,0 +1,475 @@
+"""Use cases of pillar 1: register, change and remove servers; list and call their tools.
+
+The registry lives in the database; the live view (specs with decrypted secrets,
+runtimes, health) lives in the :class:`SessionPool`. ``execute`` reads only memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from mcp import types
+from sqlalchemy.exc import IntegrityError
+
+from gateway.auth.principal import Principal
+from gateway.crypto import SecretBox
+from gateway.db import Database, utcnow
+from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gateway.observability.masking import MASK, mask_text
+from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
+from gateway.servers.pool import SessionPool
+from gateway.servers.repository import ServerRepository
+from gateway.servers.runtimes.base import (
+    BackendError,
+    Catalog,
+    Health,
+    ServerRuntime,
+    ServerSpec,
+)
+from gateway.servers.runtimes.ssrf import check_url
+from gateway.servers.schemas import RemoteConfig, ServerCreate, ServerUpdate, parse_config
+
+log = logging.getLogger("gateway.servers")
+
+TOOL_SEPARATOR = "__"
+
+
+def qualified(server: str, tool: str) -> str:
+    return f"{server}{TOOL_SEPARATOR}{tool}"
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    server, sep, tool = name.partition(TOOL_SEPARATOR)
+    if not sep or not server or not tool:
+        raise InvalidInput(
+            f"tool {name!r} must be '<server>__<tool>'",
+            errors=[{"field": "tool", "message": "expected '<server>__<tool>'"}],
+        )
+    return server, tool
+
+
+def _digest(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
+
+
+def catalog_rows(catalog: Catalog) -> list[tuple[str, str, str, dict[str, Any], str]]:
+    rows = []
+    for kind, items, key in (
+        ("tool", catalog.tools, "name"),
+        ("resource", catalog.resources, "uri"),
+        ("resource_template", catalog.resource_templates, "uri_template"),
+        ("prompt", catalog.prompts, "name"),
+    ):
+        for item in items:
+            definition = item.model_dump(by_alias=True, exclude_none=True, mode="json")
+            rows.append(
+                (
+                    kind,
+                    str(getattr(item, key)),
+                    item.description or "",
+                    definition,
+                    _digest(definition),
+                )
+            )
+    return rows
+
+
+def mask_result(data: Any, secrets: tuple[str, ...]) -> Any:
+    """Replace a server's own secret values anywhere in a result it returned."""
+    if not secrets:
+        return data
+    if isinstance(data, str):
+        return mask_text(data, secrets) if any(s in data for s in secrets) else data
+    if isinstance(data, list):
+        return [mask_result(v, secrets) for v in data]
+    if isinstance(data, dict):
+        return {k: mask_result(v, secrets) for k, v in data.items()}
+    return data
+
+
+def tool_error(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+class ServerService:
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        pool: SessionPool,
+        *,
+        call_timeout: float,
+        default_concurrency: int,
+        allow_private_urls: bool,
+    ) -> None:
+        self.db = db
+        self.box = box
+        self.pool = pool
+        self.call_timeout = call_timeout
+        self.default_concurrency = default_concurrency
+        self.allow_private_urls = allow_private_urls
+        self._refreshing: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- specs: database rows → in-memory runtime definitions -------------------------
+    def to_spec(self, row: McpServer) -> ServerSpec:
+        sealed = self.box.open(row.secrets_sealed)
+        return ServerSpec(
+            id=row.id,
+            name=row.name,
+            type=row.type,
+            config=row.config,
+            env=dict(row.env or {}),
+            secret_env=dict(sealed.get("env", {})),
+            secret_headers=dict(sealed.get("headers", {})),
+            version=row.version,
+            max_concurrency=row.max_concurrency or self.default_concurrency,
+            team_id=row.team_id,
+            enabled=row.enabled,
+        )
+
+    async def load(self) -> None:
+        """Bring the pool in line with the database (start-up and periodic reconcile)."""
+        async with self.db.session() as session:
+            rows = await ServerRepository(session).all()
+        specs = []
+        for row in rows:
+            try:
+                specs.append(self.to_spec(row))
+            except Exception as exc:
+                log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
+        await self.pool.sync(specs)
+
+    async def warm_up(self) -> None:
+        """Fill the catalog of enabled servers that have none yet (e.g. a fresh install's
+        essentials), in the background."""
+        async with self.db.session() as session:
+            repo = ServerRepository(session)
+            counts = await repo.tool_counts()
+            names = [r.name for r in await repo.all() if r.enabled and r.id not in counts]
+        for name in names:
+            self._spawn(self.on_list_changed(name))
+
+    async def connect(self, name: str, *, wait: bool) -> None:
+        """Connect a (re)registered server and load its catalog, now or in the background.
+        A failure to connect is not an error here: the server's health says why."""
+        if self.pool.get(name) is None:
+            return
+        if wait:
+            with contextlib.suppress(BackendError):
+                await self.refresh(name)
+        else:
+            self._spawn(self.on_list_changed(name))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- visibility -------------------------------------------------------------------
+    @staticmethod
+    def _visible(principal: Principal, team_id: str | None) -> bool:
+        return team_id is None or principal.is_admin or team_id in principal.team_ids
+
+    async def _get_row(self, session: Any, principal: Principal, name: str) -> McpServer:
+        row = await ServerRepository(session).get_by_name(name)
+        if row is None or not self._visible(principal, row.team_id):
+            raise NotFound(f"no server named {name!r}", code="server_not_found")
+        return row
+
+    # --- registration -----------------------------------------------------------------
+    async def _validate(
+        self, server_type: str, config: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        parsed = parse_config(server_type, config)
+        if server_type == "generated" and not principal.is_admin:
+            raise Forbidden(
+                "only admins may register generated servers: their code runs in-process"
+            )
+        if isinstance(parsed, RemoteConfig):
+            try:
+                await check_url(parsed.url, self.allow_private_urls)
+            except BackendError as exc:
+                raise InvalidInput(
+                    f"config.url: {exc}", errors=[{"field": "config.url", "message": str(exc)}]
+                ) from None
+        if server_type == "bundle":
+            async with self.db.session() as session:
+                repo = ServerRepository(session)
+                for i, member in enumerate(parsed.model_dump()["members"]):
+                    if member.get("server") and await repo.get_by_name(member["server"]) is None:
+                        field = f"config.members.{i}.server"
+                        raise InvalidInput(
+                            f"{field}: no server named {member['server']!r}",
+                            errors=[{"field": field, "message": "unknown server"}],
+                        )
+                    if member.get("type") == "generated" and not principal.is_admin:
+                        raise Forbidden("only admins may add generated members")
+        return parsed.model_dump(exclude_none=True)
+
+    @staticmethod
+    def _snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
+        return {
+            "type": row.type,
+            "config": row.config,
+            "description": row.description,
+            "tags": row.tags,
+            "enabled": row.enabled,
+            "env": row.env,
+            "secrets": {k: sorted(v) for k, v in secret_names.items()},
+            "max_concurrency": row.max_concurrency,
+        }
+
+    async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
+        principal.require("servers:write")
+        config = await self._validate(data.type, data.config, principal)
+        if data.team_id and not (principal.is_admin or data.team_id in principal.team_ids):
+            raise Forbidden("you can only register servers for teams you belong to")
+        sealed = {"env": data.secrets, "headers": data.secret_headers}
+        row = McpServer(
+            name=data.name,
+            type=data.type,
+            config=config,
+            env=data.env,
+            secrets_sealed=self.box.seal(sealed) if data.secrets or data.secret_headers else None,
+            description=data.description,
+            tags=data.tags,
+            enabled=data.enabled,
+            max_concurrency=data.max_concurrency,
+            owner_id=principal.user_id,
+            team_id=data.team_id,
+            version=1,
+        )
+        name_taken = InvalidInput(
+            f"name: a server named {data.name!r} already exists",
+            code="name_taken",
+            errors=[{"field": "name", "message": "already registered"}],
+        )
+        try:
+            async with self.db.session() as session:
+                repo = ServerRepository(session)
+                if await repo.get_by_name(data.name) is not None:
+                    raise name_taken
+                await repo.add(row)
+                names = {"env": list(data.secrets), "headers": list(data.secret_headers)}
+                await repo.add(
+                    ServerVersion(
+                        server_id=row.id,
+                        version=1,
+                        snapshot=self._snapshot(row, names),
+                        summary="registered",
+                        changed_by=principal.user_id,
+                    )
+                )
+        except IntegrityError:
+            raise name_taken from None
+        await self.load()
+        log.info("server registered", extra={"server": row.name, "type": row.type})
+        return row
+
+    async def update(self, principal: Principal, name: str, data: ServerUpdate) -> McpServer:
+        principal.require("servers:write")
+        async with self.db.session() as session:
+            row = await self._get_row(session, principal, name)
+            changes = []
+            if data.config is not None:
+                row.config = await self._validate(row.type, data.config, principal)
+                changes.append("config")
+            for field in ("description", "tags", "enabled", "env", "max_concurrency"):
+                value = getattr(data, field)
+                if value is not None and value != getattr(row, field):
+                    setattr(row, field, value)
+                    changes.append(field)
+            sealed = self.box.open(row.secrets_sealed)
+            for key, patch in (("env", data.secrets), ("headers", data.secret_headers)):
+                if patch:
+                    current = dict(sealed.get(key, {}))
+                    for secret_name, value in patch.items():
+                        if value is None:
+                            current.pop(secret_name, None)
+                        else:
+                            current[secret_name] = value
+                    sealed[key] = current
+                    changes.append("secrets" if key == "env" else "secret_headers")
+            if not changes:
+                return row
+            row.secrets_sealed = self.box.seal(sealed) if any(sealed.values()) else None
+            row.version += 1
+            row.updated_at = utcnow()
+            names = {k: list(v) for k, v in sealed.items()}
+            await ServerRepository(session).add(
+                ServerVersion(
+                    server_id=row.id,
+                    version=row.version,
+                    snapshot=self._snapshot(row, names),
+                    summary="changed " + ", ".join(dict.fromkeys(changes)),
+                    changed_by=principal.user_id,
+                )
+            )
+        await self.load()
+        return row
+
+    async def remove(self, principal: Principal, name: str) -> None:
+        principal.require("servers:write")
+        async with self.db.session() as session:
+            row = await self._get_row(session, principal, name)
+            await ServerRepository(session).delete(row)
+        await self.pool.remove(name)
+        await self.load()  # bundles referencing it are rebuilt without it
+
+    # --- reading ----------------------------------------------------------------------
+    async def list_servers(
+        self, principal: Principal, *, limit: int, offset: int
+    ) -> tuple[list[McpServer], int, dict[str, int]]:
+        principal.require("servers:read")
+        teams = None if principal.is_admin else list(principal.team_ids)
+        async with self.db.session() as session:
+            repo = ServerRepository(session)
+            rows, total = await repo.list_servers(limit=limit, offset=offset, team_ids=teams)
+            return list(rows), total, await repo.tool_counts()
+
+    async def get(self, principal: Principal, name: str) -> tuple[McpServer, int]:
+        principal.require("servers:read")
+        async with self.db.session() as session:
+            row = await self._get_row(session, principal, name)
+            return row, (await ServerRepository(session).tool_counts()).get(row.id, 0)
+
+    async def versions(self, principal: Principal, name: str) -> list[ServerVersion]:
+        principal.require("servers:read")
+        async with self.db.session() as session:
+            row = await self._get_row(session, principal, name)
+            return list(await ServerRepository(session).versions(row.id))
+
+    def secret_names(self, row: McpServer) -> dict[str, dict[str, str]]:
+        try:
+            sealed = self.box.open(row.secrets_sealed)
+        except Exception:
+            return {"env": {}, "headers": {}}
+        return {k: dict.fromkeys(sealed.get(k, {}), MASK) for k in ("env", "headers")}
+
+    def health(self, row: McpServer) -> Health:
+        runtime = self.pool.get(row.name)
+        if runtime is not None:
+            return runtime.health
+        return Health(
+            status="stopped" if not row.enabled else row.status,  # type: ignore[arg-type]
+            last_error=row.last_error,
+            latency_ms=row.latency_ms,
+            checked_at=row.checked_at,
+        )
+
+    async def catalog(
+        self,
+        principal: Principal,
+        *,
+        server: str | None = None,
+        kind: str | None = "tool",
+        query: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[tuple[CatalogEntry, str]], int]:
+        principal.require("tools:read")
+        async with self.db.session() as session:
+            repo = ServerRepository(session)
+            if server is not None:
+                ids: Sequence[str] | None = [(await self._get_row(session, principal, server)).id]
+            elif principal.is_admin:
+                ids = None
+            else:
+                rows, _ = await repo.list_servers(team_ids=list(principal.team_ids))
+                ids = [r.id for r in rows]
+            entries, total = await repo.catalog(
+                server_ids=ids, kind=kind, query=query, limit=limit, offset=offset
+            )
+            return list(entries), total
+
+    # --- catalog refresh --------------------------------------------------------------
+    async def refresh(self, name: str) -> tuple[int, int, int]:
+        """Fetch every list from the live server and store it; (added, changed, removed)."""
+        runtime = self.pool.get(name)
+        if runtime is None:
+            raise NotFound(f"server {name!r} is not enabled", code="server_not_enabled")
+        lock = self._refreshing.setdefault(name, asyncio.Lock())
+        async with lock:
+            await runtime.start()
+            catalog = await runtime.catalog()
+            async with self.db.session() as session:
+                stats = await ServerRepository(session).replace_catalog(
+                    runtime.spec.id, catalog_rows(catalog)
+                )
+        if any(stats):
+            log.info(
+                "catalog updated",
+                extra={"server": name, "added": stats[0], "changed": stats[1], "removed": stats[2]},
+            )
+        return stats
+
+    async def refresh_for(self, principal: Principal, name: str) -> tuple[int, int, int]:
+        principal.require("servers:write")
+        async with self.db.session() as session:
+            await self._get_row(session, principal, name)
+        try:
+            return await self.refresh(name)
+        except BackendError as exc:
+            raise Conflict(str(exc), code="server_unavailable") from None
+
+    async def on_list_changed(self, name: str) -> None:
+        """Runtime callback: a server connected or announced a list change."""
+        name = name.split(".", 1)[0]  # a bundle member ("bundle.member") refreshes its bundle
+        try:
+            await self.refresh(name)
+        except Exception as exc:
+            log.warning("catalog refresh failed", extra={"server": name, "error": str(exc)})
+
+    async def on_health_changed(self, name: str, health: Health) -> None:
+        """Runtime callback: persist a health change (best effort, off the request path)."""
+        runtime = self.pool.get(name)
+        if runtime is None:
+            return  # a bundle member; its bundle reports for it
+        try:
+            async with self.db.session() as session:
+                row = await ServerRepository(session).get_by_name(name)
+                if row is not None:
+                    row.status, row.last_error = health.status, health.last_error
+                    row.latency_ms, row.checked_at = health.latency_ms, health.checked_at
+        except Exception:
+            log.debug("could not persist health", exc_info=True)
+
+    # --- calling ----------------------------------------------------------------------
+    def runtime_for(self, principal: Principal, server: str) -> ServerRuntime:
+        runtime = self.pool.get(server)
+        if runtime is None or not self._visible(principal, runtime.spec.team_id):
+            raise NotFound(f"no enabled server named {server!r}", code="tool_not_found")
+        return runtime
+
+    async def execute(
+        self,
+        principal: Principal,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Call ``{server}__{tool}``; backend failures come back as tool errors."""
+        principal.require("tools:execute")
+        server, tool_name = split_qualified(tool)
+        runtime = self.runtime_for(principal, server)
+        started = time.perf_counter()
+        try:
+            result: types.CallToolResult = await runtime.call_tool(
+                tool_name, arguments, timeout or self.call_timeout
+            )
+            body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+        except BackendError as exc:
+            body = tool_error(str(exc))
+        body = dict(mask_result(body, runtime.spec.secret_values()))
+        body.pop("resultType", None)
+        body.setdefault("isError", False)
+        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return body
