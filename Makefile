@@ -6,6 +6,8 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
+# uvx (next to uv) runs PyPI-packaged MCP servers; the gateway finds it on PATH.
+export PATH := $(dir $(UV)):$(PATH)
 
 .PHONY: help install serve test test-fast lint format bench clean
 

@@ -25,6 +25,34 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "MCPGW_"
+
+# What a package runner (npx, uvx, pip) needs from the host to reach its registry.
+DEFAULT_INHERITED_ENV = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_CERT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_NATIVE_TLS",
+    "UV_CACHE_DIR",
+    "NPM_CONFIG_REGISTRY",
+    "NPM_CONFIG_CACHE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "XDG_CACHE_HOME",
+    "TZ",
+)
 DEFAULT_CONFIG_FILE = "mcpgw.yaml"
 
 
@@ -123,6 +151,12 @@ class Settings(BaseSettings):
     server_max_concurrency: int = Field(
         32, ge=1, le=10_000, description="Default concurrent calls per backend server."
     )
+    server_inherit_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_INHERITED_ENV),
+        description="Host variables passed to stdio/docker servers besides PATH, HOME and the "
+        "like (comma-separated): trust stores, proxies, package indexes. The gateway's own "
+        "MCPGW_* settings never pass.",
+    )
     health_interval_seconds: float = Field(
         30.0, gt=0, le=3600, description="How often running backends are pinged."
     )
@@ -146,7 +180,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("git_roots", mode="before")
+    @field_validator("git_roots", "server_inherit_env", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -30,7 +31,7 @@ MAX_EXPONENT = 10_000
 
 def _fmt(value: Decimal) -> str:
     if not value.is_finite():
-        raise ValueError("result is not a finite number")
+        raise ToolError("result is not a finite number")
     normal = value.normalize(CONTEXT)
     text = format(normal, "f") if abs(normal.adjusted()) < 40 else str(normal)
     return "0" if text in {"-0", "0E+0"} else text
@@ -38,7 +39,7 @@ def _fmt(value: Decimal) -> str:
 
 def _sqrt(x: Decimal) -> Decimal:
     if x < 0:
-        raise ValueError("sqrt of a negative number")
+        raise ToolError("sqrt of a negative number")
     return x.sqrt(CONTEXT)
 
 
@@ -82,7 +83,7 @@ def _eval(node: ast.AST) -> Decimal:
             return CONTEXT.multiply(left, right)
         if isinstance(op, ast.Div | ast.FloorDiv | ast.Mod):
             if right == 0:
-                raise ValueError("division by zero")
+                raise ToolError("division by zero")
             if isinstance(op, ast.Div):
                 return CONTEXT.divide(left, right)
             if isinstance(op, ast.FloorDiv):
@@ -90,27 +91,27 @@ def _eval(node: ast.AST) -> Decimal:
             return CONTEXT.remainder(left, right)
         if isinstance(op, ast.Pow):
             if abs(right) > MAX_EXPONENT:
-                raise ValueError(f"exponent larger than {MAX_EXPONENT}")
+                raise ToolError(f"exponent larger than {MAX_EXPONENT}")
             return CONTEXT.power(left, right)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         function = FUNCTIONS.get(node.func.id)
         if function is None or node.keywords:
-            raise ValueError(f"unknown function {node.func.id!r}; known: {sorted(FUNCTIONS)}")
+            raise ToolError(f"unknown function {node.func.id!r}; known: {sorted(FUNCTIONS)}")
         return Decimal(function(*(_eval(arg) for arg in node.args)))
-    raise ValueError(f"unsupported syntax: {ast.dump(node)[:60]}")
+    raise ToolError(f"unsupported syntax: {ast.dump(node)[:60]}")
 
 
 def evaluate_expression(expression: str) -> str:
     if len(expression) > MAX_EXPRESSION:
-        raise ValueError(f"expression longer than {MAX_EXPRESSION} characters")
+        raise ToolError(f"expression longer than {MAX_EXPRESSION} characters")
     try:
         tree = ast.parse(expression.replace("^", "**"), mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"cannot parse expression: {exc.msg}") from None
+        raise ToolError(f"cannot parse expression: {exc.msg}") from None
     try:
         return _fmt(_eval(tree))
     except (decimal.InvalidOperation, decimal.Overflow, OverflowError) as exc:
-        raise ValueError(f"arithmetic error: {type(exc).__name__}") from None
+        raise ToolError(f"arithmetic error: {type(exc).__name__}") from None
 
 
 @server.tool(annotations=READ_ONLY)
@@ -131,7 +132,7 @@ def statistics(
     try:
         data = [Decimal(str(v)) for v in values]
     except decimal.InvalidOperation:
-        raise ValueError("every value must be a number") from None
+        raise ToolError("every value must be a number") from None
     with decimal.localcontext(CONTEXT):
         result = {
             "count": str(len(data)),
@@ -242,7 +243,7 @@ def convert(value: str, from_unit: str, to_unit: str) -> str:
     try:
         amount = Decimal(value)
     except decimal.InvalidOperation:
-        raise ValueError(f"{value!r} is not a number") from None
+        raise ToolError(f"{value!r} is not a number") from None
     with decimal.localcontext(CONTEXT):
         if source in TEMPERATURES and target in TEMPERATURES:
             return _fmt(_from_kelvin(_to_kelvin(amount, source), target))
@@ -251,10 +252,10 @@ def convert(value: str, from_unit: str, to_unit: str) -> str:
                 return _fmt(amount * table[source] / table[target])
             if source in table or target in table:
                 known = sorted(table)
-                raise ValueError(
+                raise ToolError(
                     f"cannot convert {from_unit} to {to_unit}: {dimension} units are {known}"
                 )
-    raise ValueError(f"unknown unit {from_unit!r}; see the tool description for the list")
+    raise ToolError(f"unknown unit {from_unit!r}; see the tool description for the list")
 
 
 @server.tool(

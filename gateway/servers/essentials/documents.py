@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -63,7 +64,7 @@ def _cell(value: Any) -> str:
 
 def _packaged(data: bytes, mime: str, filename: str) -> dict[str, Any]:
     if len(data) > MAX_OUTPUT:
-        raise ValueError(f"document larger than {MAX_OUTPUT} bytes")
+        raise ToolError(f"document larger than {MAX_OUTPUT} bytes")
     return {
         "filename": filename,
         "mime_type": mime,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -47,19 +48,19 @@ def configure(roots: list[Path]) -> None:
 
 def _repository(repo: str) -> Path:
     if not ROOTS:
-        raise ValueError("no repositories are shared: the admin has not set MCPGW_GIT_ROOTS")
+        raise ToolError("no repositories are shared: the admin has not set MCPGW_GIT_ROOTS")
     candidates = [Path(repo)] if os.path.isabs(repo) else [root / repo for root in ROOTS]
     for candidate in candidates:
         path = candidate.resolve()
         inside = any(path == root or root in path.parents for root in ROOTS)
         if inside and ((path / ".git").exists() or (path / "HEAD").is_file()):
             return path
-    raise ValueError(f"{repo!r} is not a git repository under the shared roots")
+    raise ToolError(f"{repo!r} is not a git repository under the shared roots")
 
 
 def _ref(value: str, what: str) -> str:
     if not value or value.startswith("-") or any(c in value for c in "\x00\n\r "):
-        raise ValueError(f"invalid {what} {value!r}")
+        raise ToolError(f"invalid {what} {value!r}")
     return value
 
 
@@ -70,7 +71,7 @@ def _path(value: str) -> str:
         or os.path.isabs(value)
         or ".." in Path(value).parts
     ):
-        raise ValueError(f"invalid path {value!r}: give a path relative to the repository")
+        raise ToolError(f"invalid path {value!r}: give a path relative to the repository")
     return value
 
 
@@ -96,10 +97,10 @@ async def _git(repo: Path, *args: str) -> str:
         out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
     except TimeoutError:
         process.kill()
-        raise ValueError(f"git {args[0]} took longer than {TIMEOUT:g}s") from None
+        raise ToolError(f"git {args[0]} took longer than {TIMEOUT:g}s") from None
     if process.returncode not in (0, 1) or (process.returncode == 1 and args[0] != "grep"):
         message = err.decode(errors="replace").strip().splitlines()
-        raise ValueError(f"git {args[0]} failed: {message[-1] if message else process.returncode}")
+        raise ToolError(f"git {args[0]} failed: {message[-1] if message else process.returncode}")
     text = out.decode(errors="replace")
     if len(text) > MAX_OUTPUT:
         text = text[:MAX_OUTPUT] + f"\n… [truncated at {MAX_OUTPUT} characters]"

@@ -85,6 +85,8 @@ class RuntimeContext:
     data_dir: Path
     connect_timeout: float
     allow_private_urls: bool
+    # Host variables a child server may see (trust stores, proxies); never MCPGW_*.
+    inherit_env: tuple[str, ...]
     # Called (not awaited by the backend's read loop) when a server says its lists changed.
     on_list_changed: Callable[[str], Awaitable[None]]
     # Called when health changes, to persist it.

@@ -17,6 +17,7 @@ from typing import Any
 
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.observability.masking import mask_text
 from gateway.servers.runtimes.base import (
@@ -179,9 +180,15 @@ class McpConnection:
                     self._connected.set()
                     await self._set_health("healthy", None)
                     self._spawn(self.ctx.on_list_changed(self.spec.name))  # fresh catalog
-                    while not self._stop.is_set() and not _is_closed(client):
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._stop.wait(), _WATCH_INTERVAL)
+                    listener = asyncio.create_task(self._listen(client))
+                    try:
+                        while not self._stop.is_set() and not _is_closed(client):
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._stop.wait(), _WATCH_INTERVAL)
+                    finally:
+                        listener.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await listener
                     self._client = None
                     self._connected.clear()
             except asyncio.CancelledError:
@@ -216,6 +223,22 @@ class McpConnection:
         self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
         await self._set_health("unhealthy", message)
         log.warning("cannot connect backend", extra={"server": self.spec.name, "error": message})
+
+    async def _listen(self, client: Client) -> None:
+        """2026-07-28 servers announce list changes only on a `subscriptions/listen` stream
+        (2025-era servers push notifications, handled by :meth:`_on_message`)."""
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return
+        try:
+            async with client.listen(
+                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
+            ) as subscription:
+                async for _event in subscription:
+                    self._spawn(self.ctx.on_list_changed(self.spec.name))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("no list-change stream", extra={"server": self.spec.name, "error": str(exc)})
 
     # --- notifications ------------------------------------------------------------------
     async def _on_message(self, message: Any) -> None:

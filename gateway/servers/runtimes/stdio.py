@@ -29,10 +29,15 @@ def stdio_target(
     ctx: RuntimeContext, spec: ServerSpec, command: str, args: list[str], cwd: Path | None = None
 ) -> Any:
     """A transport that spawns ``command args`` with the server's env and secrets."""
+    inherited = {
+        name: os.environ[name]
+        for name in ctx.inherit_env
+        if name in os.environ and not name.startswith("MCPGW_")
+    }
     params = StdioServerParameters(
         command=command,
         args=args,
-        env={**spec.env, **spec.secret_env},
+        env={**inherited, **spec.env, **spec.secret_env},
         cwd=cwd,
     )
     return stdio_client(params, errlog=server_log(ctx, spec.name))
