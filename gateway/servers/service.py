@@ -195,7 +195,7 @@ class ServerService:
             )
         if isinstance(parsed, RemoteConfig):
             try:
-                await check_url(parsed.url, self.allow_private_urls)
+                await check_url(parsed.url, self.allow_private_urls, must_resolve=False)
             except BackendError as exc:
                 raise InvalidInput(
                     f"config.url: {exc}", errors=[{"field": "config.url", "message": str(exc)}]
@@ -223,7 +223,7 @@ class ServerService:
             "tags": row.tags,
             "enabled": row.enabled,
             "env": row.env,
-            "secrets": {k: sorted(v) for k, v in secret_names.items()},
+            "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
             "max_concurrency": row.max_concurrency,
         }
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from gateway import migrate
 from gateway.config import normalize_database_url
@@ -14,7 +14,15 @@ from gateway.db import Database
 from gateway.models import metadata
 from tests.conftest import create_pg_database, drop_pg_database
 
-TABLES = {"users", "teams", "team_members", "api_keys"}
+TABLES = {
+    "users",
+    "teams",
+    "team_members",
+    "api_keys",
+    "servers",
+    "server_versions",
+    "catalog_entries",
+}
 
 
 @pytest.fixture
@@ -44,6 +52,9 @@ async def test_upgrade_downgrade_upgrade(empty_db_url: str, tmp_path: Path) -> N
         async with db.engine.connect() as conn:
             assert await conn.run_sync(_tables) >= TABLES
             assert await conn.run_sync(_drift) == [], "models and migrations disagree"
+            # a fresh install comes with the essentials bundle, enabled
+            rows = (await conn.execute(text("select name, type, enabled from servers"))).all()
+            assert [tuple(r) for r in rows] == [("essentials", "bundle", True)]
 
         await migrate.downgrade(db.engine, "base")
         assert await migrate.current_revision(db.engine) is None

@@ -25,8 +25,12 @@ def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-async def check_url(url: str, allow_private: bool) -> None:
-    """Raise unless every address ``url``'s host resolves to is public (or allowed)."""
+async def check_url(url: str, allow_private: bool, *, must_resolve: bool = True) -> None:
+    """Raise unless every address ``url``'s host resolves to is public (or allowed).
+
+    ``must_resolve=False`` (registration time) lets a host that does not resolve
+    yet through; the check runs again, resolving, on every connect.
+    """
     if allow_private:
         return
     host = urlsplit(url).hostname or ""
@@ -38,6 +42,8 @@ async def check_url(url: str, allow_private: bool) -> None:
         try:
             infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         except OSError as exc:
+            if not must_resolve:
+                return
             raise BackendUnavailable(f"cannot resolve host {host!r}: {exc}") from None
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     bad = sorted({str(a) for a in addresses if _forbidden(a)})

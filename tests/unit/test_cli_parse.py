@@ -1,0 +1,43 @@
+import pytest
+import typer
+
+from gateway.cli_servers import parse_command
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["npx", "-y", "@modelcontextprotocol/server-everything"],
+            ("npx", {"package": "@modelcontextprotocol/server-everything", "args": []}, {}),
+        ),
+        (
+            ["npx", "-y", "@scope/pkg@1.2.3", "stdio", "--flag"],
+            ("npx", {"package": "@scope/pkg", "version": "1.2.3", "args": ["stdio", "--flag"]}, {}),
+        ),
+        (["uvx", "mcp-server-time"], ("uvx", {"package": "mcp-server-time", "args": []}, {})),
+        (
+            ["uvx", "--from", "mcp-server-git==1.0", "mcp-server-git", "--repository", "."],
+            (
+                "uvx",
+                {"package": "mcp-server-git", "version": "1.0", "args": ["--repository", "."]},
+                {},
+            ),
+        ),
+        (
+            ["docker", "run", "-i", "--rm", "-e", "TOKEN=abc", "mcp/time:latest", "--tz", "UTC"],
+            ("docker", {"image": "mcp/time:latest", "args": ["--tz", "UTC"]}, {"TOKEN": "abc"}),
+        ),
+        (["https://mcp.example.com/mcp"], ("remote", {"url": "https://mcp.example.com/mcp"}, {})),
+    ],
+)
+def test_commands_like_claude_mcp_add(command: list[str], expected: tuple[object, ...]) -> None:
+    assert parse_command(command) == expected
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["node", "server.js"], ["npx", "-y"], ["docker", "build", "."], ["uvx"]]
+)
+def test_unsupported_commands_say_what_works(command: list[str]) -> None:
+    with pytest.raises(typer.BadParameter):
+        parse_command(command)
