@@ -87,9 +87,9 @@ class SessionPool:
         if runtime is not None:
             await self._stop_quietly(runtime)
 
-    async def _stop_quietly(self, runtime: ServerRuntime) -> None:
+    async def _stop_quietly(self, runtime: ServerRuntime, *, final: bool = True) -> None:
         with contextlib.suppress(Exception):
-            await runtime.stop()
+            await runtime.stop(final=final)
 
     async def reap_idle(self) -> list[str]:
         """Stop on-demand servers unused for ``idle_seconds``; returns their names."""
@@ -104,7 +104,7 @@ class SessionPool:
                 and runtime.last_used < cutoff
                 and runtime.health.in_flight == 0
             ):
-                await self._stop_quietly(runtime)
+                await self._stop_quietly(runtime, final=False)
                 stopped.append(name)
                 log.info("stopped idle server", extra={"server": name})
         return stopped

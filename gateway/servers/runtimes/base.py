@@ -121,8 +121,9 @@ class ServerRuntime(Protocol):
     async def start(self) -> None:
         """Connect (spawning the process or container if needed); raise BackendUnavailable."""
 
-    async def stop(self) -> None:
-        """Close the session and free the process/container. Idempotent."""
+    async def stop(self, *, final: bool = False) -> None:
+        """Close the session and free the process/container. Idempotent. ``final``: the
+        server was removed or replaced, so later calls must not restart it."""
 
     async def catalog(self) -> Catalog:
         """List tools, resources, templates and prompts (every page)."""

@@ -60,8 +60,10 @@ class BundleRuntime:
         else:
             self.health.mark("unhealthy", "; ".join(failures)[:1000])
 
-    async def stop(self) -> None:
-        await asyncio.gather(*(self.members[n].stop() for n in self.owned), return_exceptions=True)
+    async def stop(self, *, final: bool = False) -> None:
+        await asyncio.gather(
+            *(self.members[n].stop(final=final) for n in self.owned), return_exceptions=True
+        )
         self.health.mark("stopped", None)
 
     def _split(self, name: str) -> tuple[str, ServerRuntime, str]:

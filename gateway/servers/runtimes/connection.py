@@ -71,8 +71,10 @@ class McpConnection:
         self._client: Client | None = None
         self._connected = asyncio.Event()
         self._failed: BaseException | None = None
+        # One stop event per supervisor: a restart never un-stops an old one.
         self._stop = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._final = False
         self._start_lock = asyncio.Lock()
         self._semaphore = asyncio.Semaphore(spec.max_concurrency)
         self._retry_after = 0.0
@@ -87,7 +89,9 @@ class McpConnection:
     async def start(self) -> None:
         await self._ensure_client()
 
-    async def stop(self) -> None:
+    async def stop(self, *, final: bool = False) -> None:
+        """Stop the session; ``final`` also refuses later restarts (server removed)."""
+        self._final = self._final or final
         self._stop.set()
         task, self._supervisor = self._supervisor, None
         if task is not None:
@@ -106,17 +110,19 @@ class McpConnection:
             client = self._client
             if client is not None and not _is_closed(client):
                 return client
+            if self._final:
+                raise BackendUnavailable(f"server {self.spec.name!r} was removed or replaced")
             if self._supervisor is None or self._supervisor.done():
                 if monotonic() < self._retry_after and self.health.last_error:
                     raise BackendUnavailable(
                         f"server {self.spec.name!r} is unavailable: {self.health.last_error} "
                         f"(retrying in {self._retry_after - monotonic():.1f}s)"
                     )
-                self._stop.clear()
+                self._stop = asyncio.Event()
                 self._failed = None
                 self._connected.clear()
                 self._supervisor = asyncio.create_task(
-                    self._supervise(), name=f"mcp-backend-{self.spec.name}"
+                    self._supervise(self._stop), name=f"mcp-backend-{self.spec.name}"
                 )
             await self._wait_connected()
             assert self._client is not None
@@ -166,9 +172,18 @@ class McpConnection:
             "every transport failed", [e for e in errors if isinstance(e, Exception)]
         )
 
-    async def _supervise(self) -> None:
+    async def _supervise(self, stop: asyncio.Event) -> None:
         reconnecting = False
-        while not self._stop.is_set():
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await self._supervise_until(stop, stopped, reconnecting)
+        finally:
+            stopped.cancel()
+
+    async def _supervise_until(
+        self, stop: asyncio.Event, stopped: asyncio.Future[Any], reconnecting: bool
+    ) -> None:
+        while not stop.is_set():
             established = False
             try:
                 targets = await self.connector.targets(self.spec, self.ctx)
@@ -182,9 +197,9 @@ class McpConnection:
                     self._spawn(self.ctx.on_list_changed(self.spec.name))  # fresh catalog
                     listener = asyncio.create_task(self._listen(client))
                     try:
-                        while not self._stop.is_set() and not _is_closed(client):
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(self._stop.wait(), _WATCH_INTERVAL)
+                        # asyncio.wait (unlike wait_for on 3.11) never swallows a cancel.
+                        while not stop.is_set() and not _is_closed(client):
+                            await asyncio.wait({stopped}, timeout=_WATCH_INTERVAL)
                     finally:
                         listener.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -205,7 +220,7 @@ class McpConnection:
                     "backend session failed",
                     extra={"server": self.spec.name, "error": self._mask(describe(exc))},
                 )
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             # The session dropped under us: say so, then reconnect once right away;
             # if that fails, the next call retries after a backoff.

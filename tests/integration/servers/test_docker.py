@@ -1,0 +1,87 @@
+"""The docker adapter on the real local engine: stdio and HTTP servers, hardened."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.servers.conftest import Gateway, text_of
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+BASE_IMAGE = "mcpgw-sandbox-base:bookworm"
+TEST_IMAGE = "mcpgw-test-stdio:latest"
+
+
+def _docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def test_image() -> str:
+    if shutil.which("docker") is None or _docker("info", timeout=20).returncode != 0:
+        pytest.fail(
+            "a Docker engine is needed: apt-get install -y docker.io && (dockerd >/var/log/dockerd.log 2>&1 &)"
+        )
+    if _docker("image", "inspect", BASE_IMAGE).returncode != 0:
+        pytest.fail(f"the base image {BASE_IMAGE} is missing: run scripts/docker-base-image.sh (needs debootstrap)")
+    built = _docker("build", "-q", "-f", str(FIXTURES / "Dockerfile.stdio-server"), "-t", TEST_IMAGE, str(FIXTURES))
+    assert built.returncode == 0, built.stderr
+    return TEST_IMAGE
+
+
+def _containers(server: str) -> list[str]:
+    out = _docker("ps", "-q", "--filter", f"label=mcpgw.server={server}").stdout
+    return out.split()
+
+
+async def test_docker_stdio_server_is_hardened(gw: Gateway, test_image: str) -> None:
+    r = await gw.register(
+        {"name": "boxed", "type": "docker", "config": {"image": test_image}, "env": {"GREETING": "hi"}}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["health"]["status"] == "healthy", r.json()["health"]
+    assert sorted(await gw.tools("boxed")) == ["add", "echo", "whoami"]
+    assert text_of(await gw.execute("boxed__add", {"a": 2, "b": 3})) == "5"
+    facts = json.loads(text_of(await gw.execute("boxed__whoami")))
+    assert facts == {"uid": 65534, "gid": 65534, "greeting": "hi", "root_writable": False}
+    (container,) = _containers("boxed")
+    inspect = json.loads(_docker("inspect", container).stdout)[0]["HostConfig"]
+    assert inspect["CapDrop"] == ["ALL"]
+    assert inspect["ReadonlyRootfs"] is True
+    assert inspect["NetworkMode"] == "none"
+    assert "no-new-privileges" in inspect["SecurityOpt"]
+    assert inspect["PidsLimit"] == 256 and inspect["Memory"] == 512 * 1024 * 1024
+    # removing the server removes its container
+    assert (await gw.client.delete("/api/v1/servers/boxed", headers=gw.auth())).status_code == 204
+    assert _containers("boxed") == []
+
+
+async def test_docker_http_server(gw: Gateway, test_image: str) -> None:
+    r = await gw.register(
+        {
+            "name": "boxed-http",
+            "type": "docker",
+            "config": {"image": test_image, "mode": "http", "port": 8080, "args": ["--http", "8080"]},
+        }
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["health"]["status"] == "healthy", r.json()["health"]
+    assert text_of(await gw.execute("boxed-http__echo", {"message": "over http"})) == "over http"
+    (container,) = _containers("boxed-http")
+    ports = json.loads(_docker("inspect", container).stdout)[0]["HostConfig"]["PortBindings"]
+    assert all(b["HostIp"] == "127.0.0.1" for b in ports["8080/tcp"])  # loopback only
+    await gw.client.delete("/api/v1/servers/boxed-http", headers=gw.auth())
+    assert _containers("boxed-http") == []
+
+
+async def test_missing_image_is_a_clear_health_error(gw: Gateway) -> None:
+    r = await gw.register({"name": "ghost", "type": "docker", "config": {"image": "mcpgw-no-such-image:1"}})
+    assert r.status_code == 201
+    health = r.json()["health"]
+    assert health["status"] == "unhealthy"
+    result = await gw.execute("ghost__x")
+    assert result["isError"] is True and "ghost" in text_of(result)
