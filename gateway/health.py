@@ -39,6 +39,12 @@ async def readyz(request: Request) -> JSONResponse:
     except Exception as exc:  # any failure to reach the database means "not ready"
         checks["database"] = {"status": "error", "error": type(exc).__name__}
         ready = False
+    # Backends are reported, not required: one broken MCP server must not take the
+    # gateway out of a load balancer.
+    checks["servers"] = {
+        name: {"status": runtime.health.status, "last_error": runtime.health.last_error}
+        for name, runtime in sorted(state.servers.pool.runtimes().items())
+    }
     if ready:
         return JSONResponse({"status": "ready", "checks": checks})
     return JSONResponse(

@@ -17,7 +17,9 @@ TEST_IMAGE = "mcpgw-test-stdio:latest"
 
 
 def _docker(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,18 @@ def test_image() -> str:
             "a Docker engine is needed: apt-get install -y docker.io && (dockerd >/var/log/dockerd.log 2>&1 &)"
         )
     if _docker("image", "inspect", BASE_IMAGE).returncode != 0:
-        pytest.fail(f"the base image {BASE_IMAGE} is missing: run scripts/docker-base-image.sh (needs debootstrap)")
-    built = _docker("build", "-q", "-f", str(FIXTURES / "Dockerfile.stdio-server"), "-t", TEST_IMAGE, str(FIXTURES))
+        pytest.fail(
+            f"the base image {BASE_IMAGE} is missing: run scripts/docker-base-image.sh (needs debootstrap)"
+        )
+    built = _docker(
+        "build",
+        "-q",
+        "-f",
+        str(FIXTURES / "Dockerfile.stdio-server"),
+        "-t",
+        TEST_IMAGE,
+        str(FIXTURES),
+    )
     assert built.returncode == 0, built.stderr
     return TEST_IMAGE
 
@@ -40,11 +52,16 @@ def _containers(server: str) -> list[str]:
 
 async def test_docker_stdio_server_is_hardened(gw: Gateway, test_image: str) -> None:
     r = await gw.register(
-        {"name": "boxed", "type": "docker", "config": {"image": test_image}, "env": {"GREETING": "hi"}}
+        {
+            "name": "boxed",
+            "type": "docker",
+            "config": {"image": test_image},
+            "env": {"GREETING": "hi"},
+        }
     )
     assert r.status_code == 201, r.text
     assert r.json()["health"]["status"] == "healthy", r.json()["health"]
-    assert sorted(await gw.tools("boxed")) == ["add", "echo", "whoami"]
+    assert sorted(await gw.tools("boxed")) == ["add", "echo", "grow", "whoami"]
     assert text_of(await gw.execute("boxed__add", {"a": 2, "b": 3})) == "5"
     facts = json.loads(text_of(await gw.execute("boxed__whoami")))
     assert facts == {"uid": 65534, "gid": 65534, "greeting": "hi", "root_writable": False}
@@ -65,7 +82,12 @@ async def test_docker_http_server(gw: Gateway, test_image: str) -> None:
         {
             "name": "boxed-http",
             "type": "docker",
-            "config": {"image": test_image, "mode": "http", "port": 8080, "args": ["--http", "8080"]},
+            "config": {
+                "image": test_image,
+                "mode": "http",
+                "port": 8080,
+                "args": ["--http", "8080"],
+            },
         }
     )
     assert r.status_code == 201, r.text
@@ -79,7 +101,9 @@ async def test_docker_http_server(gw: Gateway, test_image: str) -> None:
 
 
 async def test_missing_image_is_a_clear_health_error(gw: Gateway) -> None:
-    r = await gw.register({"name": "ghost", "type": "docker", "config": {"image": "mcpgw-no-such-image:1"}})
+    r = await gw.register(
+        {"name": "ghost", "type": "docker", "config": {"image": "mcpgw-no-such-image:1"}}
+    )
     assert r.status_code == 201
     health = r.json()["health"]
     assert health["status"] == "unhealthy"

@@ -18,9 +18,7 @@ async def seed_essentials(gw: Gateway) -> None:
     """The test database is wiped between tests; register essentials as migration 0002 does."""
     from gateway.servers.essentials import ESSENTIALS_CONFIG
 
-    r = await gw.register(
-        {"name": "essentials", "type": "bundle", "config": ESSENTIALS_CONFIG}
-    )
+    r = await gw.register({"name": "essentials", "type": "bundle", "config": ESSENTIALS_CONFIG})
     assert r.status_code == 201, r.text
 
 
@@ -29,9 +27,14 @@ def _git(repo: Path, *args: str) -> None:
         ["git", "-C", str(repo), *args],
         check=True,
         capture_output=True,
-        env={"GIT_AUTHOR_NAME": "Ada", "GIT_AUTHOR_EMAIL": "ada@example.com",
-             "GIT_COMMITTER_NAME": "Ada", "GIT_COMMITTER_EMAIL": "ada@example.com",
-             "PATH": "/usr/bin:/bin", "HOME": str(repo)},
+        env={
+            "GIT_AUTHOR_NAME": "Ada",
+            "GIT_AUTHOR_EMAIL": "ada@example.com",
+            "GIT_COMMITTER_NAME": "Ada",
+            "GIT_COMMITTER_EMAIL": "ada@example.com",
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(repo),
+        },
     )
 
 
@@ -51,14 +54,26 @@ def repo(tmp_path: Path) -> Path:
 async def test_catalog_has_all_members(gw: Gateway) -> None:
     tools = set(await gw.tools("essentials"))
     assert {
-        "calculator_evaluate", "calculator_statistics", "calculator_convert_units",
-        "git_log", "git_show", "git_diff", "git_blame", "git_grep", "git_list_repositories",
-        "documents_html", "documents_pdf", "documents_docx",
+        "calculator_evaluate",
+        "calculator_statistics",
+        "calculator_convert_units",
+        "git_log",
+        "git_show",
+        "git_diff",
+        "git_blame",
+        "git_grep",
+        "git_list_repositories",
+        "documents_html",
+        "documents_pdf",
+        "documents_docx",
     } <= tools
 
 
 async def test_calculator_and_documents(gw: Gateway) -> None:
-    assert text_of(await gw.execute("essentials__calculator_evaluate", {"expression": "0.1+0.2"})) == "0.3"
+    assert (
+        text_of(await gw.execute("essentials__calculator_evaluate", {"expression": "0.1+0.2"}))
+        == "0.3"
+    )
     bad = await gw.execute("essentials__calculator_evaluate", {"expression": "1/0"})
     assert bad["isError"] is True and "division by zero" in text_of(bad)
     doc = {"title": "T", "sections": [{"paragraphs": ["p"]}]}
@@ -75,11 +90,19 @@ async def test_git_reads_repositories_under_the_roots(gw: Gateway, repo: Path) -
     assert "say hello" in log and "first commit" in log
     diff = text_of(await gw.execute("essentials__git_diff", {"repo": "project", "base": "HEAD~1"}))
     assert "-    return 'hi'" in diff and "+    return 'hello'" in diff
-    show = text_of(await gw.execute("essentials__git_show", {"repo": "project", "rev": "HEAD~1", "path": "app.py"}))
+    show = text_of(
+        await gw.execute(
+            "essentials__git_show", {"repo": "project", "rev": "HEAD~1", "path": "app.py"}
+        )
+    )
     assert "return 'hi'" in show
-    grep = text_of(await gw.execute("essentials__git_grep", {"repo": "project", "pattern": "hello"}))
+    grep = text_of(
+        await gw.execute("essentials__git_grep", {"repo": "project", "pattern": "hello"})
+    )
     assert "app.py:1:def hello" in grep
-    blame = text_of(await gw.execute("essentials__git_blame", {"repo": "project", "path": "app.py"}))
+    blame = text_of(
+        await gw.execute("essentials__git_blame", {"repo": "project", "path": "app.py"})
+    )
     assert "Ada" in blame
 
 
@@ -92,13 +115,17 @@ async def test_git_reads_repositories_under_the_roots(gw: Gateway, repo: Path) -
         ({"repo": "project", "path": "../secret"}, "invalid path"),
     ],
 )
-async def test_git_refuses_escapes(gw: Gateway, repo: Path, arguments: dict[str, str], fragment: str) -> None:
+async def test_git_refuses_escapes(
+    gw: Gateway, repo: Path, arguments: dict[str, str], fragment: str
+) -> None:
     result = await gw.execute("essentials__git_log", arguments)
     assert result["isError"] is True
     assert fragment in text_of(result)
 
 
-async def test_git_ignores_a_repositorys_own_commands(gw: Gateway, repo: Path, tmp_path: Path) -> None:
+async def test_git_ignores_a_repositorys_own_commands(
+    gw: Gateway, repo: Path, tmp_path: Path
+) -> None:
     canary = tmp_path / "pwned"
     _git(repo, "config", "core.fsmonitor", f"touch {canary}")
     _git(repo, "config", "diff.external", f"touch {canary}")

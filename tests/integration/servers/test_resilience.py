@@ -14,6 +14,7 @@ import pytest
 from tests.integration.servers.conftest import EVERYTHING, Gateway, text_of, wait_for
 
 SECRET = "s3cr3t-Value-that-must-never-leak-42"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 CHANGING_SOURCE = '''
 from mcp.server.mcpserver import Context, MCPServer
@@ -116,6 +117,46 @@ async def test_tools_list_changed_updates_the_catalog(gw: Gateway) -> None:
     await wait_for(extra_gone, timeout=15)
 
 
+async def test_handshake_era_list_changed_notification(gw: Gateway) -> None:
+    """A 2025-11-25 stdio server pushes notifications/tools/list_changed on its stream."""
+    import sys
+
+    server = str(FIXTURES / "stdlib_mcp_server.py")
+    # No registrable type runs a bare script, so drive the runtime with a script connector.
+    from gateway.servers.runtimes.base import ServerSpec
+    from gateway.servers.runtimes.connection import McpConnection
+    from gateway.servers.runtimes.stdio import stdio_target
+
+    class ScriptConnector:
+        async def targets(self, spec, ctx):  # type: ignore[no-untyped-def]
+            return [stdio_target(ctx, spec, sys.executable, [server])]
+
+    changes: list[str] = []
+    pool_ctx = gw.service.pool.ctx
+
+    async def on_list_changed(name: str) -> None:
+        changes.append(name)
+
+    ctx = type(pool_ctx)(**{**pool_ctx.__dict__, "on_list_changed": on_list_changed})
+    conn = McpConnection(
+        ServerSpec(id="s", name="script", type="npx", config={}), ScriptConnector(), ctx
+    )
+
+    async def announced() -> bool:
+        return bool(changes)
+
+    try:
+        await conn.start()
+        await wait_for(announced, timeout=10)  # connecting itself asks for a fresh catalog
+        assert [t.name for t in (await conn.catalog()).tools] == ["echo", "add", "grow", "whoami"]
+        changes.clear()
+        await conn.call_tool("grow", {}, 10)
+        await wait_for(announced, timeout=10)
+        assert "extra" in [t.name for t in (await conn.catalog()).tools]
+    finally:
+        await conn.stop(final=True)
+
+
 async def test_secrets_never_leak(gw: Gateway, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     r = await gw.register(
@@ -216,3 +257,52 @@ async def test_idle_stdio_servers_are_stopped(gw: Gateway) -> None:
     assert (await gw.health("idle"))["status"] == "stopped"
     # on demand again
     assert "again" in text_of(await gw.execute("idle__echo", {"message": "again"}))
+
+
+async def test_remote_session_lost_when_server_restarts(gw: Gateway) -> None:
+    """A Streamable HTTP server that restarts forgets our session; the gateway starts a new one."""
+    import subprocess
+
+    from tests.integration.servers.conftest import _wait_port
+    from tests.support import free_port
+
+    port = free_port()
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["npx", "-y", EVERYTHING, "streamableHttp"],
+            env={**os.environ, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        _wait_port(port, proc)
+        return proc
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    proc = start()
+    try:
+        r = await gw.register(
+            {
+                "name": "flaky-http",
+                "type": "remote",
+                "config": {"url": f"http://127.0.0.1:{port}/mcp"},
+            }
+        )
+        assert r.json()["health"]["status"] == "healthy", r.json()
+        assert "one" in text_of(await gw.execute("flaky-http__echo", {"message": "one"}))
+        stop(proc)
+        down = await gw.execute("flaky-http__echo", {"message": "down"})
+        assert down["isError"] is True and "flaky-http" in text_of(down)
+        proc = start()
+        result = await gw.execute("flaky-http__echo", {"message": "two"})
+        if result["isError"]:
+            await asyncio.sleep(1.5)  # within the reconnect backoff
+            result = await gw.execute("flaky-http__echo", {"message": "two"})
+        assert result["isError"] is False, result
+        assert "two" in text_of(result)
+    finally:
+        stop(proc)

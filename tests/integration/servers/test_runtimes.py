@@ -143,6 +143,9 @@ async def test_broken_generated_source_reports_unhealthy(gw: Gateway) -> None:
     health = r.json()["health"]
     assert health["status"] == "unhealthy"
     assert "nope" in health["last_error"]
+    ready = (await gw.client.get("/readyz")).json()
+    assert ready["status"] == "ready"  # one broken backend does not make the gateway unready
+    assert ready["checks"]["servers"]["broken"]["status"] == "unhealthy"
     result = await gw.execute("broken__anything")
     assert result["isError"] is True and "broken" in text_of(result)
 
