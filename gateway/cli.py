@@ -104,11 +104,8 @@ def serve(
 
 
 # --- db ---------------------------------------------------------------------------------
-@db_app.command("upgrade")
-def db_upgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-) -> None:
-    """Migrate the database up to REVISION (default: head)."""
+def _migrate(action: str, revision: str | None) -> str | None:
+    """Run ``upgrade``/``downgrade`` to ``revision`` (or nothing) and return the revision."""
     from gateway import migrate
     from gateway.db import Database
 
@@ -117,12 +114,23 @@ def db_upgrade(
     async def go() -> str | None:
         db = Database(settings.resolved_database_url)
         try:
-            await migrate.upgrade(db.engine, revision)
+            if action == "upgrade" and revision:
+                await migrate.upgrade(db.engine, revision)
+            elif action == "downgrade" and revision:
+                await migrate.downgrade(db.engine, revision)
             return await migrate.current_revision(db.engine)
         finally:
             await db.dispose()
 
-    typer.echo(f"database at revision {_run(go())}")
+    return _run(go())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    typer.echo(f"database at revision {_migrate('upgrade', revision)}")
 
 
 @db_app.command("downgrade")
@@ -130,38 +138,15 @@ def db_downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision, or 'base' for empty.")],
 ) -> None:
     """Migrate the database down to REVISION ('base' drops every table)."""
-    from gateway import migrate
-    from gateway.db import Database
-
-    settings = _settings()
-
-    async def go() -> str | None:
-        db = Database(settings.resolved_database_url)
-        try:
-            await migrate.downgrade(db.engine, revision)
-            return await migrate.current_revision(db.engine)
-        finally:
-            await db.dispose()
-
-    typer.echo(f"database at revision {_run(go()) or 'base (empty)'}")
+    typer.echo(f"database at revision {_migrate('downgrade', revision) or 'base (empty)'}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Show the database's revision and the code's head revision."""
     from gateway import migrate
-    from gateway.db import Database
 
-    settings = _settings()
-
-    async def go() -> str | None:
-        db = Database(settings.resolved_database_url)
-        try:
-            return await migrate.current_revision(db.engine)
-        finally:
-            await db.dispose()
-
-    current, head = _run(go()), migrate.head_revision()
+    current, head = _migrate("current", None), migrate.head_revision()
     state = "up to date" if current == head else "behind: run `mcpgw db upgrade`"
     typer.echo(f"current: {current or 'base (empty)'}\nhead:    {head}\n{state}")
 
