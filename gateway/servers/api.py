@@ -49,6 +49,7 @@ def _health(service: ServerService, row: McpServer) -> HealthOut:
         checked_at=h.checked_at,
         restarts=h.restarts,
         in_flight=h.in_flight,
+        protocol_version=h.protocol_version,
     )
 
 

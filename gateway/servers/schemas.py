@@ -293,6 +293,7 @@ class HealthOut(BaseModel):
     checked_at: datetime | None = None
     restarts: int = 0
     in_flight: int = 0
+    protocol_version: str | None = Field(None, description="MCP version the session speaks.")
 
 
 class ServerOut(BaseModel):

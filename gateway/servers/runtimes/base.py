@@ -55,6 +55,7 @@ class Health:
     checked_at: datetime | None = None
     restarts: int = 0
     in_flight: int = 0
+    protocol_version: str | None = None
 
     def mark(
         self, status: HealthStatus, error: str | None = None, latency_ms: float | None = None

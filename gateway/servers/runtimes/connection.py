@@ -190,6 +190,7 @@ class McpConnection:
                 async with AsyncExitStack() as stack:
                     client = await self._open(stack, targets)
                     self._client = client
+                    self.health.protocol_version = client.protocol_version
                     established = True
                     self._backoff = 0.5
                     self._connected.set()

@@ -38,7 +38,9 @@ async def _check_everything(gw: Gateway, name: str) -> None:
     assert "hello gateway" in text_of(result)
     result = await gw.execute(f"{name}__get-sum", {"a": 2, "b": 40})
     assert "42" in text_of(result)
-    assert (await gw.health(name))["status"] == "healthy"
+    health = await gw.health(name)
+    assert health["status"] == "healthy"
+    assert health["protocol_version"] == "2025-11-25"  # server-everything speaks the handshake era
 
 
 async def test_npx_stdio_server(gw: Gateway) -> None:
@@ -175,3 +177,37 @@ async def test_bundle_of_registered_and_inline_servers(gw: Gateway) -> None:
     assert "apple" in text_of(await gw.execute("kit__store_price", {"item": "apple"}))
     missing = await gw.execute("kit__nomember_x")
     assert missing["isError"] is True
+
+
+async def test_remote_modern_era_server(gw: Gateway, tmp_path: Path) -> None:
+    """A 2026-07-28 (stateless) Streamable HTTP server: the gateway speaks the new era too."""
+    import subprocess
+    import sys
+
+    from tests.integration.servers.conftest import _wait_port
+    from tests.support import free_port
+
+    port = free_port()
+    script = tmp_path / "modern.py"
+    script.write_text(
+        GENERATED_SOURCE
+        + "\nimport uvicorn\n"
+        + f"uvicorn.run(server.streamable_http_app(), host='127.0.0.1', port={port}, log_level='warning')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_port(port, proc, timeout=30)
+        r = await gw.register(
+            {"name": "modern", "type": "remote", "config": {"url": f"http://127.0.0.1:{port}/mcp"}}
+        )
+        assert r.status_code == 201 and r.json()["health"]["status"] == "healthy", r.text
+        assert r.json()["health"]["protocol_version"] == "2026-07-28"
+        assert (
+            text_of(await gw.execute("modern__price", {"item": "pear", "quantity": 2}))
+            == "2 x pear = 5.00"
+        )
+    finally:
+        proc.kill()  # uvicorn would wait for our still-open session on SIGTERM
+        proc.wait(timeout=10)
