@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway import __version__, migrate
 from gateway.auth.api import router as identity_router
@@ -20,6 +22,7 @@ from gateway.crypto import SecretBox, load_or_create_key
 from gateway.db import Database
 from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
+from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.servers.api import router as servers_router
 from gateway.servers.monitor import run_monitor
@@ -31,6 +34,17 @@ from gateway.state import GatewayState
 log = logging.getLogger("gateway")
 
 API_PREFIX = "/api/v1"
+
+
+class _McpEndpoint:
+    """ASGI endpoint that hands `/mcp` requests to the front built at start-up."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front: McpFront = self.app.state.mcp_front
+        await front(scope, receive, send)
 
 
 class SchemaNotReady(RuntimeError):
@@ -150,8 +164,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "gateway ready",
             extra={"version": __version__, "database": state.db.dialect},
         )
+        front = McpFront(settings, state.servers, state.authenticator)
+        app.state.mcp_front = front
         try:
-            yield
+            async with front.run():
+                yield
         finally:
             for task in tasks:
                 task.cancel()
@@ -175,6 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(identity_router, prefix=API_PREFIX)
     app.include_router(servers_router, prefix=API_PREFIX)
+    mcp_endpoint = _McpEndpoint(app)
+    for path in ("/mcp", "/mcp/servers/{name}"):
+        app.router.routes.append(
+            Route(path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
+        )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -166,6 +166,25 @@ class Settings(BaseSettings):
         "(comma-separated in the environment). Empty: none.",
     )
 
+    # --- the MCP endpoint ---------------------------------------------------------
+    auth_required: bool = Field(
+        True,
+        description="Development only: false lets unauthenticated requests act as the "
+        "bootstrap admin (for tools like the conformance suite). Refused on non-loopback hosts.",
+    )
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers /mcp accepts (DNS-rebinding guard; `host:*` for any port; "
+        "comma-separated). Add your public host name when serving beyond loopback.",
+    )
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        description="Origin headers /mcp accepts from browsers (comma-separated).",
+    )
+    mcp_session_idle_seconds: float = Field(
+        1800, gt=0, description="Close a 2025-11-25 /mcp session idle this long."
+    )
+
     # --- HTTP ------------------------------------------------------------------
     max_request_bytes: int = Field(
         12 * 1024 * 1024,
@@ -180,7 +199,9 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters")
         return value
 
-    @field_validator("git_roots", "server_inherit_env", mode="before")
+    @field_validator(
+        "git_roots", "server_inherit_env", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before"
+    )
     @classmethod
     def _split_roots(cls, value: object) -> object:
         if isinstance(value, str):
@@ -225,6 +246,15 @@ class Settings(BaseSettings):
         if "@" not in value or any(c.isspace() for c in value):
             raise ValueError("must look like an email address")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if not self.auth_required and not self.binds_loopback:
+            raise ValueError(
+                "MCPGW_AUTH_REQUIRED=false is for local development only and is refused "
+                f"when binding to a non-loopback address (MCPGW_HOST={self.host})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -81,6 +81,19 @@ def catalog_rows(catalog: Catalog) -> list[tuple[str, str, str, dict[str, Any], 
     return rows
 
 
+_KINDS = {
+    "tool": ("tools", types.Tool),
+    "resource": ("resources", types.Resource),
+    "resource_template": ("resource_templates", types.ResourceTemplate),
+    "prompt": ("prompts", types.Prompt),
+}
+
+
+def _add_to_catalog(catalog: Catalog, kind: str, definition: dict[str, Any]) -> None:
+    attribute, model = _KINDS[kind]
+    getattr(catalog, attribute).append(model.model_validate(definition))
+
+
 def mask_result(data: Any, secrets: tuple[str, ...]) -> Any:
     """Replace a server's own secret values anywhere in a result it returned."""
     if not secrets:
@@ -116,6 +129,10 @@ class ServerService:
         self.default_concurrency = default_concurrency
         self.allow_private_urls = allow_private_urls
         self._refreshing: dict[str, asyncio.Lock] = {}
+        # The catalog in memory, by server name: what agents list without a DB read.
+        self.catalogs: dict[str, Catalog] = {}
+        self.catalog_version = 0  # bumped on every change, for caches built on top
+        self._catalog_digest = ""
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- specs: database rows → in-memory runtime definitions -------------------------
@@ -146,6 +163,28 @@ class ServerService:
             except Exception as exc:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
         await self.pool.sync(specs)
+        await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
+
+    async def _load_catalogs(self, names: dict[str, str]) -> None:
+        async with self.db.session() as session:
+            entries, _ = await ServerRepository(session).catalog(
+                server_ids=list(names), kind=None, limit=10_000_000
+            )
+        digest = hashlib.sha256(
+            "".join(f"{s}/{e.kind}/{e.name}/{e.definition_hash};" for e, s in entries).encode()
+            + ",".join(sorted(names.values())).encode()
+        ).hexdigest()
+        if digest == self._catalog_digest:
+            return  # nothing changed since we last looked (the common case)
+        fresh: dict[str, Catalog] = {name: Catalog() for name in names.values()}
+        for entry, server in entries:
+            try:
+                _add_to_catalog(fresh[server], entry.kind, entry.definition)
+            except Exception:
+                log.warning("skipping unreadable catalog entry", extra={"server": server})
+        self.catalogs = fresh
+        self.catalog_version += 1
+        self._catalog_digest = digest
 
     async def warm_up(self) -> None:
         """Fill the catalog of enabled servers that have none yet (e.g. a fresh install's
@@ -322,6 +361,8 @@ class ServerService:
             row = await self._get_row(session, principal, name)
             await ServerRepository(session).delete(row)
         await self.pool.remove(name)
+        self.catalogs = {k: v for k, v in self.catalogs.items() if k != name}
+        self.catalog_version += 1
         await self.load()  # bundles referencing it are rebuilt without it
 
     # --- reading ----------------------------------------------------------------------
@@ -404,6 +445,9 @@ class ServerService:
                 stats = await ServerRepository(session).replace_catalog(
                     runtime.spec.id, catalog_rows(catalog)
                 )
+            if self.pool.get(name) is runtime:  # not removed meanwhile
+                self.catalogs = {**self.catalogs, name: catalog}
+                self.catalog_version += 1
         if any(stats):
             log.info(
                 "catalog updated",

@@ -1,0 +1,65 @@
+"""What one caller sees through `/mcp`: the tools of the servers it may use, namespaced.
+
+Built from the in-memory catalog, cached per (catalog version, visible servers),
+so `tools/list` and the name lookup in `tools/call` never touch the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mcp import types
+
+from gateway.auth.principal import Principal
+from gateway.servers.service import ServerService, qualified
+
+
+@dataclass(frozen=True)
+class ToolView:
+    """The aggregated tool list for one set of visible servers."""
+
+    tools: list[types.Tool]
+    by_name: dict[str, tuple[str, str]]  # qualified name → (server, original tool name)
+
+
+class CatalogView:
+    def __init__(self, servers: ServerService) -> None:
+        self.servers = servers
+        self._cache: dict[tuple[int, frozenset[str]], ToolView] = {}
+
+    def visible_servers(self, principal: Principal) -> list[str]:
+        """Enabled servers whose tools this caller may see, in stable (name) order."""
+        if not principal.can("tools:read"):
+            return []
+        return sorted(
+            name
+            for name, runtime in self.servers.pool.runtimes().items()
+            if runtime.spec.team_id is None
+            or principal.is_admin
+            or runtime.spec.team_id in principal.team_ids
+        )
+
+    def tools_for(self, principal: Principal) -> ToolView:
+        visible = frozenset(self.visible_servers(principal))
+        key = (self.servers.catalog_version, visible)
+        view = self._cache.get(key)
+        if view is None:
+            view = self._build(sorted(visible))
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = view
+        return view
+
+    def _build(self, names: list[str]) -> ToolView:
+        tools: list[types.Tool] = []
+        by_name: dict[str, tuple[str, str]] = {}
+        catalogs = self.servers.catalogs
+        for server in names:
+            catalog = catalogs.get(server)
+            if catalog is None:
+                continue
+            for tool in sorted(catalog.tools, key=lambda t: t.name):
+                name = qualified(server, tool.name)
+                by_name[name] = (server, tool.name)
+                tools.append(tool.model_copy(update={"name": name}))
+        return ToolView(tools, by_name)

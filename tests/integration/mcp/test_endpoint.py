@@ -1,0 +1,140 @@
+"""`/mcp` and `/mcp/servers/{name}` with real MCP clients against a real gateway process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from tests.support import BOOT, Server
+
+
+@pytest.fixture
+def gateway(server_factory: type[Server]) -> Iterator[Server]:
+    server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT)
+    server.wait_ready()
+    yield server
+
+
+@asynccontextmanager
+async def connect(url: str, key: str | None = BOOT, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    http = create_mcp_http_client(headers=headers)
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http), cache=None, mode=mode) as client,
+    ):  # type: ignore[arg-type]
+        yield client
+
+
+def _new_key(server: Server, role: str, scopes: list[str] | None = None) -> str:
+    auth = {"Authorization": f"Bearer {BOOT}"}
+    user = httpx.post(
+        f"{server.url}/api/v1/users",
+        json={"email": f"{role}@example.com", "role": role},
+        headers=auth,
+    ).json()
+    body: dict[str, Any] = {"name": "t", "user_id": user["id"]}
+    if scopes:
+        body["scopes"] = scopes
+    return str(httpx.post(f"{server.url}/api/v1/keys", json=body, headers=auth).json()["key"])
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+async def test_both_protocol_eras_on_one_endpoint(gateway: Server, mode: str, version: str) -> None:
+    async with connect(f"{gateway.url}/mcp", mode=mode) as client:
+        assert client.protocol_version == version
+        assert client.server_info is not None and client.server_info.name == "mcp-gateway"
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert "essentials__calculator_evaluate" in names
+        assert names == sorted(names)  # deterministic order
+        result = await client.call_tool(
+            "essentials__calculator_evaluate", {"expression": "0.1 + 0.2"}
+        )
+        assert result.is_error is False
+        assert result.content[0].text == "0.3"  # type: ignore[union-attr]
+        failed = await client.call_tool("essentials__calculator_evaluate", {"expression": "1/0"})
+        assert failed.is_error is True
+
+
+async def test_single_server_endpoint_keeps_original_names(gateway: Server) -> None:
+    async with connect(f"{gateway.url}/mcp/servers/essentials") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "calculator_evaluate" in names and not any("__" in n for n in names)
+        result = await client.call_tool("calculator_evaluate", {"expression": "6*7"})
+        assert result.content[0].text == "42"  # type: ignore[union-attr]
+    r = httpx.post(
+        f"{gateway.url}/mcp/servers/nope", json={}, headers={"Authorization": f"Bearer {BOOT}"}
+    )
+    assert r.status_code == 404 and r.json()["code"] == "server_not_found"
+
+
+def test_unauthenticated_requests_get_401(gateway: Server) -> None:
+    r = httpx.post(f"{gateway.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert r.json()["code"] == "unauthenticated"
+    r = httpx.post(
+        f"{gateway.url}/mcp", json={}, headers={"Authorization": "Bearer mgw_live_wrong"}
+    )
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+
+
+async def test_a_viewer_lists_but_cannot_call(gateway: Server) -> None:
+    viewer = _new_key(gateway, "viewer")
+    async with connect(f"{gateway.url}/mcp", key=viewer) as client:
+        assert (await client.list_tools()).tools
+        result = await client.call_tool("essentials__calculator_evaluate", {"expression": "1"})
+        assert result.is_error is True
+        assert "tools:execute" in result.content[0].text  # type: ignore[union-attr]
+
+
+async def test_sessions_belong_to_their_key(gateway: Server) -> None:
+    other = _new_key(gateway, "developer")
+    # open a 2025-11-25 session by hand to read its id, then try it with another key
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    r = httpx.post(
+        f"{gateway.url}/mcp", json=init, headers={**headers, "Authorization": f"Bearer {BOOT}"}
+    )
+    session_id = r.headers["mcp-session-id"]
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    hijack = httpx.post(
+        f"{gateway.url}/mcp",
+        json=ping,
+        headers={
+            **headers,
+            "Authorization": f"Bearer {other}",
+            "Mcp-Session-Id": session_id,
+            "MCP-Protocol-Version": "2025-11-25",
+        },
+    )
+    assert hijack.status_code == 404
+
+
+async def test_fastmcp_client(gateway: Server) -> None:
+    import fastmcp
+
+    async with fastmcp.Client(f"{gateway.url}/mcp", auth=BOOT) as client:
+        tools = await client.list_tools()
+        assert any(t.name == "essentials__calculator_statistics" for t in tools)
+        result = await client.call_tool(
+            "essentials__calculator_convert_units",
+            {"value": "1", "from_unit": "mi", "to_unit": "m"},
+        )
+        assert result.content[0].text == "1609.344"  # type: ignore[union-attr]
