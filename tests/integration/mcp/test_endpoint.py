@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -16,10 +16,10 @@ from tests.support import BOOT, Server
 
 
 @pytest.fixture
-def gateway(server_factory: type[Server]) -> Iterator[Server]:
+def gateway(server_factory: type[Server]) -> Server:
     server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT)
     server.wait_ready()
-    yield server
+    return server
 
 
 @asynccontextmanager
