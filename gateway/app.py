@@ -122,6 +122,9 @@ def build_server_service(settings: Settings, db: Database) -> ServerService:
     async def on_health_changed(name: str, health: Health) -> None:
         await service.on_health_changed(name, health)
 
+    async def on_resource_updated(server: str, uri: str) -> None:
+        await service.on_resource_updated(server, uri)
+
     ctx = RuntimeContext(
         data_dir=settings.data_dir.resolve(),
         connect_timeout=settings.server_connect_timeout_seconds,
@@ -129,6 +132,7 @@ def build_server_service(settings: Settings, db: Database) -> ServerService:
         inherit_env=tuple(settings.server_inherit_env),
         on_list_changed=on_list_changed,
         on_health_changed=on_health_changed,
+        on_resource_updated=on_resource_updated,
     )
     pool = SessionPool(ctx, settings.server_idle_seconds)
     service = ServerService(

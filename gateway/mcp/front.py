@@ -8,19 +8,19 @@ front of it and answers the requests from its own catalog and session pool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from mcp import types
-from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -28,27 +28,18 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
+from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.view import CatalogView
-from gateway.servers.runtimes.base import BackendError
-from gateway.servers.service import ServerService, mask_result, split_qualified
+from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
 
-PRINCIPAL_KEY = "mcpgw.principal"
-TARGET_KEY = "mcpgw.target"
 SESSION_HEADER = b"mcp-session-id"
-INVALID_PARAMS = -32602
 
 INSTRUCTIONS = (
     "MCP Gateway: every tool you may use, from every MCP server registered with the "
     "gateway. Tool names are '<server>__<tool>'."
 )
-
-
-def _error_result(message: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=message)], is_error=True
-    )
 
 
 class McpFront:
@@ -61,21 +52,12 @@ class McpFront:
         self.servers = servers
         self.authenticator = authenticator
         self.view = CatalogView(servers)
+        self.handlers = GatewayHandlers(servers, self.view)
+        servers.resource_listeners.append(self.handlers.resource_updated)
         # Which user opened which 2025-11-25 session: another key may not use it.
         self._session_owner: OrderedDict[str, str] = OrderedDict()
-        self.aggregate = Server(
-            "mcp-gateway",
-            version=__version__,
-            instructions=INSTRUCTIONS,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-        )
-        self.single = Server(
-            "mcp-gateway",
-            version=__version__,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-        )
+        self.aggregate = self._server(INSTRUCTIONS)
+        self.single = self._server(None)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
@@ -91,13 +73,59 @@ class McpFront:
             for name, server in (("aggregate", self.aggregate), ("single", self.single))
         }
 
+    def _server(self, instructions: str | None) -> Server[Any]:
+        # logging/setLevel and resources/subscribe are deprecated in 2026-07-28 but are
+        # how 2025-11-25 clients work; the gateway serves both eras on purpose.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            return self._build_server(instructions)
+
+    def _build_server(self, instructions: str | None) -> Server[Any]:
+        h = self.handlers
+        return Server(
+            "mcp-gateway",
+            version=__version__,
+            instructions=instructions,
+            on_list_tools=h.list_tools,
+            on_call_tool=h.call_tool,
+            on_list_resources=h.list_resources,
+            on_list_resource_templates=h.list_resource_templates,
+            on_read_resource=h.read_resource,
+            on_subscribe_resource=h.subscribe,
+            on_unsubscribe_resource=h.unsubscribe,
+            on_list_prompts=h.list_prompts,
+            on_get_prompt=h.get_prompt,
+            on_completion=h.complete,
+            on_set_logging_level=h.set_logging_level,
+        )
+
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
-        """Run the session managers (their task groups live for the app's lifetime)."""
-        async with AsyncExitStack() as stack:
-            for manager in self.managers.values():
-                await stack.enter_async_context(manager.run())
+        """Run the session managers for the app's lifetime.
+
+        Their anyio task groups must be entered and exited by one task; a lifespan
+        may be exited by another (test runners do), so a task of our own owns them.
+        """
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def own() -> None:
+            async with AsyncExitStack() as stack:
+                for manager in self.managers.values():
+                    await stack.enter_async_context(manager.run())
+                started.set()
+                await stop.wait()
+
+        owner = asyncio.create_task(own(), name="mcp-session-managers")
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait({owner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if owner.done():
+            owner.result()  # raises what went wrong
+        try:
             yield
+        finally:
+            stop.set()
+            await owner
 
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -155,59 +183,6 @@ class McpFront:
                 "MCPGW_AUTH_REQUIRED=false needs MCPGW_BOOTSTRAP_API_KEY to act as its admin"
             )
         return await self.authenticator.authenticate(key.get_secret_value())
-
-    # --- handlers -----------------------------------------------------------------------
-    @staticmethod
-    def _context(ctx: ServerRequestContext[Any, Any]) -> tuple[Principal, str | None]:
-        request = ctx.request
-        scope = getattr(request, "scope", None) or {}
-        principal = scope.get(PRINCIPAL_KEY)
-        if not isinstance(principal, Principal):
-            raise MCPError(code=-32600, message="unauthenticated")
-        return principal, scope.get(TARGET_KEY)
-
-    async def _list_tools(
-        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        principal, target = self._context(ctx)
-        if target is not None:
-            catalog = self.servers.catalogs.get(target)
-            return types.ListToolsResult(tools=list(catalog.tools) if catalog else [])
-        return types.ListToolsResult(tools=self.view.tools_for(principal).tools)
-
-    async def _call_tool(
-        self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
-        principal, target = self._context(ctx)
-        if not principal.can("tools:execute"):
-            return _error_result("this key may not call tools (needs 'tools:execute')")
-        if target is not None:
-            server, tool = target, params.name
-        else:
-            found = self.view.tools_for(principal).by_name.get(params.name)
-            if found is not None:
-                server, tool = found
-            else:
-                try:
-                    server, tool = split_qualified(params.name)
-                except Exception:
-                    raise MCPError(
-                        code=INVALID_PARAMS, message=f"unknown tool {params.name!r}"
-                    ) from None
-        runtime = self.servers.pool.get(server)
-        if runtime is None or server not in self.view.visible_servers(principal):
-            raise MCPError(code=INVALID_PARAMS, message=f"unknown tool {params.name!r}")
-        try:
-            result = await runtime.call_tool(
-                tool, dict(params.arguments or {}), self.servers.call_timeout
-            )
-        except BackendError as exc:
-            return _error_result(str(exc))
-        secrets = runtime.spec.secret_values()
-        if secrets:
-            data = mask_result(result.model_dump(by_alias=True, exclude_none=True), secrets)
-            result = types.CallToolResult.model_validate(data)
-        return result
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

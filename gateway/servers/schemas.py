@@ -138,6 +138,11 @@ class GeneratedConfig(Strict):
         None, max_length=200_000, description="Python source that defines the server object."
     )
     attribute: str = Field("server", pattern=r"^[A-Za-z_]\w*$")
+    protocol: Literal["auto", "2025-11-25"] = Field(
+        "auto",
+        description="`2025-11-25` keeps a back-channel so the server's sampling, elicitation "
+        "and log requests reach the agent; `auto` speaks 2026-07-28 in-process.",
+    )
 
     @field_validator("module")
     @classmethod

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from mcp import types
@@ -133,6 +133,8 @@ class ServerService:
         self.catalogs: dict[str, Catalog] = {}
         self.catalog_version = 0  # bumped on every change, for caches built on top
         self._catalog_digest = ""
+        # Called with (server, uri) when a backend says a subscribed resource changed.
+        self.resource_listeners: list[Callable[[str, str], Awaitable[None]]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
     # --- specs: database rows → in-memory runtime definitions -------------------------
@@ -471,6 +473,15 @@ class ServerService:
             await self.refresh(name)
         except Exception as exc:
             log.warning("catalog refresh failed", extra={"server": name, "error": str(exc)})
+
+    async def on_resource_updated(self, server: str, uri: str) -> None:
+        """Runtime callback: a subscribed resource changed on a backend."""
+        server = server.split(".", 1)[0]
+        for listener in list(self.resource_listeners):
+            try:
+                await listener(server, uri)
+            except Exception:
+                log.debug("resource update listener failed", exc_info=True)
 
     async def on_health_changed(self, name: str, health: Health) -> None:
         """Runtime callback: persist a health change (best effort, off the request path)."""

@@ -92,6 +92,10 @@ class RuntimeContext:
     on_list_changed: Callable[[str], Awaitable[None]]
     # Called when health changes, to persist it.
     on_health_changed: Callable[[str, Health], Awaitable[None]]
+    # Called when a backend says a subscribed resource changed.
+    on_resource_updated: Callable[[str, str], Awaitable[None]] = field(
+        default=lambda _server, _uri: _noop()
+    )
 
 
 class Connector(Protocol):
@@ -137,6 +141,30 @@ class ServerRuntime(Protocol):
 
     async def ping(self) -> float:
         """Round-trip a ping; returns milliseconds or raises BackendError."""
+
+    async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
+        """Read one resource."""
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, timeout: float
+    ) -> types.GetPromptResult:
+        """Render one prompt."""
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+        timeout: float,
+    ) -> types.CompleteResult:
+        """Complete an argument of a prompt or resource template."""
+
+    async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
+        """Subscribe to (or unsubscribe from) updates of one resource."""
+
+
+async def _noop() -> None:
+    return None
 
 
 def monotonic() -> float:

@@ -80,6 +80,39 @@ class BundleRuntime:
         _, runtime, tool = self._split(name)
         return await runtime.call_tool(tool, arguments, timeout)
 
+    def _owner_of(self, uri: str) -> ServerRuntime:
+        for runtime in self.members.values():
+            catalog = getattr(runtime, "last_catalog", None)
+            if catalog is None or any(str(r.uri) == uri for r in catalog.resources):
+                return runtime
+        raise ToolNotFound(f"bundle {self.spec.name!r} has no resource {uri!r}")
+
+    async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
+        return await self._owner_of(uri).read_resource(uri, timeout)
+
+    async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
+        await self._owner_of(uri).subscribe(uri, subscribe, timeout)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, timeout: float
+    ) -> types.GetPromptResult:
+        _, runtime, prompt = self._split(name)
+        return await runtime.get_prompt(prompt, arguments, timeout)
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+        timeout: float,
+    ) -> types.CompleteResult:
+        if isinstance(ref, types.PromptReference):
+            _, runtime, prompt = self._split(ref.name)
+            return await runtime.complete(
+                ref.model_copy(update={"name": prompt}), argument, context, timeout
+            )
+        return await self._owner_of(ref.uri).complete(ref, argument, context, timeout)
+
     async def ping(self) -> float:
         results = await asyncio.gather(
             *(m.ping() for m in self.members.values()), return_exceptions=True

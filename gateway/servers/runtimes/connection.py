@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
@@ -29,6 +30,14 @@ from gateway.servers.runtimes.base import (
     RuntimeContext,
     ServerSpec,
     monotonic,
+)
+from gateway.servers.runtimes.relay import (
+    CURRENT_RELAY,
+    relay_elicitation,
+    relay_log,
+    relay_progress,
+    relay_roots,
+    relay_sampling,
 )
 
 log = logging.getLogger("gateway.servers")
@@ -80,6 +89,7 @@ class McpConnection:
         self._retry_after = 0.0
         self._backoff = 0.5
         self._background: set[asyncio.Task[None]] = set()
+        self.last_catalog: Catalog | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     @property
@@ -161,6 +171,11 @@ class McpConnection:
                 message_handler=self._on_message,
                 client_info=types.Implementation(name="mcp-gateway", version="1"),
                 cache=None,
+                mode=self._client_mode(),
+                sampling_callback=relay_sampling,
+                elicitation_callback=relay_elicitation,
+                list_roots_callback=relay_roots,
+                logging_callback=relay_log,
             )
             try:
                 return await stack.enter_async_context(client)
@@ -171,6 +186,10 @@ class McpConnection:
         raise ExceptionGroup(
             "every transport failed", [e for e in errors if isinstance(e, Exception)]
         )
+
+    def _client_mode(self) -> Any:
+        chooser = getattr(self.connector, "client_mode", None)
+        return chooser(self.spec) if chooser is not None else "auto"
 
     async def _supervise(self, stop: asyncio.Event) -> None:
         reconnecting = False
@@ -268,6 +287,8 @@ class McpConnection:
             | types.PromptListChangedNotification,
         ):
             self._spawn(self.ctx.on_list_changed(self.spec.name))
+        elif isinstance(root, types.ResourceUpdatedNotification):
+            self._spawn(self.ctx.on_resource_updated(self.spec.name, str(root.params.uri)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -314,12 +335,55 @@ class McpConnection:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], timeout: float
     ) -> types.CallToolResult:
+        relay = CURRENT_RELAY.get()
+        progress = relay_progress if getattr(relay, "wants_progress", False) else None
         result: types.CallToolResult = await self._request(
             f"tool {name!r}",
-            lambda client: client.call_tool(name, arguments, read_timeout_seconds=timeout),
+            lambda client: client.call_tool(
+                name, arguments, read_timeout_seconds=timeout, progress_callback=progress
+            ),
             timeout,
         )
         return result
+
+    async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
+        result: types.ReadResourceResult = await self._request(
+            f"reading {uri!r}", lambda client: client.read_resource(uri), timeout
+        )
+        return result
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, timeout: float
+    ) -> types.GetPromptResult:
+        result: types.GetPromptResult = await self._request(
+            f"prompt {name!r}", lambda client: client.get_prompt(name, arguments), timeout
+        )
+        return result
+
+    async def complete(
+        self,
+        ref: types.PromptReference | types.ResourceTemplateReference,
+        argument: dict[str, str],
+        context: dict[str, str] | None,
+        timeout: float,
+    ) -> types.CompleteResult:
+        result: types.CompleteResult = await self._request(
+            "completion",
+            lambda client: client.complete(ref, argument, context_arguments=context),
+            timeout,
+        )
+        return result
+
+    async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
+        async def go(client: Client) -> None:
+            with warnings.catch_warnings():  # deprecated in 2026-07-28, still the 2025 way
+                warnings.simplefilter("ignore")
+                if subscribe:
+                    await client.subscribe_resource(uri)
+                else:
+                    await client.unsubscribe_resource(uri)
+
+        await self._request("subscription", go, timeout)
 
     async def ping(self) -> float:
         started = monotonic()
@@ -344,6 +408,7 @@ class McpConnection:
             return catalog
 
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
+        self.last_catalog = result
         return result
 
 

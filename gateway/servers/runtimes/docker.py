@@ -105,12 +105,18 @@ async def http_container(spec: ServerSpec, ctx: RuntimeContext) -> AsyncIterator
     try:
         url = f"http://127.0.0.1:{host_port}{config.get('path', '/mcp')}"
         deadline = asyncio.get_running_loop().time() + ctx.connect_timeout
-        while True:  # wait for the server inside to listen
+        while True:  # wait for the server inside to answer HTTP
+            # (docker-proxy accepts on the host port before the container listens)
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", host_port)
+                reader, writer = await asyncio.open_connection("127.0.0.1", host_port)
+                writer.write(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                await writer.drain()
+                answered = (await asyncio.wait_for(reader.read(5), 2)).startswith(b"HTTP/")
                 writer.close()
-                break
-            except OSError:
+                if answered:
+                    break
+                raise OSError("no HTTP answer yet")
+            except (OSError, TimeoutError):
                 if asyncio.get_running_loop().time() > deadline:
                     raise BackendUnavailable("container did not open its port in time") from None
                 await asyncio.sleep(0.1)

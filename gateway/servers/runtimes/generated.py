@@ -56,5 +56,12 @@ def as_sdk_server(obj: Any) -> Server[Any] | MCPServer:
 
 
 class GeneratedConnector:
+    @staticmethod
+    def client_mode(spec: ServerSpec) -> str:
+        """``auto`` negotiates 2026-07-28 in-process (list changes via subscriptions/listen,
+        no back-channel); ``legacy`` (config ``protocol: "2025-11-25"``) keeps the
+        back-channel, so sampling/elicitation/log requests reach the gateway's relay."""
+        return "legacy" if spec.config.get("protocol") == "2025-11-25" else "auto"
+
     async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
         return [as_sdk_server(load_server_object(spec))]

@@ -1,0 +1,312 @@
+"""MCP request handlers of the gateway's front, for `/mcp` and `/mcp/servers/{name}`.
+
+Lists come from the in-memory catalog; calls, reads, prompts and completions go
+to the backend through the session pool with a :class:`FrontRelay` set, so what
+the backend sends back mid-request (progress, log messages, sampling,
+elicitation, roots) reaches the agent that asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+
+from gateway.auth.principal import Principal
+from gateway.mcp import uris
+from gateway.mcp.view import CatalogView
+from gateway.servers.runtimes.base import BackendError, ServerRuntime
+from gateway.servers.runtimes.relay import CURRENT_RELAY
+from gateway.servers.service import ServerService, mask_result, split_qualified
+
+log = logging.getLogger("gateway.mcp")
+
+PRINCIPAL_KEY = "mcpgw.principal"
+TARGET_KEY = "mcpgw.target"
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+RESOURCE_NOT_FOUND = -32002
+Ctx = ServerRequestContext[Any, Any]
+
+_REQUESTS: dict[str, tuple[type[Any], type[Any]]] = {
+    "sampling/createMessage": (types.CreateMessageRequest, types.CreateMessageResult),
+    "elicitation/create": (types.ElicitRequest, types.ElicitResult),
+    "roots/list": (types.ListRootsRequest, types.ListRootsResult),
+}
+
+
+def error_result(message: str) -> types.CallToolResult:
+    content: list[types.ContentBlock] = [types.TextContent(type="text", text=message)]
+    return types.CallToolResult(content=content, is_error=True)
+
+
+class FrontRelay:
+    """Forwards a backend's mid-request messages to the agent's request."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        meta = ctx.meta or {}
+        self.wants_progress = bool(meta.get("progress_token") or meta.get("progressToken"))
+
+    async def request(self, method: str, params: Any) -> dict[str, Any]:
+        request_type, result_type = _REQUESTS[method]
+        request = request_type(params=params) if params is not None else request_type()
+        result = await self.ctx.session.send_request(
+            request,
+            result_type,
+            metadata=ServerMessageMetadata(related_request_id=self.ctx.request_id),
+        )
+        data: dict[str, Any] = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return data
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        await self.ctx.session.send_notification(
+            types.LoggingMessageNotification(params=params), self.ctx.request_id
+        )
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        await self.ctx.session.report_progress(progress, total, message)
+
+
+class GatewayHandlers:
+    """The on_* handlers shared by the aggregated and the per-server endpoint."""
+
+    def __init__(self, servers: ServerService, view: CatalogView) -> None:
+        self.servers = servers
+        self.view = view
+        # (server, backend uri) → agent sessions subscribed to it
+        self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
+
+    # --- context ------------------------------------------------------------------------
+    @staticmethod
+    def context(ctx: Ctx) -> tuple[Principal, str | None]:
+        scope = getattr(ctx.request, "scope", None) or {}
+        principal = scope.get(PRINCIPAL_KEY)
+        if not isinstance(principal, Principal):
+            raise MCPError(INVALID_REQUEST, "unauthenticated")
+        return principal, scope.get(TARGET_KEY)
+
+    @staticmethod
+    def _need(principal: Principal, permission: str) -> None:
+        if not principal.can(permission):
+            raise MCPError(INVALID_REQUEST, f"this key lacks the permission '{permission}'")
+
+    def _runtime(self, principal: Principal, server: str, what: str) -> ServerRuntime:
+        runtime = self.servers.pool.get(server)
+        if runtime is None or server not in self.view.visible_servers(principal):
+            raise MCPError(INVALID_PARAMS, f"unknown {what}")
+        return runtime
+
+    @property
+    def timeout(self) -> float:
+        return self.servers.call_timeout
+
+    # --- tools --------------------------------------------------------------------------
+    async def list_tools(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        principal, target = self.context(ctx)
+        if target is not None:
+            catalog = self.servers.catalogs.get(target)
+            return types.ListToolsResult(tools=list(catalog.tools) if catalog else [])
+        return types.ListToolsResult(tools=self.view.tools_for(principal).tools)
+
+    async def call_tool(
+        self, ctx: Ctx, params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        principal, target = self.context(ctx)
+        if not principal.can("tools:execute"):
+            return error_result("this key may not call tools (needs 'tools:execute')")
+        if target is not None:
+            server, tool = target, params.name
+        else:
+            found = self.view.tools_for(principal).by_name.get(params.name)
+            if found is None:
+                try:
+                    found = split_qualified(params.name)
+                except Exception:
+                    raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}") from None
+            server, tool = found
+        runtime = self._runtime(principal, server, f"tool {params.name!r}")
+        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        try:
+            result = await runtime.call_tool(tool, dict(params.arguments or {}), self.timeout)
+        except BackendError as exc:
+            return error_result(str(exc))
+        finally:
+            CURRENT_RELAY.reset(token)
+        secrets = runtime.spec.secret_values()
+        if secrets:
+            data = mask_result(result.model_dump(by_alias=True, exclude_none=True), secrets)
+            result = types.CallToolResult.model_validate(data)
+        return result
+
+    # --- resources ----------------------------------------------------------------------
+    def _servers_for(self, principal: Principal, target: str | None) -> list[str]:
+        return [target] if target is not None else self.view.visible_servers(principal)
+
+    async def list_resources(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        items: list[types.Resource] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for resource in catalog.resources if catalog else []:
+                if target is None:
+                    resource = resource.model_copy(
+                        update={"uri": uris.wrap(server, str(resource.uri))}
+                    )
+                items.append(resource)
+        return types.ListResourcesResult(resources=items)
+
+    async def list_resource_templates(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        items: list[types.ResourceTemplate] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for template in catalog.resource_templates if catalog else []:
+                if target is None:
+                    template = template.model_copy(
+                        update={"uri_template": uris.wrap(server, template.uri_template)}
+                    )
+                items.append(template)
+        return types.ListResourceTemplatesResult(resource_templates=items)
+
+    def _resolve_uri(self, principal: Principal, target: str | None, uri: str) -> tuple[str, str]:
+        if target is not None:
+            return target, uri
+        found = uris.unwrap(uri)
+        if found is None:
+            raise MCPError(RESOURCE_NOT_FOUND, f"resource not found: {uri}")
+        return found
+
+    async def read_resource(
+        self, ctx: Ctx, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        server, uri = self._resolve_uri(principal, target, str(params.uri))
+        runtime = self._runtime(principal, server, "resource")
+        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        try:
+            result = await runtime.read_resource(uri, self.timeout)
+        except BackendError as exc:
+            raise MCPError(RESOURCE_NOT_FOUND, str(exc)) from None
+        finally:
+            CURRENT_RELAY.reset(token)
+        if target is None:
+            contents = [
+                c.model_copy(update={"uri": uris.wrap(server, str(c.uri))}) for c in result.contents
+            ]
+            result = result.model_copy(update={"contents": contents})
+        return result
+
+    async def subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        await self._subscription(ctx, str(params.uri), True)
+        return types.EmptyResult()
+
+    async def unsubscribe(
+        self, ctx: Ctx, params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        await self._subscription(ctx, str(params.uri), False)
+        return types.EmptyResult()
+
+    async def _subscription(self, ctx: Ctx, front_uri: str, subscribe: bool) -> None:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        server, uri = self._resolve_uri(principal, target, front_uri)
+        runtime = self._runtime(principal, server, "resource")
+        listeners = self._subscribers[(server, uri)]
+        first, session_key = not listeners, id(ctx.session)
+        if subscribe:
+            listeners[session_key] = (ctx.session, front_uri)
+            if first:
+                await self._backend_subscription(runtime, uri, True)
+        elif listeners.pop(session_key, None) is not None and not listeners:
+            await self._backend_subscription(runtime, uri, False)
+
+    async def _backend_subscription(self, runtime: ServerRuntime, uri: str, on: bool) -> None:
+        try:
+            await runtime.subscribe(uri, on, self.timeout)
+        except BackendError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from None
+
+    async def resource_updated(self, server: str, uri: str) -> None:
+        """A backend announced a change: tell every agent session subscribed to it."""
+        for key, (session, front_uri) in list(self._subscribers.get((server, uri), {}).items()):
+            try:
+                await session.send_resource_updated(front_uri)
+            except Exception:
+                self._subscribers[(server, uri)].pop(key, None)  # that session is gone
+
+    # --- prompts and completion -----------------------------------------------------------
+    async def list_prompts(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        items: list[types.Prompt] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for prompt in catalog.prompts if catalog else []:
+                if target is None:
+                    prompt = prompt.model_copy(update={"name": f"{server}__{prompt.name}"})
+                items.append(prompt)
+        return types.ListPromptsResult(prompts=items)
+
+    def _prompt_target(self, target: str | None, name: str) -> tuple[str, str]:
+        if target is not None:
+            return target, name
+        try:
+            return split_qualified(name)
+        except Exception:
+            raise MCPError(INVALID_PARAMS, f"unknown prompt {name!r}") from None
+
+    async def get_prompt(
+        self, ctx: Ctx, params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        server, name = self._prompt_target(target, params.name)
+        runtime = self._runtime(principal, server, f"prompt {params.name!r}")
+        try:
+            result = await runtime.get_prompt(name, params.arguments, self.timeout)
+        except BackendError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from None
+        return result
+
+    async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+        principal, target = self.context(ctx)
+        self._need(principal, "tools:read")
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            server, name = self._prompt_target(target, ref.name)
+            ref = ref.model_copy(update={"name": name})
+        else:
+            server, uri = self._resolve_uri(principal, target, ref.uri)
+            ref = ref.model_copy(update={"uri": uri})
+        runtime = self._runtime(principal, server, "completion target")
+        argument = {params.argument.name: params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context else None
+        try:
+            result = await runtime.complete(ref, argument, context, self.timeout)
+        except BackendError as exc:
+            raise MCPError(INVALID_PARAMS, str(exc)) from None
+        return result
+
+    async def set_logging_level(
+        self, ctx: Ctx, params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        # Backend sessions are shared; their log messages are relayed per request.
+        self.context(ctx)
+        return types.EmptyResult()
