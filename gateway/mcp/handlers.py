@@ -20,7 +20,7 @@ from mcp.shared.message import ServerMessageMetadata
 from gateway.auth.principal import Principal
 from gateway.mcp import uris
 from gateway.mcp.view import CatalogView
-from gateway.servers.runtimes.base import BackendError, ServerRuntime
+from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService, mask_result, split_qualified
 
@@ -38,6 +38,13 @@ _REQUESTS: dict[str, tuple[type[Any], type[Any]]] = {
     "elicitation/create": (types.ElicitRequest, types.ElicitResult),
     "roots/list": (types.ListRootsRequest, types.ListRootsResult),
 }
+
+
+def passthrough(exc: BackendError, code: int) -> MCPError:
+    """The backend's own JSON-RPC error when it sent one (code and data intact), else ``code``."""
+    if isinstance(exc, BackendRequestError):
+        return MCPError(exc.error.code, exc.error.message, exc.error.data)
+    return MCPError(code, str(exc))
 
 
 def error_result(message: str) -> types.CallToolResult:
@@ -201,7 +208,7 @@ class GatewayHandlers:
         try:
             result = await runtime.read_resource(uri, self.timeout)
         except BackendError as exc:
-            raise MCPError(RESOURCE_NOT_FOUND, str(exc)) from None
+            raise passthrough(exc, RESOURCE_NOT_FOUND) from None
         finally:
             CURRENT_RELAY.reset(token)
         if target is None:
@@ -239,7 +246,7 @@ class GatewayHandlers:
         try:
             await runtime.subscribe(uri, on, self.timeout)
         except BackendError as exc:
-            raise MCPError(INVALID_PARAMS, str(exc)) from None
+            raise passthrough(exc, INVALID_PARAMS) from None
 
     async def resource_updated(self, server: str, uri: str) -> None:
         """A backend announced a change: tell every agent session subscribed to it."""
@@ -282,7 +289,7 @@ class GatewayHandlers:
         try:
             result = await runtime.get_prompt(name, params.arguments, self.timeout)
         except BackendError as exc:
-            raise MCPError(INVALID_PARAMS, str(exc)) from None
+            raise passthrough(exc, INVALID_PARAMS) from None
         return result
 
     async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
@@ -296,12 +303,12 @@ class GatewayHandlers:
             server, uri = self._resolve_uri(principal, target, ref.uri)
             ref = ref.model_copy(update={"uri": uri})
         runtime = self._runtime(principal, server, "completion target")
-        argument = {params.argument.name: params.argument.value}
+        argument = {"name": params.argument.name, "value": params.argument.value}
         context = dict(params.context.arguments or {}) if params.context else None
         try:
             result = await runtime.complete(ref, argument, context, self.timeout)
         except BackendError as exc:
-            raise MCPError(INVALID_PARAMS, str(exc)) from None
+            raise passthrough(exc, INVALID_PARAMS) from None
         return result
 
     async def set_logging_level(

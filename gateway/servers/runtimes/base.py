@@ -18,6 +18,15 @@ class BackendError(Exception):
     """A backend cannot serve a request; the message is safe to show an agent."""
 
 
+class BackendRequestError(BackendError):
+    """The backend answered a request with a JSON-RPC error; ``error`` keeps its code/data
+    so a front can pass it on unchanged."""
+
+    def __init__(self, message: str, error: types.ErrorData) -> None:
+        super().__init__(message)
+        self.error = error
+
+
 class BackendUnavailable(BackendError):
     """The backend is not connected and could not be (re)started."""
 

@@ -23,6 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from gateway.observability.masking import mask_text
 from gateway.servers.runtimes.base import (
     BackendError,
+    BackendRequestError,
     BackendUnavailable,
     Catalog,
     Connector,
@@ -323,7 +324,8 @@ class McpConnection:
                     raise BackendUnavailable(
                         f"connection to server {self.spec.name!r} was lost during {what}"
                     ) from None
-                raise BackendError(self._mask(f"{what} failed: {exc.error.message}")) from None
+                message = self._mask(f"{what} failed: {exc.error.message}")
+                raise BackendRequestError(message, exc.error) from None
             except BackendError:
                 raise
             except Exception as exc:

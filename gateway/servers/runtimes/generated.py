@@ -9,6 +9,7 @@ Only admins may register these: the code runs inside the gateway.
 from __future__ import annotations
 
 import importlib
+import sys
 import types as pytypes
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,11 @@ def load_server_object(spec: ServerSpec) -> Any:
             module_name, _, attribute = config["module"].partition(":")
             namespace: Any = importlib.import_module(module_name)
         else:
-            namespace = pytypes.ModuleType(f"mcpgw_generated_{spec.name.replace('-', '_')}")
+            module_name = f"mcpgw_generated_{spec.name.replace('-', '_')}_v{spec.version}"
+            namespace = pytypes.ModuleType(module_name)
+            # Registered so that postponed annotations (`from __future__ import annotations`)
+            # resolve: the SDK evaluates them through sys.modules[func.__module__].
+            sys.modules[module_name] = namespace
             exec(compile(config["source"], f"<generated:{spec.name}>", "exec"), namespace.__dict__)  # noqa: S102
         obj = getattr(namespace, attribute)
     except Exception as exc:
