@@ -168,6 +168,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "gateway ready",
             extra={"version": __version__, "database": state.db.dialect},
         )
+        if not settings.auth_required:
+            log.warning(
+                "MCPGW_AUTH_REQUIRED=false: requests without credentials act as the bootstrap "
+                "admin. Development only; never expose this gateway."
+            )
         front = McpFront(settings, state.servers, state.authenticator)
         app.state.mcp_front = front
         try:
