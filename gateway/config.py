@@ -181,6 +181,15 @@ class Settings(BaseSettings):
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
         description="Origin headers /mcp accepts from browsers (comma-separated).",
     )
+    interface_mode: Literal["list", "search_execute", "auto"] = Field(
+        "auto",
+        description="How /mcp presents tools: `list` (every definition), `search_execute` "
+        "(SEARCH_TOOLS + EXECUTE_TOOL), `auto` (list up to the threshold). Teams and keys "
+        "may override it.",
+    )
+    interface_auto_threshold: int = Field(
+        30, ge=1, description="`auto` switches to search_execute above this many tools."
+    )
     mcp_session_idle_seconds: float = Field(
         1800, gt=0, description="Close a 2025-11-25 /mcp session idle this long."
     )

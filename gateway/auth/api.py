@@ -18,6 +18,7 @@ from gateway.auth.schemas import (
     TeamCreate,
     TeamOut,
     TeamRef,
+    TeamUpdate,
     UserCreate,
     UserOut,
     UserUpdate,
@@ -47,7 +48,12 @@ def _team_out(view: TeamView) -> TeamOut:
         ]
     t = view.team
     return TeamOut(
-        id=t.id, name=t.name, description=t.description, created_at=t.created_at, members=members
+        id=t.id,
+        name=t.name,
+        description=t.description,
+        interface_mode=t.interface_mode,
+        created_at=t.created_at,
+        members=members,
     )
 
 
@@ -163,6 +169,13 @@ async def create_team(request: Request, principal: CurrentPrincipal, body: TeamC
 )
 async def get_team(request: Request, principal: CurrentPrincipal, team: str) -> TeamOut:
     return _team_out(await _identity(request).get_team(principal, team))
+
+
+@router.patch("/teams/{team}", response_model=TeamOut, responses=ERRORS, summary="Change a team")
+async def update_team(
+    request: Request, principal: CurrentPrincipal, team: str, body: TeamUpdate
+) -> TeamOut:
+    return _team_out(await _identity(request).update_team(principal, team, body))
 
 
 @router.post(

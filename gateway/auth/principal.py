@@ -19,6 +19,8 @@ class Principal:
     key_id: str | None
     scopes: tuple[str, ...]
     team_ids: tuple[str, ...] = ()
+    # How /mcp presents tools to this caller (key's, else a team's); None: the global default.
+    interface_mode: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -16,6 +16,7 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _TEAM_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 Scope = Annotated[str, AfterValidator(validate_scope)]
+InterfaceMode = Literal["list", "search_execute", "auto"]
 
 
 class Strict(BaseModel):
@@ -72,6 +73,9 @@ class UserOut(BaseModel):
 class TeamCreate(Strict):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=2000)
+    interface_mode: InterfaceMode | None = Field(
+        None, description="How /mcp presents tools to members (default: the global setting)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -82,6 +86,11 @@ class TeamCreate(Strict):
                 "with a hyphen (like 'data-platform')"
             )
         return value
+
+
+class TeamUpdate(Strict):
+    description: str | None = Field(None, max_length=2000)
+    interface_mode: InterfaceMode | None = None
 
 
 class MemberAdd(Strict):
@@ -100,6 +109,7 @@ class TeamOut(BaseModel):
     id: str
     name: str
     description: str
+    interface_mode: str | None = None
     created_at: datetime
     members: list[MemberOut] | None = None
 
@@ -111,6 +121,9 @@ class KeyCreate(Strict):
     expires_at: datetime | None = None
     expires_in_days: int | None = Field(None, ge=1, le=3650)
     user_id: str | None = Field(None, description="Admins may create a key for another user.")
+    interface_mode: InterfaceMode | None = Field(
+        None, description="How /mcp presents tools to this key (default: team's, else global)."
+    )
 
     @field_validator("expires_at")
     @classmethod
@@ -132,6 +145,7 @@ class KeyOut(BaseModel):
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None
+    interface_mode: str | None = None
 
 
 class KeyCreated(KeyOut):

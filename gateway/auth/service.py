@@ -18,7 +18,14 @@ from gateway.auth.models import ApiKey, Team, TeamMember, User
 from gateway.auth.principal import Principal
 from gateway.auth.rbac import Role, scopes_within
 from gateway.auth.repository import IdentityRepository
-from gateway.auth.schemas import KeyCreate, MemberAdd, TeamCreate, UserCreate, UserUpdate
+from gateway.auth.schemas import (
+    KeyCreate,
+    MemberAdd,
+    TeamCreate,
+    TeamUpdate,
+    UserCreate,
+    UserUpdate,
+)
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
@@ -128,6 +135,7 @@ class IdentityService:
             if user is None or not user.is_active:
                 raise Unauthenticated("the key's user is deactivated", code="user_inactive")
             teams = await repo.teams_of_user(user.id)
+            team_mode = next((t.interface_mode for t, _ in teams if t.interface_mode), None)
             return Principal(
                 user_id=user.id,
                 email=user.email,
@@ -136,6 +144,7 @@ class IdentityService:
                 key_id=key.id,
                 scopes=tuple(key.scopes),
                 team_ids=tuple(t.id for t, _ in teams),
+                interface_mode=key.interface_mode or team_mode,
             )
 
     async def record_key_use(self, last_used: Mapping[str, datetime]) -> None:
@@ -210,7 +219,9 @@ class IdentityService:
             repo = IdentityRepository(session)
             if await repo.get_team_by_name(data.name):
                 raise Conflict(f"a team named {data.name!r} already exists")
-            team = Team(name=data.name, description=data.description)
+            team = Team(
+                name=data.name, description=data.description, interface_mode=data.interface_mode
+            )
             try:
                 await repo.add(team)
             except IntegrityError as exc:
@@ -240,6 +251,20 @@ class IdentityService:
             ):
                 raise NotFound(f"no team {team_id!r}")
             return TeamView(team, list(await repo.list_members(team.id)))
+
+    async def update_team(self, principal: Principal, team_id: str, data: TeamUpdate) -> TeamView:
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            team = await self._team_for_manager(repo, principal, team_id)
+            if data.description is not None:
+                team.description = data.description
+            if "interface_mode" in data.model_fields_set:
+                team.interface_mode = data.interface_mode
+            await session.flush()
+            members = list(await repo.list_members(team.id))
+        for member, _ in members:
+            self.on_user_changed(member.user_id)
+        return TeamView(team, members)
 
     async def _team_for_manager(
         self, repo: IdentityRepository, principal: Principal, team_id: str
@@ -334,6 +359,7 @@ class IdentityService:
             key = self._new_key(
                 owner_id, data.name, secret, list(dict.fromkeys(data.scopes)), expires_at
             )
+            key.interface_mode = data.interface_mode
             await repo.add(key)
         return key, secret
 

@@ -52,7 +52,12 @@ class McpFront:
         self.servers = servers
         self.authenticator = authenticator
         self.view = CatalogView(servers)
-        self.handlers = GatewayHandlers(servers, self.view)
+        self.handlers = GatewayHandlers(
+            servers,
+            self.view,
+            mode=settings.interface_mode,
+            threshold=settings.interface_auto_threshold,
+        )
         servers.resource_listeners.append(self.handlers.resource_updated)
         # Which user opened which 2025-11-25 session: another key may not use it.
         self._session_owner: OrderedDict[str, str] = OrderedDict()

@@ -19,6 +19,14 @@ from mcp.shared.message import ServerMessageMetadata
 
 from gateway.auth.principal import Principal
 from gateway.mcp import uris
+from gateway.mcp.meta import (
+    EXECUTE_TOOL,
+    META_TOOLS,
+    SEARCH_TOOLS,
+    execute_target,
+    resolve_mode,
+    search_result,
+)
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
@@ -83,9 +91,13 @@ class FrontRelay:
 class GatewayHandlers:
     """The on_* handlers shared by the aggregated and the per-server endpoint."""
 
-    def __init__(self, servers: ServerService, view: CatalogView) -> None:
+    def __init__(
+        self, servers: ServerService, view: CatalogView, *, mode: str, threshold: int
+    ) -> None:
         self.servers = servers
         self.view = view
+        self.mode = mode
+        self.threshold = threshold
         # (server, backend uri) → agent sessions subscribed to it
         self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
 
@@ -121,14 +133,29 @@ class GatewayHandlers:
         if target is not None:
             catalog = self.servers.catalogs.get(target)
             return types.ListToolsResult(tools=list(catalog.tools) if catalog else [])
-        return types.ListToolsResult(tools=self.view.tools_for(principal).tools)
+        view = self.view.tools_for(principal)
+        if self.mode_for(principal, len(view.tools)) == "search_execute":
+            return types.ListToolsResult(tools=META_TOOLS)
+        return types.ListToolsResult(tools=view.tools)
+
+    def mode_for(self, principal: Principal, tool_count: int) -> str:
+        return resolve_mode(principal.interface_mode or self.mode, tool_count, self.threshold)
 
     async def call_tool(
         self, ctx: Ctx, params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         principal, target = self.context(ctx)
+        arguments = dict(params.arguments or {})
+        if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
+            return search_result(self.view.tools_for(principal).index, arguments)
         if not principal.can("tools:execute"):
             return error_result("this key may not call tools (needs 'tools:execute')")
+        if target is None and params.name == EXECUTE_TOOL:
+            unpacked = execute_target(arguments)
+            if isinstance(unpacked, types.CallToolResult):
+                return unpacked
+            params = params.model_copy(update={"name": unpacked[0]})
+            arguments = unpacked[1]
         if target is not None:
             server, tool = target, params.name
         else:
@@ -142,7 +169,7 @@ class GatewayHandlers:
         runtime = self._runtime(principal, server, f"tool {params.name!r}")
         token = CURRENT_RELAY.set(FrontRelay(ctx))
         try:
-            result = await runtime.call_tool(tool, dict(params.arguments or {}), self.timeout)
+            result = await runtime.call_tool(tool, arguments, self.timeout)
         except BackendError as exc:
             return error_result(str(exc))
         finally:

@@ -11,15 +11,24 @@ from dataclasses import dataclass
 from mcp import types
 
 from gateway.auth.principal import Principal
+from gateway.mcp.search import ToolIndex
 from gateway.servers.service import ServerService, qualified
 
 
-@dataclass(frozen=True)
+@dataclass
 class ToolView:
     """The aggregated tool list for one set of visible servers."""
 
     tools: list[types.Tool]
     by_name: dict[str, tuple[str, str]]  # qualified name → (server, original tool name)
+    _index: ToolIndex | None = None
+
+    @property
+    def index(self) -> ToolIndex:
+        """The search index, built on first use and kept with the view."""
+        if self._index is None:
+            self._index = ToolIndex(self.tools)
+        return self._index
 
 
 class CatalogView:

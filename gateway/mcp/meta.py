@@ -1,0 +1,98 @@
+"""The `search_execute` interface: two meta-tools instead of every definition.
+
+With hundreds of tools, listing them all costs an agent tens of thousands of
+tokens before it does anything. SEARCH_TOOLS returns only the few that match a
+query (name, description, input schema); EXECUTE_TOOL calls one by name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from mcp import types
+
+from gateway.mcp.search import ToolIndex
+
+SEARCH_TOOLS = "SEARCH_TOOLS"
+EXECUTE_TOOL = "EXECUTE_TOOL"
+META_NAMES = frozenset({SEARCH_TOOLS, EXECUTE_TOOL})
+Mode = Literal["list", "search_execute"]
+
+META_TOOLS = [
+    types.Tool(
+        name=SEARCH_TOOLS,
+        description=(
+            "Find tools for a task. Returns the best matches with their names, descriptions "
+            "and input schemas; call one with EXECUTE_TOOL."
+        ),
+        input_schema={
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What you want to do, in words."},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+            },
+            "required": ["query"],
+        },
+        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False),
+    ),
+    types.Tool(
+        name=EXECUTE_TOOL,
+        description="Call a tool found with SEARCH_TOOLS: give its exact name and arguments.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "tool": {"type": "string", "description": "Tool name from SEARCH_TOOLS."},
+                "arguments": {"type": "object", "description": "Arguments for that tool."},
+            },
+            "required": ["tool"],
+        },
+    ),
+]
+
+
+def resolve_mode(configured: str, tool_count: int, threshold: int) -> Mode:
+    if configured == "auto":
+        return "search_execute" if tool_count > threshold else "list"
+    return "search_execute" if configured == "search_execute" else "list"
+
+
+def search_result(index: ToolIndex, arguments: dict[str, Any]) -> types.CallToolResult:
+    query = arguments.get("query")
+    if not isinstance(query, str) or not query.strip():
+        return _error("SEARCH_TOOLS needs a non-empty 'query' string")
+    limit = arguments.get("limit", 10)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
+        return _error("'limit' must be an integer from 1 to 50")
+    matches = [
+        {
+            "name": tool.name,
+            "description": tool.description or "",
+            "inputSchema": tool.input_schema,
+            "score": score,
+        }
+        for tool, score in index.search(query, limit)
+    ]
+    payload = {"tools": matches, "hint": "call one with EXECUTE_TOOL {tool, arguments}"}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=json.dumps(payload))],
+        structured_content=payload,
+    )
+
+
+def execute_target(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]] | types.CallToolResult:
+    tool = arguments.get("tool")
+    if not isinstance(tool, str) or not tool:
+        return _error("EXECUTE_TOOL needs the 'tool' name (find it with SEARCH_TOOLS)")
+    inner = arguments.get("arguments", {})
+    if not isinstance(inner, dict):
+        return _error("'arguments' must be an object")
+    if tool in META_NAMES:
+        return _error(f"{tool} cannot be called through EXECUTE_TOOL")
+    return tool, inner
+
+
+def _error(message: str) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=message)], is_error=True
+    )
