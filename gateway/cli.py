@@ -225,6 +225,33 @@ def whoami(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     print_json(GatewayClient(url, key).request("GET", "/api/v1/me"))
 
 
+@app.command()
+def connect(
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    server: Annotated[
+        str | None, typer.Option(help="Bridge to /mcp/servers/NAME instead of /mcp.")
+    ] = None,
+) -> None:
+    """Bridge stdio to the gateway's /mcp for clients that only launch stdio servers.
+
+    Configure the client to run `mcpgw connect --url URL --key KEY` as its MCP server.
+    """
+    import anyio
+
+    from gateway.mcp.bridge import run_bridge
+
+    if not key:
+        typer.echo("error: no API key: pass --key or set MCPGW_API_KEY", err=True)
+        raise typer.Exit(2)
+    endpoint = url.rstrip("/") + (f"/mcp/servers/{server}" if server else "/mcp")
+    try:
+        anyio.run(run_bridge, endpoint, key)
+    except Exception as exc:
+        typer.echo(f"error: bridge to {endpoint} failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 @keys_app.command("list")
 def keys_list(
     url: UrlOption = DEFAULT_URL,
