@@ -97,10 +97,18 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Send) -> None:
-        body, headers = _json_body(
-            413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes"
-        )
+    async def _reject(self, send: Send, path: str = "") -> None:
+        message = f"request body exceeds {self.max_bytes} bytes"
+        if path == "/mcp" or path.startswith("/mcp/"):
+            # MCP clients expect a JSON-RPC error object, whatever the HTTP status.
+            payload = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
+            body = json.dumps(payload).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+        else:
+            body, headers = _json_body(413, "payload_too_large", message)
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -118,7 +126,7 @@ class BodySizeLimitMiddleware:
                     await send({"type": "http.response.body", "body": body})
                     return
                 if announced > self.max_bytes:
-                    await self._reject(send)
+                    await self._reject(send, scope.get("path", ""))
                     return
                 break
 
@@ -143,7 +151,7 @@ class BodySizeLimitMiddleware:
                 # "error parsing the body"); the client deserves the real reason.
                 if message["type"] == "http.response.start" and not response_started:
                     response_started = True
-                    await self._reject(send)
+                    await self._reject(send, scope.get("path", ""))
                 return
             if message["type"] == "http.response.start":
                 response_started = True
@@ -153,11 +161,11 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(send, scope.get("path", ""))
         except Exception:
             # An app that wrapped our signal in its own error still gets a clean 413.
             if too_large and not response_started:
-                await self._reject(send)
+                await self._reject(send, scope.get("path", ""))
             else:
                 raise
 
