@@ -17,8 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from starlette.types import Message, Receive, Scope, Send
@@ -42,6 +44,21 @@ INSTRUCTIONS = (
 )
 
 
+class _GatewayServer(Server[Any]):
+    """Announces list changes in the 2025-11-25 handshake (the gateway sends them)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        options = notification_options or NotificationOptions(
+            prompts_changed=True, resources_changed=True, tools_changed=True
+        )
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
+
+
 class McpFront:
     """Builds the SDK servers and serves them behind gateway authentication."""
 
@@ -59,6 +76,7 @@ class McpFront:
             threshold=settings.interface_auto_threshold,
         )
         servers.resource_listeners.append(self.handlers.resource_updated)
+        servers.catalog_listeners.append(self.handlers.catalog_changed)
         # Which user opened which 2025-11-25 session: another key may not use it.
         self._session_owner: OrderedDict[str, str] = OrderedDict()
         self.aggregate = self._server(INSTRUCTIONS)
@@ -87,7 +105,7 @@ class McpFront:
 
     def _build_server(self, instructions: str | None) -> Server[Any]:
         h = self.handlers
-        return Server(
+        return _GatewayServer(
             "mcp-gateway",
             version=__version__,
             instructions=instructions,
@@ -102,6 +120,7 @@ class McpFront:
             on_get_prompt=h.get_prompt,
             on_completion=h.complete,
             on_set_logging_level=h.set_logging_level,
+            on_subscriptions_listen=ListenHandler(h.bus),
         )
 
     @asynccontextmanager

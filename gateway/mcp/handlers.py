@@ -9,13 +9,17 @@ elicitation, roots) reaches the agent that asked.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import defaultdict
 from typing import Any
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
 from gateway.mcp import uris
@@ -46,6 +50,12 @@ _REQUESTS: dict[str, tuple[type[Any], type[Any]]] = {
     "elicitation/create": (types.ElicitRequest, types.ElicitResult),
     "roots/list": (types.ListRootsRequest, types.ListRootsResult),
 }
+
+
+def _connection(ctx: Ctx) -> Any:
+    """The agent's long-lived connection behind a per-request session (SDK-internal:
+    the request context exposes only the per-request `ServerSession`)."""
+    return getattr(ctx.session, "_connection", None)
 
 
 def passthrough(exc: BackendError, code: int) -> MCPError:
@@ -98,17 +108,37 @@ class GatewayHandlers:
         self.view = view
         self.mode = mode
         self.threshold = threshold
+        # 2026-07-28 clients hear of list changes on `subscriptions/listen` streams fed by
+        # this bus; 2025-11-25 sessions get notifications pushed on their GET stream.
+        self.bus = InMemorySubscriptionBus()
+        # Agent connections (one per 2025-11-25 session), weakly: they go when it ends.
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         # (server, backend uri) → agent sessions subscribed to it
         self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
 
     # --- context ------------------------------------------------------------------------
-    @staticmethod
-    def context(ctx: Ctx) -> tuple[Principal, str | None]:
+    def context(self, ctx: Ctx) -> tuple[Principal, str | None]:
         scope = getattr(ctx.request, "scope", None) or {}
         principal = scope.get(PRINCIPAL_KEY)
         if not isinstance(principal, Principal):
             raise MCPError(INVALID_REQUEST, "unauthenticated")
+        if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+            connection = _connection(ctx)
+            if connection is not None:
+                self._connections.add(connection)
         return principal, scope.get(TARGET_KEY)
+
+    async def catalog_changed(self) -> None:
+        """Fan a catalog change out to every connected agent, in its protocol era."""
+        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+            await self.bus.publish(event)
+        for connection in list(self._connections):
+            try:
+                await connection.send_tool_list_changed()
+                await connection.send_prompt_list_changed()
+                await connection.send_resource_list_changed()
+            except Exception:
+                self._connections.discard(connection)  # closed meanwhile
 
     @staticmethod
     def _need(principal: Principal, permission: str) -> None:
@@ -261,12 +291,13 @@ class GatewayHandlers:
         server, uri = self._resolve_uri(principal, target, front_uri)
         runtime = self._runtime(principal, server, "resource")
         listeners = self._subscribers[(server, uri)]
-        first, session_key = not listeners, id(ctx.session)
+        connection = _connection(ctx) or ctx.session
+        first, key = not listeners, id(connection)
         if subscribe:
-            listeners[session_key] = (ctx.session, front_uri)
+            listeners[key] = (connection, front_uri)
             if first:
                 await self._backend_subscription(runtime, uri, True)
-        elif listeners.pop(session_key, None) is not None and not listeners:
+        elif listeners.pop(key, None) is not None and not listeners:
             await self._backend_subscription(runtime, uri, False)
 
     async def _backend_subscription(self, runtime: ServerRuntime, uri: str, on: bool) -> None:

@@ -133,6 +133,8 @@ class ServerService:
         self.catalogs: dict[str, Catalog] = {}
         self.catalog_version = 0  # bumped on every change, for caches built on top
         self._catalog_digest = ""
+        # Called (no arguments) after the in-memory catalog changed.
+        self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         # Called with (server, uri) when a backend says a subscribed resource changed.
         self.resource_listeners: list[Callable[[str, str], Awaitable[None]]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -185,8 +187,8 @@ class ServerService:
             except Exception:
                 log.warning("skipping unreadable catalog entry", extra={"server": server})
         self.catalogs = fresh
-        self.catalog_version += 1
         self._catalog_digest = digest
+        self._catalog_changed()
 
     async def warm_up(self) -> None:
         """Fill the catalog of enabled servers that have none yet (e.g. a fresh install's
@@ -197,6 +199,11 @@ class ServerService:
             names = [r.name for r in await repo.all() if r.enabled and r.id not in counts]
         for name in names:
             self._spawn(self.on_list_changed(name))
+
+    def _catalog_changed(self) -> None:
+        self.catalog_version += 1
+        for listener in list(self.catalog_listeners):
+            self._spawn(listener())
 
     async def connect(self, name: str, *, wait: bool) -> None:
         """Connect a (re)registered server and load its catalog, now or in the background.
@@ -364,7 +371,7 @@ class ServerService:
             await ServerRepository(session).delete(row)
         await self.pool.remove(name)
         self.catalogs = {k: v for k, v in self.catalogs.items() if k != name}
-        self.catalog_version += 1
+        self._catalog_changed()
         await self.load()  # bundles referencing it are rebuilt without it
 
     # --- reading ----------------------------------------------------------------------
@@ -447,9 +454,9 @@ class ServerService:
                 stats = await ServerRepository(session).replace_catalog(
                     runtime.spec.id, catalog_rows(catalog)
                 )
-            if self.pool.get(name) is runtime:  # not removed meanwhile
+            if self.pool.get(name) is runtime and any(stats):  # not removed meanwhile
                 self.catalogs = {**self.catalogs, name: catalog}
-                self.catalog_version += 1
+                self._catalog_changed()
         if any(stats):
             log.info(
                 "catalog updated",

@@ -138,3 +138,56 @@ async def test_fastmcp_client(gateway: Server) -> None:
             {"value": "1", "from_unit": "mi", "to_unit": "m"},
         )
         assert result.content[0].text == "1609.344"  # type: ignore[union-attr]
+
+
+async def test_list_changed_reaches_connected_clients(gateway: Server) -> None:
+    """A new backend appears: 2025-11-25 sessions get notifications/tools/list_changed,
+    2026-07-28 clients get a ToolsListChanged event on subscriptions/listen."""
+    import asyncio
+
+    from mcp import types
+
+    legacy_events: list[str] = []
+
+    async def on_message(message: object) -> None:
+        root = getattr(message, "root", message)
+        if isinstance(root, types.ToolListChangedNotification):
+            legacy_events.append("tools")
+
+    source = (
+        "from mcp.server.mcpserver import MCPServer\nserver = MCPServer('late')\n"
+        "@server.tool()\ndef hello() -> str:\n    return 'hi'\n"
+    )
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {BOOT}"})
+    async with (
+        http,
+        Client(
+            streamable_http_client(f"{gateway.url}/mcp", http_client=http),
+            cache=None,
+            mode="legacy",
+            message_handler=on_message,
+        ) as legacy,  # type: ignore[arg-type]
+        connect(f"{gateway.url}/mcp") as modern,
+    ):
+        assert (
+            legacy.server_capabilities.tools is not None
+            and legacy.server_capabilities.tools.list_changed
+        )
+        await legacy.list_tools()  # the session is now known to the gateway
+        async with modern.listen(tools_list_changed=True) as subscription:
+            r = httpx.post(
+                f"{gateway.url}/api/v1/servers",
+                params={"wait": True},
+                json={"name": "late", "type": "generated", "config": {"source": source}},
+                headers={"Authorization": f"Bearer {BOOT}"},
+                timeout=60,
+            )
+            assert r.status_code == 201
+            async with asyncio.timeout(10):
+                async for _event in subscription:
+                    break
+        names = [t.name for t in (await modern.list_tools()).tools]
+        assert "late__hello" in names
+        async with asyncio.timeout(10):
+            while not legacy_events:
+                await asyncio.sleep(0.05)

@@ -14,7 +14,11 @@ JSON_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type":
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = Server(tmp_path_factory.mktemp("malformed"), MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_MAX_REQUEST_BYTES="65536")
+    server = Server(
+        tmp_path_factory.mktemp("malformed"),
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_MAX_REQUEST_BYTES="65536",
+    )
     server.wait_ready()
     yield server
     server.stop()
@@ -23,19 +27,68 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
 CASES: list[tuple[str, dict[str, Any], dict[str, str], int, int | None]] = [
     ("bad json", {"content": b"{nope"}, {}, 400, -32700),
     ("empty body", {"content": b""}, {}, 400, -32700),
-    ("wrong jsonrpc version", {"json": {"jsonrpc": "1.0", "id": 1, "method": "ping"}}, {}, 400, None),
+    (
+        "wrong jsonrpc version",
+        {"json": {"jsonrpc": "1.0", "id": 1, "method": "ping"}},
+        {},
+        400,
+        None,
+    ),
     ("not an object", {"json": 42}, {}, 400, None),
     ("batch", {"json": [{"jsonrpc": "2.0", "id": 1, "method": "ping"}]}, {}, 400, None),
-    ("initialize without id", {"json": {"jsonrpc": "2.0", "method": "initialize", "params": {}}}, {}, 400, None),
-    ("unknown method, no session", {"json": {"jsonrpc": "2.0", "id": 1, "method": "frobnicate"}}, {}, 400, None),
-    ("unknown session", {"json": {"jsonrpc": "2.0", "id": 1, "method": "ping"}}, {"Mcp-Session-Id": "nope"}, 404, None),
-    ("unsupported protocol version", {"json": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}, {"MCP-Protocol-Version": "1999-01-01"}, 400, None),
-    ("oversized body", {"content": b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * 70_000 + b'"}}'}, {}, 413, -32600),
+    (
+        "initialize without id",
+        {"json": {"jsonrpc": "2.0", "method": "initialize", "params": {}}},
+        {},
+        400,
+        None,
+    ),
+    (
+        "unknown method, no session",
+        {"json": {"jsonrpc": "2.0", "id": 1, "method": "frobnicate"}},
+        {},
+        400,
+        None,
+    ),
+    (
+        "unknown session",
+        {"json": {"jsonrpc": "2.0", "id": 1, "method": "ping"}},
+        {"Mcp-Session-Id": "nope"},
+        404,
+        None,
+    ),
+    (
+        "unsupported protocol version",
+        {"json": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}},
+        {"MCP-Protocol-Version": "1999-01-01"},
+        400,
+        None,
+    ),
+    (
+        "oversized body",
+        {
+            "content": b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'
+            + b"a" * 70_000
+            + b'"}}'
+        },
+        {},
+        413,
+        -32600,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "headers", "status", "code"), CASES, ids=[c[0] for c in CASES])
-def test_malformed_requests(gateway: Server, name: str, body: dict[str, Any], headers: dict[str, str], status: int, code: int | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "body", "headers", "status", "code"), CASES, ids=[c[0] for c in CASES]
+)
+def test_malformed_requests(
+    gateway: Server,
+    name: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    status: int,
+    code: int | None,
+) -> None:
     r = httpx.post(
         f"{gateway.url}/mcp",
         headers={**JSON_HEADERS, "Authorization": f"Bearer {BOOT}", **headers},
@@ -51,7 +104,12 @@ def test_malformed_requests(gateway: Server, name: str, body: dict[str, Any], he
 
 def test_wrong_content_type_and_accept(gateway: Server) -> None:
     auth = {"Authorization": f"Bearer {BOOT}"}
-    r = httpx.post(f"{gateway.url}/mcp", headers={**auth, "Accept": JSON_HEADERS["Accept"], "Content-Type": "text/plain"}, content=b"{}", timeout=10)
+    r = httpx.post(
+        f"{gateway.url}/mcp",
+        headers={**auth, "Accept": JSON_HEADERS["Accept"], "Content-Type": "text/plain"},
+        content=b"{}",
+        timeout=10,
+    )
     assert 400 <= r.status_code < 500
     r = httpx.put(f"{gateway.url}/mcp", headers=auth, timeout=10)
     assert r.status_code == 405
