@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from bench import auth_overhead, startup
+from bench import auth_overhead, proxy_overhead, startup
 
-BENCHMARKS = {"startup": startup.main, "auth_overhead": auth_overhead.main}
+BENCHMARKS = {
+    "startup": startup.main,
+    "auth_overhead": auth_overhead.main,
+    "proxy_overhead": proxy_overhead.main,
+}
 
 
 def main() -> None:

@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("bench.startup", ["--runs", "1"], "startup"),
         (
+            "bench.proxy_overhead",
+            ["--runs", "1", "--calls", "10", "--concurrency", "1", "2"],
+            "tools/call: direct vs through the gateway",
+        ),
+        (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",
