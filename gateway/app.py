@@ -206,6 +206,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.append(
             Route(path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
         )
+    # The legacy HTTP+SSE transport, for clients from before Streamable HTTP.
+    app.router.routes.append(Route("/sse", endpoint=mcp_endpoint, methods=["GET"]))
+    app.router.routes.append(Route("/messages/", endpoint=mcp_endpoint, methods=["POST"]))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
+from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
@@ -37,6 +40,9 @@ from gateway.servers.service import ServerService
 log = logging.getLogger("gateway.mcp")
 
 SESSION_HEADER = b"mcp-session-id"
+SSE_PATH = "/sse"
+MESSAGES_PATH = "/messages/"
+_SSE_SESSION = re.compile(rb"session_id=([0-9a-fA-F-]{32,36})")
 
 INSTRUCTIONS = (
     "MCP Gateway: every tool you may use, from every MCP server registered with the "
@@ -85,6 +91,11 @@ class McpFront:
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
             allowed_origins=list(settings.mcp_allowed_origins),
+        )
+        self.sse = SseServerTransport(
+            MESSAGES_PATH,
+            security_settings=security,
+            max_request_body_size=settings.max_request_bytes,
         )
         self.managers = {
             name: StreamableHTTPSessionManager(
@@ -171,6 +182,12 @@ class McpFront:
         scope[PRINCIPAL_KEY] = principal
         scope[TARGET_KEY] = target
         scope.setdefault("state", {})["user_id"] = principal.user_id
+        if scope["path"] == SSE_PATH:
+            await self._legacy_sse(scope, receive, send, principal)
+            return
+        if scope["path"] == MESSAGES_PATH:
+            await self._legacy_message(scope, receive, send, principal)
+            return
         manager = self.managers["single" if target else "aggregate"]
 
         async def remember_session(message: Message) -> None:
@@ -181,6 +198,39 @@ class McpFront:
             await send(message)
 
         await manager.handle_request(scope, receive, remember_session)
+
+    # --- legacy HTTP+SSE transport (2024-11-05 clients) -------------------------------
+    async def _legacy_sse(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal
+    ) -> None:
+        """GET /sse: the event stream; its first event names the POST endpoint."""
+
+        async def remember_endpoint(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                found = _SSE_SESSION.search(message.get("body", b""))
+                if found:
+                    self._remember(found.group(1).decode(), principal.user_id)
+            await send(message)
+
+        try:
+            async with self.sse.connect_sse(scope, receive, remember_endpoint) as (read, write):
+                await self.aggregate.run(
+                    read, write, self.aggregate.create_initialization_options()
+                )
+        except ValueError:
+            return  # rejected by the Host/Origin check; the transport already answered
+
+    async def _legacy_message(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal
+    ) -> None:
+        """POST /messages/?session_id=…: one message into that SSE session."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        session_id = (query.get("session_id") or [""])[0].replace("-", "")
+        owner = self._session_owner.get(session_id)
+        if owner is not None and owner != principal.user_id:
+            await _http_error(send, 404, "session_not_found", "no such session")
+            return
+        await self.sse.handle_post_message(scope, receive, send)
 
     def _remember(self, session_id: str, user_id: str) -> None:
         self._session_owner[session_id] = user_id

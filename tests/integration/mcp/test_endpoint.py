@@ -191,3 +191,37 @@ async def test_list_changed_reaches_connected_clients(gateway: Server) -> None:
         async with asyncio.timeout(10):
             while not legacy_events:
                 await asyncio.sleep(0.05)
+
+
+async def test_legacy_sse_transport(gateway: Server) -> None:
+    """Clients from before Streamable HTTP use GET /sse + POST /messages/."""
+    from mcp.client.sse import sse_client
+
+    async with Client(
+        sse_client(f"{gateway.url}/sse", headers={"Authorization": f"Bearer {BOOT}"}),
+        cache=None,
+        mode="legacy",
+    ) as client:  # type: ignore[arg-type]
+        names = [t.name for t in (await client.list_tools()).tools]
+        assert "essentials__calculator_evaluate" in names
+        result = await client.call_tool("essentials__calculator_evaluate", {"expression": "3*3"})
+        assert result.content[0].text == "9"  # type: ignore[union-attr]
+    assert httpx.get(f"{gateway.url}/sse").status_code == 401
+
+
+def test_legacy_sse_sessions_belong_to_their_key(gateway: Server) -> None:
+    other = _new_key(gateway, "operator")
+    with httpx.stream(
+        "GET", f"{gateway.url}/sse", headers={"Authorization": f"Bearer {BOOT}"}, timeout=10
+    ) as stream:
+        lines = stream.iter_lines()  # kept: dropping the iterator would close the stream
+        endpoint = next(line for line in lines if line.startswith("data:"))[5:].strip()
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        hijack = httpx.post(
+            f"{gateway.url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {other}"}
+        )
+        assert hijack.status_code == 404
+        own = httpx.post(
+            f"{gateway.url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {BOOT}"}
+        )
+        assert own.status_code == 202, own.text
