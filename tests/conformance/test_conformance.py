@@ -22,6 +22,16 @@ from tests.support import BOOT, Server
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "fixtures" / "conformance_server.py"
 SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
+INSPECTOR = (
+    HERE
+    / "node_modules"
+    / "@modelcontextprotocol"
+    / "inspector"
+    / "clients"
+    / "launcher"
+    / "build"
+    / "index.js"
+)
 TOTAL = re.compile(r"^Total: (\d+) passed, (\d+) failed", re.M)
 
 
@@ -33,7 +43,7 @@ def _node() -> str:
 
 @pytest.fixture(scope="module")
 def suite() -> Path:
-    if not SUITE.exists():
+    if not (SUITE.exists() and INSPECTOR.exists()):
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("npm is needed to install the conformance suite (apt-get install npm)")
