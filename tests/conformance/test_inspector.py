@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conformance.test_conformance import HERE, INSPECTOR, _node, suite  # noqa: F401
+from tests.conformance.test_conformance import HERE, INSPECTOR, _node
 from tests.support import BOOT, Server
 
 
