@@ -45,10 +45,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"serve-{self.port}.log"
+        self.log = tmp_path / f"serve-{self.port}-{time.monotonic_ns()}.log"
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [MCPGW, "serve", "--port", str(self.port)],
@@ -93,8 +93,8 @@ def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
     started: list[Server] = []
 
     class Tracked(Server):
-        def __init__(self, **env: str) -> None:
-            super().__init__(tmp_path, **env)
+        def __init__(self, port: int | None = None, **env: str) -> None:
+            super().__init__(tmp_path, port, **env)
             started.append(self)
 
     yield Tracked  # type: ignore[misc]

@@ -225,3 +225,27 @@ def test_legacy_sse_sessions_belong_to_their_key(gateway: Server) -> None:
             f"{gateway.url}{endpoint}", json=ping, headers={"Authorization": f"Bearer {BOOT}"}
         )
         assert own.status_code == 202, own.text
+
+
+async def test_gateway_restart(server_factory: type[Server]) -> None:
+    """2026-07-28 clients carry on across a restart (stateless); a 2025-11-25 session gets
+    404 afterwards and a new session works."""
+    from mcp.shared.exceptions import MCPError
+
+    first = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT)
+    first.wait_ready()
+    url = f"{first.url}/mcp"
+    async with connect(url) as modern, connect(url, mode="legacy") as legacy:
+        assert (
+            await modern.call_tool("essentials__calculator_evaluate", {"expression": "1+1"})
+        ).content[0].text == "2"  # type: ignore[union-attr]
+        await legacy.list_tools()
+        first.stop()
+        second = server_factory(port=first.port, MCPGW_BOOTSTRAP_API_KEY=BOOT)
+        second.wait_ready()
+        again = await modern.call_tool("essentials__calculator_evaluate", {"expression": "2+2"})
+        assert again.content[0].text == "4"  # type: ignore[union-attr]
+        with pytest.raises(MCPError):
+            await legacy.list_tools()  # its session died with the old process
+    async with connect(url, mode="legacy") as fresh:
+        assert (await fresh.list_tools()).tools
