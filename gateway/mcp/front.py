@@ -16,6 +16,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,6 +41,9 @@ from gateway.servers.service import ServerService
 log = logging.getLogger("gateway.mcp")
 
 SESSION_HEADER = b"mcp-session-id"
+CURRENT_CALLER: ContextVar[tuple[Principal, str | None] | None] = ContextVar(
+    "mcpgw_caller", default=None
+)
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
 _SSE_SESSION = re.compile(rb"session_id=([0-9a-fA-F-]{32,36})")
@@ -120,6 +124,7 @@ class McpFront:
             "mcp-gateway",
             version=__version__,
             instructions=instructions,
+            get_tool_input_schema=self._input_schema,
             on_list_tools=h.list_tools,
             on_call_tool=h.call_tool,
             on_list_resources=h.list_resources,
@@ -181,6 +186,8 @@ class McpFront:
             return
         scope[PRINCIPAL_KEY] = principal
         scope[TARGET_KEY] = target
+        # For the SDK's pre-dispatch Mcp-Param header check (same task, no request object).
+        CURRENT_CALLER.set((principal, target))
         scope.setdefault("state", {})["user_id"] = principal.user_id
         if scope["path"] == SSE_PATH:
             await self._legacy_sse(scope, receive, send, principal)
@@ -198,6 +205,16 @@ class McpFront:
             await send(message)
 
         await manager.handle_request(scope, receive, remember_session)
+
+    def _input_schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema from memory, so the SDK need not list every tool per call."""
+        caller = CURRENT_CALLER.get()
+        if caller is None:
+            return None
+        principal, target = caller
+        if target is not None:
+            return self.view.server_schema(target, name)
+        return self.view.tools_for(principal).schemas.get(name)
 
     # --- legacy HTTP+SSE transport (2024-11-05 clients) -------------------------------
     async def _legacy_sse(

@@ -7,6 +7,7 @@ so `tools/list` and the name lookup in `tools/call` never touch the database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mcp import types
 
@@ -21,6 +22,7 @@ class ToolView:
 
     tools: list[types.Tool]
     by_name: dict[str, tuple[str, str]]  # qualified name → (server, original tool name)
+    schemas: dict[str, dict[str, Any]]  # qualified name → input schema
     _index: ToolIndex | None = None
 
     @property
@@ -35,6 +37,7 @@ class CatalogView:
     def __init__(self, servers: ServerService) -> None:
         self.servers = servers
         self._cache: dict[tuple[int, frozenset[str]], ToolView] = {}
+        self._server_schemas: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
         """Enabled servers whose tools this caller may see, in stable (name) order."""
@@ -62,6 +65,7 @@ class CatalogView:
     def _build(self, names: list[str]) -> ToolView:
         tools: list[types.Tool] = []
         by_name: dict[str, tuple[str, str]] = {}
+        schemas: dict[str, dict[str, Any]] = {}
         catalogs = self.servers.catalogs
         for server in names:
             catalog = catalogs.get(server)
@@ -70,5 +74,18 @@ class CatalogView:
             for tool in sorted(catalog.tools, key=lambda t: t.name):
                 name = qualified(server, tool.name)
                 by_name[name] = (server, tool.name)
+                schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
-        return ToolView(tools, by_name)
+        return ToolView(tools, by_name, schemas)
+
+    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
+        """One server's tool schema by its original name (cached per catalog version)."""
+        key = (self.servers.catalog_version, server)
+        table = self._server_schemas.get(key)
+        if table is None:
+            catalog = self.servers.catalogs.get(server)
+            table = {t.name: t.input_schema for t in catalog.tools} if catalog else {}
+            if len(self._server_schemas) > 1024:
+                self._server_schemas.clear()
+            self._server_schemas[key] = table
+        return table.get(tool)
