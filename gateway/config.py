@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     interface_auto_threshold: int = Field(
         30, ge=1, description="`auto` switches to search_execute above this many tools."
     )
+    mcp_page_size: int = Field(
+        500, ge=1, le=100_000, description="Items per page of tools/resources/prompts lists."
+    )
     mcp_session_idle_seconds: float = Field(
         1800, gt=0, description="Close a 2025-11-25 /mcp session idle this long."
     )

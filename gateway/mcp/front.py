@@ -84,6 +84,7 @@ class McpFront:
             self.view,
             mode=settings.interface_mode,
             threshold=settings.interface_auto_threshold,
+            page_size=settings.mcp_page_size,
         )
         servers.resource_listeners.append(self.handlers.resource_updated)
         servers.catalog_listeners.append(self.handlers.catalog_changed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
@@ -22,7 +22,7 @@ from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, T
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
-from gateway.mcp import uris
+from gateway.mcp import pages, uris
 from gateway.mcp.meta import (
     EXECUTE_TOOL,
     META_TOOLS,
@@ -44,6 +44,7 @@ INVALID_REQUEST = -32600
 INVALID_PARAMS = -32602
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
+T = TypeVar("T")
 
 _REQUESTS: dict[str, tuple[type[Any], type[Any]]] = {
     "sampling/createMessage": (types.CreateMessageRequest, types.CreateMessageResult),
@@ -102,8 +103,15 @@ class GatewayHandlers:
     """The on_* handlers shared by the aggregated and the per-server endpoint."""
 
     def __init__(
-        self, servers: ServerService, view: CatalogView, *, mode: str, threshold: int
+        self,
+        servers: ServerService,
+        view: CatalogView,
+        *,
+        mode: str,
+        threshold: int,
+        page_size: int = pages.PAGE_SIZE,
     ) -> None:
+        self.page_size = page_size
         self.servers = servers
         self.view = view
         self.mode = mode
@@ -162,11 +170,20 @@ class GatewayHandlers:
         principal, target = self.context(ctx)
         if target is not None:
             catalog = self.servers.catalogs.get(target)
-            return types.ListToolsResult(tools=list(catalog.tools) if catalog else [])
-        view = self.view.tools_for(principal)
-        if self.mode_for(principal, len(view.tools)) == "search_execute":
-            return types.ListToolsResult(tools=META_TOOLS)
-        return types.ListToolsResult(tools=view.tools)
+            tools = list(catalog.tools) if catalog else []
+        else:
+            view = self.view.tools_for(principal)
+            if self.mode_for(principal, len(view.tools)) == "search_execute":
+                return types.ListToolsResult(tools=META_TOOLS)
+            tools = view.tools
+        chunk, following = self._page(tools, params)
+        return types.ListToolsResult(tools=chunk, next_cursor=following)
+
+    def _page(
+        self, items: list[T], params: types.PaginatedRequestParams | None
+    ) -> tuple[list[T], str | None]:
+        cursor = params.cursor if params else None
+        return pages.page(items, cursor, self.servers.catalog_version, self.page_size)
 
     def mode_for(self, principal: Principal, tool_count: int) -> str:
         return resolve_mode(principal.interface_mode or self.mode, tool_count, self.threshold)
@@ -228,7 +245,8 @@ class GatewayHandlers:
                         update={"uri": uris.wrap(server, str(resource.uri))}
                     )
                 items.append(resource)
-        return types.ListResourcesResult(resources=items)
+        chunk, following = self._page(items, params)
+        return types.ListResourcesResult(resources=chunk, next_cursor=following)
 
     async def list_resource_templates(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
@@ -244,7 +262,8 @@ class GatewayHandlers:
                         update={"uri_template": uris.wrap(server, template.uri_template)}
                     )
                 items.append(template)
-        return types.ListResourceTemplatesResult(resource_templates=items)
+        chunk, following = self._page(items, params)
+        return types.ListResourceTemplatesResult(resource_templates=chunk, next_cursor=following)
 
     def _resolve_uri(self, principal: Principal, target: str | None, uri: str) -> tuple[str, str]:
         if target is not None:
@@ -327,7 +346,8 @@ class GatewayHandlers:
                 if target is None:
                     prompt = prompt.model_copy(update={"name": f"{server}__{prompt.name}"})
                 items.append(prompt)
-        return types.ListPromptsResult(prompts=items)
+        chunk, following = self._page(items, params)
+        return types.ListPromptsResult(prompts=chunk, next_cursor=following)
 
     def _prompt_target(self, target: str | None, name: str) -> tuple[str, str]:
         if target is not None:

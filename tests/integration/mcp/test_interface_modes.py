@@ -159,3 +159,29 @@ async def test_meta_tool_errors_are_tool_errors(big_gateway: Server) -> None:
             assert result.is_error is True, (name, args)
         nothing = await client.call_tool("SEARCH_TOOLS", {"query": "zzzz qqqq"})
         assert nothing.structured_content["tools"] == []  # type: ignore[index]
+
+
+async def test_list_mode_is_paginated(server_factory: type[Server]) -> None:
+    server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_MCP_PAGE_SIZE="50", MCPGW_INTERFACE_MODE="list")
+    server.wait_ready()
+    httpx.post(
+        f"{server.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "bigcorp", "type": "generated", "config": {"source": _catalog_source()}},
+        headers={"Authorization": f"Bearer {BOOT}"},
+        timeout=120,
+    ).raise_for_status()
+    async with connect(f"{server.url}/mcp") as client:
+        names: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            result = await client.list_tools(cursor=cursor)
+            names += [t.name for t in result.tools]
+            pages += 1
+            cursor = result.next_cursor
+            if not cursor:
+                break
+    assert pages == 4  # 150 + 12 essentials, 50 a page
+    assert len(names) == len(set(names)) == 162
+    assert names == sorted(names)
