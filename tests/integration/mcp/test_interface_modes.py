@@ -162,7 +162,9 @@ async def test_meta_tool_errors_are_tool_errors(big_gateway: Server) -> None:
 
 
 async def test_list_mode_is_paginated(server_factory: type[Server]) -> None:
-    server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_MCP_PAGE_SIZE="50", MCPGW_INTERFACE_MODE="list")
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_MCP_PAGE_SIZE="50", MCPGW_INTERFACE_MODE="list"
+    )
     server.wait_ready()
     httpx.post(
         f"{server.url}/api/v1/servers",
