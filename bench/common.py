@@ -37,6 +37,7 @@ class GatewayProcess:
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    data_dir: str | None = None  # reuse a data dir (a restart); None: a fresh one
 
     @property
     def url(self) -> str:
@@ -45,10 +46,12 @@ class GatewayProcess:
     def start(self) -> float:
         """Start and wait for /readyz; returns seconds from spawn to ready."""
         self._tmp = tempfile.TemporaryDirectory(prefix="mcpgw-bench-")
+        if self.data_dir is None:
+            self.data_dir = self._tmp.name
         env = {k: v for k, v in os.environ.items() if not k.startswith("MCPGW_")}
         env.update(
             {
-                "MCPGW_DATA_DIR": self._tmp.name,
+                "MCPGW_DATA_DIR": self.data_dir,
                 "MCPGW_BOOTSTRAP_API_KEY": BENCH_KEY,
                 "MCPGW_LOG_LEVEL": "WARNING",
                 **self.env,

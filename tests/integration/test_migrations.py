@@ -70,3 +70,9 @@ async def test_upgrade_downgrade_upgrade(empty_db_url: str, tmp_path: Path) -> N
 def test_migrations_dir_is_found() -> None:
     assert (migrate.migrations_dir() / "env.py").is_file()
     assert migrate.head_revision() is not None
+
+
+def test_head_revision_matches_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
