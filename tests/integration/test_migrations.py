@@ -75,4 +75,7 @@ def test_migrations_dir_is_found() -> None:
 def test_head_revision_matches_alembic() -> None:
     from alembic.script import ScriptDirectory
 
-    assert migrate.head_revision() == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert (
+        migrate.head_revision()
+        == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    )
