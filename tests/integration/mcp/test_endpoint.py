@@ -249,3 +249,43 @@ async def test_gateway_restart(server_factory: type[Server]) -> None:
             await legacy.list_tools()  # its session died with the old process
     async with connect(url, mode="legacy") as fresh:
         assert (await fresh.list_tools()).tools
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_cancelling_a_call_cancels_the_backend_work(gateway: Server, mode: str) -> None:
+    import asyncio
+
+    source = (
+        "import asyncio\nfrom mcp.server.mcpserver import MCPServer\nserver = MCPServer('slowpoke')\n"
+        "STATE = {'started': 0, 'cancelled': 0}\n"
+        "@server.tool()\nasync def slow() -> str:\n"
+        "    STATE['started'] += 1\n"
+        "    try:\n        await asyncio.sleep(30)\n"
+        "    except asyncio.CancelledError:\n        STATE['cancelled'] += 1\n        raise\n"
+        "    return 'finished'\n"
+        "@server.tool()\ndef state() -> str:\n    return f\"{STATE['started']} {STATE['cancelled']}\"\n"
+    )
+    r = httpx.post(
+        f"{gateway.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "slowpoke", "type": "generated", "config": {"source": source}},
+        headers={"Authorization": f"Bearer {BOOT}"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    async with connect(f"{gateway.url}/mcp", mode=mode) as client:
+        before = (await client.call_tool("slowpoke__state", {})).content[0].text  # type: ignore[union-attr]
+        started, cancelled = map(int, before.split())
+        call = asyncio.create_task(client.call_tool("slowpoke__slow", {}))
+        for _ in range(100):
+            now = (await client.call_tool("slowpoke__state", {})).content[0].text  # type: ignore[union-attr]
+            if int(now.split()[0]) > started:
+                break
+            await asyncio.sleep(0.05)
+        call.cancel()
+        for _ in range(100):
+            now = (await client.call_tool("slowpoke__state", {})).content[0].text  # type: ignore[union-attr]
+            if int(now.split()[1]) > cancelled:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the backend never saw the cancellation ({mode}): {now}")
