@@ -74,10 +74,13 @@ def error_result(message: str) -> types.CallToolResult:
 class FrontRelay:
     """Forwards a backend's mid-request messages to the agent's request."""
 
-    def __init__(self, ctx: Ctx) -> None:
+    def __init__(self, ctx: Ctx, params: Any = None) -> None:
         self.ctx = ctx
         meta = ctx.meta or {}
         self.wants_progress = bool(meta.get("progress_token") or meta.get("progressToken"))
+        self.modern = ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS
+        # 2026-07-28 multi-round requests: what the agent answered, forwarded as is.
+        self.input_round = _InputRound(params, meta) if self.modern and params is not None else None
 
     async def request(self, method: str, params: Any) -> dict[str, Any]:
         request_type, result_type = _REQUESTS[method]
@@ -97,6 +100,37 @@ class FrontRelay:
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
         await self.ctx.session.report_progress(progress, total, message)
+
+
+class _InputRound:
+    def __init__(self, params: Any, meta: Any) -> None:
+        self.input_responses = getattr(params, "input_responses", None)
+        self.request_state = getattr(params, "request_state", None)
+        # The agent's own per-request envelope (its capabilities), minus what our
+        # session stamps itself.
+        self.meta = {
+            k: v for k, v in dict(meta).items() if k not in ("progress_token", "progressToken")
+        } or None
+
+
+class _HandshakeEra:
+    """A relay stand-in that only says 'serve this on the 2025-11-25 session'."""
+
+    modern = False
+    wants_progress = False
+    input_round = None
+
+    async def request(self, method: str, params: Any) -> dict[str, Any]:
+        raise MCPError(-32601, f"{method} is not available here")
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        return None
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        return None
+
+
+_HANDSHAKE_ERA = _HandshakeEra()
 
 
 class GatewayHandlers:
@@ -214,11 +248,15 @@ class GatewayHandlers:
                     raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}") from None
             server, tool = found
         runtime = self._runtime(principal, server, f"tool {params.name!r}")
-        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
         try:
             result = await runtime.call_tool(tool, arguments, self.timeout)
+        except BackendRequestError as exc:
+            # The backend refused the request itself (unknown tool, bad params, bad
+            # requestState): a protocol error, passed on as one.
+            raise passthrough(exc, INVALID_PARAMS) from None
         except BackendError as exc:
-            return error_result(str(exc))
+            return error_result(str(exc))  # unreachable or failing backend: a tool error
         finally:
             CURRENT_RELAY.reset(token)
         secrets = runtime.spec.secret_values()
@@ -320,10 +358,14 @@ class GatewayHandlers:
             await self._backend_subscription(runtime, uri, False)
 
     async def _backend_subscription(self, runtime: ServerRuntime, uri: str, on: bool) -> None:
+        # Subscriptions are a 2025-11-25 feature: serve them on that era's session.
+        token = CURRENT_RELAY.set(_HANDSHAKE_ERA)
         try:
             await runtime.subscribe(uri, on, self.timeout)
         except BackendError as exc:
             raise passthrough(exc, INVALID_PARAMS) from None
+        finally:
+            CURRENT_RELAY.reset(token)
 
     async def resource_updated(self, server: str, uri: str) -> None:
         """A backend announced a change: tell every agent session subscribed to it."""
@@ -364,10 +406,13 @@ class GatewayHandlers:
         self._need(principal, "tools:read")
         server, name = self._prompt_target(target, params.name)
         runtime = self._runtime(principal, server, f"prompt {params.name!r}")
+        token = CURRENT_RELAY.set(FrontRelay(ctx))
         try:
             result = await runtime.get_prompt(name, params.arguments, self.timeout)
         except BackendError as exc:
             raise passthrough(exc, INVALID_PARAMS) from None
+        finally:
+            CURRENT_RELAY.reset(token)
         return result
 
     async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
@@ -383,10 +428,13 @@ class GatewayHandlers:
         runtime = self._runtime(principal, server, "completion target")
         argument = {"name": params.argument.name, "value": params.argument.value}
         context = dict(params.context.arguments or {}) if params.context else None
+        token = CURRENT_RELAY.set(FrontRelay(ctx))
         try:
             result = await runtime.complete(ref, argument, context, self.timeout)
         except BackendError as exc:
             raise passthrough(exc, INVALID_PARAMS) from None
+        finally:
+            CURRENT_RELAY.reset(token)
         return result
 
     async def set_logging_level(

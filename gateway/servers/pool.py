@@ -16,6 +16,7 @@ from gateway.servers.runtimes import CONNECTORS
 from gateway.servers.runtimes.base import RuntimeContext, ServerRuntime, ServerSpec, monotonic
 from gateway.servers.runtimes.bundle import BundleRuntime
 from gateway.servers.runtimes.connection import McpConnection
+from gateway.servers.runtimes.dual import DualEraRuntime
 
 log = logging.getLogger("gateway.servers")
 
@@ -38,6 +39,13 @@ class SessionPool:
         return dict(self._runtimes)
 
     def _build(self, spec: ServerSpec) -> ServerRuntime:
+        if spec.type == "generated" and spec.config.get("protocol") == "dual":
+            connector = CONNECTORS["generated"]
+            return DualEraRuntime(
+                spec,
+                McpConnection(spec, connector, self.ctx, mode="legacy"),
+                McpConnection(spec, connector, self.ctx, mode="auto"),
+            )
         if spec.type != "bundle":
             return McpConnection(spec, CONNECTORS[spec.type], self.ctx)
         members: dict[str, ServerRuntime] = {}

@@ -138,10 +138,11 @@ class GeneratedConfig(Strict):
         None, max_length=200_000, description="Python source that defines the server object."
     )
     attribute: str = Field("server", pattern=r"^[A-Za-z_]\w*$")
-    protocol: Literal["auto", "2025-11-25"] = Field(
+    protocol: Literal["auto", "2025-11-25", "dual"] = Field(
         "auto",
         description="`2025-11-25` keeps a back-channel so the server's sampling, elicitation "
-        "and log requests reach the agent; `auto` speaks 2026-07-28 in-process.",
+        "and log requests reach the agent; `auto` speaks 2026-07-28 in-process; `dual` keeps "
+        "one session of each era and serves every agent request on its own era's.",
     )
 
     @field_validator("module")

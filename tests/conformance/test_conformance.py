@@ -50,7 +50,7 @@ def gateway(server_factory: type[Server]) -> Server:
         json={
             "name": "conformance",
             "type": "generated",
-            "config": {"source": FIXTURE.read_text(), "protocol": "2025-11-25"},
+            "config": {"source": FIXTURE.read_text(), "protocol": "dual"},
         },
         headers={"Authorization": f"Bearer {BOOT}"},
         timeout=120,

@@ -72,8 +72,16 @@ def describe(exc: BaseException) -> str:
 class McpConnection:
     """A :class:`ServerRuntime` over one MCP session (stdio, HTTP, SSE or in-process)."""
 
-    def __init__(self, spec: ServerSpec, connector: Connector, ctx: RuntimeContext) -> None:
+    def __init__(
+        self,
+        spec: ServerSpec,
+        connector: Connector,
+        ctx: RuntimeContext,
+        *,
+        mode: str | None = None,
+    ) -> None:
         self.spec = spec
+        self._mode = mode
         self.connector = connector
         self.ctx = ctx
         self.health = Health()
@@ -189,6 +197,8 @@ class McpConnection:
         )
 
     def _client_mode(self) -> Any:
+        if self._mode is not None:
+            return self._mode
         chooser = getattr(self.connector, "client_mode", None)
         return chooser(self.spec) if chooser is not None else "auto"
 
@@ -339,13 +349,27 @@ class McpConnection:
     ) -> types.CallToolResult:
         relay = CURRENT_RELAY.get()
         progress = relay_progress if getattr(relay, "wants_progress", False) else None
-        result: types.CallToolResult = await self._request(
-            f"tool {name!r}",
-            lambda client: client.call_tool(
+        retry = getattr(relay, "input_round", None)
+
+        async def call(client: Client) -> Any:
+            if retry is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                # 2026-07-28: hand an input_required result back to the agent unchanged and
+                # forward its answers, rather than answering on its behalf.
+                return await client.session.call_tool(
+                    name,
+                    arguments,
+                    read_timeout_seconds=timeout,
+                    progress_callback=progress,
+                    input_responses=retry.input_responses,
+                    request_state=retry.request_state,
+                    meta=retry.meta,
+                    allow_input_required=True,
+                )
+            return await client.call_tool(
                 name, arguments, read_timeout_seconds=timeout, progress_callback=progress
-            ),
-            timeout,
-        )
+            )
+
+        result: types.CallToolResult = await self._request(f"tool {name!r}", call, timeout)
         return result
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
