@@ -318,7 +318,7 @@ class GatewayHandlers:
         self._need(principal, "tools:read")
         server, uri = self._resolve_uri(principal, target, str(params.uri))
         runtime = self._runtime(principal, server, "resource")
-        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
         try:
             result = await runtime.read_resource(uri, self.timeout)
         except BackendError as exc:
@@ -406,7 +406,7 @@ class GatewayHandlers:
         self._need(principal, "tools:read")
         server, name = self._prompt_target(target, params.name)
         runtime = self._runtime(principal, server, f"prompt {params.name!r}")
-        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
         try:
             result = await runtime.get_prompt(name, params.arguments, self.timeout)
         except BackendError as exc:

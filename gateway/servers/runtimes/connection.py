@@ -373,17 +373,36 @@ class McpConnection:
         return result
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
-        result: types.ReadResourceResult = await self._request(
-            f"reading {uri!r}", lambda client: client.read_resource(uri), timeout
-        )
+        async def read(client: Client) -> Any:
+            retry = _input_round(client)
+            if retry is not None:
+                return await client.session.read_resource(
+                    uri,
+                    input_responses=retry.input_responses,
+                    request_state=retry.request_state,
+                    allow_input_required=True,
+                )
+            return await client.read_resource(uri)
+
+        result: types.ReadResourceResult = await self._request(f"reading {uri!r}", read, timeout)
         return result
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, timeout: float
     ) -> types.GetPromptResult:
-        result: types.GetPromptResult = await self._request(
-            f"prompt {name!r}", lambda client: client.get_prompt(name, arguments), timeout
-        )
+        async def get(client: Client) -> Any:
+            retry = _input_round(client)
+            if retry is not None:
+                return await client.session.get_prompt(
+                    name,
+                    arguments,
+                    input_responses=retry.input_responses,
+                    request_state=retry.request_state,
+                    allow_input_required=True,
+                )
+            return await client.get_prompt(name, arguments)
+
+        result: types.GetPromptResult = await self._request(f"prompt {name!r}", get, timeout)
         return result
 
     async def complete(
@@ -436,6 +455,16 @@ class McpConnection:
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
         self.last_catalog = result
         return result
+
+
+def _input_round(client: Client) -> Any:
+    """The agent's 2026-07-28 multi-round state, when this request should pass
+    `input_required` results through rather than answer them here."""
+    relay = CURRENT_RELAY.get()
+    retry = getattr(relay, "input_round", None)
+    if retry is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return None
+    return retry
 
 
 async def _all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[Any]:
