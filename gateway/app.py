@@ -116,8 +116,8 @@ def build_server_service(settings: Settings, db: Database) -> ServerService:
         )
     service: ServerService
 
-    async def on_list_changed(name: str) -> None:
-        await service.on_list_changed(name)
+    async def on_list_changed(name: str, announced: bool = False) -> None:
+        await service.on_list_changed(name, announced=announced)
 
     async def on_health_changed(name: str, health: Health) -> None:
         await service.on_health_changed(name, health)

@@ -473,9 +473,14 @@ class ServerService:
         except BackendError as exc:
             raise Conflict(str(exc), code="server_unavailable") from None
 
-    async def on_list_changed(self, name: str) -> None:
+    async def on_list_changed(self, name: str, *, announced: bool = False) -> None:
         """Runtime callback: a server connected or announced a list change."""
         name = name.split(".", 1)[0]  # a bundle member ("bundle.member") refreshes its bundle
+        if announced:
+            # Pass the news on at once (agents re-list; the refresh below lands within
+            # milliseconds and is announced again if it changed what they see).
+            for listener in list(self.catalog_listeners):
+                self._spawn(listener())
         try:
             await self.refresh(name)
         except Exception as exc:

@@ -98,7 +98,8 @@ class RuntimeContext:
     # Host variables a child server may see (trust stores, proxies); never MCPGW_*.
     inherit_env: tuple[str, ...]
     # Called (not awaited by the backend's read loop) when a server says its lists changed.
-    on_list_changed: Callable[[str], Awaitable[None]]
+    # ``announced``: the backend said so (vs. a refresh after connecting).
+    on_list_changed: Callable[..., Awaitable[None]]
     # Called when health changes, to persist it.
     on_health_changed: Callable[[str, Health], Awaitable[None]]
     # Called when a backend says a subscribed resource changed.

@@ -18,6 +18,7 @@ from typing import Any
 
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
+from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.observability.masking import mask_text
@@ -220,6 +221,7 @@ class McpConnection:
                 async with AsyncExitStack() as stack:
                     client = await self._open(stack, targets)
                     self._client = client
+                    _forward_agent_capabilities(client)
                     self.health.protocol_version = client.protocol_version
                     established = True
                     self._backoff = 0.5
@@ -280,7 +282,7 @@ class McpConnection:
                 tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
             ) as subscription:
                 async for _event in subscription:
-                    self._spawn(self.ctx.on_list_changed(self.spec.name))
+                    self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -297,7 +299,7 @@ class McpConnection:
             | types.ResourceListChangedNotification
             | types.PromptListChangedNotification,
         ):
-            self._spawn(self.ctx.on_list_changed(self.spec.name))
+            self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True))
         elif isinstance(root, types.ResourceUpdatedNotification):
             self._spawn(self.ctx.on_resource_updated(self.spec.name, str(root.params.uri)))
 
@@ -455,6 +457,27 @@ class McpConnection:
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
         self.last_catalog = result
         return result
+
+
+def _forward_agent_capabilities(client: Client) -> None:
+    """On 2026-07-28 every request declares the caller's capabilities in `_meta`. The SDK
+    client stamps its own; when an agent's request is being served, declare the
+    agent's instead, so the backend decides (-32021, which input requests to make)
+    for the client that will actually answer."""
+    if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return
+    session = client.session
+    original = session._stamp  # SDK-internal: the hook that writes the request envelope
+
+    def stamp(data: dict[str, Any], opts: Any) -> None:
+        original(data, opts)
+        retry = getattr(CURRENT_RELAY.get(), "input_round", None)
+        agent_meta = getattr(retry, "meta", None) or {}
+        if CLIENT_CAPABILITIES_META_KEY in agent_meta:
+            meta = data.setdefault("params", {}).setdefault("_meta", {})
+            meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
+
+    session._stamp = stamp
 
 
 def _input_round(client: Client) -> Any:

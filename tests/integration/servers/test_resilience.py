@@ -134,7 +134,7 @@ async def test_handshake_era_list_changed_notification(gw: Gateway) -> None:
     changes: list[str] = []
     pool_ctx = gw.service.pool.ctx
 
-    async def on_list_changed(name: str) -> None:
+    async def on_list_changed(name: str, announced: bool = False) -> None:
         changes.append(name)
 
     ctx = type(pool_ctx)(**{**pool_ctx.__dict__, "on_list_changed": on_list_changed})
