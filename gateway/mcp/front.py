@@ -182,7 +182,7 @@ class McpFront:
             if owner is not None and owner != principal.user_id:
                 await _http_error(send, 404, "session_not_found", "no such session")
                 return
-        if target is not None and target not in self.view.visible_servers(principal):
+        if target is not None and self.servers.visible_runtime(principal, target) is None:
             await _http_error(send, 404, "server_not_found", f"no server named {target!r}")
             return
         scope[PRINCIPAL_KEY] = principal

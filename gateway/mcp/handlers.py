@@ -82,16 +82,14 @@ class FrontRelay:
         # 2026-07-28 multi-round requests: what the agent answered, forwarded as is.
         self.input_round = _InputRound(params, meta) if self.modern and params is not None else None
 
-    async def request(self, method: str, params: Any) -> dict[str, Any]:
+    async def request(self, method: str, params: Any) -> Any:
         request_type, result_type = _REQUESTS[method]
         request = request_type(params=params) if params is not None else request_type()
-        result = await self.ctx.session.send_request(
+        return await self.ctx.session.send_request(
             request,
             result_type,
             metadata=ServerMessageMetadata(related_request_id=self.ctx.request_id),
         )
-        data: dict[str, Any] = result.model_dump(by_alias=True, exclude_none=True, mode="json")
-        return data
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         await self.ctx.session.send_notification(
@@ -120,7 +118,7 @@ class _HandshakeEra:
     wants_progress = False
     input_round = None
 
-    async def request(self, method: str, params: Any) -> dict[str, Any]:
+    async def request(self, method: str, params: Any) -> Any:
         raise MCPError(-32601, f"{method} is not available here")
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
@@ -188,8 +186,8 @@ class GatewayHandlers:
             raise MCPError(INVALID_REQUEST, f"this key lacks the permission '{permission}'")
 
     def _runtime(self, principal: Principal, server: str, what: str) -> ServerRuntime:
-        runtime = self.servers.pool.get(server)
-        if runtime is None or server not in self.view.visible_servers(principal):
+        runtime = self.servers.visible_runtime(principal, server)
+        if runtime is None:
             raise MCPError(INVALID_PARAMS, f"unknown {what}")
         return runtime
 

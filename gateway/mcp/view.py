@@ -13,7 +13,7 @@ from mcp import types
 
 from gateway.auth.principal import Principal
 from gateway.mcp.search import ToolIndex
-from gateway.servers.service import ServerService, qualified
+from gateway.servers.service import ServerService, can_see, qualified
 
 
 @dataclass
@@ -46,9 +46,7 @@ class CatalogView:
         return sorted(
             name
             for name, runtime in self.servers.pool.runtimes().items()
-            if runtime.spec.team_id is None
-            or principal.is_admin
-            or runtime.spec.team_id in principal.team_ids
+            if can_see(principal, runtime.spec.team_id)
         )
 
     def tools_for(self, principal: Principal) -> ToolView:

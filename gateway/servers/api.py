@@ -153,6 +153,13 @@ async def refresh_server(
     return {"added": added, "changed": changed, "removed": removed}
 
 
+def _catalog_page(
+    rows: list[tuple[Any, str]], total: int, limit: int, offset: int
+) -> Page[CatalogItemOut]:
+    items = [_catalog_out(entry, server) for entry, server in rows]
+    return Page[CatalogItemOut](items=items, total=total, limit=limit, offset=offset)
+
+
 def _catalog_out(entry: Any, server: str) -> CatalogItemOut:
     return CatalogItemOut(
         server=server,
@@ -177,9 +184,7 @@ async def server_tools(
     rows, total = await _servers(request).catalog(
         principal, server=name, kind=kind, limit=limit, offset=offset
     )
-    return Page[CatalogItemOut](
-        items=[_catalog_out(e, s) for e, s in rows], total=total, limit=limit, offset=offset
-    )
+    return _catalog_page(rows, total, limit, offset)
 
 
 @router.get("/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)
@@ -194,9 +199,7 @@ async def list_tools(
     rows, total = await _servers(request).catalog(
         principal, server=server, query=q, limit=limit, offset=offset
     )
-    return Page[CatalogItemOut](
-        items=[_catalog_out(e, s) for e, s in rows], total=total, limit=limit, offset=offset
-    )
+    return _catalog_page(rows, total, limit, offset)
 
 
 @router.post(

@@ -41,6 +41,11 @@ log = logging.getLogger("gateway.servers")
 TOOL_SEPARATOR = "__"
 
 
+def can_see(principal: Principal, team_id: str | None) -> bool:
+    """Team-scoped servers are for their team (and admins); the rest for everyone."""
+    return team_id is None or principal.is_admin or team_id in principal.team_ids
+
+
 def qualified(server: str, tool: str) -> str:
     return f"{server}{TOOL_SEPARATOR}{tool}"
 
@@ -222,13 +227,16 @@ class ServerService:
         task.add_done_callback(self._background.discard)
 
     # --- visibility -------------------------------------------------------------------
-    @staticmethod
-    def _visible(principal: Principal, team_id: str | None) -> bool:
-        return team_id is None or principal.is_admin or team_id in principal.team_ids
+    def visible_runtime(self, principal: Principal, name: str) -> ServerRuntime | None:
+        """The enabled server ``name`` if this caller may use it (one dict lookup)."""
+        runtime = self.pool.get(name)
+        if runtime is None or not can_see(principal, runtime.spec.team_id):
+            return None
+        return runtime
 
     async def _get_row(self, session: Any, principal: Principal, name: str) -> McpServer:
         row = await ServerRepository(session).get_by_name(name)
-        if row is None or not self._visible(principal, row.team_id):
+        if row is None or not can_see(principal, row.team_id):
             raise NotFound(f"no server named {name!r}", code="server_not_found")
         return row
 
@@ -511,8 +519,8 @@ class ServerService:
 
     # --- calling ----------------------------------------------------------------------
     def runtime_for(self, principal: Principal, server: str) -> ServerRuntime:
-        runtime = self.pool.get(server)
-        if runtime is None or not self._visible(principal, runtime.spec.team_id):
+        runtime = self.visible_runtime(principal, server)
+        if runtime is None:
             raise NotFound(f"no enabled server named {server!r}", code="tool_not_found")
         return runtime
 

@@ -22,8 +22,8 @@ NO_CLIENT = -32601  # "method not found": nobody on this path can answer the req
 class Relay(Protocol):
     """The agent-side peer a backend request is forwarded to."""
 
-    async def request(self, method: str, params: Any) -> dict[str, Any]:
-        """Send a server-to-client request (sampling, elicitation, roots); the raw result."""
+    async def request(self, method: str, params: Any) -> Any:
+        """Send a server-to-client request (sampling, elicitation, roots); its typed result."""
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         """Forward a log message notification."""
@@ -42,32 +42,34 @@ def no_relay(what: str) -> types.ErrorData:
     )
 
 
+async def _forward(what: str, method: str, params: Any) -> Any:
+    relay = CURRENT_RELAY.get()
+    if relay is None:
+        return no_relay(what)
+    return await relay.request(method, params)
+
+
 async def relay_sampling(
     context: Any, params: types.CreateMessageRequestParams
 ) -> types.CreateMessageResult | types.ErrorData:
-    relay = CURRENT_RELAY.get()
-    if relay is None:
-        return no_relay("sampling")
-    raw = await relay.request("sampling/createMessage", params)
-    return types.CreateMessageResult.model_validate(raw)
+    result: types.CreateMessageResult | types.ErrorData = await _forward(
+        "sampling", "sampling/createMessage", params
+    )
+    return result
 
 
 async def relay_elicitation(
     context: Any, params: types.ElicitRequestParams
 ) -> types.ElicitResult | types.ErrorData:
-    relay = CURRENT_RELAY.get()
-    if relay is None:
-        return no_relay("elicitation")
-    raw = await relay.request("elicitation/create", params)
-    return types.ElicitResult.model_validate(raw)
+    result: types.ElicitResult | types.ErrorData = await _forward(
+        "elicitation", "elicitation/create", params
+    )
+    return result
 
 
 async def relay_roots(context: Any) -> types.ListRootsResult | types.ErrorData:
-    relay = CURRENT_RELAY.get()
-    if relay is None:
-        return no_relay("roots")
-    raw = await relay.request("roots/list", None)
-    return types.ListRootsResult.model_validate(raw)
+    result: types.ListRootsResult | types.ErrorData = await _forward("roots", "roots/list", None)
+    return result
 
 
 async def relay_log(params: types.LoggingMessageNotificationParams) -> None:
