@@ -1,11 +1,15 @@
-"""Proxy overhead: `tools/call` straight to a backend vs through the gateway's `/mcp`.
+"""Proxy overhead: `tools/call` straight to a backend vs through the gateway.
 
-A fast backend (an SDK `MCPServer` over Streamable HTTP, stateless JSON) runs on
-loopback; the gateway (embedded default, auth on) registers it as a `remote`
-server. Real MCP clients (the official SDK) call the same tool directly, through
-`/mcp` and through `/mcp/servers/{name}`, alternating run by run, at each
-concurrency (that many clients in parallel). Reports p50/p95 per path and the
-added milliseconds at the median, pair by pair.
+A fast backend (``bench/backend.py``: raw ASGI JSON-RPC, a few tens of µs per
+call) runs on loopback; the gateway (embedded default, auth on) registers it as
+a `remote` server. The same calls go directly to it, through `/mcp` in both
+protocol eras, and through `/mcp/servers/{name}`, alternating run by run (the
+machine is noisy), at each concurrency (that many agents in parallel).
+
+Two load generators: ``raw`` (``bench/loadgen.py``: lean keep-alive HTTP, so the
+figures are the servers', not the client's) and ``sdk`` (the official MCP client,
+as agents really call). Reports p50/p95 and calls/s per path and the added
+milliseconds at the median and the throughput ratio, pair by pair.
 """
 
 from __future__ import annotations
@@ -15,9 +19,7 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,31 +33,14 @@ from bench.common import (
     print_table,
     write_results,
 )
-
-BACKEND = """
-import uvicorn
-from mcp.server.mcpserver import MCPServer
-
-server = MCPServer("fast")
-
-
-@server.tool()
-def echo(text: str) -> str:
-    return text
-
-
-uvicorn.run(
-    server.streamable_http_app(stateless_http=True, json_response=True),
-    host="127.0.0.1", port={port}, log_level="warning",
-)
-"""
+from bench.loadgen import Target, run_load
 
 
 def start_backend(port: int) -> subprocess.Popen[bytes]:
-    script = Path(tempfile.mkdtemp(prefix="mcpgw-bench-")) / "backend.py"
-    script.write_text(BACKEND.replace("{port}", str(port)))
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "bench.backend", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -86,28 +71,42 @@ async def _client_loop(url: str, headers: dict[str, str], tool: str, calls: int)
     return latencies
 
 
-async def _run(
-    url: str, headers: dict[str, str], tool: str, concurrency: int, calls: int
-) -> dict[str, float]:
-    started = time.perf_counter()
+async def _sdk_run(target: Target, concurrency: int, calls: int) -> tuple[list[float], float]:
+    headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     per_client = max(1, calls // concurrency)
+    started = time.perf_counter()
     results = await asyncio.gather(
-        *(_client_loop(url, headers, tool, per_client) for _ in range(concurrency))
+        *(_client_loop(target.url, headers, target.tool, per_client) for _ in range(concurrency))
     )
-    elapsed = time.perf_counter() - started
-    latencies = [x for r in results for x in r]
+    return [x for r in results for x in r], time.perf_counter() - started
+
+
+def _measure(client: str, target: Target, concurrency: int, calls: int) -> dict[str, float]:
+    runner = run_load if client == "raw" else _sdk_run
+    latencies, elapsed = _run_loop(runner(target, concurrency, calls))
     return {
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
         "calls_per_s": len(latencies) / elapsed,
     }
+
+
+def _run_loop(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return asyncio.run(coro)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=400, help="calls per run (all clients)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--calls", type=int, default=2000, help="calls per run (all agents)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--client", choices=["raw", "sdk"], nargs="+", default=["raw", "sdk"])
     args = parser.parse_args(argv)
 
     backend_port = free_port()
@@ -125,34 +124,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             timeout=60,
         )
         r.raise_for_status()
-        auth = {"Authorization": f"Bearer {BENCH_KEY}"}
         paths = {
-            "direct": (direct_url, {}, "echo"),
-            "/mcp": (f"{gateway.url}/mcp", auth, "fast__echo"),
-            "/mcp/servers/fast": (f"{gateway.url}/mcp/servers/fast", auth, "echo"),
+            "direct": Target(direct_url, "echo", "handshake"),
+            "/mcp 2026-07-28": Target(f"{gateway.url}/mcp", "fast__echo", "modern", BENCH_KEY),
+            "/mcp 2025-11-25": Target(f"{gateway.url}/mcp", "fast__echo", "handshake", BENCH_KEY),
+            "/mcp/servers/fast": Target(
+                f"{gateway.url}/mcp/servers/fast", "echo", "modern", BENCH_KEY
+            ),
         }
-        for concurrency in args.concurrency:
-            samples: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
-            for _ in range(args.runs):  # alternate: the machine is noisy
-                for name, (url, headers, tool) in paths.items():
-                    samples[name].append(
-                        asyncio.run(_run(url, headers, tool, concurrency, args.calls))
-                    )
-            direct = samples["direct"]
-            for name in paths:
-                runs = samples[name]
-                rows.append(
-                    {
-                        "concurrency": concurrency,
-                        "path": name,
-                        "p50_ms": median([s["p50"] for s in runs]),
-                        "p95_ms": median([s["p95"] for s in runs]),
-                        "calls_per_s": median([s["calls_per_s"] for s in runs]),
-                        "added_p50_ms": median(
-                            [s["p50"] - d["p50"] for s, d in zip(runs, direct, strict=True)]
-                        ),
-                    }
-                )
+        for client in args.client:
+            # The SDK client picks its era itself; one /mcp row is enough for it.
+            names = [n for n in paths if client == "raw" or n != "/mcp 2025-11-25"]
+            for concurrency in args.concurrency:
+                samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+                for _ in range(args.runs):  # alternate: the machine is noisy
+                    for name in names:
+                        samples[name].append(_measure(client, paths[name], concurrency, args.calls))
+                rows += _rows(client, concurrency, samples)
         rss = gateway.rss_mib()
     finally:
         gateway.stop()
@@ -162,6 +150,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     write_results(
         "proxy_overhead", {"runs": args.runs, "rows": rows, "rss_mib": rss, "pid": os.getpid()}
     )
+    return rows
+
+
+def _rows(
+    client: str, concurrency: int, samples: dict[str, list[dict[str, float]]]
+) -> list[dict[str, Any]]:
+    direct = samples["direct"]
+    rows = []
+    for name, runs in samples.items():
+        rows.append(
+            {
+                "client": client,
+                "c": concurrency,
+                "path": name,
+                "p50_ms": median([s["p50"] for s in runs]),
+                "p95_ms": median([s["p95"] for s in runs]),
+                "p99_ms": median([s["p99"] for s in runs]),
+                "calls_per_s": median([s["calls_per_s"] for s in runs]),
+                "added_p50_ms": median(
+                    [s["p50"] - d["p50"] for s, d in zip(runs, direct, strict=True)]
+                ),
+                "throughput_ratio": median(
+                    [s["calls_per_s"] / d["calls_per_s"] for s, d in zip(runs, direct, strict=True)]
+                ),
+            }
+        )
     return rows
 
 

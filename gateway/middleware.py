@@ -77,18 +77,19 @@ class RequestContextMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
-            state = scope.get("state") or {}
-            access_log.info(
-                "request",
-                extra={
+            if access_log.isEnabledFor(logging.INFO):
+                state = scope.get("state") or {}
+                extra = {
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     "user_id": state.get("user_id"),
                     "client": (scope.get("client") or ("", 0))[0],
-                },
-            )
+                }
+                if "route" in state:  # which MCP path served it (fast path: "direct")
+                    extra["route"] = state["route"]
+                access_log.info("request", extra=extra)
             reset_request_id(token)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gateway.auth.rbac import Role, role_allows, scopes_allow
 from gateway.errors import Forbidden
@@ -24,11 +25,11 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == Role.ADMIN and scopes_allow(self.scopes, "users:write")
+        return self.role == Role.ADMIN and _allows(self.role, self.scopes, "users:write")
 
     def can(self, permission: str) -> bool:
         """Role grants it and the key's scopes allow it."""
-        return role_allows(self.role, permission) and scopes_allow(self.scopes, permission)
+        return _allows(self.role, self.scopes, permission)
 
     def require(self, permission: str) -> None:
         """Raise :class:`Forbidden` unless :meth:`can` says yes."""
@@ -37,3 +38,10 @@ class Principal:
                 f"this needs permission '{permission}', which role '{self.role}' "
                 f"with key scopes {list(self.scopes)} does not have"
             )
+
+
+@lru_cache(maxsize=8192)
+def _allows(role: str, scopes: tuple[str, ...], permission: str) -> bool:
+    # Asked on every MCP call; roles and scope grammar are fixed, so the answer for a
+    # (role, scopes, permission) triple never changes.
+    return role_allows(role, permission) and scopes_allow(scopes, permission)

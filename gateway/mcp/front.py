@@ -34,6 +34,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
+from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.view import CatalogView
 from gateway.servers.service import ServerService
@@ -90,6 +91,13 @@ class McpFront:
         servers.catalog_listeners.append(self.handlers.catalog_changed)
         # Which user opened which 2025-11-25 session: another key may not use it.
         self._session_owner: OrderedDict[str, str] = OrderedDict()
+        self.fast = FastPath(
+            servers,
+            self.view,
+            allowed_hosts=list(settings.mcp_allowed_hosts),
+            allowed_origins=list(settings.mcp_allowed_origins),
+            known_session=self._known_session,
+        )
         self.aggregate = self._server(INSTRUCTIONS)
         self.single = self._server(None)
         security = TransportSecuritySettings(
@@ -197,6 +205,11 @@ class McpFront:
             await self._legacy_message(scope, receive, send, principal)
             return
         manager = self.managers["single" if target else "aggregate"]
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            if await self.fast.serve(scope, receive, send, body, principal, target):
+                return
+            receive = _replay(body, receive)
 
         async def remember_session(message: Message) -> None:
             if message["type"] == "http.response.start" and session_id is None:
@@ -206,6 +219,14 @@ class McpFront:
             await send(message)
 
         await manager.handle_request(scope, receive, remember_session)
+
+    def _known_session(self, session_id: str) -> bool:
+        """A live 2025-11-25 session of the SDK's (SDK-internal: no public lookup)."""
+        for manager in self.managers.values():
+            transport = getattr(manager, "_server_instances", {}).get(session_id)
+            if transport is not None:
+                return not getattr(transport, "is_terminated", True)
+        return False
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """A tool's input schema from memory, so the SDK need not list every tool per call."""
@@ -275,6 +296,32 @@ class McpFront:
                 "MCPGW_AUTH_REQUIRED=false needs MCPGW_BOOTSTRAP_API_KEY to act as its admin"
             )
         return await self.authenticator.authenticate(key.get_secret_value())
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The request body again, for the SDK path after the fast path looked at it."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -107,6 +107,9 @@ class DockerConfig(Strict):
 class RemoteConfig(Strict):
     url: str = Field(min_length=1, max_length=2048)
     transport: Literal["auto", "streamable_http", "sse"] = "auto"
+    # The protocol era the gateway speaks to the server: `auto` tries 2026-07-28
+    # (`server/discover`) and falls back to the 2025-11-25 handshake.
+    protocol: Literal["auto", "2025-11-25", "2026-07-28"] = "auto"
     headers: dict[str, str] = Field(default_factory=dict, max_length=32)
 
     @field_validator("url")

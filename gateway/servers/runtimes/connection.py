@@ -33,6 +33,7 @@ from gateway.servers.runtimes.base import (
     ServerSpec,
     monotonic,
 )
+from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.relay import (
     CURRENT_RELAY,
     relay_elicitation,
@@ -41,6 +42,7 @@ from gateway.servers.runtimes.relay import (
     relay_roots,
     relay_sampling,
 )
+from gateway.servers.runtimes.remote import StreamableHttpTarget
 
 log = logging.getLogger("gateway.servers")
 
@@ -100,6 +102,8 @@ class McpConnection:
         self._backoff = 0.5
         self._background: set[asyncio.Task[None]] = set()
         self.last_catalog: Catalog | None = None
+        self._opened: Any = None
+        self._direct: DirectRoute | None = None
 
     # --- lifecycle --------------------------------------------------------------------
     @property
@@ -188,7 +192,9 @@ class McpConnection:
                 logging_callback=relay_log,
             )
             try:
-                return await stack.enter_async_context(client)
+                opened = await stack.enter_async_context(client)
+                self._opened = target
+                return opened
             except Exception as exc:  # try the next candidate (e.g. SSE after Streamable HTTP)
                 errors.append(exc)
         if len(errors) == 1:
@@ -196,6 +202,31 @@ class McpConnection:
         raise ExceptionGroup(
             "every transport failed", [e for e in errors if isinstance(e, Exception)]
         )
+
+    def _direct_route(self, client: Client) -> DirectRoute | None:
+        if not isinstance(self._opened, StreamableHttpTarget) or not client.protocol_version:
+            return None
+        return DirectRoute.build(
+            self.spec.name,
+            self._opened,
+            client.protocol_version,
+            self.spec.secret_values(),
+            self._semaphore,
+            self.health,
+        )
+
+    async def _drop_direct(self) -> None:
+        route, self._direct = self._direct, None
+        if route is not None:
+            await route.channel.close()
+
+    def direct_route(self) -> DirectRoute | None:
+        """The fast path's route to this backend while its session is up (else None)."""
+        route = self._direct
+        if route is None or self._client is None or _is_closed(self._client):
+            return None
+        self.last_used = monotonic()
+        return route
 
     def _client_mode(self) -> Any:
         if self._mode is not None:
@@ -223,6 +254,7 @@ class McpConnection:
                     self._client = client
                     _forward_agent_capabilities(client)
                     self.health.protocol_version = client.protocol_version
+                    self._direct = self._direct_route(client)
                     established = True
                     self._backoff = 0.5
                     self._connected.set()
@@ -239,12 +271,15 @@ class McpConnection:
                             await listener
                     self._client = None
                     self._connected.clear()
+                    await self._drop_direct()
             except asyncio.CancelledError:
                 self._client = None
+                await self._drop_direct()
                 raise
             except BaseException as exc:  # any failure is reported, never raised
                 self._client = None
                 self._connected.clear()
+                await self._drop_direct()
                 if not established:
                     self._failed = exc
                     await self._connect_failed(exc)
@@ -442,16 +477,23 @@ class McpConnection:
     async def catalog(self) -> Catalog:
         async def fetch(client: Client) -> Catalog:
             caps = client.server_capabilities
+            # A client pinned to 2026-07-28 skips `server/discover` and knows no
+            # capabilities: then ask for every list and take "method not found" as none.
+            unknown = caps == types.ServerCapabilities()
             catalog = Catalog()
-            if caps.tools is not None:
-                catalog.tools = await _all_pages(client.list_tools, "tools")
-            if caps.resources is not None:
-                catalog.resources = await _all_pages(client.list_resources, "resources")
-                catalog.resource_templates = await _all_pages(
-                    client.list_resource_templates, "resource_templates"
+            if caps.tools is not None or unknown:
+                catalog.tools = await _optional(_all_pages(client.list_tools, "tools"), unknown)
+            if caps.resources is not None or unknown:
+                catalog.resources = await _optional(
+                    _all_pages(client.list_resources, "resources"), unknown
                 )
-            if caps.prompts is not None:
-                catalog.prompts = await _all_pages(client.list_prompts, "prompts")
+                catalog.resource_templates = await _optional(
+                    _all_pages(client.list_resource_templates, "resource_templates"), unknown
+                )
+            if caps.prompts is not None or unknown:
+                catalog.prompts = await _optional(
+                    _all_pages(client.list_prompts, "prompts"), unknown
+                )
             return catalog
 
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
@@ -488,6 +530,15 @@ def _input_round(client: Client) -> Any:
     if retry is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return None
     return retry
+
+
+async def _optional(listing: Any, tolerate: bool) -> list[Any]:
+    try:
+        return list(await listing)
+    except MCPError as exc:
+        if tolerate and exc.error.code == -32601:  # method not found: no such list
+            return []
+        raise
 
 
 async def _all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[Any]:

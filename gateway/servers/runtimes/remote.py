@@ -6,8 +6,9 @@ then the ``initialize`` handshake). Custom and secret headers go on every reques
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,15 +20,59 @@ from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
 from gateway.servers.runtimes.ssrf import check_url
 
 
-@asynccontextmanager
-async def streamable_http(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
-    """Streamable HTTP with our headers; the HTTP client is ours, so we close it."""
-    http = create_mcp_http_client(headers=headers)
-    async with http, streamable_http_client(url, http_client=http) as streams:
-        yield streams
+class StreamableHttpTarget:
+    """The SDK's Streamable HTTP transport with our headers (the HTTP client is ours, so
+    we close it). It remembers the session id the backend hands out, so the fast
+    path's direct POSTs join the same backend session (see ``direct.py``)."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self.headers = headers
+        self.session_id: str | None = None
+        self._stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Any:
+        stack = AsyncExitStack()
+        http = create_mcp_http_client(headers=self.headers)
+        http.event_hooks["response"].append(self._on_response)
+        try:
+            await stack.enter_async_context(http)
+            streams = await stack.enter_async_context(
+                streamable_http_client(self.url, http_client=http)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return streams
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        self.session_id = None
+        return await stack.__aexit__(exc_type, exc, tb) if stack is not None else None
+
+    async def _on_response(self, response: Any) -> None:
+        session_id = response.headers.get("mcp-session-id")
+        if session_id:
+            self.session_id = session_id
+
+
+def streamable_http(url: str, headers: dict[str, str]) -> StreamableHttpTarget:
+    return StreamableHttpTarget(url, headers)
 
 
 class RemoteConnector:
+    @staticmethod
+    def client_mode(spec: ServerSpec) -> str:
+        """The SDK client mode for the configured era (``protocol``)."""
+        protocol = spec.config.get("protocol", "auto")
+        return {"2025-11-25": "legacy", "2026-07-28": "2026-07-28"}.get(protocol, "auto")
+
     async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
         url = spec.config["url"]
         await check_url(url, ctx.allow_private_urls)

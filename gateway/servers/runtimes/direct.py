@@ -1,0 +1,100 @@
+"""A direct route to a Streamable HTTP backend for the `tools/call` fast path.
+
+The SDK session of a :class:`~gateway.servers.runtimes.connection.McpConnection`
+does the handshake (or `server/discover`), the GET stream and reconnects; a
+:class:`DirectRoute` reuses what it negotiated (protocol version, session id) to
+POST `tools/call` requests over a lean keep-alive pool, and passes the backend's
+JSON-RPC messages through nearly untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+from mcp.shared.inbound import encode_header_value
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from gateway.servers.runtimes.base import Health
+from gateway.servers.runtimes.http_channel import HttpChannel
+from gateway.servers.runtimes.remote import StreamableHttpTarget
+
+_IDS = itertools.count(1)
+
+
+def next_id() -> str:
+    """A backend request id no agent chose: calls from many agents share one session."""
+    return f"mcpgw-{next(_IDS)}"
+
+
+@dataclass
+class DirectRoute:
+    """What a direct POST to one backend needs; built when its SDK session connects."""
+
+    server: str
+    channel: HttpChannel
+    target: StreamableHttpTarget
+    protocol_version: str
+    secrets: tuple[str, ...]
+    semaphore: asyncio.Semaphore
+    health: Health
+    masks: tuple[tuple[bytes, bytes], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        import orjson
+
+        # Secrets as they appear inside JSON strings, longest first.
+        ordered = sorted(set(self.secrets), key=len, reverse=True)
+        self.masks = tuple((orjson.dumps(s)[1:-1], b"***") for s in ordered if s)
+
+    @property
+    def modern(self) -> bool:
+        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    def headers(self, method: str, name: str | None = None) -> dict[str, str]:
+        headers = {"MCP-Protocol-Version": self.protocol_version}
+        if self.modern:
+            headers["Mcp-Method"] = method
+            if name is not None:
+                headers["Mcp-Name"] = encode_header_value(name)
+        elif self.target.session_id:
+            headers["Mcp-Session-Id"] = self.target.session_id
+        return headers
+
+    def mask(self, data: bytes) -> bytes:
+        for secret, stars in self.masks:
+            data = data.replace(secret, stars)
+        return data
+
+    @classmethod
+    def build(
+        cls,
+        server: str,
+        target: StreamableHttpTarget,
+        protocol_version: str,
+        secrets: tuple[str, ...],
+        semaphore: asyncio.Semaphore,
+        health: Health,
+    ) -> DirectRoute | None:
+        """A route, unless the backend is reached through a proxy (then the SDK's httpx
+        client, which honours proxy settings, carries every call)."""
+        from gateway.servers.runtimes.http_channel import proxied
+
+        if proxied(target.url):
+            return None
+        base = {
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "User-Agent": "mcp-gateway",
+            **target.headers,
+        }
+        return cls(
+            server=server,
+            channel=HttpChannel(target.url, base),
+            target=target,
+            protocol_version=protocol_version,
+            secrets=secrets,
+            semaphore=semaphore,
+            health=health,
+        )

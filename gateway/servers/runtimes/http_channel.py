@@ -1,0 +1,276 @@
+"""A lean HTTP/1.1 keep-alive client for the `tools/call` hot path.
+
+The SDK's client transport (httpx, anyio memory streams, pydantic validation of
+every message) costs close to a millisecond per call on this class of machine;
+the gateway only needs to POST a few hundred bytes and read back a JSON body or an
+SSE stream. This client keeps a pool of persistent connections per backend origin
+and parses responses with ``httptools`` (the parser uvicorn uses), so a call costs
+tens of microseconds of gateway CPU.
+
+It is used only on the fast path; everything else (handshakes, GET streams,
+reconnects) stays with the SDK client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httptools
+
+_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class ChannelError(Exception):
+    """The connection failed or the response was not HTTP we understand."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        # Whether the request may have reached the backend (then it must not be retried).
+        self.sent = sent
+
+
+@dataclass
+class Response:
+    """One HTTP response; the body is read with :meth:`read` or :meth:`events`."""
+
+    status: int
+    headers: dict[bytes, bytes]
+    _conn: _Connection = field(repr=False)
+
+    @property
+    def content_type(self) -> bytes:
+        return self.headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+
+    async def read(self, limit: int = _MAX_EVENT_BYTES) -> bytes:
+        """The whole body (raises :class:`ChannelError` beyond ``limit`` bytes)."""
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self._conn.body():
+            size += len(chunk)
+            if size > limit:
+                raise ChannelError("response body too large", sent=True)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The ``data`` of each SSE event, in order (comments and ids dropped)."""
+        buffer = b""
+        async for chunk in self._conn.body():
+            buffer += chunk.replace(b"\r\n", b"\n")
+            while True:
+                end = buffer.find(b"\n\n")
+                if end < 0:
+                    if len(buffer) > _MAX_EVENT_BYTES:
+                        raise ChannelError("SSE event too large", sent=True)
+                    break
+                block, buffer = buffer[:end], buffer[end + 2 :]
+                data = [
+                    line[5:].removeprefix(b" ")
+                    for line in block.split(b"\n")
+                    if line.startswith(b"data:")
+                ]
+                if data:
+                    yield b"\n".join(data)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reusable = False
+        self._headers: dict[bytes, bytes] = {}
+        self._head: asyncio.Future[int] | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._done = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; both have write().
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ChannelError("unexpected protocol upgrade", sent=True))
+        except httptools.HttpParserError as exc:
+            self._fail(ChannelError(f"malformed HTTP response: {exc}", sent=True))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self._done:
+            self._fail(ChannelError("connection closed by the backend", sent=True))
+
+    # --- httptools callbacks ------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_result(self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self._done = True
+        self.reusable = self.parser.should_keep_alive()
+        self._wake()
+
+    # --- use ----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self.reusable = False
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(exc)
+        self._wake()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def send(self, request: bytes) -> tuple[int, dict[bytes, bytes]]:
+        loop = asyncio.get_running_loop()
+        self._headers = {}
+        self._chunks.clear()
+        self._done = False
+        self._error = None
+        self.reusable = False
+        self._head = loop.create_future()
+        assert self.transport is not None
+        self.transport.write(request)
+        status = await self._head
+        return status, self._headers
+
+    async def body(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._chunks:
+                yield self._chunks.popleft()
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return
+            self._waiter = loop.create_future()
+            await self._waiter
+            self._waiter = None
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HttpChannel:
+    """Pooled keep-alive connections to one backend URL; POST only."""
+
+    def __init__(
+        self, url: str, headers: dict[str, str], *, max_idle: int = 64, connect_timeout: float = 10
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        authority = parts.netloc.rpartition("@")[2]
+        base = [f"POST {path} HTTP/1.1", f"Host: {authority}", "Connection: keep-alive"]
+        base += [f"{name}: {value}" for name, value in headers.items()]
+        self._head = "\r\n".join(base).encode("latin-1")
+        self._idle: list[_Connection] = []
+        self._max_idle = max_idle
+        self._connect_timeout = connect_timeout
+        self._closed = False
+
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                transport, conn = await loop.create_connection(
+                    _Connection,
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ChannelError(f"cannot connect: {exc}", sent=False) from None
+        # uvloop may call connection_made only after create_connection returned.
+        conn.transport = transport
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        if (
+            conn.reusable
+            and not conn.closed
+            and not self._closed
+            and len(self._idle) < self._max_idle
+        ):
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    @contextlib.asynccontextmanager
+    async def post(
+        self, body: bytes, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[Response]:
+        """POST ``body``; the connection returns to the pool once the body was consumed."""
+        head = self._head
+        if headers:
+            head += ("\r\n" + "\r\n".join(f"{k}: {v}" for k, v in headers.items())).encode(
+                "latin-1"
+            )
+        request = head + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        conn = await self._acquire()
+        try:
+            status, response_headers = await conn.send(request)
+        except BaseException:
+            conn.close()
+            raise
+        response = Response(status, response_headers, conn)
+        try:
+            yield response
+        except BaseException:
+            conn.close()
+            raise
+        else:
+            if not conn._done:
+                conn.close()  # body not read to the end: the connection is unusable
+            self._release(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()
+
+
+def proxied(url: str) -> bool:
+    """Would httpx send this URL through a proxy (from the environment)?"""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if parts.scheme not in proxies and "all" not in proxies:
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
