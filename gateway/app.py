@@ -211,7 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "MCPGW_AUTH_REQUIRED=false: requests without credentials act as the bootstrap "
                 "admin. Development only; never expose this gateway."
             )
-        front = McpFront(settings, state.servers, state.authenticator)
+        front = McpFront(settings, state.servers, state.authenticator, state.metrics)
         app.state.mcp_front = front
         try:
             async with front.run():

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = Field(
         "admin@localhost", description="Email of the admin created on an empty database."
     )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without credentials (for a scraper on a private "
+        "network); otherwise it needs a key with 'audit:read'.",
+    )
     auth_cache_ttl_seconds: float = Field(
         10.0,
         ge=0,

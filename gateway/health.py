@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gateway import __version__, migrate
+from gateway.auth.deps import current_principal
+from gateway.observability.metrics import CONTENT_TYPE_LATEST
 from gateway.state import get_state
 
 router = APIRouter(tags=["health"])
@@ -51,3 +53,19 @@ async def readyz(request: Request) -> JSONResponse:
         {"code": "not_ready", "message": "the gateway cannot serve yet", "checks": checks},
         status_code=503,
     )
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (needs 'audit:read' unless MCPGW_METRICS_PUBLIC)",
+    response_class=Response,
+)
+async def metrics(request: Request) -> Response:
+    state = get_state(request)
+    if not state.settings.metrics_public:
+        principal = await current_principal(request)
+        principal.require("audit:read")
+    state.metrics.set_in_flight(
+        {name: runtime.health.in_flight for name, runtime in state.servers.pool.runtimes().items()}
+    )
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

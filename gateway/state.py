@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
@@ -10,6 +10,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import IdentityService
 from gateway.config import Settings
 from gateway.db import Database
+from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
 
 
@@ -21,6 +22,7 @@ class GatewayState:
     authenticator: Authenticator
     head_revision: str | None
     servers: ServerService
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def get_state(request: Request) -> GatewayState:

@@ -51,7 +51,8 @@ _SSE_HEADERS = [
 ]
 _RELAYED = itertools.count(1)
 
-CallRecorder = Callable[[Principal, str, str, float, bool], None]
+# (server, route, seconds, succeeded): metrics for every answered call
+CallRecorder = Callable[[str, str, float, bool], None]
 
 
 @dataclass
@@ -243,7 +244,7 @@ class FastPath:
             return False
         scope.setdefault("state", {})["route"] = "direct"
         if self.record is not None:
-            self.record(principal, server, tool, time.perf_counter() - started, done)
+            self.record(server, "direct", time.perf_counter() - started, done)
         return True
 
     async def _route_message(self, message: dict[str, Any], scope: Scope, send: Send) -> bool:
@@ -370,9 +371,10 @@ class _Call:
     async def _exchange(self, payload: bytes, headers: dict[str, str]) -> bool | None:
         route = self.route
         async with route.channel.post(payload, headers) as response:
-            if response.status == 404 and not route.modern:
+            if response.status == 404 and not route.modern and route.target.session_id:
                 await response.read()
-                return None  # the backend forgot the session; the SDK path reconnects
+                route.target.expired = True
+                return None  # the backend forgot the session; the SDK path starts a new one
             kind = response.content_type
             if kind == b"application/json":
                 body = route.mask(await response.read())

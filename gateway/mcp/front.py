@@ -37,6 +37,7 @@ from gateway.errors import Unauthenticated
 from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.view import CatalogView
+from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
@@ -74,11 +75,16 @@ class McpFront:
     """Builds the SDK servers and serves them behind gateway authentication."""
 
     def __init__(
-        self, settings: Settings, servers: ServerService, authenticator: Authenticator
+        self,
+        settings: Settings,
+        servers: ServerService,
+        authenticator: Authenticator,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.servers = servers
         self.authenticator = authenticator
+        self.metrics = metrics or Metrics()
         self.view = CatalogView(servers)
         self.handlers = GatewayHandlers(
             servers,
@@ -86,6 +92,7 @@ class McpFront:
             mode=settings.interface_mode,
             threshold=settings.interface_auto_threshold,
             page_size=settings.mcp_page_size,
+            record=self._record,
         )
         servers.resource_listeners.append(self.handlers.resource_updated)
         servers.catalog_listeners.append(self.handlers.catalog_changed)
@@ -97,6 +104,7 @@ class McpFront:
             allowed_hosts=list(settings.mcp_allowed_hosts),
             allowed_origins=list(settings.mcp_allowed_origins),
             known_session=self._known_session,
+            record=self._record,
         )
         self.aggregate = self._server(INSTRUCTIONS)
         self.single = self._server(None)
@@ -219,6 +227,9 @@ class McpFront:
             await send(message)
 
         await manager.handle_request(scope, receive, remember_session)
+
+    def _record(self, server: str, route: str, seconds: float, ok: bool) -> None:
+        self.metrics.record_call(server, route, seconds, ok)
 
     def _known_session(self, session_id: str) -> bool:
         """A live 2025-11-25 session of the SDK's (SDK-internal: no public lookup)."""

@@ -9,8 +9,10 @@ elicitation, roots) reaches the agent that asked.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from mcp import types
@@ -142,7 +144,9 @@ class GatewayHandlers:
         mode: str,
         threshold: int,
         page_size: int = pages.PAGE_SIZE,
+        record: Callable[[str, str, float, bool], None] | None = None,
     ) -> None:
+        self.record = record
         self.page_size = page_size
         self.servers = servers
         self.view = view
@@ -247,8 +251,11 @@ class GatewayHandlers:
             server, tool = found
         runtime = self._runtime(principal, server, f"tool {params.name!r}")
         token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+        started = time.perf_counter()
+        ok = False
         try:
             result = await runtime.call_tool(tool, arguments, self.timeout)
+            ok = not result.is_error
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
             # requestState): a protocol error, passed on as one.
@@ -257,6 +264,8 @@ class GatewayHandlers:
             return error_result(str(exc))  # unreachable or failing backend: a tool error
         finally:
             CURRENT_RELAY.reset(token)
+            if self.record is not None:
+                self.record(server, "sdk", time.perf_counter() - started, ok)
         secrets = runtime.spec.secret_values()
         if secrets:
             data = mask_result(result.model_dump(by_alias=True, exclude_none=True), secrets)

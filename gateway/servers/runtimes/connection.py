@@ -354,8 +354,44 @@ class McpConnection:
             with contextlib.suppress(Exception):
                 await self.ctx.on_health_changed(self.spec.name, self.health)
 
+    def session_expired(self) -> bool:
+        """Did the backend answer 404 to our session (it forgot it)?"""
+        return isinstance(self._opened, StreamableHttpTarget) and self._opened.expired
+
+    async def renew_session(self) -> None:
+        """Drop the forgotten session; the next request starts a new one (as the spec
+        asks of a client that gets 404 for its session)."""
+        async with self._start_lock:
+            if not self.session_expired():
+                return  # another caller renewed it meanwhile
+            log.info(
+                "backend session expired; starting a new one", extra={"server": self.spec.name}
+            )
+            self._opened.expired = False
+            task, self._supervisor = self._supervisor, None
+            self._stop.set()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._client = None
+            self._connected.clear()
+
     async def _request(self, what: str, coro_factory: Any, timeout: float) -> Any:
+        try:
+            return await self._request_once(what, coro_factory, timeout)
+        except BackendRequestError:
+            if not self.session_expired():
+                raise
+        # The request met a forgotten session, so the backend never ran it: run it
+        # once more on a new session.
+        await self.renew_session()
+        return await self._request_once(what, coro_factory, timeout)
+
+    async def _request_once(self, what: str, coro_factory: Any, timeout: float) -> Any:
         self.last_used = monotonic()
+        if self.session_expired():
+            await self.renew_session()
         async with self._semaphore:
             client = await self._ensure_client()
             self.health.in_flight += 1

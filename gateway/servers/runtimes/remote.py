@@ -29,6 +29,9 @@ class StreamableHttpTarget:
         self.url = url
         self.headers = headers
         self.session_id: str | None = None
+        # The server answered 404 to our session: it forgot it (restart, idle expiry).
+        # The SDK does not start a new one itself; the connection does, on seeing this.
+        self.expired = False
         self._stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> Any:
@@ -60,6 +63,8 @@ class StreamableHttpTarget:
         session_id = response.headers.get("mcp-session-id")
         if session_id:
             self.session_id = session_id
+        elif response.status_code == 404 and response.request.headers.get("mcp-session-id"):
+            self.expired = True
 
 
 def streamable_http(url: str, headers: dict[str, str]) -> StreamableHttpTarget:

@@ -1,0 +1,81 @@
+"""Prometheus metrics: what the gateway counts and how `/metrics` shows it.
+
+Recording is a dictionary lookup and an in-memory increment (no I/O, no lock
+contention under asyncio), so it stays on the request path; exposition happens
+only when a scraper asks.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+# Tool calls range from sub-millisecond (a fast backend) to minutes (a long job).
+_CALL_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+)
+
+
+class Metrics:
+    """The gateway's metrics, in a registry of their own (tests run several apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tool_calls = Counter(
+            "mcpgw_tool_calls",
+            "tools/call requests answered, by server, path (direct or sdk) and outcome.",
+            ["server", "route", "outcome"],
+            registry=self.registry,
+        )
+        self.tool_call_seconds = Histogram(
+            "mcpgw_tool_call_seconds",
+            "Time from receiving a tools/call to answering it, by server.",
+            ["server"],
+            buckets=_CALL_BUCKETS,
+            registry=self.registry,
+        )
+        self.backend_in_flight = Gauge(
+            "mcpgw_backend_in_flight",
+            "Requests in flight to each backend server.",
+            ["server"],
+            registry=self.registry,
+        )
+        self._calls: dict[tuple[str, str, str], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
+
+    def record_call(self, server: str, route: str, seconds: float, ok: bool) -> None:
+        """Count one answered `tools/call` (children cached: `labels()` costs µs)."""
+        key = (server, route, "ok" if ok else "error")
+        counter = self._calls.get(key)
+        if counter is None:
+            counter = self._calls[key] = self.tool_calls.labels(*key)
+        counter.inc()
+        histogram = self._durations.get(server)
+        if histogram is None:
+            histogram = self._durations[server] = self.tool_call_seconds.labels(server)
+        histogram.observe(seconds)
+
+    def set_in_flight(self, counts: dict[str, int]) -> None:
+        for server, count in counts.items():
+            self.backend_in_flight.labels(server).set(count)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

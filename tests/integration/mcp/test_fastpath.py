@@ -1,0 +1,231 @@
+"""The `tools/call` fast path against a real HTTP backend: results, masking and faults.
+
+The backend (tests/fixtures/http_backend.py) is a real server process on loopback;
+real SDK clients call through a real gateway process. Which path served a call
+shows in the `mcpgw-route: direct` response header and the access log.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.mcp.test_endpoint import _new_key, connect
+from tests.support import BOOT, Server, free_port
+
+BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
+SECRET = "s3cr3t-key-0123456789"
+AUTH = {"Authorization": f"Bearer {BOOT}"}
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(BACKEND), str(port)])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("the fixture backend did not start") from None
+            time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp", proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def gateway(server_factory: type[Server], backend: tuple[str, Any]) -> Server:
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_ALLOW_PRIVATE_URLS="true",
+        MCPGW_SERVER_CALL_TIMEOUT_SECONDS="1.5",
+    )
+    server.wait_ready()
+    r = httpx.post(
+        f"{server.url}/api/v1/servers",
+        params={"wait": True},
+        json={
+            "name": "fix",
+            "type": "remote",
+            "config": {"url": backend[0]},
+            "secret_headers": {"X-Api-Key": SECRET},
+        },
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["health"]["status"] == "healthy"
+    return server
+
+
+def _modern_call(server: Server, name: str, arguments: dict[str, Any], path: str = "/mcp") -> Any:
+    """One raw 2026-07-28 `tools/call` (so the test sees the HTTP response itself)."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    return httpx.post(
+        f"{server.url}{path}",
+        json={
+            "jsonrpc": "2.0",
+            "id": "call-1",
+            "method": "tools/call",
+            "params": {"name": name, "arguments": arguments, "_meta": meta},
+        },
+        headers={
+            **AUTH,
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": name,
+        },
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
+async def test_calls_take_the_fast_path_in_both_eras(
+    gateway: Server, mode: str, version: str
+) -> None:
+    for url, tool in (
+        (f"{gateway.url}/mcp", "fix__echo"),
+        (f"{gateway.url}/mcp/servers/fix", "echo"),
+    ):
+        async with connect(url, mode=mode) as client:
+            assert client.protocol_version == version
+            result = await client.call_tool(tool, {"text": "héllo"})
+            assert result.is_error is False
+            assert result.content[0].text == "héllo"  # type: ignore[union-attr]
+    assert gateway.output().count('"route": "direct"') >= 2
+
+
+def test_the_agent_gets_its_own_id_and_a_complete_result(gateway: Server) -> None:
+    r = _modern_call(gateway, "fix__echo", {"text": "x"})
+    assert r.status_code == 200 and r.headers["mcpgw-route"] == "direct"
+    body = r.json()
+    assert body["id"] == "call-1"  # the backend saw a gateway id, the agent its own
+    assert body["result"]["content"][0]["text"] == "x"
+    assert body["result"]["resultType"] == "complete"  # 2026-07-28 needs it; backend is 2025
+
+
+def test_a_secret_the_backend_echoes_is_masked(gateway: Server) -> None:
+    r = _modern_call(gateway, "fix__whoami", {})
+    text = r.json()["result"]["content"][0]["text"]
+    assert text == "my key is ***", text
+    assert SECRET not in gateway.output()
+
+
+async def test_notifications_before_the_result_are_streamed(gateway: Server) -> None:
+    seen: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        seen.append(params.data)
+
+    async with connect(f"{gateway.url}/mcp", mode="legacy") as client:
+        client.session._logging_callback = on_log  # type: ignore[attr-defined]
+        result = await client.call_tool("fix__notify", {})
+    assert result.content[0].text == "done"  # type: ignore[union-attr]
+    r = _modern_call(gateway, "fix__notify", {})
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert '"working on it"' in r.text and '"id":"call-1"' in r.text
+
+
+def test_a_slow_backend_times_out_as_a_tool_error_and_keeps_serving(gateway: Server) -> None:
+    started = time.monotonic()
+    r = _modern_call(gateway, "fix__sleep", {"seconds": 5})
+    assert time.monotonic() - started < 4.5
+    result = r.json()["result"]
+    assert result["isError"] is True and "timed out" in result["content"][0]["text"]
+    assert (
+        _modern_call(gateway, "fix__echo", {"text": "still here"}).json()["result"]["content"][0][
+            "text"
+        ]
+        == "still here"
+    )
+
+
+def test_a_backend_http_error_is_a_tool_error(gateway: Server) -> None:
+    result = _modern_call(gateway, "fix__fail", {}).json()["result"]
+    assert result["isError"] is True and "HTTP 500" in result["content"][0]["text"]
+    assert _modern_call(gateway, "fix__echo", {"text": "ok"}).status_code == 200
+
+
+def test_a_forgotten_backend_session_is_recovered(gateway: Server) -> None:
+    assert _modern_call(gateway, "fix__forget", {}).status_code == 200
+    # The next call finds the backend session gone: the fast path hands it to the SDK
+    # path, which reconnects; every call gets an answer, and calls work again soon.
+    texts = []
+    for _ in range(5):
+        r = _modern_call(gateway, "fix__echo", {"text": "again"})
+        assert r.status_code == 200, r.text
+        texts.append(r.json()["result"]["content"][0]["text"])
+        if texts[-1] == "again":
+            break
+        time.sleep(0.5)
+    assert texts[-1] == "again", texts
+
+
+def test_a_dead_backend_gives_tool_errors_not_a_dead_gateway(
+    gateway: Server, backend: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    backend[1].kill()
+    backend[1].wait()
+    r = _modern_call(gateway, "fix__echo", {"text": "anyone?"})
+    assert r.status_code == 200
+    assert r.json()["result"]["isError"] is True
+    assert httpx.get(f"{gateway.url}/healthz").status_code == 200
+
+
+def test_rbac_holds_on_the_fast_path(gateway: Server) -> None:
+    viewer = _new_key(gateway, "viewer")
+    r = httpx.post(
+        f"{gateway.url}/mcp",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "fix__echo",
+                "arguments": {"text": "x"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        },
+        headers={
+            "Authorization": f"Bearer {viewer}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": "fix__echo",
+        },
+    )
+    assert "mcpgw-route" not in r.headers
+    result = r.json()["result"]
+    assert result["isError"] is True and "tools:execute" in result["content"][0]["text"]
+
+
+def test_metrics_count_calls_by_path_and_need_a_key(gateway: Server) -> None:
+    assert _modern_call(gateway, "fix__echo", {"text": "x"}).status_code == 200
+    assert _modern_call(gateway, "fix__fail", {}).status_code == 200
+    assert httpx.get(f"{gateway.url}/metrics").status_code == 401
+    viewer = _new_key(gateway, "viewer")
+    denied = httpx.get(f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {viewer}"})
+    assert denied.status_code == 403
+    r = httpx.get(f"{gateway.url}/metrics", headers=AUTH)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    assert 'mcpgw_tool_calls_total{outcome="ok",route="direct",server="fix"} 1.0' in r.text
+    assert 'mcpgw_tool_calls_total{outcome="error",route="direct",server="fix"} 1.0' in r.text
+    assert 'mcpgw_tool_call_seconds_count{server="fix"} 2.0' in r.text
