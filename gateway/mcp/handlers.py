@@ -255,7 +255,7 @@ class GatewayHandlers:
         ok = False
         try:
             result = await runtime.call_tool(tool, arguments, self.timeout)
-            ok = not result.is_error
+            ok = not getattr(result, "is_error", False)  # input_required has none
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
             # requestState): a protocol error, passed on as one.
