@@ -38,6 +38,21 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+def spawn_http(args: list[str], port: int, timeout: float = 30) -> subprocess.Popen[bytes]:
+    """Start a process that serves HTTP on 127.0.0.1:``port`` and wait until it answers."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
+            return proc
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"{args} did not start serving on port {port}") from None
+            time.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

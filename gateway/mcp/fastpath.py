@@ -168,8 +168,7 @@ class FastPath:
             return None  # the SDK path words the refusal
         if target is not None:
             server, tool = target, name
-            catalog = self.servers.catalogs.get(server)
-            if catalog is None or not any(t.name == tool for t in catalog.tools):
+            if self.view.server_schema(server, tool) is None:  # a dict lookup, not a scan
                 return None
         else:
             found = self.view.tools_for(principal).by_name.get(name)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import BOOT, Server, free_port
+from tests.support import BOOT, Server, free_port, spawn_http
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "fixtures" / "conformance_server.py"
@@ -52,23 +51,9 @@ def _node() -> str:
 def fixture_over_http() -> Iterator[str]:
     """The fixture server on its own over Streamable HTTP; yields its URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(FIXTURE), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/mcp"
+    proc = spawn_http([sys.executable, str(FIXTURE), str(port)], port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("the fixture server did not start") from None
-                time.sleep(0.1)
-        yield url
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.kill()
         proc.wait()

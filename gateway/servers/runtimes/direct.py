@@ -13,11 +13,12 @@ import asyncio
 import itertools
 from dataclasses import dataclass, field
 
+import orjson
 from mcp.shared.inbound import encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.servers.runtimes.base import Health
-from gateway.servers.runtimes.http_channel import HttpChannel
+from gateway.servers.runtimes.http_channel import HttpChannel, proxied
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 
 _IDS = itertools.count(1)
@@ -42,8 +43,6 @@ class DirectRoute:
     masks: tuple[tuple[bytes, bytes], ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        import orjson
-
         # Secrets as they appear inside JSON strings, longest first.
         ordered = sorted(set(self.secrets), key=len, reverse=True)
         self.masks = tuple((orjson.dumps(s)[1:-1], b"***") for s in ordered if s)
@@ -79,8 +78,6 @@ class DirectRoute:
     ) -> DirectRoute | None:
         """A route, unless the backend is reached through a proxy (then the SDK's httpx
         client, which honours proxy settings, carries every call)."""
-        from gateway.servers.runtimes.http_channel import proxied
-
         if proxied(target.url):
             return None
         base = {

@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -267,8 +268,6 @@ class HttpChannel:
 
 def proxied(url: str) -> bool:
     """Would httpx send this URL through a proxy (from the environment)?"""
-    import urllib.request
-
     parts = urlsplit(url)
     proxies = urllib.request.getproxies()
     if parts.scheme not in proxies and "all" not in proxies:

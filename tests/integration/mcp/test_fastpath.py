@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.integration.mcp.test_endpoint import _new_key, connect
-from tests.support import BOOT, Server, free_port
+from tests.support import BOOT, Server, free_port, spawn_http
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
 SECRET = "s3cr3t-key-0123456789"
@@ -28,16 +28,7 @@ AUTH = {"Authorization": f"Bearer {BOOT}"}
 @pytest.fixture
 def backend() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(BACKEND), str(port)])
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the fixture backend did not start") from None
-            time.sleep(0.05)
+    proc = spawn_http([sys.executable, str(BACKEND), str(port)], port)
     yield f"http://127.0.0.1:{port}/mcp", proc
     proc.kill()
     proc.wait()
