@@ -16,6 +16,7 @@ import typer
 
 from gateway import __version__
 from gateway.cli_servers import servers_app, tools_app
+from gateway.cli_skills import skills_app
 from gateway.config import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
+app.add_typer(skills_app, name="skills")
 
 UrlOption = Annotated[
     str,
@@ -89,7 +91,7 @@ def serve(
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, serving=True),
         host=settings.host,
         port=settings.port,
         log_config=None,

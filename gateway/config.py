@@ -139,8 +139,8 @@ class Settings(BaseSettings):
     # --- MCP servers ------------------------------------------------------------
     allow_private_urls: bool = Field(
         False,
-        description="Let remote servers live on loopback/private addresses (SSRF guard off "
-        "for those). Off: such URLs are refused.",
+        description="Let remote servers and skill imports use loopback/private addresses "
+        "(SSRF guard off for those). Off: such URLs are refused.",
     )
     server_call_timeout_seconds: float = Field(
         60.0, gt=0, le=3600, description="Default timeout of one tools/call to a backend."
@@ -169,6 +169,54 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Folders whose git repositories the essentials `git` tools may read "
         "(comma-separated in the environment). Empty: none.",
+    )
+
+    # --- skill import sources ----------------------------------------------------
+    skills_github_base: str = Field(
+        "https://github.com",
+        description="Where `owner/repo` skill sources live: `owner/repo` clones "
+        "`{base}/owner/repo.git`, and tree URLs on this host are understood (GitHub Enterprise, "
+        "a mirror). Remote sources obey MCPGW_ALLOW_PRIVATE_URLS.",
+    )
+    skills_catalog_url: str = Field(
+        "https://skills.sh",
+        description="Base URL of the skills.sh-compatible catalog (`GET {base}/api/search?q=`) "
+        "that `catalog:<id>` sources and catalog search use.",
+    )
+    skills_allow_local_import: bool = Field(
+        False,
+        description="Let skill imports read a path (or file:// URL) on the gateway's own disk. "
+        "Off by default so API callers cannot read server files; turn on for a CLI or "
+        "single-user install.",
+    )
+    skills_git_timeout_seconds: float = Field(
+        120.0, gt=0, le=3600, description="Longest a skill import's git clone may take."
+    )
+    skills_max_source_bytes: int = Field(
+        200 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest checkout a skill import may write to disk; bigger clones are "
+        "stopped (point the source at a sub-path to import from a large repository).",
+    )
+
+    # --- skills ------------------------------------------------------------------
+    skills_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest total size of a skill's files (uncompressed); larger uploads "
+        "and imports are refused.",
+    )
+    skills_max_files: int = Field(
+        100, ge=1, le=100_000, description="Most files one skill may hold."
+    )
+    skills_max_ratio: float = Field(
+        100.0,
+        ge=2,
+        description="Refuse archive entries that inflate more than this many times their "
+        "compressed size (zip bombs).",
+    )
+    skills_stats_flush_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often skill load/download counts are written."
     )
 
     # --- the MCP endpoint ---------------------------------------------------------

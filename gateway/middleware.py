@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +24,15 @@ access_log = logging.getLogger("gateway.access")
 error_log = logging.getLogger("gateway.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Request ids need to be unique, not secret: a random per-process prefix and a counter
+# (uuid4 reads the OS random source on every request).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across processes and restarts (32 hex characters)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _json_body(status: int, code: str, message: str, **extra: Any) -> tuple[bytes, list[Any]]:
@@ -46,7 +56,7 @@ class RequestContextMiddleware:
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         token = set_request_id(request_id)
         started = time.perf_counter()
         status = 500

@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
+from skills.service import SkillService
 
 
 @dataclass
@@ -22,6 +23,7 @@ class GatewayState:
     authenticator: Authenticator
     head_revision: str | None
     servers: ServerService
+    skills: SkillService
     metrics: Metrics = field(default_factory=Metrics)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +117,217 @@ def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
     yield Tracked  # type: ignore[misc]
     for server in started:
         server.stop()
+
+
+# --- a real git server on loopback (`git http-backend` behind http.server) ----------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in a test repository with a fixed identity; its stdout."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, f"git {' '.join(args)} failed:\n{done.stderr}"
+    return done.stdout
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def skill_md(name: str, description: str = "A test skill.", body: str = "Do the thing.\n") -> str:
+    """A minimal valid SKILL.md."""
+    return f"---\nname: {name}\ndescription: {description}\n---\n\n# {name}\n\n{body}"
+
+
+class _GitCGI(http.server.BaseHTTPRequestHandler):
+    """Runs `git http-backend` (smart HTTP, protocol v2) as a CGI script per request."""
+
+    server: _GitHTTPD
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._cgi()
+
+    def do_POST(self) -> None:
+        self._cgi()
+
+    def _cgi(self) -> None:
+        path, _, query = self.path.partition("?")
+        self.server.requests.append(self.path)
+        # A slow or stalled host; a closed server answers nothing more.
+        if self.server.closed.wait(self.server.delay):
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "GIT_PROJECT_ROOT": str(self.server.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": self.client_address[0],
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+        }
+        done = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60
+        )
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        if not _:
+            head, _, payload = done.stdout.partition(b"\n\n")
+        status, headers = 200, []
+        for line in head.decode("latin-1").splitlines():
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        while True:
+            size = int(self.rfile.readline().strip().split(b";")[0], 16)
+            if size == 0:
+                self.rfile.readline()
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
+
+class _GitHTTPD(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(("127.0.0.1", 0), _GitCGI)
+        self.root = root
+        self.requests: list[str] = []
+        self.delay = 0.0
+        self.closed = threading.Event()
+
+
+class GitHttpServer:
+    """Bare repositories under ``root`` served over smart HTTP on 127.0.0.1.
+
+    ``base_url`` plays GitHub: set ``MCPGW_SKILLS_GITHUB_BASE`` (``skills_github_base``)
+    to it and ``owner/repo`` resolves to ``{base_url}/owner/repo.git`` here. Remember
+    ``allow_private_urls=True``: the SSRF guard refuses loopback otherwise.
+
+    ``publish("owner/repo", files)`` creates (or updates with a new commit) a repository
+    and returns the commit; ``work("owner/repo")`` is its work tree for custom commits
+    followed by ``push("owner/repo")``. ``requests`` lists the paths asked for;
+    setting ``delay`` (seconds) makes every answer that late.
+    """
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "git-served"
+        self.works = tmp_path / "git-work"
+        self.root.mkdir()
+        self.works.mkdir()
+        self._httpd = _GitHTTPD(self.root)
+        self.port = int(self._httpd.server_address[1])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def requests(self) -> list[str]:
+        return self._httpd.requests
+
+    @property
+    def delay(self) -> float:
+        return self._httpd.delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._httpd.delay = seconds
+
+    def url(self, owner_repo: str) -> str:
+        return f"{self.base_url}/{owner_repo}.git"
+
+    def work(self, owner_repo: str) -> Path:
+        path = self.works / owner_repo
+        if not (path / ".git").exists():
+            path.mkdir(parents=True, exist_ok=True)
+            git(path, "init", "--quiet", "--initial-branch=main")
+        return path
+
+    def push(self, owner_repo: str) -> str:
+        """Publish every branch and tag of the work tree; the work tree's HEAD commit."""
+        bare = self.root / f"{owner_repo}.git"
+        if not bare.exists():
+            bare.mkdir(parents=True)
+            git(bare, "init", "--quiet", "--bare", "--initial-branch=main")
+            # What GitHub allows too: partial clones and fetching a commit by its sha.
+            git(bare, "config", "uploadpack.allowFilter", "true")
+            git(bare, "config", "uploadpack.allowAnySHA1InWant", "true")
+        work = self.work(owner_repo)
+        git(work, "push", "--quiet", "--force", str(bare), "refs/heads/*:refs/heads/*")
+        git(work, "push", "--quiet", "--force", str(bare), "refs/tags/*:refs/tags/*")
+        return git(work, "rev-parse", "HEAD").strip()
+
+    def publish(
+        self, owner_repo: str, files: dict[str, str], message: str = "update", branch: str = "main"
+    ) -> str:
+        """Write ``files`` (path → text) into ``branch``, commit, push; the new commit."""
+        work = self.work(owner_repo)
+        has_commits = (
+            subprocess.run(
+                ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=work, capture_output=True
+            ).returncode
+            == 0
+        )
+        if has_commits:
+            git(work, "checkout", "--quiet", "-B", branch)
+        else:
+            git(work, "checkout", "--quiet", "--orphan", branch)
+        write_files(work, files)
+        git(work, "add", "--all")
+        git(work, "commit", "--quiet", "--allow-empty", "-m", message)
+        return self.push(owner_repo)
+
+    def close(self) -> None:
+        self._httpd.closed.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def git_http_server(tmp_path: Path) -> Iterator[GitHttpServer]:
+    """A real git smart-HTTP server on loopback (see :class:`GitHttpServer`).
+
+    Import it into a test module or conftest: ``from tests.support import git_http_server``.
+    """
+    server = GitHttpServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.close()

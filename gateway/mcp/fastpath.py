@@ -50,6 +50,7 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _RELAYED = itertools.count(1)
+_WATCH_DISCONNECT_AFTER = 0.05  # seconds
 
 # (server, route, seconds, succeeded): metrics for every answered call
 CallRecorder = Callable[[str, str, float, bool], None]
@@ -98,8 +99,22 @@ class FastPath:
         self._in_flight: dict[tuple[str, Any], tuple[DirectRoute, str]] = {}
         # relayed request id (ours) → where its answer goes
         self._pending: dict[str, _Pending] = {}
+        self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
 
     # --- eligibility --------------------------------------------------------------------
+    def _host_ok(self, host: bytes | None, origin: bytes | None) -> bool:
+        """The DNS-rebinding check, remembered: agents send the same few values."""
+        key = (host, origin)
+        verdict = self._hosts_seen.get(key)
+        if verdict is None:
+            verdict = _allowed(host, self.allowed_hosts, required=True) and _allowed(
+                origin, self.allowed_origins, required=False
+            )
+            if len(self._hosts_seen) >= 1024:
+                self._hosts_seen.clear()
+            self._hosts_seen[key] = verdict
+        return verdict
+
     def _request(self, scope: Scope, body: bytes) -> _Request | dict[str, Any] | None:
         """The call if eligible; a JSON-RPC message to route (answer/cancel) ; else None."""
         headers = _headers(scope)
@@ -108,9 +123,7 @@ class FastPath:
         accept = headers.get(b"accept", b"")
         if b"application/json" not in accept or b"text/event-stream" not in accept:
             return None
-        if not _allowed(headers.get(b"host"), self.allowed_hosts, required=True):
-            return None
-        if not _allowed(headers.get(b"origin"), self.allowed_origins, required=False):
+        if not self._host_ok(headers.get(b"host"), headers.get(b"origin")):
             return None
         try:
             message = orjson.loads(body)
@@ -223,18 +236,26 @@ class FastPath:
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": backend_id, "method": "tools/call", "params": params}
         )
-        headers = route.headers("tools/call", tool)
+        headers: dict[str, str] | bytes
         if request.param_headers and route.modern:
+            headers = route.headers("tools/call", tool)
             headers.update(request.param_headers)
+        else:
+            headers = route.encoded_headers("tools/call", tool)
         started = time.perf_counter()
         call = _Call(self, route, request, backend_id, scope, send)
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
             self._in_flight[key] = (route, backend_id)
+        limiter = route.semaphore
         route.health.in_flight += 1
         try:
-            async with route.semaphore:
+            if not limiter.try_acquire():
+                await limiter.acquire()
+            try:
                 done = await call.run(payload, headers, self.servers.call_timeout, receive)
+            finally:
+                limiter.release()
         finally:
             route.health.in_flight -= 1
             if key is not None:
@@ -282,7 +303,7 @@ class FastPath:
     ) -> None:
         try:
             async with route.channel.post(
-                orjson.dumps(message), route.headers(method or "")
+                orjson.dumps(message), route.encoded_headers(method or "")
             ) as response:
                 await response.read()
         except ChannelError as exc:
@@ -323,30 +344,49 @@ class _Call:
             self.extra_headers.append((b"mcp-session-id", request.session_id.encode("latin-1")))
 
     async def run(
-        self, payload: bytes, headers: dict[str, str], timeout: float, receive: Receive
+        self, payload: bytes, headers: dict[str, str] | bytes, timeout: float, receive: Receive
     ) -> bool | None:
         """True/False: answered (tool succeeded / failed); None: not sent, take the SDK path."""
+        # One timer does both jobs, set up per call without a task: after a moment it
+        # starts watching for the agent going away (2026-07-28's cancel signal; watching
+        # needs a task, which costs more than a fast call does, and a disconnect that
+        # came earlier is seen at once: the server remembers it); at the deadline it
+        # times the call out.
+        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
-        gone = False
+        assert task is not None
+        deadline = loop.time() + timeout
+        stopped_by: str | None = None  # "agent" (went away) or "timeout"
+        watcher: asyncio.Future[None] | None = None
+        timer: asyncio.TimerHandle
 
-        def on_disconnect(watcher: asyncio.Future[None]) -> None:
-            nonlocal gone
-            if not watcher.cancelled() and task is not None:
-                gone = True
-                task.cancel()  # the agent went away: 2026-07-28's cancel signal
+        def stop(reason: str) -> None:
+            nonlocal stopped_by
+            if stopped_by is None:
+                stopped_by = reason
+                task.cancel()
 
-        # One watcher task, not a second task for the work: tasks cost on this path.
-        disconnected = asyncio.ensure_future(_wait_disconnect(receive))
-        disconnected.add_done_callback(on_disconnect)
+        def on_disconnect(future: asyncio.Future[None]) -> None:
+            if not future.cancelled():
+                stop("agent")
+
+        def on_timer() -> None:
+            nonlocal watcher, timer
+            if loop.time() >= deadline:
+                stop("timeout")
+                return
+            watcher = asyncio.ensure_future(_wait_disconnect(receive))
+            watcher.add_done_callback(on_disconnect)
+            timer = loop.call_at(deadline, stop, "timeout")
+
+        timer = loop.call_at(min(deadline, loop.time() + _WATCH_DISCONNECT_AFTER), on_timer)
         try:
-            async with asyncio.timeout(timeout):
-                return await self._exchange(payload, headers)
+            return await self._exchange(payload, headers)
         except asyncio.CancelledError:
-            if gone and task is not None:
-                task.uncancel()
+            if stopped_by is None or task.uncancel() > 0:
+                raise  # cancelled from outside (shutdown), not by us
+            if stopped_by == "agent":
                 return False
-            raise
-        except TimeoutError:
             if not self.route.modern:
                 cancel = {"requestId": self.backend_id, "reason": "timed out at the gateway"}
                 await self.fast._post_quietly(
@@ -364,10 +404,12 @@ class _Call:
                 f"server {self.route.server!r} failed during the call: {exc}"
             )
         finally:
-            disconnected.remove_done_callback(on_disconnect)
-            disconnected.cancel()
+            timer.cancel()
+            if watcher is not None:
+                watcher.remove_done_callback(on_disconnect)
+                watcher.cancel()
 
-    async def _exchange(self, payload: bytes, headers: dict[str, str]) -> bool | None:
+    async def _exchange(self, payload: bytes, headers: dict[str, str] | bytes) -> bool | None:
         route = self.route
         async with route.channel.post(payload, headers) as response:
             if response.status == 404 and not route.modern and route.target.session_id:

@@ -214,7 +214,10 @@ class McpFront:
             return
         manager = self.managers["single" if target else "aggregate"]
         if scope["method"] == "POST":
-            body = await _read_body(receive)
+            body = await _read_body(receive, self.settings.max_request_bytes)
+            if body is None:
+                await _too_large(send, self.settings.max_request_bytes)
+                return
             if await self.fast.serve(scope, receive, send, body, principal, target):
                 return
             receive = _replay(body, receive)
@@ -309,16 +312,34 @@ class McpFront:
         return await self.authenticator.authenticate(key.get_secret_value())
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it grows past ``limit`` bytes."""
+    message = await receive()
+    body: bytes = message.get("body", b"") if message["type"] == "http.request" else b""
+    if not message.get("more_body"):
+        return body if len(body) <= limit else None
+    chunks, size = [body], len(body)
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    # MCP clients expect a JSON-RPC error object, whatever the HTTP status.
+    error = {"code": -32600, "message": f"request body exceeds {limit} bytes"}
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -36,7 +36,7 @@ class ToolView:
 class CatalogView:
     def __init__(self, servers: ServerService) -> None:
         self.servers = servers
-        self._cache: dict[tuple[int, frozenset[str]], ToolView] = {}
+        self._cache: dict[tuple[int, int, bool, bool, tuple[str, ...]], ToolView] = {}
         self._server_schemas: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
@@ -50,11 +50,18 @@ class CatalogView:
         )
 
     def tools_for(self, principal: Principal) -> ToolView:
-        visible = frozenset(self.visible_servers(principal))
-        key = (self.servers.catalog_version, visible)
+        # Asked on every call: keyed by what decides visibility (see can_see), so the
+        # servers are not walked per request and callers alike share one view.
+        key = (
+            self.servers.catalog_version,
+            self.servers.pool.generation,
+            principal.can("tools:read"),
+            principal.is_admin,
+            principal.team_ids,
+        )
         view = self._cache.get(key)
         if view is None:
-            view = self._build(sorted(visible))
+            view = self._build(self.visible_servers(principal))
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = view

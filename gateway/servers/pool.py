@@ -28,6 +28,7 @@ class SessionPool:
         self.ctx = ctx
         self.idle_seconds = idle_seconds
         self._runtimes: dict[str, ServerRuntime] = {}
+        self.generation = 0  # bumped whenever the set of runtimes changes (for caches)
 
     def get(self, name: str) -> ServerRuntime | None:
         return self._runtimes.get(name)
@@ -87,12 +88,14 @@ class SessionPool:
             if current is not None:
                 await self._stop_quietly(current)
             self._runtimes[spec.name] = self._build(spec)
+            self.generation += 1
             rebuilt.append(spec.name)
         return rebuilt
 
     async def remove(self, name: str) -> None:
         runtime = self._runtimes.pop(name, None)
         if runtime is not None:
+            self.generation += 1
             await self._stop_quietly(runtime)
 
     async def _stop_quietly(self, runtime: ServerRuntime, *, final: bool = True) -> None:
@@ -122,3 +125,4 @@ class SessionPool:
             *(self._stop_quietly(r) for r in self._runtimes.values()), return_exceptions=True
         )
         self._runtimes.clear()
+        self.generation += 1

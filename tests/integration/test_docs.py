@@ -23,7 +23,13 @@ PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
 
 
 def test_docs_have_tested_examples() -> None:
-    assert {p.name for p in PAGES} >= {"identity.md", "operations.md", "servers.md", "mcp.md"}
+    assert {p.name for p in PAGES} >= {
+        "identity.md",
+        "operations.md",
+        "servers.md",
+        "mcp.md",
+        "skills.md",
+    }
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

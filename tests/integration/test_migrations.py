@@ -22,6 +22,11 @@ TABLES = {
     "servers",
     "server_versions",
     "catalog_entries",
+    "skills",
+    "skill_versions",
+    "skill_files",
+    "skill_blobs",
+    "skill_links",
 }
 
 

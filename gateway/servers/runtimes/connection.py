@@ -3,7 +3,7 @@
 A supervisor task owns the session (anyio requires a context to be exited by the
 task that entered it): it connects, watches for the connection to drop, reconnects
 once with backoff after a drop, and closes on stop. Calls from any task share the
-session concurrently, bounded by a semaphore.
+session concurrently, bounded by a limiter.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from gateway.servers.runtimes.base import (
     monotonic,
 )
 from gateway.servers.runtimes.direct import DirectRoute
+from gateway.servers.runtimes.limiter import Limiter
 from gateway.servers.runtimes.relay import (
     CURRENT_RELAY,
     relay_elicitation,
@@ -97,7 +98,7 @@ class McpConnection:
         self._supervisor: asyncio.Task[None] | None = None
         self._final = False
         self._start_lock = asyncio.Lock()
-        self._semaphore = asyncio.Semaphore(spec.max_concurrency)
+        self._semaphore = Limiter(spec.max_concurrency)
         self._retry_after = 0.0
         self._backoff = 0.5
         self._background: set[asyncio.Task[None]] = set()

@@ -9,7 +9,6 @@ JSON-RPC messages through nearly untouched.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass, field
 
@@ -18,7 +17,8 @@ from mcp.shared.inbound import encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.servers.runtimes.base import Health
-from gateway.servers.runtimes.http_channel import HttpChannel, proxied
+from gateway.servers.runtimes.http_channel import HttpChannel, encode_headers, proxied
+from gateway.servers.runtimes.limiter import Limiter
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 
 _IDS = itertools.count(1)
@@ -38,9 +38,12 @@ class DirectRoute:
     target: StreamableHttpTarget
     protocol_version: str
     secrets: tuple[str, ...]
-    semaphore: asyncio.Semaphore
+    semaphore: Limiter
     health: Health
     masks: tuple[tuple[bytes, bytes], ...] = field(init=False)
+    _encoded: dict[tuple[str, str | None, str | None], bytes] = field(
+        init=False, default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         # Secrets as they appear inside JSON strings, longest first.
@@ -61,6 +64,16 @@ class DirectRoute:
             headers["Mcp-Session-Id"] = self.target.session_id
         return headers
 
+    def encoded_headers(self, method: str, name: str | None = None) -> bytes:
+        """:meth:`headers`, encoded for the channel; remembered, as they repeat per tool."""
+        key = (method, name, self.target.session_id)
+        block = self._encoded.get(key)
+        if block is None:
+            if len(self._encoded) >= 4096:
+                self._encoded.clear()
+            block = self._encoded[key] = encode_headers(self.headers(method, name))
+        return block
+
     def mask(self, data: bytes) -> bytes:
         for secret, stars in self.masks:
             data = data.replace(secret, stars)
@@ -73,7 +86,7 @@ class DirectRoute:
         target: StreamableHttpTarget,
         protocol_version: str,
         secrets: tuple[str, ...],
-        semaphore: asyncio.Semaphore,
+        semaphore: Limiter,
         health: Health,
     ) -> DirectRoute | None:
         """A route, unless the backend is reached through a proxy (then the SDK's httpx

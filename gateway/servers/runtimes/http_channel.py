@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator
@@ -25,6 +24,11 @@ from urllib.parse import urlsplit
 import httptools
 
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
+# Servers close idle keep-alive connections (gunicorn after 2 s, uvicorn, Node and
+# Apache after 5 s). A request written just as the server closes fails after it was
+# sent, and a tools/call must not be repeated; so a connection idle longer than this
+# is not reused.
+_MAX_IDLE_SECONDS = 1.5
 
 
 class ChannelError(Exception):
@@ -86,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reusable = False
+        self.idle_since = 0.0  # loop time it went back to the pool
         self._headers: dict[bytes, bytes] = {}
         self._head: asyncio.Future[int] | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -178,7 +183,13 @@ class HttpChannel:
     """Pooled keep-alive connections to one backend URL; POST only."""
 
     def __init__(
-        self, url: str, headers: dict[str, str], *, max_idle: int = 64, connect_timeout: float = 10
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        max_idle: int = 64,
+        connect_timeout: float = 10,
+        max_idle_seconds: float = _MAX_IDLE_SECONDS,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -198,13 +209,17 @@ class HttpChannel:
         self._idle: list[_Connection] = []
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
+        self._max_idle_seconds = max_idle_seconds
         self._closed = False
 
     async def _acquire(self) -> _Connection:
-        while self._idle:
-            conn = self._idle.pop()
-            if not conn.closed:
-                return conn
+        if self._idle:
+            oldest = asyncio.get_running_loop().time() - self._max_idle_seconds
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and conn.idle_since >= oldest:
+                    return conn
+                conn.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -228,42 +243,62 @@ class HttpChannel:
             and not self._closed
             and len(self._idle) < self._max_idle
         ):
+            conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.close()
 
-    @contextlib.asynccontextmanager
-    async def post(
-        self, body: bytes, headers: dict[str, str] | None = None
-    ) -> AsyncIterator[Response]:
-        """POST ``body``; the connection returns to the pool once the body was consumed."""
-        head = self._head
-        if headers:
-            head += ("\r\n" + "\r\n".join(f"{k}: {v}" for k, v in headers.items())).encode(
-                "latin-1"
-            )
-        request = head + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        conn = await self._acquire()
-        try:
-            status, response_headers = await conn.send(request)
-        except BaseException:
-            conn.close()
-            raise
-        response = Response(status, response_headers, conn)
-        try:
-            yield response
-        except BaseException:
-            conn.close()
-            raise
-        else:
-            if not conn._done:
-                conn.close()  # body not read to the end: the connection is unusable
-            self._release(conn)
+    def post(self, body: bytes, headers: dict[str, str] | bytes | None = None) -> _Exchange:
+        """POST ``body``: ``async with channel.post(...) as response``. The connection
+        returns to the pool once the body was read to the end. ``headers`` may come
+        pre-encoded (see :func:`encode_headers`)."""
+        if isinstance(headers, dict):
+            headers = encode_headers(headers)
+        request = b"%s%s\r\nContent-Length: %d\r\n\r\n%s" % (
+            self._head,
+            headers or b"",
+            len(body),
+            body,
+        )
+        return _Exchange(self, request)
 
     async def close(self) -> None:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+class _Exchange:
+    """One request on a pooled connection (a class, not a generator: this is per call)."""
+
+    __slots__ = ("channel", "conn", "request")
+
+    def __init__(self, channel: HttpChannel, request: bytes) -> None:
+        self.channel = channel
+        self.request = request
+        self.conn: _Connection | None = None
+
+    async def __aenter__(self) -> Response:
+        conn = self.conn = await self.channel._acquire()
+        try:
+            status, response_headers = await conn.send(self.request)
+        except BaseException:
+            conn.close()
+            raise
+        return Response(status, response_headers, conn)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        conn = self.conn
+        assert conn is not None
+        if exc_type is not None or not conn._done:
+            conn.close()  # failed, or body not read to the end: the connection is unusable
+        else:
+            self.channel._release(conn)
+
+
+def encode_headers(headers: dict[str, str]) -> bytes:
+    """Request headers as :meth:`HttpChannel.post` appends them."""
+    return "".join(f"\r\n{k}: {v}" for k, v in headers.items()).encode("latin-1")
 
 
 def proxied(url: str) -> bool:

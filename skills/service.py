@@ -1,0 +1,595 @@
+"""Use cases of pillar 2: store, version, read, package, link and count skills.
+
+Every way in (upload, folder, git import) becomes a :class:`SkillPackage` in
+memory, is validated by the same rules and stored in one transaction, so a
+refused skill leaves nothing behind. Contents are stored once per SHA-256; a
+change makes a new immutable version, the same content makes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from gateway.auth.principal import Principal
+from gateway.config import Settings
+from gateway.db import Database, utcnow
+from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gateway.servers.service import ServerService
+from skills import archive, frontmatter
+from skills.archive import Limits, SkillPackage
+from skills.models import Skill, SkillFile, SkillVersion
+from skills.references import ToolReference, tool_references
+from skills.repository import SkillRepository
+from skills.stats import UsageCounter
+from skills.validation import SKILL_MD, ParsedSkill, Problem, Report, validate
+
+log = logging.getLogger("skills")
+
+VISIBILITIES = ("private", "team", "public")
+
+
+def can_see(principal: Principal, skill: Skill) -> bool:
+    """Public skills are for everyone, team skills for their team, private ones for
+    their owner; admins see all."""
+    return (
+        principal.is_admin
+        or skill.visibility == "public"
+        or skill.owner_id == principal.user_id
+        or (skill.visibility == "team" and skill.team_id in principal.team_ids)
+    )
+
+
+def can_modify(principal: Principal, skill: Skill) -> bool:
+    """The owner, members of the skill's team and admins may change it."""
+    return (
+        principal.is_admin
+        or skill.owner_id == principal.user_id
+        or (skill.team_id is not None and skill.team_id in principal.team_ids)
+    )
+
+
+def content_digest(files: dict[str, str], executable: set[str]) -> str:
+    """One digest for a version's content: equal files (and modes), equal digest."""
+    lines = "".join(f"{p}\0{files[p]}\0{int(p in executable)}\n" for p in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def body_line(frontmatter_raw: str) -> int:
+    """Line of SKILL.md where the body starts (after '---', the YAML and '---')."""
+    return frontmatter_raw.count("\n") + 3
+
+
+@dataclass
+class SkillView:
+    """A skill at one version with everything the API shows about it."""
+
+    skill: Skill
+    version: SkillVersion
+    files: list[SkillFile]
+    versions: list[tuple[SkillVersion, int, int]]  # (version, file count, bytes)
+    links: list[str]
+
+
+@dataclass
+class StoreResult:
+    view: SkillView
+    created: bool  # a new skill
+    changed: bool  # a new version (always true when created)
+    warnings: list[Problem] = field(default_factory=list)  # from validation
+    missing_tools: list[ToolReference] = field(default_factory=list)  # of linked servers
+
+
+def invalid_skill(report: Report, label: str) -> InvalidInput:
+    """The 422 for a package that fails validation: every problem, field and line."""
+    first = report.errors[0]
+    where = f"{first.field}" + (f" (line {first.line})" if first.line else "")
+    more = f" and {len(report.errors) - 1} more problem(s)" if len(report.errors) > 1 else ""
+    return InvalidInput(
+        f"{label} is not a valid skill: {where}: {first.message}{more}",
+        code="invalid_skill",
+        errors=[p.as_dict() for p in report.errors],
+        warnings=[p.as_dict() for p in report.warnings],
+    )
+
+
+class SkillService:
+    def __init__(self, db: Database, servers: ServerService, settings: Settings) -> None:
+        self.db = db
+        self.servers = servers
+        self.settings = settings
+        self.limits = Limits(
+            max_bytes=settings.skills_max_bytes,
+            max_files=settings.skills_max_files,
+            max_ratio=settings.skills_max_ratio,
+        )
+        self.usage = UsageCounter(db)
+
+    # --- usage (called by the MCP serving code on every load) ----------------------------
+    def record_load(self, name: str) -> None:
+        """Count one load of skill ``name``; memory only, written by the flusher."""
+        self.usage.record_load(name)
+
+    def record_download(self, name: str) -> None:
+        self.usage.record_download(name)
+
+    async def flush_stats(self) -> None:
+        await self.usage.flush()
+
+    async def run_stats_flusher(self, interval: float) -> None:
+        await self.usage.run(interval)
+
+    # --- reading -------------------------------------------------------------------------
+    async def _get_row(self, repo: SkillRepository, principal: Principal, name: str) -> Skill:
+        row = await repo.get_by_name(name)
+        if row is None or not can_see(principal, row):
+            raise NotFound(f"no skill named {name!r}", code="skill_not_found")
+        return row
+
+    async def _version(
+        self, repo: SkillRepository, skill: Skill, number: int | None
+    ) -> SkillVersion:
+        row = await repo.version(skill.id, number or skill.version)
+        if row is None:
+            raise NotFound(
+                f"skill {skill.name!r} has no version {number}", code="version_not_found"
+            )
+        return row
+
+    async def _view(self, repo: SkillRepository, skill: Skill, number: int | None) -> SkillView:
+        version = await self._version(repo, skill, number)
+        versions = list(await repo.versions(skill.id))
+        counts = await repo.file_counts(v.id for v in versions)
+        return SkillView(
+            skill=skill,
+            version=version,
+            files=list(await repo.files(version.id)),
+            versions=[(v, *counts.get(v.id, (0, 0))) for v in versions],
+            links=[link.server_name for link in await repo.links(skill.id)],
+        )
+
+    async def list_skills(
+        self, principal: Principal, *, limit: int, offset: int, query: str | None = None
+    ) -> tuple[list[Skill], int]:
+        principal.require("skills:read")
+        viewer = None if principal.is_admin else (principal.user_id, principal.team_ids)
+        async with self.db.session() as session:
+            rows, total = await SkillRepository(session).list_skills(
+                limit=limit, offset=offset, viewer=viewer, query=query
+            )
+            return list(rows), total
+
+    async def get(self, principal: Principal, name: str, version: int | None = None) -> SkillView:
+        principal.require("skills:read")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            return await self._view(repo, await self._get_row(repo, principal, name), version)
+
+    async def read_file(
+        self, principal: Principal, name: str, path: str, version: int | None = None
+    ) -> tuple[SkillFile, bytes]:
+        """One file of a skill (default: the current version) and its bytes."""
+        principal.require("skills:read")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            ver = await self._version(repo, row, version)
+            match = next((f for f in await repo.files(ver.id) if f.path == path), None)
+            if match is None:
+                raise NotFound(f"skill {name!r} has no file {path!r}", code="file_not_found")
+            data = await repo.blob(match.sha256)
+        return match, data or b""
+
+    async def download(
+        self, principal: Principal, name: str, version: int | None = None
+    ) -> tuple[str, bytes]:
+        """The skill as a ``.skill`` package: (file name, bytes)."""
+        principal.require("skills:read")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            ver = await self._version(repo, row, version)
+            files = list(await repo.files(ver.id))
+            blobs = await repo.blobs({f.sha256 for f in files})
+        data = await asyncio.to_thread(
+            archive.build_archive,
+            row.name,
+            {f.path: blobs[f.sha256] for f in files},
+            {f.path for f in files if f.executable},
+        )
+        self.usage.record_download(row.name)
+        return f"{row.name}.skill", data
+
+    async def stats(self, principal: Principal, name: str) -> dict[str, Any]:
+        """Counts in the database plus those of this process not written yet."""
+        principal.require("skills:read")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            versions = len(await repo.versions(row.id))
+        pending = self.usage.pending(row.name)
+        return {
+            "name": row.name,
+            "version": row.version,
+            "versions": versions,
+            "loads": row.load_count + pending.loads,
+            "downloads": row.download_count + pending.downloads,
+            "last_loaded_at": pending.last_loaded or row.last_loaded_at,
+            "last_downloaded_at": pending.last_downloaded or row.last_downloaded_at,
+        }
+
+    # --- validating ----------------------------------------------------------------------
+    def read_upload(self, data: bytes, filename: str | None) -> SkillPackage:
+        """Unpack an upload in memory under the configured limits (raises if unsafe)."""
+        return archive.read_upload(data, filename, self.limits)
+
+    async def validate_upload(
+        self, principal: Principal, data: bytes, filename: str | None, *, strict: bool
+    ) -> Report:
+        """The verdict on an uploaded package; nothing is stored."""
+        principal.require("skills:read")
+        package = await asyncio.to_thread(self.read_upload, data, filename)
+        return validate(package.files, folder=package.folder, strict=strict)
+
+    # --- storing -------------------------------------------------------------------------
+    async def upload(
+        self,
+        principal: Principal,
+        data: bytes,
+        filename: str | None,
+        *,
+        strict: bool = True,
+        visibility: str | None = None,
+        team_id: str | None = None,
+    ) -> StoreResult:
+        """Store an uploaded ``.skill``/``.zip``/SKILL.md as a new skill or version."""
+        principal.require("skills:write")
+        # Inflating up to the byte limit takes a while: off the event loop.
+        package = await asyncio.to_thread(self.read_upload, data, filename)
+        source = {"kind": "upload", "filename": (filename or SKILL_MD)[:255]}
+        return await self.store_package(
+            principal,
+            package,
+            source=source,
+            strict=strict,
+            visibility=visibility,
+            team_id=team_id,
+            label=filename or "the upload",
+        )
+
+    async def store_from_directory(
+        self,
+        principal: Principal,
+        root: Path,
+        *,
+        source: dict[str, Any],
+        strict: bool,
+        folder: str | None = None,
+        visibility: str | None = None,
+        team_id: str | None = None,
+    ) -> Skill:
+        """Store the skill in folder ``root`` (validated like an upload); a new version
+        only when its content differs from the current one."""
+        result = await self.store_directory(
+            principal,
+            root,
+            source=source,
+            strict=strict,
+            folder=folder,
+            visibility=visibility,
+            team_id=team_id,
+        )
+        return result.view.skill
+
+    async def store_directory(
+        self,
+        principal: Principal,
+        root: Path,
+        *,
+        source: dict[str, Any],
+        strict: bool,
+        folder: str | None = None,
+        visibility: str | None = None,
+        team_id: str | None = None,
+    ) -> StoreResult:
+        """:meth:`store_from_directory` with the full outcome (created, changed, warnings).
+        ``folder`` is the name the skill's folder has (default: ``root``'s name)."""
+        principal.require("skills:write")
+        package = await asyncio.to_thread(archive.read_directory, root, self.limits, folder)
+        return await self.store_package(
+            principal,
+            package,
+            source=source,
+            strict=strict,
+            visibility=visibility,
+            team_id=team_id,
+            label=str(folder or Path(root).name),
+        )
+
+    async def store_package(
+        self,
+        principal: Principal,
+        package: SkillPackage,
+        *,
+        source: dict[str, Any],
+        strict: bool,
+        visibility: str | None = None,
+        team_id: str | None = None,
+        label: str = "the skill",
+    ) -> StoreResult:
+        """Validate and store ``package``; raises InvalidInput (422) with every problem."""
+        principal.require("skills:write")
+        report = validate(package.files, folder=package.folder, strict=strict)
+        if not report.valid or report.skill is None:
+            raise invalid_skill(report, label)
+        files = dict(package.files)
+        executable = set(package.executable)
+        if SKILL_MD not in files:  # lenient mode accepted a lower-case skill.md
+            lower = next(p for p in files if p.lower() == "skill.md")
+            files[SKILL_MD] = files.pop(lower)
+            executable.discard(lower)
+        digests = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+        digest = content_digest(digests, executable)
+        parsed = report.skill
+        try:
+            async with self.db.session() as session:
+                repo = SkillRepository(session)
+                row = await repo.get_by_name(parsed.name)
+                created = row is None
+                if row is None:
+                    row = await self._create_row(repo, principal, parsed, visibility, team_id)
+                else:
+                    self._check_writable(principal, row)
+                    if visibility is not None or team_id is not None:
+                        self._apply_visibility(principal, row, visibility, team_id)
+                    current = await repo.version(row.id, row.version)
+                    if current is not None and current.digest == digest:
+                        view = await self._view(repo, row, None)
+                        return StoreResult(view, False, False, report.warnings)
+                    row.version += 1
+                await repo.put_blobs({digests[p]: d for p, d in files.items()})
+                version = self._version_row(row, parsed, digest, report, source, principal)
+                version.summary = "created" if created else "new content"
+                await repo.add(version)
+                for path in sorted(files):
+                    session.add(
+                        SkillFile(
+                            version_id=version.id,
+                            path=path,
+                            size=len(files[path]),
+                            sha256=digests[path],
+                            executable=path in executable,
+                        )
+                    )
+                row.description, row.source, row.updated_at = parsed.description, source, utcnow()
+                await session.flush()
+                view = await self._view(repo, row, None)
+        except IntegrityError:
+            # A concurrent upload of the same name won the race (or a team id is unknown).
+            raise Conflict(
+                f"skill {parsed.name!r} could not be stored: it was changed at the same time "
+                "or names an unknown team; try again",
+                code="skill_conflict",
+            ) from None
+        log.info(
+            "skill stored",
+            extra={"skill": row.name, "version": row.version, "source": source.get("kind")},
+        )
+        missing = await self.missing_tools(principal, view)
+        return StoreResult(view, created, True, report.warnings, missing)
+
+    async def _create_row(
+        self,
+        repo: SkillRepository,
+        principal: Principal,
+        parsed: ParsedSkill,
+        visibility: str | None,
+        team_id: str | None,
+    ) -> Skill:
+        row = Skill(
+            name=parsed.name,
+            description=parsed.description,
+            owner_id=principal.user_id,
+            version=1,
+            visibility="private",
+        )
+        self._apply_visibility(
+            principal, row, visibility or ("team" if team_id else "private"), team_id
+        )
+        await repo.add(row)
+        return row
+
+    @staticmethod
+    def _apply_visibility(
+        principal: Principal, row: Skill, visibility: str | None, team_id: str | None
+    ) -> None:
+        if team_id is not None:
+            if not (principal.is_admin or team_id in principal.team_ids):
+                raise Forbidden("you can only give skills to teams you belong to")
+            row.team_id = team_id
+        if visibility is not None:
+            if visibility not in VISIBILITIES:
+                raise InvalidInput(
+                    f"visibility must be one of {', '.join(VISIBILITIES)}",
+                    errors=[{"field": "visibility", "line": None, "message": "unknown value"}],
+                )
+            if visibility == "team" and row.team_id is None:
+                raise InvalidInput(
+                    "visibility 'team' needs a team_id",
+                    errors=[{"field": "team_id", "line": None, "message": "required for team"}],
+                )
+            row.visibility = visibility
+
+    @staticmethod
+    def _check_writable(principal: Principal, row: Skill) -> None:
+        if not can_see(principal, row):
+            # Another user's private skill: say the name is taken, nothing more.
+            raise Conflict(f"a skill named {row.name!r} already exists", code="name_taken")
+        if not can_modify(principal, row):
+            raise Forbidden(f"only the owner, its team or an admin may change {row.name!r}")
+
+    @staticmethod
+    def _version_row(
+        row: Skill,
+        parsed: ParsedSkill,
+        digest: str,
+        report: Report,
+        source: dict[str, Any],
+        principal: Principal,
+    ) -> SkillVersion:
+        return SkillVersion(
+            skill_id=row.id,
+            version=row.version,
+            digest=digest,
+            frontmatter_raw=parsed.frontmatter_raw,
+            frontmatter=parsed.frontmatter,
+            description=parsed.description,
+            license=parsed.license,
+            compatibility=parsed.compatibility,
+            skill_metadata=parsed.metadata,
+            allowed_tools=parsed.allowed_tools,
+            body=parsed.body,
+            warnings=[p.as_dict() for p in report.warnings],
+            source=source,
+            created_by=principal.user_id,
+        )
+
+    # --- changing ------------------------------------------------------------------------
+    async def update(
+        self, principal: Principal, name: str, *, visibility: str | None, team_id: str | None
+    ) -> SkillView:
+        """Change who sees a skill (not a content change: no new version)."""
+        principal.require("skills:write")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            self._check_writable(principal, row)
+            self._apply_visibility(principal, row, visibility, team_id)
+            row.updated_at = utcnow()
+            return await self._view(repo, row, None)
+
+    async def rollback(self, principal: Principal, name: str, number: int) -> StoreResult:
+        """Make version ``number``'s content current again, as a new version."""
+        principal.require("skills:write")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            self._check_writable(principal, row)
+            old = await self._version(repo, row, number)
+            current = await self._version(repo, row, None)
+            if old.digest == current.digest:
+                return StoreResult(await self._view(repo, row, None), False, False)
+            row.version += 1
+            copy = SkillVersion(
+                skill_id=row.id,
+                version=row.version,
+                summary=f"rolled back to version {number}",
+                created_by=principal.user_id,
+                **{
+                    c: getattr(old, c)
+                    for c in (
+                        "digest",
+                        "frontmatter_raw",
+                        "frontmatter",
+                        "description",
+                        "license",
+                        "compatibility",
+                        "skill_metadata",
+                        "allowed_tools",
+                        "body",
+                        "warnings",
+                        "source",
+                    )
+                },
+            )
+            await repo.add(copy)
+            for f in await repo.files(old.id):
+                session.add(
+                    SkillFile(
+                        version_id=copy.id,
+                        path=f.path,
+                        size=f.size,
+                        sha256=f.sha256,
+                        executable=f.executable,
+                    )
+                )
+            row.description, row.source, row.updated_at = old.description, old.source, utcnow()
+            await session.flush()
+            view = await self._view(repo, row, None)
+        return StoreResult(view, False, True)
+
+    async def delete(self, principal: Principal, name: str) -> None:
+        """Remove a skill with every version; contents no other skill uses go too."""
+        principal.require("skills:write")
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            self._check_writable(principal, row)
+            await repo.delete(row)
+        self.usage.forget(name)
+        try:
+            # Separately and best effort: a blob a concurrent upload just reused stays,
+            # and an orphan left now is collected by the next delete.
+            async with self.db.session() as session:
+                await SkillRepository(session).collect_garbage()
+        except Exception:
+            log.warning("could not collect unused skill contents", exc_info=True)
+
+    # --- links to servers ----------------------------------------------------------------
+    async def set_links(
+        self, principal: Principal, name: str, servers: list[str], *, replace: bool
+    ) -> tuple[list[str], list[ToolReference]]:
+        """Link the skill to ``servers`` (replacing or adding); returns the links and the
+        tools the skill names that those servers do not offer."""
+        principal.require("skills:write")
+        resolved: dict[str, str] = {}
+        for server in dict.fromkeys(servers):
+            found, _ = await self.servers.get(principal, server)  # 404 if not visible
+            resolved[found.id] = found.name
+        async with self.db.session() as session:
+            repo = SkillRepository(session)
+            row = await self._get_row(repo, principal, name)
+            self._check_writable(principal, row)
+            if not replace:
+                resolved.update({lk.server_id: lk.server_name for lk in await repo.links(row.id)})
+            await repo.replace_links(row.id, resolved)
+            view = await self._view(repo, row, None)
+        return view.links, await self.missing_tools(principal, view)
+
+    async def links(self, principal: Principal, name: str) -> tuple[list[str], list[ToolReference]]:
+        """The servers a skill is linked to and the tools it names they lack."""
+        view = await self.get(principal, name)
+        return view.links, await self.missing_tools(principal, view)
+
+    async def missing_tools(self, principal: Principal, view: SkillView) -> list[ToolReference]:
+        """Tools named by the skill that its linked servers' catalogs lack."""
+        if not view.links:
+            return []
+        version = view.version
+        try:
+            allowed_line = frontmatter.load(version.frontmatter_raw).lines.get("allowed-tools")
+        except frontmatter.FrontmatterError:
+            allowed_line = None
+        refs = tool_references(
+            allowed_tools=[str(t) for t in version.allowed_tools],
+            allowed_tools_line=allowed_line,
+            body=version.body,
+            body_line=body_line(version.frontmatter_raw),
+            servers=view.links,
+        )
+        known: dict[str, set[str]] = {}
+        for server in {r.server for r in refs}:
+            try:
+                entries, _ = await self.servers.catalog(
+                    principal, server=server, kind="tool", limit=100_000
+                )
+                known[server] = {entry.name for entry, _ in entries}
+            except (NotFound, Forbidden):
+                known[server] = set()
+        return [r for r in refs if r.tool not in known[r.server]]
