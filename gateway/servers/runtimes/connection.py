@@ -37,11 +37,7 @@ from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.limiter import Limiter
 from gateway.servers.runtimes.relay import (
     CURRENT_RELAY,
-    relay_elicitation,
-    relay_log,
-    relay_progress,
-    relay_roots,
-    relay_sampling,
+    Callers,
 )
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 
@@ -99,6 +95,7 @@ class McpConnection:
         self._final = False
         self._start_lock = asyncio.Lock()
         self._semaphore = Limiter(spec.max_concurrency)
+        self._callers = Callers()  # agents with a request in flight, for backend requests
         self._retry_after = 0.0
         self._backoff = 0.5
         self._background: set[asyncio.Task[None]] = set()
@@ -187,10 +184,10 @@ class McpConnection:
                 client_info=types.Implementation(name="mcp-gateway", version="1"),
                 cache=None,
                 mode=self._client_mode(),
-                sampling_callback=relay_sampling,
-                elicitation_callback=relay_elicitation,
-                list_roots_callback=relay_roots,
-                logging_callback=relay_log,
+                sampling_callback=self._callers.sampling,
+                elicitation_callback=self._callers.elicitation,
+                list_roots_callback=self._callers.roots,
+                logging_callback=self._callers.log,
             )
             try:
                 opened = await stack.enter_async_context(client)
@@ -397,32 +394,39 @@ class McpConnection:
             client = await self._ensure_client()
             self.health.in_flight += 1
             try:
-                async with asyncio.timeout(timeout):
-                    return await coro_factory(client)
-            except TimeoutError:
-                raise BackendError(
-                    f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
-                ) from None
-            except MCPError as exc:
-                if exc.error.code == CONNECTION_CLOSED:
-                    raise BackendUnavailable(
-                        f"connection to server {self.spec.name!r} was lost during {what}"
-                    ) from None
-                message = self._mask(f"{what} failed: {exc.error.message}")
-                raise BackendRequestError(message, exc.error) from None
-            except BackendError:
-                raise
-            except Exception as exc:
-                raise BackendError(self._mask(f"{what} failed: {describe(exc)}")) from None
+                with self._callers.serving(CURRENT_RELAY.get()):
+                    return await self._run(what, client, coro_factory, timeout)
             finally:
                 self.health.in_flight -= 1
                 self.last_used = monotonic()
+
+    async def _run(self, what: str, client: Client, coro_factory: Any, timeout: float) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                return await coro_factory(client)
+        except TimeoutError:
+            raise BackendError(
+                f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
+            ) from None
+        except MCPError as exc:
+            if exc.error.code == CONNECTION_CLOSED:
+                raise BackendUnavailable(
+                    f"connection to server {self.spec.name!r} was lost during {what}"
+                ) from None
+            message = self._mask(f"{what} failed: {exc.error.message}")
+            raise BackendRequestError(message, exc.error) from None
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(self._mask(f"{what} failed: {describe(exc)}")) from None
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], timeout: float
     ) -> types.CallToolResult:
         relay = CURRENT_RELAY.get()
-        progress = relay_progress if getattr(relay, "wants_progress", False) else None
+        # Bound to this caller: the SDK reports progress from its reader task.
+        wants_progress = relay is not None and getattr(relay, "wants_progress", False)
+        progress = relay.progress if wants_progress else None  # type: ignore[union-attr]
         retry = getattr(relay, "input_round", None)
 
         async def call(client: Client) -> Any:

@@ -1,16 +1,22 @@
 """Relaying what a backend sends back during a request to the agent that made it.
 
 The front sets :data:`CURRENT_RELAY` before calling a backend; the backend
-session's callbacks (sampling, elicitation, roots, log messages, progress) look it
-up. The lookup works wherever the backend's messages are handled in the caller's
-context: in-process (``generated``) servers on the 2025-11-25 protocol. A shared
-stdio/HTTP session reads its messages on its own task, so there the callbacks
-find no relay and answer with an error — per-caller backend sessions are the
-follow-up that lifts this.
+session's callbacks (sampling, elicitation, roots, log messages) look it up. That
+works wherever the backend's messages are handled in the caller's context:
+in-process (``generated``) servers. A shared stdio/docker/HTTP session reads its
+messages on a task of its own, where no relay is set; there :class:`Callers` finds
+the agent instead: while exactly one request is in flight on the session, whatever
+the backend asks can only be about it. With several in flight, stdio carries
+nothing that tells them apart, so the request is refused with a clear error
+(per-caller backend sessions would lift that). Progress needs none of this: it is
+matched to its request by token, and its callback is bound to the caller's relay.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -42,43 +48,72 @@ def no_relay(what: str) -> types.ErrorData:
     )
 
 
-async def _forward(what: str, method: str, params: Any) -> Any:
-    relay = CURRENT_RELAY.get()
-    if relay is None:
+class Callers:
+    """The agents with a request in flight on one shared backend session."""
+
+    def __init__(self) -> None:
+        self._relays: dict[int, Relay] = {}
+        self._ids = itertools.count()
+
+    @contextmanager
+    def serving(self, relay: Any) -> Iterator[None]:
+        """Count ``relay`` (the caller's, if any) in flight for the duration."""
+        if not callable(getattr(relay, "request", None)):
+            yield  # no agent behind this request (catalog refresh, subscription marker)
+            return
+        key = next(self._ids)
+        self._relays[key] = relay
+        try:
+            yield
+        finally:
+            del self._relays[key]
+
+    def find(self) -> Relay | None:
+        relay = CURRENT_RELAY.get()
+        if relay is not None and callable(getattr(relay, "request", None)):
+            return relay
+        if len(self._relays) == 1:
+            return next(iter(self._relays.values()))
+        return None
+
+    def _missing(self, what: str) -> types.ErrorData:
+        if len(self._relays) > 1:
+            return types.ErrorData(
+                code=NO_CLIENT,
+                message=f"{what} is not available: {len(self._relays)} requests are in flight "
+                "on this server's shared session, so the one asking cannot be told apart",
+            )
         return no_relay(what)
-    return await relay.request(method, params)
 
+    async def _forward(self, what: str, method: str, params: Any) -> Any:
+        relay = self.find()
+        if relay is None:
+            return self._missing(what)
+        return await relay.request(method, params)
 
-async def relay_sampling(
-    context: Any, params: types.CreateMessageRequestParams
-) -> types.CreateMessageResult | types.ErrorData:
-    result: types.CreateMessageResult | types.ErrorData = await _forward(
-        "sampling", "sampling/createMessage", params
-    )
-    return result
+    async def sampling(
+        self, context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.ErrorData:
+        result: types.CreateMessageResult | types.ErrorData = await self._forward(
+            "sampling", "sampling/createMessage", params
+        )
+        return result
 
+    async def elicitation(
+        self, context: Any, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        result: types.ElicitResult | types.ErrorData = await self._forward(
+            "elicitation", "elicitation/create", params
+        )
+        return result
 
-async def relay_elicitation(
-    context: Any, params: types.ElicitRequestParams
-) -> types.ElicitResult | types.ErrorData:
-    result: types.ElicitResult | types.ErrorData = await _forward(
-        "elicitation", "elicitation/create", params
-    )
-    return result
+    async def roots(self, context: Any) -> types.ListRootsResult | types.ErrorData:
+        result: types.ListRootsResult | types.ErrorData = await self._forward(
+            "roots", "roots/list", None
+        )
+        return result
 
-
-async def relay_roots(context: Any) -> types.ListRootsResult | types.ErrorData:
-    result: types.ListRootsResult | types.ErrorData = await _forward("roots", "roots/list", None)
-    return result
-
-
-async def relay_log(params: types.LoggingMessageNotificationParams) -> None:
-    relay = CURRENT_RELAY.get()
-    if relay is not None:
-        await relay.log(params)
-
-
-async def relay_progress(progress: float, total: float | None, message: str | None) -> None:
-    relay = CURRENT_RELAY.get()
-    if relay is not None:
-        await relay.progress(progress, total, message)
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        relay = self.find()
+        if relay is not None:
+            await relay.log(params)
