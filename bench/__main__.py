@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from bench import auth_overhead, proxy_overhead, startup
+from bench import auth_overhead, catalog_scale, proxy_overhead, startup, token_cost
 
 BENCHMARKS = {
     "startup": startup.main,
     "auth_overhead": auth_overhead.main,
     "proxy_overhead": proxy_overhead.main,
+    "catalog_scale": catalog_scale.main,
+    "token_cost": token_cost.main,
 }
 
 

@@ -77,6 +77,13 @@ class GatewayProcess:
                     raise RuntimeError("gateway not ready after 60 s")
                 time.sleep(0.01)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the gateway process has used so far."""
+        if self.proc is None:
+            return 0.0
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mib(self) -> float:
         if self.proc is None:
             return 0.0

@@ -81,14 +81,20 @@ async def _sdk_run(target: Target, concurrency: int, calls: int) -> tuple[list[f
     return [x for r in results for x in r], time.perf_counter() - started
 
 
-def _measure(client: str, target: Target, concurrency: int, calls: int) -> dict[str, float]:
+def _measure(
+    client: str, target: Target, concurrency: int, calls: int, gateway: GatewayProcess | None
+) -> dict[str, float]:
     runner = run_load if client == "raw" else _sdk_run
+    cpu_before = gateway.cpu_seconds() if gateway else 0.0
     latencies, elapsed = _run_loop(runner(target, concurrency, calls))
+    cpu = gateway.cpu_seconds() - cpu_before if gateway else float("nan")
     return {
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "p99": percentile(latencies, 99),
         "calls_per_s": len(latencies) / elapsed,
+        # The gateway's own CPU per call: steadier than latency on a busy machine.
+        "gw_cpu_us": cpu / len(latencies) * 1e6,
     }
 
 
@@ -139,7 +145,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
                 for _ in range(args.runs):  # alternate: the machine is noisy
                     for name in names:
-                        samples[name].append(_measure(client, paths[name], concurrency, args.calls))
+                        via = None if name == "direct" else gateway
+                        samples[name].append(
+                            _measure(client, paths[name], concurrency, args.calls, via)
+                        )
                 rows += _rows(client, concurrency, samples)
         rss = gateway.rss_mib()
     finally:
@@ -168,6 +177,7 @@ def _rows(
                 "p95_ms": median([s["p95"] for s in runs]),
                 "p99_ms": median([s["p99"] for s in runs]),
                 "calls_per_s": median([s["calls_per_s"] for s in runs]),
+                "gw_cpu_us_per_call": median([s["gw_cpu_us"] for s in runs]),
                 "added_p50_ms": median(
                     [s["p50"] - d["p50"] for s, d in zip(runs, direct, strict=True)]
                 ),

@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
             "tools/call: direct vs through the gateway",
         ),
         (
+            "bench.catalog_scale",
+            ["--tools", "20", "--repeats", "3"],
+            "catalog scale",
+        ),
+        ("bench.token_cost", ["--tools", "5", "40"], "token cost of the tool surface"),
+        (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",
