@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import sys
 
-from bench import auth_overhead, catalog_scale, proxy_overhead, startup, token_cost
+from bench import (
+    auth_overhead,
+    catalog_scale,
+    peer_contextforge,
+    proxy_overhead,
+    sandboxes,
+    startup,
+    token_cost,
+)
 
 BENCHMARKS = {
     "startup": startup.main,
     "auth_overhead": auth_overhead.main,
     "proxy_overhead": proxy_overhead.main,
+    "sandboxes": sandboxes.main,
     "catalog_scale": catalog_scale.main,
     "token_cost": token_cost.main,
+    "peer_contextforge": peer_contextforge.main,
 }
 
 

@@ -33,7 +33,11 @@ from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
 from gateway.state import GatewayState
+from sandboxes.api import router as sandboxes_router
+from sandboxes.providers import build_providers
+from sandboxes.service import SandboxService
 from skills.api import router as skills_router
+from skills.mcp import SkillsMcp
 from skills.service import SkillService
 
 log = logging.getLogger("gateway")
@@ -150,7 +154,10 @@ async def start_state(settings: Settings) -> GatewayState:
     await servers.load()
     await servers.warm_up()
     skills = SkillService(db, servers, settings)
-    return GatewayState(settings, db, identity, authenticator, head, servers, skills=skills)
+    sandboxes = SandboxService(db, settings, build_providers(settings))
+    return GatewayState(
+        settings, db, identity, authenticator, head, servers, skills=skills, sandboxes=sandboxes
+    )
 
 
 def build_server_service(settings: Settings, db: Database) -> ServerService:
@@ -240,6 +247,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 state.skills.run_stats_flusher(settings.skills_stats_flush_seconds),
                 name="skill-stats-flusher",
             ),
+            asyncio.create_task(
+                state.sandboxes.run_reaper(settings.sandbox_reaper_interval_seconds),
+                name="sandbox-reaper",
+            ),
         ]
         log.info(
             "gateway ready",
@@ -250,7 +261,13 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 "MCPGW_AUTH_REQUIRED=false: requests without credentials act as the bootstrap "
                 "admin. Development only; never expose this gateway."
             )
-        front = McpFront(settings, state.servers, state.authenticator, state.metrics)
+        front = McpFront(
+            settings,
+            state.servers,
+            state.authenticator,
+            state.metrics,
+            skills=SkillsMcp(state.skills),
+        )
         app.state.mcp_front = front
         if serving:
             settle_heap()
@@ -266,6 +283,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             await state.servers.pool.close()
             await state.authenticator.flush_usage()
             await state.skills.flush_stats()
+            await state.sandboxes.flush()
             await state.db.dispose()
 
     app = GatewayApp(
@@ -285,6 +303,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(identity_router, prefix=API_PREFIX)
     app.include_router(servers_router, prefix=API_PREFIX)
     app.include_router(skills_router, prefix=API_PREFIX)
+    app.include_router(sandboxes_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(

@@ -219,6 +219,62 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, description="How often skill load/download counts are written."
     )
 
+    # --- sandboxes -----------------------------------------------------------------
+    sandbox_provider: Literal["local", "docker"] = Field(
+        "local",
+        description="Default sandbox provider: `local` (bubblewrap, no daemon) or `docker`.",
+    )
+    sandbox_dir: Path | None = Field(
+        None,
+        description="Where `local` sandboxes keep their workspaces. Unset: data_dir/sandboxes.",
+    )
+    sandbox_cpus: float = Field(
+        1.0, gt=0, le=64, description="Default CPU limit of a sandbox (cores)."
+    )
+    sandbox_memory_mb: int = Field(
+        512, ge=16, le=1_048_576, description="Default memory limit of a sandbox (MiB)."
+    )
+    sandbox_pids: int = Field(
+        256, ge=8, le=100_000, description="Default limit on processes in a sandbox."
+    )
+    sandbox_disk_mb: int = Field(
+        1024, ge=1, description="Default workspace size limit of a sandbox (MiB)."
+    )
+    sandbox_exec_timeout_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="Default timeout of one sandbox exec."
+    )
+    sandbox_output_max_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Most bytes of stdout (and of stderr) one exec returns; the rest is cut.",
+    )
+    sandbox_file_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Largest sandbox file the files API returns."
+    )
+    sandbox_max_per_user: int = Field(
+        10, ge=0, description="Most sandboxes (not destroyed) one user may have."
+    )
+    sandbox_max_disk_mb_per_user: int = Field(
+        10_240, ge=1, description="Most workspace disk (MiB) one user's sandboxes may use."
+    )
+    sandbox_allow_network: bool = Field(
+        False,
+        description="Let sandboxes ask for network access (`network: egress`); otherwise "
+        "every sandbox has no network.",
+    )
+    sandbox_idle_stop_minutes: float = Field(
+        30.0, ge=0, description="Stop running sandboxes idle this long (0: never)."
+    )
+    sandbox_destroy_after_days: float = Field(
+        7.0, ge=0, description="Destroy sandboxes unused this long (0: never)."
+    )
+    sandbox_reaper_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How often idle sandboxes are looked for and activity/audit rows written.",
+    )
+
     # --- the MCP endpoint ---------------------------------------------------------
     auth_required: bool = Field(
         True,

@@ -3,8 +3,9 @@
 from gateway.auth import models as auth_models
 from gateway.db import Base
 from gateway.servers import models as server_models
+from sandboxes import models as sandbox_models
 from skills import models as skill_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata", "server_models", "skill_models"]
+__all__ = ["auth_models", "metadata", "sandbox_models", "server_models", "skill_models"]

@@ -12,6 +12,7 @@ from gateway.config import Settings
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
+from sandboxes.service import SandboxService
 from skills.service import SkillService
 
 
@@ -24,6 +25,7 @@ class GatewayState:
     head_revision: str | None
     servers: ServerService
     skills: SkillService
+    sandboxes: SandboxService
     metrics: Metrics = field(default_factory=Metrics)
 
 

@@ -83,6 +83,29 @@ class SkillRepository:
         )
         return rows.all()
 
+    async def current_versions(self) -> list[tuple[Skill, SkillVersion, list[SkillFile]]]:
+        """Every skill with its current version and that version's files (two queries)."""
+        rows = (
+            await self.session.execute(
+                select(Skill, SkillVersion)
+                .join(
+                    SkillVersion,
+                    and_(SkillVersion.skill_id == Skill.id, SkillVersion.version == Skill.version),
+                )
+                .order_by(Skill.name)
+            )
+        ).all()
+        files: dict[str, list[SkillFile]] = {version.id: [] for _, version in rows}
+        if files:
+            found = await self.session.scalars(
+                select(SkillFile)
+                .where(SkillFile.version_id.in_(list(files)))
+                .order_by(SkillFile.path)
+            )
+            for f in found.all():
+                files[f.version_id].append(f)
+        return [(skill, version, files[version.id]) for skill, version in rows]
+
     async def file_counts(self, version_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
         """{version id: (file count, total bytes)}."""
         rows = await self.session.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,24 @@ class SkillService:
             max_ratio=settings.skills_max_ratio,
         )
         self.usage = UsageCounter(db)
+        # Bumped after every committed change to who sees what, for caches built on
+        # top (the MCP catalog); listeners hear of it (agents get list_changed).
+        self.version = 0
+        self.change_listeners: list[Callable[[], Awaitable[None]]] = []
+
+    async def _changed(self) -> None:
+        self.version += 1
+        for listener in list(self.change_listeners):
+            try:
+                await listener()
+            except Exception:
+                log.warning("a skills change listener failed", exc_info=True)
+
+    async def catalog(self) -> list[tuple[Skill, SkillVersion, list[SkillFile]]]:
+        """Every skill at its current version with its files, for the in-memory MCP
+        catalog (callers filter with :func:`can_see`); no permission check here."""
+        async with self.db.session() as session:
+            return await SkillRepository(session).current_versions()
 
     # --- usage (called by the MCP serving code on every load) ----------------------------
     def record_load(self, name: str) -> None:
@@ -324,6 +343,31 @@ class SkillService:
         label: str = "the skill",
     ) -> StoreResult:
         """Validate and store ``package``; raises InvalidInput (422) with every problem."""
+        result = await self._store_package(
+            principal,
+            package,
+            source=source,
+            strict=strict,
+            visibility=visibility,
+            team_id=team_id,
+            label=label,
+        )
+        if result.changed or visibility is not None or team_id is not None:
+            await self._changed()  # committed by now
+        return result
+
+    async def _store_package(
+        self,
+        principal: Principal,
+        package: SkillPackage,
+        *,
+        source: dict[str, Any],
+        strict: bool,
+        visibility: str | None = None,
+        team_id: str | None = None,
+        label: str = "the skill",
+    ) -> StoreResult:
+        """:meth:`store_package` before its change is announced."""
         principal.require("skills:write")
         report = validate(package.files, folder=package.folder, strict=strict)
         if not report.valid or report.skill is None:
@@ -472,7 +516,9 @@ class SkillService:
             self._check_writable(principal, row)
             self._apply_visibility(principal, row, visibility, team_id)
             row.updated_at = utcnow()
-            return await self._view(repo, row, None)
+            view = await self._view(repo, row, None)
+        await self._changed()
+        return view
 
     async def rollback(self, principal: Principal, name: str, number: int) -> StoreResult:
         """Make version ``number``'s content current again, as a new version."""
@@ -522,6 +568,7 @@ class SkillService:
             row.description, row.source, row.updated_at = old.description, old.source, utcnow()
             await session.flush()
             view = await self._view(repo, row, None)
+        await self._changed()
         return StoreResult(view, False, True)
 
     async def delete(self, principal: Principal, name: str) -> None:
@@ -533,6 +580,7 @@ class SkillService:
             self._check_writable(principal, row)
             await repo.delete(row)
         self.usage.forget(name)
+        await self._changed()
         try:
             # Separately and best effort: a blob a concurrent upload just reused stays,
             # and an orphan left now is collected by the next delete.

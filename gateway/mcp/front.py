@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from mcp.server.lowlevel import NotificationOptions, Server
@@ -39,6 +39,9 @@ from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.view import CatalogView
 from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
+
+if TYPE_CHECKING:
+    from skills.mcp import SkillsMcp
 
 log = logging.getLogger("gateway.mcp")
 
@@ -80,8 +83,10 @@ class McpFront:
         servers: ServerService,
         authenticator: Authenticator,
         metrics: Metrics | None = None,
+        skills: SkillsMcp | None = None,
     ) -> None:
         self.settings = settings
+        self.skills = skills
         self.servers = servers
         self.authenticator = authenticator
         self.metrics = metrics or Metrics()
@@ -93,7 +98,10 @@ class McpFront:
             threshold=settings.interface_auto_threshold,
             page_size=settings.mcp_page_size,
             record=self._record,
+            skills=skills,
         )
+        if skills is not None:
+            skills.add_change_listener(self.handlers.catalog_changed)
         servers.resource_listeners.append(self.handlers.resource_updated)
         servers.catalog_listeners.append(self.handlers.catalog_changed)
         # Which user opened which 2025-11-25 session: another key may not use it.
@@ -137,7 +145,7 @@ class McpFront:
 
     def _build_server(self, instructions: str | None) -> Server[Any]:
         h = self.handlers
-        return _GatewayServer(
+        server = _GatewayServer(
             "mcp-gateway",
             version=__version__,
             instructions=instructions,
@@ -155,6 +163,9 @@ class McpFront:
             on_set_logging_level=h.set_logging_level,
             on_subscriptions_listen=ListenHandler(h.bus),
         )
+        if instructions is not None and self.skills is not None:  # /mcp, not one server's
+            self.skills.install(server, lambda ctx: h.context(ctx)[0])
+        return server
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
@@ -37,6 +37,9 @@ from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService, mask_result, split_qualified
+
+if TYPE_CHECKING:
+    from skills.mcp import SkillsMcp
 
 log = logging.getLogger("gateway.mcp")
 
@@ -145,8 +148,11 @@ class GatewayHandlers:
         threshold: int,
         page_size: int = pages.PAGE_SIZE,
         record: Callable[[str, str, float, bool], None] | None = None,
+        skills: SkillsMcp | None = None,
     ) -> None:
         self.record = record
+        # The skills pillar's MCP surface (skill tools, skill:// resources), on /mcp only.
+        self.skills = skills
         self.page_size = page_size
         self.servers = servers
         self.view = view
@@ -209,17 +215,25 @@ class GatewayHandlers:
             tools = list(catalog.tools) if catalog else []
         else:
             view = self.view.tools_for(principal)
+            # Skill tools are extra to either mode, on the first page (cursors unchanged).
+            extra: list[types.Tool] = []
+            if self.skills is not None and not (params and params.cursor):
+                extra = await self.skills.tools(principal)
             if self.mode_for(principal, len(view.tools)) == "search_execute":
-                return types.ListToolsResult(tools=META_TOOLS)
-            tools = view.tools
+                return types.ListToolsResult(tools=META_TOOLS + extra)
+            chunk, following = self._page(view.tools, params)
+            return types.ListToolsResult(tools=extra + chunk, next_cursor=following)
         chunk, following = self._page(tools, params)
         return types.ListToolsResult(tools=chunk, next_cursor=following)
 
     def _page(
-        self, items: list[T], params: types.PaginatedRequestParams | None
+        self, items: list[T], params: types.PaginatedRequestParams | None, with_skills: bool = False
     ) -> tuple[list[T], str | None]:
         cursor = params.cursor if params else None
-        return pages.page(items, cursor, self.servers.catalog_version, self.page_size)
+        version = self.servers.catalog_version
+        if with_skills and self.skills is not None:  # lists that merge both catalogs
+            version = (version << 32) | self.skills.generation
+        return pages.page(items, cursor, version, self.page_size)
 
     def mode_for(self, principal: Principal, tool_count: int) -> str:
         return resolve_mode(principal.interface_mode or self.mode, tool_count, self.threshold)
@@ -229,6 +243,8 @@ class GatewayHandlers:
     ) -> types.CallToolResult:
         principal, target = self.context(ctx)
         arguments = dict(params.arguments or {})
+        if target is None and self.skills is not None and self.skills.handles_tool(params.name):
+            return await self.skills.call_tool(principal, params.name, arguments)
         if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
             return search_result(self.view.tools_for(principal).index, arguments)
         if not principal.can("tools:execute"):
@@ -237,6 +253,8 @@ class GatewayHandlers:
             unpacked = execute_target(arguments)
             if isinstance(unpacked, types.CallToolResult):
                 return unpacked
+            if self.skills is not None and self.skills.handles_tool(unpacked[0]):
+                return await self.skills.call_tool(principal, unpacked[0], unpacked[1])
             params = params.model_copy(update={"name": unpacked[0]})
             arguments = unpacked[1]
         if target is not None:
@@ -280,9 +298,12 @@ class GatewayHandlers:
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         principal, target = self.context(ctx)
-        self._need(principal, "tools:read")
+        skills = self._skills_for(target)
+        skill_items = await skills.resources(principal) if skills else []
+        if not skill_items:
+            self._need(principal, "tools:read")
         items: list[types.Resource] = []
-        for server in self._servers_for(principal, target):
+        for server in self._servers_for(principal, target) if principal.can("tools:read") else []:
             catalog = self.servers.catalogs.get(server)
             for resource in catalog.resources if catalog else []:
                 if target is None:
@@ -290,16 +311,23 @@ class GatewayHandlers:
                         update={"uri": uris.wrap(server, str(resource.uri))}
                     )
                 items.append(resource)
-        chunk, following = self._page(items, params)
+        chunk, following = self._page(items + skill_items, params, with_skills=target is None)
         return types.ListResourcesResult(resources=chunk, next_cursor=following)
+
+    def _skills_for(self, target: str | None) -> SkillsMcp | None:
+        """Skills are served on /mcp, not on one server's endpoint."""
+        return self.skills if target is None else None
 
     async def list_resource_templates(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
         principal, target = self.context(ctx)
-        self._need(principal, "tools:read")
+        skills = self._skills_for(target)
+        skill_items = await skills.templates(principal) if skills else []
+        if not skill_items:
+            self._need(principal, "tools:read")
         items: list[types.ResourceTemplate] = []
-        for server in self._servers_for(principal, target):
+        for server in self._servers_for(principal, target) if principal.can("tools:read") else []:
             catalog = self.servers.catalogs.get(server)
             for template in catalog.resource_templates if catalog else []:
                 if target is None:
@@ -307,7 +335,7 @@ class GatewayHandlers:
                         update={"uri_template": uris.wrap(server, template.uri_template)}
                     )
                 items.append(template)
-        chunk, following = self._page(items, params)
+        chunk, following = self._page(items + skill_items, params, with_skills=target is None)
         return types.ListResourceTemplatesResult(resource_templates=chunk, next_cursor=following)
 
     def _resolve_uri(self, principal: Principal, target: str | None, uri: str) -> tuple[str, str]:
@@ -322,6 +350,9 @@ class GatewayHandlers:
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         principal, target = self.context(ctx)
+        skills = self._skills_for(target)
+        if skills is not None and skills.owns_uri(str(params.uri)):
+            return await skills.read_resource(principal, str(params.uri))
         self._need(principal, "tools:read")
         server, uri = self._resolve_uri(principal, target, str(params.uri))
         runtime = self._runtime(principal, server, "resource")

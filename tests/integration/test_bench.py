@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",
         ),
+        (
+            "bench.sandboxes",
+            ["--runs", "2", "--providers", "local"],
+            "sandboxes: create / exec / stop / resume",
+        ),
     ],
 )
 def test_benchmark_runs_and_reports(
@@ -50,3 +55,28 @@ def test_benchmark_runs_and_reports(
     assert len(written) == 1
     data = json.loads(written[0].read_text())
     assert data["machine"]["cpus"] >= 1
+
+
+def test_peer_contextforge_runs_and_reports(tmp_path: Path) -> None:
+    """The ContextForge side-by-side bench on a tiny input, against the real ContextForge.
+
+    The first run installs ``mcp-contextforge-gateway`` from PyPI into a venv cached
+    under ``~/.cache/mcpgw-bench`` (a few seconds with uv here, about 80 s with pip);
+    later runs reuse it. An unreachable PyPI fails here with a message saying so.
+    """
+    args = ["--runs", "1", "--calls", "10", "--peer-calls", "4", "--concurrency", "1", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.peer_contextforge", *args, "--install-timeout", "240"],
+        cwd=ROOT,
+        env={**__import__("os").environ, "MCPGW_BENCH_RESULTS": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=480,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "ours vs ContextForge, pair by pair" in result.stdout
+    data = json.loads((tmp_path / "peer_contextforge.json").read_text())
+    assert data["contextforge"]["version"]
+    paths = {row["path"] for row in data["rows"]}
+    assert {"direct", "ours /mcp 2025-11-25", "contextforge /mcp 2025-11-25"} <= paths

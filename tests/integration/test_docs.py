@@ -29,6 +29,7 @@ def test_docs_have_tested_examples() -> None:
         "servers.md",
         "mcp.md",
         "skills.md",
+        "sandboxes.md",
     }
 
 

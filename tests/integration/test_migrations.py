@@ -27,6 +27,9 @@ TABLES = {
     "skill_files",
     "skill_blobs",
     "skill_links",
+    "sandboxes",
+    "sandbox_templates",
+    "sandbox_events",
 }
 
 

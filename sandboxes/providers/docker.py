@@ -1,0 +1,528 @@
+"""``docker``: one long-lived container per sandbox on a Docker engine, via its API.
+
+The container runs ``sleep infinity`` under docker-init; every exec is an API exec
+as uid/gid 1000 (``sandbox``). The root filesystem is read-only, ``/tmp`` is a
+tmpfs, ``/workspace`` is a named volume (so ``stop`` — a container stop — frees
+CPU and memory and keeps files). All capabilities are dropped, privileges cannot
+be regained (no-new-privileges), pids/memory/CPU are limited and the network is
+``none`` unless the sandbox may use it. The SDK blocks, so every call runs in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+import logging
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from typing import Any
+
+import docker
+import docker.errors
+from docker.utils.socket import frames_iter
+
+from sandboxes.providers.base import (
+    WORKSPACE,
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    FileProblem,
+    OutputCollector,
+    OutputSink,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxSpec,
+    Usage,
+)
+
+log = logging.getLogger("sandboxes.docker")
+
+USER = "1000:1000"
+LABEL = "mcpgw.sandbox"
+ENGINE_HINT = (
+    "the docker sandbox provider needs a Docker engine: apt-get install -y docker.io && "
+    "(dockerd >/var/log/dockerd.log 2>&1 &)"
+)
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": WORKSPACE,
+    "USER": "sandbox",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+}
+# The command becomes a process group of its own whose id lands in /tmp, so a timeout
+# kills it with every child it started (and nothing else of the sandbox).
+_WRAP = (
+    'f="/tmp/.mcpgw-exec-$MCPGW_EXEC"; echo $$ > "$f"; unset MCPGW_EXEC; '
+    '"$@"; s=$?; rm -f "$f"; exit $s'
+)
+_KILL_GRACE = 5.0
+
+
+def resource_name(sandbox_id: str) -> str:
+    return f"mcpgw-sbx-{sandbox_id}"
+
+
+class DockerProvider:
+    name = "docker"
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self.base_url = base_url
+        self._client: docker.DockerClient | None = None
+        self._lock = threading.Lock()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _docker(self) -> docker.DockerClient:
+        with self._lock:
+            if self._client is None:
+                try:
+                    client = (
+                        docker.DockerClient(base_url=self.base_url)
+                        if self.base_url
+                        else docker.from_env()
+                    )
+                    client.ping()
+                except Exception as exc:
+                    raise ProviderUnavailable(f"{ENGINE_HINT} ({exc})") from exc
+                self._client = client
+            return self._client
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except docker.errors.APIError as exc:
+                explanation = getattr(exc, "explanation", None) or str(exc)
+                raise ProviderError(f"Docker engine: {explanation}") from exc
+
+        return await asyncio.to_thread(run)
+
+    async def check(self) -> None:
+        client = await asyncio.to_thread(self._docker)
+        try:
+            await asyncio.to_thread(client.ping)
+        except Exception as exc:
+            with self._lock:
+                self._client = None
+            raise ProviderUnavailable(f"{ENGINE_HINT} ({exc})") from exc
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "provider": self.name,
+            "isolation": [
+                "read_only root filesystem",
+                "tmpfs /tmp (nosuid, nodev)",
+                "named volume /workspace",
+                f"user {USER} (non-root)",
+                "cap_drop ALL",
+                "security_opt no-new-privileges",
+                "network_mode none (unless egress is allowed)",
+                "pids_limit, mem_limit = memswap_limit, nano_cpus",
+                "init (docker-init as PID 1)",
+            ],
+            "limits": "docker",
+        }
+
+    def _container(self, spec: SandboxSpec) -> Any:
+        try:
+            return self._docker().containers.get(resource_name(spec.id))
+        except docker.errors.NotFound as exc:
+            raise ProviderError(
+                f"the container of sandbox {spec.id} is gone", code="sandbox_container_missing"
+            ) from exc
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def create(self, spec: SandboxSpec) -> dict[str, Any]:
+        await self.check()
+        image = spec.template.image
+        if not image:
+            raise ProviderError(f"template {spec.template.name!r} names no image for docker")
+        try:
+            await asyncio.to_thread(self._docker().images.get, image)
+        except docker.errors.ImageNotFound as exc:
+            raise ProviderUnavailable(
+                f"the image {image} of template {spec.template.name!r} is missing: run "
+                f"`mcpgw sandboxes image build --template {spec.template.name}`"
+            ) from exc
+        try:
+            container = await self._call(self._run, spec, image)
+        except BaseException:
+            await self.destroy(spec)
+            raise
+        return {"container": container.id, "volume": resource_name(spec.id), "image": image}
+
+    def _run(self, spec: SandboxSpec, image: str) -> Any:
+        client = self._docker()
+        name = resource_name(spec.id)
+        labels = {LABEL: spec.id}
+        client.volumes.create(name=name, labels=labels)
+        limits = spec.limits
+        memory = limits.memory_mb * 1024 * 1024
+        tmp_size = min(limits.memory_mb, 1024) * 1024 * 1024
+        return client.containers.run(
+            image,
+            ["sleep", "infinity"],
+            name=name,
+            hostname="sandbox",
+            detach=True,
+            init=True,
+            user=USER,
+            working_dir=WORKSPACE,
+            environment={**BASE_ENV, **spec.template.env},
+            read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777"},  # noqa: S108
+            volumes={name: {"bind": WORKSPACE, "mode": "rw"}},
+            network_mode="bridge" if spec.network == "egress" else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=limits.pids,
+            mem_limit=memory,
+            memswap_limit=memory,
+            nano_cpus=int(limits.cpus * 1e9),
+            labels=labels,
+        )
+
+    async def stop(self, spec: SandboxSpec) -> None:
+        def stop() -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                self._docker().containers.get(resource_name(spec.id)).stop(timeout=2)
+
+        await self._call(stop)
+
+    async def resume(self, spec: SandboxSpec) -> None:
+        def start() -> None:
+            container = self._container(spec)
+            if container.status != "running":
+                container.start()
+
+        await self._call(start)
+
+    async def destroy(self, spec: SandboxSpec) -> None:
+        def remove() -> None:
+            client = self._docker()
+            name = resource_name(spec.id)
+            with contextlib.suppress(docker.errors.NotFound):
+                client.containers.get(name).remove(force=True, v=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                client.volumes.get(name).remove(force=True)
+
+        await self._call(remove)
+
+    # --- exec -------------------------------------------------------------------------------
+    async def exec(
+        self, spec: SandboxSpec, request: ExecRequest, sink: OutputSink | None = None
+    ) -> ExecResult:
+        api = (await asyncio.to_thread(self._docker)).api
+        marker = uuid.uuid4().hex
+        env = {**BASE_ENV, **spec.template.env, **request.env, "MCPGW_EXEC": marker}
+        started = time.perf_counter()
+        exec_id = (
+            await self._call(
+                api.exec_create,
+                resource_name(spec.id),
+                ["setsid", "-w", "/bin/sh", "-c", _WRAP, "sh", *request.argv],
+                stdin=request.stdin is not None,
+                environment=env,
+                workdir=request.cwd,
+                user=USER,
+            )
+        )["Id"]
+        sock = await self._call(api.exec_start, exec_id, socket=True)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        raw = getattr(sock, "_sock", sock)
+
+        def read() -> None:
+            try:
+                for stream, data in frames_iter(sock, tty=False):  # type: ignore[no-untyped-call]
+                    name = "stderr" if stream == 2 else "stdout"
+                    loop.call_soon_threadsafe(queue.put_nowait, (name, data))
+            except Exception:  # closed under us after a kill
+                log.debug("exec stream ended", exc_info=True)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        def write() -> None:
+            with contextlib.suppress(OSError):
+                if request.stdin:
+                    raw.sendall(request.stdin)
+                raw.shutdown(2 - 1)  # SHUT_WR: the command sees end of input
+
+        collector = OutputCollector(request.max_output, sink)
+
+        async def consume() -> None:
+            while (item := await queue.get()) is not None:
+                await collector.add(*item)
+
+        reader = asyncio.ensure_future(asyncio.to_thread(read))
+        writer = (
+            asyncio.ensure_future(asyncio.to_thread(write)) if request.stdin is not None else None
+        )
+        work = asyncio.ensure_future(consume())
+        timed_out = False
+        restarted = False
+
+        def hang_up() -> None:
+            # shutdown() wakes the reader thread blocked in recv(); close() alone does not
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                raw.close()
+
+        try:
+            done, _ = await asyncio.wait({work}, timeout=request.timeout)
+            if not done:
+                timed_out = True
+                restarted = not await self._kill(spec, marker)
+                done, _ = await asyncio.wait({work}, timeout=_KILL_GRACE)
+                if not done:  # something outside the group holds the output open
+                    hang_up()
+                    await asyncio.wait({work}, timeout=_KILL_GRACE)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._kill(spec, marker))
+            hang_up()
+            work.cancel()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait({reader, *([writer] if writer else [])}, timeout=_KILL_GRACE)
+            with contextlib.suppress(OSError):
+                sock.close()
+        info = await self._call(api.exec_inspect, exec_id)
+        duration = (time.perf_counter() - started) * 1000
+        code = info.get("ExitCode")
+        result = ExecResult(
+            stdout=bytes(collector.buffers["stdout"]),
+            stderr=bytes(collector.buffers["stderr"]),
+            exit_code=None if timed_out else code,
+            duration_ms=duration,
+            timed_out=timed_out,
+            truncated=collector.truncated,
+        )
+        if timed_out:
+            result.error = f"timed out after {request.timeout:g} s; every process was killed"
+            if restarted:
+                result.error += (
+                    " (the sandbox was at its process limit, so it was restarted; files are kept)"
+                )
+        elif code == 137:
+            result.oom_killed = True
+            result.error = (
+                f"killed (SIGKILL): out of memory, the {spec.limits.memory_mb} MiB limit was hit"
+            )
+        return result
+
+    async def _kill(self, spec: SandboxSpec, marker: str) -> bool:
+        """SIGKILL the process group of one exec (found through its marker file).
+
+        When even that helper cannot start (a fork bomb holds every process slot), the
+        container is restarted: everything in it dies, the workspace volume stays.
+        Returns False in that case."""
+        script = f'f=/tmp/.mcpgw-exec-{marker}; [ -f "$f" ] && kill -9 -"$(cat "$f")"; rm -f "$f"'
+        try:
+            code, _ = await self._quick(spec, ["/bin/sh", "-c", script])
+            if code in (0, 1):
+                return True
+        except ProviderError:
+            pass
+
+        def restart() -> None:
+            self._container(spec).restart(timeout=0)
+
+        await self._call(restart)
+        return False
+
+    async def _quick(self, spec: SandboxSpec, argv: list[str]) -> tuple[int, bytes]:
+        """Run a short helper command as the sandbox user; (exit code, stdout)."""
+
+        def run() -> tuple[int, bytes]:
+            container = self._container(spec)
+            code, out = container.exec_run(argv, user=USER, demux=True)
+            return int(code or 0), (out[0] or b"") if out else b""
+
+        result: tuple[int, bytes] = await self._call(run)
+        return result
+
+    # --- files ----------------------------------------------------------------------------
+    def _stat(self, spec: SandboxSpec, path: str) -> dict[str, Any] | None:
+        """The engine's stat of a workspace path (HEAD on the archive endpoint), or None."""
+        api: Any = self._docker().api
+        target = f"{WORKSPACE}/{path}".rstrip("/")
+        response = api.head(  # the SDK has no call for this endpoint: a plain HEAD
+            api._url("/containers/{0}/archive", resource_name(spec.id)), params={"path": target}
+        )
+        if response.status_code == 404:
+            return None
+        api._raise_for_status(response)
+        header = response.headers.get("X-Docker-Container-Path-Stat", "")
+        stat: dict[str, Any] = json.loads(base64.b64decode(header)) if header else {}
+        return stat
+
+    async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
+        def read() -> bytes:
+            target = f"{WORKSPACE}/{path}"
+            try:
+                stream, stat = self._docker().api.get_archive(resource_name(spec.id), target)
+            except docker.errors.NotFound as exc:
+                raise FileProblem(f"no such file or directory: {path}") from exc
+            mode = int(stat.get("mode", 0))
+            if mode & (1 << 31):  # os.ModeDir in Go
+                raise FileProblem(f"{path!r} is a directory", code="sandbox_path_invalid")
+            if mode & (1 << 27):  # os.ModeSymlink
+                raise FileProblem(
+                    f"{path!r} is a symlink; the files API does not follow symlinks",
+                    code="sandbox_path_invalid",
+                )
+            if int(stat.get("size", 0)) > max_bytes:
+                raise FileProblem(
+                    f"{path!r} is {stat['size']} bytes, more than the {max_bytes} the files "
+                    "API returns",
+                    code="sandbox_file_too_large",
+                )
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r|") as archive:
+                for member in archive:
+                    handle = archive.extractfile(member)
+                    return handle.read(max_bytes) if handle else b""
+            return b""
+
+        result: bytes = await self._call(read)
+        return result
+
+    async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
+        def write() -> None:
+            buffer = io.BytesIO()
+            parts = path.split("/")
+            now = time.time()
+            with tarfile.open(fileobj=buffer, mode="w") as archive:
+                for depth in range(1, len(parts)):
+                    info = tarfile.TarInfo("/".join(parts[:depth]))
+                    info.type, info.mode, info.uid, info.gid, info.mtime = (
+                        tarfile.DIRTYPE,
+                        0o755,
+                        1000,
+                        1000,
+                        now,
+                    )
+                    archive.addfile(info)
+                info = tarfile.TarInfo(path)
+                info.size, info.mode, info.uid, info.gid, info.mtime = (
+                    len(data),
+                    0o644,
+                    1000,
+                    1000,
+                    now,
+                )
+                archive.addfile(info, io.BytesIO(data))
+            ok = self._docker().api.put_archive(
+                resource_name(spec.id), WORKSPACE, buffer.getvalue()
+            )
+            if not ok:
+                raise ProviderError(f"could not write {path!r} into the sandbox")
+
+        await self._call(write)
+
+    async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
+        def listing() -> list[FileEntry] | None:
+            stat = self._stat(spec, path)
+            if stat is None:
+                raise FileProblem(f"no such file or directory: {path or '/'}")
+            if not int(stat.get("mode", 0)) & (1 << 31):
+                return None
+            stream, _ = self._docker().api.get_archive(
+                resource_name(spec.id), f"{WORKSPACE}/{path}".rstrip("/") + "/."
+            )
+            entries: list[FileEntry] = []
+            with tarfile.open(fileobj=_Chunks(stream), mode="r|") as archive:
+                members = list(archive)
+            for member in members:
+                name = member.name.removeprefix("./")
+                if not name or name == "." or "/" in name.rstrip("/"):
+                    continue
+                kind = (
+                    "dir"
+                    if member.isdir()
+                    else "symlink"
+                    if member.issym()
+                    else "file"
+                    if member.isfile()
+                    else "other"
+                )
+                rel = f"{path}/{name}" if path else name
+                entries.append(
+                    FileEntry(name, rel.rstrip("/"), kind, member.size, member.mtime)  # type: ignore[arg-type]
+                )
+            return sorted(entries, key=lambda e: e.name)
+
+        result: list[FileEntry] | None = await self._call(listing)
+        return result
+
+    async def delete_file(self, spec: SandboxSpec, path: str) -> None:
+        exists = await self._call(self._stat, spec, path)
+        if exists is None:
+            raise FileProblem(f"no such file or directory: {path}")
+        status = await self._call(lambda: self._container(spec).status)
+        if status != "running":
+            raise ProviderError(
+                "deleting files of a stopped docker sandbox needs it running: resume it first",
+                code="sandbox_stopped",
+            )
+        code, _ = await self._quick(spec, ["rm", "-rf", "--", f"{WORKSPACE}/{path}"])
+        if code != 0:
+            raise ProviderError(f"could not delete {path!r} (exit {code})")
+
+    # --- usage ----------------------------------------------------------------------------
+    async def usage(self, spec: SandboxSpec) -> Usage:
+        def measure() -> Usage:
+            container = self._container(spec)
+            if container.status != "running":
+                return Usage()
+            stats = self._docker().api.stats(container.id, stream=False, one_shot=True)
+            memory = stats.get("memory_stats") or {}
+            cpu = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
+            pids = (stats.get("pids_stats") or {}).get("current")
+            code, out = container.exec_run(["du", "-sb", WORKSPACE], user=USER, demux=True)
+            disk = None
+            if code == 0 and out and out[0]:
+                with contextlib.suppress(ValueError):
+                    disk = int(out[0].split()[0])
+            total = cpu.get("total_usage")
+            return Usage(
+                cpu_seconds=total / 1e9 if total is not None else None,
+                memory_bytes=memory.get("usage"),
+                memory_peak_bytes=memory.get("max_usage"),
+                disk_bytes=disk,
+                processes=pids,
+            )
+
+        result: Usage = await self._call(measure)
+        return result
+
+
+class _Chunks(io.RawIOBase):
+    """A file over an iterator of byte chunks (the engine's archive stream)."""
+
+    def __init__(self, chunks: Any) -> None:
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            try:
+                self._rest = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._rest))
+        buffer[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n

@@ -1,0 +1,382 @@
+"""``local``: sandboxes as bubblewrap (``bwrap``) namespaces on the gateway's own host.
+
+The embedded default: no daemon, about ten milliseconds per exec. Each sandbox is
+a workspace directory on disk plus a cgroup; each exec is a fresh ``bwrap`` with
+new user, PID, IPC, UTS, cgroup and network namespaces, the host's system
+directories bound read-only, the workspace bound read-write at ``/workspace``, a
+tmpfs ``/tmp``, no capabilities, uid/gid 1000, and ``--die-with-parent``. When an
+exec ends (or is killed) its PID namespace ends with it, so nothing it started
+lives on. ``stop`` kills whatever runs and drops the cgroup; the files stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from sandboxes.providers import cgroups, localfs
+from sandboxes.providers.base import (
+    WORKSPACE,
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    OutputCollector,
+    OutputSink,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxSpec,
+    Usage,
+)
+
+SANDBOX_UID = 1000
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": WORKSPACE,
+    "USER": "sandbox",
+    "LOGNAME": "sandbox",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "TMPDIR": "/tmp",  # noqa: S108 (the sandbox's own tmpfs)
+}
+# Top-level host paths made visible read-only (symlinks are recreated as symlinks).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The few /etc entries programs need; passwd, group, hosts and hostname are generated.
+ETC_ENTRIES = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "nsswitch.conf",
+    "mime.types",
+    "os-release",
+    "debian_version",
+    "python3",
+    "python3.11",
+)
+# Joins the cgroups named in $MCPGW_CGROUP_PROCS, then becomes bwrap: every process
+# of the exec is in the sandbox's cgroup from its first instruction.
+_JOIN = (
+    'for p in $MCPGW_CGROUP_PROCS; do echo $$ > "$p" || exit 125; done; '
+    'unset MCPGW_CGROUP_PROCS; exec "$@"'
+)
+_KILL_GRACE = 5.0
+
+
+def _etc_files(uid: int) -> dict[str, str]:
+    return {
+        "passwd": f"root:x:0:0:root:/root:/usr/sbin/nologin\n"
+        f"sandbox:x:{uid}:{uid}:sandbox:{WORKSPACE}:/bin/sh\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n",
+        "hosts": "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost ip6-loopback\n",
+        "hostname": "sandbox\n",
+    }
+
+
+class LocalProvider:
+    """Bubblewrap sandboxes; workspaces under ``root``."""
+
+    name = "local"
+
+    def __init__(self, root: Path, *, bwrap: str | None = None) -> None:
+        self.root = root
+        self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
+        self.prlimit = shutil.which("prlimit")
+        self._cgroups: cgroups.Cgroups | None = None
+        self._cgroups_checked = False
+        self._running: dict[str, set[asyncio.subprocess.Process]] = {}
+        self._system_args: list[str] | None = None
+
+    # --- set-up ---------------------------------------------------------------------------
+    @property
+    def limits_mechanism(self) -> str:
+        cg = self._cg()
+        if cg is not None:
+            return cg.version
+        return "rlimit" if self.prlimit else "none"
+
+    def _cg(self) -> cgroups.Cgroups | None:
+        if not self._cgroups_checked:
+            self._cgroups = cgroups.detect()
+            self._cgroups_checked = True
+        return self._cgroups
+
+    async def check(self) -> None:
+        if not os.path.isabs(self.bwrap) or not os.access(self.bwrap, os.X_OK):
+            raise ProviderUnavailable(
+                "the local sandbox provider needs bubblewrap: apt-get install -y bubblewrap "
+                "(or set MCPGW_SANDBOX_PROVIDER=docker)"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "provider": self.name,
+            "isolation": [
+                "--unshare-all (user, pid, ipc, uts, cgroup, net)",
+                "--disable-userns",
+                "--die-with-parent",
+                "--new-session",
+                "--cap-drop ALL",
+                f"--uid {SANDBOX_UID} --gid {SANDBOX_UID}",
+                "read-only system binds, generated /etc/passwd",
+                "tmpfs /tmp, one writable /workspace",
+            ],
+            "limits": self.limits_mechanism,
+        }
+
+    def _paths(self, spec: SandboxSpec) -> tuple[Path, Path]:
+        base = self.root / spec.id
+        return base / "workspace", base / "etc"
+
+    def _system(self) -> list[str]:
+        if self._system_args is None:
+            args: list[str] = []
+            for top in SYSTEM_DIRS:
+                if os.path.islink(top):
+                    args += ["--symlink", os.readlink(top), top]
+                elif os.path.isdir(top):
+                    args += ["--ro-bind", top, top]
+            for entry in ETC_ENTRIES:
+                host = f"/etc/{entry}"
+                if os.path.exists(host):
+                    args += ["--ro-bind", host, host]
+            self._system_args = args
+        return self._system_args
+
+    def _argv(self, spec: SandboxSpec, request: ExecRequest) -> list[str]:
+        workspace, etc = self._paths(spec)
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
+        if spec.network == "egress":
+            args += ["--share-net"]
+        args += [
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_UID),
+            "--hostname",
+            "sandbox",
+            *self._system(),
+        ]
+        for name in ("passwd", "group", "hosts", "hostname"):
+            args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+        if spec.network == "egress" and os.path.exists("/etc/resolv.conf"):
+            args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+        tmp_size = str(min(spec.limits.memory_mb, 1024) * 1024 * 1024)
+        args += [
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            tmp_size,
+            "--tmpfs",
+            "/tmp",  # noqa: S108 (a fresh tmpfs inside the sandbox)
+            "--dir",
+            "/run",
+            "--bind",
+            str(workspace),
+            WORKSPACE,
+            "--chdir",
+            request.cwd,
+            "--",
+            *request.argv,
+        ]
+        if self._cg() is None and self.prlimit:
+            limits = spec.limits
+            args = [
+                self.prlimit,
+                f"--nproc={limits.pids}",
+                f"--as={limits.memory_mb * 1024 * 1024 * 4}",  # address space, not RSS
+                "--",
+                *args,
+            ]
+        return args
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def create(self, spec: SandboxSpec) -> dict[str, Any]:
+        await self.check()
+        await asyncio.to_thread(self._create_dirs, spec)
+        try:
+            await self.resume(spec)
+        except BaseException:
+            await self.destroy(spec)
+            raise
+        return {"workspace": str(self._paths(spec)[0]), "limits": self.limits_mechanism}
+
+    def _create_dirs(self, spec: SandboxSpec) -> None:
+        workspace, etc = self._paths(spec)
+        workspace.mkdir(parents=True, exist_ok=True)
+        etc.mkdir(parents=True, exist_ok=True)
+        for name, text in _etc_files(SANDBOX_UID).items():
+            (etc / name).write_text(text)
+
+    async def resume(self, spec: SandboxSpec) -> None:
+        workspace, _ = self._paths(spec)
+        if not workspace.is_dir():
+            raise ProviderError(
+                f"the workspace of sandbox {spec.id} is gone from {workspace}",
+                code="sandbox_workspace_missing",
+            )
+        cg = self._cg()
+        if cg is not None:
+            await asyncio.to_thread(cg.create, spec.id, spec.limits)
+
+    async def stop(self, spec: SandboxSpec) -> None:
+        for proc in list(self._running.get(spec.id, ())):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        cg = self._cg()
+        if cg is not None:
+            await asyncio.to_thread(cg.remove, spec.id)
+
+    async def destroy(self, spec: SandboxSpec) -> None:
+        await self.stop(spec)
+        base = self.root / spec.id
+        await asyncio.to_thread(shutil.rmtree, base, True)
+
+    # --- exec -----------------------------------------------------------------------------
+    async def exec(
+        self, spec: SandboxSpec, request: ExecRequest, sink: OutputSink | None = None
+    ) -> ExecResult:
+        await self.check()
+        cg = self._cg()
+        env = {**BASE_ENV, **spec.template.env, **request.env}
+        argv = self._argv(spec, request)
+        if cg is not None:
+            env["MCPGW_CGROUP_PROCS"] = " ".join(cg.procs_files(spec.id))
+            argv = ["/bin/sh", "-c", _JOIN, "sh", *argv]
+            oom_before, pids_before = cg.oom_kills(spec.id), cg.pids_hits(spec.id)
+        collector = OutputCollector(request.max_output, sink)
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE
+            if request.stdin is not None
+            else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        running = self._running.setdefault(spec.id, set())
+        running.add(proc)
+        timed_out = False
+        work = asyncio.ensure_future(
+            asyncio.gather(
+                self._pump(proc.stdout, "stdout", collector),
+                self._pump(proc.stderr, "stderr", collector),
+                self._feed(proc, request.stdin),
+                proc.wait(),
+            )
+        )
+        try:
+            done, _ = await asyncio.wait({work}, timeout=request.timeout)
+            if not done:
+                timed_out = True
+                self._kill(proc)
+                await asyncio.wait({work}, timeout=_KILL_GRACE)
+            if work.done():
+                work.result()
+        except BaseException:
+            self._kill(proc)
+            work.cancel()
+            raise
+        finally:
+            running.discard(proc)
+            if not running:
+                self._running.pop(spec.id, None)
+        duration = (time.perf_counter() - started) * 1000
+        code = proc.returncode
+        if code is not None and code < 0:
+            code = 128 - code
+        result = ExecResult(
+            stdout=bytes(collector.buffers["stdout"]),
+            stderr=bytes(collector.buffers["stderr"]),
+            exit_code=None if timed_out else code,
+            duration_ms=duration,
+            timed_out=timed_out,
+            truncated=collector.truncated,
+        )
+        if timed_out:
+            result.error = f"timed out after {request.timeout:g} s; every process was killed"
+        if cg is not None:
+            if cg.oom_kills(spec.id) > oom_before:
+                result.oom_killed = True
+                result.error = f"out of memory: the {spec.limits.memory_mb} MiB limit was hit"
+            elif cg.pids_hits(spec.id) > pids_before and result.error is None:
+                result.error = f"the process limit ({spec.limits.pids}) was hit"
+        if code == 125 and cg is not None and not result.stdout and result.error is None:
+            result.error = "could not join the sandbox's cgroup; is it stopped?"
+        return result
+
+    @staticmethod
+    async def _pump(
+        stream: asyncio.StreamReader | None, name: str, collector: OutputCollector
+    ) -> None:
+        if stream is None:
+            return
+        while chunk := await stream.read(65536):
+            await collector.add(name, chunk)
+
+    @staticmethod
+    async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+        if proc.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            if data:
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+            proc.stdin.close()
+            await proc.stdin.wait_closed()
+
+    @staticmethod
+    def _kill(proc: asyncio.subprocess.Process) -> None:
+        # bwrap runs the sandbox's PID 1 with --die-with-parent: killing bwrap ends the
+        # PID namespace, and the kernel kills every process left in it.
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+    # --- files ----------------------------------------------------------------------------
+    async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
+        return await asyncio.to_thread(localfs.read_file, self._paths(spec)[0], path, max_bytes)
+
+    async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
+        # The sandbox's uid 1000 is the gateway's own uid outside: no chown needed.
+        await asyncio.to_thread(localfs.write_file, self._paths(spec)[0], path, data, None)
+
+    async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
+        return await asyncio.to_thread(localfs.list_dir, self._paths(spec)[0], path)
+
+    async def delete_file(self, spec: SandboxSpec, path: str) -> None:
+        await asyncio.to_thread(localfs.delete, self._paths(spec)[0], path)
+
+    # --- usage ----------------------------------------------------------------------------
+    async def usage(self, spec: SandboxSpec) -> Usage:
+        workspace, _ = self._paths(spec)
+        disk = await asyncio.to_thread(localfs.disk_usage, workspace)
+        usage = Usage(disk_bytes=disk)
+        cg = self._cg()
+        if cg is not None:
+            measured = await asyncio.to_thread(cg.measure, spec.id)
+            usage.cpu_seconds = measured.cpu_seconds
+            usage.memory_bytes = measured.memory_bytes
+            usage.memory_peak_bytes = measured.memory_peak_bytes
+            usage.processes = measured.processes
+        return usage

@@ -1,0 +1,634 @@
+"""Use cases of pillar 3: create, run code in, read and write files of, stop, resume and
+destroy sandboxes; quotas, idle reaping, session affinity and the audit trail.
+
+The database holds what a sandbox is (owner, template, limits, status); the
+provider holds its compute and files. Activity (last use, exec counts) and audit
+rows are kept in memory and written in batches by :meth:`run_reaper`, off the
+request path, and once more at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.auth.principal import Principal
+from gateway.config import Settings
+from gateway.db import Database, utcnow
+from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
+from sandboxes.models import Sandbox, SandboxEvent, SandboxTemplate
+from sandboxes.paths import (
+    Unavailable,
+    check_env,
+    exec_cwd,
+    provider_error,
+    workspace_path,
+)
+from sandboxes.providers.base import (
+    ExecRequest,
+    ExecResult,
+    FileEntry,
+    Limits,
+    OutputSink,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxProvider,
+    SandboxSpec,
+    TemplateSpec,
+    Usage,
+)
+from sandboxes.repository import SandboxRepository
+from sandboxes.schemas import ExecRequestIn, LimitsIn, SandboxCreate, TemplateIn
+from sandboxes.templates import BUILTIN, LANGUAGES, MAX_CODE_BYTES, code_argv, missing_on_host
+
+log = logging.getLogger("sandboxes")
+
+
+@dataclass
+class PreparedExec:
+    """An exec checked and ready to run (errors are raised before any output streams)."""
+
+    row: Sandbox
+    spec: SandboxSpec
+    request: ExecRequest
+    command: str  # masked, for the audit trail
+    user_id: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+class SandboxService:
+    def __init__(
+        self, db: Database, settings: Settings, providers: dict[str, SandboxProvider]
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.providers = providers
+        self.audit = AuditTrail(db)
+        self._activity: dict[str, tuple[datetime, int]] = {}
+        self.inflight: dict[str, int] = {}
+        self._user_locks: dict[str, asyncio.Lock] = {}
+
+    # --- helpers ----------------------------------------------------------------------------
+    @property
+    def defaults(self) -> Limits:
+        s = self.settings
+        return Limits(s.sandbox_cpus, s.sandbox_memory_mb, s.sandbox_pids, s.sandbox_disk_mb)
+
+    def provider(self, name: str) -> SandboxProvider:
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise InvalidInput(
+                f"unknown sandbox provider {name!r} (one of {sorted(self.providers)})",
+                code="unknown_provider",
+            ) from None
+
+    async def _template(self, name: str) -> tuple[TemplateSpec, dict[str, object]]:
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).template(name)
+        if row is not None:
+            spec = TemplateSpec(
+                name=row.name,
+                image=row.image,
+                languages=tuple(str(x) for x in row.languages),
+                env={str(k): str(v) for k, v in (row.env or {}).items()},
+                description=row.description,
+            )
+            return spec, dict(row.limits or {})
+        if name in BUILTIN:
+            return BUILTIN[name], {}
+        raise NotFound(f"no sandbox template named {name!r}", code="template_not_found")
+
+    def spec(self, row: Sandbox, template: TemplateSpec | None = None) -> SandboxSpec:
+        limits = row.limits or {}
+        template = template or BUILTIN.get(row.template) or TemplateSpec(row.template, None, ())
+        if row.image and template.image != row.image:
+            template = TemplateSpec(
+                template.name, row.image, template.languages, template.env, template.description
+            )
+        return SandboxSpec(
+            id=row.id,
+            template=template,
+            limits=Limits(
+                float(limits.get("cpus", self.defaults.cpus)),
+                int(limits.get("memory_mb", self.defaults.memory_mb)),
+                int(limits.get("pids", self.defaults.pids)),
+                int(limits.get("disk_mb", self.defaults.disk_mb)),
+            ),
+            network="egress" if row.network == "egress" else "none",
+            state=dict(row.provider_state or {}),
+        )
+
+    async def _full_spec(self, row: Sandbox) -> SandboxSpec:
+        try:
+            template, _ = await self._template(row.template)
+        except NotFound:
+            template = None
+        return self.spec(row, template)
+
+    def _limits(
+        self, principal: Principal, template_limits: dict[str, object], asked: LimitsIn | None
+    ) -> Limits:
+        base = self.defaults.as_dict() | template_limits
+        wanted = base | (asked.model_dump(exclude_none=True) if asked else {})
+        if not principal.is_admin:
+            over = [k for k, v in wanted.items() if float(v) > float(base[k])]
+            if over:
+                raise Forbidden(
+                    f"only admins may raise sandbox limits above the defaults ({', '.join(over)})",
+                    code="sandbox_limits_forbidden",
+                )
+        return Limits(
+            float(wanted["cpus"]),
+            int(wanted["memory_mb"]),
+            int(wanted["pids"]),
+            int(wanted["disk_mb"]),
+        )
+
+    def _audit(self, principal: Principal | None, sandbox_id: str, action: str, **kw: Any) -> None:
+        self.audit.record(
+            AuditRecord(
+                sandbox_id=sandbox_id,
+                user_id=principal.user_id if principal else None,
+                action=action,
+                **kw,
+            )
+        )
+
+    async def _row(self, principal: Principal, sandbox_id: str) -> Sandbox:
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).get(sandbox_id)
+        if row is None or not (principal.is_admin or row.owner_id == principal.user_id):
+            raise NotFound(f"no sandbox {sandbox_id!r}", code="sandbox_not_found")
+        return row
+
+    async def _set(self, sandbox_id: str, **values: object) -> Sandbox:
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).get(sandbox_id)
+            assert row is not None
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+        return row
+
+    @staticmethod
+    def _require_running(row: Sandbox) -> None:
+        if row.status == "stopped":
+            raise Conflict(
+                f"sandbox {row.id} is stopped: resume it first (POST .../resume)",
+                code="sandbox_stopped",
+            )
+        if row.status != "running":
+            raise Conflict(f"sandbox {row.id} is {row.status}", code=f"sandbox_{row.status}")
+
+    # --- create, read -------------------------------------------------------------------------
+    async def create(
+        self, principal: Principal, body: SandboxCreate, *, session_key: str | None = None
+    ) -> Sandbox:
+        principal.require("sandboxes:write")
+        provider_name = body.provider or self.settings.sandbox_provider
+        provider = self.provider(provider_name)
+        template, template_limits = await self._template(body.template)
+        if provider_name == "local" and (why := missing_on_host(template)):
+            raise InvalidInput(why, code="template_unavailable")
+        if body.network == "egress" and not self.settings.sandbox_allow_network:
+            raise Forbidden(
+                "sandboxes have no network here (MCPGW_SANDBOX_ALLOW_NETWORK is off)",
+                code="sandbox_network_forbidden",
+            )
+        limits = self._limits(principal, template_limits, body.limits)
+        try:
+            await provider.check()
+        except ProviderUnavailable as exc:
+            raise Unavailable(exc.message) from exc
+        lock = self._user_locks.setdefault(principal.user_id, asyncio.Lock())
+        async with lock, self.db.session() as session:
+            repo = SandboxRepository(session)
+            count, disk = await repo.count_live(principal.user_id)
+            if count >= self.settings.sandbox_max_per_user:
+                raise Conflict(
+                    f"you have {count} sandboxes, the most allowed "
+                    f"(MCPGW_SANDBOX_MAX_PER_USER={self.settings.sandbox_max_per_user}); "
+                    "destroy one first",
+                    code="sandbox_quota_exceeded",
+                )
+            if disk >= self.settings.sandbox_max_disk_mb_per_user * 1024 * 1024:
+                raise Conflict(
+                    "your sandboxes use all the disk you may use; destroy one first",
+                    code="sandbox_quota_exceeded",
+                )
+            row = Sandbox(
+                name=body.name,
+                owner_id=principal.user_id,
+                template=template.name,
+                image=template.image if provider_name != "local" else None,
+                provider=provider_name,
+                status="creating",
+                limits=limits.as_dict(),
+                network=body.network,
+                provider_state={},
+                session_key=session_key,
+            )
+            await repo.add(row)
+        started = time.perf_counter()
+        try:
+            state = await provider.create(self.spec(row, template))
+        except ProviderError as exc:
+            await self._set(row.id, status="error", error=exc.message)
+            self._audit(principal, row.id, "create", detail={"error": exc.message})
+            raise provider_error(exc) from exc
+        except BaseException:
+            await self._set(row.id, status="error", error="creation was interrupted")
+            raise
+        row = await self._set(row.id, status="running", provider_state=state, error=None)
+        self._audit(
+            principal,
+            row.id,
+            "create",
+            duration_ms=(time.perf_counter() - started) * 1000,
+            detail={"template": row.template, "provider": row.provider},
+        )
+        return row
+
+    async def get(self, principal: Principal, sandbox_id: str) -> Sandbox:
+        principal.require("sandboxes:read")
+        return await self._row(principal, sandbox_id)
+
+    async def list_sandboxes(
+        self,
+        principal: Principal,
+        *,
+        all_users: bool = False,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[Sequence[Sandbox], int]:
+        principal.require("sandboxes:read")
+        if all_users and not principal.is_admin:
+            raise Forbidden("only admins may list every user's sandboxes")
+        async with self.db.session() as session:
+            return await SandboxRepository(session).list_rows(
+                owner_id=None if all_users else principal.user_id,
+                status=status,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def for_session(
+        self, principal: Principal, session_key: str, *, template: str = "python"
+    ) -> Sandbox:
+        """The sandbox bound to an agent session: the same one every time (resumed if
+        stopped), or a new one on first use."""
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).by_session(principal.user_id, session_key)
+        if row is not None:
+            if row.status == "stopped":
+                row = await self.resume(principal, row.id)
+            if row.status == "running":
+                return row
+        return await self.create(
+            principal, SandboxCreate(template=template), session_key=session_key
+        )
+
+    # --- exec ---------------------------------------------------------------------------------
+    async def prepare_exec(
+        self, principal: Principal, sandbox_id: str, body: ExecRequestIn
+    ) -> PreparedExec:
+        principal.require("sandboxes:execute")
+        row = await self._row(principal, sandbox_id)
+        self._require_running(row)
+        spec = await self._full_spec(row)
+        if body.code is not None:
+            language = (body.language or "").lower()
+            if language not in LANGUAGES:
+                raise InvalidInput(
+                    f"unknown language {body.language!r} (one of {sorted(LANGUAGES)})",
+                    code="unknown_language",
+                )
+            if len(body.code.encode()) > MAX_CODE_BYTES:
+                raise PayloadTooLarge(
+                    f"code is limited to {MAX_CODE_BYTES} bytes; write a file and run it",
+                    code="code_too_large",
+                )
+            argv = code_argv(language, body.code)
+        elif isinstance(body.command, list):
+            argv = list(body.command)
+        else:
+            argv = ["/bin/sh", "-c", str(body.command)]
+        check_env(body.env)
+        check_env(body.secret_env)
+        secrets = secret_values(body.env, body.secret_env, body.secret)
+        mask = masker(secrets)
+        shown = body.code if body.code is not None else body.command
+        command = shown if isinstance(shown, str) else " ".join(shown or [])
+        timeout = body.timeout or self.settings.sandbox_exec_timeout_seconds
+        request = ExecRequest(
+            argv=argv,
+            cwd=exec_cwd(body.cwd),
+            env={**body.env, **body.secret_env},
+            stdin=body.stdin.encode() if body.stdin is not None else None,
+            timeout=timeout,
+            max_output=self.settings.sandbox_output_max_bytes,
+        )
+        detail: dict[str, object] = {
+            "cwd": request.cwd,
+            "env": sorted(request.env),  # names only, never values
+            "timeout": timeout,
+        }
+        if body.language:
+            detail["language"] = body.language
+        return PreparedExec(row, spec, request, mask(command) or "", principal.user_id, detail)
+
+    async def run_exec(self, prepared: PreparedExec, sink: OutputSink | None = None) -> ExecResult:
+        row, sandbox_id = prepared.row, prepared.row.id
+        provider = self.provider(row.provider)
+        self.inflight[sandbox_id] = self.inflight.get(sandbox_id, 0) + 1
+        result: ExecResult | None = None
+        try:
+            result = await provider.exec(prepared.spec, prepared.request, sink)
+            return result
+        except ProviderError as exc:
+            raise provider_error(exc) from exc
+        finally:
+            self.inflight[sandbox_id] -= 1
+            if not self.inflight[sandbox_id]:
+                del self.inflight[sandbox_id]
+            _, execs = self._activity.get(sandbox_id, (utcnow(), 0))
+            self._activity[sandbox_id] = (utcnow(), execs + 1)
+            detail = dict(prepared.detail)
+            if result is None:
+                detail["error"] = "failed or cancelled"
+            else:
+                detail.update(timed_out=result.timed_out, oom_killed=result.oom_killed)
+            self.audit.record(
+                AuditRecord(
+                    sandbox_id=sandbox_id,
+                    user_id=prepared.user_id,
+                    action="exec",
+                    command=prepared.command,
+                    exit_code=result.exit_code if result else None,
+                    duration_ms=result.duration_ms if result else None,
+                    detail=detail,
+                )
+            )
+
+    async def exec(
+        self,
+        principal: Principal,
+        sandbox_id: str,
+        body: ExecRequestIn,
+        sink: OutputSink | None = None,
+    ) -> ExecResult:
+        return await self.run_exec(await self.prepare_exec(principal, sandbox_id, body), sink)
+
+    # --- files --------------------------------------------------------------------------------
+    async def _file_op(
+        self, principal: Principal, permission: str, sandbox_id: str, path: str
+    ) -> tuple[Sandbox, SandboxSpec, str]:
+        principal.require(permission)
+        row = await self._row(principal, sandbox_id)
+        if row.status not in ("running", "stopped"):
+            raise Conflict(f"sandbox {row.id} is {row.status}", code=f"sandbox_{row.status}")
+        return row, self.spec(row), workspace_path(path)
+
+    async def _files(self, coro: object) -> object:
+        try:
+            return await coro  # type: ignore[misc]
+        except ProviderError as exc:
+            raise provider_error(exc) from exc
+
+    def _touch(self, sandbox_id: str) -> None:
+        _, execs = self._activity.get(sandbox_id, (utcnow(), 0))
+        self._activity[sandbox_id] = (utcnow(), execs)
+
+    async def read_file(self, principal: Principal, sandbox_id: str, path: str) -> bytes:
+        row, spec, rel = await self._file_op(principal, "sandboxes:read", sandbox_id, path)
+        provider = self.provider(row.provider)
+        started = time.perf_counter()
+        try:
+            data: bytes = await self._files(
+                provider.read_file(spec, rel, self.settings.sandbox_file_max_bytes)
+            )  # type: ignore[assignment]
+        finally:
+            self._audit(
+                principal,
+                row.id,
+                "read",
+                path=masker(())(rel or "/"),
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        self._touch(row.id)
+        return data
+
+    async def list_files(
+        self, principal: Principal, sandbox_id: str, path: str
+    ) -> list[FileEntry] | None:
+        row, spec, rel = await self._file_op(principal, "sandboxes:read", sandbox_id, path)
+        entries = await self._files(self.provider(row.provider).list_files(spec, rel))
+        if entries is not None:  # a file: the read that follows is audited instead
+            self._audit(principal, row.id, "list", path=masker(())(rel or "/"))
+            self._touch(row.id)
+        return entries  # type: ignore[return-value]
+
+    async def write_file(
+        self, principal: Principal, sandbox_id: str, path: str, data: bytes
+    ) -> str:
+        row, spec, rel = await self._file_op(principal, "sandboxes:write", sandbox_id, path)
+        if not rel:
+            raise InvalidInput("give the path of a file to write", code="sandbox_path_invalid")
+        if row.disk_bytes + len(data) > spec.limits.disk_mb * 1024 * 1024:
+            raise PayloadTooLarge(
+                f"the sandbox's workspace is limited to {spec.limits.disk_mb} MiB",
+                code="sandbox_disk_full",
+            )
+        started = time.perf_counter()
+        await self._files(self.provider(row.provider).write_file(spec, rel, data))
+        await self._set(row.id, disk_bytes=row.disk_bytes + len(data))
+        self._audit(
+            principal,
+            row.id,
+            "write",
+            path=masker(())(rel),
+            duration_ms=(time.perf_counter() - started) * 1000,
+            detail={"size": len(data)},
+        )
+        self._touch(row.id)
+        return rel
+
+    async def delete_file(self, principal: Principal, sandbox_id: str, path: str) -> None:
+        row, spec, rel = await self._file_op(principal, "sandboxes:write", sandbox_id, path)
+        if not rel:
+            raise InvalidInput(
+                "the workspace itself cannot be deleted", code="sandbox_path_invalid"
+            )
+        await self._files(self.provider(row.provider).delete_file(spec, rel))
+        self._audit(principal, row.id, "delete", path=masker(())(rel))
+        self._touch(row.id)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def stop(
+        self, principal: Principal | None, sandbox_id: str, *, row: Sandbox | None = None
+    ) -> Sandbox:
+        if principal is not None:
+            principal.require("sandboxes:write")
+            row = await self._row(principal, sandbox_id)
+        assert row is not None
+        if row.status == "stopped":
+            return row
+        self._require_running(row)
+        provider, spec = self.provider(row.provider), self.spec(row)
+        cpu = row.cpu_seconds
+        with contextlib.suppress(ProviderError):
+            cpu += (await provider.usage(spec)).cpu_seconds or 0.0
+        try:
+            await provider.stop(spec)
+        except ProviderError as exc:
+            raise provider_error(exc) from exc
+        self._audit(principal, row.id, "stop")
+        return await self._set(row.id, status="stopped", stopped_at=utcnow(), cpu_seconds=cpu)
+
+    async def resume(self, principal: Principal, sandbox_id: str) -> Sandbox:
+        principal.require("sandboxes:write")
+        row = await self._row(principal, sandbox_id)
+        if row.status == "running":
+            return row
+        if row.status != "stopped":
+            raise Conflict(f"sandbox {row.id} is {row.status}", code=f"sandbox_{row.status}")
+        try:
+            await self.provider(row.provider).resume(self.spec(row))
+        except ProviderError as exc:
+            raise provider_error(exc) from exc
+        self._audit(principal, row.id, "resume")
+        return await self._set(row.id, status="running", stopped_at=None, last_activity_at=utcnow())
+
+    async def destroy(
+        self, principal: Principal | None, sandbox_id: str, *, row: Sandbox | None = None
+    ) -> Sandbox:
+        if principal is not None:
+            principal.require("sandboxes:write")
+            row = await self._row(principal, sandbox_id)
+        assert row is not None
+        if row.status == "destroyed":
+            return row
+        try:
+            await self.provider(row.provider).destroy(self.spec(row))
+        except ProviderError as exc:
+            raise provider_error(exc) from exc
+        self._activity.pop(row.id, None)
+        self._audit(principal, row.id, "destroy")
+        return await self._set(row.id, status="destroyed", destroyed_at=utcnow(), disk_bytes=0)
+
+    async def bulk(
+        self, principal: Principal, action: str, ids: list[str]
+    ) -> list[tuple[str, Sandbox | None, str | None]]:
+        """Apply stop/resume/destroy to each sandbox; one failure does not stop the rest."""
+        results: list[tuple[str, Sandbox | None, str | None]] = []
+        for sandbox_id in ids:
+            try:
+                if action == "stop":
+                    row = await self.stop(principal, sandbox_id)
+                elif action == "resume":
+                    row = await self.resume(principal, sandbox_id)
+                else:
+                    row = await self.destroy(principal, sandbox_id)
+                results.append((sandbox_id, row, None))
+            except AppError as exc:
+                results.append((sandbox_id, None, f"{exc.code}: {exc.message}"))
+        return results
+
+    async def usage(self, principal: Principal, sandbox_id: str) -> tuple[Sandbox, Usage]:
+        principal.require("sandboxes:read")
+        row = await self._row(principal, sandbox_id)
+        usage = Usage()
+        if row.status in ("running", "stopped"):
+            try:
+                usage = await self.provider(row.provider).usage(self.spec(row))
+            except ProviderError as exc:
+                raise provider_error(exc) from exc
+        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
+            row = await self._set(row.id, disk_bytes=usage.disk_bytes)
+        if usage.disk_bytes is None:
+            usage.disk_bytes = row.disk_bytes
+        live = usage.cpu_seconds if row.status == "running" else 0.0
+        usage.cpu_seconds = row.cpu_seconds + (live or 0.0)
+        return row, usage
+
+    def exec_count(self, row: Sandbox) -> int:
+        return row.exec_count + self._activity.get(row.id, (None, 0))[1]
+
+    async def events(
+        self, principal: Principal, sandbox_id: str, *, limit: int, offset: int
+    ) -> tuple[Sequence[SandboxEvent], int]:
+        row = await self.get(principal, sandbox_id)
+        await self.audit.flush()
+        async with self.db.session() as session:
+            return await SandboxRepository(session).events(row.id, limit=limit, offset=offset)
+
+    # --- templates ----------------------------------------------------------------------------
+    async def templates(self) -> tuple[Sequence[SandboxTemplate], dict[str, TemplateSpec]]:
+        async with self.db.session() as session:
+            return await SandboxRepository(session).templates(), BUILTIN
+
+    async def add_template(self, principal: Principal, body: TemplateIn) -> SandboxTemplate:
+        if not principal.is_admin:
+            raise Forbidden("only admins may define sandbox templates")
+        unknown = [lang for lang in body.languages if lang not in LANGUAGES]
+        if unknown:
+            raise InvalidInput(f"unknown languages {unknown} (one of {sorted(LANGUAGES)})")
+        async with self.db.session() as session:
+            repo = SandboxRepository(session)
+            row = await repo.template(body.name)
+            if row is None:
+                row = SandboxTemplate(name=body.name, created_by=principal.user_id)
+                session.add(row)
+            row.description, row.image = body.description, body.image
+            row.languages, row.env = list(body.languages), dict(body.env)
+            row.limits = body.limits.model_dump(exclude_none=True) if body.limits else {}
+        return row
+
+    async def remove_template(self, principal: Principal, name: str) -> None:
+        if not principal.is_admin:
+            raise Forbidden("only admins may remove sandbox templates")
+        async with self.db.session() as session:
+            repo = SandboxRepository(session)
+            row = await repo.template(name)
+            if row is None:
+                raise NotFound(f"no admin-defined template {name!r}", code="template_not_found")
+            await repo.delete_template(row)
+
+    # --- background: activity, audit rows, idle reaping ---------------------------------------
+    async def flush(self) -> None:
+        """Write pending activity and audit rows (the reaper does this; so does shutdown)."""
+        if self._activity:
+            batch, self._activity = self._activity, {}
+            try:
+                async with self.db.session() as session:
+                    await SandboxRepository(session).touch(batch)
+            except Exception:
+                log.warning("could not write sandbox activity; will retry", exc_info=True)
+                for key, (at, n) in batch.items():
+                    _, more = self._activity.get(key, (at, 0))
+                    self._activity[key] = (at, n + more)
+        await self.audit.flush()
+
+    async def reap(self, now: datetime | None = None) -> tuple[int, int]:
+        """Stop sandboxes idle too long, destroy those unused too long: (stopped, destroyed)."""
+        from sandboxes.reaper import reap
+
+        return await reap(self, now)
+
+    async def run_reaper(self, interval: float) -> None:
+        """Flush and reap every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap()
+            except Exception:
+                log.warning("sandbox reaper failed; will retry", exc_info=True)
