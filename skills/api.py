@@ -13,6 +13,7 @@ from gateway.errors import ERROR_RESPONSES
 from gateway.state import get_state
 from skills.importing import import_skills
 from skills.models import Skill, SkillVersion
+from skills.records import SkillView
 from skills.references import ToolReference, missing_message, tool_problem
 from skills.schemas import (
     FileOut,
@@ -31,7 +32,7 @@ from skills.schemas import (
     VersionOut,
     Visibility,
 )
-from skills.service import SkillService, SkillView
+from skills.service import SkillService
 from skills.validation import Problem
 
 router = APIRouter(tags=["skills"])

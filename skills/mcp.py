@@ -44,7 +44,8 @@ from gateway.auth.principal import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.mcp import pages
 from skills.models import Skill, SkillFile, SkillVersion
-from skills.service import SkillService, can_see
+from skills.records import can_see
+from skills.service import SkillService
 from skills.validation import SKILL_MD
 
 log = logging.getLogger("skills.mcp")
