@@ -171,7 +171,7 @@ async def bulk_action(
 @router.get("/sandboxes/templates", response_model=list[TemplateOut], responses=ERROR_RESPONSES)
 async def list_templates(request: Request, principal: CurrentPrincipal) -> list[TemplateOut]:
     principal.require("sandboxes:read")
-    rows, builtin = await _sandboxes(request).templates()
+    rows, builtin = await _sandboxes(request).templates.list()
     custom = {r.name: r for r in rows}
     out = [_template_out(None, n, t) for n, t in builtin.items() if n not in custom]
     return out + [_template_out(r, r.name) for r in rows]
@@ -188,13 +188,13 @@ async def put_template(
 ) -> TemplateOut:
     if body.name != name:
         raise AppError("the name in the path and the body differ", code="name_mismatch")
-    row = await _sandboxes(request).add_template(principal, body)
+    row = await _sandboxes(request).templates.put(principal, body)
     return _template_out(row, row.name)
 
 
 @router.delete("/sandboxes/templates/{name}", status_code=204, responses=ERROR_RESPONSES)
 async def delete_template(request: Request, principal: CurrentPrincipal, name: str) -> Response:
-    await _sandboxes(request).remove_template(principal, name)
+    await _sandboxes(request).templates.remove(principal, name)
     return Response(status_code=204)
 
 

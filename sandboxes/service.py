@@ -23,7 +23,7 @@ from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
-from sandboxes.models import Sandbox, SandboxEvent, SandboxTemplate
+from sandboxes.models import Sandbox, SandboxEvent
 from sandboxes.paths import (
     Unavailable,
     check_env,
@@ -45,7 +45,8 @@ from sandboxes.providers.base import (
     Usage,
 )
 from sandboxes.repository import SandboxRepository
-from sandboxes.schemas import ExecRequestIn, LimitsIn, SandboxCreate, TemplateIn
+from sandboxes.schemas import ExecRequestIn, LimitsIn, SandboxCreate
+from sandboxes.template_store import TemplateStore
 from sandboxes.templates import BUILTIN, LANGUAGES, MAX_CODE_BYTES, code_argv, missing_on_host
 
 log = logging.getLogger("sandboxes")
@@ -71,6 +72,7 @@ class SandboxService:
         self.settings = settings
         self.providers = providers
         self.audit = AuditTrail(db)
+        self.templates = TemplateStore(db)
         self._activity: dict[str, tuple[datetime, int]] = {}
         self.inflight: dict[str, int] = {}
         self._user_locks: dict[str, asyncio.Lock] = {}
@@ -89,22 +91,6 @@ class SandboxService:
                 f"unknown sandbox provider {name!r} (one of {sorted(self.providers)})",
                 code="unknown_provider",
             ) from None
-
-    async def _template(self, name: str) -> tuple[TemplateSpec, dict[str, object]]:
-        async with self.db.session() as session:
-            row = await SandboxRepository(session).template(name)
-        if row is not None:
-            spec = TemplateSpec(
-                name=row.name,
-                image=row.image,
-                languages=tuple(str(x) for x in row.languages),
-                env={str(k): str(v) for k, v in (row.env or {}).items()},
-                description=row.description,
-            )
-            return spec, dict(row.limits or {})
-        if name in BUILTIN:
-            return BUILTIN[name], {}
-        raise NotFound(f"no sandbox template named {name!r}", code="template_not_found")
 
     def spec(self, row: Sandbox, template: TemplateSpec | None = None) -> SandboxSpec:
         limits = row.limits or {}
@@ -128,7 +114,7 @@ class SandboxService:
 
     async def _full_spec(self, row: Sandbox) -> SandboxSpec:
         try:
-            template, _ = await self._template(row.template)
+            template, _ = await self.templates.resolve(row.template)
         except NotFound:
             template = None
         return self.spec(row, template)
@@ -195,7 +181,7 @@ class SandboxService:
         principal.require("sandboxes:write")
         provider_name = body.provider or self.settings.sandbox_provider
         provider = self.provider(provider_name)
-        template, template_limits = await self._template(body.template)
+        template, template_limits = await self.templates.resolve(body.template)
         if provider_name == "local" and (why := missing_on_host(template)):
             raise InvalidInput(why, code="template_unavailable")
         if body.network == "egress" and not self.settings.sandbox_allow_network:
@@ -570,38 +556,6 @@ class SandboxService:
         await self.audit.flush()
         async with self.db.session() as session:
             return await SandboxRepository(session).events(row.id, limit=limit, offset=offset)
-
-    # --- templates ----------------------------------------------------------------------------
-    async def templates(self) -> tuple[Sequence[SandboxTemplate], dict[str, TemplateSpec]]:
-        async with self.db.session() as session:
-            return await SandboxRepository(session).templates(), BUILTIN
-
-    async def add_template(self, principal: Principal, body: TemplateIn) -> SandboxTemplate:
-        if not principal.is_admin:
-            raise Forbidden("only admins may define sandbox templates")
-        unknown = [lang for lang in body.languages if lang not in LANGUAGES]
-        if unknown:
-            raise InvalidInput(f"unknown languages {unknown} (one of {sorted(LANGUAGES)})")
-        async with self.db.session() as session:
-            repo = SandboxRepository(session)
-            row = await repo.template(body.name)
-            if row is None:
-                row = SandboxTemplate(name=body.name, created_by=principal.user_id)
-                session.add(row)
-            row.description, row.image = body.description, body.image
-            row.languages, row.env = list(body.languages), dict(body.env)
-            row.limits = body.limits.model_dump(exclude_none=True) if body.limits else {}
-        return row
-
-    async def remove_template(self, principal: Principal, name: str) -> None:
-        if not principal.is_admin:
-            raise Forbidden("only admins may remove sandbox templates")
-        async with self.db.session() as session:
-            repo = SandboxRepository(session)
-            row = await repo.template(name)
-            if row is None:
-                raise NotFound(f"no admin-defined template {name!r}", code="template_not_found")
-            await repo.delete_template(row)
 
     # --- background: activity, audit rows, idle reaping ---------------------------------------
     async def flush(self) -> None:

@@ -33,8 +33,8 @@ from gateway.servers.runtimes.base import (
     ServerRuntime,
     ServerSpec,
 )
-from gateway.servers.runtimes.ssrf import check_url
 from gateway.servers.schemas import RemoteConfig, ServerCreate, ServerUpdate, parse_config
+from gateway.ssrf import check_url
 
 log = logging.getLogger("gateway.servers")
 

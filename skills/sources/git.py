@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.servers.runtimes.base import BackendError
-from gateway.servers.runtimes.ssrf import check_url
+from gateway.ssrf import check_url
 from skills.sources.errors import (
     SourceError,
     SourceNotFound,

@@ -1,7 +1,7 @@
 import pytest
 
 from gateway.servers.runtimes.base import BackendUnavailable
-from gateway.servers.runtimes.ssrf import check_url
+from gateway.ssrf import check_url
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
-from gateway.servers.runtimes.ssrf import check_url
+from gateway.ssrf import check_url
 
 
 class StreamableHttpTarget:
