@@ -34,6 +34,7 @@ from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
+from sandboxes.mcp import SandboxesMcp
 from sandboxes.providers import build_providers
 from sandboxes.service import SandboxService
 from skills.api import router as skills_router
@@ -267,6 +268,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             state.authenticator,
             state.metrics,
             skills=SkillsMcp(state.skills),
+            surfaces=[SandboxesMcp(state.sandboxes, skill_files=state.skills.files)],
         )
         app.state.mcp_front = front
         if serving:

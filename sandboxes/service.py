@@ -267,13 +267,17 @@ class SandboxService:
                 offset=offset,
             )
 
+    async def bound(self, principal: Principal, session_key: str) -> Sandbox | None:
+        """The caller's live sandbox bound to an agent session, if any."""
+        async with self.db.session() as session:
+            return await SandboxRepository(session).by_session(principal.user_id, session_key)
+
     async def for_session(
         self, principal: Principal, session_key: str, *, template: str = "python"
     ) -> Sandbox:
         """The sandbox bound to an agent session: the same one every time (resumed if
         stopped), or a new one on first use."""
-        async with self.db.session() as session:
-            row = await SandboxRepository(session).by_session(principal.user_id, session_key)
+        row = await self.bound(principal, session_key)
         if row is not None:
             if row.status == "stopped":
                 row = await self.resume(principal, row.id)

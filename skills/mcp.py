@@ -79,6 +79,7 @@ class SkillsMcp:
         self.service = service
         self.max_age = max_age
         self.generation = 0  # bumped when the catalog's content changes (cursors, caches)
+        self.listed_in_search_mode = True  # LOAD_SKILL's description is the catalog
         self._entries: list[SkillEntry] = []
         self._fingerprint: tuple[Any, ...] | None = None
         self._built_version = -1
@@ -152,7 +153,11 @@ class SkillsMcp:
         return (await self.visible(principal)).tools
 
     async def call_tool(
-        self, principal: Principal, name: str, arguments: dict[str, Any]
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any],
+        session_key: str | None = None,
     ) -> types.CallToolResult:
         """Run LOAD_SKILL, READ_SKILL_FILE or LIST_SKILLS; bad input is a tool error."""
         if not principal.can("skills:read"):

@@ -149,10 +149,11 @@ class SkillService:
             data = await repo.blob(match.sha256)
         return match, data or b""
 
-    async def download(
+    async def files(
         self, principal: Principal, name: str, version: int | None = None
-    ) -> tuple[str, bytes]:
-        """The skill as a ``.skill`` package: (file name, bytes)."""
+    ) -> tuple[str, dict[str, bytes], set[str]]:
+        """Every file of a skill (default: its current version): its name, the files by
+        path and the paths of the executable ones."""
         principal.require("skills:read")
         async with self.db.session() as session:
             repo = SkillRepository(session)
@@ -160,14 +161,17 @@ class SkillService:
             ver = await self._version(repo, row, version)
             files = list(await repo.files(ver.id))
             blobs = await repo.blobs({f.sha256 for f in files})
-        data = await asyncio.to_thread(
-            archive.build_archive,
-            row.name,
-            {f.path: blobs[f.sha256] for f in files},
-            {f.path for f in files if f.executable},
-        )
-        self.usage.record_download(row.name)
-        return f"{row.name}.skill", data
+        contents = {f.path: blobs[f.sha256] for f in files}
+        return row.name, contents, {f.path for f in files if f.executable}
+
+    async def download(
+        self, principal: Principal, name: str, version: int | None = None
+    ) -> tuple[str, bytes]:
+        """The skill as a ``.skill`` package: (file name, bytes)."""
+        name, contents, executable = await self.files(principal, name, version)
+        data = await asyncio.to_thread(archive.build_archive, name, contents, executable)
+        self.usage.record_download(name)
+        return f"{name}.skill", data
 
     async def stats(self, principal: Principal, name: str) -> dict[str, Any]:
         """Counts in the database plus those of this process not written yet."""

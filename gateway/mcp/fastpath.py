@@ -30,10 +30,15 @@ from typing import Any
 
 import orjson
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, decode_header_value
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import (
+    HANDSHAKE_PROTOCOL_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    MODERN_PROTOCOL_VERSIONS,
+)
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.principal import Principal
+from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.direct import DirectRoute, next_id
@@ -65,6 +70,7 @@ class _Request:
     modern: bool  # the agent's era
     session_id: str | None
     param_headers: dict[str, str]
+    method: str = "tools/call"
 
 
 @dataclass
@@ -100,6 +106,8 @@ class FastPath:
         # relayed request id (ours) → where its answer goes
         self._pending: dict[str, _Pending] = {}
         self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
+        # Serialised tools/list pages (set by the front once its SDK servers exist).
+        self.lister: ToolsListCache | None = None
 
     # --- eligibility --------------------------------------------------------------------
     def _host_ok(self, host: bytes | None, origin: bytes | None) -> bool:
@@ -138,31 +146,41 @@ class FastPath:
             return message if session_id is not None and self._pending else None
         if message["method"] == "notifications/cancelled":
             return message if session_id is not None and self._in_flight else None
-        if message["method"] != "tools/call":
+        method = message["method"]
+        listing = method == "tools/list"
+        if not listing and method != "tools/call":
             return None
         request_id = message.get("id")
-        params = message.get("params")
+        params = message.get("params", {} if listing else None)
         if (
             isinstance(request_id, bool)
             or not isinstance(request_id, int | str)
             or not isinstance(params, dict)
-            or not isinstance(params.get("name"), str)
-            or not isinstance(params.get("arguments", {}), dict)
             or not isinstance(params.get("_meta", {}), dict)
+        ):
+            return None
+        if listing:
+            if not isinstance(params.get("cursor", ""), str):
+                return None
+        elif not isinstance(params.get("name"), str) or not isinstance(
+            params.get("arguments", {}), dict
         ):
             return None
         if session_id is not None:
             if version not in HANDSHAKE_PROTOCOL_VERSIONS or not self.known_session(session_id):
                 return None
-            return _Request(request_id, params, False, session_id, {})
+            return _Request(request_id, params, False, session_id, {}, method)
         if version not in MODERN_PROTOCOL_VERSIONS:
             return None
         meta = params.get("_meta") or {}
         if (
-            headers.get(b"mcp-method") != b"tools/call"
-            or decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1"))
-            != params["name"]
+            headers.get(b"mcp-method") != method.encode()
             or meta.get(_MODERN_META_PREFIX + "protocolVersion") != version
+            or (
+                not listing
+                and decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1"))
+                != params["name"]
+            )
         ):
             return None
         param_headers = {
@@ -170,7 +188,7 @@ class FastPath:
             for k, v in headers.items()
             if k.startswith(b"mcp-param-")
         }
-        return _Request(request_id, params, True, None, param_headers)
+        return _Request(request_id, params, True, None, param_headers, method)
 
     def _route(
         self, principal: Principal, target: str | None, name: str
@@ -212,6 +230,14 @@ class FastPath:
         if isinstance(found, dict):
             return await self._route_message(found, scope, send)
         request = found
+        if request.method == "tools/list":
+            if self.lister is None:
+                return False
+            version = _version(request) if request.modern else LATEST_HANDSHAKE_VERSION
+            cursor = request.params.get("cursor")
+            return await self.lister.serve(
+                scope, send, principal, target, cursor, version, request.id, request.session_id
+            )
         routed = self._route(principal, target, request.params["name"])
         if routed is None:
             return False

@@ -14,12 +14,13 @@ import logging
 import re
 import warnings
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
@@ -34,6 +35,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
+from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.view import CatalogView
@@ -41,6 +43,7 @@ from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
 
 if TYPE_CHECKING:
+    from gateway.mcp.surface import ToolSurface
     from skills.mcp import SkillsMcp
 
 log = logging.getLogger("gateway.mcp")
@@ -84,6 +87,7 @@ class McpFront:
         authenticator: Authenticator,
         metrics: Metrics | None = None,
         skills: SkillsMcp | None = None,
+        surfaces: Sequence[ToolSurface] = (),
     ) -> None:
         self.settings = settings
         self.skills = skills
@@ -99,6 +103,7 @@ class McpFront:
             page_size=settings.mcp_page_size,
             record=self._record,
             skills=skills,
+            surfaces=surfaces,
         )
         if skills is not None:
             skills.add_change_listener(self.handlers.catalog_changed)
@@ -116,6 +121,7 @@ class McpFront:
         )
         self.aggregate = self._server(INSTRUCTIONS)
         self.single = self._server(None)
+        self.fast.lister = ToolsListCache(self.handlers, self.aggregate.server_info_stamp)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
@@ -163,6 +169,14 @@ class McpFront:
             on_set_logging_level=h.set_logging_level,
             on_subscriptions_listen=ListenHandler(h.bus),
         )
+
+        async def remember(
+            ctx: ServerRequestContext[Any, Any], call_next: CallNext
+        ) -> HandlerResult:
+            h.remember_connection(ctx)
+            return await call_next(ctx)
+
+        server.middleware.append(remember)
         if instructions is not None and self.skills is not None:  # /mcp, not one server's
             self.skills.install(server, lambda ctx: h.context(ctx)[0])
         return server

@@ -12,7 +12,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp import types
@@ -33,6 +33,8 @@ from gateway.mcp.meta import (
     resolve_mode,
     search_result,
 )
+from gateway.mcp.search import ToolIndex
+from gateway.mcp.surface import ToolSurface
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
@@ -149,10 +151,14 @@ class GatewayHandlers:
         page_size: int = pages.PAGE_SIZE,
         record: Callable[[str, str, float, bool], None] | None = None,
         skills: SkillsMcp | None = None,
+        surfaces: Sequence[ToolSurface] = (),
     ) -> None:
         self.record = record
         # The skills pillar's MCP surface (skill tools, skill:// resources), on /mcp only.
         self.skills = skills
+        # Every pillar's tools on /mcp (skills, sandboxes), next to the servers' tools.
+        self.surfaces: list[ToolSurface] = ([skills] if skills else []) + list(surfaces)
+        self._unlisted: dict[tuple[int, ...], tuple[list[list[types.Tool]], ToolIndex | None]] = {}
         self.page_size = page_size
         self.servers = servers
         self.view = view
@@ -172,11 +178,16 @@ class GatewayHandlers:
         principal = scope.get(PRINCIPAL_KEY)
         if not isinstance(principal, Principal):
             raise MCPError(INVALID_REQUEST, "unauthenticated")
-        if ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+        self.remember_connection(ctx)
+        return principal, scope.get(TARGET_KEY)
+
+    def remember_connection(self, ctx: Ctx) -> None:
+        """Keep a 2025-11-25 agent connection for list_changed notifications. Called
+        from `initialize` on, since later requests may all take the fast path."""
+        if ctx.method == "initialize" or ctx.protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
             connection = _connection(ctx)
             if connection is not None:
                 self._connections.add(connection)
-        return principal, scope.get(TARGET_KEY)
 
     async def catalog_changed(self) -> None:
         """Fan a catalog change out to every connected agent, in its protocol era."""
@@ -210,21 +221,37 @@ class GatewayHandlers:
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         principal, target = self.context(ctx)
+        return (await self.tools_page(principal, target, params.cursor if params else None))[0]
+
+    async def tools_page(
+        self, principal: Principal, target: str | None, cursor: str | None
+    ) -> tuple[types.ListToolsResult, tuple[object, ...]]:
+        """One page of ``tools/list`` and what it was made of: objects that are replaced,
+        never changed, when a catalog, a caller's view or a pillar's tools change, so
+        the fast path can cache the serialised page by their identity."""
+        params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         if target is not None:
             catalog = self.servers.catalogs.get(target)
-            tools = list(catalog.tools) if catalog else []
-        else:
-            view = self.view.tools_for(principal)
-            # Skill tools are extra to either mode, on the first page (cursors unchanged).
-            extra: list[types.Tool] = []
-            if self.skills is not None and not (params and params.cursor):
-                extra = await self.skills.tools(principal)
-            if self.mode_for(principal, len(view.tools)) == "search_execute":
-                return types.ListToolsResult(tools=META_TOOLS + extra)
-            chunk, following = self._page(view.tools, params)
-            return types.ListToolsResult(tools=extra + chunk, next_cursor=following)
-        chunk, following = self._page(tools, params)
-        return types.ListToolsResult(tools=chunk, next_cursor=following)
+            chunk, following = self._page(list(catalog.tools) if catalog else [], params)
+            return types.ListToolsResult(tools=chunk, next_cursor=following), (catalog,)
+        view = self.view.tools_for(principal)
+        # Pillar tools are extra to either mode, on the first page (cursors unchanged).
+        lists = [await surface.tools(principal) for surface in self.surfaces] if not cursor else []
+        extra = [tool for tools in lists for tool in tools]
+        if len(lists) > 1:
+            extra.sort(key=_tool_name)  # upper-case names: before every server's tools
+        mode = self.mode_for(principal, len(view.tools))
+        if mode == "search_execute":
+            listed = [
+                tool
+                for surface, tools in zip(self.surfaces, lists, strict=False)
+                if surface.listed_in_search_mode
+                for tool in tools
+            ]
+            return types.ListToolsResult(tools=META_TOOLS + listed), (view, mode, *lists)
+        chunk, following = self._page(view.tools, params)
+        result = types.ListToolsResult(tools=extra + chunk, next_cursor=following)
+        return result, (view, mode, *lists)
 
     def _page(
         self, items: list[T], params: types.PaginatedRequestParams | None, with_skills: bool = False
@@ -235,6 +262,37 @@ class GatewayHandlers:
             version = (version << 32) | self.skills.generation
         return pages.page(items, cursor, version, self.page_size)
 
+    async def _unlisted_index(self, principal: Principal) -> ToolIndex | None:
+        """A search index over the pillar tools `search_execute` mode does not list."""
+        lists = [
+            await surface.tools(principal)
+            for surface in self.surfaces
+            if not surface.listed_in_search_mode
+        ]
+        key = tuple(id(tools) for tools in lists)
+        cached = self._unlisted.get(key)
+        if cached is None or any(a is not b for a, b in zip(cached[0], lists, strict=True)):
+            tools = [tool for listed in lists for tool in listed]
+            cached = (lists, ToolIndex(tools) if tools else None)
+            if len(self._unlisted) > 64:
+                self._unlisted.clear()
+            self._unlisted[key] = cached
+        return cached[1]
+
+    def surface_for(self, name: str) -> ToolSurface | None:
+        """The pillar that serves the tool called ``name``, if it is a pillar's."""
+        for surface in self.surfaces:
+            if surface.handles_tool(name):
+                return surface
+        return None
+
+    @staticmethod
+    def session_key(ctx: Ctx) -> str | None:
+        """The agent's MCP session (2025-11-25), for pillars that keep per-session state."""
+        headers = getattr(ctx.request, "headers", None)
+        session_id = headers.get("mcp-session-id") if headers is not None else None
+        return f"mcp:{session_id}" if session_id else None
+
     def mode_for(self, principal: Principal, tool_count: int) -> str:
         return resolve_mode(principal.interface_mode or self.mode, tool_count, self.threshold)
 
@@ -243,18 +301,23 @@ class GatewayHandlers:
     ) -> types.CallToolResult:
         principal, target = self.context(ctx)
         arguments = dict(params.arguments or {})
-        if target is None and self.skills is not None and self.skills.handles_tool(params.name):
-            return await self.skills.call_tool(principal, params.name, arguments)
+        surface = self.surface_for(params.name) if target is None else None
+        if surface is not None:
+            return await surface.call_tool(principal, params.name, arguments, self.session_key(ctx))
         if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
-            return search_result(self.view.tools_for(principal).index, arguments)
+            index = self.view.tools_for(principal).index
+            return search_result(index, arguments, await self._unlisted_index(principal))
         if not principal.can("tools:execute"):
             return error_result("this key may not call tools (needs 'tools:execute')")
         if target is None and params.name == EXECUTE_TOOL:
             unpacked = execute_target(arguments)
             if isinstance(unpacked, types.CallToolResult):
                 return unpacked
-            if self.skills is not None and self.skills.handles_tool(unpacked[0]):
-                return await self.skills.call_tool(principal, unpacked[0], unpacked[1])
+            surface = self.surface_for(unpacked[0])
+            if surface is not None:
+                return await surface.call_tool(
+                    principal, unpacked[0], unpacked[1], self.session_key(ctx)
+                )
             params = params.model_copy(update={"name": unpacked[0]})
             arguments = unpacked[1]
         if target is not None:
@@ -481,3 +544,7 @@ class GatewayHandlers:
         # Backend sessions are shared; their log messages are relayed per request.
         self.context(ctx)
         return types.EmptyResult()
+
+
+def _tool_name(tool: types.Tool) -> str:
+    return tool.name

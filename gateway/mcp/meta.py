@@ -57,7 +57,11 @@ def resolve_mode(configured: str, tool_count: int, threshold: int) -> Mode:
     return "search_execute" if configured == "search_execute" else "list"
 
 
-def search_result(index: ToolIndex, arguments: dict[str, Any]) -> types.CallToolResult:
+def search_result(
+    index: ToolIndex, arguments: dict[str, Any], more: ToolIndex | None = None
+) -> types.CallToolResult:
+    """SEARCH_TOOLS over the caller's tools (``index``) and, merged by score, the
+    pillar tools its listing leaves out (``more``)."""
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
         return _error("SEARCH_TOOLS needs a non-empty 'query' string")
@@ -71,13 +75,24 @@ def search_result(index: ToolIndex, arguments: dict[str, Any]) -> types.CallTool
             "inputSchema": tool.input_schema,
             "score": score,
         }
-        for tool, score in index.search(query, limit)
+        for tool, score in _merged(index, more, query, limit)
     ]
     payload = {"tools": matches, "hint": "call one with EXECUTE_TOOL {tool, arguments}"}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(payload))],
         structured_content=payload,
     )
+
+
+def _merged(
+    index: ToolIndex, more: ToolIndex | None, query: str, limit: int
+) -> list[tuple[types.Tool, float]]:
+    hits = index.search(query, limit)
+    if more is None:
+        return hits
+    hits += more.search(query, limit)
+    hits.sort(key=lambda hit: (-hit[1], hit[0].name))
+    return hits[:limit]
 
 
 def execute_target(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]] | types.CallToolResult:

@@ -4,6 +4,7 @@ in microseconds; a later pass can add embeddings on top of the same interface.""
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
@@ -33,39 +34,53 @@ def _document(tool: types.Tool) -> list[str]:
 
 @dataclass
 class ToolIndex:
+    """BM25 over an inverted index of precomputed weights: a query only sums the
+    weights of the tools that share one of its terms."""
+
     tools: list[types.Tool]
-    _docs: list[Counter[str]] = field(default_factory=list)
-    _lengths: list[int] = field(default_factory=list)
-    _idf: dict[str, float] = field(default_factory=dict)
-    _average: float = 1.0
+    # term → {tool position: that term's BM25 weight in that tool}
+    _weights: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        frequencies: Counter[str] = Counter()
+        counts: list[Counter[str]] = []
+        lengths: list[int] = []
         for tool in self.tools:
             words = _document(tool)
-            counts = Counter(words)
-            self._docs.append(counts)
-            self._lengths.append(len(words))
-            frequencies.update(counts.keys())
+            counts.append(Counter(words))
+            lengths.append(len(words))
         n = max(len(self.tools), 1)
-        self._average = (sum(self._lengths) / n) or 1.0
-        self._idf = {
-            term: math.log(1 + (n - df + 0.5) / (df + 0.5)) for term, df in frequencies.items()
-        }
+        average = (sum(lengths) / n) or 1.0
+        postings: dict[str, list[tuple[int, int]]] = {}
+        for position, terms in enumerate(counts):
+            for term, tf in terms.items():
+                postings.setdefault(term, []).append((position, tf))
+        for term, docs in postings.items():
+            idf = math.log(1 + (n - len(docs) + 0.5) / (len(docs) + 0.5))
+            self._weights[term] = {
+                position: idf
+                * tf
+                * (K1 + 1)
+                / (tf + K1 * (1 - B + B * lengths[position] / average))
+                for position, tf in docs
+            }
 
     def search(self, query: str, limit: int = 10) -> list[tuple[types.Tool, float]]:
-        terms = [t for t in tokenize(query) if t in self._idf]
+        terms = Counter(t for t in tokenize(query) if t in self._weights)
         if not terms:
             return []
-        scored = []
-        for i, counts in enumerate(self._docs):
-            score = 0.0
-            length_norm = K1 * (1 - B + B * self._lengths[i] / self._average)
-            for term in terms:
-                tf = counts.get(term, 0)
-                if tf:
-                    score += self._idf[term] * tf * (K1 + 1) / (tf + length_norm)
-            if score > 0:
-                scored.append((score, i))
-        scored.sort(key=lambda pair: (-pair[0], self.tools[pair[1]].name))
-        return [(self.tools[i], round(score, 4)) for score, i in scored[:limit]]
+        # Start from a copy of the longest postings (a C-speed copy), add the others.
+        ordered = sorted(terms, key=lambda t: len(self._weights[t]), reverse=True)
+        first = ordered[0]
+        scores = dict(self._weights[first])
+        if terms[first] > 1:
+            scores = {position: w * terms[first] for position, w in scores.items()}
+        for term in ordered[1:]:
+            times = terms[term]
+            get = scores.get
+            for position, weight in self._weights[term].items():
+                scores[position] = get(position, 0.0) + weight * times
+        tools = self.tools
+        best = heapq.nsmallest(
+            limit, scores.items(), key=lambda pair: (-pair[1], tools[pair[0]].name)
+        )
+        return [(tools[position], round(score, 4)) for position, score in best]
