@@ -18,11 +18,14 @@ $(CURDIR)/.tools/bin/uv:
 	$(PYTHON) -m venv $(CURDIR)/.tools
 	$(CURDIR)/.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Bytecode is compiled at install time: where PYTHONDONTWRITEBYTECODE is set, every
+# start would otherwise compile every module again (1 s more to ready).
 $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 install: $(VENV)/.installed  ## Create .venv from uv.lock
+	@$(BIN)/python -m compileall -q gateway skills sandboxes
 
 serve: install  ## Run the gateway on 127.0.0.1:8000 (SQLite under ./.mcpgw)
 	$(BIN)/mcpgw serve
