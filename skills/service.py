@@ -230,30 +230,6 @@ class SkillService:
             label=filename or "the upload",
         )
 
-    async def store_from_directory(
-        self,
-        principal: Principal,
-        root: Path,
-        *,
-        source: dict[str, Any],
-        strict: bool,
-        folder: str | None = None,
-        visibility: str | None = None,
-        team_id: str | None = None,
-    ) -> Skill:
-        """Store the skill in folder ``root`` (validated like an upload); a new version
-        only when its content differs from the current one."""
-        result = await self.store_directory(
-            principal,
-            root,
-            source=source,
-            strict=strict,
-            folder=folder,
-            visibility=visibility,
-            team_id=team_id,
-        )
-        return result.view.skill
-
     async def store_directory(
         self,
         principal: Principal,
@@ -265,8 +241,10 @@ class SkillService:
         visibility: str | None = None,
         team_id: str | None = None,
     ) -> StoreResult:
-        """:meth:`store_from_directory` with the full outcome (created, changed, warnings).
-        ``folder`` is the name the skill's folder has (default: ``root``'s name)."""
+        """Store the skill in folder ``root`` (validated like an upload; a new version only
+        when its content differs from the current one) and say what happened (created,
+        changed, warnings). ``folder`` is the name the skill's folder has (default:
+        ``root``'s name)."""
         principal.require("skills:write")
         package = await asyncio.to_thread(archive.read_directory, root, self.limits, folder)
         return await self.store_package(

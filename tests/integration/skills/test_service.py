@@ -7,6 +7,7 @@ import hashlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -22,6 +23,11 @@ from skills.repository import SkillRepository
 from skills.service import SkillService
 from tests.conftest import make_settings
 from tests.support_skills import FIXTURES, tree
+
+
+async def store_from_directory(service: SkillService, *args: Any, **kwargs: Any) -> Skill:
+    """The stored skill row, as the importer's ``store_directory`` leaves it."""
+    return (await service.store_directory(*args, **kwargs)).view.skill
 
 
 async def _principal(db: Database, email: str, role: str = "admin") -> Principal:
@@ -47,7 +53,7 @@ async def test_store_from_directory_versions_only_on_change(
     root = tmp_path / "checkout" / "csv-insights"
     shutil.copytree(FIXTURES / "valid" / "csv-insights", root)
     source = {"kind": "git", "url": "https://example.com/r.git", "commit": "a" * 40}
-    row = await service.store_from_directory(admin, root, source=source, strict=True)
+    row = await store_from_directory(service, admin, root, source=source, strict=True)
     assert (row.name, row.version, row.source) == ("csv-insights", 1, source)
     view = await service.get(admin, "csv-insights")
     assert {f.path: (f.sha256, f.executable) for f in view.files} == tree(root)
@@ -57,19 +63,19 @@ async def test_store_from_directory_versions_only_on_change(
         "category": "analytics",
     }
 
-    again = await service.store_from_directory(
-        admin, root, source={**source, "commit": "b" * 40}, strict=True
+    again = await store_from_directory(
+        service, admin, root, source={**source, "commit": "b" * 40}, strict=True
     )
     assert again.version == 1  # same digests: no new version
     (root / "references").mkdir()
     (root / "references" / "notes.md").write_text("new file\n")
-    changed = await service.store_from_directory(
-        admin, root, source={**source, "commit": "c" * 40}, strict=True
+    changed = await store_from_directory(
+        service, admin, root, source={**source, "commit": "c" * 40}, strict=True
     )
     assert changed.version == 2 and changed.source["commit"] == "c" * 40
     (root / "scripts" / "summarize.py").chmod(0o644)  # a mode change is a change too
     assert (
-        await service.store_from_directory(admin, root, source=source, strict=True)
+        await store_from_directory(service, admin, root, source=source, strict=True)
     ).version == 3
     versions = [v.version for v, _, _ in (await service.get(admin, "csv-insights")).versions]
     assert versions == [3, 2, 1]
@@ -80,13 +86,21 @@ async def test_store_from_directory_validates_like_uploads(
 ) -> None:
     admin = await _principal(database, "admin@example.com")
     with pytest.raises(InvalidInput) as caught:
-        await service.store_from_directory(
-            admin, FIXTURES / "invalid" / "unknown-field", source={"kind": "manual"}, strict=True
+        await store_from_directory(
+            service,
+            admin,
+            FIXTURES / "invalid" / "unknown-field",
+            source={"kind": "manual"},
+            strict=True,
         )
     assert caught.value.code == "invalid_skill"
     assert caught.value.details["errors"][0]["field"] == "version"
-    row = await service.store_from_directory(
-        admin, FIXTURES / "invalid" / "unknown-field", source={"kind": "manual"}, strict=False
+    row = await store_from_directory(
+        service,
+        admin,
+        FIXTURES / "invalid" / "unknown-field",
+        source={"kind": "manual"},
+        strict=False,
     )
     assert row.version == 1
     root = tmp_path / "linked"
@@ -94,7 +108,7 @@ async def test_store_from_directory_validates_like_uploads(
     (root / "SKILL.md").write_text("---\nname: linked\ndescription: d\n---\n")
     (root / "evil").symlink_to("/etc/passwd")
     with pytest.raises(UnsafeArchive, match="symbolic link"):
-        await service.store_from_directory(admin, root, source={"kind": "manual"}, strict=True)
+        await store_from_directory(service, admin, root, source={"kind": "manual"}, strict=True)
     async with database.session() as session:
         assert await session.scalar(select(func.count()).select_from(Skill)) == 1
 
@@ -102,8 +116,12 @@ async def test_store_from_directory_validates_like_uploads(
 async def test_writes_need_permission(service: SkillService, database: Database) -> None:
     viewer = await _principal(database, "v@example.com", "viewer")
     with pytest.raises(Forbidden, match="skills:write"):
-        await service.store_from_directory(
-            viewer, FIXTURES / "valid" / "hello-world", source={"kind": "manual"}, strict=True
+        await store_from_directory(
+            service,
+            viewer,
+            FIXTURES / "valid" / "hello-world",
+            source={"kind": "manual"},
+            strict=True,
         )
     narrowed = Principal(viewer.user_id, "v", "v", "developer", "k", ("skills:read",))
     with pytest.raises(Forbidden):
@@ -129,8 +147,8 @@ async def test_repository_blobs_are_idempotent_and_collected(database: Database)
 
 async def test_usage_is_added_atomically(service: SkillService, database: Database) -> None:
     admin = await _principal(database, "admin@example.com")
-    await service.store_from_directory(
-        admin, FIXTURES / "valid" / "hello-world", source={"kind": "manual"}, strict=True
+    await store_from_directory(
+        service, admin, FIXTURES / "valid" / "hello-world", source={"kind": "manual"}, strict=True
     )
     other = SkillService(database, service.servers, service.settings)  # a second replica
     for _ in range(5):
