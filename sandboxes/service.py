@@ -22,6 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from sandboxes.activity import Activity
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
 from sandboxes.models import Sandbox, SandboxEvent
 from sandboxes.paths import (
@@ -73,7 +74,7 @@ class SandboxService:
         self.providers = providers
         self.audit = AuditTrail(db)
         self.templates = TemplateStore(db)
-        self._activity: dict[str, tuple[datetime, int]] = {}
+        self.activity = Activity(db)
         self.inflight: dict[str, int] = {}
         self._user_locks: dict[str, asyncio.Lock] = {}
 
@@ -350,8 +351,9 @@ class SandboxService:
             self.inflight[sandbox_id] -= 1
             if not self.inflight[sandbox_id]:
                 del self.inflight[sandbox_id]
-            _, execs = self._activity.get(sandbox_id, (utcnow(), 0))
-            self._activity[sandbox_id] = (utcnow(), execs + 1)
+            self.activity.touch(sandbox_id, execs=1)
+            if result is not None:
+                self.activity.measure_soon(sandbox_id, lambda: self._measure(sandbox_id))
             detail = dict(prepared.detail)
             if result is None:
                 detail["error"] = "failed or cancelled"
@@ -394,9 +396,15 @@ class SandboxService:
         except ProviderError as exc:
             raise provider_error(exc) from exc
 
-    def _touch(self, sandbox_id: str) -> None:
-        _, execs = self._activity.get(sandbox_id, (utcnow(), 0))
-        self._activity[sandbox_id] = (utcnow(), execs)
+    async def _measure(self, sandbox_id: str) -> None:
+        """Record the workspace's size as the provider measures it now."""
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).get(sandbox_id)
+        if row is None or row.status not in ("running", "stopped"):
+            return
+        usage = await self.provider(row.provider).usage(self.spec(row))
+        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
+            await self._set(sandbox_id, disk_bytes=usage.disk_bytes)
 
     async def read_file(self, principal: Principal, sandbox_id: str, path: str) -> bytes:
         row, spec, rel = await self._file_op(principal, "sandboxes:read", sandbox_id, path)
@@ -414,7 +422,7 @@ class SandboxService:
                 path=masker(())(rel or "/"),
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
-        self._touch(row.id)
+        self.activity.touch(row.id)
         return data
 
     async def list_files(
@@ -424,7 +432,7 @@ class SandboxService:
         entries = await self._files(self.provider(row.provider).list_files(spec, rel))
         if entries is not None:  # a file: the read that follows is audited instead
             self._audit(principal, row.id, "list", path=masker(())(rel or "/"))
-            self._touch(row.id)
+            self.activity.touch(row.id)
         return entries  # type: ignore[return-value]
 
     async def write_file(
@@ -441,6 +449,7 @@ class SandboxService:
         started = time.perf_counter()
         await self._files(self.provider(row.provider).write_file(spec, rel, data))
         await self._set(row.id, disk_bytes=row.disk_bytes + len(data))
+        self.activity.measure_soon(row.id, lambda: self._measure(row.id))  # replaced files
         self._audit(
             principal,
             row.id,
@@ -449,7 +458,7 @@ class SandboxService:
             duration_ms=(time.perf_counter() - started) * 1000,
             detail={"size": len(data)},
         )
-        self._touch(row.id)
+        self.activity.touch(row.id)
         return rel
 
     async def delete_file(self, principal: Principal, sandbox_id: str, path: str) -> None:
@@ -460,7 +469,7 @@ class SandboxService:
             )
         await self._files(self.provider(row.provider).delete_file(spec, rel))
         self._audit(principal, row.id, "delete", path=masker(())(rel))
-        self._touch(row.id)
+        self.activity.touch(row.id)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def stop(
@@ -511,7 +520,7 @@ class SandboxService:
             await self.provider(row.provider).destroy(self.spec(row))
         except ProviderError as exc:
             raise provider_error(exc) from exc
-        self._activity.pop(row.id, None)
+        self.activity.forget(row.id)
         self._audit(principal, row.id, "destroy")
         return await self._set(row.id, status="destroyed", destroyed_at=utcnow(), disk_bytes=0)
 
@@ -551,7 +560,7 @@ class SandboxService:
         return row, usage
 
     def exec_count(self, row: Sandbox) -> int:
-        return row.exec_count + self._activity.get(row.id, (None, 0))[1]
+        return row.exec_count + self.activity.unwritten_execs(row.id)
 
     async def events(
         self, principal: Principal, sandbox_id: str, *, limit: int, offset: int
@@ -564,16 +573,8 @@ class SandboxService:
     # --- background: activity, audit rows, idle reaping ---------------------------------------
     async def flush(self) -> None:
         """Write pending activity and audit rows (the reaper does this; so does shutdown)."""
-        if self._activity:
-            batch, self._activity = self._activity, {}
-            try:
-                async with self.db.session() as session:
-                    await SandboxRepository(session).touch(batch)
-            except Exception:
-                log.warning("could not write sandbox activity; will retry", exc_info=True)
-                for key, (at, n) in batch.items():
-                    _, more = self._activity.get(key, (at, 0))
-                    self._activity[key] = (at, n + more)
+        await self.activity.settle()
+        await self.activity.flush()
         await self.audit.flush()
 
     async def reap(self, now: datetime | None = None) -> tuple[int, int]:

@@ -1,0 +1,83 @@
+"""Sandbox activity noted on the request path and written later, in batches.
+
+Every exec and file operation moves a sandbox's ``last_activity_at`` (the idle
+reaper reads it) and an exec adds to its ``exec_count``. Writing a row per
+operation would put the database on the request path, so they are kept here
+and written by :meth:`Activity.flush` (the reaper's interval, and shutdown).
+The workspace's size is re-measured after execs, off the request path too, so
+files that commands write count toward the disk limits as much as uploads do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from gateway.db import Database, utcnow
+from sandboxes.repository import SandboxRepository
+
+log = logging.getLogger("sandboxes")
+
+
+class Activity:
+    """Last use and exec counts per sandbox, pending a flush; disk re-measures."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pending: dict[str, tuple[datetime, int]] = {}
+        self._measuring: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+
+    def touch(self, sandbox_id: str, execs: int = 0) -> None:
+        """The sandbox was used now (``execs``: commands it ran)."""
+        _, before = self._pending.get(sandbox_id, (utcnow(), 0))
+        self._pending[sandbox_id] = (utcnow(), before + execs)
+
+    def forget(self, sandbox_id: str) -> None:
+        self._pending.pop(sandbox_id, None)
+
+    def unwritten_execs(self, sandbox_id: str) -> int:
+        """Execs not yet added to the row's ``exec_count``."""
+        return self._pending.get(sandbox_id, (None, 0))[1]
+
+    def measure_soon(self, sandbox_id: str, measure: Callable[[], Awaitable[None]]) -> None:
+        """Run ``measure`` in the background; once more afterwards if asked again meanwhile."""
+        if sandbox_id in self._measuring:
+            self._again.add(sandbox_id)
+            return
+
+        async def run() -> None:
+            try:
+                while True:
+                    self._again.discard(sandbox_id)
+                    try:
+                        await measure()
+                    except Exception:
+                        log.debug("could not measure sandbox %s", sandbox_id, exc_info=True)
+                    if sandbox_id not in self._again:
+                        return
+            finally:
+                self._measuring.pop(sandbox_id, None)
+
+        self._measuring[sandbox_id] = asyncio.create_task(run(), name=f"measure-{sandbox_id}")
+
+    async def settle(self) -> None:
+        """Wait for the measurements under way."""
+        while self._measuring:
+            await asyncio.gather(*list(self._measuring.values()), return_exceptions=True)
+
+    async def flush(self) -> None:
+        """Write pending activity; what cannot be written stays for the next flush."""
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            async with self.db.session() as session:
+                await SandboxRepository(session).touch(batch)
+        except Exception:
+            log.warning("could not write sandbox activity; will retry", exc_info=True)
+            for key, (at, n) in batch.items():
+                _, more = self._pending.get(key, (at, 0))
+                self._pending[key] = (at, n + more)
