@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, AppError
+from gateway.paging import Limit, Offset
 from gateway.state import get_state
 from sandboxes.models import Sandbox, SandboxTemplate
 from sandboxes.providers.base import ExecResult, Usage
@@ -39,8 +40,6 @@ from sandboxes.service import SandboxService
 
 router = APIRouter(tags=["sandboxes"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 PathQuery = Annotated[
     str, Query(max_length=4096, description="Relative to /workspace, or absolute under it.")
 ]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES
+from gateway.paging import Limit, Offset
 from gateway.state import get_state
 from skills.importing import import_skills
 from skills.models import Skill, SkillVersion
@@ -37,8 +38,6 @@ from skills.validation import Problem
 
 router = APIRouter(tags=["skills"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 VersionQuery = Annotated[
     int | None, Query(ge=1, description="A past version; default: the current one.")
 ]

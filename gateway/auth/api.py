@@ -25,12 +25,11 @@ from gateway.auth.schemas import (
 )
 from gateway.auth.service import IdentityService, TeamView
 from gateway.errors import ERROR_RESPONSES
+from gateway.paging import Limit, Offset
 from gateway.state import get_state
 
 router = APIRouter(tags=["identity"])
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
 
 ERRORS = ERROR_RESPONSES
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES
+from gateway.paging import Limit, Offset
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
     CatalogItemOut,
@@ -25,8 +26,6 @@ from gateway.state import get_state
 
 router = APIRouter(tags=["servers"])
 
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Wait = Annotated[
     bool,
     Query(
