@@ -269,8 +269,9 @@ class SandboxesMcp:
         return name in TOOLS
 
     def _allowed(self, principal: Principal) -> tuple[bool, ...]:
+        skills = self.skill_files is not None and principal.can("skills:read")
         return tuple(
-            principal.can(permission) and (name != RUN_SKILL_SCRIPT or self.skill_files is not None)
+            principal.can(permission) and (name != RUN_SKILL_SCRIPT or skills)
             for name, (_, permission, _) in TOOLS.items()
         )
 
@@ -292,6 +293,8 @@ class SandboxesMcp:
         _, permission, model = TOOLS[name]
         if not principal.can(permission):
             return _error(f"this key may not use {name} (needs {permission!r})")
+        if name == RUN_SKILL_SCRIPT and self.skill_files is None:
+            return _error(f"{name} is not available here (no skills pillar)")
         try:
             args = model.model_validate(arguments)
         except ValidationError as exc:
@@ -389,7 +392,7 @@ class SandboxesMcp:
     async def _script(
         self, principal: Principal, row: Sandbox, args: ScriptArgs
     ) -> types.CallToolResult:
-        assert self.skill_files is not None  # not listed, and refused below, otherwise
+        assert self.skill_files is not None  # call_tool refused it otherwise
         skill, files, _ = await self.skill_files(principal, args.skill)
         script = args.script.removeprefix("./")
         if script not in files and f"scripts/{script}" in files:
