@@ -51,7 +51,9 @@ def sandboxes_list(
 @sandboxes_app.command("create")
 def sandboxes_create(
     template: Annotated[str, typer.Option(help="python, node, multi or an admin's.")] = "python",
-    provider: Annotated[str | None, typer.Option(help="local or docker.")] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="local, docker, kubernetes or agent-sandbox.")
+    ] = None,
     name: Annotated[str, typer.Option(help="A label for you.")] = "",
     as_json: JsonOption = False,
     url: UrlOption = DEFAULT_URL,

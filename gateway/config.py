@@ -220,9 +220,11 @@ class Settings(BaseSettings):
     )
 
     # --- sandboxes -----------------------------------------------------------------
-    sandbox_provider: Literal["local", "docker"] = Field(
+    sandbox_provider: Literal["local", "docker", "kubernetes", "agent-sandbox"] = Field(
         "local",
-        description="Default sandbox provider: `local` (bubblewrap, no daemon) or `docker`.",
+        description="Default sandbox provider: `local` (bubblewrap, no daemon), `docker`, "
+        "`kubernetes` (a Pod + PVC per sandbox) or `agent-sandbox` (kubernetes-sigs/agent-sandbox "
+        "SandboxClaims against a SandboxWarmPool).",
     )
     sandbox_dir: Path | None = Field(
         None,
@@ -273,6 +275,67 @@ class Settings(BaseSettings):
         gt=0,
         le=3600,
         description="How often idle sandboxes are looked for and activity/audit rows written.",
+    )
+    sandbox_kube_namespace: str = Field(
+        "mcpgw-sandboxes",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Namespace of `kubernetes` and `agent-sandbox` sandboxes (must exist).",
+    )
+    sandbox_kube_kubeconfig: Path | None = Field(
+        None,
+        description="Kubeconfig for the sandbox providers. Unset: the in-cluster service "
+        "account when running in a pod, else KUBECONFIG or ~/.kube/config.",
+    )
+    sandbox_kube_context: str | None = Field(
+        None, description="Kubeconfig context to use (unset: the current context)."
+    )
+    sandbox_kube_storage_class: str | None = Field(
+        None, description="StorageClass of sandbox workspace PVCs (unset: the cluster default)."
+    )
+    sandbox_kube_image_registry: str = Field(
+        "",
+        description="Registry prefix for sandbox template images on Kubernetes, e.g. "
+        "`registry.example.com/mcpgw` (unset: the image names as they are).",
+    )
+    sandbox_kube_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of sandbox pods."
+    )
+    sandbox_kube_runtime_class: str | None = Field(
+        None,
+        description="runtimeClassName of sandbox pods, e.g. `gvisor` or `kata` for a "
+        "stronger boundary than namespaces (unset: the cluster default runtime).",
+    )
+    sandbox_kube_network_policies: bool = Field(
+        True,
+        description="`kubernetes` provider: keep the two shared NetworkPolicies that deny "
+        "all traffic to sandboxes without network and allow egress-only public access to "
+        "the others (needs a CNI that enforces NetworkPolicy).",
+    )
+    sandbox_kube_api_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Timeout of one Kubernetes API request."
+    )
+    sandbox_kube_ready_timeout_seconds: float = Field(
+        180.0,
+        gt=0,
+        le=3600,
+        description="How long creating, resuming or stopping a Kubernetes sandbox may take "
+        "(image pull, scheduling, volume attach).",
+    )
+    sandbox_agent_sandbox_warm_pool: str = Field(
+        "mcpgw-{template}",
+        max_length=50,
+        description="SandboxWarmPool that `agent-sandbox` claims from; `{template}` is the "
+        "gateway template's name (sandboxes with network get the `-egress` pool when the "
+        "gateway manages pools).",
+    )
+    sandbox_agent_sandbox_manage: bool = Field(
+        True,
+        description="Create the SandboxTemplate and SandboxWarmPool of a gateway template "
+        "when missing (false: an admin provides them).",
+    )
+    sandbox_agent_sandbox_pool_size: int = Field(
+        1, ge=0, le=1000, description="Replicas of the warm pools the gateway creates."
     )
 
     # --- the MCP endpoint ---------------------------------------------------------

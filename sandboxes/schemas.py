@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Provider = Literal["local", "docker"]
+Provider = Literal["local", "docker", "kubernetes", "agent-sandbox"]
 Network = Literal["none", "egress"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
