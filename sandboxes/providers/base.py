@@ -8,6 +8,7 @@ workspace itself). Every method is async and must not block the event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -128,6 +129,23 @@ class OutputCollector:
         self.sink = sink
         self.buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self.truncated = False
+
+    def result(
+        self, exit_code: int | None, started: float, *, timed_out: bool, timeout: float
+    ) -> ExecResult:
+        """The exec's outcome from what was collected; ``started`` is its
+        ``time.perf_counter()`` start. A timed-out exec has no exit code."""
+        result = ExecResult(
+            stdout=bytes(self.buffers["stdout"]),
+            stderr=bytes(self.buffers["stderr"]),
+            exit_code=None if timed_out else exit_code,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            timed_out=timed_out,
+            truncated=self.truncated,
+        )
+        if timed_out:
+            result.error = f"timed out after {timeout:g} s; every process was killed"
+        return result
 
     async def add(self, stream: str, chunk: bytes) -> None:
         buffer = self.buffers[stream]

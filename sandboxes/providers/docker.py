@@ -297,20 +297,11 @@ class DockerProvider:
             with contextlib.suppress(OSError):
                 sock.close()
         info = await self._call(api.exec_inspect, exec_id)
-        duration = (time.perf_counter() - started) * 1000
         code = info.get("ExitCode")
-        result = ExecResult(
-            stdout=bytes(collector.buffers["stdout"]),
-            stderr=bytes(collector.buffers["stderr"]),
-            exit_code=None if timed_out else code,
-            duration_ms=duration,
-            timed_out=timed_out,
-            truncated=collector.truncated,
-        )
+        result = collector.result(code, started, timed_out=timed_out, timeout=request.timeout)
         if timed_out:
-            result.error = f"timed out after {request.timeout:g} s; every process was killed"
             if restarted:
-                result.error += (
+                result.error = (result.error or "") + (
                     " (the sandbox was at its process limit, so it was restarted; files are kept)"
                 )
         elif code == 137:

@@ -309,16 +309,9 @@ class KubeExec:
         else:
             work.cancel()
         code, failure = exit_status(raw)
-        result = ExecResult(
-            stdout=bytes(collector.buffers["stdout"]),
-            stderr=bytes(collector.buffers["stderr"]),
-            exit_code=None if timed_out else code,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            timed_out=timed_out,
-            truncated=collector.truncated,
-        )
+        result = collector.result(code, started, timed_out=timed_out, timeout=request.timeout)
         if timed_out:
-            result.error = f"timed out after {request.timeout:g} s; every process was killed"
+            pass  # collector.result said so
         elif code is None:
             result.error = failure
             result.oom_killed = await self._oom_since(pod, wall)

@@ -299,20 +299,10 @@ class LocalProvider:
             running.discard(proc)
             if not running:
                 self._running.pop(spec.id, None)
-        duration = (time.perf_counter() - started) * 1000
         code = proc.returncode
         if code is not None and code < 0:
             code = 128 - code
-        result = ExecResult(
-            stdout=bytes(collector.buffers["stdout"]),
-            stderr=bytes(collector.buffers["stderr"]),
-            exit_code=None if timed_out else code,
-            duration_ms=duration,
-            timed_out=timed_out,
-            truncated=collector.truncated,
-        )
-        if timed_out:
-            result.error = f"timed out after {request.timeout:g} s; every process was killed"
+        result = collector.result(code, started, timed_out=timed_out, timeout=request.timeout)
         if cg is not None:
             if cg.oom_kills(spec.id) > oom_before:
                 result.oom_killed = True
