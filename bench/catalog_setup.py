@@ -43,19 +43,9 @@ class CatalogGateway:
         admin = {"Authorization": f"Bearer {BENCH_KEY}"}
         # Only the backend's tools: the built-in essentials bundle would add its own.
         self.http.delete(f"{self.gateway.url}/api/v1/servers/essentials", headers=admin)
-        r = self.http.post(
-            f"{self.gateway.url}/api/v1/servers",
-            params={"wait": True},
-            json={
-                "name": "big",
-                "type": "remote",
-                "config": {"url": f"http://127.0.0.1:{port}/mcp"},
-            },
-            headers=admin,
-        )
-        r.raise_for_status()
-        if r.json()["tool_count"] != self.tools:
-            raise RuntimeError(f"catalogued {r.json()['tool_count']} tools, not {self.tools}")
+        server = self.gateway.add_remote("big", f"http://127.0.0.1:{port}/mcp")
+        if server["tool_count"] != self.tools:
+            raise RuntimeError(f"catalogued {server['tool_count']} tools, not {self.tools}")
         for mode in MODES:
             r = self.http.post(
                 f"{self.gateway.url}/api/v1/keys",

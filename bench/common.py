@@ -77,6 +77,19 @@ class GatewayProcess:
                     raise RuntimeError("gateway not ready after 60 s")
                 time.sleep(0.01)
 
+    def add_remote(self, name: str, url: str) -> dict[str, Any]:
+        """Register a Streamable HTTP backend as the `remote` server ``name`` (catalogued
+        before this returns); the stored server as the REST API answers it."""
+        r = httpx.post(
+            f"{self.url}/api/v1/servers",
+            params={"wait": True},
+            json={"name": name, "type": "remote", "config": {"url": url}},
+            headers={"Authorization": f"Bearer {BENCH_KEY}"},
+            timeout=60,
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the gateway process has used so far."""
         if self.proc is None:

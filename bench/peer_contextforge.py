@@ -32,8 +32,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from bench.common import (
     BENCH_KEY,
     GatewayProcess,
@@ -153,14 +151,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     notes: list[str] = []
     try:
         ours.start()
-        r = httpx.post(
-            f"{ours.url}/api/v1/servers",
-            params={"wait": True},
-            json={"name": "fast", "type": "remote", "config": {"url": direct_url}},
-            headers={"Authorization": f"Bearer {BENCH_KEY}"},
-            timeout=60,
-        )
-        r.raise_for_status()
+        ours.add_remote("fast", direct_url)
         peer_ready = peer.start()
         peer_version = peer.version()
         peer_tool = peer.register(direct_url)

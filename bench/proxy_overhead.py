@@ -122,14 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     try:
         gateway.start()
         direct_url = f"http://127.0.0.1:{backend_port}/mcp"
-        r = httpx.post(
-            f"{gateway.url}/api/v1/servers",
-            params={"wait": True},
-            json={"name": "fast", "type": "remote", "config": {"url": direct_url}},
-            headers={"Authorization": f"Bearer {BENCH_KEY}"},
-            timeout=60,
-        )
-        r.raise_for_status()
+        gateway.add_remote("fast", direct_url)
         paths = {
             "direct": Target(direct_url, "echo", "handshake"),
             "/mcp 2026-07-28": Target(f"{gateway.url}/mcp", "fast__echo", "modern", BENCH_KEY),
