@@ -351,6 +351,10 @@ class IdentityService:
         secret = generate_key()
         async with self.db.session() as session:
             repo = IdentityRepository(session)
+            if principal.key_id is not None:
+                minting = await repo.get_key(principal.key_id)
+                limit = minting.expires_at if minting is not None else None
+                _check_within_expiry(expires_at, limit, data)
             if await repo.get_user(owner_id) is None:
                 raise InvalidInput(
                     f"no user with id {owner_id!r}",
@@ -401,3 +405,26 @@ class IdentityService:
     async def key_ids_of_user(self, user_id: str) -> list[str]:
         async with self.db.session() as session:
             return list(await IdentityRepository(session).key_ids_of_user(user_id))
+
+
+def _check_within_expiry(
+    expires_at: datetime | None, limit: datetime | None, data: KeyCreate
+) -> None:
+    """Refuse a key that would outlive the key minting it.
+
+    An expiring key must not be able to extend its own life by minting a longer-lived
+    (or never-expiring) successor; that holds for admins creating keys for others too.
+    Refusing (rather than silently clamping) lets the caller see the limit and choose.
+    """
+    if limit is None or (expires_at is not None and expires_at <= limit):
+        return
+    field = "expires_in_days" if data.expires_in_days is not None else "expires_at"
+    asked = "never expire" if expires_at is None else f"expire at {expires_at.isoformat()}"
+    message = (
+        f"a key cannot outlive the key creating it: that key expires at "
+        f"{limit.isoformat()}, the new key would {asked}"
+    )
+    raise InvalidInput(
+        message,
+        errors=[{"field": field, "message": f"must be no later than {limit.isoformat()}"}],
+    )

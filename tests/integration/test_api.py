@@ -99,6 +99,23 @@ async def test_key_lifecycle_and_immediate_revocation(harness: AppHarness) -> No
     _assert_error(await h.client.delete("/api/v1/keys/nope", headers=h.auth()), 404, "not_found")
 
 
+async def test_an_expiring_key_cannot_mint_a_key_that_outlives_it(harness: AppHarness) -> None:
+    h = harness
+    r = await h.client.post(
+        "/api/v1/keys", json={"name": "day", "expires_in_days": 1}, headers=h.auth()
+    )
+    assert r.status_code == 201, r.text
+    day = r.json()["key"]
+    for body, field in (({}, "expires_at"), ({"expires_in_days": 3650}, "expires_in_days")):
+        r = await h.client.post("/api/v1/keys", json={"name": "x", **body}, headers=h.auth(day))
+        err = _assert_error(r, 422, "validation_error")
+        assert "cannot outlive" in str(err["message"])
+        assert err["errors"][0]["field"] == field  # type: ignore[index]
+        assert day not in r.text
+    r = await h.client.post("/api/v1/keys", json={"name": "free"}, headers=h.auth())
+    assert r.status_code == 201 and r.json()["expires_at"] is None  # no limit: no expiry
+
+
 async def test_roles_are_enforced(harness: AppHarness) -> None:
     h = harness
     _, viewer = await _new_user_key(h, "viewer@example.com", "viewer")

@@ -128,6 +128,36 @@ async def test_key_expiry_validation(svc: IdentityService, admin: Principal) -> 
     assert timedelta(days=29) < key.expires_at - datetime.now(UTC) <= timedelta(days=30)
 
 
+async def test_an_expiring_key_cannot_mint_a_longer_lived_key(
+    svc: IdentityService, admin: Principal
+) -> None:
+    """A key expiring in a day may not mint a key without expiry or one lasting ten years."""
+    _, secret = await svc.create_key(admin, KeyCreate(name="day", expires_in_days=1))
+    short = await svc.authenticate(secret)
+    with pytest.raises(InvalidInput, match="cannot outlive") as never:
+        await svc.create_key(short, KeyCreate(name="forever"))
+    assert never.value.details["errors"][0]["field"] == "expires_at"
+    with pytest.raises(InvalidInput, match="cannot outlive") as decade:
+        await svc.create_key(short, KeyCreate(name="decade", expires_in_days=3650))
+    assert decade.value.details["errors"][0]["field"] == "expires_in_days"
+    later = datetime.now(UTC) + timedelta(days=2)
+    with pytest.raises(InvalidInput, match="cannot outlive"):
+        await svc.create_key(short, KeyCreate(name="later", expires_at=later))
+    # The rule is about the minting key: an expiring admin key cannot widen another
+    # user's key either.
+    dev = await svc.create_user(admin, UserCreate(email="dev@example.com"))
+    with pytest.raises(InvalidInput, match="cannot outlive"):
+        await svc.create_key(short, KeyCreate(name="for-dev", user_id=dev.id))
+    # Within the limit is fine, for oneself and for others.
+    sooner = datetime.now(UTC) + timedelta(hours=12)
+    key, _ = await svc.create_key(short, KeyCreate(name="ok", expires_at=sooner))
+    assert key.expires_at is not None and abs(key.expires_at - sooner) < timedelta(seconds=1)
+    await svc.create_key(short, KeyCreate(name="ok-dev", user_id=dev.id, expires_at=sooner))
+    # A key without expiry mints anything.
+    never_key, _ = await svc.create_key(admin, KeyCreate(name="free"))
+    assert never_key.expires_at is None
+
+
 async def test_users_conflict_and_self_demotion(svc: IdentityService, admin: Principal) -> None:
     await svc.create_user(admin, UserCreate(email="a@example.com"))
     with pytest.raises(Conflict):
