@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,14 @@ _CHUNK = 64 * 1024
 MAX_PATH = 1000  # characters; the database column holds 1024
 # Fixed timestamp for packages, so the same files always give the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+# End-of-central-directory records (classic and zip64) and the zip64 locator.
+_EOCD = struct.Struct("<4s4H2LH")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+# Central directory bytes allowed per permitted entry: the 46-byte fixed header plus
+# room for a long name and extra fields on average. Bounds what zipfile parses even
+# when the end record lies about the entry count.
+_CD_BYTES_PER_ENTRY = 46 + MAX_PATH // 2 + 64
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,15 @@ class Limits:
     max_bytes: int = 10 * 1024 * 1024
     max_files: int = 100
     max_ratio: float = 100.0
+
+    @property
+    def max_entries(self) -> int:
+        """Most archive entries of any kind (files, folders, archiver junk).
+
+        Folder entries cost parsing time like files do; derived from ``max_files`` with
+        room for nested folders and the ``__MACOSX`` twins macOS adds to every file.
+        """
+        return self.max_files * 4 + 64
 
 
 @dataclass
@@ -70,8 +88,43 @@ def _too_large(what: str, limit: int) -> PayloadTooLarge:
     )
 
 
-def _too_many(count: int, limit: int) -> UnsafeArchive:
-    return UnsafeArchive(f"the skill has {count} files; the limit is {limit}")
+def _too_many(count: int, limit: int, what: str = "files") -> UnsafeArchive:
+    return UnsafeArchive(f"the skill has {count} {what}; the limit is {limit}")
+
+
+def _declared_directory(data: bytes) -> tuple[int, int] | None:
+    """(entry count, central directory size) from the end record(s), or None if absent.
+
+    Read by hand because ``zipfile.ZipFile`` parses the whole central directory (about
+    1 s for 100,000 entries) before anything can be counted.
+    """
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - _EOCD.size - 0xFFFF))
+    if at < 0 or at + _EOCD.size > len(data):
+        return None
+    _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(data, at)
+    locator = at - _EOCD64_LOCATOR.size
+    if locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        offset = _EOCD64_LOCATOR.unpack_from(data, locator)[2]
+        if offset + _EOCD64.size <= len(data) and data[offset : offset + 4] == b"PK\x06\x06":
+            record = _EOCD64.unpack_from(data, offset)
+            # zipfile trusts the zip64 record; count whichever claims more.
+            entries, cd_size = max(entries, record[6]), max(cd_size, record[7])
+    return entries, cd_size
+
+
+def _check_entry_count(data: bytes, limits: Limits) -> None:
+    """Refuse an archive with too many entries from its end record, before parsing it."""
+    declared = _declared_directory(data)
+    if declared is None:
+        return  # not a well-formed zip; zipfile reports it
+    entries, cd_size = declared
+    if entries > limits.max_entries:
+        raise _too_many(entries, limits.max_entries, "entries (files and folders)")
+    if cd_size > limits.max_entries * _CD_BYTES_PER_ENTRY:
+        raise UnsafeArchive(
+            f"the archive's directory is {cd_size} bytes, too large for "
+            f"{limits.max_entries} entries (files and folders)"
+        )
 
 
 def check_path(path: str) -> str:
@@ -113,13 +166,17 @@ def read_upload(data: bytes, filename: str | None, limits: Limits) -> SkillPacka
 
 def read_zip(data: bytes, limits: Limits) -> SkillPackage:
     """Read a zip whose files all sit under one top-level folder."""
+    _check_entry_count(data, limits)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UnsafeArchive(f"not a readable zip archive: {exc}") from None
     with archive:
+        # Refuse on the central directory alone before any per-member work. Folder
+        # entries count too: 100,000 of them cost seconds of CPU below.
+        if len(archive.infolist()) > limits.max_entries:
+            raise _too_many(len(archive.infolist()), limits.max_entries, "entries")
         infos = [i for i in archive.infolist() if not i.is_dir()]
-        # Refuse on the central directory alone before reading any member.
         if len(infos) > limits.max_files * 2 + 16:
             raise _too_many(len(infos), limits.max_files)
         members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
@@ -195,11 +252,15 @@ def read_directory(root: Path, limits: Limits, folder: str | None = None) -> Ski
     if not root.is_dir():
         raise UnsafeArchive(f"{root} is not a directory")
     package = SkillPackage(folder=folder or root.resolve().name)
-    total = 0
+    total = entries = 0
     # os.walk without following links; each entry is lstat-ed so nothing is dereferenced.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if d not in _JUNK_DIRS)
         base = Path(dirpath)
+        # Folders count like they do in an archive: a tree of empty folders costs too.
+        entries += len(dirnames) + len(filenames)
+        if entries > limits.max_entries:
+            raise _too_many(entries, limits.max_entries, "entries (files and folders)")
         for name in [*dirnames, *sorted(filenames)]:
             full = base / name
             rel = full.relative_to(root).as_posix()

@@ -61,7 +61,13 @@ CASES: dict[str, tuple[bytes, int, str, str]] = {
         make_zip([GOOD, *((f"evil/f{i:05}.txt", b"x") for i in range(10_000))]),
         422,
         "unsafe_archive",
-        "has 10001 files; the limit is 100",
+        "has 10001 entries (files and folders); the limit is 464",
+    ),
+    "30,000 folder entries": (
+        make_zip([GOOD, *((f"evil/d{i:06}/", b"") for i in range(30_000))]),
+        422,
+        "unsafe_archive",
+        "has 30001 entries (files and folders); the limit is 464",
     ),
     "invalid UTF-8 frontmatter": (
         make_zip([("evil/SKILL.md", b"---\nname: evil\ndescription: \xff\xfe bad\n---\n")]),

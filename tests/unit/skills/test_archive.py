@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import time
@@ -86,10 +87,65 @@ def test_ten_thousand_tiny_files_are_refused_from_the_directory() -> None:
     entries.update({f"demo/f{i}.txt": b"x" for i in range(10_000)})
     data = make_zip(entries)
     started = time.perf_counter()
-    error = _refused(data, "has 10001 files; the limit is 100")
+    # Refused from the end record, counting every entry, before zipfile parses them.
+    error = _refused(data, r"has 10001 entries \(files and folders\); the limit is 464")
     assert error.code == "unsafe_archive"
     assert time.perf_counter() - started < 2
     _refused(skill_zip(extra={f"f{i}": b"x" for i in range(100)}), "has 101 files")
+
+
+def _folders_zip(count: int) -> bytes:
+    """A valid skill plus ``count`` empty folder entries (no files in them)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("demo/SKILL.md", skill_md("demo"))
+        for i in range(count):
+            info = zipfile.ZipInfo(f"demo/d{i}/", date_time=(2026, 1, 1, 0, 0, 0))
+            info.external_attr = (stat.S_IFDIR | 0o755) << 16
+            archive.writestr(info, b"")
+    return buffer.getvalue()
+
+
+def test_many_folder_entries_are_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folder entries pass a files-only count yet cost seconds of CPU at 100,000."""
+    data = _folders_zip(20_000)
+
+    def no_parsing(*_: object, **__: object) -> None:
+        raise AssertionError("the central directory was parsed before refusing")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("skills.archive.zipfile.ZipFile", no_parsing)
+        error = _refused(data, r"has 20001 entries \(files and folders\); the limit is 464")
+    assert error.code == "unsafe_archive" and error.status_code == 422
+    # Nested folders in a normal skill stay well within the limit.
+    nested = {f"demo/a{i}/b/c/f.txt": b"x" for i in range(90)}
+    folders = [(f"demo/a{i}/{sub}", b"") for i in range(90) for sub in ("", "b/", "b/c/")]
+    entries = [("demo/SKILL.md", skill_md("demo")), *folders, *nested.items()]
+    modes = {name: stat.S_IFDIR | 0o755 for name, _ in folders}
+    package = read_upload(make_zip(entries, modes=modes), "ok.skill", LIMITS)
+    assert len(package.files) == 91
+
+
+def test_a_folder_tree_of_empty_folders_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "SKILL.md").write_bytes(skill_md("demo"))
+    for i in range(500):
+        (tmp_path / "demo" / f"d{i}").mkdir()
+    with pytest.raises(UnsafeArchive, match="entries \\(files and folders\\); the limit is 464"):
+        read_directory(tmp_path / "demo", LIMITS)
+
+
+def test_an_end_record_that_understates_the_entries_is_still_refused() -> None:
+    data = bytearray(_folders_zip(20_000))
+    at = data.rfind(b"PK\x05\x06")
+    data[at + 8 : at + 12] = (1).to_bytes(2, "little") * 2  # "1 entry" (zipfile ignores it)
+    error = _refused(bytes(data), r"directory is \d+ bytes, too large for 464 entries")
+    assert error.code == "unsafe_archive"
+    # Fewer than the limit but with a padded directory: the zipfile count catches it.
+    small = bytearray(_folders_zip(500))
+    at = small.rfind(b"PK\x05\x06")
+    small[at + 8 : at + 12] = (1).to_bytes(2, "little") * 2
+    _refused(bytes(small), "has 501 entries; the limit is 464")
 
 
 def test_layout_rules() -> None:
