@@ -22,6 +22,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import BootstrapOutcome, IdentityService
 from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
+from gateway.datadir import secure_data_dir
 from gateway.db import Database
 from gateway.errors import install_error_handlers
 from gateway.health import router as health_router
@@ -125,6 +126,8 @@ def _announce_generated_key(outcome: BootstrapOutcome) -> None:
 
 async def start_state(settings: Settings) -> GatewayState:
     """Open the database, migrate if allowed, ensure the first admin exists."""
+    # Before anything is written there: the data dir holds secrets (0700, files 0600).
+    secure_data_dir(settings.data_dir.resolve())
     db = Database(settings.resolved_database_url)
     try:
         head = migrate.head_revision()

@@ -19,6 +19,8 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from gateway.datadir import FILE_MODE, private_dir
+
 log = logging.getLogger("gateway.crypto")
 
 KEY_FILE = "secret.key"
@@ -40,9 +42,10 @@ def load_or_create_key(data_dir: Path) -> str:
     path = data_dir / KEY_FILE
     if path.is_file():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     material = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # whatever the umask
     with os.fdopen(fd, "w") as handle:
         handle.write(material)
     log.info("generated a secret key for stored credentials", extra={"path": str(path)})

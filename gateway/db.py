@@ -25,6 +25,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
+from gateway.datadir import secure_sqlite_file
+
 # Stable constraint names so Alembic migrations are identical on both dialects.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -85,9 +87,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine for ``url`` with per-dialect settings."""
     if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
+        path = url.split(":///", 1)[-1].split("?", 1)[0]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 before SQLite opens it, so its -wal/-shm journals are too.
+            secure_sqlite_file(Path(path))
         engine = create_async_engine(url, echo=echo)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
