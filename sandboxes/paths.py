@@ -3,6 +3,9 @@ and how provider failures become HTTP errors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from gateway import procenv
 from gateway.errors import AppError, Conflict, InvalidInput, NotFound, PayloadTooLarge
 from sandboxes.providers.base import WORKSPACE, FileProblem, ProviderError, ProviderUnavailable
 
@@ -15,6 +18,11 @@ class Unavailable(AppError):
 class ProviderFailed(AppError):
     status_code = 502
     code = "sandbox_provider_error"
+
+
+class FsTimedOut(AppError):
+    status_code = 504
+    code = "sandbox_fs_timeout"
 
 
 def no_dots(path: str, what: str) -> list[str]:
@@ -48,10 +56,14 @@ def exec_cwd(cwd: str | None) -> str:
     return f"{WORKSPACE}/{rel}" if rel else WORKSPACE
 
 
-def check_env(env: dict[str, str]) -> None:
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name or "\0" in value:
-            raise InvalidInput(f"invalid environment variable {name!r}", code="invalid_env")
+def check_env(env: Mapping[str, str], field: str = "env") -> None:
+    """Refuse malformed variables (``invalid_env``) and those that make a loader, shell
+    or interpreter run code they name (``env_not_allowed``, e.g. ``LD_PRELOAD``), 422.
+
+    The variables reach only the sandboxed process (never a launcher on the host), so
+    module search paths such as ``PYTHONPATH`` are allowed; the rest are refused anyway
+    as a second line of defence."""
+    procenv.check_env(env, field=field, sandboxed=True)
 
 
 def provider_error(exc: ProviderError) -> AppError:
@@ -63,6 +75,8 @@ def provider_error(exc: ProviderError) -> AppError:
         if exc.code == "sandbox_file_too_large":
             return PayloadTooLarge(exc.message, code=exc.code)
         return InvalidInput(exc.message, code=exc.code)
+    if exc.code == "sandbox_fs_timeout":
+        return FsTimedOut(exc.message)
     if exc.code == "sandbox_stopped":
         return Conflict(exc.message, code=exc.code)
     return ProviderFailed(exc.message, code=exc.code)

@@ -313,8 +313,8 @@ class SandboxService:
             argv = list(body.command)
         else:
             argv = ["/bin/sh", "-c", str(body.command)]
-        check_env(body.env)
-        check_env(body.secret_env)
+        check_env(body.env, "env")
+        check_env(body.secret_env, "secret_env")
         secrets = secret_values(body.env, body.secret_env, body.secret)
         mask = masker(secrets)
         shown = body.code if body.code is not None else body.command

@@ -9,6 +9,7 @@ from gateway.auth.principal import Principal
 from gateway.db import Database
 from gateway.errors import Forbidden, InvalidInput, NotFound
 from sandboxes.models import SandboxTemplate
+from sandboxes.paths import check_env
 from sandboxes.providers.base import TemplateSpec
 from sandboxes.repository import SandboxRepository
 from sandboxes.schemas import TemplateIn
@@ -51,6 +52,7 @@ class TemplateStore:
         unknown = [lang for lang in body.languages if lang not in LANGUAGES]
         if unknown:
             raise InvalidInput(f"unknown languages {unknown} (one of {sorted(LANGUAGES)})")
+        check_env(body.env, "env")  # admins too: LD_PRELOAD & co. never reach a sandbox
         async with self.db.session() as session:
             repo = SandboxRepository(session)
             row = await repo.template(body.name)

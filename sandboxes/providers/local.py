@@ -7,6 +7,14 @@ directories bound read-only, the workspace bound read-write at ``/workspace``, a
 tmpfs ``/tmp``, no capabilities, uid/gid 1000, and ``--die-with-parent``. When an
 exec ends (or is killed) its PID namespace ends with it, so nothing it started
 lives on. ``stop`` kills whatever runs and drops the cgroup; the files stay.
+
+What runs on the host before the namespaces exist (``sh`` joining the cgroup,
+``prlimit``, ``bwrap`` itself) gets a fixed environment of its own
+(:data:`LAUNCHER_ENV`): a caller's ``LD_PRELOAD`` there would run code on the host.
+The sandboxed command's environment is built by ``bwrap --clearenv --setenv``, and
+every bwrap option (variables, host paths, the generated /etc files) travels in
+memory files (``--args FD``, ``--ro-bind-data FD``), never on an argv that host
+users or the sandbox's PID 1 (``/proc/1/cmdline``) could read.
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ from sandboxes.providers.base import (
 )
 
 SANDBOX_UID = 1000
+# The whole environment of the host-side launcher (sh, prlimit, bwrap): nothing of
+# the caller's, the template's or the gateway's own.
+LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": WORKSPACE,
@@ -70,6 +81,29 @@ _JOIN = (
     'unset MCPGW_CGROUP_PROCS; exec "$@"'
 )
 _KILL_GRACE = 5.0
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """A close-on-exec in-memory file holding ``data``, read from its start (the
+    child inherits it through ``pass_fds``; nothing of it is on disk or on argv)."""
+    fd = os.memfd_create(f"mcpgw-{name}")
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_env(env: dict[str, str]) -> None:
+    # The service refuses these already (sandboxes/paths.check_env); here a NUL would
+    # split one --args entry into several bwrap options.
+    for name, value in env.items():
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise ProviderError(f"invalid environment variable {name!r}", code="invalid_env")
 
 
 def _etc_files(uid: int) -> dict[str, str]:
@@ -128,7 +162,8 @@ class LocalProvider:
                 "--new-session",
                 "--cap-drop ALL",
                 f"--uid {SANDBOX_UID} --gid {SANDBOX_UID}",
-                "read-only system binds, generated /etc/passwd",
+                "--clearenv (the command's variables only; the launcher's are fixed)",
+                "read-only system binds, generated /etc/passwd (--ro-bind-data)",
                 "tmpfs /tmp, one writable /workspace",
             ],
             "limits": self.limits_mechanism,
@@ -153,9 +188,11 @@ class LocalProvider:
             self._system_args = args
         return self._system_args
 
-    def _argv(self, spec: SandboxSpec, request: ExecRequest) -> list[str]:
-        workspace, etc = self._paths(spec)
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
+    def _options(
+        self, spec: SandboxSpec, request: ExecRequest, etc_fds: dict[str, int]
+    ) -> list[str]:
+        """Every bwrap option (no command): they go through ``--args FD``."""
+        args = ["--unshare-all", "--unshare-user", "--disable-userns"]
         if spec.network == "egress":
             args += ["--share-net"]
         args += [
@@ -171,11 +208,14 @@ class LocalProvider:
             "sandbox",
             *self._system(),
         ]
-        for name in ("passwd", "group", "hosts", "hostname"):
-            args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+        for name, fd in etc_fds.items():
+            # from memory, not bound from a host directory (its path would show in
+            # /proc/self/mountinfo)
+            args += ["--ro-bind-data", str(fd), f"/etc/{name}"]
         if spec.network == "egress" and os.path.exists("/etc/resolv.conf"):
             args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
         tmp_size = str(min(spec.limits.memory_mb, 1024) * 1024 * 1024)
+        workspace, _ = self._paths(spec)
         args += [
             "--proc",
             "/proc",
@@ -192,19 +232,45 @@ class LocalProvider:
             WORKSPACE,
             "--chdir",
             request.cwd,
-            "--",
-            *request.argv,
+            "--clearenv",
         ]
+        for name, value in {**BASE_ENV, **spec.template.env, **request.env}.items():
+            args += ["--setenv", name, value]
+        return args
+
+    def _launch(self, spec: SandboxSpec, request: ExecRequest) -> tuple[list[str], list[int]]:
+        """The host-side command line and the memory files it inherits (the caller
+        closes them once the process is started)."""
+        _check_env(spec.template.env)
+        _check_env(request.env)
+        if "\0" in request.cwd:
+            raise ProviderError("the working directory contains a NUL byte")
+        fds: list[int] = []
+        try:
+            etc_fds: dict[str, int] = {}
+            for name, text in _etc_files(SANDBOX_UID).items():
+                etc_fds[name] = _memfd(name, text.encode())
+                fds.append(etc_fds[name])
+            options = self._options(spec, request, etc_fds)
+            args_fd = _memfd("args", b"".join(os.fsencode(a) + b"\0" for a in options))
+            fds.append(args_fd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # bwrap takes the command only from its own argv: the command is the caller's
+        # own, and holds no host path.
+        argv = [self.bwrap, "--args", str(args_fd), "--", *request.argv]
         if self._cg() is None and self.prlimit:
             limits = spec.limits
-            args = [
+            argv = [
                 self.prlimit,
                 f"--nproc={limits.pids}",
                 f"--as={limits.memory_mb * 1024 * 1024 * 4}",  # address space, not RSS
                 "--",
-                *args,
+                *argv,
             ]
-        return args
+        return argv, fds
 
     # --- lifecycle --------------------------------------------------------------------------
     async def create(self, spec: SandboxSpec) -> dict[str, Any]:
@@ -254,24 +320,29 @@ class LocalProvider:
     ) -> ExecResult:
         await self.check()
         cg = self._cg()
-        env = {**BASE_ENV, **spec.template.env, **request.env}
-        argv = self._argv(spec, request)
+        env = dict(LAUNCHER_ENV)  # never the caller's or the template's variables
+        argv, fds = self._launch(spec, request)
         if cg is not None:
             env["MCPGW_CGROUP_PROCS"] = " ".join(cg.procs_files(spec.id))
             argv = ["/bin/sh", "-c", _JOIN, "sh", *argv]
             oom_before, pids_before = cg.oom_kills(spec.id), cg.pids_hits(spec.id)
         collector = OutputCollector(request.max_output, sink)
         started = time.perf_counter()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE
-            if request.stdin is not None
-            else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE
+                if request.stdin is not None
+                else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                pass_fds=fds,
+                start_new_session=True,
+            )
+        finally:
+            for fd in fds:  # the child has its own copies
+                os.close(fd)
         running = self._running.setdefault(spec.id, set())
         running.add(proc)
         timed_out = False
