@@ -24,7 +24,7 @@ from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
 from gateway.datadir import secure_data_dir
 from gateway.db import Database
-from gateway.errors import install_error_handlers
+from gateway.errors import document_error_responses, install_error_handlers
 from gateway.health import router as health_router
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -75,6 +75,14 @@ class GatewayApp(FastAPI):
 
     mcp_entry: ASGIApp | None = None
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema, with every ``/api/v1`` operation's error statuses listed."""
+        fresh = self.openapi_schema is None
+        schema = super().openapi()
+        if fresh:
+            document_error_responses(schema, API_PREFIX)
+        return schema
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         entry = self.mcp_entry
         if entry is not None and scope["type"] == "http" and scope["method"] in _MCP_METHODS:
@@ -98,6 +106,20 @@ async def _mcp_unavailable(send: Send) -> None:
 
 
 _MCP_METHODS = frozenset({"GET", "POST", "DELETE"})
+
+
+def _mcp_route(path: str, endpoint: ASGIApp, *methods: str) -> Route:
+    """A route for an MCP transport that serves exactly ``methods``.
+
+    Starlette adds HEAD wherever GET is allowed; the transports have no HEAD (it
+    would open an event stream), so it is taken out: HEAD gets 405 and ``Allow``.
+    """
+    route = Route(path, endpoint=endpoint, methods=list(methods))
+    assert route.methods is not None
+    route.methods.discard("HEAD")
+    return route
+
+
 _NO_TELEMETRY: Any = {"tracing": False, "metrics": False, "logs": False}
 
 
@@ -311,12 +333,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
-        app.router.routes.append(
-            Route(path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"])
-        )
+        app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))
     # The legacy HTTP+SSE transport, for clients from before Streamable HTTP.
-    app.router.routes.append(Route("/sse", endpoint=mcp_endpoint, methods=["GET"]))
-    app.router.routes.append(Route("/messages/", endpoint=mcp_endpoint, methods=["POST"]))
+    app.router.routes.append(_mcp_route("/sse", mcp_endpoint, "GET"))
+    app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
     app.mcp_entry = RequestContextMiddleware(mcp_endpoint)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContextMiddleware)

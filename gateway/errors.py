@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
 from gateway.observability.logging import current_request_id
 
@@ -31,11 +33,77 @@ class ErrorBody(BaseModel):
     message: str
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid credentials"},
-    403: {"model": ErrorBody, "description": "Authenticated but not allowed"},
-    422: {"model": ErrorBody, "description": "Invalid input; `errors` names each field"},
+# What each error status means on this API, for the OpenAPI description.
+_ERROR_MEANINGS: dict[int, str] = {
+    400: "Malformed request: the body is not valid JSON (`invalid_json`) or not parseable",
+    401: "Missing or invalid credentials",
+    403: "Authenticated but not allowed",
+    404: "No such resource, or not yours to see",
+    409: "Conflicts with the current state (a name taken, a wrong state, a quota reached)",
+    413: "Over a size limit (the request body, an upload, a file)",
+    422: "Invalid input; `errors` names each field",
+    429: "Too many requests",
+    502: "A backend or provider failed; its error is relayed",
+    503: "A backend or provider is unavailable",
+    504: "A backend or provider did not answer in time",
 }
+ErrorResponses = dict[int | str, dict[str, Any]]
+
+
+def error_responses(*extra: int) -> ErrorResponses:
+    """OpenAPI ``responses=`` for a route: the common 401/403/422 plus ``extra`` statuses.
+
+    Statuses that follow from a route's shape (400/413 with a body, 404 with a path
+    parameter) are added to every ``/api/v1`` operation by
+    :func:`document_error_responses`; name here what only the service knows (409,
+    502, 503, 504, or 404 for an id carried in the body or query).
+    """
+    return {
+        s: {"model": ErrorBody, "description": _ERROR_MEANINGS[s]} for s in (401, 403, 422, *extra)
+    }
+
+
+ERROR_RESPONSES: ErrorResponses = error_responses()
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+def document_error_responses(schema: dict[str, Any], prefix: str) -> None:
+    """Complete the error statuses of every operation under ``prefix`` in an OpenAPI dict.
+
+    Every operation authenticates (401, 403); one with parameters or a body validates
+    them (422); one with a body can be over the global body limit (413) and, when the
+    gateway parses it (JSON, a form), malformed (400); one with a path parameter can
+    name something that does not exist (404).
+    Every error response is given the :class:`ErrorBody` schema, replacing FastAPI's
+    default validation shape, which the error handlers never send.
+    """
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema())
+    for path, item in schema.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for method in _METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            body_types = operation.get("requestBody", {}).get("content", {})
+            has_body = "requestBody" in operation
+            # Only a body the gateway parses can be malformed; raw bytes cannot.
+            parsed = any(
+                "json" in t or t.startswith(("multipart/", "application/x-www")) for t in body_types
+            )
+            statuses = [401, 403]
+            statuses += [422] if has_body or operation.get("parameters") else []
+            statuses += [413] if has_body else []
+            statuses += [400] if parsed else []
+            statuses += [404] if "{" in path else []
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                responses.setdefault(str(status), {"description": _ERROR_MEANINGS[status]})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
 
 
 class AppError(Exception):
@@ -138,11 +206,45 @@ async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", f"invalid request: {summary}", errors=items)
 
 
-async def _on_http_error(_: Request, exc: Exception) -> JSONResponse:
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: Any, scope: Scope) -> list[str]:
+    """Every method some route of ``app`` serves at ``scope``'s path.
+
+    Starlette's 405 names only the first route whose path matched, so ``DELETE
+    /api/v1/users`` would say ``Allow: GET`` though ``POST`` works too: ask them all.
+    """
+    probe: Scope = {
+        "type": "http",
+        "path": scope["path"],
+        "method": scope["method"],
+        "root_path": scope.get("root_path", ""),
+        "headers": [],
+    }
+    found: set[str] = set()
+    for route in app.router.routes:
+        # FastAPI keeps included routers as one entry each; their routes are inside.
+        nested = getattr(route, "effective_route_contexts", None)
+        for candidate in nested() if nested is not None else (route,):
+            methods = getattr(candidate, "methods", None)
+            if methods and candidate.matches(dict(probe))[0] != Match.NONE:
+                found.update(methods)
+    rank = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    return sorted(found, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allow = allowed_methods(request.app, request.scope)
+        if allow:
+            headers = {**(headers or {}), "Allow": ", ".join(allow)}
+            message = f"method {request.method} is not allowed here; use {', '.join(allow)}"
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:

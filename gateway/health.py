@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway import __version__, migrate
 from gateway.auth.deps import current_principal
+from gateway.errors import ErrorBody
 from gateway.observability.metrics import CONTENT_TYPE_LATEST
 from gateway.state import get_state
 
@@ -21,7 +22,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and schema at head")
+@router.get(
+    "/readyz",
+    summary="Readiness: database reachable and schema at head",
+    responses={503: {"model": ErrorBody, "description": "Not ready; `checks` says why"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     state = get_state(request)
     checks: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
-from gateway.errors import ERROR_RESPONSES, AppError
+from gateway.errors import ERROR_RESPONSES, AppError, error_responses
 from gateway.paging import Limit, Offset
 from gateway.state import get_state
 from sandboxes.models import Sandbox, SandboxTemplate
@@ -138,7 +138,7 @@ async def list_sandboxes(
     "/sandboxes",
     response_model=SandboxOut,
     status_code=201,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(404, 409, 502, 503),
     summary="Create a sandbox from a template",
 )
 async def create_sandbox(
@@ -203,7 +203,7 @@ async def get_sandbox(request: Request, principal: CurrentPrincipal, sandbox_id:
     return sandbox_out(service, await service.get(principal, sandbox_id))
 
 
-@router.delete("/sandboxes/{sandbox_id}", status_code=204, responses=ERROR_RESPONSES)
+@router.delete("/sandboxes/{sandbox_id}", status_code=204, responses=error_responses(502, 503))
 async def destroy_sandbox(
     request: Request, principal: CurrentPrincipal, sandbox_id: str
 ) -> Response:
@@ -211,7 +211,11 @@ async def destroy_sandbox(
     return Response(status_code=204)
 
 
-@router.post("/sandboxes/{sandbox_id}/stop", response_model=SandboxOut, responses=ERROR_RESPONSES)
+@router.post(
+    "/sandboxes/{sandbox_id}/stop",
+    response_model=SandboxOut,
+    responses=error_responses(409, 502, 503),
+)
 async def stop_sandbox(
     request: Request, principal: CurrentPrincipal, sandbox_id: str
 ) -> SandboxOut:
@@ -219,7 +223,11 @@ async def stop_sandbox(
     return sandbox_out(service, await service.stop(principal, sandbox_id))
 
 
-@router.post("/sandboxes/{sandbox_id}/resume", response_model=SandboxOut, responses=ERROR_RESPONSES)
+@router.post(
+    "/sandboxes/{sandbox_id}/resume",
+    response_model=SandboxOut,
+    responses=error_responses(409, 502, 503),
+)
 async def resume_sandbox(
     request: Request, principal: CurrentPrincipal, sandbox_id: str
 ) -> SandboxOut:
@@ -227,7 +235,9 @@ async def resume_sandbox(
     return sandbox_out(service, await service.resume(principal, sandbox_id))
 
 
-@router.get("/sandboxes/{sandbox_id}/usage", response_model=UsageOut, responses=ERROR_RESPONSES)
+@router.get(
+    "/sandboxes/{sandbox_id}/usage", response_model=UsageOut, responses=error_responses(502, 503)
+)
 async def sandbox_usage(request: Request, principal: CurrentPrincipal, sandbox_id: str) -> UsageOut:
     service = _sandboxes(request)
     row, usage = await service.usage(principal, sandbox_id)
@@ -258,7 +268,7 @@ async def sandbox_events(
 @router.post(
     "/sandboxes/{sandbox_id}/exec",
     response_model=ExecResultOut,
-    responses={**ERROR_RESPONSES, 200: {"content": {"text/event-stream": {}}}},
+    responses={**error_responses(409, 502, 503), 200: {"content": {"text/event-stream": {}}}},
     summary="Run a command or code; `stream: true` (or Accept: text/event-stream) streams SSE",
 )
 async def exec_in_sandbox(
@@ -318,7 +328,10 @@ async def _stream(service: SandboxService, prepared: Any) -> AsyncIterator[bytes
 
 @router.get(
     "/sandboxes/{sandbox_id}/files",
-    responses={**ERROR_RESPONSES, 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **error_responses(409, 413, 502, 503, 504),
+        200: {"content": {"application/octet-stream": {}}},
+    },
     summary="A file's bytes, or a directory's listing (JSON)",
 )
 async def get_file(
@@ -343,7 +356,16 @@ async def get_file(
 @router.put(
     "/sandboxes/{sandbox_id}/files",
     response_model=FileWritten,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(409, 413, 502, 503, 504),
+    # The body is read raw (any bytes): declared here so clients and /docs can send it.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
     summary="Write a file (the request body is its bytes); parent folders are created",
 )
 async def put_file(
@@ -354,7 +376,11 @@ async def put_file(
     return FileWritten(path=rel, size=len(data))
 
 
-@router.delete("/sandboxes/{sandbox_id}/files", status_code=204, responses=ERROR_RESPONSES)
+@router.delete(
+    "/sandboxes/{sandbox_id}/files",
+    status_code=204,
+    responses=error_responses(409, 502, 503, 504),
+)
 async def delete_file(
     request: Request, principal: CurrentPrincipal, sandbox_id: str, path: PathQuery
 ) -> Response:

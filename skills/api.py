@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
-from gateway.errors import ERROR_RESPONSES
+from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.state import get_state
 from skills.importing import import_skills
@@ -152,7 +152,10 @@ async def list_skills(
     "/skills/upload",
     response_model=SkillOut,
     status_code=201,
-    responses={**ERROR_RESPONSES, 200: {"model": SkillOut, "description": "Content unchanged"}},
+    responses={
+        **error_responses(409),
+        200: {"model": SkillOut, "description": "Content unchanged"},
+    },
     summary="Upload a skill (.skill, .zip or SKILL.md); a changed skill gets a new version",
 )
 async def upload_skill(
@@ -191,7 +194,7 @@ async def validate_skill(
 @router.post(
     "/skills/import",
     response_model=ImportOut,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(404, 409, 502),
     summary="Import skills from a git repository, a local path or the catalog",
 )
 async def import_skill(

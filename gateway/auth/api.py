@@ -24,7 +24,7 @@ from gateway.auth.schemas import (
     UserUpdate,
 )
 from gateway.auth.service import IdentityService, TeamView
-from gateway.errors import ERROR_RESPONSES
+from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.state import get_state
 
@@ -121,7 +121,11 @@ async def list_users(
 
 
 @router.post(
-    "/users", response_model=UserOut, status_code=201, responses=ERRORS, summary="Create a user"
+    "/users",
+    response_model=UserOut,
+    status_code=201,
+    responses=error_responses(409),
+    summary="Create a user",
 )
 async def create_user(request: Request, principal: CurrentPrincipal, body: UserCreate) -> UserOut:
     return UserOut.model_validate(await _identity(request).create_user(principal, body))
@@ -135,7 +139,7 @@ async def get_user(request: Request, principal: CurrentPrincipal, user_id: str) 
 @router.patch(
     "/users/{user_id}",
     response_model=UserOut,
-    responses=ERRORS,
+    responses=error_responses(409),
     summary="Change a user's name, role or active flag",
 )
 async def update_user(
@@ -156,7 +160,11 @@ async def list_teams(
 
 
 @router.post(
-    "/teams", response_model=TeamOut, status_code=201, responses=ERRORS, summary="Create a team"
+    "/teams",
+    response_model=TeamOut,
+    status_code=201,
+    responses=error_responses(409),
+    summary="Create a team",
 )
 async def create_team(request: Request, principal: CurrentPrincipal, body: TeamCreate) -> TeamOut:
     team = await _identity(request).create_team(principal, body)

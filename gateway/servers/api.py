@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
-from gateway.errors import ERROR_RESPONSES
+from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
@@ -144,7 +144,9 @@ async def server_health(request: Request, principal: CurrentPrincipal, name: str
     return _health(service, row)
 
 
-@router.post("/servers/{name}/refresh", responses=ERROR_RESPONSES, summary="Re-read the catalog")
+@router.post(
+    "/servers/{name}/refresh", responses=error_responses(409), summary="Re-read the catalog"
+)
 async def refresh_server(
     request: Request, principal: CurrentPrincipal, name: str
 ) -> dict[str, int]:
@@ -186,7 +188,7 @@ async def server_tools(
     return _catalog_page(rows, total, limit, offset)
 
 
-@router.get("/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)
+@router.get("/tools", response_model=Page[CatalogItemOut], responses=error_responses(404))
 async def list_tools(
     request: Request,
     principal: CurrentPrincipal,
@@ -204,7 +206,7 @@ async def list_tools(
 @router.post(
     "/tools/execute",
     response_model=ExecuteResult,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(404),
     summary="Call a tool; backend failures come back with isError=true",
 )
 async def execute_tool(

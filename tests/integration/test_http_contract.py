@@ -1,0 +1,109 @@
+"""The HTTP contract as a client reads it: OpenAPI error statuses and 405 ``Allow``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import AppHarness
+
+_METHODS = ("get", "put", "post", "delete", "patch")
+ERROR_BODY = "#/components/schemas/ErrorBody"
+
+
+@pytest.fixture
+def backend() -> str:
+    """The contract does not depend on the database: SQLite only."""
+    return "sqlite"
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, item[method])
+        for path, item in spec["paths"].items()
+        if path.startswith("/api/v1/")
+        for method in _METHODS
+        if method in item
+    ]
+
+
+async def test_openapi_lists_the_error_statuses_of_every_operation(harness: AppHarness) -> None:
+    spec = (await harness.client.get("/openapi.json")).json()
+    operations = _operations(spec)
+    assert len(operations) > 50
+    missing: list[str] = []
+    for method, path, op in operations:
+        responses = op["responses"]
+        expected = {"401", "403"}
+        if op.get("parameters") or "requestBody" in op:
+            expected.add("422")
+        if "{" in path:
+            expected.add("404")
+        if "requestBody" in op:
+            expected.add("413")
+            if "application/json" in op["requestBody"]["content"]:
+                expected.add("400")  # invalid_json
+        missing += [f"{method} {path}: {s}" for s in sorted(expected - set(responses))]
+        for status, response in responses.items():
+            if int(status) >= 400:
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if schema != {"$ref": ERROR_BODY}:
+                    missing.append(f"{method} {path}: {status} is not an ErrorBody")
+    assert not missing, "\n".join(missing)
+    assert set(spec["components"]["schemas"]["ErrorBody"]["required"]) == {"code", "message"}
+    # What only the services know: conflicts, relayed backend errors, unavailable providers.
+    ops = {(m, p): op["responses"] for m, p, op in operations}
+    assert "409" in ops[("POST", "/api/v1/users")]
+    assert "409" in ops[("POST", "/api/v1/skills/upload")]
+    assert {"404", "409", "502"} <= set(ops[("POST", "/api/v1/skills/import")])
+    assert {"409", "502", "503"} <= set(ops[("POST", "/api/v1/sandboxes")])
+    assert "404" in ops[("POST", "/api/v1/tools/execute")]  # the tool's server is in the body
+    assert {"413", "504"} <= set(ops[("PUT", "/api/v1/sandboxes/{sandbox_id}/files")])
+    assert "503" in spec["paths"]["/readyz"]["get"]["responses"]
+
+
+# (method, path, what Allow must list)
+CASES = [
+    ("DELETE", "/api/v1/me", {"GET"}),
+    ("PUT", "/healthz", {"GET"}),
+    ("DELETE", "/api/v1/users", {"GET", "POST"}),
+    ("PATCH", "/api/v1/keys", {"GET", "POST"}),
+    ("PUT", "/api/v1/teams/t/members/u", {"DELETE"}),
+    ("POST", "/api/v1/skills/s/stats", {"GET"}),
+    ("DELETE", "/api/v1/skills/s/links", {"GET", "PUT", "POST"}),
+    ("GET", "/api/v1/sandboxes/x/exec", {"POST"}),
+    ("PATCH", "/api/v1/sandboxes/x/files", {"GET", "PUT", "DELETE"}),
+    ("PUT", "/mcp", {"GET", "POST", "DELETE"}),
+    ("HEAD", "/mcp", {"GET", "POST", "DELETE"}),
+    ("PATCH", "/mcp/servers/demo", {"GET", "POST", "DELETE"}),
+    ("GET", "/messages/", {"POST"}),
+    ("POST", "/sse", {"GET"}),
+    ("HEAD", "/sse", {"GET"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), CASES, ids=[f"{m} {p}" for m, p, _ in CASES]
+)
+async def test_405_names_every_allowed_method(
+    harness: AppHarness, method: str, path: str, allowed: set[str]
+) -> None:
+    r = await harness.client.request(method, path, headers=harness.auth())
+    assert r.status_code == 405, r.text
+    assert {m.strip() for m in r.headers["allow"].split(",")} == allowed
+    if method != "HEAD":
+        body = r.json()
+        assert body["code"] == "method_not_allowed"
+        assert all(m in body["message"] for m in allowed)
+
+
+async def test_the_methods_allow_names_are_served(harness: AppHarness) -> None:
+    """Allow is not a guess: each method it names reaches a route (never another 405)."""
+    for method, path, _ in CASES:
+        if not path.startswith("/api/"):
+            continue  # the MCP transports open sessions and streams
+        r = await harness.client.request(method, path, headers=harness.auth())
+        for allowed in r.headers["allow"].split(", "):
+            again = await harness.client.request(allowed, path, headers=harness.auth())
+            assert again.status_code != 405, (allowed, path)
