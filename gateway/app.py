@@ -311,6 +311,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             await state.authenticator.flush_usage()
             await state.skills.flush_stats()
             await state.sandboxes.flush()
+            await state.sandboxes.close()
             await state.db.dispose()
 
     app = GatewayApp(

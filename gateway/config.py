@@ -242,6 +242,13 @@ class Settings(BaseSettings):
     sandbox_disk_mb: int = Field(
         1024, ge=1, description="Default workspace size limit of a sandbox (MiB)."
     )
+    sandbox_disk_limit: Literal["auto", "loop", "measured"] = Field(
+        "auto",
+        description="How `local` and `docker` sandboxes hold to their disk limit: `loop` "
+        "(a loop-mounted ext4 image per workspace: writes past the limit fail with ENOSPC; "
+        "needs root, loop devices and mkfs.ext4), `measured` (a plain directory measured "
+        "after each exec: not a hard limit) or `auto` (`loop` where possible).",
+    )
     sandbox_exec_timeout_seconds: float = Field(
         60.0, gt=0, le=86_400, description="Default timeout of one sandbox exec."
     )

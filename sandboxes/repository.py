@@ -47,16 +47,20 @@ class SandboxRepository:
         )
         return rows.all(), total
 
-    async def count_live(self, owner_id: str) -> tuple[int, int]:
-        """(sandboxes not destroyed, their last measured disk bytes) of one owner."""
-        row = (
+    async def count_live(self, owner_id: str, default_disk_mb: int) -> tuple[int, int, int]:
+        """(sandboxes not destroyed, their last measured disk bytes, the sum of their disk
+        limits in MiB) of one owner. Few rows (a per-user quota): summed here, as the
+        limits are JSON."""
+        rows = (
             await self.session.execute(
-                select(func.count(), func.coalesce(func.sum(Sandbox.disk_bytes), 0)).where(
+                select(Sandbox.disk_bytes, Sandbox.limits).where(
                     Sandbox.owner_id == owner_id, Sandbox.status != "destroyed"
                 )
             )
-        ).one()
-        return int(row[0]), int(row[1])
+        ).all()
+        measured = sum(int(disk or 0) for disk, _ in rows)
+        limits = sum(int((lim or {}).get("disk_mb", default_disk_mb)) for _, lim in rows)
+        return len(rows), measured, limits
 
     async def by_session(self, owner_id: str, session_key: str) -> Sandbox | None:
         return (

@@ -198,7 +198,7 @@ class SandboxService:
         lock = self._user_locks.setdefault(principal.user_id, asyncio.Lock())
         async with lock, self.db.session() as session:
             repo = SandboxRepository(session)
-            count, disk = await repo.count_live(principal.user_id)
+            count, disk, reserved = await repo.count_live(principal.user_id, self.defaults.disk_mb)
             if count >= self.settings.sandbox_max_per_user:
                 raise Conflict(
                     f"you have {count} sandboxes, the most allowed "
@@ -206,9 +206,14 @@ class SandboxService:
                     "destroy one first",
                     code="sandbox_quota_exceeded",
                 )
-            if disk >= self.settings.sandbox_max_disk_mb_per_user * 1024 * 1024:
+            # Disk limits are hard (a filesystem's size): the total is their sum (+ usage seen)
+            total = self.settings.sandbox_max_disk_mb_per_user
+            if reserved + limits.disk_mb > total or disk >= total * 1024 * 1024:
                 raise Conflict(
-                    "your sandboxes use all the disk you may use; destroy one first",
+                    f"your sandboxes may have {total} MiB of disk together "
+                    f"(MCPGW_SANDBOX_MAX_DISK_MB_PER_USER); yours have "
+                    f"{max(reserved, disk >> 20)} MiB and this one asks for {limits.disk_mb}: "
+                    "destroy one or ask for less (limits.disk_mb)",
                     code="sandbox_quota_exceeded",
                 )
             row = Sandbox(
@@ -394,6 +399,8 @@ class SandboxService:
         try:
             return await coro  # type: ignore[misc]
         except ProviderError as exc:
+            if exc.code == "sandbox_disk_full":  # the workspace's filesystem is full
+                raise PayloadTooLarge(exc.message, code=exc.code) from exc
             raise provider_error(exc) from exc
 
     async def _measure(self, sandbox_id: str) -> None:
@@ -576,6 +583,15 @@ class SandboxService:
         await self.activity.settle()
         await self.activity.flush()
         await self.audit.flush()
+
+    async def close(self) -> None:
+        """At shutdown, after :meth:`flush`: providers let go of host resources (mounts)."""
+        for provider in self.providers.values():
+            try:
+                if (close := getattr(provider, "close", None)) is not None:
+                    await close()
+            except Exception:  # shutdown goes on
+                log.warning("a sandbox provider did not close cleanly", exc_info=True)
 
     async def reap(self, now: datetime | None = None) -> tuple[int, int]:
         """Stop sandboxes idle too long, destroy those unused too long: (stopped, destroyed)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ from sandboxes.providers.base import SandboxProvider
 
 if TYPE_CHECKING:
     from sandboxes.providers.kube_common import KubeOptions
+
+log = logging.getLogger("sandboxes")
 
 
 def sandbox_root(settings: Settings) -> Path:
@@ -49,9 +52,19 @@ def build_providers(settings: Settings) -> dict[str, SandboxProvider]:
         manage=settings.sandbox_agent_sandbox_manage,
         pool_size=settings.sandbox_agent_sandbox_pool_size,
     )
+    root = sandbox_root(settings)
+    local = LocalProvider(root, disk_limit=settings.sandbox_disk_limit)
+    docker = DockerProvider(disk_root=root / "docker", disk_limit=settings.sandbox_disk_limit)
+    disks = {"local": local.disks, "docker": docker.disks}.get(settings.sandbox_provider)
+    if disks is not None and disks.reason:
+        log.warning(
+            "sandbox disk limits are measured, not enforced: a command can write past its "
+            "disk_mb until the next measurement (MCPGW_SANDBOX_DISK_LIMIT)",
+            extra={"provider": settings.sandbox_provider, "reason": disks.reason},
+        )
     return {
-        "local": LocalProvider(sandbox_root(settings)),
-        "docker": DockerProvider(),
+        "local": local,
+        "docker": docker,
         "kubernetes": KubernetesProvider(options),
         "agent-sandbox": AgentSandboxProvider(options, pools),
     }

@@ -40,6 +40,7 @@ from sandboxes.providers.kube_common import (
     pod_problem,
     pod_spec_manifest,
     pvc_spec,
+    quantity_bytes,
     resource_name,
 )
 from sandboxes.providers.kube_exec import KubeExec, PodMissing
@@ -278,7 +279,9 @@ class AgentSandboxProvider(KubeExec):
         }
 
     async def _ensure_pool(self, spec: SandboxSpec, pool: str) -> None:
-        if await self._get("sandboxwarmpools", pool) is not None:
+        found = await self._get("sandboxwarmpools", pool)
+        if found is not None:
+            await self._check_disk(spec, pool, found)
             return
         if not self.pools.manage:
             raise ProviderError(
@@ -291,6 +294,25 @@ class AgentSandboxProvider(KubeExec):
             raise ProviderError(f"template {spec.template.name!r} names no image")
         await self._create("sandboxtemplates", self.template_manifest(spec, pool))
         await self._create("sandboxwarmpools", self.pool_manifest(pool))
+
+    async def _check_disk(self, spec: SandboxSpec, pool: str, found: dict[str, Any]) -> None:
+        """Refuse a pool whose workspace is larger than the sandbox's disk limit: a claim
+        cannot resize it (``volumeClaimTemplatesPolicy: Disallowed``), and the PVC's size
+        is the only hard disk limit a pod has."""
+        ref = ((found.get("spec") or {}).get("sandboxTemplateRef") or {}).get("name")
+        template = await self._get("sandboxtemplates", str(ref)) if ref else None
+        for claim in ((template or {}).get("spec") or {}).get("volumeClaimTemplates") or []:
+            if (claim.get("metadata") or {}).get("name") != "workspace":
+                continue
+            storage = ((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}
+            size = quantity_bytes(storage.get("storage", ""))
+            if size is not None and size > spec.limits.disk_mb * 1024 * 1024:
+                raise ProviderError(
+                    f"the SandboxWarmPool {pool!r} gives workspaces of {storage['storage']}, "
+                    f"more than this sandbox's disk limit ({spec.limits.disk_mb} MiB): use "
+                    "the pool's size, or a pool made for the smaller limit",
+                    code="sandbox_disk_limit_mismatch",
+                )
 
     # --- lifecycle --------------------------------------------------------------------------
     async def create(self, spec: SandboxSpec) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 The container runs ``sleep infinity`` under docker-init; every exec is an API exec
 as uid/gid 1000 (``sandbox``). The root filesystem is read-only, ``/tmp`` is a
-tmpfs, ``/workspace`` is a named volume (so ``stop`` — a container stop — frees
-CPU and memory and keeps files). All capabilities are dropped, privileges cannot
-be regained (no-new-privileges), pids/memory/CPU are limited and the network is
-``none`` unless the sandbox may use it. The SDK blocks, so every call runs in a
-worker thread.
+tmpfs, ``/workspace`` outlives the container (so ``stop`` — a container stop —
+frees CPU and memory and keeps files): where the gateway shares the engine's host
+and can mount, a loop-mounted ext4 image of ``disk_mb`` bound in (a hard limit, see
+:mod:`sandboxes.providers.diskimage`), otherwise a named volume (measured). All
+capabilities are dropped, privileges cannot be regained (no-new-privileges),
+pids/memory/CPU are limited and the network is ``none`` unless the sandbox may use
+it. The SDK blocks, so every call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -17,17 +19,20 @@ import contextlib
 import io
 import json
 import logging
+import os
 import socket
 import tarfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 from docker.utils.socket import frames_iter
 
+from sandboxes.providers import diskimage, localfs
 from sandboxes.providers.base import (
     WORKSPACE,
     ExecRequest,
@@ -64,19 +69,42 @@ _WRAP = (
     '"$@"; s=$?; rm -f "$f"; exit $s'
 )
 _KILL_GRACE = 5.0
+_MARKER = ".mcpgw-mount-check"  # put in a new image, looked for through the engine
 
 
 def resource_name(sandbox_id: str) -> str:
     return f"mcpgw-sbx-{sandbox_id}"
 
 
+def _engine_elsewhere(base_url: str | None) -> str | None:
+    """Why the engine cannot see this process's mounts (None: it may; create checks)."""
+    url = base_url or os.environ.get("DOCKER_HOST") or "unix://"
+    if not url.startswith("unix://"):
+        return f"the Docker engine is remote ({url.split('://')[0]})"
+    return None
+
+
 class DockerProvider:
     name = "docker"
 
-    def __init__(self, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        disk_root: Path | None = None,
+        disk_limit: diskimage.Setting = "auto",
+    ) -> None:
         self.base_url = base_url
         self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
+        # Images live on the gateway's host and are bind-mounted: the engine must share it.
+        self.disks = diskimage.Disks(
+            disk_root or Path("/nonexistent"),
+            disk_limit if disk_root else "measured",
+            owner=(1000, 1000),
+        )
+        if disk_limit == "auto" and not self.disks.reason:
+            self.disks.reason = _engine_elsewhere(base_url)
 
     # --- plumbing ---------------------------------------------------------------------------
     def _docker(self) -> docker.DockerClient:
@@ -119,7 +147,9 @@ class DockerProvider:
             "isolation": [
                 "read_only root filesystem",
                 "tmpfs /tmp (nosuid, nodev)",
-                "named volume /workspace",
+                "/workspace: a loop-mounted ext4 image (bind)"
+                if self.disks.kind == diskimage.LOOP
+                else "/workspace: a named volume",
                 f"user {USER} (non-root)",
                 "cap_drop ALL",
                 "security_opt no-new-privileges",
@@ -128,6 +158,8 @@ class DockerProvider:
                 "init (docker-init as PID 1)",
             ],
             "limits": "docker",
+            "disk": self.disks.kind,
+            **({"disk_fallback_reason": self.disks.reason} if self.disks.reason else {}),
         }
 
     def _container(self, spec: SandboxSpec) -> Any:
@@ -152,17 +184,51 @@ class DockerProvider:
                 f"`mcpgw sandboxes image build --template {spec.template.name}`"
             ) from exc
         try:
-            container = await self._call(self._run, spec, image)
+            bind = None
+            if self.disks.kind == diskimage.LOOP:
+                if await self.disks.create(spec.id, spec.limits.disk_mb) == diskimage.LOOP:
+                    bind = str(self.disks.workspace(spec.id))
+                    await asyncio.to_thread(self._mark, spec, True)
+                else:  # auto fell back: a named volume, as before
+                    await self.disks.remove(spec.id)
+            container = await self._call(self._run, spec, image, bind)
+            if bind and not await self._engine_sees_mount(spec):
+                await self.destroy(spec)
+                return await self.create(spec)  # now with a named volume
         except BaseException:
             await self.destroy(spec)
             raise
+        if bind:
+            return {"container": container.id, "workspace": bind, "image": image, "disk": "loop"}
         return {"container": container.id, "volume": resource_name(spec.id), "image": image}
 
-    def _run(self, spec: SandboxSpec, image: str) -> Any:
+    def _mark(self, spec: SandboxSpec, present: bool) -> None:
+        marker = self.disks.workspace(spec.id) / _MARKER
+        if present:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    async def _engine_sees_mount(self, spec: SandboxSpec) -> bool:
+        """Whether the container got the image, not the empty directory under it (an
+        engine in another mount namespace or on another host). Checked on every
+        create: one HEAD request. Falls back to named volumes for good if not."""
+        seen = await self._call(self._stat, spec, _MARKER) is not None
+        await asyncio.to_thread(self._mark, spec, False)
+        if not seen:
+            self.disks.reason = "the Docker engine does not see the gateway's mounts"
+            log.warning(
+                "docker sandbox workspaces fall back to named volumes: no hard disk limit",
+                extra={"reason": self.disks.reason},
+            )
+        return seen
+
+    def _run(self, spec: SandboxSpec, image: str, bind: str | None) -> Any:
         client = self._docker()
         name = resource_name(spec.id)
         labels = {LABEL: spec.id}
-        client.volumes.create(name=name, labels=labels)
+        if bind is None:
+            client.volumes.create(name=name, labels=labels)
         limits = spec.limits
         memory = limits.memory_mb * 1024 * 1024
         tmp_size = min(limits.memory_mb, 1024) * 1024 * 1024
@@ -178,7 +244,7 @@ class DockerProvider:
             environment={**BASE_ENV, **spec.template.env},
             read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777"},  # noqa: S108
-            volumes={name: {"bind": WORKSPACE, "mode": "rw"}},
+            volumes={bind or name: {"bind": WORKSPACE, "mode": "rw"}},
             network_mode="bridge" if spec.network == "egress" else "none",
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -195,6 +261,7 @@ class DockerProvider:
                 self._docker().containers.get(resource_name(spec.id)).stop(timeout=2)
 
         await self._call(stop)
+        await self.disks.park(spec.id)  # the image is unmounted, its loop device freed
 
     async def resume(self, spec: SandboxSpec) -> None:
         def start() -> None:
@@ -202,6 +269,7 @@ class DockerProvider:
             if container.status != "running":
                 container.start()
 
+        await self.disks.unpark(spec.id)  # before the start: the bind must find the mount
         await self._call(start)
 
     async def destroy(self, spec: SandboxSpec) -> None:
@@ -214,6 +282,7 @@ class DockerProvider:
                 client.volumes.get(name).remove(force=True)
 
         await self._call(remove)
+        await self.disks.remove(spec.id)
 
     # --- exec -------------------------------------------------------------------------------
     async def exec(
@@ -384,7 +453,8 @@ class DockerProvider:
                     return handle.read(max_bytes) if handle else b""
             return b""
 
-        result: bytes = await self._call(read)
+        async with self.disks.use(spec.id):  # a stopped sandbox's image, for the engine
+            result: bytes = await self._call(read)
         return result
 
     async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
@@ -418,7 +488,24 @@ class DockerProvider:
             if not ok:
                 raise ProviderError(f"could not write {path!r} into the sandbox")
 
-        await self._call(write)
+        full = FileProblem(
+            f"{path!r} does not fit: the workspace is limited to {spec.limits.disk_mb} MiB",
+            code="sandbox_disk_full",
+        )
+        async with self.disks.use(spec.id) as workspace:
+            # the engine writes in place: check first rather than leave half a file
+            free = await asyncio.to_thread(self.disks.free_bytes, spec.id)
+            if free is not None and len(data) + 64 * 1024 > free:
+                raise full
+            try:
+                await self._call(write)
+            except ProviderError as exc:
+                if "no space left on device" not in exc.message.lower():
+                    raise
+                if free is not None:  # the partial file, through the host's mount
+                    with contextlib.suppress(ProviderError, OSError):
+                        await asyncio.to_thread(localfs.delete, workspace, path)
+                raise full from exc
 
     async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
         def listing() -> list[FileEntry] | None:
@@ -452,11 +539,13 @@ class DockerProvider:
                 )
             return sorted(entries, key=lambda e: e.name)
 
-        result: list[FileEntry] | None = await self._call(listing)
+        async with self.disks.use(spec.id):
+            result: list[FileEntry] | None = await self._call(listing)
         return result
 
     async def delete_file(self, spec: SandboxSpec, path: str) -> None:
-        exists = await self._call(self._stat, spec, path)
+        async with self.disks.use(spec.id):
+            exists = await self._call(self._stat, spec, path)
         if exists is None:
             raise FileProblem(f"no such file or directory: {path}")
         status = await self._call(lambda: self._container(spec).status)
@@ -479,11 +568,12 @@ class DockerProvider:
             memory = stats.get("memory_stats") or {}
             cpu = (stats.get("cpu_stats") or {}).get("cpu_usage") or {}
             pids = (stats.get("pids_stats") or {}).get("current")
-            code, out = container.exec_run(["du", "-sb", WORKSPACE], user=USER, demux=True)
-            disk = None
-            if code == 0 and out and out[0]:
-                with contextlib.suppress(ValueError):
-                    disk = int(out[0].split()[0])
+            disk = self.disks.used_bytes(spec.id)  # an image: what it holds, no exec
+            if disk is None:
+                code, out = container.exec_run(["du", "-sb", WORKSPACE], user=USER, demux=True)
+                if code == 0 and out and out[0]:
+                    with contextlib.suppress(ValueError):
+                        disk = int(out[0].split()[0])
             total = cpu.get("total_usage")
             return Usage(
                 cpu_seconds=total / 1e9 if total is not None else None,

@@ -27,6 +27,10 @@ from sandboxes.providers.base import (
 
 CONTAINER = "sandbox"
 UID = 1000
+# The container writes only to /workspace (the PVC, sized by disk_mb) and /tmp (memory):
+# its node-disk use is its log and the runtime's few files. The cap makes the kubelet
+# evict a pod that fills the node's disk some other way.
+EPHEMERAL_STORAGE_MB = 64
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mcpgw"}
 SANDBOX_LABEL = "mcpgw.sandbox/id"
 NETWORK_LABEL = "mcpgw.sandbox/network"
@@ -69,6 +73,28 @@ def resource_name(sandbox_id: str) -> str:
 
 def mebibytes(value: int) -> str:
     return f"{int(value)}Mi"
+
+
+_SUFFIXES = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+}  # fmt: skip
+
+
+def quantity_bytes(quantity: str) -> float | None:
+    """A Kubernetes storage quantity (``2Gi``, ``500M``, ``1048576``) in bytes; None if
+    it is not one."""
+    text = str(quantity).strip()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)], _SUFFIXES[suffix]
+            break
+    else:
+        factor = 1
+    try:
+        return float(text) * factor
+    except ValueError:
+        return None
 
 
 def cpu_quantity(cpus: float) -> str:
@@ -278,7 +304,11 @@ def container_manifest(
     image: str, env: dict[str, str], limits: Any, options: KubeOptions
 ) -> dict[str, Any]:
     """The sandbox container: ``sleep infinity`` as uid 1000, nothing to escalate with."""
-    resources = {"cpu": cpu_quantity(limits.cpus), "memory": mebibytes(limits.memory_mb)}
+    resources = {
+        "cpu": cpu_quantity(limits.cpus),
+        "memory": mebibytes(limits.memory_mb),
+        "ephemeral-storage": mebibytes(EPHEMERAL_STORAGE_MB),
+    }
     return {
         "name": CONTAINER,
         "image": options.image(image),

@@ -7,6 +7,9 @@ directories bound read-only, the workspace bound read-write at ``/workspace``, a
 tmpfs ``/tmp``, no capabilities, uid/gid 1000, and ``--die-with-parent``. When an
 exec ends (or is killed) its PID namespace ends with it, so nothing it started
 lives on. ``stop`` kills whatever runs and drops the cgroup; the files stay.
+Where the gateway can mount, the workspace is a loop-mounted ext4 image of the
+sandbox's ``disk_mb`` (see :mod:`sandboxes.providers.diskimage`): the disk limit is
+the filesystem's size, not a measurement.
 
 What runs on the host before the namespaces exist (``sh`` joining the cgroup,
 ``prlimit``, ``bwrap`` itself) gets a fixed environment of its own
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandboxes.providers import cgroups, localfs
+from sandboxes.providers import cgroups, diskimage, localfs
 from sandboxes.providers.base import (
     WORKSPACE,
     ExecRequest,
@@ -122,8 +125,16 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, root: Path, *, bwrap: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        bwrap: str | None = None,
+        disk_limit: diskimage.Setting = "auto",
+    ) -> None:
         self.root = root
+        # the sandbox's uid 1000 is the gateway's own uid outside (bwrap's user namespace)
+        self.disks = diskimage.Disks(root, disk_limit)
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.prlimit = shutil.which("prlimit")
         self._cgroups: cgroups.Cgroups | None = None
@@ -167,11 +178,12 @@ class LocalProvider:
                 "tmpfs /tmp, one writable /workspace",
             ],
             "limits": self.limits_mechanism,
+            "disk": self.disks.kind,
+            **({"disk_fallback_reason": self.disks.reason} if self.disks.reason else {}),
         }
 
     def _paths(self, spec: SandboxSpec) -> tuple[Path, Path]:
-        base = self.root / spec.id
-        return base / "workspace", base / "etc"
+        return self.disks.workspace(spec.id), self.root / spec.id / "etc"
 
     def _system(self) -> list[str]:
         if self._system_args is None:
@@ -275,23 +287,27 @@ class LocalProvider:
     # --- lifecycle --------------------------------------------------------------------------
     async def create(self, spec: SandboxSpec) -> dict[str, Any]:
         await self.check()
-        await asyncio.to_thread(self._create_dirs, spec)
         try:
+            disk = await self.disks.create(spec.id, spec.limits.disk_mb)
+            await asyncio.to_thread(self._create_dirs, spec)
             await self.resume(spec)
         except BaseException:
             await self.destroy(spec)
             raise
-        return {"workspace": str(self._paths(spec)[0]), "limits": self.limits_mechanism}
+        return {
+            "workspace": str(self._paths(spec)[0]),
+            "limits": self.limits_mechanism,
+            "disk": disk,
+        }
 
     def _create_dirs(self, spec: SandboxSpec) -> None:
-        workspace, etc = self._paths(spec)
-        workspace.mkdir(parents=True, exist_ok=True)
+        _, etc = self._paths(spec)
         etc.mkdir(parents=True, exist_ok=True)
         for name, text in _etc_files(SANDBOX_UID).items():
             (etc / name).write_text(text)
 
     async def resume(self, spec: SandboxSpec) -> None:
-        workspace, _ = self._paths(spec)
+        workspace = await self.disks.unpark(spec.id)
         if not workspace.is_dir():
             raise ProviderError(
                 f"the workspace of sandbox {spec.id} is gone from {workspace}",
@@ -308,17 +324,24 @@ class LocalProvider:
         cg = self._cg()
         if cg is not None:
             await asyncio.to_thread(cg.remove, spec.id)
+        # after the kill: the image is unmounted and its loop device freed
+        await self.disks.park(spec.id)
 
     async def destroy(self, spec: SandboxSpec) -> None:
         await self.stop(spec)
-        base = self.root / spec.id
-        await asyncio.to_thread(shutil.rmtree, base, True)
+        await self.disks.remove(spec.id)
+
+    async def close(self) -> None:
+        """At shutdown: unmount the workspaces (no exec outlives the gateway, and the
+        next use mounts again), so a stopped gateway leaves no loop device behind."""
+        await self.disks.detach_all()
 
     # --- exec -----------------------------------------------------------------------------
     async def exec(
         self, spec: SandboxSpec, request: ExecRequest, sink: OutputSink | None = None
     ) -> ExecResult:
         await self.check()
+        await self.disks.attach(spec.id)  # mounted again after a restart of the host
         cg = self._cg()
         env = dict(LAUNCHER_ENV)  # never the caller's or the template's variables
         argv, fds = self._launch(spec, request)
@@ -415,23 +438,32 @@ class LocalProvider:
                 proc.kill()
 
     # --- files ----------------------------------------------------------------------------
+    # The workspace is mounted for each operation (a stopped sandbox's only for it).
     async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
-        return await asyncio.to_thread(localfs.read_file, self._paths(spec)[0], path, max_bytes)
+        async with self.disks.use(spec.id) as workspace:
+            return await asyncio.to_thread(localfs.read_file, workspace, path, max_bytes)
 
     async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
         # The sandbox's uid 1000 is the gateway's own uid outside: no chown needed.
-        await asyncio.to_thread(localfs.write_file, self._paths(spec)[0], path, data, None)
+        async with self.disks.use(spec.id) as workspace:
+            await asyncio.to_thread(localfs.write_file, workspace, path, data, None)
 
     async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
-        return await asyncio.to_thread(localfs.list_dir, self._paths(spec)[0], path)
+        async with self.disks.use(spec.id) as workspace:
+            return await asyncio.to_thread(localfs.list_dir, workspace, path)
 
     async def delete_file(self, spec: SandboxSpec, path: str) -> None:
-        await asyncio.to_thread(localfs.delete, self._paths(spec)[0], path)
+        async with self.disks.use(spec.id) as workspace:
+            await asyncio.to_thread(localfs.delete, workspace, path)
 
     # --- usage ----------------------------------------------------------------------------
     async def usage(self, spec: SandboxSpec) -> Usage:
         workspace, _ = self._paths(spec)
-        disk = await asyncio.to_thread(localfs.disk_usage, workspace)
+        if self.disks.kind_of(spec.id) == diskimage.LOOP:
+            # what the image holds (None while stopped: the last figure stands)
+            disk = await asyncio.to_thread(self.disks.used_bytes, spec.id)
+        else:
+            disk = await asyncio.to_thread(localfs.disk_usage, workspace)
         usage = Usage(disk_bytes=disk)
         cg = self._cg()
         if cg is not None:

@@ -61,6 +61,10 @@ def _problem(path: str, exc: OSError) -> FileProblem:
         )
     if exc.errno == errno.EISDIR:
         return FileProblem(f"{path!r} is a directory", code="sandbox_path_invalid")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # the workspace's filesystem is full
+        return FileProblem(
+            f"{path!r} does not fit: no space left in the workspace", code="sandbox_disk_full"
+        )
     return FileProblem(f"{path!r}: {exc.strerror}", code="sandbox_path_invalid")
 
 

@@ -68,11 +68,14 @@ def assert_hardened(pod_spec: dict[str, Any], limits: Limits = LIMITS) -> None:
     assert resources["limits"] == {
         "cpu": f"{int(limits.cpus * 1000)}m",
         "memory": f"{limits.memory_mb}Mi",
+        # the node's disk: only logs and the runtime's files (workspace and /tmp are not)
+        "ephemeral-storage": "64Mi",
     }
     assert resources["requests"] == resources["limits"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts == {"/workspace": "workspace", "/tmp": "tmp"}
     tmp = next(v for v in pod_spec["volumes"] if v["name"] == "tmp")
     assert tmp["emptyDir"]["medium"] == "Memory"
+    assert tmp["emptyDir"]["sizeLimit"] == f"{min(limits.memory_mb, 1024)}Mi"
     assert container["command"] == ["sleep", "infinity"]
     assert container["workingDir"] == "/workspace"

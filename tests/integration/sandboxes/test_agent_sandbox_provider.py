@@ -253,3 +253,34 @@ async def test_check_without_the_crds(tmp_path: Path) -> None:
         bare.stop()
     described = provider.describe()
     assert described["provider"] == "agent-sandbox" and described["warm_pool"] == "mcpgw-{template}"
+
+
+async def test_a_pool_with_larger_workspaces_than_the_disk_limit_is_refused(
+    fake: FakeCluster,
+) -> None:
+    """A claim cannot resize the pool's volume claim template, and the PVC is the pod's
+    only hard disk limit: a sandbox is never bound to a workspace larger than its limit."""
+    from dataclasses import replace
+
+    from sandboxes.providers.kube_common import quantity_bytes
+
+    assert quantity_bytes("2Gi") == 2 * 1024**3 and quantity_bytes("500M") == 500e6
+    assert quantity_bytes("1048576") == 1024**2 and quantity_bytes("lots") is None
+    provider = provider_for(fake)
+    first = make_spec("a1")
+    first.state = await provider.create(first)  # makes the pool with LIMITS.disk_mb
+    template = fake.get(controller.TEMPLATES, NAMESPACE, "mcpgw-python")
+    assert template is not None
+    (claim_template,) = template["spec"]["volumeClaimTemplates"]
+    assert claim_template["spec"]["resources"]["requests"]["storage"] == f"{LIMITS.disk_mb}Mi"
+    smaller = make_spec("a2")
+    smaller.limits = replace(LIMITS, disk_mb=LIMITS.disk_mb // 2)
+    with pytest.raises(ProviderError) as refused:
+        await provider.create(smaller)
+    assert refused.value.code == "sandbox_disk_limit_mismatch"
+    assert f"{LIMITS.disk_mb}Mi" in refused.value.message
+    assert fake.get(controller.CLAIMS, NAMESPACE, "mcpgw-sbx-a2") is None
+    same = make_spec("a3")  # the pool's own size is fine
+    same.state = await provider.create(same)
+    for spec in (first, same):
+        await provider.destroy(spec)

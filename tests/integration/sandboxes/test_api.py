@@ -245,23 +245,26 @@ async def test_quotas_limits_and_network_policy(api: Sandboxes) -> None:
 async def test_files_written_by_commands_count_toward_disk_limits(
     sbx_factory: Callable[..., Any],
 ) -> None:
-    """An exec's files are measured after it (off the request path): the sandbox's own
-    limit then refuses uploads, and the user's total refuses new sandboxes."""
+    """A command stops at the sandbox's limit (ENOSPC: the workspace is a filesystem of
+    that size); its files are measured after it (off the request path), the full
+    workspace refuses uploads, and the user's total refuses new sandboxes."""
     need_bwrap()
     api: Sandboxes = await sbx_factory(sandbox_max_disk_mb_per_user=3)
     sb = await api.create(limits={"disk_mb": 2})
-    await api.exec(sb["id"], command="head -c 3145728 /dev/zero > big.bin")
+    ran = await api.exec(sb["id"], command="head -c 3145728 /dev/zero > big.bin")
+    assert ran["exit_code"] != 0 and "No space left on device" in ran["stderr"], ran
     await api.service.activity.settle()
     got = (await api.client.get(f"/api/v1/sandboxes/{sb['id']}", headers=api.auth())).json()
-    assert got["usage"]["disk_bytes"] >= 3 * 1024 * 1024, got
-    r = await api.put(sb["id"], "small.txt", b"x")
+    assert 1.5 * 1024 * 1024 <= got["usage"]["disk_bytes"] <= 2 * 1024 * 1024, got
+    r = await api.put(sb["id"], "more.bin", b"x" * 256 * 1024)
     assert r.status_code == 413 and r.json()["code"] == "sandbox_disk_full"
     r = await api.client.post("/api/v1/sandboxes", json={}, headers=api.auth())
     assert r.status_code == 409 and r.json()["code"] == "sandbox_quota_exceeded"
     # Deleting the file frees the room again once measured.
     await api.exec(sb["id"], command="rm big.bin")
     await api.service.activity.settle()
-    assert (await api.put(sb["id"], "small.txt", b"x")).status_code in (200, 201, 204)
+    r = await api.put(sb["id"], "more.bin", b"x" * 256 * 1024)
+    assert r.status_code in (200, 201, 204)
 
 
 async def test_idle_reaper_and_session_affinity(api: Sandboxes) -> None:
