@@ -103,7 +103,9 @@ class DockerProvider:
             disk_limit if disk_root else "measured",
             owner=(1000, 1000),
         )
-        if disk_limit == "auto" and not self.disks.reason:
+        if disk_root is None:
+            self.disks.reason = "no directory for workspace images was given (disk_root)"
+        elif disk_limit == "auto" and not self.disks.reason:
             self.disks.reason = _engine_elsewhere(base_url)
 
     # --- plumbing ---------------------------------------------------------------------------

@@ -26,6 +26,15 @@ MiB = 1024 * 1024
 DD = "dd if=/dev/zero of=/workspace/big bs=1M count=200"
 
 
+def need_loop() -> None:
+    """These tests need what the machine has (TESTING.md): root, loop devices, mkfs.ext4."""
+    from sandboxes.providers.diskimage import unavailable_reason
+
+    need_bwrap()
+    if why := unavailable_reason():
+        pytest.fail(f"workspace images cannot be mounted here: {why}")
+
+
 def _mounted(path: Path) -> bool:
     """Whether something is mounted at ``path`` (this process's mount table)."""
     with open("/proc/self/mountinfo", encoding="utf-8") as table:
@@ -61,9 +70,8 @@ async def _released(base: Path) -> None:
 
 @pytest.fixture(params=["local", "docker"])
 async def gateway(request: pytest.FixtureRequest, sbx_factory: Callable[..., Any]) -> Sandboxes:
-    if request.param == "local":
-        need_bwrap()
-    else:
+    need_loop()
+    if request.param == "docker":
         request.getfixturevalue("python_image")
     api: Sandboxes = await sbx_factory(sandbox_provider=request.param)
     return api
@@ -136,7 +144,7 @@ async def test_a_restarted_gateway_serves_the_files(
 ) -> None:
     """A new gateway on the same sandbox directory, after a host restart too (the
     mount gone): the image is mounted again before anything touches the workspace."""
-    need_bwrap()
+    need_loop()
     first: Sandboxes = await sbx_factory()
     sb = await first.create(limits={"disk_mb": 20})
     assert (await first.exec(sb["id"], command="echo kept > k"))["exit_code"] == 0
@@ -156,7 +164,7 @@ async def test_a_restarted_gateway_serves_the_files(
 async def test_gateway_shutdown_unmounts_and_the_next_use_mounts_again(
     sbx_factory: Callable[..., Any],
 ) -> None:
-    need_bwrap()
+    need_loop()
     api: Sandboxes = await sbx_factory()
     sb = await api.create(limits={"disk_mb": 20})
     base = _base(api, sb["id"])
@@ -170,7 +178,7 @@ async def test_gateway_shutdown_unmounts_and_the_next_use_mounts_again(
 async def test_mountinfo_in_the_sandbox_shows_no_host_path(
     sbx_factory: Callable[..., Any],
 ) -> None:
-    need_bwrap()
+    need_loop()
     api: Sandboxes = await sbx_factory()
     sb = await api.create(limits={"disk_mb": 20})
     ran = await api.exec(sb["id"], command="cat /proc/self/mountinfo")
@@ -182,7 +190,7 @@ async def test_mountinfo_in_the_sandbox_shows_no_host_path(
 async def test_the_users_total_is_the_sum_of_disk_limits(
     sbx_factory: Callable[..., Any],
 ) -> None:
-    need_bwrap()
+    need_loop()
     api: Sandboxes = await sbx_factory(sandbox_max_disk_mb_per_user=50)
     await api.create(limits={"disk_mb": 30})
     r = await api.client.post(
@@ -198,7 +206,7 @@ async def test_measured_fallback_and_older_workspaces(
 ) -> None:
     """Without a way to mount (not root, say) workspaces are plain directories whose usage
     is measured; so are those made before images existed. Both keep working."""
-    need_bwrap()
+    need_loop()
     from gateway.config import Settings
     from sandboxes.providers import build_providers, diskimage
     from sandboxes.providers.base import ExecRequest, Limits, ProviderUnavailable, SandboxSpec
