@@ -260,6 +260,20 @@ class Settings(BaseSettings):
     sandbox_file_max_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="Largest sandbox file the files API returns."
     )
+    sandbox_fs_workers: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Threads for the sandboxes' own blocking file I/O (workspace reads, "
+        "writes, listings, disk measurements); never the process's default executor.",
+    )
+    sandbox_fs_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest one workspace file operation may take before it fails with "
+        "`sandbox_fs_timeout` (504).",
+    )
     sandbox_max_per_user: int = Field(
         10, ge=0, description="Most sandboxes (not destroyed) one user may have."
     )

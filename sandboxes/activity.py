@@ -24,8 +24,11 @@ log = logging.getLogger("sandboxes")
 class Activity:
     """Last use and exec counts per sandbox, pending a flush; disk re-measures."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, measure_timeout: float = 60.0) -> None:
         self.db = db
+        # a measurement walks a workspace that sandboxed code fills: bounded, so that
+        # settle() (shutdown) never waits on it forever
+        self.measure_timeout = measure_timeout
         self._pending: dict[str, tuple[datetime, int]] = {}
         self._measuring: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -53,7 +56,7 @@ class Activity:
                 while True:
                     self._again.discard(sandbox_id)
                     try:
-                        await measure()
+                        await asyncio.wait_for(measure(), self.measure_timeout)
                     except Exception:
                         log.debug("could not measure sandbox %s", sandbox_id, exc_info=True)
                     if sandbox_id not in self._again:

@@ -74,7 +74,7 @@ class SandboxService:
         self.providers = providers
         self.audit = AuditTrail(db)
         self.templates = TemplateStore(db)
-        self.activity = Activity(db)
+        self.activity = Activity(db, measure_timeout=settings.sandbox_fs_timeout_seconds * 2)
         self.inflight: dict[str, int] = {}
         self._user_locks: dict[str, asyncio.Lock] = {}
 

@@ -41,6 +41,7 @@ def kube_options(settings: Settings) -> KubeOptions:
 
 def build_providers(settings: Settings) -> dict[str, SandboxProvider]:
     """Every provider this gateway offers; none touches its runtime until first used."""
+    from sandboxes.blocking import BlockingPool
     from sandboxes.providers.agent_sandbox import AgentSandboxOptions, AgentSandboxProvider
     from sandboxes.providers.docker import DockerProvider
     from sandboxes.providers.kubernetes import KubernetesProvider
@@ -53,7 +54,13 @@ def build_providers(settings: Settings) -> dict[str, SandboxProvider]:
         pool_size=settings.sandbox_agent_sandbox_pool_size,
     )
     root = sandbox_root(settings)
-    local = LocalProvider(root, disk_limit=settings.sandbox_disk_limit)
+    # the sandboxes' own threads for blocking workspace I/O (never the default executor)
+    fs = BlockingPool(
+        "sandbox-fs",
+        workers=settings.sandbox_fs_workers,
+        timeout=settings.sandbox_fs_timeout_seconds,
+    )
+    local = LocalProvider(root, disk_limit=settings.sandbox_disk_limit, fs=fs)
     docker = DockerProvider(disk_root=root / "docker", disk_limit=settings.sandbox_disk_limit)
     disks = {"local": local.disks, "docker": docker.disks}.get(settings.sandbox_provider)
     if disks is not None and disks.reason:

@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Literal
 
+from sandboxes import blocking
 from sandboxes.providers.base import ProviderError, ProviderUnavailable
 
 log = logging.getLogger("sandboxes.disk")
@@ -156,7 +157,7 @@ class Disks:
     async def create(self, sandbox_id: str, size_mb: int) -> str:
         """Make the workspace (mounted, empty); returns its kind. Cleans up on failure."""
         workspace = self.workspace(sandbox_id)
-        await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
+        await blocking.to_thread(workspace.mkdir, parents=True, exist_ok=True)
         if self.reason:
             if self.setting == "loop":
                 raise ProviderUnavailable(
@@ -167,10 +168,10 @@ class Disks:
             await self._format(sandbox_id, size_mb)
             await self.attach(sandbox_id)
             # mke2fs makes lost+found; the sandbox's files API should start empty
-            await asyncio.to_thread(_rmdir_quietly, workspace / "lost+found")
+            await blocking.to_thread(_rmdir_quietly, workspace / "lost+found")
         except (DiskError, OSError) as exc:
             await self.remove(sandbox_id)
-            await asyncio.to_thread(workspace.mkdir, parents=True, exist_ok=True)
+            await blocking.to_thread(workspace.mkdir, parents=True, exist_ok=True)
             if self.setting == "loop":
                 raise DiskError(f"cannot enforce the disk limit: {exc}") from exc
             # auto: this host cannot do it after all (e.g. root without CAP_SYS_ADMIN)
@@ -192,7 +193,7 @@ class Disks:
             finally:
                 os.close(fd)
 
-        await asyncio.to_thread(make)
+        await blocking.to_thread(make)
         uid, gid = self.owner
         await _run(
             _tool("mkfs.ext4") or "mkfs.ext4",
@@ -269,14 +270,14 @@ class Disks:
         """On stop: unmount (unless the files API is using it; it unmounts after)."""
         if not self.image(sandbox_id).exists():
             return
-        await asyncio.to_thread((self.base(sandbox_id) / DETACHED).touch)
+        await blocking.to_thread((self.base(sandbox_id) / DETACHED).touch)
         if not self._users.get(sandbox_id):
             await self.detach(sandbox_id)
 
     async def unpark(self, sandbox_id: str) -> Path:
         """On resume: mount again."""
         with contextlib.suppress(FileNotFoundError):
-            await asyncio.to_thread((self.base(sandbox_id) / DETACHED).unlink)
+            await blocking.to_thread((self.base(sandbox_id) / DETACHED).unlink)
         return await self.attach(sandbox_id)
 
     async def detach_all(self) -> None:
@@ -297,7 +298,7 @@ class Disks:
             await self.detach(sandbox_id)
             # never delete through a mount (it would survive, holding a loop device)
             if mounts_at(self.workspace(sandbox_id)) == 0:
-                await asyncio.to_thread(shutil.rmtree, base, True)
+                await blocking.to_thread(shutil.rmtree, base, True)
         self._locks.pop(sandbox_id, None)
 
     def used_bytes(self, sandbox_id: str) -> int | None:

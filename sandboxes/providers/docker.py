@@ -32,6 +32,7 @@ import docker
 import docker.errors
 from docker.utils.socket import frames_iter
 
+from sandboxes import blocking
 from sandboxes.providers import diskimage, localfs
 from sandboxes.providers.base import (
     WORKSPACE,
@@ -132,12 +133,12 @@ class DockerProvider:
                 explanation = getattr(exc, "explanation", None) or str(exc)
                 raise ProviderError(f"Docker engine: {explanation}") from exc
 
-        return await asyncio.to_thread(run)
+        return await blocking.to_thread(run)
 
     async def check(self) -> None:
-        client = await asyncio.to_thread(self._docker)
+        client = await blocking.to_thread(self._docker)
         try:
-            await asyncio.to_thread(client.ping)
+            await blocking.to_thread(client.ping)
         except Exception as exc:
             with self._lock:
                 self._client = None
@@ -179,7 +180,7 @@ class DockerProvider:
         if not image:
             raise ProviderError(f"template {spec.template.name!r} names no image for docker")
         try:
-            await asyncio.to_thread(self._docker().images.get, image)
+            await blocking.to_thread(self._docker().images.get, image)
         except docker.errors.ImageNotFound as exc:
             raise ProviderUnavailable(
                 f"the image {image} of template {spec.template.name!r} is missing: run "
@@ -190,7 +191,7 @@ class DockerProvider:
             if self.disks.kind == diskimage.LOOP:
                 if await self.disks.create(spec.id, spec.limits.disk_mb) == diskimage.LOOP:
                     bind = str(self.disks.workspace(spec.id))
-                    await asyncio.to_thread(self._mark, spec, True)
+                    await blocking.to_thread(self._mark, spec, True)
                 else:  # auto fell back: a named volume, as before
                     await self.disks.remove(spec.id)
             container = await self._call(self._run, spec, image, bind)
@@ -216,7 +217,7 @@ class DockerProvider:
         engine in another mount namespace or on another host). Checked on every
         create: one HEAD request. Falls back to named volumes for good if not."""
         seen = await self._call(self._stat, spec, _MARKER) is not None
-        await asyncio.to_thread(self._mark, spec, False)
+        await blocking.to_thread(self._mark, spec, False)
         if not seen:
             self.disks.reason = "the Docker engine does not see the gateway's mounts"
             log.warning(
@@ -290,7 +291,7 @@ class DockerProvider:
     async def exec(
         self, spec: SandboxSpec, request: ExecRequest, sink: OutputSink | None = None
     ) -> ExecResult:
-        api = (await asyncio.to_thread(self._docker)).api
+        api = (await blocking.to_thread(self._docker)).api
         marker = uuid.uuid4().hex
         env = {**BASE_ENV, **spec.template.env, **request.env, "MCPGW_EXEC": marker}
         started = time.perf_counter()
@@ -332,9 +333,12 @@ class DockerProvider:
             while (item := await queue.get()) is not None:
                 await collector.add(*item)
 
-        reader = asyncio.ensure_future(asyncio.to_thread(read))
+        # threads of their own: they last as long as the command (never a pool's)
+        reader = blocking.in_thread(read, name=f"docker-exec-{spec.id}")
         writer = (
-            asyncio.ensure_future(asyncio.to_thread(write)) if request.stdin is not None else None
+            blocking.in_thread(write, name=f"docker-stdin-{spec.id}")
+            if request.stdin is not None
+            else None
         )
         work = asyncio.ensure_future(consume())
         timed_out = False
@@ -496,7 +500,7 @@ class DockerProvider:
         )
         async with self.disks.use(spec.id) as workspace:
             # the engine writes in place: check first rather than leave half a file
-            free = await asyncio.to_thread(self.disks.free_bytes, spec.id)
+            free = await blocking.to_thread(self.disks.free_bytes, spec.id)
             if free is not None and len(data) + 64 * 1024 > free:
                 raise full
             try:
@@ -506,7 +510,7 @@ class DockerProvider:
                     raise
                 if free is not None:  # the partial file, through the host's mount
                     with contextlib.suppress(ProviderError, OSError):
-                        await asyncio.to_thread(localfs.delete, workspace, path)
+                        await blocking.to_thread(localfs.delete, workspace, path)
                 raise full from exc
 
     async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:

@@ -2,14 +2,14 @@
 mapping and the hardened manifests (Pod, PVC, NetworkPolicy).
 
 The official ``kubernetes`` client is imported lazily (the gateway starts without it
-being touched) and blocks, so every call runs in a worker thread. Responses are read
+being touched) and blocks, so every call runs on a thread of the sandboxes pillar's own
+(:mod:`sandboxes.blocking`, never the default executor). Responses are read
 as raw JSON (``_preload_content=False``) rather than the client's generated models:
 the code needs a handful of fields and stays independent of model validation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sandboxes import blocking
 from sandboxes.providers.base import (
     WORKSPACE,
     ProviderError,
@@ -241,7 +242,7 @@ class KubeAPI:
         return ProviderError(f"{what} ({status or 'no answer'}): {message}")
 
     async def call(self, api: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self.request, api, method, *args, **kwargs)
+        return await blocking.to_thread(self.request, api, method, *args, **kwargs)
 
     async def get(self, api: str, method: str, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         """Like :meth:`call`, but ``None`` when the object does not exist."""

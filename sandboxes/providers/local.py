@@ -28,9 +28,12 @@ import os
 import shutil
 import signal
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sandboxes import blocking
+from sandboxes.blocking import BlockingPool
 from sandboxes.providers import cgroups, diskimage, localfs
 from sandboxes.providers.base import (
     WORKSPACE,
@@ -131,10 +134,13 @@ class LocalProvider:
         *,
         bwrap: str | None = None,
         disk_limit: diskimage.Setting = "auto",
+        fs: BlockingPool | None = None,
     ) -> None:
         self.root = root
         # the sandbox's uid 1000 is the gateway's own uid outside (bwrap's user namespace)
         self.disks = diskimage.Disks(root, disk_limit)
+        # workspace file I/O: the pillar's own bounded, time-limited threads
+        self.fs = fs or BlockingPool("sandbox-fs")
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.prlimit = shutil.which("prlimit")
         self._cgroups: cgroups.Cgroups | None = None
@@ -182,8 +188,8 @@ class LocalProvider:
             **({"disk_fallback_reason": self.disks.reason} if self.disks.reason else {}),
         }
 
-    def _paths(self, spec: SandboxSpec) -> tuple[Path, Path]:
-        return self.disks.workspace(spec.id), self.root / spec.id / "etc"
+    def _workspace(self, spec: SandboxSpec) -> Path:
+        return self.disks.workspace(spec.id)
 
     def _system(self) -> list[str]:
         if self._system_args is None:
@@ -227,7 +233,7 @@ class LocalProvider:
         if spec.network == "egress" and os.path.exists("/etc/resolv.conf"):
             args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
         tmp_size = str(min(spec.limits.memory_mb, 1024) * 1024 * 1024)
-        workspace, _ = self._paths(spec)
+        workspace = self._workspace(spec)
         args += [
             "--proc",
             "/proc",
@@ -289,22 +295,15 @@ class LocalProvider:
         await self.check()
         try:
             disk = await self.disks.create(spec.id, spec.limits.disk_mb)
-            await asyncio.to_thread(self._create_dirs, spec)
             await self.resume(spec)
         except BaseException:
             await self.destroy(spec)
             raise
         return {
-            "workspace": str(self._paths(spec)[0]),
+            "workspace": str(self._workspace(spec)),
             "limits": self.limits_mechanism,
             "disk": disk,
         }
-
-    def _create_dirs(self, spec: SandboxSpec) -> None:
-        _, etc = self._paths(spec)
-        etc.mkdir(parents=True, exist_ok=True)
-        for name, text in _etc_files(SANDBOX_UID).items():
-            (etc / name).write_text(text)
 
     async def resume(self, spec: SandboxSpec) -> None:
         workspace = await self.disks.unpark(spec.id)
@@ -315,7 +314,7 @@ class LocalProvider:
             )
         cg = self._cg()
         if cg is not None:
-            await asyncio.to_thread(cg.create, spec.id, spec.limits)
+            await blocking.to_thread(cg.create, spec.id, spec.limits)
 
     async def stop(self, spec: SandboxSpec) -> None:
         for proc in list(self._running.get(spec.id, ())):
@@ -323,7 +322,7 @@ class LocalProvider:
                 proc.kill()
         cg = self._cg()
         if cg is not None:
-            await asyncio.to_thread(cg.remove, spec.id)
+            await blocking.to_thread(cg.remove, spec.id)
         # after the kill: the image is unmounted and its loop device freed
         await self.disks.park(spec.id)
 
@@ -441,33 +440,39 @@ class LocalProvider:
     # The workspace is mounted for each operation (a stopped sandbox's only for it).
     async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
         async with self.disks.use(spec.id) as workspace:
-            return await asyncio.to_thread(localfs.read_file, workspace, path, max_bytes)
+            return await self.fs.run(
+                partial(localfs.read_file, workspace, path, max_bytes), key=spec.id
+            )
 
     async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
         # The sandbox's uid 1000 is the gateway's own uid outside: no chown needed.
         async with self.disks.use(spec.id) as workspace:
-            await asyncio.to_thread(localfs.write_file, workspace, path, data, None)
+            await self.fs.run(partial(localfs.write_file, workspace, path, data, None), key=spec.id)
 
     async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
         async with self.disks.use(spec.id) as workspace:
-            return await asyncio.to_thread(localfs.list_dir, workspace, path)
+            return await self.fs.run(partial(localfs.list_dir, workspace, path), key=spec.id)
 
     async def delete_file(self, spec: SandboxSpec, path: str) -> None:
         async with self.disks.use(spec.id) as workspace:
-            await asyncio.to_thread(localfs.delete, workspace, path)
+            await self.fs.run(partial(localfs.delete, workspace, path), key=spec.id)
 
     # --- usage ----------------------------------------------------------------------------
     async def usage(self, spec: SandboxSpec) -> Usage:
-        workspace, _ = self._paths(spec)
+        workspace = self._workspace(spec)
         if self.disks.kind_of(spec.id) == diskimage.LOOP:
             # what the image holds (None while stopped: the last figure stands)
-            disk = await asyncio.to_thread(self.disks.used_bytes, spec.id)
+            disk = await self.fs.run(
+                partial(self.disks.used_bytes, spec.id), key=spec.id, what="measuring the disk"
+            )
         else:
-            disk = await asyncio.to_thread(localfs.disk_usage, workspace)
+            disk = await self.fs.run(
+                partial(localfs.disk_usage, workspace), key=spec.id, what="measuring the disk"
+            )
         usage = Usage(disk_bytes=disk)
         cg = self._cg()
         if cg is not None:
-            measured = await asyncio.to_thread(cg.measure, spec.id)
+            measured = await self.fs.run(partial(cg.measure, spec.id), key=spec.id)
             usage.cpu_seconds = measured.cpu_seconds
             usage.memory_bytes = measured.memory_bytes
             usage.memory_peak_bytes = measured.memory_peak_bytes

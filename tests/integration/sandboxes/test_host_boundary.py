@@ -56,7 +56,7 @@ async def _compile_library(h: Sandboxes, sid: str, marker: Path) -> None:
 
 
 def _workspace_on_host(provider: LocalProvider, spec: SandboxSpec) -> Path:
-    workspace = provider._paths(spec)[0]
+    workspace = provider._workspace(spec)
     assert (workspace / "e.so").is_file(), "the workspace's host path changed"
     return workspace
 
@@ -134,7 +134,7 @@ async def test_ld_preload_never_runs_on_the_host(
             spec, ExecRequest(["/bin/true"], env={"LD_PRELOAD": "/workspace/e.so"})
         )
         assert inside.exit_code == 0, inside
-        assert (provider._paths(spec)[0] / "inside-marker").read_text() == "ran\n"
+        assert (provider._workspace(spec) / "inside-marker").read_text() == "ran\n"
         assert not marker.exists()
     finally:
         provider._cgroups, provider._cgroups_checked = saved
@@ -172,7 +172,7 @@ async def test_sandbox_sees_no_host_paths(sbx: Sandboxes, tmp_path: Path) -> Non
     workspace is a plain directory (``MCPGW_SANDBOX_DISK_LIMIT=measured``, or no loop
     devices); on a loop-mounted image it is ``/``. That line is checked only then."""
     sid, provider, spec = await _sandbox(sbx)
-    workspace = str(provider._paths(spec)[0])
+    workspace = str(provider._workspace(spec))
     data_dirs = {str(tmp_path), str(provider.root), workspace}
     out = await sbx.exec(
         sid,
