@@ -335,11 +335,8 @@ class DockerProvider:
 
         # threads of their own: they last as long as the command (never a pool's)
         reader = blocking.in_thread(read, name=f"docker-exec-{spec.id}")
-        writer = (
-            blocking.in_thread(write, name=f"docker-stdin-{spec.id}")
-            if request.stdin is not None
-            else None
-        )
+        stdin = request.stdin is not None  # b"" too: the command must see end of input
+        writer = blocking.in_thread(write, name="docker-stdin") if stdin else None
         work = asyncio.ensure_future(consume())
         timed_out = False
         restarted = False
