@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mcp import types
 
 from sandboxes.providers.base import ExecRequest, SandboxSpec, TemplateSpec
 from sandboxes.providers.local import LocalProvider
+from tests.integration.mcp.test_endpoint import connect
 from tests.integration.sandboxes.conftest import Sandboxes, _admin
+from tests.support import BOOT, Server
 
 # The constructor runs wherever the loader preloads the library: it leaves a mark on
 # the host path (only a host process can reach it) and one in /workspace (only a
@@ -198,3 +202,17 @@ async def test_sandbox_sees_no_host_paths(sbx: Sandboxes, tmp_path: Path) -> Non
     assert "sandbox:x:1000:1000" in passwd["stdout"] and passwd["stdout"].endswith(
         "sandbox\nsandbox\n"
     ), passwd
+
+
+async def test_mcp_sandbox_exec_refuses_loader_variables(
+    server_factory: Callable[..., Server],
+) -> None:
+    """SANDBOX_EXEC on /mcp is refused the same way (a tool error naming the code)."""
+    server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_SANDBOX_PROVIDER="local")
+    server.wait_ready()
+    async with connect(f"{server.url}/mcp", key=BOOT, mode="auto") as client:
+        refused = await client.call_tool(
+            "SANDBOX_EXEC", {"command": "true", "env": {"LD_PRELOAD": "/workspace/e.so"}}
+        )
+        shown = "\n".join(c.text for c in refused.content if isinstance(c, types.TextContent))
+        assert refused.is_error and "env_not_allowed" in shown and "LD_PRELOAD" in shown, shown
