@@ -11,7 +11,9 @@ The response shape is the one ``npx skills find`` reads (``searchSkillsAPI`` in 
 
 ``source`` is itself an ``npx skills`` source (usually ``owner/repo``), so an entry is
 imported as ``{source}@{name}``, exactly what the tool installs; ``catalog:<id>`` names
-one entry as a source of its own. The base URL is ``MCPGW_SKILLS_CATALOG_URL``.
+one entry as a source of its own. The base URL is ``MCPGW_SKILLS_CATALOG_URL``; it
+passes the SSRF guard like every URL the gateway fetches (``MCPGW_ALLOW_PRIVATE_URLS``
+for a catalog on a private network), and the request goes to the address it approved.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from typing import Any
 
 import httpx
 
+from gateway.backend_errors import BackendError
 from gateway.config import Settings
+from gateway.pinned_http import httpx_client
+from gateway.ssrf import HostPins, check_url
 from skills.sources.errors import SourceError, SourceNotFound, SourceUnavailable
 
 DEFAULT_LIMIT = 20  # the tool's SEARCH_RESULT_LIMIT
@@ -102,8 +107,17 @@ async def search_catalog(
     base = settings.skills_catalog_url.rstrip("/")
     url = f"{base}/api/search"
     try:
+        pins = HostPins.of(await check_url(url, settings.allow_private_urls))
+    except BackendError as exc:
+        unresolved = str(exc).startswith("cannot resolve")
+        raise SourceUnavailable(
+            f"the skills catalog at {base} {'cannot be reached' if unresolved else 'is refused'}: "
+            f"{exc}",
+            code="catalog_unavailable",
+        ) from None
+    try:
         if client is None:
-            async with httpx.AsyncClient(timeout=CATALOG_TIMEOUT_SECONDS) as own:
+            async with httpx_client(url, pins, timeout=CATALOG_TIMEOUT_SECONDS) as own:
                 response = await own.get(url, params=params)
         else:
             response = await client.get(url, params=params, timeout=CATALOG_TIMEOUT_SECONDS)

@@ -17,11 +17,9 @@ import ipaddress
 import os
 import re
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from gateway.servers.runtimes.base import BackendError
 from gateway.ssrf import check_url
@@ -128,30 +126,16 @@ async def guard_url(url: str, *, allow_private: bool) -> list[str]:
         return []
     shown = strip_credentials(url)
     try:
-        await check_url(url, allow_private=False)
+        # One resolution: the addresses checked are the addresses git connects to.
+        pin = await check_url(url, allow_private=False)
     except BackendError as exc:
         if str(exc).startswith("cannot resolve"):
             raise SourceUnavailable(f"cannot fetch {shown}: {exc}") from None
         raise SourceError(f"{shown} is refused: {exc}", code="url_refused") from None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    if _is_ip(host):
+    if pin is None or _is_ip(pin.host):
         return ["http.followRedirects=false"]  # nothing to resolve, nothing to pin
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise SourceUnavailable(f"cannot resolve host {host!r}: {exc}") from None
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # resolver's order
-    for address in addresses:
-        try:
-            await check_url(f"http://{_ip_literal(address)}/", allow_private=False)
-        except BackendError as exc:
-            raise SourceError(f"{shown} is refused: {exc}", code="url_refused") from None
-    if not addresses:
-        raise SourceUnavailable(f"cannot resolve host {host!r}")
-    pinned = ",".join(_ip_literal(a) for a in addresses)
-    return [f"http.curloptResolve={host}:{port}:{pinned}", "http.followRedirects=false"]
+    pinned = ",".join(_ip_literal(a) for a in pin.addresses)
+    return [f"http.curloptResolve={pin.host}:{pin.port}:{pinned}", "http.followRedirects=false"]
 
 
 def _tree_bytes(root: Path) -> int:

@@ -11,11 +11,11 @@ from typing import Any, Literal, Protocol
 
 from mcp import types
 
+# Defined in core (the SSRF guard raises them too); re-exported: import them from here.
+from gateway.backend_errors import BackendError as BackendError
+from gateway.backend_errors import BackendUnavailable as BackendUnavailable
+
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]
-
-
-class BackendError(Exception):
-    """A backend cannot serve a request; the message is safe to show an agent."""
 
 
 class BackendRequestError(BackendError):
@@ -25,10 +25,6 @@ class BackendRequestError(BackendError):
     def __init__(self, message: str, error: types.ErrorData) -> None:
         super().__init__(message)
         self.error = error
-
-
-class BackendUnavailable(BackendError):
-    """The backend is not connected and could not be (re)started."""
 
 
 class ToolNotFound(BackendError):

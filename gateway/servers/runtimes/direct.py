@@ -17,9 +17,10 @@ from mcp.shared.inbound import encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.servers.runtimes.base import Health
-from gateway.servers.runtimes.http_channel import HttpChannel, encode_headers, proxied
+from gateway.servers.runtimes.http_channel import HttpChannel, encode_headers
 from gateway.servers.runtimes.limiter import Limiter
 from gateway.servers.runtimes.remote import StreamableHttpTarget
+from gateway.ssrf import proxied
 
 _IDS = itertools.count(1)
 
@@ -101,7 +102,8 @@ class DirectRoute:
         }
         return cls(
             server=server,
-            channel=HttpChannel(target.url, base),
+            # The addresses the SSRF guard approved for this session (None: allowed private).
+            channel=HttpChannel(target.url, base, pins=target.pins),
             target=target,
             protocol_version=protocol_version,
             secrets=secrets,

@@ -8,7 +8,9 @@ and parses responses with ``httptools`` (the parser uvicorn uses), so a call cos
 tens of microseconds of gateway CPU.
 
 It is used only on the fast path; everything else (handshakes, GET streams,
-reconnects) stays with the SDK client.
+reconnects) stays with the SDK client. Given the SSRF guard's pins, it connects to
+the approved addresses only (the hostname stays in Host and in TLS): no DNS answer
+obtained after the check is ever used (see :mod:`gateway.ssrf`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httptools
+
+from gateway.ssrf import HostPins, connect_pinned
 
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
 # Servers close idle keep-alive connections (gunicorn after 2 s, uvicorn, Node and
@@ -38,6 +41,10 @@ class ChannelError(Exception):
         super().__init__(message)
         # Whether the request may have reached the backend (then it must not be retried).
         self.sent = sent
+
+
+class _Unreachable(ChannelError):
+    """No TCP connection to an address (the next pinned address may answer)."""
 
 
 @dataclass
@@ -190,6 +197,7 @@ class HttpChannel:
         max_idle: int = 64,
         connect_timeout: float = 10,
         max_idle_seconds: float = _MAX_IDLE_SECONDS,
+        pins: HostPins | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -210,6 +218,7 @@ class HttpChannel:
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
         self._max_idle_seconds = max_idle_seconds
+        self._pins = pins
         self._closed = False
 
     async def _acquire(self) -> _Connection:
@@ -220,21 +229,36 @@ class HttpChannel:
                 if not conn.closed and conn.idle_since >= oldest:
                     return conn
                 conn.close()
+        if self._pins is None:  # private URLs allowed: nothing was checked, nothing to pin
+            return await self._connect(self.host)
+        # A new connection only (never per call): pinned addresses are a dict lookup.
+        return await connect_pinned(
+            self._pins, self.host, self._connect, (_Unreachable,), self._refused
+        )
+
+    async def _connect(self, address: str) -> _Connection:
+        """A connection to ``address``; TLS still names and verifies ``self.host``."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, conn = await loop.create_connection(
                     _Connection,
-                    self.host,
+                    address,
                     self.port,
                     ssl=self.ssl,
                     server_hostname=self.host if self.ssl else None,
                 )
-        except (OSError, TimeoutError) as exc:
+        except ssl.SSLError as exc:  # the address answered: another one would not help
             raise ChannelError(f"cannot connect: {exc}", sent=False) from None
+        except (OSError, TimeoutError) as exc:
+            raise _Unreachable(f"cannot connect: {exc}", sent=False) from None
         # uvloop may call connection_made only after create_connection returned.
         conn.transport = transport
         return conn
+
+    @staticmethod
+    def _refused(message: str) -> ChannelError:
+        return ChannelError(f"cannot connect: {message}", sent=False)
 
     def _release(self, conn: _Connection) -> None:
         if (
@@ -299,12 +323,3 @@ class _Exchange:
 def encode_headers(headers: dict[str, str]) -> bytes:
     """Request headers as :meth:`HttpChannel.post` appends them."""
     return "".join(f"\r\n{k}: {v}" for k, v in headers.items()).encode("latin-1")
-
-
-def proxied(url: str) -> bool:
-    """Would httpx send this URL through a proxy (from the environment)?"""
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies()
-    if parts.scheme not in proxies and "all" not in proxies:
-        return False
-    return not urllib.request.proxy_bypass(parts.hostname or "")

@@ -2,6 +2,8 @@
 
 Both protocol eras are negotiated by the SDK client (``server/discover`` first,
 then the ``initialize`` handshake). Custom and secret headers go on every request.
+The URL passes the SSRF guard on every connect, and the SDK's HTTP clients connect
+only to the addresses it approved (:mod:`gateway.pinned_http`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from urllib.parse import urlsplit
 
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
+from gateway.pinned_http import mcp_client_factory
 from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
-from gateway.ssrf import check_url
+from gateway.ssrf import HostPins, check_url
 
 
 class StreamableHttpTarget:
@@ -25,9 +27,12 @@ class StreamableHttpTarget:
     we close it). It remembers the session id the backend hands out, so the fast
     path's direct POSTs join the same backend session (see ``direct.py``)."""
 
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, url: str, headers: dict[str, str], pins: HostPins | None = None) -> None:
         self.url = url
         self.headers = headers
+        # The guard's approved addresses, shared with the fast path's channel (None:
+        # private URLs allowed, or a gateway-owned loopback backend).
+        self.pins = pins
         self.session_id: str | None = None
         # The server answered 404 to our session: it forgot it (restart, idle expiry).
         # The SDK does not start a new one itself; the connection does, on seeing this.
@@ -36,7 +41,7 @@ class StreamableHttpTarget:
 
     async def __aenter__(self) -> Any:
         stack = AsyncExitStack()
-        http = create_mcp_http_client(headers=self.headers)
+        http = mcp_client_factory(self.url, self.pins)(headers=self.headers)
         http.event_hooks["response"].append(self._on_response)
         try:
             await stack.enter_async_context(http)
@@ -67,8 +72,11 @@ class StreamableHttpTarget:
             self.expired = True
 
 
-def streamable_http(url: str, headers: dict[str, str]) -> StreamableHttpTarget:
-    return StreamableHttpTarget(url, headers)
+def streamable_http(
+    url: str, headers: dict[str, str], pins: HostPins | None = None
+) -> StreamableHttpTarget:
+    """The Streamable HTTP target for ``url`` (connecting to ``pins`` when given)."""
+    return StreamableHttpTarget(url, headers, pins)
 
 
 class RemoteConnector:
@@ -80,14 +88,20 @@ class RemoteConnector:
 
     async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
         url = spec.config["url"]
-        await check_url(url, ctx.allow_private_urls)
+        # Resolved and checked on every (re)connect; the session then connects to exactly
+        # these addresses (no second DNS answer: rebinding-proof).
+        pins = HostPins.of(await check_url(url, ctx.allow_private_urls))
         headers = {**spec.config.get("headers", {}), **spec.secret_headers}
         transport = spec.config.get("transport", "auto")
+        factory = mcp_client_factory(url, pins)
         if transport == "streamable_http":
-            return [streamable_http(url, headers)]
+            return [streamable_http(url, headers, pins)]
         if transport == "sse":
-            return [sse_client(url, headers=headers)]
-        candidates = [streamable_http(url, headers), sse_client(url, headers=headers)]
+            return [sse_client(url, headers=headers, httpx_client_factory=factory)]
+        candidates = [
+            streamable_http(url, headers, pins),
+            sse_client(url, headers=headers, httpx_client_factory=factory),
+        ]
         if urlsplit(url).path.rstrip("/").endswith("/sse"):
             candidates.reverse()  # an /sse URL is almost certainly the legacy transport
         return candidates
