@@ -10,6 +10,7 @@ from bench import (
     peer_contextforge,
     proxy_overhead,
     sandboxes,
+    server_isolation,
     startup,
     token_cost,
 )
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "auth_overhead": auth_overhead.main,
     "proxy_overhead": proxy_overhead.main,
     "sandboxes": sandboxes.main,
+    "server_isolation": server_isolation.main,
     "catalog_scale": catalog_scale.main,
     "token_cost": token_cost.main,
     "peer_contextforge": peer_contextforge.main,

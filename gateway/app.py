@@ -216,6 +216,7 @@ def build_server_service(settings: Settings, db: Database) -> ServerService:
         connect_timeout=settings.server_connect_timeout_seconds,
         allow_private_urls=settings.allow_private_urls,
         inherit_env=tuple(settings.server_inherit_env),
+        isolation=settings.server_isolation,
         on_list_changed=on_list_changed,
         on_health_changed=on_health_changed,
         on_resource_updated=on_resource_updated,

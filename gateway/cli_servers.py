@@ -137,6 +137,16 @@ def servers_add(
         str | None, typer.Option(help="remote: auto, streamable_http or sse.")
     ] = None,
     description: Annotated[str, typer.Option(help="What the server is for.")] = "",
+    offline: Annotated[
+        bool, typer.Option("--offline", help="npx/uvx: no network inside its sandbox.")
+    ] = False,
+    isolation: Annotated[
+        str | None,
+        typer.Option(
+            help="npx/uvx: 'none' runs it as a host process that can read the gateway's "
+            "secrets (admins only; dangerous)."
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until connected and catalogued.")] = True,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -158,6 +168,10 @@ def servers_add(
         parsed_config["headers"] = headers
     if transport:
         parsed_config["transport"] = transport
+    if offline:
+        parsed_config["offline"] = True
+    if isolation:
+        parsed_config["isolation"] = isolation
     body = {
         "name": name,
         "type": parsed_type,

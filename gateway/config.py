@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         "like (comma-separated): trust stores, proxies, package indexes. The gateway's own "
         "MCPGW_* settings never pass.",
     )
+    server_isolation: Literal["auto", "bwrap", "none"] = Field(
+        "auto",
+        description="How npx/uvx servers are isolated from the gateway host: `bwrap` (each in "
+        "its own bubblewrap sandbox: no view of data_dir, a private home; servers fail to "
+        "start without it), `auto` (bwrap where it works, else host processes with a "
+        "warning) or `none` (host processes with the gateway's file access).",
+    )
     health_interval_seconds: float = Field(
         30.0, gt=0, le=3600, description="How often running backends are pinged."
     )

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gateway.auth.schemas import Strict
 from gateway.errors import InvalidInput
+from gateway.procenv import check_env
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
 ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]
@@ -38,10 +40,28 @@ def _check_args(args: list[str]) -> list[str]:
     return args
 
 
+_ISOLATION_DOC = (
+    "`sandbox`: run in the gateway's isolation (MCPGW_SERVER_ISOLATION). `none` (admins "
+    "only, dangerous): a host process that can read everything the gateway can, its secret "
+    "key and database included."
+)
+_OFFLINE_DOC = (
+    "No network inside the sandbox (only its own loopback); the package is fetched with "
+    "network first."
+)
+
+
+def _offline_isolated(config: NpxConfig | UvxConfig) -> None:
+    if config.offline and config.isolation == "none":
+        raise ValueError("offline needs isolation: a server with isolation 'none' has the network")
+
+
 class NpxConfig(Strict):
     package: str = Field(min_length=1, max_length=214, description="npm package name.")
     version: str | None = Field(None, max_length=64, description="npm version or range.")
     args: list[str] = Field(default_factory=list, max_length=64)
+    isolation: Literal["sandbox", "none"] = Field("sandbox", description=_ISOLATION_DOC)
+    offline: bool = Field(False, description=_OFFLINE_DOC)
 
     @field_validator("package")
     @classmethod
@@ -55,6 +75,11 @@ class NpxConfig(Strict):
     def _args(cls, value: list[str]) -> list[str]:
         return _check_args(value)
 
+    @model_validator(mode="after")
+    def _offline_needs_isolation(self) -> Self:
+        _offline_isolated(self)
+        return self
+
 
 class UvxConfig(Strict):
     package: str = Field(min_length=1, max_length=214, description="PyPI package name.")
@@ -63,6 +88,8 @@ class UvxConfig(Strict):
         None, max_length=128, description="Console script to run, when it differs from package."
     )
     args: list[str] = Field(default_factory=list, max_length=64)
+    isolation: Literal["sandbox", "none"] = Field("sandbox", description=_ISOLATION_DOC)
+    offline: bool = Field(False, description=_OFFLINE_DOC)
 
     @field_validator("package")
     @classmethod
@@ -75,6 +102,11 @@ class UvxConfig(Strict):
     @classmethod
     def _args(cls, value: list[str]) -> list[str]:
         return _check_args(value)
+
+    @model_validator(mode="after")
+    def _offline_needs_isolation(self) -> Self:
+        _offline_isolated(self)
+        return self
 
 
 class DockerConfig(Strict):
@@ -231,12 +263,18 @@ def parse_config(server_type: str, config: dict[str, Any], field: str = "config"
     return parsed
 
 
-def _check_env(value: dict[str, str]) -> dict[str, str]:
+def _check_env(value: Any, field: str) -> Any:
+    """Names must be plain variable names; values have no NUL byte; and no variable may
+    make a loader, shell or interpreter run code (``LD_PRELOAD``, ``NODE_OPTIONS``, …:
+    ``422 env_not_allowed``), since a server's env reaches processes the gateway starts."""
+    if value is None:
+        return value
     for name, item in value.items():
         if not _ENV_NAME.match(name):
             raise ValueError(f"invalid environment variable name {name!r}")
-        if "\x00" in item:
+        if item is not None and "\x00" in item:
             raise ValueError(f"{name}: values may not contain NUL bytes")
+    check_env({k: v or "" for k, v in value.items()}, field=field)
     return value
 
 
@@ -269,8 +307,8 @@ class ServerCreate(Strict):
 
     @field_validator("env", "secrets")
     @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_env(value)
+    def _env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return _check_env(value, str(info.field_name))  # type: ignore[no-any-return]
 
     @field_validator("secret_headers")
     @classmethod
@@ -293,6 +331,11 @@ class ServerUpdate(Strict):
     secrets: dict[str, str | None] | None = Field(None, max_length=100)
     secret_headers: dict[str, str | None] | None = Field(None, max_length=32)
     max_concurrency: int | None = Field(None, ge=1, le=10_000)
+
+    @field_validator("env", "secrets")
+    @classmethod
+    def _env(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        return _check_env(value, str(info.field_name))  # type: ignore[no-any-return]
 
 
 class HealthOut(BaseModel):

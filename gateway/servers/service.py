@@ -33,6 +33,7 @@ from gateway.servers.runtimes.base import (
     ServerRuntime,
     ServerSpec,
 )
+from gateway.servers.runtimes.isolation import forget
 from gateway.servers.schemas import RemoteConfig, ServerCreate, ServerUpdate, parse_config
 from gateway.ssrf import check_url
 
@@ -110,6 +111,17 @@ def mask_result(data: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(data, dict):
         return {k: mask_result(v, secrets) for k, v in data.items()}
     return data
+
+
+def _opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
+    """Whether a (validated) config runs a package server, or a bundle member, unisolated."""
+    if server_type == "bundle":
+        return any(
+            _opts_out_of_isolation(m["type"], m.get("config") or {})
+            for m in config.get("members", [])
+            if m.get("type")
+        )
+    return config.get("isolation") == "none"
 
 
 def tool_error(message: str) -> dict[str, Any]:
@@ -249,6 +261,12 @@ class ServerService:
             raise Forbidden(
                 "only admins may register generated servers: their code runs in-process"
             )
+        if not principal.is_admin and _opts_out_of_isolation(server_type, parsed.model_dump()):
+            raise Forbidden(
+                "only admins may set isolation 'none': the server then runs on the gateway "
+                "host and can read its secret key and database",
+                code="isolation_opt_out_forbidden",
+            )
         if isinstance(parsed, RemoteConfig):
             try:
                 await check_url(parsed.url, self.allow_private_urls, must_resolve=False)
@@ -289,6 +307,7 @@ class ServerService:
         if data.team_id and not (principal.is_admin or data.team_id in principal.team_ids):
             raise Forbidden("you can only register servers for teams you belong to")
         sealed = {"env": data.secrets, "headers": data.secret_headers}
+        unisolated = _opts_out_of_isolation(data.type, config)
         row = McpServer(
             name=data.name,
             type=data.type,
@@ -320,7 +339,7 @@ class ServerService:
                         server_id=row.id,
                         version=1,
                         snapshot=self._snapshot(row, names),
-                        summary="registered",
+                        summary="registered without isolation" if unisolated else "registered",
                         changed_by=principal.user_id,
                     )
                 )
@@ -328,6 +347,11 @@ class ServerService:
             raise name_taken from None
         await self.load()
         log.info("server registered", extra={"server": row.name, "type": row.type})
+        if unisolated:
+            log.warning(
+                "server registered without isolation: it runs as a host process",
+                extra={"server": row.name, "by": principal.user_id},
+            )
         return row
 
     async def update(self, principal: Principal, name: str, data: ServerUpdate) -> McpServer:
@@ -378,6 +402,8 @@ class ServerService:
             row = await self._get_row(session, principal, name)
             await ServerRepository(session).delete(row)
         await self.pool.remove(name)
+        # Its private home and package cache (isolated package servers) go with it.
+        await asyncio.to_thread(forget, self.pool.ctx.data_dir, row.id)
         self.catalogs = {k: v for k, v in self.catalogs.items() if k != name}
         self._catalog_changed()
         await self.load()  # bundles referencing it are rebuilt without it

@@ -35,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "2", "--providers", "local"],
             "sandboxes: create / exec / stop / resume",
         ),
+        (
+            "bench.server_isolation",
+            ["--runs", "1", "--calls", "3", "--servers", "npx"],
+            "server isolation: start-up and per-call cost",
+        ),
     ],
 )
 def test_benchmark_runs_and_reports(

@@ -2,7 +2,10 @@
 
 Only repositories under the configured roots (``MCPGW_GIT_ROOTS``) are reachable.
 Commands run with settings that stop a repository's own config from running
-programs (fsmonitor, hooks, external diff, textconv) and refuse option-like refs.
+programs (fsmonitor, hooks, external diff, textconv, signature checks) and refuse
+option-like refs. git runs with a fixed environment and no global or system
+config: ``HOME`` is an empty folder, never the repository, whose tracked
+``.gitconfig`` would otherwise be read as the user's own settings.
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ SAFE_CONFIG = [
     "diff.external=",
     "-c",
     "safe.directory=*",
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "blame.ignoreRevsFile=",
 ]
+# A HOME that does not exist: no ~/.gitconfig, no ~/.config/git to read.
+_EMPTY_HOME = "/nonexistent"
 
 
 def configure(roots: list[Path]) -> None:
@@ -79,8 +88,9 @@ async def _git(repo: Path, *args: str) -> str:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
-        "HOME": str(repo),
+        "HOME": _EMPTY_HOME,
         "LC_ALL": "C",
     }
     process = await asyncio.create_subprocess_exec(
@@ -146,7 +156,8 @@ async def show(repo: str, rev: str = "HEAD", path: str | None = None) -> str:
     """A commit with its patch, or a file's content at a revision when path is given."""
     repository = _repository(repo)
     if path:
-        return await _git(repository, "show", f"{_ref(rev, 'revision')}:{_path(path)}")
+        spec = f"{_ref(rev, 'revision')}:{_path(path)}"
+        return await _git(repository, "show", "--no-textconv", spec)
     return await _git(
         repository,
         "show",
@@ -170,7 +181,13 @@ async def diff(repo: str, base: str, head: str = "HEAD", path: str | None = None
 async def blame(repo: str, path: str, rev: str = "HEAD") -> str:
     """Who last changed each line of a file."""
     return await _git(
-        _repository(repo), "blame", "--date=short", _ref(rev, "revision"), "--", _path(path)
+        _repository(repo),
+        "blame",
+        "--no-textconv",  # on by default for blame: a driver from config would run
+        "--date=short",
+        _ref(rev, "revision"),
+        "--",
+        _path(path),
     )
 
 

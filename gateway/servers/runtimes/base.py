@@ -102,6 +102,9 @@ class RuntimeContext:
     on_resource_updated: Callable[[str, str], Awaitable[None]] = field(
         default=lambda _server, _uri: _noop()
     )
+    # How package servers (npx, uvx) are isolated: `auto` (bubblewrap where it works),
+    # `bwrap` (required) or `none` (MCPGW_SERVER_ISOLATION).
+    isolation: Literal["auto", "bwrap", "none"] = "auto"
 
 
 class Connector(Protocol):

@@ -2,13 +2,18 @@
 
 Hardened by default: read-only root with a tmpfs ``/tmp``, every capability
 dropped, ``no-new-privileges``, pids/memory/CPU limits, no network unless the
-server's config says ``bridge``. Env values travel in the docker CLI's
-environment (``-e NAME``), never on its command line.
+server's config says ``bridge``. The server's env and secrets reach the container
+only: the ``docker`` CLI reads them as ``--env-file /dev/fd/3`` from an anonymous
+memory file (:mod:`~gateway.servers.runtimes.handoff`), so they are on no command
+line and never configure the CLI itself (``DOCKER_HOST``, ``LD_PRELOAD``), which
+runs with a fixed environment: the gateway's ``PATH``/``HOME`` and its own
+``DOCKER_*`` settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import shutil
 import socket
@@ -16,9 +21,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
+from gateway.servers.runtimes.handoff import FD, Handoff
 from gateway.servers.runtimes.remote import streamable_http
-from gateway.servers.runtimes.stdio import stdio_target
+from gateway.servers.runtimes.stdio import check_server_env, server_log
 
 
 def hardened_flags(spec: ServerSpec, name: str) -> list[str]:
@@ -44,9 +52,33 @@ def hardened_flags(spec: ServerSpec, name: str) -> list[str]:
     ]
     if config.get("read_only", True):
         flags += ["--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m"]  # noqa: S108
-    for key in (*spec.env, *spec.secret_env):
-        flags += ["-e", key]
-    return flags
+    return [*flags, "--env-file", f"/dev/fd/{FD}"]
+
+
+def env_file(spec: ServerSpec) -> bytes:
+    """The container's variables in ``docker --env-file`` form (one ``NAME=value`` a line).
+
+    That format has no quoting, so a value with a line break cannot be passed.
+    """
+    lines = []
+    for name, value in {**spec.env, **spec.secret_env}.items():
+        if "\n" in value or "\r" in value:
+            raise BackendUnavailable(
+                f"not started: the value of {name} has a line break, which docker env "
+                "files cannot carry"
+            )
+        lines.append(f"{name}={value}\n")
+    return "".join(lines).encode()
+
+
+def cli_env() -> dict[str, str]:
+    """The ``docker`` CLI's own environment: fixed, whatever the server's env says."""
+    keep = ("PATH", "HOME", "USER", "LANG", "XDG_RUNTIME_DIR")
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in keep or name.startswith("DOCKER_")
+    }
 
 
 def _docker() -> str:
@@ -62,14 +94,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    import os
-
+async def _run(*argv: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         *argv,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env=cli_env(),
     )
     out, _ = await process.communicate()
     return process.returncode or 0, out.decode(errors="replace").strip()
@@ -89,7 +120,7 @@ async def http_container(spec: ServerSpec, ctx: RuntimeContext) -> AsyncIterator
     network_index = flags.index("--network") + 1
     if flags[network_index] == "none":
         flags[network_index] = "bridge"
-    code, out = await _run(
+    argv = [
         docker,
         "run",
         "-d",
@@ -98,8 +129,9 @@ async def http_container(spec: ServerSpec, ctx: RuntimeContext) -> AsyncIterator
         f"127.0.0.1:{host_port}:{config['port']}",
         config["image"],
         *config.get("args", []),
-        env={**spec.env, **spec.secret_env},
-    )
+    ]
+    with Handoff(env_file(spec)) as handoff:  # read by the CLI before it returns
+        code, out = await _run(*handoff.wrap(argv))
     if code != 0:
         raise BackendUnavailable(f"docker run failed: {out[-300:]}")
     try:
@@ -126,11 +158,24 @@ async def http_container(spec: ServerSpec, ctx: RuntimeContext) -> AsyncIterator
         await _run(docker, "rm", "-f", name)
 
 
+@asynccontextmanager
+async def stdio_container(spec: ServerSpec, ctx: RuntimeContext) -> AsyncIterator[Any]:
+    """``docker run -i`` as a stdio transport; the env file stays open while it runs."""
+    name = f"mcpgw-{spec.name}-{secrets.token_hex(3)}"
+    argv = [_docker(), "run", "-i", *hardened_flags(spec, name), spec.config["image"]]
+    with Handoff(env_file(spec)) as handoff, server_log(ctx, spec.name) as errlog:
+        launcher = handoff.wrap([*argv, *spec.config.get("args", [])])
+        # env: the SDK adds the gateway's PATH, HOME, USER, … to the CLI's fixed set.
+        params = StdioServerParameters(command=launcher[0], args=launcher[1:], env=cli_env())
+        async with stdio_client(params, errlog=errlog) as streams:
+            yield streams
+
+
 class DockerConnector:
     async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
+        check_server_env(spec)
+        env_file(spec)  # refuse values an env file cannot carry before anything starts
         if spec.config.get("mode", "stdio") == "http":
             return [http_container(spec, ctx)]
-        docker = _docker()
-        name = f"mcpgw-{spec.name}-{secrets.token_hex(3)}"
-        argv = ["run", "-i", *hardened_flags(spec, name), spec.config["image"]]
-        return [stdio_target(ctx, spec, docker, [*argv, *spec.config.get("args", [])])]
+        _docker()
+        return [stdio_container(spec, ctx)]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,60 @@ async def test_missing_image_is_a_clear_health_error(gw: Gateway) -> None:
     assert health["status"] == "unhealthy"
     result = await gw.execute("ghost__x")
     assert result["isError"] is True and "ghost" in text_of(result)
+
+
+def _host_holders(value: str) -> list[tuple[int, str]]:
+    """Processes in the gateway's own PID namespace whose argv or environ holds ``value``
+    (a container's processes live in a namespace of their own)."""
+    ours = os.readlink("/proc/self/ns/pid")
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        for part in ("cmdline", "environ"):
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") != ours:
+                    continue
+                data = Path(f"/proc/{entry}/{part}").read_bytes()
+            except OSError:
+                continue
+            if value.encode() in data:
+                found.append((int(entry), part))
+    return found
+
+
+async def test_docker_env_reaches_the_container_only(gw: Gateway, test_image: str) -> None:
+    """The docker CLI reads the env from an fd: no value on its argv or in its environ,
+    and a server's DOCKER_HOST or loader variable cannot configure the CLI itself."""
+    greeting = f"hello-{uuid.uuid4().hex}"
+    secret = f"secret-{uuid.uuid4().hex}"
+    r = await gw.register(
+        {
+            "name": "envbox",
+            "type": "docker",
+            "config": {"image": test_image},
+            "env": {"GREETING": greeting, "DOCKER_HOST": "tcp://127.0.0.1:9"},
+            "secrets": {"TOKEN": secret},
+        }
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["health"]["status"] == "healthy", r.json()["health"]  # local engine used
+    facts = json.loads(text_of(await gw.execute("envbox__whoami")))
+    assert facts["greeting"] == greeting
+    for value in (greeting, secret):
+        assert _host_holders(value) == [], value
+
+
+async def test_docker_env_value_with_a_line_break_is_a_clear_error(
+    gw: Gateway, test_image: str
+) -> None:
+    r = await gw.register(
+        {
+            "name": "multiline",
+            "type": "docker",
+            "config": {"image": test_image},
+            "secrets": {"PEM": "-----BEGIN-----\nabc\n-----END-----"},
+        }
+    )
+    assert r.status_code == 201, r.text
+    health = r.json()["health"]
+    assert health["status"] == "unhealthy" and "PEM" in health["last_error"]
+    assert "abc" not in r.text

@@ -133,3 +133,26 @@ async def test_git_ignores_a_repositorys_own_commands(
     await gw.execute("essentials__git_grep", {"repo": "project", "pattern": "x"})
     await gw.execute("essentials__git_log", {"repo": "project"})
     assert not canary.exists()
+
+
+async def test_git_ignores_config_and_drivers_a_repository_carries(
+    gw: Gateway, repo: Path, tmp_path: Path
+) -> None:
+    """A tracked `.gitconfig` is not the user's config (HOME is not the repository), and
+    textconv drivers never run: not from the repository's config, not for blame/show."""
+    canary = tmp_path / "pwned"
+    driver = f"sh -c 'touch {canary} && cat $0'"  # git appends the file to convert
+    (repo / ".gitconfig").write_text(f'[diff "conv"]\n\ttextconv = {driver}\n')
+    (repo / ".gitattributes").write_text("*.py diff=conv\n")
+    _git(repo, "add", ".gitconfig", ".gitattributes")
+    _git(repo, "commit", "-q", "-m", "attributes")
+    blame = await gw.execute("essentials__git_blame", {"repo": "project", "path": "app.py"})
+    shown = await gw.execute(
+        "essentials__git_show", {"repo": "project", "rev": "HEAD", "path": "app.py"}
+    )
+    assert not canary.exists()
+    assert "hello" in text_of(blame) and "hello" in text_of(shown)
+    _git(repo, "config", "diff.conv.textconv", driver)  # the repository's own config
+    await gw.execute("essentials__git_blame", {"repo": "project", "path": "app.py"})
+    await gw.execute("essentials__git_show", {"repo": "project", "rev": "HEAD", "path": "app.py"})
+    assert not canary.exists()
