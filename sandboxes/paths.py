@@ -77,6 +77,6 @@ def provider_error(exc: ProviderError) -> AppError:
         return InvalidInput(exc.message, code=exc.code)
     if exc.code == "sandbox_fs_timeout":
         return FsTimedOut(exc.message)
-    if exc.code == "sandbox_stopped":
+    if exc.code in ("sandbox_stopped", "sandbox_disk_limit_mismatch"):
         return Conflict(exc.message, code=exc.code)
     return ProviderFailed(exc.message, code=exc.code)

@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gateway.handoff import memfd, nul_separated
 from sandboxes import blocking
 from sandboxes.blocking import BlockingPool
 from sandboxes.providers import cgroups, diskimage, localfs
@@ -87,21 +88,6 @@ _JOIN = (
     'unset MCPGW_CGROUP_PROCS; exec "$@"'
 )
 _KILL_GRACE = 5.0
-
-
-def _memfd(name: str, data: bytes) -> int:
-    """A close-on-exec in-memory file holding ``data``, read from its start (the
-    child inherits it through ``pass_fds``; nothing of it is on disk or on argv)."""
-    fd = os.memfd_create(f"mcpgw-{name}")
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.lseek(fd, 0, os.SEEK_SET)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def _check_env(env: dict[str, str]) -> None:
@@ -267,10 +253,10 @@ class LocalProvider:
         try:
             etc_fds: dict[str, int] = {}
             for name, text in _etc_files(SANDBOX_UID).items():
-                etc_fds[name] = _memfd(name, text.encode())
+                etc_fds[name] = memfd(name, text.encode())
                 fds.append(etc_fds[name])
             options = self._options(spec, request, etc_fds)
-            args_fd = _memfd("args", b"".join(os.fsencode(a) + b"\0" for a in options))
+            args_fd = memfd("args", nul_separated(options))
             fds.append(args_fd)
         except BaseException:
             for fd in fds:

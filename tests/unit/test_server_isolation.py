@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.errors import InvalidInput
+from gateway.handoff import Handoff
 from gateway.servers.runtimes import isolation
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
-from gateway.servers.runtimes.handoff import Handoff
 from gateway.servers.schemas import ServerCreate, ServerUpdate, parse_config
 
 

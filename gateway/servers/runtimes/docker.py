@@ -4,7 +4,7 @@ Hardened by default: read-only root with a tmpfs ``/tmp``, every capability
 dropped, ``no-new-privileges``, pids/memory/CPU limits, no network unless the
 server's config says ``bridge``. The server's env and secrets reach the container
 only: the ``docker`` CLI reads them as ``--env-file /dev/fd/3`` from an anonymous
-memory file (:mod:`~gateway.servers.runtimes.handoff`), so they are on no command
+memory file (:mod:`~gateway.handoff`), so they are on no command
 line and never configure the CLI itself (``DOCKER_HOST``, ``LD_PRELOAD``), which
 runs with a fixed environment: the gateway's ``PATH``/``HOME`` and its own
 ``DOCKER_*`` settings.
@@ -23,8 +23,8 @@ from typing import Any
 
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from gateway.handoff import FD, Handoff
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
-from gateway.servers.runtimes.handoff import FD, Handoff
 from gateway.servers.runtimes.remote import streamable_http
 from gateway.servers.runtimes.stdio import check_server_env, server_log
 

@@ -41,8 +41,8 @@ from typing import Any, TextIO
 
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from gateway.handoff import FD, Handoff, nul_separated
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
-from gateway.servers.runtimes.handoff import FD, Handoff, nul_separated
 
 log = logging.getLogger("gateway.servers")
 

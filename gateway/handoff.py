@@ -1,13 +1,15 @@
-"""Hand a child process data on file descriptor 3, never on its argv or in its environ.
+"""Hand a child process data in a memory file, never on its argv or in its environ.
 
-The gateway spawns some host processes whose input includes a server's secrets:
-``bwrap`` (the variables it sets inside the sandbox) and the ``docker`` CLI (the
-container's env file). On a command line the values would be readable by every
-local user (``/proc/<pid>/cmdline``); in the launcher's own environment they would
-configure the launcher itself (``LD_PRELOAD``, ``DOCKER_HOST``). Instead the data
+The gateway spawns some host processes whose input includes secrets or host
+layout: ``bwrap`` (the variables it sets inside a sandbox or package server, its
+bind options) and the ``docker`` CLI (the container's env file). On a command
+line the values would be readable by every local user (``/proc/<pid>/cmdline``);
+in the launcher's own environment they would configure the launcher itself
+(``LD_PRELOAD``, ``DOCKER_HOST``). Instead the data
 sits in an anonymous memory file (``memfd``; a 0600 temporary file where memfd is
 missing), and a tiny ``sh`` trampoline opens it as fd 3 before it execs the
-launcher, which reads ``--args 3`` or ``--env-file /dev/fd/3``.
+launcher, which reads ``--args 3`` or ``--env-file /dev/fd/3``. Where the gateway
+spawns the child itself it passes :func:`memfd` descriptors with ``pass_fds``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ _TRAMPOLINE = (
 )
 
 
+def memfd(name: str, data: bytes, *, cloexec: bool = False) -> int:
+    """An in-memory file holding ``data``, positioned at its start (Linux only).
+
+    Nothing of it is on disk or on an argv; a child inherits it through
+    ``pass_fds`` (or, with ``cloexec``, opens it through ``/proc/<pid>/fd``).
+    """
+    fd = os.memfd_create(f"mcpgw-{name}", os.MFD_CLOEXEC if cloexec else 0)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class Handoff:
     """``data`` for one child to read on fd 3; close it once the child has started."""
 
@@ -32,22 +52,21 @@ class Handoff:
         self._fd: int | None = None
         self._file: str | None = None
         if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("mcpgw-handoff", os.MFD_CLOEXEC)
-            self._fd = fd
+            self._fd = memfd("handoff", data, cloexec=True)
             # Another process opens it through our /proc entry (same user only).
-            self.path = f"/proc/{os.getpid()}/fd/{fd}"
+            self.path = f"/proc/{os.getpid()}/fd/{self._fd}"
             self.unlink = False
-        else:  # pragma: no cover - macOS and other hosts without memfd
-            fd, self._file = tempfile.mkstemp(prefix="mcpgw-handoff-")  # created 0600
-            self.path = self._file
-            self.unlink = True
+            return
+        # macOS and other hosts without memfd
+        fd, self._file = tempfile.mkstemp(prefix="mcpgw-handoff-")  # created 0600
+        self.path = self._file
+        self.unlink = True
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
-            if self._file is not None:
-                os.close(fd)
+            os.close(fd)
 
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` run with this data open on fd 3 (through ``sh``, which then execs)."""
@@ -82,4 +101,4 @@ class Handoff:
 
 def nul_separated(args: list[str]) -> bytes:
     """Arguments in the form ``bwrap --args FD`` reads (each ends with a NUL byte)."""
-    return b"".join(arg.encode() + b"\0" for arg in args)
+    return b"".join(os.fsencode(arg) + b"\0" for arg in args)
