@@ -4,7 +4,8 @@ destroy sandboxes; quotas, idle reaping, session affinity and the audit trail.
 The database holds what a sandbox is (owner, template, limits, status); the
 provider holds its compute and files. Activity (last use, exec counts) and audit
 rows are kept in memory and written in batches by :meth:`run_reaper`, off the
-request path, and once more at shutdown.
+request path, and once more at shutdown. Limits and quotas are decided in
+sandboxes/quotas.py, the file use cases live in sandboxes/files.py.
 """
 
 from __future__ import annotations
@@ -24,14 +25,9 @@ from gateway.db import Database, utcnow
 from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from sandboxes.activity import Activity
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
+from sandboxes.files import WorkspaceFiles
 from sandboxes.models import Sandbox, SandboxEvent
-from sandboxes.paths import (
-    Unavailable,
-    check_env,
-    exec_cwd,
-    provider_error,
-    workspace_path,
-)
+from sandboxes.paths import Unavailable, check_env, exec_cwd, provider_error
 from sandboxes.providers.base import (
     ExecRequest,
     ExecResult,
@@ -45,8 +41,9 @@ from sandboxes.providers.base import (
     TemplateSpec,
     Usage,
 )
+from sandboxes.quotas import Quotas
 from sandboxes.repository import SandboxRepository
-from sandboxes.schemas import ExecRequestIn, LimitsIn, SandboxCreate
+from sandboxes.schemas import ExecRequestIn, SandboxCreate
 from sandboxes.template_store import TemplateStore
 from sandboxes.templates import BUILTIN, LANGUAGES, MAX_CODE_BYTES, code_argv, missing_on_host
 
@@ -75,15 +72,11 @@ class SandboxService:
         self.audit = AuditTrail(db)
         self.templates = TemplateStore(db)
         self.activity = Activity(db, measure_timeout=settings.sandbox_fs_timeout_seconds * 2)
+        self.quotas = Quotas(settings)
+        self.files = WorkspaceFiles(self)
         self.inflight: dict[str, int] = {}
-        self._user_locks: dict[str, asyncio.Lock] = {}
 
     # --- helpers ----------------------------------------------------------------------------
-    @property
-    def defaults(self) -> Limits:
-        s = self.settings
-        return Limits(s.sandbox_cpus, s.sandbox_memory_mb, s.sandbox_pids, s.sandbox_disk_mb)
-
     def provider(self, name: str) -> SandboxProvider:
         try:
             return self.providers[name]
@@ -94,7 +87,7 @@ class SandboxService:
             ) from None
 
     def spec(self, row: Sandbox, template: TemplateSpec | None = None) -> SandboxSpec:
-        limits = row.limits or {}
+        limits, defaults = row.limits or {}, self.quotas.defaults
         template = template or BUILTIN.get(row.template) or TemplateSpec(row.template, None, ())
         if row.image and template.image != row.image:
             template = TemplateSpec(
@@ -104,10 +97,10 @@ class SandboxService:
             id=row.id,
             template=template,
             limits=Limits(
-                float(limits.get("cpus", self.defaults.cpus)),
-                int(limits.get("memory_mb", self.defaults.memory_mb)),
-                int(limits.get("pids", self.defaults.pids)),
-                int(limits.get("disk_mb", self.defaults.disk_mb)),
+                float(limits.get("cpus", defaults.cpus)),
+                int(limits.get("memory_mb", defaults.memory_mb)),
+                int(limits.get("pids", defaults.pids)),
+                int(limits.get("disk_mb", defaults.disk_mb)),
             ),
             network="egress" if row.network == "egress" else "none",
             state=dict(row.provider_state or {}),
@@ -119,25 +112,6 @@ class SandboxService:
         except NotFound:
             template = None
         return self.spec(row, template)
-
-    def _limits(
-        self, principal: Principal, template_limits: dict[str, object], asked: LimitsIn | None
-    ) -> Limits:
-        base = self.defaults.as_dict() | template_limits
-        wanted = base | (asked.model_dump(exclude_none=True) if asked else {})
-        if not principal.is_admin:
-            over = [k for k, v in wanted.items() if float(v) > float(base[k])]
-            if over:
-                raise Forbidden(
-                    f"only admins may raise sandbox limits above the defaults ({', '.join(over)})",
-                    code="sandbox_limits_forbidden",
-                )
-        return Limits(
-            float(wanted["cpus"]),
-            int(wanted["memory_mb"]),
-            int(wanted["pids"]),
-            int(wanted["disk_mb"]),
-        )
 
     def _audit(self, principal: Principal | None, sandbox_id: str, action: str, **kw: Any) -> None:
         self.audit.record(
@@ -165,6 +139,16 @@ class SandboxService:
             row.updated_at = utcnow()
         return row
 
+    async def _measure(self, sandbox_id: str) -> None:
+        """Record the workspace's size as the provider measures it now."""
+        async with self.db.session() as session:
+            row = await SandboxRepository(session).get(sandbox_id)
+        if row is None or row.status not in ("running", "stopped"):
+            return
+        usage = await self.provider(row.provider).usage(self.spec(row))
+        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
+            await self._set(sandbox_id, disk_bytes=usage.disk_bytes)
+
     @staticmethod
     def _require_running(row: Sandbox) -> None:
         if row.status == "stopped":
@@ -190,32 +174,14 @@ class SandboxService:
                 "sandboxes have no network here (MCPGW_SANDBOX_ALLOW_NETWORK is off)",
                 code="sandbox_network_forbidden",
             )
-        limits = self._limits(principal, template_limits, body.limits)
+        limits = self.quotas.limits(principal, template_limits, body.limits)
         try:
             await provider.check()
         except ProviderUnavailable as exc:
             raise Unavailable(exc.message) from exc
-        lock = self._user_locks.setdefault(principal.user_id, asyncio.Lock())
-        async with lock, self.db.session() as session:
+        async with self.quotas.lock(principal.user_id), self.db.session() as session:
             repo = SandboxRepository(session)
-            count, disk, reserved = await repo.count_live(principal.user_id, self.defaults.disk_mb)
-            if count >= self.settings.sandbox_max_per_user:
-                raise Conflict(
-                    f"you have {count} sandboxes, the most allowed "
-                    f"(MCPGW_SANDBOX_MAX_PER_USER={self.settings.sandbox_max_per_user}); "
-                    "destroy one first",
-                    code="sandbox_quota_exceeded",
-                )
-            # Disk limits are hard (a filesystem's size): the total is their sum (+ usage seen)
-            total = self.settings.sandbox_max_disk_mb_per_user
-            if reserved + limits.disk_mb > total or disk >= total * 1024 * 1024:
-                raise Conflict(
-                    f"your sandboxes may have {total} MiB of disk together "
-                    f"(MCPGW_SANDBOX_MAX_DISK_MB_PER_USER); yours have "
-                    f"{max(reserved, disk >> 20)} MiB and this one asks for {limits.disk_mb}: "
-                    "destroy one or ask for less (limits.disk_mb)",
-                    code="sandbox_quota_exceeded",
-                )
+            await self.quotas.check(repo, principal.user_id, limits)
             row = Sandbox(
                 name=body.name,
                 owner_id=principal.user_id,
@@ -385,98 +351,22 @@ class SandboxService:
     ) -> ExecResult:
         return await self.run_exec(await self.prepare_exec(principal, sandbox_id, body), sink)
 
-    # --- files --------------------------------------------------------------------------------
-    async def _file_op(
-        self, principal: Principal, permission: str, sandbox_id: str, path: str
-    ) -> tuple[Sandbox, SandboxSpec, str]:
-        principal.require(permission)
-        row = await self._row(principal, sandbox_id)
-        if row.status not in ("running", "stopped"):
-            raise Conflict(f"sandbox {row.id} is {row.status}", code=f"sandbox_{row.status}")
-        return row, self.spec(row), workspace_path(path)
-
-    async def _files(self, coro: object) -> object:
-        try:
-            return await coro  # type: ignore[misc]
-        except ProviderError as exc:
-            if exc.code == "sandbox_disk_full":  # the workspace's filesystem is full
-                raise PayloadTooLarge(exc.message, code=exc.code) from exc
-            raise provider_error(exc) from exc
-
-    async def _measure(self, sandbox_id: str) -> None:
-        """Record the workspace's size as the provider measures it now."""
-        async with self.db.session() as session:
-            row = await SandboxRepository(session).get(sandbox_id)
-        if row is None or row.status not in ("running", "stopped"):
-            return
-        usage = await self.provider(row.provider).usage(self.spec(row))
-        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
-            await self._set(sandbox_id, disk_bytes=usage.disk_bytes)
-
+    # --- files (sandboxes/files.py) -----------------------------------------------------------
     async def read_file(self, principal: Principal, sandbox_id: str, path: str) -> bytes:
-        row, spec, rel = await self._file_op(principal, "sandboxes:read", sandbox_id, path)
-        provider = self.provider(row.provider)
-        started = time.perf_counter()
-        try:
-            data: bytes = await self._files(
-                provider.read_file(spec, rel, self.settings.sandbox_file_max_bytes)
-            )  # type: ignore[assignment]
-        finally:
-            self._audit(
-                principal,
-                row.id,
-                "read",
-                path=masker(())(rel or "/"),
-                duration_ms=(time.perf_counter() - started) * 1000,
-            )
-        self.activity.touch(row.id)
-        return data
+        return await self.files.read_file(principal, sandbox_id, path)
 
     async def list_files(
         self, principal: Principal, sandbox_id: str, path: str
     ) -> list[FileEntry] | None:
-        row, spec, rel = await self._file_op(principal, "sandboxes:read", sandbox_id, path)
-        entries = await self._files(self.provider(row.provider).list_files(spec, rel))
-        if entries is not None:  # a file: the read that follows is audited instead
-            self._audit(principal, row.id, "list", path=masker(())(rel or "/"))
-            self.activity.touch(row.id)
-        return entries  # type: ignore[return-value]
+        return await self.files.list_files(principal, sandbox_id, path)
 
     async def write_file(
         self, principal: Principal, sandbox_id: str, path: str, data: bytes
     ) -> str:
-        row, spec, rel = await self._file_op(principal, "sandboxes:write", sandbox_id, path)
-        if not rel:
-            raise InvalidInput("give the path of a file to write", code="sandbox_path_invalid")
-        if row.disk_bytes + len(data) > spec.limits.disk_mb * 1024 * 1024:
-            raise PayloadTooLarge(
-                f"the sandbox's workspace is limited to {spec.limits.disk_mb} MiB",
-                code="sandbox_disk_full",
-            )
-        started = time.perf_counter()
-        await self._files(self.provider(row.provider).write_file(spec, rel, data))
-        await self._set(row.id, disk_bytes=row.disk_bytes + len(data))
-        self.activity.measure_soon(row.id, lambda: self._measure(row.id))  # replaced files
-        self._audit(
-            principal,
-            row.id,
-            "write",
-            path=masker(())(rel),
-            duration_ms=(time.perf_counter() - started) * 1000,
-            detail={"size": len(data)},
-        )
-        self.activity.touch(row.id)
-        return rel
+        return await self.files.write_file(principal, sandbox_id, path, data)
 
     async def delete_file(self, principal: Principal, sandbox_id: str, path: str) -> None:
-        row, spec, rel = await self._file_op(principal, "sandboxes:write", sandbox_id, path)
-        if not rel:
-            raise InvalidInput(
-                "the workspace itself cannot be deleted", code="sandbox_path_invalid"
-            )
-        await self._files(self.provider(row.provider).delete_file(spec, rel))
-        self._audit(principal, row.id, "delete", path=masker(())(rel))
-        self.activity.touch(row.id)
+        await self.files.delete_file(principal, sandbox_id, path)
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def stop(

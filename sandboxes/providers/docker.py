@@ -8,32 +8,31 @@ and can mount, a loop-mounted ext4 image of ``disk_mb`` bound in (a hard limit, 
 :mod:`sandboxes.providers.diskimage`), otherwise a named volume (measured). All
 capabilities are dropped, privileges cannot be regained (no-new-privileges),
 pids/memory/CPU are limited and the network is ``none`` unless the sandbox may use
-it. The SDK blocks, so every call runs in a worker thread.
+it. The SDK blocks, so every call runs in a worker thread. Workspace files are read,
+written and listed as tar archives through the engine (see docker_files.py); a
+delete runs ``rm`` in the running sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import io
-import json
 import logging
 import os
 import socket
-import tarfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 from docker.utils.socket import frames_iter
 
 from sandboxes import blocking
-from sandboxes.providers import diskimage, localfs
+from sandboxes.providers import diskimage, docker_files, localfs
 from sandboxes.providers.base import (
     WORKSPACE,
     ExecRequest,
@@ -49,6 +48,7 @@ from sandboxes.providers.base import (
 )
 
 log = logging.getLogger("sandboxes.docker")
+T = TypeVar("T")
 
 USER = "1000:1000"
 LABEL = "mcpgw.sandbox"
@@ -216,7 +216,7 @@ class DockerProvider:
         """Whether the container got the image, not the empty directory under it (an
         engine in another mount namespace or on another host). Checked on every
         create: one HEAD request. Falls back to named volumes for good if not."""
-        seen = await self._call(self._stat, spec, _MARKER) is not None
+        seen = await self._archive(docker_files.stat, spec, _MARKER) is not None
         await blocking.to_thread(self._mark, spec, False)
         if not seen:
             self.disks.reason = "the Docker engine does not see the gateway's mounts"
@@ -414,83 +414,19 @@ class DockerProvider:
         result: tuple[int, bytes] = await self._call(run)
         return result
 
-    # --- files ----------------------------------------------------------------------------
-    def _stat(self, spec: SandboxSpec, path: str) -> dict[str, Any] | None:
-        """The engine's stat of a workspace path (HEAD on the archive endpoint), or None."""
-        api: Any = self._docker().api
-        target = f"{WORKSPACE}/{path}".rstrip("/")
-        response = api.head(  # the SDK has no call for this endpoint: a plain HEAD
-            api._url("/containers/{0}/archive", resource_name(spec.id)), params={"path": target}
+    # --- files (docker_files.py: the engine's archive endpoint) -----------------------------
+    async def _archive(self, helper: Callable[..., T], spec: SandboxSpec, *args: Any) -> T:
+        """Run one of :mod:`docker_files`' helpers on the sandbox's container, in a thread."""
+        result: T = await self._call(
+            lambda: helper(self._docker().api, resource_name(spec.id), *args)
         )
-        if response.status_code == 404:
-            return None
-        api._raise_for_status(response)
-        header = response.headers.get("X-Docker-Container-Path-Stat", "")
-        stat: dict[str, Any] = json.loads(base64.b64decode(header)) if header else {}
-        return stat
-
-    async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
-        def read() -> bytes:
-            target = f"{WORKSPACE}/{path}"
-            try:
-                stream, stat = self._docker().api.get_archive(resource_name(spec.id), target)
-            except docker.errors.NotFound as exc:
-                raise FileProblem(f"no such file or directory: {path}") from exc
-            mode = int(stat.get("mode", 0))
-            if mode & (1 << 31):  # os.ModeDir in Go
-                raise FileProblem(f"{path!r} is a directory", code="sandbox_path_invalid")
-            if mode & (1 << 27):  # os.ModeSymlink
-                raise FileProblem(
-                    f"{path!r} is a symlink; the files API does not follow symlinks",
-                    code="sandbox_path_invalid",
-                )
-            if int(stat.get("size", 0)) > max_bytes:
-                raise FileProblem(
-                    f"{path!r} is {stat['size']} bytes, more than the {max_bytes} the files "
-                    "API returns",
-                    code="sandbox_file_too_large",
-                )
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream)), mode="r|") as archive:
-                for member in archive:
-                    handle = archive.extractfile(member)
-                    return handle.read(max_bytes) if handle else b""
-            return b""
-
-        async with self.disks.use(spec.id):  # a stopped sandbox's image, for the engine
-            result: bytes = await self._call(read)
         return result
 
-    async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
-        def write() -> None:
-            buffer = io.BytesIO()
-            parts = path.split("/")
-            now = time.time()
-            with tarfile.open(fileobj=buffer, mode="w") as archive:
-                for depth in range(1, len(parts)):
-                    info = tarfile.TarInfo("/".join(parts[:depth]))
-                    info.type, info.mode, info.uid, info.gid, info.mtime = (
-                        tarfile.DIRTYPE,
-                        0o755,
-                        1000,
-                        1000,
-                        now,
-                    )
-                    archive.addfile(info)
-                info = tarfile.TarInfo(path)
-                info.size, info.mode, info.uid, info.gid, info.mtime = (
-                    len(data),
-                    0o644,
-                    1000,
-                    1000,
-                    now,
-                )
-                archive.addfile(info, io.BytesIO(data))
-            ok = self._docker().api.put_archive(
-                resource_name(spec.id), WORKSPACE, buffer.getvalue()
-            )
-            if not ok:
-                raise ProviderError(f"could not write {path!r} into the sandbox")
+    async def read_file(self, spec: SandboxSpec, path: str, max_bytes: int) -> bytes:
+        async with self.disks.use(spec.id):  # a stopped sandbox's image, for the engine
+            return await self._archive(docker_files.read_file, spec, path, max_bytes)
 
+    async def write_file(self, spec: SandboxSpec, path: str, data: bytes) -> None:
         full = FileProblem(
             f"{path!r} does not fit: the workspace is limited to {spec.limits.disk_mb} MiB",
             code="sandbox_disk_full",
@@ -501,7 +437,7 @@ class DockerProvider:
             if free is not None and len(data) + 64 * 1024 > free:
                 raise full
             try:
-                await self._call(write)
+                await self._archive(docker_files.write_file, spec, path, data)
             except ProviderError as exc:
                 if "no space left on device" not in exc.message.lower():
                     raise
@@ -511,44 +447,12 @@ class DockerProvider:
                 raise full from exc
 
     async def list_files(self, spec: SandboxSpec, path: str) -> list[FileEntry] | None:
-        def listing() -> list[FileEntry] | None:
-            stat = self._stat(spec, path)
-            if stat is None:
-                raise FileProblem(f"no such file or directory: {path or '/'}")
-            if not int(stat.get("mode", 0)) & (1 << 31):
-                return None
-            stream, _ = self._docker().api.get_archive(
-                resource_name(spec.id), f"{WORKSPACE}/{path}".rstrip("/") + "/."
-            )
-            entries: list[FileEntry] = []
-            with tarfile.open(fileobj=_Chunks(stream), mode="r|") as archive:
-                members = list(archive)
-            for member in members:
-                name = member.name.removeprefix("./")
-                if not name or name == "." or "/" in name.rstrip("/"):
-                    continue
-                kind = (
-                    "dir"
-                    if member.isdir()
-                    else "symlink"
-                    if member.issym()
-                    else "file"
-                    if member.isfile()
-                    else "other"
-                )
-                rel = f"{path}/{name}" if path else name
-                entries.append(
-                    FileEntry(name, rel.rstrip("/"), kind, member.size, member.mtime)  # type: ignore[arg-type]
-                )
-            return sorted(entries, key=lambda e: e.name)
-
         async with self.disks.use(spec.id):
-            result: list[FileEntry] | None = await self._call(listing)
-        return result
+            return await self._archive(docker_files.list_dir, spec, path)
 
     async def delete_file(self, spec: SandboxSpec, path: str) -> None:
         async with self.disks.use(spec.id):
-            exists = await self._call(self._stat, spec, path)
+            exists = await self._archive(docker_files.stat, spec, path)
         if exists is None:
             raise FileProblem(f"no such file or directory: {path}")
         status = await self._call(lambda: self._container(spec).status)
@@ -588,25 +492,3 @@ class DockerProvider:
 
         result: Usage = await self._call(measure)
         return result
-
-
-class _Chunks(io.RawIOBase):
-    """A file over an iterator of byte chunks (the engine's archive stream)."""
-
-    def __init__(self, chunks: Any) -> None:
-        self._chunks = iter(chunks)
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            try:
-                self._rest = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n
