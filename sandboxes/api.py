@@ -236,7 +236,9 @@ async def resume_sandbox(
 
 
 @router.get(
-    "/sandboxes/{sandbox_id}/usage", response_model=UsageOut, responses=error_responses(502, 503, 504)
+    "/sandboxes/{sandbox_id}/usage",
+    response_model=UsageOut,
+    responses=error_responses(502, 503, 504),
 )
 async def sandbox_usage(request: Request, principal: CurrentPrincipal, sandbox_id: str) -> UsageOut:
     service = _sandboxes(request)
