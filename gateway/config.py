@@ -396,6 +396,13 @@ class Settings(BaseSettings):
     mcp_session_idle_seconds: float = Field(
         1800, gt=0, description="Close a 2025-11-25 /mcp session idle this long."
     )
+    mcp_max_sessions_per_key: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Open /mcp (2025-11-25) and /sse sessions one API key may hold per "
+        "gateway process; `initialize` over it gets HTTP 429.",
+    )
 
     # --- HTTP ------------------------------------------------------------------
     max_request_bytes: int = Field(

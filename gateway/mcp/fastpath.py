@@ -123,7 +123,7 @@ class FastPath:
             self._hosts_seen[key] = verdict
         return verdict
 
-    def _request(self, scope: Scope, body: bytes) -> _Request | dict[str, Any] | None:
+    def _request(self, scope: Scope, message: Any) -> _Request | dict[str, Any] | None:
         """The call if eligible; a JSON-RPC message to route (answer/cancel) ; else None."""
         headers = _headers(scope)
         if not headers.get(b"content-type", b"").lower().startswith(b"application/json"):
@@ -132,10 +132,6 @@ class FastPath:
         if b"application/json" not in accept or b"text/event-stream" not in accept:
             return None
         if not self._host_ok(headers.get(b"host"), headers.get(b"origin")):
-            return None
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
             return None
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             return None
@@ -219,12 +215,17 @@ class FastPath:
         scope: Scope,
         receive: Receive,
         send: Send,
-        body: bytes,
+        message: Any,
         principal: Principal,
         target: str | None,
     ) -> bool:
-        """Serve the POST if eligible; False means: take the SDK path (nothing was sent)."""
-        found = self._request(scope, body)
+        """Serve the POST if eligible; False means: take the SDK path (nothing was sent).
+
+        ``message`` is the POST's parsed body. The front has already checked what is
+        the same for both paths: the caller owns the session named, and no request
+        with this id is in flight in it (so ``_in_flight`` keys are unique).
+        """
+        found = self._request(scope, message)
         if found is None:
             return False
         if isinstance(found, dict):

@@ -11,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import warnings
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
+import orjson
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -38,6 +36,16 @@ from gateway.errors import Unauthenticated
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
+from gateway.mcp.legacy import LegacySse
+from gateway.mcp.replies import (
+    ambiguous_session,
+    duplicate_id,
+    http_error,
+    session_not_found,
+    too_large,
+    too_many_sessions,
+)
+from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.view import CatalogView
 from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
@@ -54,7 +62,7 @@ CURRENT_CALLER: ContextVar[tuple[Principal, str | None] | None] = ContextVar(
 )
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
-_SSE_SESSION = re.compile(rb"session_id=([0-9a-fA-F-]{32,36})")
+PROTOCOL_HEADER = b"mcp-protocol-version"
 
 INSTRUCTIONS = (
     "MCP Gateway: every tool you may use, from every MCP server registered with the "
@@ -109,8 +117,9 @@ class McpFront:
             skills.add_change_listener(self.handlers.catalog_changed)
         servers.resource_listeners.append(self.handlers.resource_updated)
         servers.catalog_listeners.append(self.handlers.catalog_changed)
-        # Which user opened which 2025-11-25 session: another key may not use it.
-        self._session_owner: OrderedDict[str, str] = OrderedDict()
+        # Which key opened which session (/mcp 2025-11-25 and /sse), how many each key
+        # holds, which request ids are in flight: one rule for every path.
+        self.sessions = SessionRegistry(settings.mcp_max_sessions_per_key)
         self.fast = FastPath(
             servers,
             self.view,
@@ -132,12 +141,16 @@ class McpFront:
             security_settings=security,
             max_request_body_size=settings.max_request_bytes,
         )
+        self.legacy = LegacySse(
+            self.sse, self.aggregate, self.sessions, settings.mcp_session_idle_seconds
+        )
         self.managers = {
-            name: StreamableHTTPSessionManager(
+            name: TrackedSessionManager(
                 app=server,
                 security_settings=security,
                 session_idle_timeout=settings.mcp_session_idle_seconds,
                 max_request_body_size=settings.max_request_bytes,
+                on_discard=self.sessions.closed,
             )
             for name, server in (("aggregate", self.aggregate), ("single", self.single))
         }
@@ -215,16 +228,19 @@ class McpFront:
         try:
             principal = await self._authenticate(scope)
         except Unauthenticated as exc:
-            await _http_error(send, 401, exc.code, exc.message, {"www-authenticate": "Bearer"})
+            await http_error(send, 401, exc.code, exc.message, {"www-authenticate": "Bearer"})
             return
-        session_id = _header(scope, SESSION_HEADER)
-        if session_id is not None:
-            owner = self._session_owner.get(session_id)
-            if owner is not None and owner != principal.user_id:
-                await _http_error(send, 404, "session_not_found", "no such session")
-                return
+        session_id, single = _session_header(scope)
+        if not single:
+            # The SDK reads the first, the fast path the last: one id is checked, another used.
+            await ambiguous_session(send)
+            return
+        # The one session rule, before either path (SDK or fast) sees the request.
+        if session_id is not None and not self.sessions.owns(session_id, principal):
+            await session_not_found(send)
+            return
         if target is not None and self.servers.visible_runtime(principal, target) is None:
-            await _http_error(send, 404, "server_not_found", f"no server named {target!r}")
+            await http_error(send, 404, "server_not_found", f"no server named {target!r}")
             return
         scope[PRINCIPAL_KEY] = principal
         scope[TARGET_KEY] = target
@@ -232,29 +248,98 @@ class McpFront:
         CURRENT_CALLER.set((principal, target))
         scope.setdefault("state", {})["user_id"] = principal.user_id
         if scope["path"] == SSE_PATH:
-            await self._legacy_sse(scope, receive, send, principal)
+            await self.legacy.stream(scope, receive, send, principal)
             return
         if scope["path"] == MESSAGES_PATH:
-            await self._legacy_message(scope, receive, send, principal)
+            await self.legacy.message(scope, receive, send, principal)
             return
         manager = self.managers["single" if target else "aggregate"]
-        if scope["method"] == "POST":
-            body = await _read_body(receive, self.settings.max_request_bytes)
-            if body is None:
-                await _too_large(send, self.settings.max_request_bytes)
-                return
-            if await self.fast.serve(scope, receive, send, body, principal, target):
+        if scope["method"] != "POST":
+            await self._sdk(manager, scope, receive, send, principal, session_id, None)
+            return
+        body = await _read_body(receive, self.settings.max_request_bytes)
+        if body is None:
+            await too_large(send, self.settings.max_request_bytes)
+            return
+        message, fast = _parse(body)
+        request_id = _request_id(message) if session_id is not None else None
+        message_for_fast = message if fast else None
+        if session_id is None or request_id is None:
+            if await self.fast.serve(scope, receive, send, message_for_fast, principal, target):
                 return
             receive = _replay(body, receive)
+            await self._sdk(manager, scope, receive, send, principal, session_id, message)
+            return
+        if not self.sessions.claim(session_id, request_id):
+            await duplicate_id(send, request_id)
+            return
+        claimed = True
 
-        async def remember_session(message: Message) -> None:
-            if message["type"] == "http.response.start" and session_id is None:
-                for name, value in message.get("headers", []):
+        def release() -> None:
+            nonlocal claimed
+            if claimed:
+                claimed = False
+                self.sessions.release(session_id, request_id)
+
+        async def send_then_release(reply: Message) -> None:
+            # Free the id before the response's end reaches the agent, which may reuse
+            # it at once (the SDK has dropped its stream for the id by then).
+            if reply["type"] == "http.response.body" and not reply.get("more_body", False):
+                release()
+            await send(reply)
+
+        try:
+            if await self.fast.serve(
+                scope, receive, send_then_release, message_for_fast, principal, target
+            ):
+                return
+            receive = _replay(body, receive)
+            await self._sdk(
+                manager, scope, receive, send_then_release, principal, session_id, message
+            )
+        finally:
+            release()
+
+    async def _sdk(
+        self,
+        manager: TrackedSessionManager,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        session_id: str | None,
+        message: Any,
+    ) -> None:
+        """Hand the request to the SDK, recording a session it opens (within the key's cap)."""
+        reserved = False
+        if session_id is None and _opens_session(scope, message):
+            if not self.sessions.reserve(principal):
+                await too_many_sessions(
+                    send,
+                    self.sessions.held(principal),
+                    self.sessions.max_per_key,
+                    self.settings.mcp_session_idle_seconds,
+                    message.get("id"),
+                )
+                return
+            reserved = True
+
+        async def remember_session(reply: Message) -> None:
+            nonlocal reserved
+            if reply["type"] == "http.response.start" and session_id is None:
+                for name, value in reply.get("headers", []):
                     if name.lower() == SESSION_HEADER:
-                        self._remember(value.decode("latin-1"), principal.user_id)
-            await send(message)
+                        # Recorded before the agent can learn the id, so its next
+                        # request finds the session owned.
+                        self.sessions.opened(value.decode("latin-1"), principal, reserved=reserved)
+                        reserved = False
+            await send(reply)
 
-        await manager.handle_request(scope, receive, remember_session)
+        try:
+            await manager.handle_request(scope, receive, remember_session)
+        finally:
+            if reserved:  # no session came of it (refused, failed, cancelled)
+                self.sessions.unreserve(principal)
 
     def _record(self, server: str, route: str, seconds: float, ok: bool) -> None:
         self.metrics.record_call(server, route, seconds, ok)
@@ -276,44 +361,6 @@ class McpFront:
         if target is not None:
             return self.view.server_schema(target, name)
         return self.view.tools_for(principal).schemas.get(name)
-
-    # --- legacy HTTP+SSE transport (2024-11-05 clients) -------------------------------
-    async def _legacy_sse(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal
-    ) -> None:
-        """GET /sse: the event stream; its first event names the POST endpoint."""
-
-        async def remember_endpoint(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                found = _SSE_SESSION.search(message.get("body", b""))
-                if found:
-                    self._remember(found.group(1).decode(), principal.user_id)
-            await send(message)
-
-        try:
-            async with self.sse.connect_sse(scope, receive, remember_endpoint) as (read, write):
-                await self.aggregate.run(
-                    read, write, self.aggregate.create_initialization_options()
-                )
-        except ValueError:
-            return  # rejected by the Host/Origin check; the transport already answered
-
-    async def _legacy_message(
-        self, scope: Scope, receive: Receive, send: Send, principal: Principal
-    ) -> None:
-        """POST /messages/?session_id=…: one message into that SSE session."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        session_id = (query.get("session_id") or [""])[0].replace("-", "")
-        owner = self._session_owner.get(session_id)
-        if owner is not None and owner != principal.user_id:
-            await _http_error(send, 404, "session_not_found", "no such session")
-            return
-        await self.sse.handle_post_message(scope, receive, send)
-
-    def _remember(self, session_id: str, user_id: str) -> None:
-        self._session_owner[session_id] = user_id
-        while len(self._session_owner) > 100_000:
-            self._session_owner.popitem(last=False)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         header = _header(scope, b"authorization")
@@ -358,15 +405,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    # MCP clients expect a JSON-RPC error object, whatever the HTTP status.
-    error = {"code": -32600, "message": f"request body exceeds {limit} bytes"}
-    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _replay(body: bytes, receive: Receive) -> Receive:
     """The request body again, for the SDK path after the fast path looked at it."""
     replayed = False
@@ -381,18 +419,50 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def _parse(body: bytes) -> tuple[Any, bool]:
+    """The request's JSON-RPC message (None if the body is not JSON: the SDK words that),
+    and whether the fast path may take it.
+
+    What orjson refuses but the SDK's parser takes (an integer id past 64 bits) is
+    still parsed, so its id is held like any other; the fast path leaves it alone.
+    """
+    try:
+        return orjson.loads(body), True
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body), False
+        except ValueError:
+            return None, False
+
+
+def _request_id(message: Any) -> Any:
+    """The id of a JSON-RPC request (not a notification or a response), else None."""
+    if isinstance(message, dict) and isinstance(message.get("method"), str):
+        return message.get("id")
+    return None
+
+
+def _opens_session(scope: Scope, message: Any) -> bool:
+    """Would the SDK open a 2025-11-25 session for this request (an `initialize`)?"""
+    version = _header(scope, PROTOCOL_HEADER)
+    if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+        return False  # 2026-07-28: stateless, no session
+    return isinstance(message, dict) and message.get("method") == "initialize"
+
+
+def _session_header(scope: Scope) -> tuple[str | None, bool]:
+    """The Mcp-Session-Id header, and False when it was sent more than once."""
+    found: str | None = None
+    for key, value in scope.get("headers", []):
+        if key == SESSION_HEADER:
+            if found is not None:
+                return None, False
+            found = value.decode("latin-1")
+    return found, True
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-async def _http_error(
-    send: Send, status: int, code: str, message: str, extra: dict[str, str] | None = None
-) -> None:
-    body = json.dumps({"code": code, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

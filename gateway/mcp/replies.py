@@ -1,0 +1,112 @@
+"""The few HTTP answers the MCP front writes itself (before the SDK sees a request).
+
+Refusals before any MCP message is looked at (401, an unknown server) are the
+gateway's JSON error shape ``{code, message}``, as is everything on the legacy
+`/messages/` endpoint. Refusals of a `/mcp` message (too large, an unknown or
+foreign session, a duplicate id, the session cap) are JSON-RPC error objects, which
+is what MCP clients parse; their ``data.code`` is the gateway's stable code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.types import Send
+
+INVALID_REQUEST = -32600
+SERVER_ERROR = -32000  # JSON-RPC's implementation-defined server error range
+
+
+async def http_error(
+    send: Send, status: int, code: str, message: str, extra: dict[str, str] | None = None
+) -> None:
+    """A gateway JSON error ``{code, message}`` with ``status``."""
+    body = orjson.dumps({"code": code, "message": message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def jsonrpc_error(
+    send: Send,
+    status: int,
+    code: int,
+    message: str,
+    request_id: Any = None,
+    reason: str | None = None,
+) -> None:
+    """A JSON-RPC error object (for ``request_id``, else ``null``) with HTTP ``status``;
+    ``reason`` is the gateway's stable code, in ``error.data.code``."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if reason is not None:
+        error["data"] = {"code": reason}
+    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def session_not_found(send: Send) -> None:
+    """404 for a session that does not exist, has ended, or another key opened.
+
+    One answer for all three, so it says nothing about sessions the caller does not own.
+    """
+    await jsonrpc_error(
+        send,
+        404,
+        INVALID_REQUEST,
+        "session not found: it has ended or belongs to another API key; "
+        "start a new one with initialize",
+        reason="session_not_found",
+    )
+
+
+async def ambiguous_session(send: Send) -> None:
+    """400 for a request naming more than one session."""
+    await jsonrpc_error(
+        send,
+        400,
+        INVALID_REQUEST,
+        "send exactly one Mcp-Session-Id header",
+        reason="invalid_session_id",
+    )
+
+
+async def too_large(send: Send, limit: int) -> None:
+    """413 for a body over ``MCPGW_MAX_REQUEST_BYTES``."""
+    await jsonrpc_error(send, 413, INVALID_REQUEST, f"request body exceeds {limit} bytes")
+
+
+async def duplicate_id(send: Send, request_id: Any) -> None:
+    """400 for a request whose id is already in flight in its session.
+
+    The error carries no id: one equal to the first request's could be taken for
+    that request's answer, and the first request is still running and keeps its id.
+    """
+    await jsonrpc_error(
+        send,
+        400,
+        INVALID_REQUEST,
+        f"request id {orjson.dumps(request_id).decode()[:100]} is already in use in this session "
+        "(a request with that id is still in flight); use a new id",
+        reason="duplicate_request_id",
+    )
+
+
+async def too_many_sessions(
+    send: Send, held: int, limit: int, idle_seconds: float, request_id: Any = None
+) -> None:
+    """429 for a new session over the key's ``MCPGW_MCP_MAX_SESSIONS_PER_KEY``."""
+    await jsonrpc_error(
+        send,
+        429,
+        SERVER_ERROR,
+        f"this API key holds {held} open MCP sessions, the most it may hold "
+        f"(MCPGW_MCP_MAX_SESSIONS_PER_KEY={limit}); close sessions you no longer need "
+        f"(DELETE /mcp with their Mcp-Session-Id, or disconnect /sse streams) or wait for "
+        f"idle ones to expire (after {idle_seconds:g}s without a request)",
+        request_id,
+        reason="too_many_sessions",
+    )
