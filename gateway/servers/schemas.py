@@ -406,3 +406,8 @@ class ExecuteResult(BaseModel):
     structuredContent: dict[str, Any] | None = None  # MCP wire name
     isError: bool = False
     duration_ms: float
+    backend_error: dict[str, Any] | None = Field(
+        None,
+        description="The backend's JSON-RPC error `{code, message, data?}` when it refused "
+        "the call (isError is then true); null otherwise.",
+    )

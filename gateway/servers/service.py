@@ -28,6 +28,7 @@ from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import (
     BackendError,
+    BackendRequestError,
     Catalog,
     Health,
     ServerRuntime,
@@ -557,7 +558,12 @@ class ServerService:
         arguments: dict[str, Any],
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Call ``{server}__{tool}``; backend failures come back as tool errors."""
+        """Call ``{server}__{tool}``; backend failures come back as tool errors.
+
+        A backend that answers the call with a JSON-RPC error (bad arguments, unknown
+        tool) is reported as such: its code and message in the text and, for
+        programs, in ``backend_error`` (what `/mcp` passes on as the JSON-RPC error).
+        """
         principal.require("tools:execute")
         server, tool_name = split_qualified(tool)
         runtime = self.runtime_for(principal, server)
@@ -567,6 +573,13 @@ class ServerService:
                 tool_name, arguments, timeout or self.call_timeout
             )
             body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+        except BackendRequestError as exc:
+            error = exc.error.model_dump(mode="json", exclude_none=True)
+            body = tool_error(
+                f"server {server!r} answered tool {tool_name!r} with JSON-RPC error "
+                f"{exc.error.code}: {exc.error.message}"
+            )
+            body["backend_error"] = error
         except BackendError as exc:
             body = tool_error(str(exc))
         body = dict(mask_result(body, runtime.spec.secret_values()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -44,6 +45,11 @@ from gateway.servers.runtimes.remote import StreamableHttpTarget
 log = logging.getLogger("gateway.servers")
 
 CONNECTION_CLOSED = -32000
+# What the SDK client writes when it gives a request up because the connection (or
+# the request's stream) went away. Backends use -32000 for their own errors too
+# (it opens JSON-RPC's server-error range), so the code alone says nothing.
+_SDK_CLOSED_MESSAGE = "Connection closed"
+_SDK_STREAM_LOST_PREFIX = "SSE stream "
 _WATCH_INTERVAL = 0.25
 _MAX_BACKOFF = 30.0
 
@@ -345,6 +351,19 @@ class McpConnection:
     def _mask(self, text: str) -> str:
         return mask_text(text, self.spec.secret_values())
 
+    def _masked(self, error: types.ErrorData) -> types.ErrorData:
+        """A backend's JSON-RPC error with this server's secrets masked in it."""
+        data = error.data
+        if data is not None:
+            text = json.dumps(data, default=str)
+            masked = self._mask(text)
+            if masked != text:
+                try:
+                    data = json.loads(masked)
+                except ValueError:  # a secret spanning JSON syntax: drop the detail
+                    data = None
+        return types.ErrorData(code=error.code, message=self._mask(error.message), data=data)
+
     async def _set_health(
         self, status: Any, error: str | None, latency: float | None = None
     ) -> None:
@@ -409,12 +428,13 @@ class McpConnection:
                 f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
             ) from None
         except MCPError as exc:
-            if exc.error.code == CONNECTION_CLOSED:
+            if exc.error.code == CONNECTION_CLOSED and _connection_lost(client, exc.error):
                 raise BackendUnavailable(
                     f"connection to server {self.spec.name!r} was lost during {what}"
                 ) from None
-            message = self._mask(f"{what} failed: {exc.error.message}")
-            raise BackendRequestError(message, exc.error) from None
+            # The backend's own answer: passed on (code, message, data), secrets masked.
+            error = self._masked(exc.error)
+            raise BackendRequestError(f"{what} failed: {error.message}", error) from None
         except BackendError:
             raise
         except Exception as exc:
@@ -540,6 +560,15 @@ class McpConnection:
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
         self.last_catalog = result
         return result
+
+
+def _connection_lost(client: Client, error: types.ErrorData) -> bool:
+    """Was a CONNECTION_CLOSED error the SDK's (the connection dropped), not the backend's?"""
+    return (
+        _is_closed(client)
+        or error.message == _SDK_CLOSED_MESSAGE
+        or error.message.startswith(_SDK_STREAM_LOST_PREFIX)
+    )
 
 
 def _forward_agent_capabilities(client: Client) -> None:
