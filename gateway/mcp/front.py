@@ -41,6 +41,7 @@ from gateway.mcp.replies import (
     ambiguous_session,
     duplicate_id,
     http_error,
+    json_sdk_errors,
     session_not_found,
     too_large,
     too_many_sessions,
@@ -336,7 +337,9 @@ class McpFront:
             await send(reply)
 
         try:
-            await manager.handle_request(scope, receive, remember_session)
+            await manager.handle_request(
+                scope, receive, json_sdk_errors(remember_session, scope["method"])
+            )
         finally:
             if reserved:  # no session came of it (refused, failed, cancelled)
                 self.sessions.unreserve(principal)

@@ -17,7 +17,7 @@ from mcp.server.sse import SseServerTransport
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth.principal import Principal
-from gateway.mcp.replies import http_error, too_many_sessions
+from gateway.mcp.replies import http_error, json_sdk_errors, too_many_sessions
 from gateway.mcp.sessions import CANONICAL_SSE_SESSION, SessionRegistry
 
 # The first event of the stream, as the SDK writes it: the POST endpoint with the id.
@@ -67,7 +67,9 @@ class LegacySse:
             await send(message)
 
         try:
-            async with self.transport.connect_sse(scope, receive, remember_endpoint) as streams:
+            async with self.transport.connect_sse(
+                scope, receive, json_sdk_errors(remember_endpoint, scope["method"])
+            ) as streams:
                 read, write = streams
                 await self.server.run(read, write, self.server.create_initialization_options())
         except ValueError:
@@ -100,4 +102,6 @@ class LegacySse:
             return
         # The SDK parses the query string again: hand it exactly the id that was checked.
         checked = {**scope, "query_string": b"session_id=" + session_id.encode()}
-        await self.transport.handle_post_message(checked, receive, send)
+        await self.transport.handle_post_message(
+            checked, receive, json_sdk_errors(send, scope["method"])
+        )

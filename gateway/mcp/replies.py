@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.types import Send
+from starlette.types import Message, Send
 
 INVALID_REQUEST = -32600
 SERVER_ERROR = -32000  # JSON-RPC's implementation-defined server error range
@@ -110,3 +110,59 @@ async def too_many_sessions(
         request_id,
         reason="too_many_sessions",
     )
+
+
+# Codes for the SDK's own plain-text refusals (transport security, methods).
+_SDK_ERROR_CODES = {
+    400: "bad_request",
+    403: "origin_not_allowed",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    421: "host_not_allowed",
+}
+_HINTS = {
+    403: "; allowed origins are set with MCPGW_MCP_ALLOWED_ORIGINS",
+    421: "; allowed hosts are set with MCPGW_MCP_ALLOWED_HOSTS",
+}
+
+
+def json_sdk_errors(send: Send, method: str) -> Send:
+    """``send`` for one request the SDK serves, turning its plain-text error answers
+    (an empty 405, "Invalid Host header", …) into the gateway's ``{code, message}``.
+
+    JSON-RPC errors and event streams pass through untouched.
+    """
+    held: dict[str, Any] | None = None
+    text = bytearray()
+
+    async def wrapped(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            headers = message.get("headers", [])
+            kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            if not kind.startswith((b"application/json", b"text/event-stream")):
+                held = message
+                return
+        if held is None:
+            await send(message)
+            return
+        text.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        await _sdk_error(send, held, bytes(text).decode("utf-8", "replace"), method)
+
+    return wrapped
+
+
+async def _sdk_error(send: Send, start: Message, text: str, method: str) -> None:
+    status = int(start["status"])
+    headers = start.get("headers", [])
+    extra = {}
+    if status == 405:
+        allow = next((v.decode("latin-1") for k, v in headers if k.lower() == b"allow"), "POST")
+        extra["allow"] = allow
+        text = f"method {method} is not allowed here; use {allow}"
+    message = (text.strip() or f"HTTP {status}") + _HINTS.get(status, "")
+    await http_error(send, status, _SDK_ERROR_CODES.get(status, "http_error"), message, extra)

@@ -107,3 +107,41 @@ async def test_the_methods_allow_names_are_served(harness: AppHarness) -> None:
         for allowed in r.headers["allow"].split(", "):
             again = await harness.client.request(allowed, path, headers=harness.auth())
             assert again.status_code != 405, (allowed, path)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_the_sdk_405_of_the_stateless_era_is_json_too(
+    harness: AppHarness, method: str
+) -> None:
+    """2026-07-28 has no GET stream or DELETE: the SDK's 405 comes out as the gateway's JSON."""
+    headers = {
+        **harness.auth(),
+        "host": "127.0.0.1:8000",
+        "mcp-protocol-version": "2026-07-28",
+        "accept": "application/json, text/event-stream",
+    }
+    r = await harness.client.request(method, "/mcp", headers=headers)
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == "POST"
+    assert r.json()["code"] == "method_not_allowed"
+    assert "POST" in r.json()["message"]
+
+
+async def test_the_sdk_transport_refusals_are_json(harness: AppHarness) -> None:
+    """The SDK's DNS-rebinding check answers in plain text; through the gateway it is JSON."""
+    headers = {**harness.auth(), "accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    r = await harness.client.post("/mcp", json=init, headers={**headers, "host": "evil.example"})
+    assert r.status_code == 421, r.text
+    assert r.json()["code"] == "host_not_allowed"
+    assert "MCPGW_MCP_ALLOWED_HOSTS" in r.json()["message"]
+    r = await harness.client.post(
+        "/mcp",
+        json=init,
+        headers={**headers, "host": "127.0.0.1:8000", "origin": "http://evil.example"},
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["code"] == "origin_not_allowed"
+    r = await harness.client.get("/sse", headers={**headers, "host": "evil.example"})
+    assert r.status_code == 421, r.text
+    assert r.json()["code"] == "host_not_allowed"
