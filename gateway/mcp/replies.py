@@ -134,7 +134,7 @@ def json_sdk_errors(send: Send, method: str) -> Send:
 
     JSON-RPC errors and event streams pass through untouched.
     """
-    held: dict[str, Any] | None = None
+    held: Message | None = None
     text = bytearray()
 
     async def wrapped(message: Message) -> None:
