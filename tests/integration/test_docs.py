@@ -30,6 +30,7 @@ def test_docs_have_tested_examples() -> None:
         "mcp.md",
         "skills.md",
         "sandboxes.md",
+        "security.md",
     }
 
 
