@@ -25,6 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,7 @@ from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.direct import DirectRoute, next_id
+from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
 from gateway.servers.service import ServerService
 
@@ -448,10 +450,11 @@ class _Call:
                 body = route.mask(await response.read())
                 return await self._message(body, final_only=True)
             if kind == b"text/event-stream" and response.status == 200:
-                async for data in response.events():
-                    finished = await self._message(route.mask(data), final_only=False)
-                    if finished is not None:
-                        return finished
+                async with aclosing(backend_messages(route, response)) as messages:
+                    async for data in messages:
+                        finished = await self._message(route.mask(data), final_only=False)
+                        if finished is not None:
+                            return finished
                 return await self._finish_error(
                     f"server {route.server!r} closed the stream without answering"
                 )

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 
 import pytest
 
+from gateway.servers.runtimes.base import Health
+from gateway.servers.runtimes.direct import DirectRoute
+from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError, HttpChannel
+from gateway.servers.runtimes.limiter import Limiter
+from gateway.servers.runtimes.remote import StreamableHttpTarget
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -80,7 +86,8 @@ async def test_sse_events_split_across_chunks_are_reassembled() -> None:
     channel = HttpChannel(url, {})
     async with channel.post(b"{}") as response:
         assert response.content_type == b"text/event-stream"
-        events = [event async for event in response.events()]
+        events = [event.data async for event in response.events()]
+        assert response.sse is not None and response.sse.last_event_id == b"7"
     assert events == [b'{"a":\n1}', b'{"b":2}']
     await channel.close()
     server.close()
@@ -134,3 +141,129 @@ async def test_refused_connection_is_an_error_that_was_not_sent() -> None:
 def test_only_http_urls() -> None:
     with pytest.raises(ValueError, match="not an http"):
         HttpChannel("ftp://example.com/", {})
+
+
+# --- a call's SSE stream as the fast path reads it (gateway.servers.runtimes.direct_stream)
+
+
+def _route(url: str) -> DirectRoute:
+    target = StreamableHttpTarget(url, {})
+    target.session_id = "sess-1"
+    route = DirectRoute.build("fix", target, "2025-11-25", (), Limiter(4), Health())
+    assert route is not None
+    return route
+
+
+def _sse_head() -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def _messages(route: DirectRoute) -> list[bytes]:
+    """Read as the fast path does: up to the answer (here: a message with a result)."""
+    seen: list[bytes] = []
+    async with (
+        route.channel.post(b"{}") as response,
+        aclosing(backend_messages(route, response)) as messages,
+    ):
+        async for data in messages:
+            seen.append(data)
+            if b'"result"' in data:
+                break
+    return seen
+
+
+async def test_priming_and_non_message_events_are_skipped() -> None:
+    """What SDK servers send: a priming event (an id, empty data) before the answer."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_sse_head())
+        writer.write(_chunk(b"id: s_0\r\nretry: 100\r\ndata: \r\n\r\n"))
+        writer.write(_chunk(b"event: ping\ndata: {}\n\n: keep-alive\n\n"))
+        writer.write(_chunk(b'event: message\rid: s_1\rdata: {"result":1}\r\r'))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, url, _ = await _serve(handler)
+    route = _route(url)
+    assert await _messages(route) == [b'{"result":1}']
+    await route.channel.close()
+    server.close()
+
+
+async def test_a_dropped_stream_is_resumed_with_last_event_id() -> None:
+    """The backend cuts the POST's stream after an id; the rest comes on a GET."""
+    requests: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        requests.append(head)
+        writer.write(_sse_head())
+        if head.startswith(b"POST"):
+            await reader.readexactly(2)
+            writer.write(_chunk(b'id: s_0\nretry: 10\ndata: \n\nid: s_1\ndata: {"n":1}\n\n'))
+            await writer.drain()
+            writer.close()  # dropped mid-call: no terminating chunk
+            return
+        writer.write(_chunk(b'id: s_2\ndata: {"result":2}\n\n'))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, url, _ = await _serve(handler)
+    route = _route(url)
+    assert await _messages(route) == [b'{"n":1}', b'{"result":2}']
+    get = requests[1].decode().lower()
+    assert get.startswith("get /mcp http/1.1")
+    assert "last-event-id: s_1" in get
+    assert "mcp-session-id: sess-1" in get
+    assert "mcp-protocol-version: 2025-11-25" in get
+    await route.channel.close()
+    server.close()
+
+
+async def test_a_dropped_stream_without_ids_fails_as_sent() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(_sse_head() + _chunk(b'data: {"n":1}\n\n'))
+        await writer.drain()
+        writer.close()
+
+    server, url, _ = await _serve(handler)
+    route = _route(url)
+    with pytest.raises(ChannelError) as caught:
+        await _messages(route)
+    assert caught.value.sent is True
+    await route.channel.close()
+    server.close()
+
+
+async def test_resumption_gives_up_after_two_failed_attempts() -> None:
+    gets = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal gets
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET"):
+            gets += 1
+            writer.write(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+            return
+        await reader.readexactly(2)
+        writer.write(_sse_head() + _chunk(b"id: s_0\nretry: 1\ndata: \n\n"))
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    server, url, _ = await _serve(handler)
+    route = _route(url)
+    with pytest.raises(ChannelError, match="HTTP 405"):
+        await _messages(route)
+    assert gets == 2
+    await route.channel.close()
+    server.close()

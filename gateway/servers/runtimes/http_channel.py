@@ -7,8 +7,9 @@ SSE stream. This client keeps a pool of persistent connections per backend origi
 and parses responses with ``httptools`` (the parser uvicorn uses), so a call costs
 tens of microseconds of gateway CPU.
 
-It is used only on the fast path; everything else (handshakes, GET streams,
-reconnects) stays with the SDK client. Given the SSRF guard's pins, it connects to
+It is used only on the fast path; everything else (handshakes, the session's GET
+stream, reconnects) stays with the SDK client, except the GET that resumes a fast
+call's own response stream. Given the SSRF guard's pins, it connects to
 the approved addresses only (the hostname stays in Host and in TLS): no DNS answer
 obtained after the check is ever used (see :mod:`gateway.ssrf`).
 """
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.servers.runtimes.sse import EventTooLarge, SseDecoder, SseEvent
 from gateway.ssrf import HostPins, connect_pinned
 
 _MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -54,6 +56,7 @@ class Response:
     status: int
     headers: dict[bytes, bytes]
     _conn: _Connection = field(repr=False)
+    sse: SseDecoder | None = field(default=None, repr=False)
 
     @property
     def content_type(self) -> bytes:
@@ -70,25 +73,20 @@ class Response:
             parts.append(chunk)
         return b"".join(parts)
 
-    async def events(self) -> AsyncIterator[bytes]:
-        """The ``data`` of each SSE event, in order (comments and ids dropped)."""
-        buffer = b""
+    async def events(self) -> AsyncIterator[SseEvent]:
+        """The SSE events of the body, in order, as the WHATWG rules dispatch them.
+
+        The decoder stays on :attr:`sse`: its ``last_event_id`` and ``retry`` are what a
+        reconnect needs once the stream has ended or dropped.
+        """
+        decoder = self.sse = SseDecoder(_MAX_EVENT_BYTES)
         async for chunk in self._conn.body():
-            buffer += chunk.replace(b"\r\n", b"\n")
-            while True:
-                end = buffer.find(b"\n\n")
-                if end < 0:
-                    if len(buffer) > _MAX_EVENT_BYTES:
-                        raise ChannelError("SSE event too large", sent=True)
-                    break
-                block, buffer = buffer[:end], buffer[end + 2 :]
-                data = [
-                    line[5:].removeprefix(b" ")
-                    for line in block.split(b"\n")
-                    if line.startswith(b"data:")
-                ]
-                if data:
-                    yield b"\n".join(data)
+            try:
+                events = decoder.feed(chunk)
+            except EventTooLarge:
+                raise ChannelError("SSE event too large", sent=True) from None
+            for event in events:
+                yield event
 
 
 class _Connection(asyncio.Protocol):
@@ -187,7 +185,8 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpChannel:
-    """Pooled keep-alive connections to one backend URL; POST only."""
+    """Pooled keep-alive connections to one backend URL: POSTs, and the GET that
+    resumes a dropped SSE stream."""
 
     def __init__(
         self,
@@ -211,9 +210,10 @@ class HttpChannel:
         if parts.query:
             path += "?" + parts.query
         authority = parts.netloc.rpartition("@")[2]
-        base = [f"POST {path} HTTP/1.1", f"Host: {authority}", "Connection: keep-alive"]
+        base = [f"Host: {authority}", "Connection: keep-alive"]
         base += [f"{name}: {value}" for name, value in headers.items()]
-        self._head = "\r\n".join(base).encode("latin-1")
+        self._head = "\r\n".join([f"POST {path} HTTP/1.1", *base]).encode("latin-1")
+        self._get_head = "\r\n".join([f"GET {path} HTTP/1.1", *base]).encode("latin-1")
         self._idle: list[_Connection] = []
         self._max_idle = max_idle
         self._connect_timeout = connect_timeout
@@ -285,6 +285,11 @@ class HttpChannel:
             body,
         )
         return _Exchange(self, request)
+
+    def get(self, headers: dict[str, str]) -> _Exchange:
+        """GET the URL (``async with``, as :meth:`post`): a stream resumed with
+        ``Last-Event-ID``, as the SDK client resumes one."""
+        return _Exchange(self, b"%s%s\r\n\r\n" % (self._get_head, encode_headers(headers)))
 
     async def close(self) -> None:
         self._closed = True

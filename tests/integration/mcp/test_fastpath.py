@@ -220,3 +220,17 @@ def test_metrics_count_calls_by_path_and_need_a_key(gateway: Server) -> None:
     assert 'mcpgw_tool_calls_total{outcome="ok",route="direct",server="fix"} 1.0' in r.text
     assert 'mcpgw_tool_calls_total{outcome="error",route="direct",server="fix"} 1.0' in r.text
     assert 'mcpgw_tool_call_seconds_count{server="fix"} 2.0' in r.text
+
+
+@pytest.mark.parametrize(("tool", "text"), [("primed", "primed"), ("dropped", "resumed")])
+async def test_sdk_style_sse_streams_are_answered_on_the_fast_path(
+    gateway: Server, tool: str, text: str
+) -> None:
+    """A priming event (id, empty data), comments and other event types are skipped as
+    the SDK client skips them; a stream that ends before the answer is resumed with a
+    GET carrying Last-Event-ID."""
+    async with connect(f"{gateway.url}/mcp", mode="legacy") as client:
+        result = await client.call_tool(f"fix__{tool}", {})
+    assert result.is_error is False, result
+    assert result.content[0].text == text  # type: ignore[union-attr]
+    assert gateway.output().count('"route": "direct"') >= 1
