@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.servers.runtimes.sse import EventTooLarge, SseDecoder, SseEvent
+from gateway.servers.runtimes.sse import MAX_RETRY_MS, EventTooLarge, SseDecoder, SseEvent
 
 
 def decode(*chunks: bytes, limit: int = 1 << 20) -> tuple[list[SseEvent], SseDecoder]:
@@ -102,6 +102,13 @@ def test_an_id_persists_and_one_with_nul_is_ignored() -> None:
 def test_retry_takes_ascii_digits_only(line: bytes, retry: int | None) -> None:
     assert decode(line + b"\n\n")[1].retry == retry
     assert decode("retry: ١٢".encode() + b"\n\n")[1].retry is None  # Arabic-Indic digits
+
+
+def test_a_backend_cannot_ask_for_an_endless_or_crashing_delay() -> None:
+    """retry is clamped to MAX_RETRY_MS; 5,000 digits would make int() raise."""
+    assert decode(b"retry: " + b"9" * 5000 + b"\n\n")[1].retry == MAX_RETRY_MS
+    assert decode(b"retry: 99999999\n\n")[1].retry == MAX_RETRY_MS
+    assert decode(b"retry: 0000000000000000000250\n\n")[1].retry == 250
 
 
 def test_unknown_fields_are_ignored_and_names_are_case_sensitive() -> None:

@@ -22,6 +22,9 @@ _BOM = b"\xef\xbb\xbf"
 _EOL = re.compile(rb"\r\n|\r|\n")
 
 
+MAX_RETRY_MS = 60_000  # the longest reconnection delay a backend may ask for
+
+
 class EventTooLarge(Exception):
     """One event (its data so far, or an unterminated line) exceeds the size limit."""
 
@@ -149,7 +152,10 @@ class SseDecoder:
         elif name == b"id" and b"\0" not in value:  # an id with NUL is ignored
             self._id = value
         elif name == b"retry" and value.isdigit():  # ASCII digits only (bytes.isdigit)
-            self.retry = int(value)
+            # A backend's delay is bounded: thousands of digits would make int() raise,
+            # a huge value would stall the call until its timeout.
+            digits = value.lstrip(b"0") or b"0"
+            self.retry = MAX_RETRY_MS if len(digits) > 6 else min(int(digits), MAX_RETRY_MS)
         # Any other field name is ignored.
 
     def _dispatch(self) -> SseEvent | None:
