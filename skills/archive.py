@@ -32,10 +32,6 @@ _CHUNK = 64 * 1024
 MAX_PATH = 1000  # characters; the database column holds 1024
 # Fixed timestamp for packages, so the same files always give the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
-# End-of-central-directory records (classic and zip64) and the zip64 locator.
-_EOCD = struct.Struct("<4s4H2LH")
-_EOCD64 = struct.Struct("<4sQ2H2L4Q")
-_EOCD64_LOCATOR = struct.Struct("<4sLQL")
 # Central directory bytes allowed per permitted entry: the 46-byte fixed header plus
 # room for a long name and extra fields on average. Bounds what zipfile parses even
 # when the end record lies about the entry count.
@@ -92,32 +88,37 @@ def _too_many(count: int, limit: int, what: str = "files") -> UnsafeArchive:
     return UnsafeArchive(f"the skill has {count} {what}; the limit is {limit}")
 
 
-def _declared_directory(data: bytes) -> tuple[int, int] | None:
-    """(entry count, central directory size) from the end record(s), or None if absent.
+def _declared_directory(data: bytes) -> tuple[int, int]:
+    """(entry count, central directory size) as ``zipfile.ZipFile`` will read them.
 
-    Read by hand because ``zipfile.ZipFile`` parses the whole central directory (about
-    1 s for 100,000 entries) before anything can be counted.
+    Checked before ``zipfile.ZipFile`` parses the whole central directory (about 1 s
+    for 100,000 entries). The values must be the ones zipfile itself uses, not a
+    reading of the format: Python 3.11 takes the zip64 end record from just before
+    the locator and ignores the offset the locator names, so a decoy locator could
+    show a hand-written parser a different record. ``zipfile._EndRecData`` is private
+    but is exactly what ``ZipFile`` calls; if it is gone in some future Python, or
+    finds no end record, or fails, the upload is refused rather than parsed.
     """
-    at = data.rfind(b"PK\x05\x06", max(0, len(data) - _EOCD.size - 0xFFFF))
-    if at < 0 or at + _EOCD.size > len(data):
-        return None
-    _, _, _, _, entries, cd_size, _, _ = _EOCD.unpack_from(data, at)
-    locator = at - _EOCD64_LOCATOR.size
-    if locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
-        offset = _EOCD64_LOCATOR.unpack_from(data, locator)[2]
-        if offset + _EOCD64.size <= len(data) and data[offset : offset + 4] == b"PK\x06\x06":
-            record = _EOCD64.unpack_from(data, offset)
-            # zipfile trusts the zip64 record; count whichever claims more.
-            entries, cd_size = max(entries, record[6]), max(cd_size, record[7])
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:
+        raise UnsafeArchive("cannot check the archive's end record on this Python version")
+    try:
+        record = end_record(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError, struct.error) as exc:
+        raise UnsafeArchive(f"not a readable zip archive: {exc}") from None
+    if record is None:
+        raise UnsafeArchive("not a readable zip archive: no end of central directory")
+    # Fields 4 and 5 (``_ECD_ENTRIES_TOTAL``, ``_ECD_SIZE``): zipfile's parse loop
+    # runs over the directory SIZE; the count is only what the archive claims.
+    entries, cd_size = record[4], record[5]
+    if not isinstance(entries, int) or not isinstance(cd_size, int):
+        raise UnsafeArchive("not a readable zip archive: malformed end record")
     return entries, cd_size
 
 
 def _check_entry_count(data: bytes, limits: Limits) -> None:
     """Refuse an archive with too many entries from its end record, before parsing it."""
-    declared = _declared_directory(data)
-    if declared is None:
-        return  # not a well-formed zip; zipfile reports it
-    entries, cd_size = declared
+    entries, cd_size = _declared_directory(data)
     if entries > limits.max_entries:
         raise _too_many(entries, limits.max_entries, "entries (files and folders)")
     if cd_size > limits.max_entries * _CD_BYTES_PER_ENTRY:

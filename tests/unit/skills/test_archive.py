@@ -225,3 +225,43 @@ def test_directory_reading_refuses_symlinks_and_limits(tmp_path: Path) -> None:
     (root / "big").write_bytes(b"x" * 2048)
     with pytest.raises(PayloadTooLarge):
         read_directory(root, Limits(max_bytes=1024))
+
+
+def _zip64_locator_decoy(entries: int) -> bytes:
+    """Central directory entries (no members), then a zip64 end record, a locator naming offset 0
+    (a decoy: Python 3.11 reads the record just before the locator instead) and a classic
+    end record claiming 1 entry in 100 bytes."""
+    directory = b"".join(
+        b"PK\x01\x02"
+        + (20).to_bytes(2, "little") * 2
+        + bytes(20)
+        + (len(name := f"demo/d{i}/".encode())).to_bytes(2, "little")
+        + bytes(16)
+        + name
+        for i in range(entries)
+    )
+    zip64 = b"PK\x06\x06" + (44).to_bytes(8, "little") + (45).to_bytes(2, "little") * 2
+    zip64 += bytes(8) + entries.to_bytes(8, "little") * 2
+    zip64 += len(directory).to_bytes(8, "little") + bytes(8)
+    locator = b"PK\x06\x07" + bytes(4) + bytes(8) + (1).to_bytes(4, "little")
+    end = b"PK\x05\x06" + bytes(4) + (1).to_bytes(2, "little") * 2
+    end += (100).to_bytes(4, "little") + bytes(4) + bytes(2)
+    # One empty local header up front, for the upload's zip magic (zipfile skips it).
+    return b"PK\x03\x04" + bytes(26) + directory + zip64 + locator + end
+
+
+def test_a_zip64_locator_decoy_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check must read the end record zipfile reads, not the one the locator names."""
+    data = _zip64_locator_decoy(20_000)
+    # The archive really does make zipfile parse 20,000 entries.
+    assert len(zipfile.ZipFile(io.BytesIO(data)).infolist()) == 20_000
+
+    def no_parsing(*_: object, **__: object) -> None:
+        raise AssertionError("the central directory was parsed before refusing")
+
+    started = time.perf_counter()
+    with monkeypatch.context() as patch:
+        patch.setattr("skills.archive.zipfile.ZipFile", no_parsing)
+        error = _refused(data, r"has 20000 entries \(files and folders\); the limit is 464")
+    assert error.code == "unsafe_archive" and error.status_code == 422
+    assert time.perf_counter() - started < 0.5
