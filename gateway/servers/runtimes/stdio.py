@@ -10,8 +10,11 @@ gateway's own log stream, which must stay JSON and secret-free).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import shutil
+import stat
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -192,17 +195,24 @@ async def ensure_venv(
     ctx: RuntimeContext | None = None,
     spec: ServerSpec | None = None,
 ) -> Path:
-    """Create (once) ``data_dir/venvs/<requirement>`` with the package installed.
+    """Create (once) ``data_dir/venvs/<requirement>-<sha256>`` with the package installed.
 
     With a sandbox the install (which may run a package's build code) happens inside
     it, the venv its only writable path; otherwise a host process with a fixed
     environment (never the gateway's settings) does it.
     """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in requirement)
-    venv = data_dir / "venvs" / safe
-    lock = _venv_locks.setdefault(safe, asyncio.Lock())
+    # The digest keeps requirements apart that read the same once made safe
+    # (``foo==1.0`` and ``foo__1.0``).
+    digest = hashlib.sha256(requirement.encode()).hexdigest()[:12]
+    name = f"{safe}-{digest}"
+    venv = data_dir / "venvs" / name
+    # The ready marker lives beside the venv, outside the tree the install may write:
+    # a package's build code could plant a symlink there for the gateway to follow.
+    marker = data_dir / "venvs" / f"{name}.ready"
+    lock = _venv_locks.setdefault(name, asyncio.Lock())
     async with lock:
-        if (venv / ".ready").exists():
+        if _is_ready(marker):
             return venv
         venv.mkdir(parents=True, exist_ok=True)
         python = sys.executable if sandbox is None else isolation.base_python()
@@ -226,8 +236,24 @@ async def ensure_venv(
             if code != 0:
                 tail = output.strip().splitlines()[-1:] or [""]
                 raise BackendUnavailable(f"installing {requirement!r} failed: {tail[0][:300]}")
-        (venv / ".ready").touch()
+        _mark_ready(marker)
     return venv
+
+
+def _is_ready(marker: Path) -> bool:
+    """A regular file at ``marker``, the link itself never followed."""
+    try:
+        return stat.S_ISREG(os.lstat(marker).st_mode)
+    except OSError:
+        return False
+
+
+def _mark_ready(marker: Path) -> None:
+    """Create ``marker`` afresh, never through a symlink."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(marker)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    os.close(os.open(marker, flags, 0o644))
 
 
 async def _host_step(argv: list[str], ctx: RuntimeContext | None) -> tuple[int, str]:
