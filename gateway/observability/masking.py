@@ -59,3 +59,25 @@ def mask_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def mask_structure(value: Any, extra_secrets: tuple[str, ...] = ()) -> Any:
+    """Copy a JSON-like ``value`` with :func:`mask_text` applied to every string in it,
+    mapping keys included, however deeply nested in mappings and lists.
+
+    Masking the strings themselves (not a serialisation of them) matters: ``json.dumps``
+    escapes quotes, backslashes, control and non-ASCII characters, so a secret holding
+    one of them never matches its escaped form.
+    """
+    if isinstance(value, str):
+        return mask_text(value, extra_secrets)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {
+            mask_text(str(key), extra_secrets): mask_structure(item, extra_secrets)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [mask_structure(item, extra_secrets) for item in value]
+    return mask_text(str(value), extra_secrets)  # what json.dumps(default=str) would show

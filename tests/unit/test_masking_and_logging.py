@@ -1,8 +1,14 @@
 import json
 import logging
+from typing import cast
+
+from mcp import types
 
 from gateway.observability.logging import JsonFormatter, reset_request_id, set_request_id
-from gateway.observability.masking import mask_mapping, mask_text
+from gateway.observability.masking import mask_mapping, mask_structure, mask_text
+from gateway.servers.runtimes import CONNECTORS
+from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
+from gateway.servers.runtimes.connection import McpConnection
 
 
 def test_known_token_shapes_are_masked() -> None:
@@ -63,3 +69,26 @@ def test_json_formatter_emits_one_masked_line_with_request_id() -> None:
     assert payload["status"] == 200
     assert payload["token"] == "***"
     assert "SECRET" not in line
+
+
+def test_secrets_in_nested_structures_are_masked_where_json_would_escape_them() -> None:
+    secret = 'pä"ss\\wörd\n1'
+    data = {"detail": [f"token {secret}", {"env": {secret: 3, "plain": f"x{secret}y"}}], "n": 1}
+    masked = mask_structure(data, (secret,))
+    assert masked == {"detail": ["token ***", {"env": {"***": 3, "plain": "x***y"}}], "n": 1}
+    assert mask_structure(None, (secret,)) is None
+
+
+def test_a_backend_error_data_secret_is_masked_despite_json_escapes() -> None:
+    secret = 'Sch\u00e4tz"chen-42'
+    spec = ServerSpec(id="i", name="s", type="uvx", config={}, secret_env={"TOKEN": secret})
+    connection = McpConnection(spec, CONNECTORS["uvx"], cast(RuntimeContext, None))
+    error = types.ErrorData(
+        code=-32000,
+        message=f"failed with {secret}",
+        data={"env": {"TOKEN": secret}, "argv": ["--key", secret], "n": 2},
+    )
+    masked = connection._masked(error)
+    assert secret not in json.dumps(masked.model_dump(), ensure_ascii=False)
+    assert masked.message == "failed with ***"
+    assert masked.data == {"env": {"TOKEN": "***"}, "argv": ["--key", "***"], "n": 2}

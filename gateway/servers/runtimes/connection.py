@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from gateway.observability.masking import mask_text
+from gateway.observability.masking import mask_structure, mask_text
 from gateway.servers.runtimes.base import (
     BackendError,
     BackendRequestError,
@@ -353,15 +352,7 @@ class McpConnection:
 
     def _masked(self, error: types.ErrorData) -> types.ErrorData:
         """A backend's JSON-RPC error with this server's secrets masked in it."""
-        data = error.data
-        if data is not None:
-            text = json.dumps(data, default=str)
-            masked = self._mask(text)
-            if masked != text:
-                try:
-                    data = json.loads(masked)
-                except ValueError:  # a secret spanning JSON syntax: drop the detail
-                    data = None
+        data = mask_structure(error.data, self.spec.secret_values())
         return types.ErrorData(code=error.code, message=self._mask(error.message), data=data)
 
     async def _set_health(
