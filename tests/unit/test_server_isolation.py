@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,20 @@ def test_schemas_refuse_loader_variables(name: str) -> None:
 def test_offline_needs_isolation() -> None:
     with pytest.raises(InvalidInput, match="offline"):
         parse_config("uvx", {"package": "p", "offline": True, "isolation": "none"})
+
+
+def test_a_data_dir_under_a_system_dir_is_masked(tmp_path: Path) -> None:
+    """/usr is bound read-only into every sandbox: a data dir below it is covered by a
+    tmpfs, as it is when a runner folder holds it."""
+    data = os.path.realpath("/usr/local/var/mcpgw")
+    sandbox = isolation.Sandbox(
+        bwrap=isolation.Bubblewrap("/usr/bin/bwrap", True),
+        data_dir=Path(data),
+        home=tmp_path / "h",
+        etc=tmp_path / "e",
+        offline=False,
+    )
+    argv = sandbox.argv(["x"])
+    masks = [i for i, arg in enumerate(argv) if arg == "--tmpfs" and argv[i + 1] == data]
+    assert len(masks) == 1
+    assert masks[0] > argv.index("/usr")  # after (on top of) the system bind

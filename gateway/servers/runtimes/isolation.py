@@ -270,8 +270,12 @@ class Sandbox:
             if os.path.exists(tool):
                 args += ["--ro-bind", tool, tool]
                 bound.append(tool)
+        # Mask the data dir wherever a bind exposes it: a runner folder or a system
+        # directory (a data dir under /usr/local/var is visible through /usr).
         data = str(self.data_dir)
-        if any(_under(data, [b]) for b in bound):  # a runner folder holds the data dir
+        if in_system_dirs(data):
+            args += ["--tmpfs", os.path.realpath(data)]
+        elif _under(data, bound):
             args += ["--tmpfs", data]
         for path in dict.fromkeys(self.late_binds):
             args += ["--ro-bind", path, path]
