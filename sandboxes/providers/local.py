@@ -7,6 +7,9 @@ directories bound read-only, the workspace bound read-write at ``/workspace``, a
 tmpfs ``/tmp``, no capabilities, uid/gid 1000, and ``--die-with-parent``. When an
 exec ends (or is killed) its PID namespace ends with it, so nothing it started
 lives on. ``stop`` kills whatever runs and drops the cgroup; the files stay.
+Starting an exec (mount, spawn, registration) and stopping or destroying the
+sandbox take the same per-sandbox lock: stop sees every process an exec started,
+and no exec starts on a workspace being unmounted.
 Where the gateway can mount, the workspace is a loop-mounted ext4 image of the
 sandbox's ``disk_mb`` (see :mod:`sandboxes.providers.diskimage`): the disk limit is
 the filesystem's size, not a measurement.
@@ -132,6 +135,9 @@ class LocalProvider:
         self._cgroups: cgroups.Cgroups | None = None
         self._cgroups_checked = False
         self._running: dict[str, set[asyncio.subprocess.Process]] = {}
+        # per sandbox: held across an exec's mount + spawn + registration in _running,
+        # and by resume, stop and destroy
+        self._guards: dict[str, asyncio.Lock] = {}
         self._system_args: list[str] | None = None
 
     # --- set-up ---------------------------------------------------------------------------
@@ -176,6 +182,21 @@ class LocalProvider:
 
     def _workspace(self, spec: SandboxSpec) -> Path:
         return self.disks.workspace(spec.id)
+
+    def _guard(self, sandbox_id: str) -> asyncio.Lock:
+        return self._guards.setdefault(sandbox_id, asyncio.Lock())
+
+    def _ready(self, spec: SandboxSpec) -> None:
+        """Refuse an exec unless the workspace can be bound: there, and (a sandbox with
+        an image) the mounted image, never the directory under it."""
+        workspace = self._workspace(spec)
+        if not workspace.is_dir():
+            raise ProviderError(
+                f"the workspace of sandbox {spec.id} is gone from {workspace}",
+                code="sandbox_workspace_missing",
+            )
+        if self.disks.kind_of(spec.id) == diskimage.LOOP and not os.path.ismount(workspace):
+            raise diskimage.DiskError(f"the disk image of sandbox {spec.id} is not mounted")
 
     def _system(self) -> list[str]:
         if self._system_args is None:
@@ -292,6 +313,10 @@ class LocalProvider:
         }
 
     async def resume(self, spec: SandboxSpec) -> None:
+        async with self._guard(spec.id):
+            await self._resume(spec)
+
+    async def _resume(self, spec: SandboxSpec) -> None:
         workspace = await self.disks.unpark(spec.id)
         if not workspace.is_dir():
             raise ProviderError(
@@ -303,9 +328,18 @@ class LocalProvider:
             await blocking.to_thread(cg.create, spec.id, spec.limits)
 
     async def stop(self, spec: SandboxSpec) -> None:
-        for proc in list(self._running.get(spec.id, ())):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        async with self._guard(spec.id):
+            await self._stop(spec)
+
+    async def _stop(self, spec: SandboxSpec) -> None:
+        # under the guard: no exec is between its mount and its registration
+        procs = list(self._running.get(spec.id, ()))
+        for proc in procs:
+            self._kill(proc)
+        if procs:
+            await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in procs], timeout=_KILL_GRACE
+            )
         cg = self._cg()
         if cg is not None:
             await blocking.to_thread(cg.remove, spec.id)
@@ -313,8 +347,11 @@ class LocalProvider:
         await self.disks.park(spec.id)
 
     async def destroy(self, spec: SandboxSpec) -> None:
-        await self.stop(spec)
-        await self.disks.remove(spec.id)
+        async with self._guard(spec.id):
+            await self._stop(spec)
+            await self.disks.remove(spec.id)
+        # an exec still waiting for the old lock finds no workspace and refuses
+        self._guards.pop(spec.id, None)
 
     async def close(self) -> None:
         """At shutdown: unmount the workspaces (no exec outlives the gateway, and the
@@ -326,33 +363,39 @@ class LocalProvider:
         self, spec: SandboxSpec, request: ExecRequest, sink: OutputSink | None = None
     ) -> ExecResult:
         await self.check()
-        await self.disks.attach(spec.id)  # mounted again after a restart of the host
         cg = self._cg()
         env = dict(LAUNCHER_ENV)  # never the caller's or the template's variables
-        argv, fds = self._launch(spec, request)
-        if cg is not None:
-            env["MCPGW_CGROUP_PROCS"] = " ".join(cg.procs_files(spec.id))
-            argv = ["/bin/sh", "-c", _JOIN, "sh", *argv]
-            oom_before, pids_before = cg.oom_kills(spec.id), cg.pids_hits(spec.id)
         collector = OutputCollector(request.max_output, sink)
-        started = time.perf_counter()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE
-                if request.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                pass_fds=fds,
-                start_new_session=True,
-            )
-        finally:
-            for fd in fds:  # the child has its own copies
-                os.close(fd)
-        running = self._running.setdefault(spec.id, set())
-        running.add(proc)
+        # Mount, spawn and registration under the guard stop and destroy take: stop
+        # kills every process started, and never unmounts under a bwrap yet to bind.
+        async with self._guard(spec.id):
+            if (self.disks.base(spec.id) / diskimage.DETACHED).exists():
+                raise ProviderError(f"sandbox {spec.id} is stopped", code="sandbox_stopped")
+            await self.disks.attach(spec.id)  # mounted again after a restart of the host
+            self._ready(spec)
+            argv, fds = self._launch(spec, request)
+            try:
+                if cg is not None:
+                    env["MCPGW_CGROUP_PROCS"] = " ".join(cg.procs_files(spec.id))
+                    argv = ["/bin/sh", "-c", _JOIN, "sh", *argv]
+                    oom_before, pids_before = cg.oom_kills(spec.id), cg.pids_hits(spec.id)
+                started = time.perf_counter()
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE
+                    if request.stdin is not None
+                    else asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                    pass_fds=fds,
+                    start_new_session=True,
+                )
+            finally:
+                for fd in fds:  # the child has its own copies
+                    os.close(fd)
+            running = self._running.setdefault(spec.id, set())
+            running.add(proc)
         timed_out = False
         work = asyncio.ensure_future(
             asyncio.gather(

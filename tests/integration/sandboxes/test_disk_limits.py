@@ -285,3 +285,99 @@ async def test_auto_falls_back_when_mounting_fails(
     ran = await provider.exec(spec, ExecRequest(argv=["sh", "-c", "echo ok > f; cat f"]))
     assert ran.stdout == b"ok\n"
     await provider.destroy(spec)
+
+
+async def test_stop_racing_an_exec_leaves_no_process_and_no_write_outside_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security review: stop landing while an exec is between mounting the workspace and
+    registering its bwrap missed the process and unmounted the image under it; the
+    command then wrote into the host directory under the mount point, unlimited, until
+    its timeout. The exec is held exactly there while stop runs (no cgroups: with them
+    the cgroup join usually failed first, hiding the race)."""
+    need_loop()
+    from sandboxes.providers import local
+    from sandboxes.providers.base import ExecRequest, Limits, ProviderError, SandboxSpec
+    from sandboxes.templates import BUILTIN
+
+    provider = local.LocalProvider(tmp_path / "race", disk_limit="loop")
+    provider._cgroups, provider._cgroups_checked = None, True
+    spec = SandboxSpec(
+        id="race1",
+        template=BUILTIN["python"],
+        limits=Limits(cpus=1, memory_mb=256, pids=64, disk_mb=20),
+    )
+    await provider.create(spec)
+    workspace = provider.disks.workspace(spec.id)
+    real = asyncio.create_subprocess_exec
+    reached, release = asyncio.Event(), asyncio.Event()
+    spawned: list[asyncio.subprocess.Process] = []
+
+    async def held(*argv: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        if "--args" in argv:  # the exec's bwrap; mount and umount go straight through
+            reached.set()
+            await release.wait()
+        proc = await real(*argv, **kwargs)
+        spawned.append(proc)
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", held)
+    command = "echo escaped > /workspace/escaped; exec sleep 30"
+    running = asyncio.ensure_future(
+        provider.exec(spec, ExecRequest(argv=["sh", "-c", command], timeout=60))
+    )
+    try:
+        await asyncio.wait_for(reached.wait(), 10)
+        stopping = asyncio.ensure_future(provider.stop(spec))
+        await asyncio.wait({stopping}, timeout=1)  # the old code stops (and unmounts) here
+        release.set()
+        await asyncio.wait_for(stopping, 15)
+        assert not _mounted(workspace)
+        # every process of the exec is gone once stop returns, and the exec with it
+        done, _ = await asyncio.wait({running}, timeout=10)
+        # nothing landed in the host directory under the (unmounted) mount point
+        assert os.listdir(workspace) == []
+        assert done, "the exec outlived stop"
+        assert all(p.returncode is not None for p in spawned), "a process outlived stop"
+        assert running.result().exit_code != 0  # killed
+        # a stopped sandbox refuses a new exec instead of binding that directory
+        with pytest.raises(ProviderError) as refused:
+            await provider.exec(spec, ExecRequest(argv=["true"]))
+        assert refused.value.code == "sandbox_stopped"
+    finally:
+        release.set()
+        if not running.done():
+            for proc in spawned:
+                provider._kill(proc)
+            await asyncio.wait({running}, timeout=10)
+        await provider.destroy(spec)
+
+
+async def test_an_exec_never_binds_an_unmounted_image_workspace(tmp_path: Path) -> None:
+    """Defence in depth: a sandbox with an image whose workspace is not the mounted image
+    (whatever unmounted it) refuses the exec rather than bind the host directory."""
+    need_loop()
+    from sandboxes.providers.base import ExecRequest, Limits, ProviderError, SandboxSpec
+    from sandboxes.providers.local import LocalProvider
+    from sandboxes.templates import BUILTIN
+
+    provider = LocalProvider(tmp_path / "unmounted", disk_limit="loop")
+    spec = SandboxSpec(
+        id="u1",
+        template=BUILTIN["python"],
+        limits=Limits(cpus=1, memory_mb=256, pids=64, disk_mb=20),
+    )
+    await provider.create(spec)
+    try:
+        await provider.disks.detach(spec.id)
+
+        async def no_mount(sandbox_id: str) -> Path:
+            return provider.disks.workspace(sandbox_id)
+
+        provider.disks.attach = no_mount  # type: ignore[method-assign]
+        with pytest.raises(ProviderError) as refused:
+            await provider.exec(spec, ExecRequest(argv=["sh", "-c", "echo x > /workspace/x"]))
+        assert refused.value.code == "sandbox_disk_unavailable"
+        assert os.listdir(provider.disks.workspace(spec.id)) == []
+    finally:
+        await provider.destroy(spec)
