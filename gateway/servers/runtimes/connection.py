@@ -18,7 +18,6 @@ from typing import Any
 
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
-from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.observability.masking import mask_structure, mask_text
@@ -40,38 +39,21 @@ from gateway.servers.runtimes.relay import (
     Callers,
 )
 from gateway.servers.runtimes.remote import StreamableHttpTarget
+from gateway.servers.runtimes.sdk_client import (
+    CONNECTION_CLOSED,
+    agent_input_round,
+    all_pages,
+    connection_lost,
+    describe,
+    forward_agent_capabilities,
+    optional_listing,
+    session_closed,
+)
 
 log = logging.getLogger("gateway.servers")
 
-CONNECTION_CLOSED = -32000
-# What the SDK client writes when it gives a request up because the connection (or
-# the request's stream) went away. Backends use -32000 for their own errors too
-# (it opens JSON-RPC's server-error range), so the code alone says nothing.
-_SDK_CLOSED_MESSAGE = "Connection closed"
-_SDK_STREAM_LOST_PREFIX = "SSE stream "
 _WATCH_INTERVAL = 0.25
 _MAX_BACKOFF = 30.0
-
-
-def _is_closed(client: Client) -> bool:
-    """Has the session's read loop ended (process died, HTTP stream dropped)?"""
-    # The SDK exposes no public flag; its dispatcher keeps one. Missing → assume open.
-    try:
-        dispatcher = client.session._dispatcher
-    except (RuntimeError, AttributeError):
-        return True
-    return bool(getattr(dispatcher, "_closed", False))
-
-
-def describe(exc: BaseException) -> str:
-    """A one-line, secret-free description of a connection failure."""
-    if isinstance(exc, BaseExceptionGroup):
-        leaves = [describe(e) for e in exc.exceptions]
-        return "; ".join(dict.fromkeys(leaves)) or type(exc).__name__
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
 
 
 class McpConnection:
@@ -111,7 +93,7 @@ class McpConnection:
     # --- lifecycle --------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._client is not None and not _is_closed(self._client)
+        return self._client is not None and not session_closed(self._client)
 
     async def start(self) -> None:
         await self._ensure_client()
@@ -131,11 +113,11 @@ class McpConnection:
 
     async def _ensure_client(self) -> Client:
         client = self._client
-        if client is not None and not _is_closed(client):
+        if client is not None and not session_closed(client):
             return client
         async with self._start_lock:
             client = self._client
-            if client is not None and not _is_closed(client):
+            if client is not None and not session_closed(client):
                 return client
             if self._final:
                 raise BackendUnavailable(f"server {self.spec.name!r} was removed or replaced")
@@ -226,7 +208,7 @@ class McpConnection:
     def direct_route(self) -> DirectRoute | None:
         """The fast path's route to this backend while its session is up (else None)."""
         route = self._direct
-        if route is None or self._client is None or _is_closed(self._client):
+        if route is None or self._client is None or session_closed(self._client):
             return None
         self.last_used = monotonic()
         return route
@@ -255,7 +237,7 @@ class McpConnection:
                 async with AsyncExitStack() as stack:
                     client = await self._open(stack, targets)
                     self._client = client
-                    _forward_agent_capabilities(client)
+                    forward_agent_capabilities(client)
                     self.health.protocol_version = client.protocol_version
                     self._direct = self._direct_route(client)
                     established = True
@@ -266,7 +248,7 @@ class McpConnection:
                     listener = asyncio.create_task(self._listen(client))
                     try:
                         # asyncio.wait (unlike wait_for on 3.11) never swallows a cancel.
-                        while not stop.is_set() and not _is_closed(client):
+                        while not stop.is_set() and not session_closed(client):
                             await asyncio.wait({stopped}, timeout=_WATCH_INTERVAL)
                     finally:
                         listener.cancel()
@@ -419,7 +401,7 @@ class McpConnection:
                 f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
             ) from None
         except MCPError as exc:
-            if exc.error.code == CONNECTION_CLOSED and _connection_lost(client, exc.error):
+            if exc.error.code == CONNECTION_CLOSED and connection_lost(client, exc.error):
                 raise BackendUnavailable(
                     f"connection to server {self.spec.name!r} was lost during {what}"
                 ) from None
@@ -463,7 +445,7 @@ class McpConnection:
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
         async def read(client: Client) -> Any:
-            retry = _input_round(client)
+            retry = agent_input_round(client)
             if retry is not None:
                 return await client.session.read_resource(
                     uri,
@@ -480,7 +462,7 @@ class McpConnection:
         self, name: str, arguments: dict[str, str] | None, timeout: float
     ) -> types.GetPromptResult:
         async def get(client: Client) -> Any:
-            retry = _input_round(client)
+            retry = agent_input_round(client)
             if retry is not None:
                 return await client.session.get_prompt(
                     name,
@@ -534,81 +516,21 @@ class McpConnection:
             unknown = caps == types.ServerCapabilities()
             catalog = Catalog()
             if caps.tools is not None or unknown:
-                catalog.tools = await _optional(_all_pages(client.list_tools, "tools"), unknown)
+                tools = all_pages(client.list_tools, "tools")
+                catalog.tools = await optional_listing(tools, unknown)
             if caps.resources is not None or unknown:
-                catalog.resources = await _optional(
-                    _all_pages(client.list_resources, "resources"), unknown
+                catalog.resources = await optional_listing(
+                    all_pages(client.list_resources, "resources"), unknown
                 )
-                catalog.resource_templates = await _optional(
-                    _all_pages(client.list_resource_templates, "resource_templates"), unknown
+                catalog.resource_templates = await optional_listing(
+                    all_pages(client.list_resource_templates, "resource_templates"), unknown
                 )
             if caps.prompts is not None or unknown:
-                catalog.prompts = await _optional(
-                    _all_pages(client.list_prompts, "prompts"), unknown
+                catalog.prompts = await optional_listing(
+                    all_pages(client.list_prompts, "prompts"), unknown
                 )
             return catalog
 
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
         self.last_catalog = result
         return result
-
-
-def _connection_lost(client: Client, error: types.ErrorData) -> bool:
-    """Was a CONNECTION_CLOSED error the SDK's (the connection dropped), not the backend's?"""
-    return (
-        _is_closed(client)
-        or error.message == _SDK_CLOSED_MESSAGE
-        or error.message.startswith(_SDK_STREAM_LOST_PREFIX)
-    )
-
-
-def _forward_agent_capabilities(client: Client) -> None:
-    """On 2026-07-28 every request declares the caller's capabilities in `_meta`. The SDK
-    client stamps its own; when an agent's request is being served, declare the
-    agent's instead, so the backend decides (-32021, which input requests to make)
-    for the client that will actually answer."""
-    if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-        return
-    session = client.session
-    original = session._stamp  # SDK-internal: the hook that writes the request envelope
-
-    def stamp(data: dict[str, Any], opts: Any) -> None:
-        original(data, opts)
-        retry = getattr(CURRENT_RELAY.get(), "input_round", None)
-        agent_meta = getattr(retry, "meta", None) or {}
-        if CLIENT_CAPABILITIES_META_KEY in agent_meta:
-            meta = data.setdefault("params", {}).setdefault("_meta", {})
-            meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
-
-    session._stamp = stamp
-
-
-def _input_round(client: Client) -> Any:
-    """The agent's 2026-07-28 multi-round state, when this request should pass
-    `input_required` results through rather than answer them here."""
-    relay = CURRENT_RELAY.get()
-    retry = getattr(relay, "input_round", None)
-    if retry is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-        return None
-    return retry
-
-
-async def _optional(listing: Any, tolerate: bool) -> list[Any]:
-    try:
-        return list(await listing)
-    except MCPError as exc:
-        if tolerate and exc.error.code == -32601:  # method not found: no such list
-            return []
-        raise
-
-
-async def _all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[Any]:
-    items: list[Any] = []
-    cursor: str | None = None
-    for _ in range(max_pages):
-        page = await method(cursor=cursor)
-        items.extend(getattr(page, attribute))
-        cursor = page.next_cursor
-        if not cursor:
-            return items
-    raise BackendError(f"listing {attribute} did not end after {max_pages} pages")

@@ -1,0 +1,109 @@
+"""What the gateway reads from, and hooks into, the official SDK's client session.
+
+The SDK has no public flag for a dropped session, no public hook for the request
+envelope and no paging helper: these few functions hold every such reach into SDK
+internals, so an SDK upgrade has one place to check.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import Client, types
+from mcp.shared.exceptions import MCPError
+from mcp_types import CLIENT_CAPABILITIES_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from gateway.servers.runtimes.base import BackendError
+from gateway.servers.runtimes.relay import CURRENT_RELAY
+
+CONNECTION_CLOSED = -32000
+# What the SDK client writes when it gives a request up because the connection (or
+# the request's stream) went away. Backends use -32000 for their own errors too
+# (it opens JSON-RPC's server-error range), so the code alone says nothing.
+_SDK_CLOSED_MESSAGE = "Connection closed"
+_SDK_STREAM_LOST_PREFIX = "SSE stream "
+
+
+def session_closed(client: Client) -> bool:
+    """Has the session's read loop ended (process died, HTTP stream dropped)?"""
+    # The SDK exposes no public flag; its dispatcher keeps one. Missing → assume open.
+    try:
+        dispatcher = client.session._dispatcher
+    except (RuntimeError, AttributeError):
+        return True
+    return bool(getattr(dispatcher, "_closed", False))
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line, secret-free description of a connection failure."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [describe(e) for e in exc.exceptions]
+        return "; ".join(dict.fromkeys(leaves)) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__
+
+
+def connection_lost(client: Client, error: types.ErrorData) -> bool:
+    """Was a CONNECTION_CLOSED error the SDK's (the connection dropped), not the backend's?"""
+    return (
+        session_closed(client)
+        or error.message == _SDK_CLOSED_MESSAGE
+        or error.message.startswith(_SDK_STREAM_LOST_PREFIX)
+    )
+
+
+def forward_agent_capabilities(client: Client) -> None:
+    """On 2026-07-28 every request declares the caller's capabilities in `_meta`. The SDK
+    client stamps its own; when an agent's request is being served, declare the
+    agent's instead, so the backend decides (-32021, which input requests to make)
+    for the client that will actually answer."""
+    if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return
+    session = client.session
+    original = session._stamp  # SDK-internal: the hook that writes the request envelope
+
+    def stamp(data: dict[str, Any], opts: Any) -> None:
+        original(data, opts)
+        retry = getattr(CURRENT_RELAY.get(), "input_round", None)
+        agent_meta = getattr(retry, "meta", None) or {}
+        if CLIENT_CAPABILITIES_META_KEY in agent_meta:
+            meta = data.setdefault("params", {}).setdefault("_meta", {})
+            meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
+
+    session._stamp = stamp
+
+
+def agent_input_round(client: Client) -> Any:
+    """The agent's 2026-07-28 multi-round state, when this request should pass
+    `input_required` results through rather than answer them here."""
+    relay = CURRENT_RELAY.get()
+    retry = getattr(relay, "input_round", None)
+    if retry is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return None
+    return retry
+
+
+async def optional_listing(listing: Any, tolerate: bool) -> list[Any]:
+    """A listing's items; with ``tolerate``, a backend without that list gives none."""
+    try:
+        return list(await listing)
+    except MCPError as exc:
+        if tolerate and exc.error.code == -32601:  # method not found: no such list
+            return []
+        raise
+
+
+async def all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[Any]:
+    """Every page of a paginated listing, bounded so a looping cursor cannot hang us."""
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await method(cursor=cursor)
+        items.extend(getattr(page, attribute))
+        cursor = page.next_cursor
+        if not cursor:
+            return items
+    raise BackendError(f"listing {attribute} did not end after {max_pages} pages")
