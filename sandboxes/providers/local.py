@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from gateway.bwrap import etc_binds, system_binds
 from gateway.handoff import memfd, nul_separated
 from sandboxes import blocking
 from sandboxes.blocking import BlockingPool
@@ -65,8 +66,6 @@ BASE_ENV = {
     "TERM": "dumb",
     "TMPDIR": "/tmp",  # noqa: S108 (the sandbox's own tmpfs)
 }
-# Top-level host paths made visible read-only (symlinks are recreated as symlinks).
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The few /etc entries programs need; passwd, group, hosts and hostname are generated.
 ETC_ENTRIES = (
     "alternatives",
@@ -200,17 +199,7 @@ class LocalProvider:
 
     def _system(self) -> list[str]:
         if self._system_args is None:
-            args: list[str] = []
-            for top in SYSTEM_DIRS:
-                if os.path.islink(top):
-                    args += ["--symlink", os.readlink(top), top]
-                elif os.path.isdir(top):
-                    args += ["--ro-bind", top, top]
-            for entry in ETC_ENTRIES:
-                host = f"/etc/{entry}"
-                if os.path.exists(host):
-                    args += ["--ro-bind", host, host]
-            self._system_args = args
+            self._system_args = [*system_binds(), *etc_binds(ETC_ENTRIES)]
         return self._system_args
 
     def _options(

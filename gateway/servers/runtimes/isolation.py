@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from gateway.bwrap import SYSTEM_DIRS, etc_binds, system_binds
 from gateway.handoff import FD, Handoff, nul_separated
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
 
@@ -49,9 +50,6 @@ log = logging.getLogger("gateway.servers")
 SERVER_UID = 1000
 HOME = "/home/mcp"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Top-level host paths visible read-only (symlinks, as on merged-/usr systems, are
-# recreated as symlinks).
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The /etc entries runners need: TLS trust, name resolution, time zone, the dynamic
 # loader's cache, npm's and pip's global settings. passwd and group are generated.
 ETC_ENTRIES = (
@@ -104,17 +102,6 @@ class Bubblewrap:
 _probe: tuple[Bubblewrap | None, str] | None = None
 _probe_lock = asyncio.Lock()
 _warned = False
-
-
-def system_binds() -> list[str]:
-    """``--ro-bind``/``--symlink`` arguments for the host's system directories."""
-    args: list[str] = []
-    for top in SYSTEM_DIRS:
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    return args
 
 
 async def _run_quietly(*argv: str) -> tuple[int, str]:
@@ -241,10 +228,7 @@ class Sandbox:
         """``bwrap … -- command``, environment excluded (it goes through fd 3)."""
         net = not self.offline if network is None else network
         args = [*sandbox_flags(self.bwrap, network=net), "--args", str(FD), *system_binds()]
-        for entry in ETC_ENTRIES:
-            host = f"/etc/{entry}"
-            if os.path.exists(host):
-                args += ["--ro-bind", host, host]
+        args += etc_binds(ETC_ENTRIES)
         args += [
             "--ro-bind",
             str(self.etc / "passwd"),
