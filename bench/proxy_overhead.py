@@ -1,15 +1,21 @@
 """Proxy overhead: `tools/call` straight to a backend vs through the gateway.
 
-A fast backend (``bench/backend.py``: raw ASGI JSON-RPC, a few tens of µs per
-call) runs on loopback; the gateway (embedded default, auth on) registers it as
-a `remote` server. The same calls go directly to it, through `/mcp` in both
-protocol eras, and through `/mcp/servers/{name}`, alternating run by run (the
-machine is noisy), at each concurrency (that many agents in parallel).
+A backend runs on loopback; the gateway (embedded default, auth on) registers it
+as a `remote` server. ``--backend`` picks it: ``raw`` (``bench/backend.py``: raw
+ASGI JSON-RPC, a few tens of µs per call: the gateway's own cost stands out),
+``fastmcp`` (FastMCP), ``sdk`` (the official Python SDK) or ``ts`` (the official
+TypeScript SDK) — echo servers as real agents' backends are built
+(``bench/sdk_backends.py``, ``bench/ts/echo.mjs``); ``--stateless`` and ``--json``
+set their session and response modes. The same calls go directly to it in both
+eras, through `/mcp` in both eras, and through `/mcp/servers/{name}`, alternating
+run by run (the machine is noisy), at each concurrency (that many agents in
+parallel). Each gateway row is compared with the direct row of its own era.
 
 Two load generators: ``raw`` (``bench/loadgen.py``: lean keep-alive HTTP, so the
 figures are the servers', not the client's) and ``sdk`` (the official MCP client,
-as agents really call). Reports p50/p95 and calls/s per path and the added
-milliseconds at the median and the throughput ratio, pair by pair.
+as agents really call). Reports p50/p95 and calls/s per path, the added
+milliseconds at the median and the throughput ratio, pair by pair, and the share
+of calls the fast path served (``mcpgw_tool_calls_total{route="direct"}``).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,22 +42,54 @@ from bench.common import (
 )
 from bench.loadgen import Target, run_load
 
+BACKENDS = ("raw", "fastmcp", "sdk", "ts")
+TS_DIR = Path(__file__).resolve().parent / "ts"
 
-def start_backend(port: int) -> subprocess.Popen[bytes]:
+
+def backend_command(kind: str, port: int, stateless: bool, json: bool) -> list[str]:
+    """The command line of one echo backend on ``port``."""
+    flags = [*(["--stateless"] if stateless else []), *(["--json"] if json else [])]
+    if kind == "raw":
+        return [sys.executable, "-m", "bench.backend", str(port)]
+    if kind == "ts":
+        if not (TS_DIR / "node_modules").is_dir():
+            subprocess.run(["npm", "ci", "--silent"], cwd=TS_DIR, check=True)
+        return ["node", str(TS_DIR / "echo.mjs"), str(port), *flags]
+    return [sys.executable, "-m", "bench.sdk_backends", kind, str(port), *flags]
+
+
+def start_backend(
+    port: int, kind: str = "raw", *, stateless: bool = False, json: bool = False
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.backend", str(port)],
+        backend_command(kind, port, stateless, json),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} backend exited with {proc.returncode}")
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=0.5)
             return proc
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("backend did not start")
+    raise RuntimeError(f"{kind} backend did not start")
+
+
+def route_counts(gateway: GatewayProcess) -> dict[str, float]:
+    """Calls answered so far per route (``direct``: the fast path; ``sdk``)."""
+    auth = {"Authorization": f"Bearer {BENCH_KEY}"}
+    text = httpx.get(f"{gateway.url}/metrics", headers=auth, timeout=10).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("mcpgw_tool_calls_total{"):
+            labels, value = line.rsplit(" ", 1)
+            route = labels.split('route="', 1)[1].split('"', 1)[0]
+            counts[route] = counts.get(route, 0.0) + float(value)
+    return counts
 
 
 async def _client_loop(url: str, headers: dict[str, str], tool: str, calls: int) -> list[float]:
@@ -85,10 +124,17 @@ def _measure(
     client: str, target: Target, concurrency: int, calls: int, gateway: GatewayProcess | None
 ) -> dict[str, float]:
     runner = run_load if client == "raw" else _sdk_run
+    routes = route_counts(gateway) if gateway else {}
     cpu_before = gateway.cpu_seconds() if gateway else 0.0
     latencies, elapsed = _run_loop(runner(target, concurrency, calls))
     cpu = gateway.cpu_seconds() - cpu_before if gateway else float("nan")
+    fast = float("nan")
+    if gateway:
+        after = route_counts(gateway)
+        served = {k: after.get(k, 0.0) - routes.get(k, 0.0) for k in after}
+        fast = served.get("direct", 0.0) / max(1.0, sum(served.values()))
     return {
+        "fast_share": fast,
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "p99": percentile(latencies, 99),
@@ -113,41 +159,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--calls", type=int, default=2000, help="calls per run (all agents)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--client", choices=["raw", "sdk"], nargs="+", default=["raw", "sdk"])
+    parser.add_argument("--backend", choices=BACKENDS, nargs="+", default=["raw"])
+    parser.add_argument("--stateless", action="store_true", help="SDK backends without sessions")
+    parser.add_argument("--json", action="store_true", help="SDK backends answer plain JSON")
     args = parser.parse_args(argv)
-
-    backend_port = free_port()
-    backend = start_backend(backend_port)
-    gateway = GatewayProcess(env={"MCPGW_ALLOW_PRIVATE_URLS": "true"})
-    rows = []
-    try:
-        gateway.start()
-        direct_url = f"http://127.0.0.1:{backend_port}/mcp"
-        gateway.add_remote("fast", direct_url)
-        paths = {
-            "direct": Target(direct_url, "echo", "handshake"),
-            "/mcp 2026-07-28": Target(f"{gateway.url}/mcp", "fast__echo", "modern", BENCH_KEY),
-            "/mcp 2025-11-25": Target(f"{gateway.url}/mcp", "fast__echo", "handshake", BENCH_KEY),
-            "/mcp/servers/fast": Target(
-                f"{gateway.url}/mcp/servers/fast", "echo", "modern", BENCH_KEY
-            ),
-        }
-        for client in args.client:
-            # The SDK client picks its era itself; one /mcp row is enough for it.
-            names = [n for n in paths if client == "raw" or n != "/mcp 2025-11-25"]
-            for concurrency in args.concurrency:
-                samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
-                for _ in range(args.runs):  # alternate: the machine is noisy
-                    for name in names:
-                        via = None if name == "direct" else gateway
-                        samples[name].append(
-                            _measure(client, paths[name], concurrency, args.calls, via)
-                        )
-                rows += _rows(client, concurrency, samples)
-        rss = gateway.rss_mib()
-    finally:
-        gateway.stop()
-        backend.kill()
-    print_table(f"tools/call: direct vs through the gateway (median of {args.runs} runs)", rows)
+    rows: list[dict[str, Any]] = []
+    rss = 0.0
+    for kind in args.backend:
+        found, rss = _bench_backend(kind, args)
+        rows += found
+    title = f"tools/call: direct vs through the gateway (median of {args.runs} runs)"
+    print_table(title, rows)
     print(f"gateway RSS after load: {rss:.0f} MiB")
     write_results(
         "proxy_overhead", {"runs": args.runs, "rows": rows, "rss_mib": rss, "pid": os.getpid()}
@@ -155,14 +177,64 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def _bench_backend(kind: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
+    backend_port = free_port()
+    backend = start_backend(backend_port, kind, stateless=args.stateless, json=args.json)
+    gateway = GatewayProcess(env={"MCPGW_ALLOW_PRIVATE_URLS": "true"})
+    rows = []
+    try:
+        gateway.start()
+        direct_url = f"http://127.0.0.1:{backend_port}/mcp"
+        gateway.add_remote("fast", direct_url)
+        paths = {
+            "direct 2025-11-25": Target(direct_url, "echo", "handshake"),
+            "direct 2026-07-28": Target(direct_url, "echo", "modern"),
+            "/mcp 2026-07-28": Target(f"{gateway.url}/mcp", "fast__echo", "modern", BENCH_KEY),
+            "/mcp 2025-11-25": Target(f"{gateway.url}/mcp", "fast__echo", "handshake", BENCH_KEY),
+            "/mcp/servers/fast": Target(
+                f"{gateway.url}/mcp/servers/fast", "echo", "modern", BENCH_KEY
+            ),
+        }
+        if kind == "raw":
+            del paths["direct 2026-07-28"]  # one era: the raw backend ignores the envelope
+        for client in args.client:
+            # The SDK client picks its era itself; one row per target is enough for it.
+            names = [
+                n
+                for n in paths
+                if client == "raw" or n not in ("/mcp 2025-11-25", "direct 2026-07-28")
+            ]
+            for concurrency in args.concurrency:
+                samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+                for _ in range(args.runs):  # alternate: the machine is noisy
+                    for name in names:
+                        via = None if name.startswith("direct") else gateway
+                        samples[name].append(
+                            _measure(client, paths[name], concurrency, args.calls, via)
+                        )
+                rows += _rows(kind, client, concurrency, samples)
+        rss = gateway.rss_mib()
+    finally:
+        gateway.stop()
+        backend.kill()
+    return rows, rss
+
+
+def _baseline(name: str, samples: dict[str, list[dict[str, float]]]) -> list[dict[str, float]]:
+    """The direct runs a path is compared with: those of the same era."""
+    era = "2025-11-25" if name.endswith("2025-11-25") else "2026-07-28"
+    return samples.get(f"direct {era}") or samples["direct 2025-11-25"]
+
+
 def _rows(
-    client: str, concurrency: int, samples: dict[str, list[dict[str, float]]]
+    kind: str, client: str, concurrency: int, samples: dict[str, list[dict[str, float]]]
 ) -> list[dict[str, Any]]:
-    direct = samples["direct"]
     rows = []
     for name, runs in samples.items():
+        direct = _baseline(name, samples)
         rows.append(
             {
+                "backend": kind,
                 "client": client,
                 "c": concurrency,
                 "path": name,
@@ -177,6 +249,7 @@ def _rows(
                 "throughput_ratio": median(
                     [s["calls_per_s"] / d["calls_per_s"] for s, d in zip(runs, direct, strict=True)]
                 ),
+                "fast_path": median([s["fast_share"] for s in runs]),
             }
         )
     return rows

@@ -189,7 +189,7 @@ class FastPath:
         return _Request(request_id, params, True, None, param_headers, method)
 
     def _route(
-        self, principal: Principal, target: str | None, name: str
+        self, principal: Principal, target: str | None, name: str, modern: bool
     ) -> tuple[str, str, DirectRoute] | None:
         if target is None and name in (SEARCH_TOOLS, EXECUTE_TOOL):
             return None
@@ -206,7 +206,8 @@ class FastPath:
             server, tool = found
         runtime = self.servers.visible_runtime(principal, server)
         direct = getattr(runtime, "direct_route", None)
-        route: DirectRoute | None = direct() if direct is not None else None
+        # The session of the agent's era where the backend keeps both (runtimes/dual.py).
+        route: DirectRoute | None = direct(modern=modern) if direct is not None else None
         if route is None:
             return None
         return server, tool, route
@@ -241,7 +242,7 @@ class FastPath:
             return await self.lister.serve(
                 scope, send, principal, target, cursor, version, request.id, request.session_id
             )
-        routed = self._route(principal, target, request.params["name"])
+        routed = self._route(principal, target, request.params["name"], request.modern)
         if routed is None:
             return False
         server, tool, route = routed

@@ -23,6 +23,14 @@ log = logging.getLogger("gateway.servers")
 IDLE_STOPPABLE = frozenset({"npx", "uvx", "docker"})
 
 
+def _both_eras(spec: ServerSpec) -> bool:
+    """A remote server whose era is left to negotiation, over Streamable HTTP."""
+    config = spec.config
+    return bool(
+        config.get("protocol", "auto") == "auto" and config.get("transport", "auto") != "sse"
+    )
+
+
 class SessionPool:
     def __init__(self, ctx: RuntimeContext, idle_seconds: float) -> None:
         self.ctx = ctx
@@ -47,6 +55,8 @@ class SessionPool:
                 McpConnection(spec, connector, self.ctx, mode="legacy"),
                 McpConnection(spec, connector, self.ctx, mode="auto"),
             )
+        if spec.type == "remote" and _both_eras(spec):
+            return DualEraRuntime.for_remote(spec, CONNECTORS["remote"], self.ctx)
         if spec.type != "bundle":
             return McpConnection(spec, CONNECTORS[spec.type], self.ctx)
         members: dict[str, ServerRuntime] = {}

@@ -205,8 +205,11 @@ class McpConnection:
         if route is not None:
             await route.channel.close()
 
-    def direct_route(self) -> DirectRoute | None:
-        """The fast path's route to this backend while its session is up (else None)."""
+    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+        """The fast path's route to this backend while its session is up (else None).
+
+        One session serves agents of both eras (``modern``: the agent's); the fast path
+        decides whether it can bridge them."""
         route = self._direct
         if route is None or self._client is None or session_closed(self._client):
             return None

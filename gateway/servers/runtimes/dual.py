@@ -1,36 +1,147 @@
-"""A ``generated`` server reached on both protocol eras at once (config ``protocol: "dual"``).
+"""One server reached on both protocol eras: each agent request goes on the session
+of the agent's own era where the backend keeps both.
 
-In-process, the 2025-11-25 handshake keeps a back-channel (the server's sampling,
-elicitation and log requests reach the agent's session) while 2026-07-28 has none
-but offers `input_required` results and `subscriptions/listen`. Serving each agent
-request on the connection of its own era gives both behaviours.
+The eras differ in more than framing. 2025-11-25 sessions have a back-channel (the
+server's sampling, elicitation, roots and log requests reach the agent's session;
+resource subscriptions push updates), while 2026-07-28 has none but offers
+`input_required` results and `subscriptions/listen`. Bridging one era onto the other
+loses or reshapes some of that, so the gateway prefers not to bridge:
+
+- ``generated`` servers with config ``protocol: "dual"`` always keep both sessions.
+- ``remote`` Streamable HTTP servers left at ``protocol: "auto"`` that answered
+  `server/discover` are spoken to in 2026-07-28; the first 2025-11-25 agent request
+  opens a second, handshake session (every SDK that speaks 2026-07-28 keeps the
+  handshake too). Should the backend refuse it, 2025 agents are bridged over the
+  2026 session (retried after :data:`LEGACY_RETRY_SECONDS`).
+
+The 2026 session is the primary one: catalog, health and list-change events come
+from it. The auxiliary session reports neither health nor list changes (one server,
+one status), only the resource updates of subscriptions made on it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
+import logging
 from typing import Any
 
 from mcp import types
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from gateway.servers.runtimes.base import Catalog, Health, ServerSpec, monotonic
+from gateway.servers.runtimes.base import (
+    BackendUnavailable,
+    Catalog,
+    Connector,
+    Health,
+    RuntimeContext,
+    ServerSpec,
+    monotonic,
+)
 from gateway.servers.runtimes.connection import McpConnection
+from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.relay import CURRENT_RELAY
+
+log = logging.getLogger("gateway.servers")
+
+LEGACY_RETRY_SECONDS = 600.0
+
+
+async def _ignored(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 class DualEraRuntime:
-    def __init__(self, spec: ServerSpec, legacy: McpConnection, modern: McpConnection) -> None:
+    """Two sessions to one backend, one per era; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        legacy: McpConnection,
+        modern: McpConnection,
+        *,
+        optional_legacy: bool = False,
+    ) -> None:
         self.spec = spec
         self.legacy = legacy
         self.modern = modern
         self.health = modern.health
         self.last_used = monotonic()
+        # optional_legacy: the backend may not keep the handshake; bridge when it does not.
+        self._optional = optional_legacy
+        self._legacy_down_until = 0.0
+        self._opening: asyncio.Task[Any] | None = None
 
-    def _pick(self) -> McpConnection:
-        relay = CURRENT_RELAY.get()
-        return (
-            self.legacy if relay is not None and not getattr(relay, "modern", True) else self.modern
+    @classmethod
+    def for_remote(
+        cls, spec: ServerSpec, connector: Connector, ctx: RuntimeContext
+    ) -> DualEraRuntime:
+        """A `protocol: auto` Streamable HTTP server: 2026 first, the handshake on demand."""
+        quiet = dataclasses.replace(ctx, on_health_changed=_ignored, on_list_changed=_ignored)
+        return cls(
+            spec,
+            McpConnection(spec, connector, quiet, mode="legacy"),
+            McpConnection(spec, connector, ctx),
+            optional_legacy=True,
         )
 
+    # --- which session ------------------------------------------------------------------
+    def _speaks_modern(self) -> bool:
+        """Did the primary session negotiate 2026-07-28 (else it is itself a handshake one)?"""
+        return self.modern.health.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    def _legacy_usable(self) -> bool:
+        return not self._optional or (
+            self._speaks_modern() and monotonic() >= self._legacy_down_until
+        )
+
+    async def _pick(self) -> McpConnection:
+        relay = CURRENT_RELAY.get()
+        if relay is None or getattr(relay, "modern", True):
+            return self.modern
+        if not self._optional:
+            return self.legacy
+        await self.modern.start()  # its era decides whether a second session is needed
+        if not self._legacy_usable():
+            return self.modern
+        try:
+            await self.legacy.start()
+        except BackendUnavailable as exc:
+            self._legacy_unavailable(exc)
+            return self.modern
+        return self.legacy
+
+    def _legacy_unavailable(self, exc: BaseException) -> None:
+        self._legacy_down_until = monotonic() + LEGACY_RETRY_SECONDS
+        log.info(
+            "backend refused a 2025-11-25 session; bridging those agents over 2026-07-28",
+            extra={"server": self.spec.name, "error": str(exc)},
+        )
+
+    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+        """The fast path's route for an agent of this era: the handshake session's for a
+        2025 agent once it is open (it is opened in the background on first demand)."""
+        if modern or not self._optional:
+            return (self.modern if modern else self.legacy).direct_route()
+        if not self._speaks_modern():
+            return self.modern.direct_route()  # a handshake-only backend: one session
+        route = self.legacy.direct_route()
+        if route is None and self._legacy_usable() and self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._open_legacy())
+        return route if route is not None else self.modern.direct_route()
+
+    async def _open_legacy(self) -> None:
+        try:
+            await self.legacy.start()
+        except BackendUnavailable as exc:
+            self._legacy_unavailable(exc)
+        except Exception as exc:  # never raised from a background task
+            self._legacy_unavailable(exc)
+        finally:
+            self._opening = None
+
+    # --- ServerRuntime ------------------------------------------------------------------
     @property
     def running(self) -> bool:
         return self.legacy.running or self.modern.running
@@ -39,6 +150,11 @@ class DualEraRuntime:
         await self.modern.start()
 
     async def stop(self, *, final: bool = False) -> None:
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await opening
         await self.legacy.stop(final=final)
         await self.modern.stop(final=final)
 
@@ -52,15 +168,15 @@ class DualEraRuntime:
         self, name: str, arguments: dict[str, Any], timeout: float
     ) -> types.CallToolResult:
         self.last_used = monotonic()
-        return await self._pick().call_tool(name, arguments, timeout)
+        return await (await self._pick()).call_tool(name, arguments, timeout)
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
-        return await self._pick().read_resource(uri, timeout)
+        return await (await self._pick()).read_resource(uri, timeout)
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, timeout: float
     ) -> types.GetPromptResult:
-        return await self._pick().get_prompt(name, arguments, timeout)
+        return await (await self._pick()).get_prompt(name, arguments, timeout)
 
     async def complete(
         self,
@@ -69,10 +185,10 @@ class DualEraRuntime:
         context: dict[str, str] | None,
         timeout: float,
     ) -> types.CompleteResult:
-        return await self._pick().complete(ref, argument, context, timeout)
+        return await (await self._pick()).complete(ref, argument, context, timeout)
 
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
-        await self._pick().subscribe(uri, subscribe, timeout)
+        await (await self._pick()).subscribe(uri, subscribe, timeout)
 
 
 __all__ = ["DualEraRuntime", "Health"]
