@@ -259,7 +259,7 @@ class SdkAgent(Agent):
 
     async def watch(self, uri: str, trigger: Callable[[], Awaitable[Any]], wait: float) -> bool:
         client = self._client
-        if self.protocol == "2025-11-25":
+        if (self.protocol or "") < "2026-07-28":  # resources/subscribe, before listen
             await client.session.subscribe_resource(uri)
             try:
                 await trigger()

@@ -190,14 +190,18 @@ async def direct_rows(backend: Backend) -> list[Row]:
 
 
 async def gateway_rows(gateway: Gateway, backend: Backend) -> list[Row]:
-    """The `mcp` SDK client through the gateway: both eras x both paths."""
+    """The `mcp` SDK client through the gateway: both eras, both paths.
+
+    One row at a time: agents sharing the gateway's backend session concurrently make
+    the relay of a server request that names no call depend on timing.
+    """
     rows = []
     for era, mode in ERAS.items():
         for path in PATHS:
             row = Row(backend.name, backend.sdk, "mcp-sdk", era, path)
             agent = sdk_agent(_gateway_url(gateway, backend, path), mode, gateway.key)
-            rows.append(run_row(row, backend, agent, FEATURES))
-    return list(await asyncio.gather(*rows))
+            rows.append(await run_row(row, backend, agent, FEATURES))
+    return rows
 
 
 def _client_agent(
@@ -279,8 +283,8 @@ class Matrix:
         started: Callable[[Backend], None] | None = None,
     ) -> list[Row]:
         """Start, register and drive backend ``name``; its rows (also kept here)."""
-        backend = make(name)
-        backend.start(gateway.logs)
+        backend = await asyncio.to_thread(make, name)  # may install (cached venv, npm ci)
+        await asyncio.to_thread(backend.start, gateway.logs)
         if started is not None:
             started(backend)
         try:
@@ -345,7 +349,7 @@ def table(rows: list[Row]) -> str:
     for row in rows:
         for f, c in row.cells.items():
             if c.status == "n/a":
-                reasons.setdefault(f"{row.backend.split('-')[0]} {f}", set()).add(c.reason[:160])
+                reasons.setdefault(f"{row.backend} {f}", set()).add(c.reason[:160])
     if reasons:
         out.append("\nn/a reasons:")
         out += [f"  {k}: {' | '.join(sorted(v))}" for k, v in sorted(reasons.items())]
