@@ -93,6 +93,66 @@ async def test_sse_events_split_across_chunks_are_reassembled() -> None:
     server.close()
 
 
+def _sse_handler(tail_delay: float, tail: bytes = b"") -> Handler:
+    """Answers each POST with an SSE stream as the SDKs do: the answer event first, the
+    end of the stream (after ``tail``) ``tail_delay`` seconds later."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            event = b'event: message\ndata: {"ok":1}\n\n'
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n" % (len(event), event)
+            )
+            await writer.drain()
+            await asyncio.sleep(tail_delay)
+            if tail:
+                writer.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    return handler
+
+
+async def _first_event(channel: HttpChannel) -> bytes:
+    async with channel.post(b"{}") as response:
+        async for event in response.events():
+            return event.data  # stop reading: the rest of the stream is not wanted
+    raise AssertionError("no event")
+
+
+@pytest.mark.parametrize("tail", [b"", b": keep-alive\n\n"])
+async def test_a_stream_left_after_its_answer_is_drained_and_reused(tail: bytes) -> None:
+    server, url, connections = await _serve(_sse_handler(0.05, tail))
+    channel = HttpChannel(url, {})
+    for _ in range(3):
+        assert await _first_event(channel) == b'{"ok":1}'
+        await asyncio.sleep(0.1)  # the end of the stream arrives meanwhile
+    assert len(connections) == 1  # not one connection per call
+    await channel.close()
+    server.close()
+
+
+async def test_a_stream_that_does_not_end_is_closed_not_reused() -> None:
+    import gateway.servers.runtimes.http_channel as http_channel
+
+    server, url, connections = await _serve(_sse_handler(30))
+    channel = HttpChannel(url, {})
+    saved, http_channel._DRAIN_SECONDS = http_channel._DRAIN_SECONDS, 0.05
+    try:
+        assert await _first_event(channel) == b'{"ok":1}'
+        assert await _first_event(channel) == b'{"ok":1}'  # at once: not after the first's end
+    finally:
+        http_channel._DRAIN_SECONDS = saved
+    assert len(connections) == 2
+    await channel.close()
+    server.close()
+
+
 async def test_a_connection_the_server_closes_is_not_reused() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -34,6 +34,10 @@ _MAX_EVENT_BYTES = 16 * 1024 * 1024
 # sent, and a tools/call must not be repeated; so a connection idle longer than this
 # is not reused.
 _MAX_IDLE_SECONDS = 1.5
+# A response body the caller stopped reading (an SSE stream after its answer) is read
+# to its end in the background for this long, and at most this much, then given up.
+_DRAIN_SECONDS = 5.0
+_MAX_DRAIN_BYTES = 1024 * 1024
 
 
 class ChannelError(Exception):
@@ -102,6 +106,10 @@ class _Connection(asyncio.Protocol):
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        # Set while the rest of a body nobody reads is discarded (see drain()).
+        self._draining: Callable[[_Connection], None] | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+        self._drained = 0
 
     # --- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,6 +126,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_draining()
         if not self._done:
             self._fail(ChannelError("connection closed by the backend", sent=True))
 
@@ -130,13 +139,47 @@ class _Connection(asyncio.Protocol):
             self._head.set_result(self.parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
+        if self._draining is not None:
+            self._drained += len(body)
+            if self._drained > _MAX_DRAIN_BYTES:
+                self.close()
+            return
         self._chunks.append(body)
         self._wake()
 
     def on_message_complete(self) -> None:
         self._done = True
         self.reusable = self.parser.should_keep_alive()
+        release = self._draining
+        if release is not None:
+            self._stop_draining()
+            release(self)
+            return
         self._wake()
+
+    # --- draining -----------------------------------------------------------------------
+    def drain(self, release: Callable[[_Connection], None], timeout: float) -> None:
+        """Discard the rest of the body as it comes, then ``release`` the connection.
+
+        The SDKs answer a call on an SSE stream they end right after the answer, so the
+        end usually follows within microseconds; closing instead would cost a new
+        connection (and the backend an accept) on the next call. Callbacks and one
+        timer, no task: this runs per call. Closed if the end does not come within
+        ``timeout`` seconds or the rest is large.
+        """
+        if self._error is not None or self.closed:
+            self.close()
+            return
+        self._chunks.clear()
+        self._drained = 0
+        self._draining = release
+        self._drain_timer = asyncio.get_running_loop().call_later(timeout, self.close)
+
+    def _stop_draining(self) -> None:
+        self._draining = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     # --- use ----------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -180,6 +223,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.reusable = False
+        self._stop_draining()
         if self.transport is not None:
             self.transport.close()
 
@@ -319,8 +363,10 @@ class _Exchange:
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         conn = self.conn
         assert conn is not None
-        if exc_type is not None or not conn._done:
-            conn.close()  # failed, or body not read to the end: the connection is unusable
+        if exc_type is not None:
+            conn.close()  # failed mid-exchange: the connection is unusable
+        elif not conn._done:
+            conn.drain(self.channel._release, _DRAIN_SECONDS)  # the caller stopped reading
         else:
             self.channel._release(conn)
 
