@@ -469,7 +469,12 @@ class _Call:
         try:
             message = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return await self._finish_error(f"server {self.route.server!r} sent invalid JSON")
+            # Bytes that are not UTF-8 are read as U+FFFD, as the SDK client reads them.
+            try:
+                message = orjson.loads(data.decode("utf-8", errors="replace"))
+            except orjson.JSONDecodeError:
+                return await self._finish_error(f"server {self.route.server!r} sent invalid JSON")
+            data = orjson.dumps(message)
         if not isinstance(message, dict):
             return await self._finish_error(f"server {self.route.server!r} sent a batch")
         if message.get("id") == self.backend_id and "method" not in message:

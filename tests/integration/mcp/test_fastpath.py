@@ -7,6 +7,7 @@ shows in the `mcpgw-route: direct` response header and the access log.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.integration.mcp.test_endpoint import _new_key, connect
@@ -234,3 +236,52 @@ async def test_sdk_style_sse_streams_are_answered_on_the_fast_path(
     assert result.is_error is False, result
     assert result.content[0].text == text  # type: ignore[union-attr]
     assert gateway.output().count('"route": "direct"') >= 1
+
+
+def test_whitespace_around_header_values_is_not_part_of_them(gateway: Server) -> None:
+    """RFC 9110 §5.5: `Mcp-Name:  fix__echo ` names `fix__echo`. uvicorn's parser keeps
+    the trailing whitespace, so the gateway trims it: the call is answered, on the fast
+    path. (Sent over a raw socket: HTTP client libraries refuse to send such values.)"""
+    body = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "fix__echo",
+                "arguments": {"text": "x"},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        }
+    )
+    head = (
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n"
+        f"Authorization: Bearer {BOOT}\r\nContent-Type: application/json \r\n"
+        "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\t\r\n"
+        "Mcp-Method:  tools/call \r\nMcp-Name:  fix__echo  \r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(head.encode() + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status, _, rest = reply.partition(b"\r\n")
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    assert status.split()[1] == b"200", reply
+    assert b"mcpgw-route: direct" in headers.lower()
+    result = orjson.loads(payload)["result"]
+    assert result["isError"] is False and result["content"][0]["text"] == "x"
+
+
+async def test_bytes_that_are_not_utf8_are_read_as_the_sdk_reads_them(gateway: Server) -> None:
+    """The fast path must not fail a call the SDK path answers: a stray non-UTF-8 byte
+    becomes U+FFFD (the SDK client's decoding), not an "invalid JSON" tool error."""
+    async with connect(f"{gateway.url}/mcp", mode="legacy") as client:
+        result = await client.call_tool("fix__latin1", {})
+    assert result.is_error is False, result
+    assert result.content[0].text == "caf\ufffd \u00e9"  # type: ignore[union-attr]
+    assert '"route": "direct"' in gateway.output()
