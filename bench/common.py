@@ -77,13 +77,14 @@ class GatewayProcess:
                     raise RuntimeError("gateway not ready after 60 s")
                 time.sleep(0.01)
 
-    def add_remote(self, name: str, url: str) -> dict[str, Any]:
+    def add_remote(self, name: str, url: str, **config: Any) -> dict[str, Any]:
         """Register a Streamable HTTP backend as the `remote` server ``name`` (catalogued
-        before this returns); the stored server as the REST API answers it."""
+        before this returns; ``config``: more of its config, e.g. ``protocol``); the
+        stored server as the REST API answers it."""
         r = httpx.post(
             f"{self.url}/api/v1/servers",
             params={"wait": True},
-            json={"name": name, "type": "remote", "config": {"url": url}},
+            json={"name": name, "type": "remote", "config": {"url": url, **config}},
             headers={"Authorization": f"Bearer {BENCH_KEY}"},
             timeout=60,
         )

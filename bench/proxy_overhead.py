@@ -197,6 +197,13 @@ def _bench_backend(kind: str, args: argparse.Namespace) -> tuple[list[dict[str, 
         }
         if kind == "raw":
             del paths["direct 2026-07-28"]  # one era: the raw backend ignores the envelope
+        else:
+            # The same backend pinned to 2026-07-28: a 2025 agent is bridged on the SDK
+            # path, the cost of every call the fast path does not take.
+            gateway.add_remote("pinned", direct_url, protocol="2026-07-28")
+            paths["/mcp 2025-11-25 SDK path"] = Target(
+                f"{gateway.url}/mcp", "pinned__echo", "handshake", BENCH_KEY
+            )
         for client in args.client:
             # The SDK client picks its era itself; one row per target is enough for it.
             names = [
@@ -222,7 +229,7 @@ def _bench_backend(kind: str, args: argparse.Namespace) -> tuple[list[dict[str, 
 
 def _baseline(name: str, samples: dict[str, list[dict[str, float]]]) -> list[dict[str, float]]:
     """The direct runs a path is compared with: those of the same era."""
-    era = "2025-11-25" if name.endswith("2025-11-25") else "2026-07-28"
+    era = "2025-11-25" if "2025-11-25" in name else "2026-07-28"
     return samples.get(f"direct {era}") or samples["direct 2025-11-25"]
 
 
