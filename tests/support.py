@@ -40,9 +40,17 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
-def spawn_http(args: list[str], port: int, timeout: float = 30) -> subprocess.Popen[bytes]:
-    """Start a process that serves HTTP on 127.0.0.1:``port`` and wait until it answers."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def spawn_http(
+    args: list[str], port: int, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a process that serves HTTP on 127.0.0.1:``port`` and wait until it answers
+    (``env``: variables added to this process's environment)."""
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **env} if env else None,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:

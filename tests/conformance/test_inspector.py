@@ -6,14 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conformance.test_conformance import HERE, INSPECTOR, _node
+from tests.conformance.conftest import HERE, INSPECTOR, node
 from tests.support import BOOT, Server
 
 
 def _inspect(url: str, *args: str) -> dict[str, object]:
     done = subprocess.run(
         [
-            _node(),
+            node(),
             str(INSPECTOR),
             "--cli",
             url,
