@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ import httpx2
 from mcp import Client, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import ToolsListChanged
 
 ROOT_URI = "file:///tmp/interop-root"
 SAMPLED = "sampled: "
@@ -78,6 +81,7 @@ class Agent:
 
     def __init__(self) -> None:
         self.routes: list[str] = []
+        self.urls: list[str] = []  # URL-mode elicitations this agent was sent to
         self.through_gateway = False  # record the route of every tools/call
 
     async def _on_response(self, response: httpx2.Response) -> None:
@@ -87,11 +91,19 @@ class Agent:
         if b'"tools/call"' in request.content:
             self.routes.append(response.headers.get("mcpgw-route") or "sdk")
 
-    def _http(self, **kwargs: Any) -> httpx2.AsyncClient:
+    def _http(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
         """An httpx2 client (as the SDKs make them) that records routes."""
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        kwargs.setdefault("timeout", httpx2.Timeout(30, read=300))
-        return httpx2.AsyncClient(event_hooks={"response": [self._on_response]}, **kwargs)
+        return httpx2.AsyncClient(
+            headers=headers,
+            timeout=timeout or httpx2.Timeout(30, read=300),
+            auth=auth,
+            event_hooks={"response": [self._on_response]},
+        )
 
     def need(self, ability: str) -> None:
         if ability not in self.abilities:
@@ -127,6 +139,14 @@ class Agent:
         """Subscribe to ``uri``, run ``trigger``, and say whether an update arrived."""
         raise NotApplicable(f"not driven with the {self.name} client")
 
+    async def watch_tools(self, trigger: Callable[[], Awaitable[Any]], wait: float) -> bool:
+        """Run ``trigger`` and say whether a tools list-changed announcement arrived."""
+        raise NotApplicable(f"not driven with the {self.name} client")
+
+    async def call_and_cancel(self, name: str, arguments: dict[str, Any], after: float) -> None:
+        """Call ``name`` and cancel the call after ``after`` seconds."""
+        raise NotApplicable(f"not driven with the {self.name} client")
+
 
 class SdkAgent(Agent):
     """The official `mcp` SDK `Client` (mode `legacy` = 2025-11-25, `auto` = 2026-07-28)."""
@@ -134,7 +154,7 @@ class SdkAgent(Agent):
     name = "mcp-sdk"
     abilities = frozenset(
         {"progress", "logging", "sampling", "elicitation", "roots", "resources", "prompts"}
-        | {"completions", "subscriptions"}
+        | {"completions", "subscriptions", "cancellation", "list_changed"}
     )
 
     def __init__(
@@ -166,9 +186,9 @@ class SdkAgent(Agent):
                 transport = streamable_http_client(self.url, http_client=http)
         self.client = Client(
             transport,
-            mode=self.mode,  # type: ignore[arg-type]
+            mode=self.mode,
             cache=None,
-            read_timeout_seconds=30,
+            read_timeout_seconds=20,
             log_level="debug",
             sampling_callback=self._sampling,
             elicitation_callback=self._elicitation,
@@ -194,6 +214,7 @@ class SdkAgent(Agent):
     async def _elicitation(self, context: Any, params: Any) -> types.ElicitResult:
         schema = getattr(params, "requested_schema", None)
         if schema is None:  # URL mode: the user agrees to open the page
+            self.urls.append(str(getattr(params, "url", "")))
             return types.ElicitResult(action="accept")
         return types.ElicitResult(action="accept", content=fill(dict(schema)))
 
@@ -260,7 +281,8 @@ class SdkAgent(Agent):
     async def watch(self, uri: str, trigger: Callable[[], Awaitable[Any]], wait: float) -> bool:
         client = self._client
         if (self.protocol or "") < "2026-07-28":  # resources/subscribe, before listen
-            await client.session.subscribe_resource(uri)
+            with warnings.catch_warnings(action="ignore", category=MCPDeprecationWarning):
+                await client.session.subscribe_resource(uri)
             try:
                 await trigger()
                 with anyio.move_on_after(wait):
@@ -268,7 +290,8 @@ class SdkAgent(Agent):
                         await anyio.sleep(0.02)
                 return any(_updated(m, uri) for m in self.notifications)
             finally:
-                await client.session.unsubscribe_resource(uri)
+                with warnings.catch_warnings(action="ignore", category=MCPDeprecationWarning):
+                    await client.session.unsubscribe_resource(uri)
         async with client.listen(resource_subscriptions=[uri]) as subscription:
             await trigger()
             with anyio.move_on_after(wait):
@@ -276,6 +299,49 @@ class SdkAgent(Agent):
                     if getattr(event, "uri", None) == uri:
                         return True
         return False
+
+    async def watch_tools(self, trigger: Callable[[], Awaitable[Any]], wait: float) -> bool:
+        client = self._client
+        before = len(self.notifications)
+
+        def announced() -> bool:
+            news = self.notifications[before:]
+            return any(isinstance(m, types.ToolListChangedNotification) for m in news)
+
+        async def announced_soon() -> bool:
+            await trigger()
+            with anyio.move_on_after(wait):
+                while not (seen.is_set() or announced()):
+                    await anyio.sleep(0.02)
+            return seen.is_set() or announced()
+
+        seen = anyio.Event()
+        if (self.protocol or "") < "2026-07-28":
+            return await announced_soon()
+        try:
+            listening = client.listen(tools_list_changed=True)
+            subscription = await listening.__aenter__()
+        except MCPError:  # no subscriptions/listen: a notification on the call's stream may do
+            return await announced_soon()
+        try:
+
+            async def read() -> None:
+                async for event in subscription:
+                    if isinstance(event, ToolsListChanged):
+                        seen.set()
+                        return
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                found = await announced_soon()
+                group.cancel_scope.cancel()
+            return found
+        finally:
+            await listening.__aexit__(None, None, None)
+
+    async def call_and_cancel(self, name: str, arguments: dict[str, Any], after: float) -> None:
+        with anyio.move_on_after(after):
+            await self._client.call_tool(name, arguments)
 
 
 def _updated(message: Any, uri: str) -> bool:
@@ -299,6 +365,7 @@ class FastMcpAgent(Agent):
         super().__init__()
         self.url, self.key, self.mode = url, key, mode
         self.through_gateway = True
+        self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> FastMcpAgent:
         from fastmcp import Client as FastClient
@@ -307,13 +374,13 @@ class FastMcpAgent(Agent):
         transport = StreamableHttpTransport(
             self.url, auth=self.key, httpx_client_factory=self._http
         )
-        self.client = FastClient(transport, mode=self.mode, timeout=30)  # type: ignore[arg-type]
-        await self.client.__aenter__()
+        self.client = FastClient(transport, mode=self.mode, timeout=30)
+        await self._stack.enter_async_context(self.client)
         self.protocol = self.client.protocol_version
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.client.__aexit__(None, None, None)
+        await self._stack.aclose()
 
     async def list_tools(self) -> tuple[list[dict[str, Any]], int]:
         tools: list[dict[str, Any]] = []

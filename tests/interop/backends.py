@@ -294,9 +294,9 @@ def make(name: str) -> Backend:
         package, _, version = NPM_SERVERS[name].rpartition("@")
         _npx()
         args = ["/tmp"] if name == "filesystem" else []  # inside its sandbox
-        dialect: Dialect = MemoryDialect() if name == "memory" else FilesystemDialect()
+        stdio_dialect = MemoryDialect() if name == "memory" else FilesystemDialect()
         npx = {"package": package, "version": version, "args": args}
-        return Backend(name, f"server-{name} {version} stdio", dialect, npx=npx)
+        return Backend(name, f"server-{name} {version} stdio", stdio_dialect, npx=npx)
     raise KeyError(name)
 
 

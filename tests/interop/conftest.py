@@ -35,15 +35,19 @@ class Interop:
     gateway: Gateway
     server: Server
     matrix: Matrix = field(default_factory=Matrix)
-    done: dict[str, list[Row]] = field(default_factory=dict)
+    done: dict[str, list[Row] | str] = field(default_factory=dict)
 
     def rows_of(self, backend: str) -> list[Row]:
+        """The rows of ``backend``, run on first use (a setup failure fails them all)."""
         if backend not in self.done:
             try:
                 self.done[backend] = asyncio.run(self.matrix.run_backend(self.gateway, backend))
             except Missing as exc:
-                pytest.fail(str(exc), pytrace=False)
-        return self.done[backend]
+                self.done[backend] = str(exc)
+        found = self.done[backend]
+        if isinstance(found, str):
+            pytest.fail(found, pytrace=False)
+        return found
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +57,7 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
         launcher = inspector_installed()
     except Missing as exc:
         pytest.fail(str(exc), pytrace=False)
-    server = Server(tmp, **GATEWAY_ENV)
+    server = Server(tmp, None, **GATEWAY_ENV)
     try:
         server.wait_ready()
         gateway = Gateway(server.url, BOOT, tmp, inspector=launcher, node=node24())

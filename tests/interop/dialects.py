@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from gateway.mcp.uris import wrap
 from tests.interop.agents import ROOT_URI, SAMPLED, Agent, NotApplicable
 
@@ -39,6 +41,10 @@ SPEC_TOOLS = [
     "elicit",
     "roots",
     "touch",
+    "elicit_url",
+    "slow",
+    "cancelled",
+    "announce",
 ]
 ITEMS = [f"item_{i:02d}" for i in range(SPEC["items"])]
 # The matrix columns, in order.
@@ -57,11 +63,14 @@ FEATURES = [
     "log",
     "sampling",
     "elicit",
+    "elicit_url",
     "roots",
     "read",
     "subscribe",
     "prompt",
     "complete",
+    "cancel",
+    "list_changed",
 ]
 # Features only the `mcp` SDK agent drives (the other clients cover the tool cells).
 TOOL_FEATURES = ["tools", "echo", "image", "structured", "error"]
@@ -247,10 +256,34 @@ class SpecDialect(Dialect):
         want = json.dumps({"color": "green", "count": 3, "name": "ada"}, sort_keys=True)
         return ok(result) or expect(texts(result) == want, f"expected {want}", result)
 
+    async def f_elicit_url(self, ctx: Ctx) -> str | None:
+        ctx.agent.need("elicitation")
+        result = await ctx.call("elicit_url")
+        sent = ctx.agent.urls[-1:] == [SPEC["elicit_url"]]
+        return ok(result) or expect(
+            texts(result) == "action=accept" and sent, f"agent sent to {ctx.agent.urls}", result
+        )
+
     async def f_roots(self, ctx: Ctx) -> str | None:
         ctx.agent.need("roots")
         result = await ctx.call("roots")
         return ok(result) or expect(ROOT_URI in texts(result), "agent's root not listed", result)
+
+    async def f_cancel(self, ctx: Ctx) -> str | None:
+        ctx.agent.need("cancellation")
+        await ctx.agent.call_and_cancel(ctx.names.tool("slow"), {}, after=1.0)
+        state = ""
+        for _ in range(50):  # the cancellation reaches the backend a little later
+            state = texts(await ctx.call("cancelled"))
+            if state != "running":
+                break
+            await anyio.sleep(0.1)
+        return expect(state == "cancelled", f"the backend's slow call is {state!r} after cancel")
+
+    async def f_list_changed(self, ctx: Ctx) -> str | None:
+        ctx.agent.need("list_changed")
+        seen = await ctx.agent.watch_tools(lambda: ctx.call("announce"), wait=5)
+        return expect(seen, "no tools list_changed within 5 s of announce")
 
     async def f_read(self, ctx: Ctx) -> str | None:
         ctx.agent.need("resources")
@@ -288,6 +321,8 @@ class EverythingDialect(Dialect):
         "pages": "server-everything lists its tools in one page",
         "audio": f"server-everything {NO_TOOL}",
         "log": "server-everything logs on a 5 s timer (toggle-simulated-logging), not per call",
+        "cancel": "server-everything cannot tell whether a call was cancelled",
+        "list_changed": "server-everything has no tool that changes its lists",
     }
 
     async def f_tools(self, ctx: Ctx) -> str | None:
@@ -347,6 +382,13 @@ class EverythingDialect(Dialect):
         ctx.agent.need("elicitation")
         result = await ctx.call("trigger-elicitation-request")
         return ok(result) or expect("provided" in texts(result), "not accepted", result)
+
+    async def f_elicit_url(self, ctx: Ctx) -> str | None:
+        ctx.agent.need("elicitation")
+        result = await ctx.call("trigger-url-elicitation", {"url": SPEC["elicit_url"]})
+        sent = ctx.agent.urls[-1:] == [SPEC["elicit_url"]]
+        good = '"action": "accept"' in texts(result) and sent
+        return ok(result) or expect(good, f"not accepted (agent sent to {ctx.agent.urls})", result)
 
     async def f_roots(self, ctx: Ctx) -> str | None:
         ctx.agent.need("roots")

@@ -16,8 +16,10 @@ route (`direct` = fast path, `sdk` = SDK path, from the `mcpgw-route` header), a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +41,12 @@ from tests.interop.agents import (
 from tests.interop.backends import Backend, make
 from tests.interop.dialects import FEATURES, TOOL_FEATURES, Ctx, Naming
 
-CELL_TIMEOUT = 30.0
+CELL_TIMEOUT = 15.0
 PATHS = ["/mcp", "/mcp/servers/{name}"]
 # Other agent-side clients, each against these backends, on both paths.
 CLIENTS = ["fastmcp", "ts-sdk-new", "ts-sdk-old", "inspector", "mcpgw connect"]
 CLIENT_BACKENDS = ["py2-sf-sse", "fm4-sf-sse", "ts32-sf-sse"]
-CLIENT_ERAS = {  # client -> the eras it is asked for (None: it picks)
+CLIENT_ERAS: dict[str, list[str | None]] = {  # client -> eras it is asked for (None: its own)
     "fastmcp": list(ERAS),
     "ts-sdk-new": [None],
     "ts-sdk-old": [None],
@@ -144,19 +146,29 @@ def _describe(exc: BaseException) -> str:
 async def run_row(
     row: Row, backend: Backend, agent: Any, features: list[str], direct: bool = False
 ) -> Row:
-    """Connect ``agent`` and run ``features``; a failed connection fails every cell."""
+    """Connect ``agent`` and run ``features``; a failed connection fails every cell.
+
+    Each cell has its own deadline (a hung cell fails alone, the row goes on).
+    """
     names = Naming(backend.name if row.path == "/mcp" else None)
+    stack = AsyncExitStack()
     try:
-        with anyio.fail_after(120):
-            async with agent as connected:
-                row.protocol = connected.protocol
-                ctx = Ctx(connected, names, direct, memo={"dialect": backend.dialect})
-                for feature in features:
-                    row.cells[feature] = await _cell(ctx, feature)
+        # no deadline around this: the agent's task groups must not outlive a cancel
+        # scope; each client has its own (read timeouts, subprocess timeouts)
+        connected = await stack.enter_async_context(agent)
+        row.protocol = connected.protocol
+        ctx = Ctx(connected, names, direct, memo={"dialect": backend.dialect})
+        for feature in features:
+            row.cells[feature] = await _cell(ctx, feature)
     except Exception as exc:
         reason = f"connection: {_describe(exc)}"
         for feature in features:
             row.cells.setdefault(feature, Cell("fail", reason))
+    finally:
+        # a client that fails to close is not a cell (and no cancel scope may wrap
+        # this: the client's task groups close in the scope they were opened in)
+        with contextlib.suppress(Exception):
+            await stack.aclose()
     return row
 
 
@@ -345,14 +357,20 @@ def table(rows: list[Row]) -> str:
     if failures:
         out.append(f"\nfailing cells ({len(failures)}):")
         out += [f"  {row.key} :: {f}: {reason}" for row, f, reason in failures]
-    reasons: dict[str, set[str]] = {}
+    reasons: dict[str, tuple[set[str], set[str]]] = {}  # reason -> (features, backends)
     for row in rows:
         for f, c in row.cells.items():
             if c.status == "n/a":
-                reasons.setdefault(f"{row.backend} {f}", set()).add(c.reason[:160])
+                features, backends = reasons.setdefault(c.reason[:200], (set(), set()))
+                features.add(f)
+                backends.add(row.backend)
     if reasons:
         out.append("\nn/a reasons:")
-        out += [f"  {k}: {' | '.join(sorted(v))}" for k, v in sorted(reasons.items())]
+        for reason, (features, backends) in sorted(
+            reasons.items(), key=lambda kv: sorted(kv[1][1])
+        ):
+            where = ", ".join(sorted(backends))
+            out.append(f"  {', '.join(f for f in FEATURES if f in features)} on {where}: {reason}")
     return "\n".join(out)
 
 
