@@ -512,7 +512,8 @@ class _Call:
         result = message.get("result")
         ok = "error" not in message
         if isinstance(result, dict):
-            if self.request.modern and not self.route.modern:
+            if self.request.modern:
+                # Required in 2026-07-28; older backends (and some newer) leave it out.
                 result.setdefault("resultType", "complete")
             ok = not result.get("isError", False)
         body = orjson.dumps(message)

@@ -34,6 +34,7 @@ from gateway.servers.runtimes.base import (
 )
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.limiter import Limiter
+from gateway.servers.runtimes.listener import ListenStream
 from gateway.servers.runtimes.relay import (
     CURRENT_RELAY,
     Callers,
@@ -48,6 +49,7 @@ from gateway.servers.runtimes.sdk_client import (
     forward_agent_capabilities,
     optional_listing,
     session_closed,
+    tolerate_results,
 )
 
 log = logging.getLogger("gateway.servers")
@@ -89,6 +91,13 @@ class McpConnection:
         self.last_catalog: Catalog | None = None
         self._opened: Any = None
         self._direct: DirectRoute | None = None
+        # 2026-07-28 sessions: list changes and subscribed resources (listener.py).
+        self._listener = ListenStream(
+            spec.name,
+            ctx.connect_timeout,
+            lambda: self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True)),
+            lambda uri: self._spawn(self.ctx.on_resource_updated(self.spec.name, uri)),
+        )
 
     # --- lifecycle --------------------------------------------------------------------
     @property
@@ -241,6 +250,7 @@ class McpConnection:
                     client = await self._open(stack, targets)
                     self._client = client
                     forward_agent_capabilities(client)
+                    tolerate_results(client)
                     self.health.protocol_version = client.protocol_version
                     self._direct = self._direct_route(client)
                     established = True
@@ -248,7 +258,7 @@ class McpConnection:
                     self._connected.set()
                     await self._set_health("healthy", None)
                     self._spawn(self.ctx.on_list_changed(self.spec.name))  # fresh catalog
-                    listener = asyncio.create_task(self._listen(client))
+                    listener = asyncio.create_task(self._listener.run(client))
                     try:
                         # asyncio.wait (unlike wait_for on 3.11) never swallows a cancel.
                         while not stop.is_set() and not session_closed(client):
@@ -294,22 +304,6 @@ class McpConnection:
         self._backoff = min(self._backoff * 2, _MAX_BACKOFF)
         await self._set_health("unhealthy", message)
         log.warning("cannot connect backend", extra={"server": self.spec.name, "error": message})
-
-    async def _listen(self, client: Client) -> None:
-        """2026-07-28 servers announce list changes only on a `subscriptions/listen` stream
-        (2025-era servers push notifications, handled by :meth:`_on_message`)."""
-        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            return
-        try:
-            async with client.listen(
-                tools_list_changed=True, prompts_list_changed=True, resources_list_changed=True
-            ) as subscription:
-                async for _event in subscription:
-                    self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.debug("no list-change stream", extra={"server": self.spec.name, "error": str(exc)})
 
     # --- notifications ------------------------------------------------------------------
     async def _on_message(self, message: Any) -> None:
@@ -495,6 +489,15 @@ class McpConnection:
 
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         async def go(client: Client) -> None:
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                # 2026-07-28 has no resources/subscribe: the listen stream's filter.
+                resources = client.server_capabilities.resources
+                if subscribe and resources is not None and resources.subscribe is False:
+                    raise BackendError(
+                        f"server {self.spec.name!r} does not offer resource subscriptions"
+                    )
+                self._listener.subscribe(uri, subscribe)
+                return
             with warnings.catch_warnings():  # deprecated in 2026-07-28, still the 2025 way
                 warnings.simplefilter("ignore")
                 if subscribe:
@@ -506,7 +509,7 @@ class McpConnection:
 
     async def ping(self) -> float:
         started = monotonic()
-        await self._request("ping", lambda client: client.send_ping(), 10.0)
+        await self._request("ping", _probe, 10.0)
         latency = (monotonic() - started) * 1000
         await self._set_health("degraded" if latency > 1000 else "healthy", None, latency)
         return latency
@@ -537,3 +540,11 @@ class McpConnection:
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
         self.last_catalog = result
         return result
+
+
+async def _probe(client: Client) -> Any:
+    """A round trip that answers on either era: 2026-07-28 has no `ping` (servers answer
+    -32601), so ask `server/discover` there."""
+    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return await client.session.send_discover(client.protocol_version)
+    return await client.send_ping()

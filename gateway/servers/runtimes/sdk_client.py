@@ -76,6 +76,29 @@ def forward_agent_capabilities(client: Client) -> None:
     session._stamp = stamp
 
 
+def tolerate_results(client: Client) -> None:
+    """Accept a 2026-07-28 result that lacks `resultType` as the complete result it is.
+
+    2026-07-28 requires every result to say `resultType`; backends written before that
+    rule (the TypeScript SDK's stateless path, for one) leave it out, and the SDK client
+    then refuses the whole result, so a 2025-11-25 agent served over the backend's
+    2026-07-28 session lost every tool result. A result without input requests is
+    complete: the field is filled in before the SDK validates the result.
+    """
+    if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return
+    dispatcher = client.session._dispatcher  # SDK-internal: sends, and returns raw results
+    original = dispatcher.send_raw_request
+
+    async def send_raw_request(method: str, params: Any, opts: Any = None) -> Any:
+        raw = await original(method, params, opts)
+        if isinstance(raw, dict) and "resultType" not in raw and "inputRequests" not in raw:
+            raw["resultType"] = "complete"
+        return raw
+
+    dispatcher.send_raw_request = send_raw_request  # type: ignore[method-assign]
+
+
 def agent_input_round(client: Client) -> Any:
     """The agent's 2026-07-28 multi-round state, when this request should pass
     `input_required` results through rather than answer them here."""

@@ -10,6 +10,8 @@ processes on loopback, a real gateway, the official SDK client on the agent side
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,12 +19,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.integration.mcp.test_endpoint import connect
 from tests.support import BOOT, Server, free_port, spawn_http
 
 ROOT = Path(__file__).resolve().parents[3]
 MODERN_ONLY = ROOT / "tests" / "fixtures" / "modern_only_server.py"
+FEATURES = ROOT / "tests" / "fixtures" / "interop" / "py_mcp2.py"  # the interop feature server
 AUTH = {"Authorization": f"Bearer {BOOT}"}
 
 
@@ -49,13 +55,26 @@ def modern_only() -> Iterator[str]:
     proc.wait()
 
 
-def _gateway(server_factory: type[Server], url: str) -> Server:
-    server = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_ALLOW_PRIVATE_URLS="true")
+@pytest.fixture
+def feature_server() -> Iterator[str]:
+    port = free_port()
+    proc = spawn_http([sys.executable, str(FEATURES), "--port", str(port)], port, timeout=60)
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.kill()
+    proc.wait()
+
+
+def _gateway(server_factory: type[Server], url: str, **config: str) -> Server:
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_ALLOW_PRIVATE_URLS="true",
+        MCPGW_HEALTH_INTERVAL_SECONDS="0.5",
+    )
     server.wait_ready()
     r = httpx.post(
         f"{server.url}/api/v1/servers",
         params={"wait": True},
-        json={"name": "be", "type": "remote", "config": {"url": url}},
+        json={"name": "be", "type": "remote", "config": {"url": url, **config}},
         headers=AUTH,
         timeout=60,
     )
@@ -104,3 +123,52 @@ async def test_a_backend_that_refuses_the_handshake_serves_2025_agents_bridged(
     assert tried.structured_content == {"result": 1}, tried
     health = httpx.get(f"{gateway.url}/api/v1/servers/be", headers=AUTH).json()["health"]
     assert health["status"] == "healthy", health  # the refusal is not the server failing
+
+
+async def test_a_subscription_is_carried_to_a_backend_spoken_to_in_2026(
+    server_factory: type[Server], feature_server: str
+) -> None:
+    """2026-07-28 has no resources/subscribe: the gateway puts the URI in its listen
+    stream's filter, and the backend's event reaches the 2025 agent as
+    notifications/resources/updated. Health pings answer too (2026 has no `ping`)."""
+    gateway = _gateway(server_factory, feature_server, protocol="2026-07-28")
+    updates: list[str] = []
+    got = asyncio.Event()
+
+    async def on_message(message: object) -> None:
+        root = getattr(message, "root", message)
+        if isinstance(root, types.ResourceUpdatedNotification):
+            updates.append(str(root.params.uri))
+            got.set()
+
+    headers = {"Authorization": f"Bearer {BOOT}"}
+    http = create_mcp_http_client(headers=headers)
+    transport = streamable_http_client(f"{gateway.url}/mcp", http_client=http)
+    async with http, Client(transport, mode="legacy", message_handler=on_message) as client:  # type: ignore[arg-type]
+        watched = "mcpgw://be/interop%3A%2F%2Fwatched"
+        await client.subscribe_resource(watched)
+        for _ in range(50):  # the stream reopens with the new filter in the background
+            result = await client.call_tool("be__touch", {})
+            assert result.is_error is False, result
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await got.wait()
+            if got.is_set():
+                break
+    assert updates and updates[0] == watched, updates
+    health = httpx.get(f"{gateway.url}/api/v1/servers/be/health", headers=AUTH).json()
+    assert health["latency_ms"] is not None, health  # pinged by the monitor, and answered
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_a_result_without_result_type_is_complete_for_either_agent(
+    server_factory: type[Server], modern_only: str, mode: str
+) -> None:
+    """2026-07-28 requires `resultType`; a backend that leaves it out is read as having
+    said `complete` (fast path for a 2026 agent, the SDK client for a bridged 2025 one),
+    not failed as invalid."""
+    gateway = _gateway(server_factory, modern_only)
+    async with connect(f"{gateway.url}/mcp", mode=mode) as client:
+        result = await client.call_tool("be__bare", {})
+    assert result.is_error is False, result
+    assert result.content[0].text == "bare"  # type: ignore[union-attr]
