@@ -415,15 +415,17 @@ class _Call:
         except asyncio.CancelledError:
             if stopped_by is None or task.uncancel() > 0:
                 raise  # cancelled from outside (shutdown), not by us
-            if stopped_by == "agent":
-                return False
             if not self.route.modern:
-                cancel = {"requestId": self.backend_id, "reason": "timed out at the gateway"}
+                # A 2026 backend sees the connection close; a 2025 one needs telling.
+                reason = "the client went away" if stopped_by == "agent" else "timed out"
+                cancel = {"requestId": self.backend_id, "reason": f"{reason} at the gateway"}
                 await self.fast._post_quietly(
                     self.route,
                     {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel},
                     "notifications/cancelled",
                 )
+            if stopped_by == "agent":
+                return False
             return await self._finish_error(
                 f"tool call on server {self.route.server!r} timed out after {timeout:g}s"
             )

@@ -7,6 +7,7 @@ shows in the `mcpgw-route: direct` response header and the access log.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
@@ -61,7 +62,13 @@ def gateway(server_factory: type[Server], backend: tuple[str, Any]) -> Server:
     return server
 
 
-def _modern_call(server: Server, name: str, arguments: dict[str, Any], path: str = "/mcp") -> Any:
+def _modern_call(
+    server: Server,
+    name: str,
+    arguments: dict[str, Any],
+    path: str = "/mcp",
+    timeout: float = 30,
+) -> Any:
     """One raw 2026-07-28 `tools/call` (so the test sees the HTTP response itself)."""
     meta = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -83,7 +90,7 @@ def _modern_call(server: Server, name: str, arguments: dict[str, Any], path: str
             "Mcp-Method": "tools/call",
             "Mcp-Name": name,
         },
-        timeout=30,
+        timeout=timeout,
     )
 
 
@@ -285,3 +292,19 @@ async def test_bytes_that_are_not_utf8_are_read_as_the_sdk_reads_them(gateway: S
     assert result.is_error is False, result
     assert result.content[0].text == "caf\ufffd \u00e9"  # type: ignore[union-attr]
     assert '"route": "direct"' in gateway.output()
+
+
+async def test_a_2026_agent_going_away_cancels_the_call_at_a_2025_backend(
+    gateway: Server,
+) -> None:
+    """For a 2026-07-28 agent, closing the connection is the cancel; a 2025-11-25
+    backend learns of it only from notifications/cancelled, which the gateway sends."""
+    with pytest.raises(httpx.TimeoutException):
+        _modern_call(gateway, "fix__sleep", {"seconds": 1.2}, timeout=0.3)
+    async with connect(f"{gateway.url}/mcp", mode="legacy") as client:
+        for _ in range(40):
+            result = await client.call_tool("fix__cancelled", {})
+            if result.content[0].text:  # type: ignore[union-attr]
+                break
+            await asyncio.sleep(0.05)
+    assert result.content[0].text == "the client went away at the gateway"  # type: ignore[union-attr]
