@@ -1,0 +1,255 @@
+"""One fast `tools/call`: the agent's request out to the backend, its messages back.
+
+Split from :mod:`gateway.mcp.fastpath` (which decides eligibility and routes): a
+:class:`FastCall` runs the exchange with its deadline and disconnect watch, relays
+what the backend sends before its answer, and words failures as the SDK path does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+from starlette.types import Receive, Scope, Send
+
+from gateway.servers.runtimes.direct import DirectRoute
+from gateway.servers.runtimes.direct_stream import backend_messages
+from gateway.servers.runtimes.http_channel import ChannelError
+
+if TYPE_CHECKING:
+    from gateway.mcp.fastpath import FastPath, FastRequest
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+_WATCH_DISCONNECT_AFTER = 0.05  # seconds
+
+
+class FastCall:
+    """One fast `tools/call`: backend response in, agent response out."""
+
+    def __init__(
+        self,
+        fast: FastPath,
+        route: DirectRoute,
+        request: FastRequest,
+        backend_id: str,
+        scope: Scope,
+        send: Send,
+    ) -> None:
+        self.fast = fast
+        self.route = route
+        self.request = request
+        self.backend_id = backend_id
+        self.send = send
+        self.streaming = False
+        # Says which path served the call (operators, tests); costs nothing.
+        self.extra_headers: list[tuple[bytes, bytes]] = [(b"mcpgw-route", b"direct")]
+        if request.session_id is not None:
+            self.extra_headers.append((b"mcp-session-id", request.session_id.encode("latin-1")))
+
+    async def run(
+        self, payload: bytes, headers: dict[str, str] | bytes, timeout: float, receive: Receive
+    ) -> bool | None:
+        """True/False: answered (tool succeeded / failed); None: not sent, take the SDK path."""
+        # One timer does both jobs, set up per call without a task: after a moment it
+        # starts watching for the agent going away (2026-07-28's cancel signal; watching
+        # needs a task, which costs more than a fast call does, and a disconnect that
+        # came earlier is seen at once: the server remembers it); at the deadline it
+        # times the call out.
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        deadline = loop.time() + timeout
+        stopped_by: str | None = None  # "agent" (went away) or "timeout"
+        watcher: asyncio.Future[None] | None = None
+        timer: asyncio.TimerHandle
+
+        def stop(reason: str) -> None:
+            nonlocal stopped_by
+            if stopped_by is None:
+                stopped_by = reason
+                task.cancel()
+
+        def on_disconnect(future: asyncio.Future[None]) -> None:
+            if not future.cancelled():
+                stop("agent")
+
+        def on_timer() -> None:
+            nonlocal watcher, timer
+            if loop.time() >= deadline:
+                stop("timeout")
+                return
+            watcher = asyncio.ensure_future(_wait_disconnect(receive))
+            watcher.add_done_callback(on_disconnect)
+            timer = loop.call_at(deadline, stop, "timeout")
+
+        timer = loop.call_at(min(deadline, loop.time() + _WATCH_DISCONNECT_AFTER), on_timer)
+        try:
+            return await self._exchange(payload, headers)
+        except asyncio.CancelledError:
+            if stopped_by is None or task.uncancel() > 0:
+                raise  # cancelled from outside (shutdown), not by us
+            if not self.route.modern:
+                # A 2026 backend sees the connection close; a 2025 one needs telling.
+                reason = "the client went away" if stopped_by == "agent" else "timed out"
+                cancel = {"requestId": self.backend_id, "reason": f"{reason} at the gateway"}
+                await self.fast._post_quietly(
+                    self.route,
+                    {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel},
+                    "notifications/cancelled",
+                )
+            if stopped_by == "agent":
+                return False
+            return await self._finish_error(
+                f"tool call on server {self.route.server!r} timed out after {timeout:g}s"
+            )
+        except ChannelError as exc:
+            if not exc.sent:
+                return None
+            return await self._finish_error(
+                f"server {self.route.server!r} failed during the call: {exc}"
+            )
+        finally:
+            timer.cancel()
+            if watcher is not None:
+                watcher.remove_done_callback(on_disconnect)
+                watcher.cancel()
+
+    async def _exchange(self, payload: bytes, headers: dict[str, str] | bytes) -> bool | None:
+        route = self.route
+        async with route.channel.post(payload, headers) as response:
+            if response.status == 404 and not route.modern and route.target.session_id:
+                await response.read()
+                route.target.expired = True
+                return None  # the backend forgot the session; the SDK path starts a new one
+            kind = response.content_type
+            if kind == b"application/json":
+                body = route.mask(await response.read())
+                return await self._message(body, final_only=True)
+            if kind == b"text/event-stream" and response.status == 200:
+                async with aclosing(backend_messages(route, response)) as messages:
+                    async for data in messages:
+                        finished = await self._message(route.mask(data), final_only=False)
+                        if finished is not None:
+                            return finished
+                return await self._finish_error(
+                    f"server {route.server!r} closed the stream without answering"
+                )
+            await response.read()
+            return await self._finish_error(
+                f"server {route.server!r} answered HTTP {response.status}"
+            )
+
+    async def _message(self, data: bytes, *, final_only: bool) -> bool | None:
+        """Handle one backend message; returns the call's outcome once it is answered."""
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # Bytes that are not UTF-8 are read as U+FFFD, as the SDK client reads them.
+            try:
+                message = orjson.loads(data.decode("utf-8", errors="replace"))
+            except orjson.JSONDecodeError:
+                return await self._finish_error(f"server {self.route.server!r} sent invalid JSON")
+            data = orjson.dumps(message)
+        if not isinstance(message, dict):
+            return await self._finish_error(f"server {self.route.server!r} sent a batch")
+        if message.get("id") == self.backend_id and "method" not in message:
+            return await self._answer(message)
+        if final_only:
+            return await self._finish_error(
+                f"server {self.route.server!r} answered another request"
+            )
+        if "method" in message and "id" in message:
+            if self.request.session_id is None:
+                # No session, no way back: refuse it for the agent (as the SDK path does).
+                await self.fast._post_quietly(
+                    self.route,
+                    {
+                        "jsonrpc": "2.0",
+                        "id": message["id"],
+                        "error": {
+                            "code": -32601,
+                            "message": f"{message['method']} is not available here",
+                        },
+                    },
+                    None,
+                )
+                return None
+            await self._stream(
+                self.fast.relay_request(self.route, message, self.request.session_id)
+            )
+            return None
+        if "method" in message:
+            await self._stream(data)
+        return None
+
+    async def _answer(self, message: dict[str, Any]) -> bool:
+        message["id"] = self.request.id
+        result = message.get("result")
+        ok = "error" not in message
+        if isinstance(result, dict):
+            if self.request.modern:
+                # Required in 2026-07-28; older backends (and some newer) leave it out.
+                result.setdefault("resultType", "complete")
+            ok = not result.get("isError", False)
+        body = orjson.dumps(message)
+        if self.streaming:
+            await self._stream(body)
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            status = 200
+            error = message.get("error")
+            if self.request.modern and isinstance(error, dict):
+                # 2026-07-28 maps JSON-RPC errors to HTTP statuses (the SDK's table).
+                status = ERROR_CODE_HTTP_STATUS.get(error.get("code"), 200)  # type: ignore[arg-type]
+            await self._json(body, status)
+        return ok
+
+    async def _finish_error(self, text: str) -> bool:
+        """The call failed at the backend: a tool error result, as on the SDK path."""
+        result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+        if self.request.modern:
+            result["resultType"] = "complete"
+        await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
+        return False
+
+    async def _json(self, body: bytes, status: int = 200) -> None:
+        headers = [
+            *_JSON_HEADERS,
+            (b"content-length", str(len(body)).encode()),
+            *self.extra_headers,
+        ]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, data: bytes) -> None:
+        if not self.streaming:
+            self.streaming = True
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*_SSE_HEADERS, *self.extra_headers],
+                }
+            )
+        await self.send(
+            {
+                "type": "http.response.body",
+                "body": b"event: message\r\ndata: " + data + b"\r\n\r\n",
+                "more_body": True,
+            }
+        )
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
