@@ -8,13 +8,15 @@ what the backend sends before its answer, and words failures as the SDK path doe
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
+from gateway.mcp.input_bridge import BRIDGED_METHODS, PendingCall
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -42,20 +44,23 @@ class FastCall:
         backend_id: str,
         scope: Scope,
         send: Send,
+        owner: tuple[str, str | None] = ("", None),
     ) -> None:
         self.fast = fast
         self.route = route
         self.request = request
         self.backend_id = backend_id
         self.send = send
+        self.owner = owner
         self.streaming = False
+        self.asked: dict[str, Any] | None = None  # a backend request to bridge
         # Says which path served the call (operators, tests); costs nothing.
         self.extra_headers: list[tuple[bytes, bytes]] = [(b"mcpgw-route", b"direct")]
         if request.session_id is not None:
             self.extra_headers.append((b"mcp-session-id", request.session_id.encode("latin-1")))
 
     async def run(
-        self, payload: bytes, headers: dict[str, str] | bytes, timeout: float, receive: Receive
+        self, work: Callable[[], Awaitable[bool | None]], timeout: float, receive: Receive
     ) -> bool | None:
         """True/False: answered (tool succeeded / failed); None: not sent, take the SDK path."""
         # One timer does both jobs, set up per call without a task: after a moment it
@@ -92,7 +97,7 @@ class FastCall:
 
         timer = loop.call_at(min(deadline, loop.time() + _WATCH_DISCONNECT_AFTER), on_timer)
         try:
-            return await self._exchange(payload, headers)
+            return await work()
         except asyncio.CancelledError:
             if stopped_by is None or task.uncancel() > 0:
                 raise  # cancelled from outside (shutdown), not by us
@@ -122,9 +127,13 @@ class FastCall:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
 
-    async def _exchange(self, payload: bytes, headers: dict[str, str] | bytes) -> bool | None:
+    async def exchange(self, payload: bytes, headers: dict[str, str] | bytes) -> bool | None:
+        """POST the call and relay the backend's answer (the first round of a call)."""
         route = self.route
-        async with route.channel.post(payload, headers) as response:
+        # One stack holds the request and its stream: both go to a pending call if the
+        # backend asks a sessionless agent something (see _park).
+        async with AsyncExitStack() as stack:
+            response = await stack.enter_async_context(route.channel.post(payload, headers))
             if response.status == 404 and not route.modern and route.target.session_id:
                 await response.read()
                 route.target.expired = True
@@ -134,11 +143,15 @@ class FastCall:
                 body = route.mask(await response.read())
                 return await self._message(body, final_only=True)
             if kind == b"text/event-stream" and response.status == 200:
-                async with aclosing(backend_messages(route, response)) as messages:
-                    async for data in messages:
-                        finished = await self._message(route.mask(data), final_only=False)
-                        if finished is not None:
-                            return finished
+                messages = await stack.enter_async_context(
+                    aclosing(backend_messages(route, response))
+                )
+                async for data in messages:
+                    finished = await self._message(route.mask(data), final_only=False)
+                    if finished is not None:
+                        return finished
+                    if self.asked is not None:  # a question for a sessionless agent
+                        return await self._park(messages, stack)
                 return await self._finish_error(
                     f"server {route.server!r} closed the stream without answering"
                 )
@@ -167,6 +180,9 @@ class FastCall:
                 f"server {self.route.server!r} answered another request"
             )
         if "method" in message and "id" in message:
+            if self.request.modern and message["method"] in BRIDGED_METHODS:
+                self.asked = message  # asked of the agent as input_required (input_bridge.py)
+                return None
             if self.request.session_id is None:
                 # No session, no way back: refuse it for the agent (as the SDK path does).
                 await self.fast._post_quietly(
@@ -189,6 +205,37 @@ class FastCall:
         if "method" in message:
             await self._stream(data)
         return None
+
+    # --- questions for a 2026-07-28 agent (input_bridge.py) ---------------------------------
+    async def _park(self, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> bool:
+        """Hand the call's stream to a pending call and answer the agent's first round."""
+        assert self.asked is not None
+        call = PendingCall(self.owner, self.route.server, self.route, self.backend_id)
+        self.fast.bridge.start(call, messages, stack.pop_all(), self.asked)
+        return await self.follow(call)
+
+    async def follow(self, call: PendingCall) -> bool:
+        """Answer the agent from the pending call's events: its notifications, then the
+        call's result, or the next questions (`input_required`, parked again)."""
+        try:
+            while True:
+                event = await call.events.get()
+                if event.kind == "note":
+                    await self._stream(event.data)
+                elif event.kind == "final" and event.message is not None:
+                    return await self._answer(event.message)
+                elif event.kind == "broken":
+                    text = event.data.decode()
+                    return await self._finish_error(f"server {self.route.server!r} {text}")
+                elif event.message is not None:  # a question: one per round
+                    timeout = self.fast.servers.call_timeout
+                    result = self.fast.bridge.park(call, [event.message], timeout)
+                    await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
+                    return True
+        except asyncio.CancelledError:
+            if call.pump is not None:  # the agent went away or time ran out: stop reading
+                call.pump.cancel()
+            raise
 
     async def _answer(self, message: dict[str, Any]) -> bool:
         message["id"] = self.request.id
@@ -253,3 +300,11 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+async def send_json(send: Send, message: dict[str, Any], status: int = 200) -> None:
+    """A whole JSON response (no call behind it)."""
+    body = orjson.dumps(message)
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

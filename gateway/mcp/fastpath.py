@@ -37,8 +37,9 @@ from mcp_types.version import (
 from starlette.types import Receive, Scope, Send
 
 from gateway.auth.principal import Principal
-from gateway.mcp.fastcall import FastCall
+from gateway.mcp.fastcall import FastCall, send_json
 from gateway.mcp.fastlist import ToolsListCache
+from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.direct import DirectRoute, next_id
@@ -46,6 +47,8 @@ from gateway.servers.runtimes.http_channel import ChannelError
 from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
+
+INVALID_PARAMS = -32602
 
 _MODERN_META_PREFIX = "io.modelcontextprotocol/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -106,6 +109,8 @@ class FastPath:
         # relayed request id (ours) → where its answer goes
         self._pending: dict[str, _Pending] = {}
         self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
+        # Calls whose 2025 backend asked a 2026 agent something (input_bridge.py).
+        self.bridge = InputBridge(self._post_quietly)
         # Serialised tools/list pages (set by the front once its SDK servers exist).
         self.lister: ToolsListCache | None = None
 
@@ -240,6 +245,8 @@ class FastPath:
             return await self.lister.serve(
                 scope, send, principal, target, cursor, version, request.id, request.session_id
             )
+        if request.modern and InputBridge.is_ours(request.params.get("requestState")):
+            return await self._resume(scope, receive, send, request, principal)
         routed = self._route(principal, target, request.params["name"], request.modern)
         if routed is None:
             return False
@@ -271,7 +278,8 @@ class FastPath:
         else:
             headers = route.encoded_headers("tools/call", tool)
         started = time.perf_counter()
-        call = FastCall(self, route, request, backend_id, scope, send)
+        owner = (principal.user_id, principal.key_id)
+        call = FastCall(self, route, request, backend_id, scope, send, owner)
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
             self._in_flight[key] = (route, backend_id)
@@ -281,7 +289,9 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(payload, headers, self.servers.call_timeout, receive)
+                done = await call.run(
+                    lambda: call.exchange(payload, headers), self.servers.call_timeout, receive
+                )
             finally:
                 limiter.release()
         finally:
@@ -293,6 +303,40 @@ class FastPath:
         scope.setdefault("state", {})["route"] = "direct"
         if self.record is not None:
             self.record(server, "direct", time.perf_counter() - started, done)
+        return True
+
+    async def _resume(
+        self, scope: Scope, receive: Receive, send: Send, request: FastRequest, principal: Principal
+    ) -> bool:
+        """A 2026 agent's retry of a call whose 2025 backend asked it something."""
+        owner = (principal.user_id, principal.key_id)
+        pending = self.bridge.take(request.params["requestState"], owner)
+        if pending is None:
+            await send_json(
+                send,
+                {
+                    "jsonrpc": "2.0",
+                    "id": request.id,
+                    "error": {
+                        "code": INVALID_PARAMS,
+                        "message": "requestState is unknown or has expired (it lives on the "
+                        "gateway process that issued it): call the tool again without it",
+                    },
+                },
+                400,
+            )
+            return True
+        call = FastCall(self, pending.route, request, pending.backend_id, scope, send, owner)
+
+        async def answer_then_follow() -> bool:
+            await self.bridge.answer(pending, request.params.get("inputResponses"))
+            return await call.follow(pending)
+
+        started = time.perf_counter()
+        done = await call.run(answer_then_follow, self.servers.call_timeout, receive)
+        scope.setdefault("state", {})["route"] = "direct"
+        if self.record is not None:
+            self.record(pending.server, "direct", time.perf_counter() - started, bool(done))
         return True
 
     async def _route_message(self, message: dict[str, Any], scope: Scope, send: Send) -> bool:

@@ -94,7 +94,6 @@ class McpConnection:
         # 2026-07-28 sessions: list changes and subscribed resources (listener.py).
         self._listener = ListenStream(
             spec.name,
-            ctx.connect_timeout,
             lambda: self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True)),
             lambda uri: self._spawn(self.ctx.on_resource_updated(self.spec.name, uri)),
         )
@@ -258,7 +257,9 @@ class McpConnection:
                     self._connected.set()
                     await self._set_health("healthy", None)
                     self._spawn(self.ctx.on_list_changed(self.spec.name))  # fresh catalog
-                    listener = asyncio.create_task(self._listener.run(client))
+                    listener = asyncio.create_task(
+                        self._listener.run(client, self.ctx.connect_timeout)
+                    )
                     try:
                         # asyncio.wait (unlike wait_for on 3.11) never swallows a cancel.
                         while not stop.is_set() and not session_closed(client):

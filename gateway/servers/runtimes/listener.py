@@ -35,13 +35,12 @@ class ListenStream:
     def __init__(
         self,
         server: str,
-        ack_timeout: float,
         on_list_changed: Callable[[], None],
         on_resource_updated: Callable[[str], None],
     ) -> None:
         """``on_*`` are called on the stream's task: they must not block (spawn work)."""
         self.server = server
-        self.ack_timeout = ack_timeout
+        self.ack_timeout = 10.0  # set by run()
         self.on_list_changed = on_list_changed
         self.on_resource_updated = on_resource_updated
         self.uris: set[str] = set()
@@ -57,8 +56,10 @@ class ListenStream:
         if len(self.uris) != before:
             self._changed.set()
 
-    async def run(self, client: Client) -> None:
-        """Serve the stream for as long as the session lives (a task of the session)."""
+    async def run(self, client: Client, ack_timeout: float) -> None:
+        """Serve the stream for as long as the session lives (a task of the session);
+        a server that has not acknowledged it within ``ack_timeout`` s has none."""
+        self.ack_timeout = ack_timeout
         if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             return  # 2025-11-25 servers push on the session (McpConnection._on_message)
         pause = _FIRST_RETRY

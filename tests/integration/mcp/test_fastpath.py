@@ -19,6 +19,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.integration.mcp.test_endpoint import _new_key, connect
 from tests.support import BOOT, Server, free_port, spawn_http
@@ -68,6 +71,7 @@ def _modern_call(
     arguments: dict[str, Any],
     path: str = "/mcp",
     timeout: float = 30,
+    params: dict[str, Any] | None = None,
 ) -> Any:
     """One raw 2026-07-28 `tools/call` (so the test sees the HTTP response itself)."""
     meta = {
@@ -81,7 +85,7 @@ def _modern_call(
             "jsonrpc": "2.0",
             "id": "call-1",
             "method": "tools/call",
-            "params": {"name": name, "arguments": arguments, "_meta": meta},
+            "params": {"name": name, "arguments": arguments, "_meta": meta, **(params or {})},
         },
         headers={
             **AUTH,
@@ -308,3 +312,33 @@ async def test_a_2026_agent_going_away_cancels_the_call_at_a_2025_backend(
                 break
             await asyncio.sleep(0.05)
     assert result.content[0].text == "the client went away at the gateway"  # type: ignore[union-attr]
+
+
+async def test_a_2025_backend_asks_a_2026_agent_through_input_required(gateway: Server) -> None:
+    """A 2025 backend asks its question on the call's stream; a 2026 agent has no session
+    to be asked on. The gateway answers `input_required` with the question, keeps the
+    backend's call open, and the agent's retry (`inputResponses`, `requestState`)
+    answers it: the tool runs once and returns what the agent said."""
+    asked: list[str] = []
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    http = create_mcp_http_client(headers=AUTH)
+    transport = streamable_http_client(f"{gateway.url}/mcp", http_client=http)
+    async with http, Client(transport, cache=None, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
+        assert client.protocol_version == "2026-07-28"
+        result = await client.call_tool("fix__ask", {})
+    assert asked == ["What is your name?"]
+    assert result.is_error is False, result
+    answer = orjson.loads(result.content[0].text)  # type: ignore[union-attr]
+    assert answer == {"action": "accept", "content": {"name": "Ada"}}
+    assert gateway.output().count('"route": "direct"') >= 2  # both rounds on the fast path
+
+
+def test_a_request_state_the_gateway_does_not_hold_is_refused(gateway: Server) -> None:
+    r = _modern_call(gateway, "fix__ask", {}, params={"requestState": "mcpgw-input-nosuchstate"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["code"] == -32602 and "call the tool again" in error["message"]
