@@ -22,7 +22,6 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.subscriptions import ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -37,6 +36,7 @@ from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.legacy import LegacySse
+from gateway.mcp.listen import GatewayListen
 from gateway.mcp.replies import (
     ambiguous_session,
     duplicate_id,
@@ -182,7 +182,7 @@ class McpFront:
             on_get_prompt=h.get_prompt,
             on_completion=h.complete,
             on_set_logging_level=h.set_logging_level,
-            on_subscriptions_listen=ListenHandler(h.bus),
+            on_subscriptions_listen=GatewayListen(h),
         )
 
         async def remember(

@@ -20,7 +20,12 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
@@ -116,26 +121,6 @@ class _InputRound:
         self.meta = {
             k: v for k, v in dict(meta).items() if k not in ("progress_token", "progressToken")
         } or None
-
-
-class _HandshakeEra:
-    """A relay stand-in that only says 'serve this on the 2025-11-25 session'."""
-
-    modern = False
-    wants_progress = False
-    input_round = None
-
-    async def request(self, method: str, params: Any) -> Any:
-        raise MCPError(-32601, f"{method} is not available here")
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        return None
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        return None
-
-
-_HANDSHAKE_ERA = _HandshakeEra()
 
 
 class GatewayHandlers:
@@ -443,14 +428,18 @@ class GatewayHandlers:
         await self._subscription(ctx, str(params.uri), False)
         return types.EmptyResult()
 
-    async def _subscription(self, ctx: Ctx, front_uri: str, subscribe: bool) -> None:
+    async def _subscription(
+        self, ctx: Ctx, front_uri: str, subscribe: bool, stream: object = None
+    ) -> None:
+        """Count a subscriber of ``front_uri``: the agent's session, or (``stream``) a
+        2026-07-28 listen stream, whose updates go out on :attr:`bus` (listen.py)."""
         principal, target = self.context(ctx)
         self._need(principal, "tools:read")
         server, uri = self._resolve_uri(principal, target, front_uri)
         runtime = self._runtime(principal, server, "resource")
         listeners = self._subscribers[(server, uri)]
-        connection = _connection(ctx) or ctx.session
-        first, key = not listeners, id(connection)
+        connection = None if stream is not None else (_connection(ctx) or ctx.session)
+        first, key = not listeners, id(stream if stream is not None else connection)
         if subscribe:
             listeners[key] = (connection, front_uri)
             if first:
@@ -459,18 +448,22 @@ class GatewayHandlers:
             await self._backend_subscription(runtime, uri, False)
 
     async def _backend_subscription(self, runtime: ServerRuntime, uri: str, on: bool) -> None:
-        # Subscriptions are a 2025-11-25 feature: serve them on that era's session.
-        token = CURRENT_RELAY.set(_HANDSHAKE_ERA)
+        # One backend subscription serves agents of both eras: the runtime picks the
+        # session (resources/subscribe in 2025-11-25, the listen filter in 2026-07-28).
         try:
             await runtime.subscribe(uri, on, self.timeout)
         except BackendError as exc:
             raise passthrough(exc, INVALID_PARAMS) from None
-        finally:
-            CURRENT_RELAY.reset(token)
 
     async def resource_updated(self, server: str, uri: str) -> None:
         """A backend announced a change: tell every agent session subscribed to it."""
+        published: set[str] = set()
         for key, (session, front_uri) in list(self._subscribers.get((server, uri), {}).items()):
+            if session is None:  # listen streams: the bus delivers by URI, once per URI
+                if front_uri not in published:
+                    published.add(front_uri)
+                    await self.bus.publish(ResourceUpdated(front_uri))
+                continue
             try:
                 await session.send_resource_updated(front_uri)
             except Exception:

@@ -188,7 +188,11 @@ class DualEraRuntime:
         return await (await self._pick()).complete(ref, argument, context, timeout)
 
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
-        await (await self._pick()).subscribe(uri, subscribe, timeout)
+        """One subscription for agents of both eras (they all hear of updates from either
+        session): on the primary session of a remote server (its listen filter when it
+        speaks 2026-07-28), on the handshake session of an in-process dual one."""
+        session = self.modern if self._optional else self.legacy
+        await session.subscribe(uri, subscribe, timeout)
 
 
 __all__ = ["DualEraRuntime", "Health"]

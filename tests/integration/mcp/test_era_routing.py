@@ -22,6 +22,7 @@ import pytest
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.subscriptions import ResourceUpdated
 
 from tests.integration.mcp.test_endpoint import connect
 from tests.support import BOOT, Server, free_port, spawn_http
@@ -176,3 +177,27 @@ async def test_a_result_without_result_type_is_complete_for_either_agent(
         result = await client.call_tool("be__bare", {})
     assert result.is_error is False, result
     assert result.content[0].text == "bare"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("protocol", ["auto", "2026-07-28"])
+async def test_a_2026_agent_listens_to_a_backend_resource(
+    server_factory: type[Server], feature_server: str, protocol: str
+) -> None:
+    """A 2026-07-28 agent subscribes with `subscriptions/listen`; the gateway subscribes
+    the backend (its handshake session, or its own listen stream when pinned to 2026)
+    and the backend's update arrives on the agent's stream under the agent's URI."""
+    gateway = _gateway(server_factory, feature_server, protocol=protocol)
+    watched = "mcpgw://be/interop%3A%2F%2Fwatched"
+    async with connect(f"{gateway.url}/mcp") as client:
+        assert client.protocol_version == "2026-07-28"
+        async with client.listen(resource_subscriptions=[watched]) as subscription:
+            event = None
+            for _ in range(50):  # the backend side may open in the background
+                result = await client.call_tool("be__touch", {})
+                assert result.is_error is False, result
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        event = await anext(subscription)
+                if event is not None:
+                    break
+    assert isinstance(event, ResourceUpdated) and event.uri == watched, event
