@@ -96,6 +96,7 @@ class Agent:
         headers: dict[str, str] | None = None,
         timeout: httpx2.Timeout | None = None,
         auth: httpx2.Auth | None = None,
+        **more: Any,  # what else a client library asks for (fastmcp: follow_redirects)
     ) -> httpx2.AsyncClient:
         """An httpx2 client (as the SDKs make them) that records routes."""
         return httpx2.AsyncClient(
@@ -103,6 +104,7 @@ class Agent:
             timeout=timeout or httpx2.Timeout(30, read=300),
             auth=auth,
             event_hooks={"response": [self._on_response]},
+            **more,
         )
 
     def need(self, ability: str) -> None:
@@ -188,7 +190,7 @@ class SdkAgent(Agent):
             transport,
             mode=self.mode,
             cache=None,
-            read_timeout_seconds=20,
+            read_timeout_seconds=10,
             log_level="debug",
             sampling_callback=self._sampling,
             elicitation_callback=self._elicitation,
@@ -412,6 +414,7 @@ class TsAgent(Agent):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=TS_DIR,
+            limit=64 * 1024 * 1024,  # a tools/list line of the whole /mcp catalog
         )
         hello = await self._op({"op": "connect"})
         self.protocol = hello.get("protocol")

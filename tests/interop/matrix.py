@@ -41,7 +41,7 @@ from tests.interop.agents import (
 from tests.interop.backends import Backend, make
 from tests.interop.dialects import FEATURES, TOOL_FEATURES, Ctx, Naming
 
-CELL_TIMEOUT = 15.0
+CELL_TIMEOUT = 10.0
 PATHS = ["/mcp", "/mcp/servers/{name}"]
 # Other agent-side clients, each against these backends, on both paths.
 CLIENTS = ["fastmcp", "ts-sdk-new", "ts-sdk-old", "inspector", "mcpgw connect"]
