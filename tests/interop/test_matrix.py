@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.interop.agents import ERAS
-from tests.interop.backends import catalog
+from tests.interop.backends import SDKS, catalog
 from tests.interop.conftest import Interop
 from tests.interop.matrix import CLIENT_BACKENDS, CLIENT_ERAS, CLIENTS, PATHS
 
@@ -58,7 +58,7 @@ def test_row(interop: Interop, backend: str, client: str, era: str, path: str) -
     if (
         path == "direct"
         and backend.endswith("-sf-sse")
-        and backend.split("-")[0] in {"py2", "fm4", "ts32", "py1", "fm2", "ts17"}
+        and backend.split("-")[0] in {sdk.key for sdk in SDKS}
     ):
         # our own fixture servers, stateful with SSE, must do all they claim
         lacking = {
