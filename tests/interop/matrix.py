@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +71,8 @@ class Row:
     era: str  # what the agent asked for ("2025-11-25" / "2026-07-28" / "client's choice")
     path: str
     protocol: str | None = None  # what was negotiated
+    # this row's tools/call by gateway route (from /metrics, before and after the row)
+    calls: dict[str, float] = field(default_factory=dict)
     cells: dict[str, Cell] = field(default_factory=dict)
 
     @property
@@ -172,6 +174,15 @@ async def run_row(
     return row
 
 
+async def counted(gateway: Gateway, backend: Backend, running: Awaitable[Row]) -> Row:
+    """Run a row and note how many of its tools/call took each gateway route."""
+    before = (await asyncio.to_thread(gateway.routes)).get(backend.name, {})
+    row = await running
+    after = (await asyncio.to_thread(gateway.routes)).get(backend.name, {})
+    row.calls = {r: n - before.get(r, 0) for r, n in after.items() if n - before.get(r, 0)}
+    return row
+
+
 def _gateway_url(gateway: Gateway, backend: Backend, path: str) -> str:
     return gateway.url + path.format(name=backend.name)
 
@@ -212,7 +223,7 @@ async def gateway_rows(gateway: Gateway, backend: Backend) -> list[Row]:
         for path in PATHS:
             row = Row(backend.name, backend.sdk, "mcp-sdk", era, path)
             agent = sdk_agent(_gateway_url(gateway, backend, path), mode, gateway.key)
-            rows.append(await run_row(row, backend, agent, FEATURES))
+            rows.append(await counted(gateway, backend, run_row(row, backend, agent, FEATURES)))
     return rows
 
 
@@ -257,7 +268,7 @@ async def client_rows(
                     row.cells = {f: Cell("n/a", str(exc)) for f in features}
                     rows.append(row)
                     continue
-                rows.append(await run_row(row, backend, agent, features))
+                rows.append(await counted(gateway, backend, run_row(row, backend, agent, features)))
     return rows
 
 
@@ -335,12 +346,14 @@ def _mark(cell: Cell | None) -> str:
 
 def table(rows: list[Row]) -> str:
     """The matrix as text: one line per row, one column per feature, then the reasons."""
-    heads = ["backend", "client", "era", "path", "proto", *FEATURES]
+    heads = ["backend", "client", "era", "path", "proto", "fast", *FEATURES]
     lines = []
     for row in rows:
         proto = row.protocol or "-"
+        total = sum(row.calls.values())
+        fast = f"{row.calls.get('direct', 0):.0f}/{total:.0f}" if total else "-"
         lines.append(
-            [row.backend, row.client, row.era, row.path, proto]
+            [row.backend, row.client, row.era, row.path, proto, fast]
             + [_mark(row.cells.get(f)) for f in FEATURES]
         )
     widths = [
@@ -350,7 +363,10 @@ def table(rows: list[Row]) -> str:
     out = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines]
     out.append("")
-    out.append("✓ pass (d: every tools/call took the fast path, s: the SDK path)  ✗ fail  · n/a")
+    out.append(
+        "✓ pass (d: every tools/call took the fast path, s: the SDK path)  ✗ fail  · n/a;"
+        " fast: tools/call on the fast path / all, per mcpgw_tool_calls_total"
+    )
     failures = [
         (row, f, c.reason) for row in rows for f, c in row.cells.items() if c.status == "fail"
     ]
