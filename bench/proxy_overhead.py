@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 def _bench_backend(kind: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]], float]:
     backend_port = free_port()
     backend = start_backend(backend_port, kind, stateless=args.stateless, json=args.json)
-    gateway = GatewayProcess(env={"MCPGW_ALLOW_PRIVATE_URLS": "true"})
+    # Every 2025-11-25 run opens a session per agent and the load generator never
+    # DELETEs them: lift the per-key cap (100) so the runs are not refused.
+    gateway = GatewayProcess(
+        env={"MCPGW_ALLOW_PRIVATE_URLS": "true", "MCPGW_MCP_MAX_SESSIONS_PER_KEY": "100000"}
+    )
     rows = []
     try:
         gateway.start()
