@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlsplit
 
 from gateway.servers.runtimes import CONNECTORS
 from gateway.servers.runtimes.base import RuntimeContext, ServerRuntime, ServerSpec, monotonic
@@ -24,10 +25,13 @@ IDLE_STOPPABLE = frozenset({"npx", "uvx", "docker"})
 
 
 def _both_eras(spec: ServerSpec) -> bool:
-    """A remote server whose era is left to negotiation, over Streamable HTTP."""
+    """A remote server whose era is left to negotiation, over Streamable HTTP (an `/sse`
+    URL is almost certainly the legacy transport, which has one era: remote.py)."""
     config = spec.config
     return bool(
-        config.get("protocol", "auto") == "auto" and config.get("transport", "auto") != "sse"
+        config.get("protocol", "auto") == "auto"
+        and config.get("transport", "auto") != "sse"
+        and not urlsplit(str(config.get("url", ""))).path.rstrip("/").endswith("/sse")
     )
 
 
