@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 from mcp.shared.inbound import decode_header_value
+from mcp_types.jsonrpc import INVALID_PARAMS
 from mcp_types.version import (
     HANDSHAKE_PROTOCOL_VERSIONS,
     LATEST_HANDSHAKE_VERSION,
@@ -47,8 +48,6 @@ from gateway.servers.runtimes.http_channel import ChannelError
 from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
-
-INVALID_PARAMS = -32602
 
 _MODERN_META_PREFIX = "io.modelcontextprotocol/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]

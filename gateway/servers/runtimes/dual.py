@@ -134,9 +134,7 @@ class DualEraRuntime:
     async def _open_legacy(self) -> None:
         try:
             await self.legacy.start()
-        except BackendUnavailable as exc:
-            self._legacy_unavailable(exc)
-        except Exception as exc:  # never raised from a background task
+        except Exception as exc:  # BackendUnavailable or worse: never raised from a task
             self._legacy_unavailable(exc)
         finally:
             self._opening = None
