@@ -16,6 +16,7 @@ import orjson
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
+from gateway.mcp.fastrelay import ask_agent
 from gateway.mcp.input_bridge import BRIDGED_METHODS, PendingCall
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
@@ -34,7 +35,13 @@ _WATCH_DISCONNECT_AFTER = 0.05  # seconds
 
 
 class FastCall:
-    """One fast `tools/call`: backend response in, agent response out."""
+    """One fast `tools/call`: backend response in, agent response out.
+
+    Also an :class:`~gateway.servers.runtimes.relay.Asker` while it is in flight: what the
+    backend asks outside the call goes to its agent (fastrelay.py)."""
+
+    # A class default, so a call nothing is asked outside of never sets it (fastrelay.py).
+    asking: list[asyncio.Future[dict[str, Any]]] | None = None  # questions awaiting answers
 
     def __init__(
         self,
@@ -205,6 +212,11 @@ class FastCall:
         if "method" in message:
             await self._stream(data)
         return None
+
+    # --- Asker (runtimes/relay.py): what the backend asks on its session's own stream -------
+    async def ask_outside(self, method: str, params: Any) -> Any:
+        """Ask this call's agent a request the backend made outside the call."""
+        return await ask_agent(self, method, params)
 
     # --- questions for a 2026-07-28 agent (input_bridge.py) ---------------------------------
     async def _park(self, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> bool:

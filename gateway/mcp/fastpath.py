@@ -20,6 +20,7 @@ back never repeats a call.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -40,6 +41,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.auth.principal import Principal
 from gateway.mcp.fastcall import FastCall, send_json
 from gateway.mcp.fastlist import ToolsListCache
+from gateway.mcp.fastrelay import abandon, settle
 from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
@@ -82,6 +84,9 @@ class _Pending:
     route: DirectRoute
     backend_id: Any
     session_id: str
+    # Set for a request the backend asked outside any call (fastrelay.py): the answer
+    # goes here, and the backend's SDK session replies, not this path.
+    answer: asyncio.Future[dict[str, Any]] | None = None
 
 
 class FastPath:
@@ -284,6 +289,10 @@ class FastPath:
             self._in_flight[key] = (route, backend_id)
         limiter = route.semaphore
         route.health.in_flight += 1
+        # A caller of the backend's session while in flight: what the backend asks on the
+        # session's own stream comes to this call's agent (fastrelay.py).
+        callers = route.callers
+        callers.add(call)
         try:
             if not limiter.try_acquire():
                 await limiter.acquire()
@@ -295,6 +304,9 @@ class FastPath:
                 limiter.release()
         finally:
             route.health.in_flight -= 1
+            callers.discard(call)
+            if call.asking is not None:
+                abandon(call)
             if key is not None:
                 self._in_flight.pop(key, None)
         if done is None:
@@ -363,6 +375,10 @@ class FastPath:
         if pending is None or pending.session_id != session:
             return False
         del self._pending[answer_id]
+        if pending.answer is not None:  # asked outside a call: for the waiting relay
+            settle(pending.answer, message)
+            await _accepted(send)
+            return True
         forward = dict(message)
         forward["id"] = pending.backend_id
         await self._post_quietly(pending.route, forward, None)
@@ -382,10 +398,19 @@ class FastPath:
                 "could not forward to backend", extra={"server": route.server, "error": str(exc)}
             )
 
-    def relay_request(self, route: DirectRoute, message: dict[str, Any], session_id: str) -> bytes:
-        """A backend's server-to-client request, re-numbered for the agent."""
+    def relay_request(
+        self,
+        route: DirectRoute,
+        message: dict[str, Any],
+        session_id: str,
+        answer: asyncio.Future[dict[str, Any]] | None = None,
+    ) -> bytes:
+        """A backend's server-to-client request, re-numbered for the agent; its answer goes
+        back to the backend, or to ``answer`` when given (then forgotten once settled)."""
         ours = f"mcpgw-relay-{next(_RELAYED)}"
-        self._pending[ours] = _Pending(route, message["id"], session_id)
+        self._pending[ours] = _Pending(route, message["id"], session_id, answer)
+        if answer is not None:
+            answer.add_done_callback(lambda _: self._pending.pop(ours, None))
         while len(self._pending) > 10_000:  # answers that never came
             self._pending.pop(next(iter(self._pending)))
         return orjson.dumps({**message, "id": ours})

@@ -206,6 +206,7 @@ class McpConnection:
             self.spec.secret_values(),
             self._semaphore,
             self.health,
+            self._callers,  # fast calls count as callers of this session
         )
 
     async def _drop_direct(self) -> None:

@@ -4,7 +4,9 @@ The SDK session of a :class:`~gateway.servers.runtimes.connection.McpConnection`
 does the handshake (or `server/discover`), the GET stream and reconnects; a
 :class:`DirectRoute` reuses what it negotiated (protocol version, session id) to
 POST `tools/call` requests over a lean keep-alive pool, and passes the backend's
-JSON-RPC messages through nearly untouched.
+JSON-RPC messages through nearly untouched. A call in flight on the route counts in
+its session's :class:`~gateway.servers.runtimes.relay.Callers`, so what the backend asks
+on the session's own stream reaches that call's agent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from gateway.servers.runtimes.base import Health
 from gateway.servers.runtimes.http_channel import HttpChannel, encode_headers
 from gateway.servers.runtimes.limiter import Limiter
+from gateway.servers.runtimes.relay import Callers
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 from gateway.ssrf import proxied
 
@@ -41,6 +44,8 @@ class DirectRoute:
     secrets: tuple[str, ...]
     semaphore: Limiter
     health: Health
+    # The SDK session's callers: what it is asked outside a call goes to one of them.
+    callers: Callers = field(default_factory=Callers)
     masks: tuple[tuple[bytes, bytes], ...] = field(init=False)
     _encoded: dict[tuple[str, str | None, str | None], bytes] = field(
         init=False, default_factory=dict, repr=False
@@ -89,6 +94,7 @@ class DirectRoute:
         secrets: tuple[str, ...],
         semaphore: Limiter,
         health: Health,
+        callers: Callers | None = None,
     ) -> DirectRoute | None:
         """A route, unless the backend is reached through a proxy (then the SDK's httpx
         client, which honours proxy settings, carries every call)."""
@@ -109,4 +115,5 @@ class DirectRoute:
             secrets=secrets,
             semaphore=semaphore,
             health=health,
+            callers=callers if callers is not None else Callers(),
         )

@@ -8,8 +8,13 @@ messages on a task of its own, where no relay is set; there :class:`Callers` fin
 the agent instead: while exactly one request is in flight on the session, whatever
 the backend asks can only be about it. With several in flight, stdio carries
 nothing that tells them apart, so the request is refused with a clear error
-(per-caller backend sessions would lift that). Progress needs none of this: it is
-matched to its request by token, and its callback is bound to the caller's relay.
+(per-caller backend sessions would lift that). The same holds for what a Streamable
+HTTP backend asks on its session's own GET stream, tied to no request (the Python
+SDK's `ctx.session.list_roots()`, server-everything's roots sync): fast-path calls
+(gateway/mcp/fastcall.py), which bypass the SDK session, count as callers too
+(:meth:`Callers.add`: a dict insert and delete per call). Progress needs none of
+this: it is matched to its request by token, and its callback is bound to the
+caller's relay.
 """
 
 from __future__ import annotations
@@ -38,6 +43,14 @@ class Relay(Protocol):
         """Forward progress of the request being served."""
 
 
+class Asker(Protocol):
+    """A fast-path call in flight (gateway/mcp/fastcall.py): it can be asked what the
+    backend asks outside any request; logs and progress reach it on its own stream."""
+
+    async def ask_outside(self, method: str, params: Any) -> Any:
+        """Forward a server-to-client request to the call's agent; its typed result."""
+
+
 CURRENT_RELAY: ContextVar[Relay | None] = ContextVar("mcpgw_relay", default=None)
 
 
@@ -52,8 +65,17 @@ class Callers:
     """The agents with a request in flight on one shared backend session."""
 
     def __init__(self) -> None:
-        self._relays: dict[int, Relay] = {}
+        self._relays: dict[int, Relay] = {}  # SDK-path requests, by serial number
+        self._calls: dict[Asker, Asker] = {}  # fast calls (a dict: insert and delete are cheap)
         self._ids = itertools.count()
+
+    def add(self, call: Asker) -> None:
+        """Count a fast call in flight until :meth:`discard` (per call: a dict insert)."""
+        self._calls[call] = call
+
+    def discard(self, call: Asker) -> None:
+        """Stop counting a fast call added with :meth:`add`."""
+        self._calls.pop(call, None)
 
     @contextmanager
     def serving(self, relay: Any) -> Iterator[None]:
@@ -69,6 +91,8 @@ class Callers:
             del self._relays[key]
 
     def find(self) -> Relay | None:
+        """The relay of the request being served here, else of the one SDK-path request in
+        flight (what logs go to: a fast call gets its logs on its own stream)."""
         relay = CURRENT_RELAY.get()
         if relay is not None and callable(getattr(relay, "request", None)):
             return relay
@@ -76,20 +100,28 @@ class Callers:
             return next(iter(self._relays.values()))
         return None
 
-    def _missing(self, what: str) -> types.ErrorData:
-        if len(self._relays) > 1:
+    def _missing(self, what: str, in_flight: int) -> types.ErrorData:
+        if in_flight > 1:
             return types.ErrorData(
                 code=NO_CLIENT,
-                message=f"{what} is not available: {len(self._relays)} requests are in flight "
+                message=f"{what} is not available: {in_flight} requests are in flight "
                 "on this server's shared session, so the one asking cannot be told apart",
             )
         return no_relay(what)
 
     async def _forward(self, what: str, method: str, params: Any) -> Any:
-        relay = self.find()
-        if relay is None:
-            return self._missing(what)
-        return await relay.request(method, params)
+        relay = CURRENT_RELAY.get()
+        if relay is not None and callable(getattr(relay, "request", None)):
+            return await relay.request(method, params)
+        # Asked outside any request: only the one request in flight, of either path, can
+        # be the one it is about.
+        in_flight = len(self._relays) + len(self._calls)
+        if in_flight == 1:
+            for only in self._relays.values():
+                return await only.request(method, params)
+            for call in self._calls.values():
+                return await call.ask_outside(method, params)
+        return self._missing(what, in_flight)
 
     async def sampling(
         self, context: Any, params: types.CreateMessageRequestParams
