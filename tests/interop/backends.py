@@ -59,7 +59,7 @@ class Sdk:
     label: str
     script: str  # under tests/fixtures/interop
     venv: str | None = None  # a pip requirement for a cached venv; None: the project venv
-    node_sdk: str | None = None  # "new" / "old": the TypeScript server with that SDK alias
+    node_sdk: str | None = None  # "new" / "old": ts/server.mjs with that SDK alias (--sdk)
     unsupported: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,6 +84,7 @@ SDKS = [
         unsupported={"pages": "FastMCP 2.x has no list page size"},
     ),
     Sdk("ts17", "TypeScript SDK 1.17.5", "ts/server.mjs", node_sdk="old"),
+    Sdk("ts2", "TypeScript SDK v2 2.4.0", "ts/server2.mjs"),  # @modelcontextprotocol/server
 ]
 VARIANTS = {  # name suffix -> server flags
     "sf-sse": [],
@@ -255,12 +256,16 @@ class Backend:
 
 def _sdk_command(sdk: Sdk, flags: list[str]) -> list[str]:
     script = str(FIXTURES / sdk.script)
-    if sdk.node_sdk is not None:
-        ts_installed()
+    if script.endswith(".mjs"):
+        modules = ts_installed() / "node_modules"
+        if sdk.node_sdk is None and not (modules / "@modelcontextprotocol" / "server").exists():
+            # an install from before the v2 SDK joined package.json (npm ci runs once)
+            raise Missing(f"{modules} predates the v2 SDK: run `npm ci` in {modules.parent}")
         node = shutil.which("node")
         if node is None:
             raise Missing("node is needed for the TypeScript fixtures: apt-get install nodejs")
-        return [node, script, "--sdk", sdk.node_sdk, "--port", "{port}", *flags]
+        pick = ["--sdk", sdk.node_sdk] if sdk.node_sdk else []
+        return [node, script, *pick, "--port", "{port}", *flags]
     python = cached_venv(sdk.venv) if sdk.venv else Path(sys.executable)
     return [str(python), script, "--port", "{port}", *flags]
 
