@@ -1,15 +1,20 @@
 """One real gateway (`mcpgw serve`) for the whole interop matrix, and the matrix so far.
 
-Backends are started and registered one by one, the first time a test asks for a
-row of theirs (tests/interop/matrix.py runs all of a backend's rows at once); the
-table of every row run is printed at the end of the session and written to
-test-artifacts/interop-matrix.txt and .json.
+tests/interop/matrix.py runs all of a backend's rows at once. The backends the
+selected tests need are run ahead, a few at a time ($MCPGW_INTEROP_PARALLEL, default
+2), on an event loop of their own: most of a row is waiting (server starts, answers,
+notifications that must arrive within a few seconds), so running backends side by
+side takes the matrix from about 35 minutes to a fraction of that. A test waits for
+its backend's rows. The table of every row run is printed at the end of the session
+and written to test-artifacts/interop-matrix.txt and .json.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,8 @@ GATEWAY_ENV = {
     "MCPGW_INTERFACE_MODE": "list",  # every tool listed, however many backends
 }
 _RUN: list[Matrix] = []
+_WANTED: list[str] = []  # the backends of the selected tests, in test order
+_BACKEND_TIMEOUT = 1800.0  # seconds a test waits for its backend's rows
 
 
 @dataclass
@@ -36,14 +43,43 @@ class Interop:
     server: Server
     matrix: Matrix = field(default_factory=Matrix)
     done: dict[str, list[Row] | str] = field(default_factory=dict)
+    ready: dict[str, threading.Event] = field(default_factory=dict)
+
+    async def _run(self, backend: str) -> None:
+        try:
+            self.done[backend] = await self.matrix.run_backend(self.gateway, backend)
+        except Missing as exc:
+            self.done[backend] = str(exc)
+        except Exception as exc:  # one backend's breakage fails its rows, not the others
+            self.done[backend] = f"running backend {backend} failed: {exc!r}"
+        finally:
+            self.ready[backend].set()
+
+    def prefetch(self, backends: list[str], parallel: int) -> threading.Thread:
+        """Run ``backends`` ``parallel`` at a time on a thread of their own."""
+        for name in backends:
+            self.ready[name] = threading.Event()
+
+        async def all_of_them() -> None:
+            gate = asyncio.Semaphore(parallel)
+
+            async def one(name: str) -> None:
+                async with gate:
+                    await self._run(name)
+
+            await asyncio.gather(*(one(name) for name in backends))
+
+        thread = threading.Thread(target=asyncio.run, args=(all_of_them(),), daemon=True)
+        thread.start()
+        return thread
 
     def rows_of(self, backend: str) -> list[Row]:
-        """The rows of ``backend``, run on first use (a setup failure fails them all)."""
-        if backend not in self.done:
-            try:
-                self.done[backend] = asyncio.run(self.matrix.run_backend(self.gateway, backend))
-            except Missing as exc:
-                self.done[backend] = str(exc)
+        """The rows of ``backend`` (a setup failure fails them all)."""
+        if backend not in self.ready:  # not foreseen at collection: run it here
+            self.ready[backend] = threading.Event()
+            asyncio.run(self._run(backend))
+        if not self.ready[backend].wait(_BACKEND_TIMEOUT):
+            pytest.fail(f"backend {backend} did not finish in {_BACKEND_TIMEOUT:.0f} s")
         found = self.done[backend]
         if isinstance(found, str):
             pytest.fail(found, pytrace=False)
@@ -63,9 +99,24 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
         gateway = Gateway(server.url, BOOT, tmp, inspector=launcher, node=node24())
         found = Interop(gateway, server)
         _RUN.append(found.matrix)
+        thread = found.prefetch(list(_WANTED), int(os.environ.get("MCPGW_INTEROP_PARALLEL", "2")))
         yield found
+        thread.join(timeout=_BACKEND_TIMEOUT)
     finally:
         server.stop()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Note the backends of the tests that will run (after `-k`/`-m` deselection)."""
+    _WANTED.clear()
+    here = Path(__file__).parent
+    for item in session.items:
+        if item.path.parent != here:
+            continue
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        if isinstance(backend, str) and backend not in _WANTED:
+            _WANTED.append(backend)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
