@@ -45,7 +45,7 @@ CELL_TIMEOUT = 10.0
 PATHS = ["/mcp", "/mcp/servers/{name}"]
 # Other agent-side clients, each against these backends, on both paths.
 CLIENTS = ["fastmcp", "ts-sdk-new", "ts-sdk-old", "inspector", "mcpgw connect"]
-CLIENT_BACKENDS = ["py2-sf-sse", "fm4-sf-sse", "ts32-sf-sse"]
+CLIENT_BACKENDS = ["py2-sf-sse", "fm4-sf-sse", "ts32-sf-sse", "ts2-sf-sse"]
 CLIENT_ERAS: dict[str, list[str | None]] = {  # client -> eras it is asked for (None: its own)
     "fastmcp": list(ERAS),
     "ts-sdk-new": [None],
