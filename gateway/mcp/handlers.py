@@ -3,16 +3,18 @@
 Lists come from the in-memory catalog; calls, reads, prompts and completions go
 to the backend through the session pool with a :class:`FrontRelay` set, so what
 the backend sends back mid-request (progress, log messages, sampling,
-elicitation, roots) reaches the agent that asked.
+elicitation, roots) reaches the agent that asked. A 2026-07-28 agent cannot be asked
+mid-call: its backend's questions become `input_required` results (sdk_input.py).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp import types
@@ -39,6 +41,7 @@ from gateway.mcp.meta import (
     resolve_mode,
     search_result,
 )
+from gateway.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ToolSurface
 from gateway.mcp.view import CatalogView
@@ -57,12 +60,7 @@ INVALID_REQUEST = -32600
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
 T = TypeVar("T")
-
-_REQUESTS: dict[str, tuple[type[Any], type[Any]]] = {
-    "sampling/createMessage": (types.CreateMessageRequest, types.CreateMessageResult),
-    "elicitation/create": (types.ElicitRequest, types.ElicitResult),
-    "roots/list": (types.ListRootsRequest, types.ListRootsResult),
-}
+CallResult = types.CallToolResult | types.InputRequiredResult
 
 
 def _connection(ctx: Ctx) -> Any:
@@ -93,9 +91,14 @@ class FrontRelay:
         self.modern = ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS
         # 2026-07-28 multi-round requests: what the agent answered, forwarded as is.
         self.input_round = _InputRound(params, meta) if self.modern and params is not None else None
+        # A 2026 agent's tools/call on the SDK path: asked and told through the input
+        # bridge (sdk_input.py), as its round's stream may be gone by then.
+        self.call: SdkCall | None = None
 
     async def request(self, method: str, params: Any) -> Any:
-        request_type, result_type = _REQUESTS[method]
+        if self.call is not None:
+            return await self.call.ask(method, params)
+        request_type, result_type = REQUESTS[method]
         request = request_type(params=params) if params is not None else request_type()
         return await self.ctx.session.send_request(
             request,
@@ -104,11 +107,17 @@ class FrontRelay:
         )
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.call is not None:
+            self.call.note(lambda relay: relay.log(params))
+            return
         await self.ctx.session.send_notification(
             types.LoggingMessageNotification(params=params), self.ctx.request_id
         )
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.call is not None:
+            self.call.note(lambda relay: relay.progress(progress, total, message))
+            return
         await self.ctx.session.report_progress(progress, total, message)
 
 
@@ -156,6 +165,8 @@ class GatewayHandlers:
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         # (server, backend uri) → agent sessions subscribed to it
         self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
+        # 2026-07-28 agents' calls waiting for their answers to a backend's questions.
+        self.inputs = SdkInputs()
 
     # --- context ------------------------------------------------------------------------
     def context(self, ctx: Ctx) -> tuple[Principal, str | None]:
@@ -281,10 +292,17 @@ class GatewayHandlers:
     def mode_for(self, principal: Principal, tool_count: int) -> str:
         return resolve_mode(principal.interface_mode or self.mode, tool_count, self.threshold)
 
-    async def call_tool(
-        self, ctx: Ctx, params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> CallResult:
         principal, target = self.context(ctx)
+        owner = (principal.user_id, principal.key_id)
+        state = params.request_state
+        if SdkInputs.is_retry(state) and ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            call = self.inputs.take(state, owner)
+            return await self._served(
+                call.server,
+                call.secrets,
+                lambda: self.inputs.resume(call, ctx.params, FrontRelay(ctx), self.timeout),
+            )
         arguments = dict(params.arguments or {})
         surface = self.surface_for(params.name) if target is None else None
         if surface is not None:
@@ -316,11 +334,38 @@ class GatewayHandlers:
                     raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}") from None
             server, tool = found
         runtime = self._runtime(principal, server, f"tool {params.name!r}")
-        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+        secrets = runtime.spec.secret_values()
+        relay = FrontRelay(ctx, params)
+        if not relay.modern:
+
+            async def relayed() -> CallResult:
+                token = CURRENT_RELAY.set(relay)
+                try:
+                    return await runtime.call_tool(tool, arguments, self.timeout)
+                finally:
+                    CURRENT_RELAY.reset(token)
+
+            return await self._served(server, secrets, relayed)
+        # The backend call runs on while the agent answers what it asks, so its own
+        # clock is off: each round, and each wait for the agent, has the call timeout.
+        relay.call = call = SdkCall(owner, server, secrets)
+        token = CURRENT_RELAY.set(relay)
+        try:
+            self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
+        finally:
+            CURRENT_RELAY.reset(token)
+        return await self._served(
+            server, secrets, lambda: self.inputs.follow(call, FrontRelay(ctx), self.timeout)
+        )
+
+    async def _served(
+        self, server: str, secrets: tuple[str, ...], work: Callable[[], Awaitable[CallResult]]
+    ) -> CallResult:
+        """A backend call's result for the agent: failures worded, recorded, secrets masked."""
         started = time.perf_counter()
         ok = False
         try:
-            result = await runtime.call_tool(tool, arguments, self.timeout)
+            result = await work()
             ok = not getattr(result, "is_error", False)  # input_required has none
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
@@ -329,13 +374,11 @@ class GatewayHandlers:
         except BackendError as exc:
             return error_result(str(exc))  # unreachable or failing backend: a tool error
         finally:
-            CURRENT_RELAY.reset(token)
             if self.record is not None:
                 self.record(server, "sdk", time.perf_counter() - started, ok)
-        secrets = runtime.spec.secret_values()
         if secrets:
             data = mask_result(result.model_dump(by_alias=True, exclude_none=True), secrets)
-            result = types.CallToolResult.model_validate(data)
+            result = type(result).model_validate(data)
         return result
 
     # --- resources ----------------------------------------------------------------------

@@ -14,6 +14,10 @@ sent on the retry's stream. A pending call nobody comes back for is cancelled at
 backend after the call timeout. `requestState` is a random token bound to the key
 that made the call; it lives in this process (a retry that reaches another replica
 finds nothing and is told to call again).
+
+The SDK path bridges its calls the same way (sdk_input.py): a :class:`Parked` call is
+either path's; what the bridge sends a fast-path call's backend it posts on the call's
+route, an SDK-path call takes it itself (:meth:`Parked.deliver`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
@@ -36,7 +40,15 @@ log = logging.getLogger("gateway.mcp")
 # What a 2026-07-28 `inputRequests` entry may be (InputRequest in the schema).
 BRIDGED_METHODS = frozenset({"sampling/createMessage", "elicitation/create", "roots/list"})
 STATE_PREFIX = "mcpgw-input-"
+# The SDK path's tokens: the fast path leaves them to it ("." is not in a token's alphabet).
+SDK_STATE_PREFIX = STATE_PREFIX + "s."
+UNKNOWN_STATE = (
+    "requestState is unknown or has expired (it lives on the gateway process that issued "
+    "it): call the tool again without it"
+)
 _MAX_PENDING = 10_000
+
+Post = Callable[[DirectRoute, dict[str, Any], str | None], Awaitable[None]]
 
 
 @dataclass
@@ -47,37 +59,65 @@ class Event:
     kind: str
     message: dict[str, Any] | None = None
     data: bytes = b""
+    # The SDK path's: the call's result or exception (final), a send to the agent (note).
+    outcome: Any = None
 
 
 @dataclass
-class PendingCall:
-    """A backend call parked while its agent answers the questions it was asked."""
+class Parked:
+    """A backend call kept open while its agent answers the questions it was asked."""
 
     owner: tuple[str, str | None]  # (user id, key id) of the caller
     server: str
+    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue, kw_only=True)
+    # input key we gave the agent → the backend's request id it answers
+    asked: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    pump: asyncio.Task[None] | None = field(default=None, kw_only=True)  # reads the call
+    expiry: asyncio.TimerHandle | None = field(default=None, kw_only=True)
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """Take a JSON-RPC message for the backend (an answer to one of its requests, or
+        notifications/cancelled) where the bridge has no route to post it on."""
+        raise NotImplementedError
+
+
+@dataclass
+class PendingCall(Parked):
+    """A fast-path call: its backend is reached over the route's channel."""
+
     route: DirectRoute
     backend_id: str
-    events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    # input key we gave the agent → the backend's request id it answers
-    asked: dict[str, Any] = field(default_factory=dict)
-    pump: asyncio.Task[None] | None = None
-    expiry: asyncio.TimerHandle | None = None
 
 
-class InputBridge:
-    """The pending calls of this process, by `requestState` token."""
+C = TypeVar("C", bound=Parked)
 
-    def __init__(self, post: Callable[[DirectRoute, dict[str, Any], str | None], Awaitable[None]]):
-        self._post = post  # sends a JSON-RPC message to a backend, quietly
-        self._calls: dict[str, PendingCall] = {}
+
+class InputBridge(Generic[C]):
+    """The pending calls of this process (of one path), by `requestState` token."""
+
+    @overload
+    def __init__(self: InputBridge[PendingCall], post: Post) -> None: ...
+
+    @overload
+    def __init__(self: InputBridge[C], post: None = None, *, prefix: str) -> None: ...
+
+    def __init__(self, post: Post | None = None, *, prefix: str = STATE_PREFIX) -> None:
+        self._post = post  # the fast path's: sends a JSON-RPC message to a backend, quietly
+        self._prefix = prefix
+        self._calls: dict[str, C] = {}
 
     def __len__(self) -> int:
         return len(self._calls)
 
     @staticmethod
     def is_ours(state: object) -> bool:
-        """Is this `requestState` one the bridge issued (not a 2026 backend's own)?"""
-        return isinstance(state, str) and state.startswith(STATE_PREFIX)
+        """Is this `requestState` one the fast path's bridge issued (not a 2026 backend's
+        own, nor the SDK path's, which the SDK path resumes)?"""
+        return (
+            isinstance(state, str)
+            and state.startswith(STATE_PREFIX)
+            and not state.startswith(SDK_STATE_PREFIX)
+        )
 
     def start(
         self,
@@ -91,7 +131,7 @@ class InputBridge:
         call.events.put_nowait(Event("ask", first))
         call.pump = asyncio.get_running_loop().create_task(_pump(call, messages, stack))
 
-    def park(self, call: PendingCall, asks: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
+    def park(self, call: C, asks: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
         """Register ``call`` until its agent retries; the `input_required` result to send."""
         requests: dict[str, Any] = {}
         for number, message in enumerate(asks, start=len(call.asked) + 1):
@@ -101,14 +141,14 @@ class InputBridge:
             if message.get("params") is not None:
                 request["params"] = message["params"]
             requests[key] = request
-        token = STATE_PREFIX + secrets.token_urlsafe(24)
+        token = self._prefix + secrets.token_urlsafe(24)
         self._calls[token] = call
         while len(self._calls) > _MAX_PENDING:
             self._expire(next(iter(self._calls)))
         call.expiry = asyncio.get_running_loop().call_later(timeout, self._expire, token)
         return {"resultType": "input_required", "inputRequests": requests, "requestState": token}
 
-    def take(self, token: str, owner: tuple[str, str | None]) -> PendingCall | None:
+    def take(self, token: str, owner: tuple[str, str | None]) -> C | None:
         """The pending call ``token`` names, if ``owner`` made it (removed: one retry)."""
         call = self._calls.get(token)
         if call is None or call.owner != owner:
@@ -118,7 +158,7 @@ class InputBridge:
             call.expiry.cancel()
         return call
 
-    async def answer(self, call: PendingCall, responses: object) -> None:
+    async def answer(self, call: C, responses: object) -> None:
         """Send the agent's `inputResponses` to the backend requests they answer."""
         given = responses if isinstance(responses, dict) else {}
         for key, backend_request_id in call.asked.items():
@@ -132,7 +172,7 @@ class InputBridge:
             else:
                 error = {"code": -32603, "message": "the client gave no answer to this request"}
                 reply = {"jsonrpc": "2.0", "id": backend_request_id, "error": error}
-            await self._post(call.route, reply, None)
+            await self._send(call, reply)
         call.asked.clear()
 
     def _expire(self, token: str) -> None:
@@ -140,7 +180,7 @@ class InputBridge:
         if call is not None:
             asyncio.get_running_loop().create_task(self.close(call, "no answer came"))
 
-    async def close(self, call: PendingCall, reason: str) -> None:
+    async def close(self, call: C, reason: str) -> None:
         """Give up a pending call: stop reading it and cancel it at the backend."""
         if call.expiry is not None:
             call.expiry.cancel()
@@ -148,12 +188,18 @@ class InputBridge:
             call.pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await call.pump
-        cancel = {"requestId": call.backend_id, "reason": f"{reason} at the gateway"}
-        await self._post(
-            call.route,
-            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel},
-            "notifications/cancelled",
+        backend_id = call.backend_id if isinstance(call, PendingCall) else None
+        cancel = {"requestId": backend_id, "reason": f"{reason} at the gateway"}
+        await self._send(
+            call, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel}
         )
+
+    async def _send(self, call: C, message: dict[str, Any]) -> None:
+        """To the call's backend: posted on a fast-path call's route, else handed to it."""
+        if not isinstance(call, PendingCall):
+            await call.deliver(message)
+        elif self._post is not None:
+            await self._post(call.route, message, message.get("method"))
 
 
 async def _pump(call: PendingCall, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> None:
