@@ -342,3 +342,14 @@ def test_a_request_state_the_gateway_does_not_hold_is_refused(gateway: Server) -
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == -32602 and "call the tool again" in error["message"]
+
+
+def test_a_request_state_of_the_sdk_path_is_not_run_again_at_the_backend(gateway: Server) -> None:
+    """A retry of a call parked on the SDK path belongs to it, even for a tool the fast
+    path serves: forwarded, the backend would run the tool a second time."""
+    before = _modern_call(gateway, "fix__cancelled", {}).json()["result"]
+    state = "mcpgw-input-s.nosuchstate"
+    r = _modern_call(gateway, "fix__echo", {"text": "zebra-42"}, params={"requestState": state})
+    assert r.headers.get("mcpgw-route") != "direct"
+    assert "zebra-42" not in r.text and r.json()["error"]["code"] == -32602, r.text
+    assert _modern_call(gateway, "fix__cancelled", {}).json()["result"] == before
