@@ -16,8 +16,8 @@ import orjson
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
-from gateway.mcp.fastrelay import ask_agent
-from gateway.mcp.input_bridge import BRIDGED_METHODS, PendingCall
+from gateway.mcp.fastrelay import ask_agent, hand_over
+from gateway.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -42,6 +42,9 @@ class FastCall:
 
     # A class default, so a call nothing is asked outside of never sets it (fastrelay.py).
     asking: list[asyncio.Future[dict[str, Any]]] | None = None  # questions awaiting answers
+    # A 2026 agent asked outside the call was answered `input_required` early: what the
+    # backend sends from then on goes to this pending call, which the agent's retry follows.
+    parked: PendingCall | None = None
 
     def __init__(
         self,
@@ -90,7 +93,8 @@ class FastCall:
                 task.cancel()
 
         def on_disconnect(future: asyncio.Future[None]) -> None:
-            if not future.cancelled():
+            # Parked: the agent's response is complete (input_required), not abandoned.
+            if not future.cancelled() and self.parked is None:
                 stop("agent")
 
         def on_timer() -> None:
@@ -188,6 +192,9 @@ class FastCall:
             )
         if "method" in message and "id" in message:
             if self.request.modern and message["method"] in BRIDGED_METHODS:
+                if self.parked is not None:  # for the retry following the parked call
+                    self.parked.events.put_nowait(Event("ask", message))
+                    return None
                 self.asked = message  # asked of the agent as input_required (input_bridge.py)
                 return None
             if self.request.session_id is None:
@@ -250,6 +257,8 @@ class FastCall:
             raise
 
     async def _answer(self, message: dict[str, Any]) -> bool:
+        if self.parked is not None:  # the agent was answered early (fastrelay.py)
+            return hand_over(self.parked, message)
         message["id"] = self.request.id
         result = message.get("result")
         ok = "error" not in message
@@ -289,6 +298,9 @@ class FastCall:
         await self.send({"type": "http.response.body", "body": body})
 
     async def _stream(self, data: bytes) -> None:
+        if self.parked is not None:  # the agent was answered early (fastrelay.py)
+            self.parked.events.put_nowait(Event("note", data=data))
+            return
         if not self.streaming:
             self.streaming = True
             await self.send(

@@ -114,7 +114,7 @@ class FastPath:
         self._pending: dict[str, _Pending] = {}
         self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
         # Calls whose 2025 backend asked a 2026 agent something (input_bridge.py).
-        self.bridge = InputBridge(self._post_quietly)
+        self.bridge = InputBridge(self._post_or_settle)
         # Serialised tools/list pages (set by the front once its SDK servers exist).
         self.lister: ToolsListCache | None = None
 
@@ -401,6 +401,19 @@ class FastPath:
             log.info(
                 "could not forward to backend", extra={"server": route.server, "error": str(exc)}
             )
+
+    async def _post_or_settle(
+        self, route: DirectRoute, message: dict[str, Any], method: str | None
+    ) -> None:
+        """The input bridge's way to a backend: a reply to a question the backend asked
+        outside any call goes to the future awaiting it (fastrelay.py), not on the route."""
+        answer_id = message.get("id")
+        if method is None and isinstance(answer_id, str) and self._pending:
+            pending = self._pending.get(answer_id)
+            if pending is not None and pending.answer is not None and pending.route is route:
+                settle(pending.answer, message)
+                return
+        await self._post_quietly(route, message, method)
 
     def relay_request(
         self,

@@ -13,9 +13,15 @@ module is what it does when asked (sampling, elicitation or roots):
   backend answer that was to come as JSON then comes as SSE), re-numbered as in-call
   requests are; its POSTed answer comes back through ``FastPath._route_message`` to a
   future here, and goes to the backend as the SDK session's reply.
-- A 2026-07-28 agent (no session to be asked on) is refused with a clear error for
-  now: it could only be asked in the call's result (`input_required`), which the call's
-  task, blocked reading the backend's answer, cannot send.
+- A 2026-07-28 agent has no session to be asked on: it is answered at once with
+  `input_required` (the question and a `requestState`: gateway/mcp/input_bridge.py),
+  sent from here while the call's task waits for the backend. The backend's call stays
+  open: from then on the call's task hands what the backend sends to the pending call
+  (``FastCall.parked``: its answer, notifications, further questions) instead of the
+  agent, and ignores the agent's connection closing (that is the end of the first
+  round, not a cancel). The agent's retry answers the question — the bridge's reply,
+  addressed to our id, settles the future (``FastPath._post_or_settle``) — and follows
+  the same call, as for a question asked in the call.
 - An agent without a session cannot be asked: refused, as on the SDK path.
 
 Nothing here runs for a call the backend asks nothing outside of.
@@ -26,11 +32,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from mcp import types
 from mcp_types.jsonrpc import INTERNAL_ERROR, REQUEST_TIMEOUT
 from pydantic import ValidationError
 
-from gateway.servers.runtimes.relay import NO_CLIENT, no_relay
+from gateway.mcp.input_bridge import Event, PendingCall
+from gateway.servers.runtimes.relay import no_relay
 
 if TYPE_CHECKING:
     from gateway.mcp.fastcall import FastCall
@@ -48,28 +56,26 @@ async def ask_agent(call: FastCall, method: str, params: Any) -> Any:
     (or the :class:`~mcp.types.ErrorData` the backend's session should reply with)."""
     what, result_type = _ASKED[method]
     request = call.request
-    if request.modern:
-        return types.ErrorData(
-            code=NO_CLIENT,
-            message=f"{what} is not available: the server asked outside the call (on its "
-            "session's own stream), and a 2026-07-28 client can be asked only in a call's result",
-        )
-    if request.session_id is None:
+    if not request.modern and request.session_id is None:
         return no_relay(what)
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": None, "method": method}
     if params is not None:
         message["params"] = params.model_dump(mode="json", by_alias=True, exclude_none=True)
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[dict[str, Any]] = loop.create_future()
-    # Re-numbered; the agent's answer comes to ``answer`` (FastPath._route_message), and
-    # the backend's SDK session replies with what this returns.
-    relayed = call.fast.relay_request(call.route, message, request.session_id, answer)
+    # Re-numbered; the agent's answer comes to ``answer`` (FastPath._route_message, or the
+    # input bridge's reply for a 2026 agent), and the backend's SDK session replies with
+    # what this returns.
+    relayed = call.fast.relay_request(call.route, message, request.session_id or "", answer)
     if call.asking is None:
         call.asking = []
     call.asking.append(answer)
     timeout = call.fast.servers.call_timeout
     try:
-        await call._stream(relayed)
+        if request.modern:
+            await _ask_modern(call, orjson.loads(relayed), timeout)
+        else:
+            await call._stream(relayed)
     except Exception as exc:  # the agent's response is already complete: too late
         answer.cancel()
         return types.ErrorData(
@@ -81,6 +87,35 @@ async def ask_agent(call: FastCall, method: str, params: Any) -> Any:
         why = "the call ended" if done else f"no answer came within {timeout:g}s"
         return types.ErrorData(code=REQUEST_TIMEOUT, message=f"{what}: {why} at the gateway")
     return _typed(what, result_type, answer.result())
+
+
+async def _ask_modern(call: FastCall, ask: dict[str, Any], timeout: float) -> None:
+    """Put the question to a 2026-07-28 agent. The first one parks the call and is the
+    agent's answer now (`input_required`); later ones wait in the pending call for the
+    agent's retry to follow it."""
+    if call.parked is not None:
+        call.parked.events.put_nowait(Event("ask", ask))
+        return
+    # Parked before the first await: what the backend sends from now on is the retry's.
+    pending = call.parked = PendingCall(call.owner, call.route.server, call.route, call.backend_id)
+    result = call.fast.bridge.park(pending, [ask], timeout)
+    body = orjson.dumps({"jsonrpc": "2.0", "id": call.request.id, "result": result})
+    if not call.streaming:
+        await call._json(body)
+        return
+    # Notifications went first: the answer ends the stream (FastCall._stream's framing;
+    # _stream itself now hands data to the pending call).
+    event = b"event: message\r\ndata: " + body + b"\r\n\r\n"
+    await call.send({"type": "http.response.body", "body": event, "more_body": True})
+    await call.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def hand_over(parked: PendingCall, message: dict[str, Any]) -> bool:
+    """The backend's answer to a parked call: for the retry that follows it."""
+    parked.events.put_nowait(Event("final", message))
+    result = message.get("result")
+    failed = isinstance(result, dict) and bool(result.get("isError", False))
+    return "error" not in message and not failed
 
 
 def abandon(call: FastCall) -> None:

@@ -143,8 +143,14 @@ async def test_with_two_calls_in_flight_the_one_asked_cannot_be_told_apart(
     assert asked == []
 
 
-async def test_a_2026_agent_is_told_clearly_why_it_cannot_be_asked(gateway: Server) -> None:
-    async with agent(f"{gateway.url}/mcp", mode="auto") as client:
-        assert client.protocol_version == "2026-07-28"
-        with pytest.raises(MCPError, match="a 2026-07-28 client can be asked only in a call's"):
-            await client.call_tool("out__roots", {})
+async def test_a_2026_agent_is_asked_through_input_required(gateway: Server) -> None:
+    """A 2026-07-28 agent has no session to be asked on: it gets `input_required` while
+    the backend's call waits, and its retry's answer is what the backend's question
+    gets; the tool runs once and returns it. Both rounds on the fast path."""
+    for tool, want in (("out__roots", ROOT), ("out__sample", "sampled: ping")):
+        async with agent(f"{gateway.url}/mcp", mode="auto") as client:
+            assert client.protocol_version == "2026-07-28"
+            result = await client.call_tool(tool, {"prompt": "ping"} if "sample" in tool else {})
+        assert result.is_error is False, result
+        assert _text(result) == want
+    assert gateway.output().count('"route": "direct"') >= 4
