@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, aclosing
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
@@ -45,6 +46,9 @@ class FastCall:
     # A 2026 agent asked outside the call was answered `input_required` early: what the
     # backend sends from then on goes to this pending call, which the agent's retry follows.
     parked: PendingCall | None = None
+    # Why the call was stopped (see stop()); class defaults, set only when it happens.
+    stopped_by: str | None = None
+    _task: asyncio.Task[Any] | None = None  # the task running the call, while it runs
 
     def __init__(
         self,
@@ -78,19 +82,16 @@ class FastCall:
         # needs a task, which costs more than a fast call does, and a disconnect that
         # came earlier is seen at once: the server remembers it); at the deadline it
         # times the call out.
+        # Stopping cancels the task, which closes the backend connection carrying the
+        # call (http_channel: an exchange left by an exception is closed, never pooled):
+        # JSON-mode and stateless backends notice a cancel only that way.
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
+        task = self._task = asyncio.current_task()
         assert task is not None
         deadline = loop.time() + timeout
-        stopped_by: str | None = None  # "agent" (went away) or "timeout"
         watcher: asyncio.Future[None] | None = None
         timer: asyncio.TimerHandle
-
-        def stop(reason: str) -> None:
-            nonlocal stopped_by
-            if stopped_by is None:
-                stopped_by = reason
-                task.cancel()
+        stop = self.stop
 
         def on_disconnect(future: asyncio.Future[None]) -> None:
             # Parked: the agent's response is complete (input_required), not abandoned.
@@ -110,10 +111,12 @@ class FastCall:
         try:
             return await work()
         except asyncio.CancelledError:
+            stopped_by = self.stopped_by
             if stopped_by is None or task.uncancel() > 0:
                 raise  # cancelled from outside (shutdown), not by us
-            if not self.route.modern:
-                # A 2026 backend sees the connection close; a 2025 one needs telling.
+            if not self.route.modern and stopped_by != "cancelled":
+                # A 2026 backend sees the connection close; a 2025 one with a session
+                # needs telling too (the agent's own notification was forwarded already).
                 reason = "the client went away" if stopped_by == "agent" else "timed out"
                 cancel = {"requestId": self.backend_id, "reason": f"{reason} at the gateway"}
                 await self.fast._post_quietly(
@@ -122,6 +125,11 @@ class FastCall:
                     "notifications/cancelled",
                 )
             if stopped_by == "agent":
+                return False
+            if stopped_by == "cancelled":
+                # The agent's POST is still open: end it as the SDK path does (2025-11-25).
+                error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
+                await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "error": error})
                 return False
             return await self._finish_error(
                 f"tool call on server {self.route.server!r} timed out after {timeout:g}s"
@@ -133,10 +141,19 @@ class FastCall:
                 f"server {self.route.server!r} failed during the call: {exc}"
             )
         finally:
+            self._task = None
             timer.cancel()
             if watcher is not None:
                 watcher.remove_done_callback(on_disconnect)
                 watcher.cancel()
+
+    def stop(self, reason: str) -> None:
+        """Stop the call while it runs: ``reason`` is "agent" (it went away), "cancelled"
+        (it sent notifications/cancelled) or "timeout". Once only; a no-op when done."""
+        task = self._task
+        if task is not None and self.stopped_by is None:
+            self.stopped_by = reason
+            task.cancel()
 
     async def exchange(self, payload: bytes, headers: dict[str, str] | bytes) -> bool | None:
         """POST the call and relay the backend's answer (the first round of a call)."""

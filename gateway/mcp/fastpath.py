@@ -108,8 +108,8 @@ class FastPath:
         self.allowed_origins = allowed_origins
         self.known_session = known_session
         self.record = record
-        # (agent session, agent request id) → (route, backend id): for cancellation.
-        self._in_flight: dict[tuple[str, Any], tuple[DirectRoute, str]] = {}
+        # (agent session, agent request id) → the call: for cancellation.
+        self._in_flight: dict[tuple[str, Any], FastCall] = {}
         # relayed request id (ours) → where its answer goes
         self._pending: dict[str, _Pending] = {}
         self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
@@ -290,7 +290,7 @@ class FastPath:
         call = FastCall(self, route, request, backend_id, scope, send, owner)
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
-            self._in_flight[key] = (route, backend_id)
+            self._in_flight[key] = call
         limiter = route.semaphore
         route.health.in_flight += 1
         # A caller of the backend's session while in flight: what the backend asks on the
@@ -366,10 +366,12 @@ class FastPath:
                 return False
             if found is None or not isinstance(params, dict):
                 return False
-            route, backend_id = found
+            # Stopping closes the backend connection carrying the call (what JSON-mode
+            # and stateless backends go by); a session's backend also hears it said.
+            found.stop("cancelled")
             forward = dict(message)
-            forward["params"] = {**params, "requestId": backend_id}
-            await self._post_quietly(route, forward, "notifications/cancelled")
+            forward["params"] = {**params, "requestId": found.backend_id}
+            await self._post_quietly(found.route, forward, "notifications/cancelled")
             await _accepted(send)
             return True
         answer_id = message.get("id")

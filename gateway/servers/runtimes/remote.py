@@ -18,6 +18,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.pinned_http import mcp_client_factory
+from gateway.servers.runtimes.abandon import abort_abandoned_posts
 from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
 from gateway.ssrf import HostPins, check_url
 
@@ -45,9 +46,9 @@ class StreamableHttpTarget:
         http.event_hooks["response"].append(self._on_response)
         try:
             await stack.enter_async_context(http)
-            streams = await stack.enter_async_context(
-                streamable_http_client(self.url, http_client=http)
-            )
+            connecting = streamable_http_client(self.url, http_client=http)
+            streams = await stack.enter_async_context(connecting)
+            abort_abandoned_posts(connecting)  # a cancel closes the request's connection
         except BaseException:
             await stack.aclose()
             raise
