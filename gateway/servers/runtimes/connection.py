@@ -498,7 +498,7 @@ class McpConnection:
                     raise BackendError(
                         f"server {self.spec.name!r} does not offer resource subscriptions"
                     )
-                self._listener.subscribe(uri, subscribe)
+                await self._listener.subscribe(uri, subscribe)  # once in place (listener.py)
                 return
             with warnings.catch_warnings():  # deprecated in 2026-07-28, still the 2025 way
                 warnings.simplefilter("ignore")

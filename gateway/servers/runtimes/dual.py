@@ -15,8 +15,10 @@ loses or reshapes some of that, so the gateway prefers not to bridge:
   2026 session (retried after :data:`LEGACY_RETRY_SECONDS`).
 
 The 2026 session is the primary one: catalog, health and list-change events come
-from it. The auxiliary session reports neither health nor list changes (one server,
-one status), only the resource updates of subscriptions made on it.
+from it. The auxiliary session reports no health (one server, one status), but the
+list changes the backend announces on it are passed on: a backend announces a change
+a 2025-11-25 agent's call made on that session only. Resource updates of
+subscriptions made on it are passed on too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp import types
@@ -50,6 +53,19 @@ LEGACY_RETRY_SECONDS = 600.0
 
 async def _ignored(*_args: Any, **_kwargs: Any) -> None:
     return None
+
+
+def _announced_only(
+    on_list_changed: Callable[..., Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    """The auxiliary session's list-change callback: what the backend announced on it
+    (not the catalog refresh every session asks for on connecting)."""
+
+    async def relay(name: str, announced: bool = False) -> None:
+        if announced:
+            await on_list_changed(name, announced=True)
+
+    return relay
 
 
 class DualEraRuntime:
@@ -78,7 +94,11 @@ class DualEraRuntime:
         cls, spec: ServerSpec, connector: Connector, ctx: RuntimeContext
     ) -> DualEraRuntime:
         """A `protocol: auto` Streamable HTTP server: 2026 first, the handshake on demand."""
-        quiet = dataclasses.replace(ctx, on_health_changed=_ignored, on_list_changed=_ignored)
+        quiet = dataclasses.replace(
+            ctx,
+            on_health_changed=_ignored,
+            on_list_changed=_announced_only(ctx.on_list_changed),
+        )
         return cls(
             spec,
             McpConnection(spec, connector, quiet, mode="legacy"),
