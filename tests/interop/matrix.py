@@ -212,7 +212,9 @@ async def direct_rows(backend: Backend) -> list[Row]:
                 break
         return row
 
-    done = await asyncio.gather(*(one(era, mode) for era, mode in ERAS.items()))
+    # One era after the other: the feature servers keep some state per process (what
+    # became of the last `slow` call), so one era's cancel must not pass for the other's.
+    done = [await one(era, mode) for era, mode in ERAS.items()]
     for row in done:  # what the backend fails by itself is what it cannot do
         for cell in row.cells.values():
             if cell.status == "fail":
