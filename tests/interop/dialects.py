@@ -100,7 +100,16 @@ class Ctx:
 
     async def listing(self) -> tuple[list[dict[str, Any]], int]:
         if "tools" not in self.memo:
-            self.memo["tools"] = await self.agent.list_tools()
+            for attempt in range(3):
+                try:
+                    self.memo["tools"] = await self.agent.list_tools()
+                    break
+                except Exception as exc:
+                    # Backends of other rows register on the same gateway meanwhile: its
+                    # `/mcp` list may change between two pages, and the gateway then
+                    # asks for a new listing (as a real client would do, list again).
+                    if "list again" not in str(exc) or attempt == 2:
+                        raise
         return self.memo["tools"]  # type: ignore[no-any-return]
 
     async def call(self, tool: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
