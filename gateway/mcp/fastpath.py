@@ -42,7 +42,7 @@ from gateway.auth.principal import Principal
 from gateway.mcp.fastcall import FastCall, send_json
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.fastrelay import abandon, settle
-from gateway.mcp.input_bridge import SDK_STATE_PREFIX, InputBridge
+from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
 from gateway.servers.runtimes.direct import DirectRoute, next_id
@@ -250,10 +250,10 @@ class FastPath:
                 scope, send, principal, target, cursor, version, request.id, request.session_id
             )
         if request.modern:
-            state = request.params.get("requestState")
-            if InputBridge.is_ours(state):
+            issuer = InputBridge.issuer(request.params.get("requestState"))
+            if issuer == "fast":
                 return await self._resume(scope, receive, send, request, principal)
-            if isinstance(state, str) and state.startswith(SDK_STATE_PREFIX):
+            if issuer == "sdk":
                 return False  # a call parked on the SDK path: it resumes it (not run again)
         routed = self._route(principal, target, request.params["name"], request.modern)
         if routed is None:

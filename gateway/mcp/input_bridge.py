@@ -110,14 +110,12 @@ class InputBridge(Generic[C]):
         return len(self._calls)
 
     @staticmethod
-    def is_ours(state: object) -> bool:
-        """Is this `requestState` one the fast path's bridge issued (not a 2026 backend's
-        own, nor the SDK path's, which the SDK path resumes)?"""
-        return (
-            isinstance(state, str)
-            and state.startswith(STATE_PREFIX)
-            and not state.startswith(SDK_STATE_PREFIX)
-        )
+    def issuer(state: object) -> str | None:
+        """Which path parked the call a `requestState` names, and so resumes it: "sdk",
+        "fast", or None (no state, or a 2026 backend's own)."""
+        if not isinstance(state, str) or not state.startswith(STATE_PREFIX):
+            return None
+        return "sdk" if state.startswith(SDK_STATE_PREFIX) else "fast"
 
     def start(
         self,

@@ -30,7 +30,6 @@ from pydantic import ValidationError
 
 from gateway.mcp.input_bridge import (
     SDK_STATE_PREFIX,
-    STATE_PREFIX,
     UNKNOWN_STATE,
     Event,
     InputBridge,
@@ -109,7 +108,7 @@ class SdkInputs:
     @staticmethod
     def is_retry(state: object) -> TypeGuard[str]:
         """Does this `requestState` name a call the gateway parked (either path's)?"""
-        return isinstance(state, str) and state.startswith(STATE_PREFIX)
+        return isinstance(state, str) and InputBridge.issuer(state) is not None
 
     def start(self, call: SdkCall, work: Callable[[], Awaitable[Any]]) -> None:
         """Run the backend call (``work``) as ``call``'s task; the caller's context, and
