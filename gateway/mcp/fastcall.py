@@ -242,6 +242,11 @@ class FastCall:
         """Ask this call's agent a request the backend made outside the call."""
         return await ask_agent(self, method, params)
 
+    @property
+    def askable(self) -> bool:
+        """Not yet answered `input_required` early (see :class:`Asker`)."""
+        return self.parked is None
+
     # --- questions for a 2026-07-28 agent (input_bridge.py) ---------------------------------
     async def _park(self, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> bool:
         """Hand the call's stream to a pending call and answer the agent's first round."""

@@ -50,6 +50,11 @@ class Asker(Protocol):
     async def ask_outside(self, method: str, params: Any) -> Any:
         """Forward a server-to-client request to the call's agent; its typed result."""
 
+    @property
+    def askable(self) -> bool:
+        """False once the call's agent was answered early (a 2026 call parked for its
+        retry): a new question is then more likely another call's."""
+
 
 CURRENT_RELAY: ContextVar[Relay | None] = ContextVar("mcpgw_relay", default=None)
 
@@ -114,14 +119,17 @@ class Callers:
         if relay is not None and callable(getattr(relay, "request", None)):
             return await relay.request(method, params)
         # Asked outside any request: only the one request in flight, of either path, can
-        # be the one it is about.
+        # be the one it is about. A call parked for its agent's retry already asked its
+        # agent and waits on the backend's question: the other call is the one asking.
         in_flight = len(self._relays) + len(self._calls)
-        if in_flight == 1:
+        open_calls = [call for call in self._calls.values() if call.askable]
+        if len(self._relays) + len(open_calls) == 1:
             for only in self._relays.values():
                 return await only.request(method, params)
-            for call in self._calls.values():
-                return await call.ask_outside(method, params)
-        return self._missing(what, in_flight)
+            return await open_calls[0].ask_outside(method, params)
+        if in_flight == 1:  # the parked call itself asks again: its retry follows it
+            return await next(iter(self._calls.values())).ask_outside(method, params)
+        return self._missing(what, len(self._relays) + len(open_calls) or in_flight)
 
     async def sampling(
         self, context: Any, params: types.CreateMessageRequestParams

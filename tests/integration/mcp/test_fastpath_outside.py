@@ -154,3 +154,41 @@ async def test_a_2026_agent_is_asked_through_input_required(gateway: Server) -> 
         assert result.is_error is False, result
         assert _text(result) == want
     assert gateway.output().count('"route": "direct"') >= 4
+
+
+async def test_a_call_parked_for_its_agent_does_not_count_as_a_second_caller(
+    gateway: Server,
+) -> None:
+    """A 2026 call that was answered `input_required` and never retried stays in flight
+    at the backend until it times out; its agent was already asked. A question the
+    backend asks meanwhile goes to the one call that can still be asked, instead of
+    being refused as if two agents competed for it."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}, "roots": {}},
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            f"{gateway.url}/mcp",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "out__sample", "arguments": {"prompt": "x"}, "_meta": meta},
+            },
+            headers={
+                **AUTH,
+                "Accept": "application/json, text/event-stream",
+                "MCP-Protocol-Version": "2026-07-28",
+                "Mcp-Method": "tools/call",
+                "Mcp-Name": "out__sample",
+            },
+        )
+    data = [line[5:] for line in r.text.splitlines() if line.startswith("data:")]
+    parked = httpx.Response(200, content=data[-1] if data else r.content).json()
+    assert parked["result"]["resultType"] == "input_required", parked  # and no retry comes
+    async with agent(f"{gateway.url}/mcp", mode="auto") as client:
+        result = await client.call_tool("out__roots", {})
+    assert result.is_error is False, result
+    assert _text(result) == ROOT
