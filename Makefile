@@ -30,9 +30,8 @@ install: $(VENV)/.installed  ## Create .venv from uv.lock
 serve: install  ## Run the gateway on 127.0.0.1:8000 (SQLite under ./.mcpgw)
 	$(BIN)/mcpgw serve
 
-test: install  ## Run the whole test suite (SQLite and PostgreSQL)
-	# The interop matrix (issue 14) still has failing cells: `make interop` runs it.
-	$(BIN)/pytest --ignore=tests/interop $(PYTEST_ARGS)
+test: install  ## Run the whole test suite (SQLite and PostgreSQL, the interop matrix included)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 interop: install  ## The interop matrix: every SDK x era x path x client (prints the table)
 	$(BIN)/pytest tests/interop $(PYTEST_ARGS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,9 @@ ROOT_URI = "file:///tmp/interop-root"
 SAMPLED = "sampled: "
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "interop"
 TS_DIR = FIXTURES / "ts"
+# The environment as the run began: the matrix may run beside tests that set variables
+# for a moment (a proxy, a port), which its backends and clients must not inherit.
+BASE_ENV = dict(os.environ)
 MCPGW = str(Path(sys.executable).parent / "mcpgw")
 ERAS = {"2025-11-25": "legacy", "2026-07-28": "auto"}  # agent era -> mcp SDK Client mode
 
@@ -414,6 +418,7 @@ class TsAgent(Agent):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=TS_DIR,
+            env=BASE_ENV,
             limit=64 * 1024 * 1024,  # a tools/list line of the whole /mcp catalog
         )
         hello = await self._op({"op": "connect"})
@@ -475,6 +480,7 @@ class InspectorAgent(Agent):
             subprocess.run,
             [*self.base, *args],
             cwd=self.cwd,
+            env=BASE_ENV,
             capture_output=True,
             text=True,
             timeout=120,

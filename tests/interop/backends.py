@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from mcp.client.stdio import StdioServerParameters
 
-from tests.interop.agents import FIXTURES, TS_DIR, npm
+from tests.interop.agents import BASE_ENV, FIXTURES, TS_DIR, npm
 from tests.interop.dialects import (
     Dialect,
     EverythingDialect,
@@ -140,7 +140,7 @@ def cached_venv(requirement: str) -> Path:
         for step in steps:
             done = subprocess.run(
                 step,
-                env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+                env={**BASE_ENV, "UV_PYTHON_DOWNLOADS": "never"},
                 capture_output=True,
                 text=True,
                 timeout=600,
@@ -222,7 +222,7 @@ class Backend:
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 args,
-                env={**os.environ, **self.env, "PORT": str(self.port)},
+                env={**BASE_ENV, **self.env, "PORT": str(self.port)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -2,11 +2,16 @@
 
 tests/interop/matrix.py runs all of a backend's rows at once. The backends the
 selected tests need are run ahead, a few at a time ($MCPGW_INTEROP_PARALLEL, default
-2), on an event loop of their own: most of a row is waiting (server starts, answers,
+4), on an event loop of their own: most of a row is waiting (server starts, answers,
 notifications that must arrive within a few seconds), so running backends side by
 side takes the matrix from about 35 minutes to a fraction of that. A test waits for
 its backend's rows. The table of every row run is printed at the end of the session
 and written to test-artifacts/interop-matrix.txt and .json.
+
+In a run of the whole suite (`make test`) the matrix starts as soon as collection ends,
+beside the other tests, which it barely loads (it is waiting most of the time): its
+rows are ready, or nearly, when pytest reaches them, instead of adding their 15
+minutes at the end. `MCPGW_INTEROP_EARLY=0` starts it at the first interop test.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +42,7 @@ GATEWAY_ENV = {
 _RUN: list[Matrix] = []
 _WANTED: list[str] = []  # the backends of the selected tests, in test order
 _BACKEND_TIMEOUT = 1800.0  # seconds a test waits for its backend's rows
+_PARALLEL = 4  # backends at a time (each row of one backend runs alone)
 
 
 @dataclass
@@ -44,6 +52,8 @@ class Interop:
     matrix: Matrix = field(default_factory=Matrix)
     done: dict[str, list[Row] | str] = field(default_factory=dict)
     ready: dict[str, threading.Event] = field(default_factory=dict)
+    thread: threading.Thread | None = None  # running the prefetched backends
+    tmp: Path | None = None  # its own directory, when started before any fixture
 
     async def _run(self, backend: str) -> None:
         try:
@@ -86,24 +96,67 @@ class Interop:
         return found
 
 
-@pytest.fixture(scope="session")
-def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
-    tmp = tmp_path_factory.mktemp("interop")
-    try:
-        launcher = inspector_installed()
-    except Missing as exc:
-        pytest.fail(str(exc), pytrace=False)
+_EARLY: list[Interop | str] = []  # the matrix started at collection end (or why not)
+
+
+def _start(tmp: Path) -> tuple[Interop, threading.Thread]:
+    """A gateway for the matrix, and the thread running the wanted backends' rows."""
+    launcher = inspector_installed()
     server = Server(tmp, None, **GATEWAY_ENV)
     try:
         server.wait_ready()
-        gateway = Gateway(server.url, BOOT, tmp, inspector=launcher, node=node24())
-        found = Interop(gateway, server)
-        _RUN.append(found.matrix)
-        thread = found.prefetch(list(_WANTED), int(os.environ.get("MCPGW_INTEROP_PARALLEL", "2")))
+    except BaseException:
+        server.stop()
+        raise
+    gateway = Gateway(server.url, BOOT, tmp, inspector=launcher, node=node24())
+    found = Interop(gateway, server)
+    _RUN.append(found.matrix)
+    parallel = int(os.environ.get("MCPGW_INTEROP_PARALLEL", str(_PARALLEL)))
+    found.thread = found.prefetch(list(_WANTED), parallel)
+    return found, found.thread
+
+
+@pytest.fixture(scope="session")
+def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
+    if _EARLY:
+        early = _EARLY[0]
+        if isinstance(early, str):
+            pytest.fail(early, pytrace=False)
+        yield early
+        return  # stopped at session finish
+    try:
+        found, thread = _start(tmp_path_factory.mktemp("interop"))
+    except Missing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
         yield found
         thread.join(timeout=_BACKEND_TIMEOUT)
     finally:
-        server.stop()
+        found.server.stop()
+
+
+def _start_early(session: pytest.Session) -> None:
+    """Start the matrix now when the run holds other tests too (see the docstring)."""
+    selected = {item.path.parent == Path(__file__).parent for item in session.items}
+    if selected != {True, False} or os.environ.get("MCPGW_INTEROP_EARLY", "1") == "0":
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="mcpgw-interop-"))
+    try:
+        found, _ = _start(tmp)
+    except Exception as exc:  # each interop test fails with it; the others run
+        _EARLY.append(f"the interop matrix could not start: {exc}")
+        return
+    found.tmp = tmp
+    _EARLY.append(found)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for early in _EARLY:
+        if isinstance(early, Interop) and early.thread is not None:
+            early.thread.join(timeout=_BACKEND_TIMEOUT)
+            early.server.stop()
+            if early.tmp is not None and session.testsfailed == 0:
+                shutil.rmtree(early.tmp, ignore_errors=True)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -117,6 +170,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         backend = callspec.params.get("backend") if callspec is not None else None
         if isinstance(backend, str) and backend not in _WANTED:
             _WANTED.append(backend)
+    if _WANTED and not _EARLY:
+        _start_early(session)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
