@@ -244,8 +244,8 @@ class FastCall:
 
     @property
     def askable(self) -> bool:
-        """Not yet answered `input_required` early (see :class:`Asker`)."""
-        return self.parked is None
+        """Not parked waiting for its agent's retry (see :class:`Asker`)."""
+        return self.parked is None or not self.parked.awaiting_agent
 
     # --- questions for a 2026-07-28 agent (input_bridge.py) ---------------------------------
     async def _park(self, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> bool:

@@ -95,6 +95,12 @@ class FrontRelay:
         # bridge (sdk_input.py), as its round's stream may be gone by then.
         self.call: SdkCall | None = None
 
+    @property
+    def askable(self) -> bool:
+        """Not parked waiting for its agent's retry (relay.py's rule for questions asked
+        outside any call)."""
+        return self.call is None or not self.call.awaiting_agent
+
     async def request(self, method: str, params: Any) -> Any:
         if self.call is not None:
             return await self.call.ask(method, params)

@@ -74,6 +74,9 @@ class Parked:
     asked: dict[str, Any] = field(default_factory=dict, kw_only=True)
     pump: asyncio.Task[None] | None = field(default=None, kw_only=True)  # reads the call
     expiry: asyncio.TimerHandle | None = field(default=None, kw_only=True)
+    # Between `input_required` and the agent's retry: its agent was asked and its backend
+    # handler waits for that answer, so it is not who asks anything new meanwhile.
+    awaiting_agent: bool = field(default=False, kw_only=True)
 
     async def deliver(self, message: dict[str, Any]) -> None:
         """Take a JSON-RPC message for the backend (an answer to one of its requests, or
@@ -144,6 +147,7 @@ class InputBridge(Generic[C]):
         while len(self._calls) > _MAX_PENDING:
             self._expire(next(iter(self._calls)))
         call.expiry = asyncio.get_running_loop().call_later(timeout, self._expire, token)
+        call.awaiting_agent = True
         return {"resultType": "input_required", "inputRequests": requests, "requestState": token}
 
     def take(self, token: str, owner: tuple[str, str | None]) -> C | None:
@@ -152,6 +156,7 @@ class InputBridge(Generic[C]):
         if call is None or call.owner != owner:
             return None
         del self._calls[token]
+        call.awaiting_agent = False
         if call.expiry is not None:
             call.expiry.cancel()
         return call
@@ -180,6 +185,7 @@ class InputBridge(Generic[C]):
 
     async def close(self, call: C, reason: str) -> None:
         """Give up a pending call: stop reading it and cancel it at the backend."""
+        call.awaiting_agent = False
         if call.expiry is not None:
             call.expiry.cancel()
         if call.pump is not None:

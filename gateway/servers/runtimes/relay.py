@@ -36,6 +36,11 @@ class Relay(Protocol):
     async def request(self, method: str, params: Any) -> Any:
         """Send a server-to-client request (sampling, elicitation, roots); its typed result."""
 
+    @property
+    def askable(self) -> bool:
+        """False while the request waits for its agent's answer to an earlier question
+        (a 2026-07-28 call parked for its retry): a new question is another's."""
+
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         """Forward a log message notification."""
 
@@ -52,8 +57,7 @@ class Asker(Protocol):
 
     @property
     def askable(self) -> bool:
-        """False once the call's agent was answered early (a 2026 call parked for its
-        retry): a new question is then more likely another call's."""
+        """False while the call waits for its agent's retry (see :class:`Relay`)."""
 
 
 CURRENT_RELAY: ContextVar[Relay | None] = ContextVar("mcpgw_relay", default=None)
@@ -122,14 +126,17 @@ class Callers:
         # be the one it is about. A call parked for its agent's retry already asked its
         # agent and waits on the backend's question: the other call is the one asking.
         in_flight = len(self._relays) + len(self._calls)
-        open_calls = [call for call in self._calls.values() if call.askable]
-        if len(self._relays) + len(open_calls) == 1:
+        relays = [relay for relay in self._relays.values() if relay.askable]
+        calls = [call for call in self._calls.values() if call.askable]
+        if len(relays) + len(calls) == 1:
+            if relays:
+                return await relays[0].request(method, params)
+            return await calls[0].ask_outside(method, params)
+        if in_flight == 1:  # the parked call itself asks again: for its agent's retry
             for only in self._relays.values():
                 return await only.request(method, params)
-            return await open_calls[0].ask_outside(method, params)
-        if in_flight == 1:  # the parked call itself asks again: its retry follows it
             return await next(iter(self._calls.values())).ask_outside(method, params)
-        return self._missing(what, len(self._relays) + len(open_calls) or in_flight)
+        return self._missing(what, len(relays) + len(calls) or in_flight)
 
     async def sampling(
         self, context: Any, params: types.CreateMessageRequestParams
