@@ -96,6 +96,8 @@ class McpConnection:
             spec.name,
             lambda: self._spawn(self.ctx.on_list_changed(self.spec.name, announced=True)),
             lambda uri: self._spawn(self.ctx.on_resource_updated(self.spec.name, uri)),
+            # re-fetched, and announced to agents only if something changed
+            lambda: self._spawn(self.ctx.on_list_changed(self.spec.name)),
         )
 
     # --- lifecycle --------------------------------------------------------------------

@@ -43,12 +43,17 @@ class ListenStream:
         server: str,
         on_list_changed: Callable[[], None],
         on_resource_updated: Callable[[str], None],
+        on_gap: Callable[[], None] = lambda: None,
     ) -> None:
-        """``on_*`` are called on the stream's task: they must not block (spawn work)."""
+        """``on_*`` are called on the stream's task: they must not block (spawn work).
+        ``on_gap``: a stream is up after a time without one (the session's first, or
+        after one was lost), so what the server announced meanwhile was missed: the
+        lists are to be fetched again."""
         self.server = server
         self.ack_timeout = 10.0  # set by run()
         self.on_list_changed = on_list_changed
         self.on_resource_updated = on_resource_updated
+        self.on_gap = on_gap
         self.uris: set[str] = set()
         self._changed = asyncio.Event()
         self.version = 0  # counts the filter's changes
@@ -120,6 +125,8 @@ class ListenStream:
                         await self._pause(pause)
                     continue
                 self._settle(version)
+                if current is None:
+                    self.on_gap()
                 # Make before break: the old stream closes once the new one is
                 # acknowledged, so no moment goes without one (an event then may come
                 # twice; agents re-list or re-read, nothing is lost).

@@ -147,6 +147,15 @@ async def test_a_list_change_reaches_a_2025_client_of_mcpgw_connect(gateway: Ser
             await announced.wait()
 
 
+async def _heard(changes: Any, seconds: float) -> bool:
+    """Did a tools list change come on ``changes`` within ``seconds``?"""
+    with anyio.move_on_after(seconds):
+        async for event in changes:
+            if isinstance(event, ToolsListChanged):
+                return True
+    return False
+
+
 async def test_a_list_change_while_the_backend_stream_is_renewed_is_not_lost(
     gateway: Server,
 ) -> None:
@@ -159,6 +168,15 @@ async def test_a_list_change_while_the_backend_stream_is_renewed_is_not_lost(
         connect(url, mode="auto") as subscriber,
         listener.listen(tools_list_changed=True) as changes,
     ):
+        # First the gateway's own stream to the backend is up (acknowledged half a
+        # second after registration; an announcement before that is not heard).
+        with anyio.fail_after(10):
+            while True:
+                await listener.call_tool("announce", {})
+                if await _heard(changes, 0.3):
+                    break
+        while await _heard(changes, 0.5):  # drain the repeats
+            pass
 
         async def subscribe() -> None:
             async with subscriber.listen(resource_subscriptions=[WATCHED]):
@@ -172,3 +190,39 @@ async def test_a_list_change_while_the_backend_stream_is_renewed_is_not_lost(
                 async for event in changes:
                     if isinstance(event, ToolsListChanged):
                         break
+
+
+async def test_a_change_before_the_backend_stream_is_up_is_fetched_once_it_is(
+    server_factory: type[Server],
+) -> None:
+    """A 2026-07-28 backend announces only on listen streams. What it announced before
+    the gateway's stream was acknowledged (here: a tool added just after registration,
+    the stream acknowledged 2 s after it) was heard by nobody; the gateway fetches the
+    lists again once the stream is up, so the new tool reaches the catalog anyway."""
+    url, proc = _spawn("--ack-delay", "2")
+    try:
+        gateway = server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_ALLOW_PRIVATE_URLS="true")
+        gateway.wait_ready()
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as http:
+            r = await http.post(
+                "/api/v1/servers",
+                params={"wait": True},
+                json={"name": "slow", "type": "remote", "config": {"url": url}},
+            )
+            assert r.status_code == 201, r.text
+            async with connect(f"{gateway.url}/mcp/servers/slow", mode="auto") as agent:
+                grew = await agent.call_tool("grow", {})
+                assert grew.is_error is False, grew
+
+            async def tools() -> set[str]:
+                r = await http.get("/api/v1/servers/slow/tools")
+                assert r.status_code == 200, r.text
+                return {tool["name"] for tool in r.json()["items"]}
+
+            assert "grown" not in await tools()  # the announcement went unheard
+            with anyio.fail_after(10):
+                while "grown" not in await tools():
+                    await anyio.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
