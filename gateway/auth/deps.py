@@ -7,22 +7,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.auth.bearer import bearer_token
 from gateway.auth.principal import Principal
-from gateway.errors import Unauthenticated
 from gateway.state import get_state
 
 
 async def current_principal(request: Request) -> Principal:
     """Authenticate ``Authorization: Bearer <token>`` or answer 401."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <key>'")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthenticated("Authorization header must be 'Bearer <key>'")
-    if len(token) > 4096:
-        raise Unauthenticated("credential too long", code="invalid_api_key")
+    token = bearer_token(request.headers.get("authorization"))
     principal = await get_state(request).authenticator.authenticate(token)
     request.state.user_id = principal.user_id
     return principal

@@ -29,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.bearer import bearer_token
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
@@ -369,16 +370,9 @@ class McpFront:
 
     async def _authenticate(self, scope: Scope) -> Principal:
         header = _header(scope, b"authorization")
-        if not header:
-            if not self.settings.auth_required:
-                return await self._development_principal()
-            raise Unauthenticated(
-                "missing Authorization header; send 'Authorization: Bearer <key>'"
-            )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("Authorization header must be 'Bearer <key>'")
-        return await self.authenticator.authenticate(token.strip())
+        if not header and not self.settings.auth_required:
+            return await self._development_principal()
+        return await self.authenticator.authenticate(bearer_token(header))
 
     async def _development_principal(self) -> Principal:
         key = self.settings.bootstrap_api_key

@@ -145,3 +145,29 @@ async def test_the_sdk_transport_refusals_are_json(harness: AppHarness) -> None:
     r = await harness.client.get("/sse", headers={**headers, "host": "evil.example"})
     assert r.status_code == 421, r.text
     assert r.json()["code"] == "host_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("header", "code", "says"),
+    [
+        (None, "unauthenticated", "missing Authorization header"),
+        ("Basic abc", "unauthenticated", "must be 'Bearer <key>'"),
+        ("Bearer   ", "unauthenticated", "must be 'Bearer <key>'"),
+        ("Bearer " + "k" * 4097, "invalid_api_key", "credential too long"),
+    ],
+)
+async def test_rest_and_mcp_read_the_authorization_header_alike(
+    harness: AppHarness, header: str | None, code: str, says: str
+) -> None:
+    """One Bearer parser: the same refusal, code and message on REST and on `/mcp`."""
+    headers = {"Authorization": header} if header is not None else {}
+    rest = await harness.client.get("/api/v1/servers", headers=headers)
+    mcp = await harness.client.post(
+        "/mcp",
+        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        headers={**headers, "Accept": "application/json, text/event-stream"},
+    )
+    for answer in (rest, mcp):
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["code"] == code, answer.text
+        assert says in answer.json()["message"]
