@@ -23,6 +23,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from gateway.auth.principal import Principal
 from gateway.errors import AppError, NotFound
+from gateway.mcp.results import tool_error
 from sandboxes.models import Sandbox
 from sandboxes.providers.base import WORKSPACE, ExecResult
 from sandboxes.schemas import ExecRequestIn, SandboxCreate
@@ -200,17 +201,11 @@ TOOLS: dict[str, tuple[types.Tool, str, type[BaseModel]]] = {
 }
 
 
-def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=message)], is_error=True
-    )
-
-
 def _invalid(name: str, exc: ValidationError) -> types.CallToolResult:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
     )
-    return _error(f"invalid arguments for {name}: {problems}")
+    return tool_error(f"invalid arguments for {name}: {problems}")
 
 
 def _result(text: str, data: dict[str, Any], *, error: bool = False) -> types.CallToolResult:
@@ -292,9 +287,9 @@ class SandboxesMcp:
     ) -> types.CallToolResult:
         _, permission, model = TOOLS[name]
         if not principal.can(permission):
-            return _error(f"this key may not use {name} (needs {permission!r})")
+            return tool_error(f"this key may not use {name} (needs {permission!r})")
         if name == RUN_SKILL_SCRIPT and self.skill_files is None:
-            return _error(f"{name} is not available here (no skills pillar)")
+            return tool_error(f"{name} is not available here (no skills pillar)")
         try:
             args = model.model_validate(arguments)
         except ValidationError as exc:
@@ -302,7 +297,7 @@ class SandboxesMcp:
         try:
             return await self._run(principal, name, args, session_key)
         except AppError as exc:
-            return _error(f"{exc.code}: {exc.message}")
+            return tool_error(f"{exc.code}: {exc.message}")
 
     async def _sandbox(
         self, principal: Principal, args: BaseModel, session_key: str | None
@@ -356,7 +351,7 @@ class SandboxesMcp:
                     else args.content.encode()
                 )
             except ValueError:
-                return _error("content is not valid base64")
+                return tool_error("content is not valid base64")
             path = await service.write_file(principal, row.id, args.path, data)
             return _result(
                 f"wrote {len(data)} bytes to /workspace/{path}",
@@ -365,7 +360,7 @@ class SandboxesMcp:
         if name == SANDBOX_LIST_FILES:
             entries = await service.list_files(principal, row.id, args.path)
             if entries is None:
-                return _error(f"{args.path} is a file: read it with {SANDBOX_READ_FILE}")
+                return tool_error(f"{args.path} is a file: read it with {SANDBOX_READ_FILE}")
             listing = [
                 {"name": e.name, "path": e.path, "type": e.type, "size": e.size} for e in entries
             ]

@@ -182,12 +182,6 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=message)], is_error=True
-    )
-
-
 # --- the catalog --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SkillEntry:

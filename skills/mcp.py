@@ -37,6 +37,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.mcp import pages
+from gateway.mcp.results import tool_error
 from skills.catalog import (
     CATALOG_MAX_AGE,
     DIRECTORY,
@@ -53,7 +54,6 @@ from skills.catalog import (
     DirectoryParams,
     GetSkillParams,
     SkillEntry,
-    _error,
     build_entry,
     is_text,
     mime_type,
@@ -161,24 +161,24 @@ class SkillsMcp:
     ) -> types.CallToolResult:
         """Run LOAD_SKILL, READ_SKILL_FILE or LIST_SKILLS; bad input is a tool error."""
         if not principal.can("skills:read"):
-            return _error("this key may not read skills (needs 'skills:read')")
+            return tool_error("this key may not read skills (needs 'skills:read')")
         if name == LIST_SKILLS:
             return await self._list_tool(principal, arguments)
         skill = arguments.get("name")
         if not isinstance(skill, str) or not skill:
-            return _error(f"{name} needs 'name': a skill from LOAD_SKILL's description")
+            return tool_error(f"{name} needs 'name': a skill from LOAD_SKILL's description")
         if name == LOAD_SKILL:
             return await self._load(principal, skill)
         path = arguments.get("path")
         if not isinstance(path, str) or not path:
-            return _error("READ_SKILL_FILE needs 'path': a file LOAD_SKILL listed")
+            return tool_error("READ_SKILL_FILE needs 'path': a file LOAD_SKILL listed")
         problem = path_problem(path)
         if problem:
-            return _error(problem)
+            return tool_error(problem)
         try:
             _, data = await self.service.read_file(principal, skill, path)
         except (NotFound, Forbidden) as exc:
-            return _error(f"{exc.message}; LOAD_SKILL lists a skill's files")
+            return tool_error(f"{exc.message}; LOAD_SKILL lists a skill's files")
         if is_text(data):
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=data.decode())]
@@ -196,7 +196,7 @@ class SkillsMcp:
         try:
             view = await self.service.get(principal, name)
         except (NotFound, Forbidden):
-            return _error(f"no skill named {name!r}; LOAD_SKILL's description lists yours")
+            return tool_error(f"no skill named {name!r}; LOAD_SKILL's description lists yours")
         self.service.record_load(view.skill.name)
         files = [
             {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in view.files
@@ -231,11 +231,11 @@ class SkillsMcp:
         offset = arguments.get("offset", 0)
         limit = arguments.get("limit", 50)
         if not isinstance(query, str):
-            return _error("'query' must be a string")
+            return tool_error("'query' must be a string")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            return _error("'offset' must be a non-negative integer")
+            return tool_error("'offset' must be a non-negative integer")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
-            return _error("'limit' must be an integer from 1 to 100")
+            return tool_error("'limit' must be an integer from 1 to 100")
         words = query.lower().split()
         found = [
             {"name": e.name, "description": e.description}

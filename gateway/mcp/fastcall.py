@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.mcp.fastrelay import ask_agent, hand_over
 from gateway.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
+from gateway.mcp.results import tool_error_body
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -304,7 +305,7 @@ class FastCall:
 
     async def _finish_error(self, text: str) -> bool:
         """The call failed at the backend: a tool error result, as on the SDK path."""
-        result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True}
+        result = tool_error_body(text)
         if self.request.modern:
             result["resultType"] = "complete"
         await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})

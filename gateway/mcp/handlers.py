@@ -41,6 +41,7 @@ from gateway.mcp.meta import (
     resolve_mode,
     search_result,
 )
+from gateway.mcp.results import tool_error
 from gateway.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ToolSurface
@@ -74,11 +75,6 @@ def passthrough(exc: BackendError, code: int) -> MCPError:
     if isinstance(exc, BackendRequestError):
         return MCPError(exc.error.code, exc.error.message, exc.error.data)
     return MCPError(code, str(exc))
-
-
-def error_result(message: str) -> types.CallToolResult:
-    content: list[types.ContentBlock] = [types.TextContent(type="text", text=message)]
-    return types.CallToolResult(content=content, is_error=True)
 
 
 class FrontRelay:
@@ -317,7 +313,7 @@ class GatewayHandlers:
             index = self.view.tools_for(principal).index
             return search_result(index, arguments, await self._unlisted_index(principal))
         if not principal.can("tools:execute"):
-            return error_result("this key may not call tools (needs 'tools:execute')")
+            return tool_error("this key may not call tools (needs 'tools:execute')")
         if target is None and params.name == EXECUTE_TOOL:
             unpacked = execute_target(arguments)
             if isinstance(unpacked, types.CallToolResult):
@@ -378,7 +374,7 @@ class GatewayHandlers:
             # requestState): a protocol error, passed on as one.
             raise passthrough(exc, INVALID_PARAMS) from None
         except BackendError as exc:
-            return error_result(str(exc))  # unreachable or failing backend: a tool error
+            return tool_error(str(exc))  # unreachable or failing backend: a tool error
         finally:
             if self.record is not None:
                 self.record(server, "sdk", time.perf_counter() - started, ok)

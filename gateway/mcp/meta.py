@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from mcp import types
 
+from gateway.mcp.results import tool_error
 from gateway.mcp.search import ToolIndex
 
 SEARCH_TOOLS = "SEARCH_TOOLS"
@@ -64,10 +65,10 @@ def search_result(
     pillar tools its listing leaves out (``more``)."""
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
-        return _error("SEARCH_TOOLS needs a non-empty 'query' string")
+        return tool_error("SEARCH_TOOLS needs a non-empty 'query' string")
     limit = arguments.get("limit", 10)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
-        return _error("'limit' must be an integer from 1 to 50")
+        return tool_error("'limit' must be an integer from 1 to 50")
     matches = [
         {
             "name": tool.name,
@@ -98,16 +99,10 @@ def _merged(
 def execute_target(arguments: dict[str, Any]) -> tuple[str, dict[str, Any]] | types.CallToolResult:
     tool = arguments.get("tool")
     if not isinstance(tool, str) or not tool:
-        return _error("EXECUTE_TOOL needs the 'tool' name (find it with SEARCH_TOOLS)")
+        return tool_error("EXECUTE_TOOL needs the 'tool' name (find it with SEARCH_TOOLS)")
     inner = arguments.get("arguments", {})
     if not isinstance(inner, dict):
-        return _error("'arguments' must be an object")
+        return tool_error("'arguments' must be an object")
     if tool in META_NAMES:
-        return _error(f"{tool} cannot be called through EXECUTE_TOOL")
+        return tool_error(f"{tool} cannot be called through EXECUTE_TOOL")
     return tool, inner
-
-
-def _error(message: str) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=message)], is_error=True
-    )

@@ -22,6 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gateway.mcp.results import tool_error_body
 from gateway.observability.masking import MASK, mask_text
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pool import SessionPool
@@ -123,10 +124,6 @@ def _opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
             if m.get("type")
         )
     return config.get("isolation") == "none"
-
-
-def tool_error(message: str) -> dict[str, Any]:
-    return {"content": [{"type": "text", "text": message}], "isError": True}
 
 
 class ServerService:
@@ -575,13 +572,13 @@ class ServerService:
             body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         except BackendRequestError as exc:
             error = exc.error.model_dump(mode="json", exclude_none=True)
-            body = tool_error(
+            body = tool_error_body(
                 f"server {server!r} answered tool {tool_name!r} with JSON-RPC error "
                 f"{exc.error.code}: {exc.error.message}"
             )
             body["backend_error"] = error
         except BackendError as exc:
-            body = tool_error(str(exc))
+            body = tool_error_body(str(exc))
         body = dict(mask_result(body, runtime.spec.secret_values()))
         body.pop("resultType", None)
         body.setdefault("isError", False)
