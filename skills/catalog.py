@@ -16,6 +16,7 @@ import yaml
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
 
 from skills.models import Skill, SkillFile, SkillVersion
 from skills.validation import SKILL_MD
@@ -26,7 +27,6 @@ LOAD_SKILL = "LOAD_SKILL"
 READ_SKILL_FILE = "READ_SKILL_FILE"
 LIST_SKILLS = "LIST_SKILLS"
 TOOL_NAMES = frozenset({LOAD_SKILL, READ_SKILL_FILE, LIST_SKILLS})
-INVALID_PARAMS = -32602
 DIRECTORY = "inode/directory"
 # Re-read the catalog at least this often, for changes made through other replicas.
 CATALOG_MAX_AGE = 30.0

@@ -32,6 +32,7 @@ from mcp import types
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
@@ -41,7 +42,6 @@ from gateway.mcp.results import tool_error
 from skills.catalog import (
     CATALOG_MAX_AGE,
     DIRECTORY,
-    INVALID_PARAMS,
     LIST_PAGE,
     LIST_SKILLS,
     LOAD_SKILL,

@@ -28,7 +28,7 @@ from mcp.shared.subscriptions import (
     ResourceUpdated,
     ToolsListChanged,
 )
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.jsonrpc import INVALID_PARAMS, INVALID_REQUEST
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
@@ -57,7 +57,6 @@ log = logging.getLogger("gateway.mcp")
 
 PRINCIPAL_KEY = "mcpgw.principal"
 TARGET_KEY = "mcpgw.target"
-INVALID_REQUEST = -32600
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
 T = TypeVar("T")

@@ -12,10 +12,10 @@ import json
 from typing import TypeVar
 
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
 
 T = TypeVar("T")
 PAGE_SIZE = 500
-INVALID_PARAMS = -32602
 
 
 def encode(version: int, offset: int) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from mcp_types.jsonrpc import INVALID_REQUEST
 from starlette.types import Message, Send
 
-INVALID_REQUEST = -32600
 SERVER_ERROR = -32000  # JSON-RPC's implementation-defined server error range
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import CONNECTION_CLOSED
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.observability.masking import mask_structure, mask_text
@@ -41,7 +42,6 @@ from gateway.servers.runtimes.relay import (
 )
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 from gateway.servers.runtimes.sdk_client import (
-    CONNECTION_CLOSED,
     agent_input_round,
     all_pages,
     connection_lost,

@@ -26,8 +26,9 @@ from contextvars import ContextVar
 from typing import Any, Protocol
 
 from mcp import types
+from mcp_types.jsonrpc import METHOD_NOT_FOUND
 
-NO_CLIENT = -32601  # "method not found": nobody on this path can answer the request
+NO_CLIENT = METHOD_NOT_FOUND  # nobody on this path can answer the request
 
 
 class Relay(Protocol):

@@ -12,12 +12,12 @@ from typing import Any
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
+from mcp_types.jsonrpc import METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.servers.runtimes.base import BackendError
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
-CONNECTION_CLOSED = -32000
 # What the SDK client writes when it gives a request up because the connection (or
 # the request's stream) went away. Backends use -32000 for their own errors too
 # (it opens JSON-RPC's server-error range), so the code alone says nothing.
@@ -114,7 +114,7 @@ async def optional_listing(listing: Any, tolerate: bool) -> list[Any]:
     try:
         return list(await listing)
     except MCPError as exc:
-        if tolerate and exc.error.code == -32601:  # method not found: no such list
+        if tolerate and exc.error.code == METHOD_NOT_FOUND:  # method not found: no such list
             return []
         raise
 
