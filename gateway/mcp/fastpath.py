@@ -212,9 +212,8 @@ class FastPath:
                 return None
             server, tool = found
         runtime = self.servers.visible_runtime(principal, server)
-        direct = getattr(runtime, "direct_route", None)
         # The session of the agent's era where the backend keeps both (runtimes/dual.py).
-        route: DirectRoute | None = direct(modern=modern) if direct is not None else None
+        route = runtime.direct_route(modern=modern) if runtime is not None else None
         if route is None:
             return None
         return server, tool, route

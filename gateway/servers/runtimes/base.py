@@ -7,9 +7,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp import types
+
+if TYPE_CHECKING:
+    from gateway.servers.runtimes.direct import DirectRoute
 
 # Defined in core (the SSRF guard raises them too); re-exported: import them from here.
 from gateway.backend_errors import BackendError as BackendError
@@ -170,6 +173,10 @@ class ServerRuntime(Protocol):
 
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         """Subscribe to (or unsubscribe from) updates of one resource."""
+
+    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+        """The fast path's route to the backend session of the agent's era, while one is
+        connected over Streamable HTTP; None sends calls the SDK path."""
 
 
 async def _noop() -> None:

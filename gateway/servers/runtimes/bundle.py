@@ -9,9 +9,12 @@ inline definitions (run by the bundle) or registered servers (shared with them).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp import types
+
+if TYPE_CHECKING:
+    from gateway.servers.runtimes.direct import DirectRoute
 
 from gateway.servers.runtimes.base import (
     BackendUnavailable,
@@ -92,6 +95,10 @@ class BundleRuntime:
 
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         await self._owner_of(uri).subscribe(uri, subscribe, timeout)
+
+    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+        """None: a bundle's calls go through its members' sessions (the SDK path)."""
+        return None
 
     async def get_prompt(
         self, name: str, arguments: dict[str, str] | None, timeout: float

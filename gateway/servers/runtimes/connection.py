@@ -419,9 +419,8 @@ class McpConnection:
     ) -> types.CallToolResult:
         relay = CURRENT_RELAY.get()
         # Bound to this caller: the SDK reports progress from its reader task.
-        wants_progress = relay is not None and getattr(relay, "wants_progress", False)
-        progress = relay.progress if wants_progress else None  # type: ignore[union-attr]
-        retry = getattr(relay, "input_round", None)
+        progress = relay.progress if relay is not None and relay.wants_progress else None
+        retry = relay.input_round if relay is not None else None
 
         async def call(client: Client) -> Any:
             if retry is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:

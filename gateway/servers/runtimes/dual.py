@@ -118,7 +118,7 @@ class DualEraRuntime:
 
     async def _pick(self) -> McpConnection:
         relay = CURRENT_RELAY.get()
-        if relay is None or getattr(relay, "modern", True):
+        if relay is None or relay.modern:
             return self.modern
         if not self._optional:
             return self.legacy

@@ -31,8 +31,36 @@ from mcp_types.jsonrpc import METHOD_NOT_FOUND
 NO_CLIENT = METHOD_NOT_FOUND  # nobody on this path can answer the request
 
 
+class InputRound(Protocol):
+    """A 2026-07-28 agent's retry of a multi-round request: what it answered, passed on."""
+
+    @property
+    def input_responses(self) -> Any:
+        """The agent's `inputResponses`."""
+
+    @property
+    def request_state(self) -> Any:
+        """The `requestState` it returns."""
+
+    @property
+    def meta(self) -> Any:
+        """Its own per-request envelope (its capabilities: a `_meta` dict), if any."""
+
+
 class Relay(Protocol):
     """The agent-side peer a backend request is forwarded to."""
+
+    @property
+    def modern(self) -> bool:
+        """The agent speaks 2026-07-28 (no session to be asked on mid-call)."""
+
+    @property
+    def wants_progress(self) -> bool:
+        """It asked for progress (a progress token in its request's _meta)."""
+
+    @property
+    def input_round(self) -> InputRound | None:
+        """Its multi-round state, when a backend's input_required results pass to it."""
 
     async def request(self, method: str, params: Any) -> Any:
         """Send a server-to-client request (sampling, elicitation, roots); its typed result."""

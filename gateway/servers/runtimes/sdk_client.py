@@ -67,8 +67,9 @@ def forward_agent_capabilities(client: Client) -> None:
 
     def stamp(data: dict[str, Any], opts: Any) -> None:
         original(data, opts)
-        retry = getattr(CURRENT_RELAY.get(), "input_round", None)
-        agent_meta = getattr(retry, "meta", None) or {}
+        relay = CURRENT_RELAY.get()
+        retry = relay.input_round if relay is not None else None
+        agent_meta = (retry.meta if retry is not None else None) or {}
         if CLIENT_CAPABILITIES_META_KEY in agent_meta:
             meta = data.setdefault("params", {}).setdefault("_meta", {})
             meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
@@ -103,7 +104,7 @@ def agent_input_round(client: Client) -> Any:
     """The agent's 2026-07-28 multi-round state, when this request should pass
     `input_required` results through rather than answer them here."""
     relay = CURRENT_RELAY.get()
-    retry = getattr(relay, "input_round", None)
+    retry = relay.input_round if relay is not None else None
     if retry is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return None
     return retry
