@@ -47,6 +47,7 @@ from gateway.mcp.replies import (
     too_large,
     too_many_sessions,
 )
+from gateway.mcp.sdk_compat import live_server_session
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.view import CatalogView
 from gateway.observability.metrics import Metrics
@@ -352,11 +353,7 @@ class McpFront:
 
     def _known_session(self, session_id: str) -> bool:
         """A live 2025-11-25 session of the SDK's (SDK-internal: no public lookup)."""
-        for manager in self.managers.values():
-            transport = getattr(manager, "_server_instances", {}).get(session_id)
-            if transport is not None:
-                return not getattr(transport, "is_terminated", True)
-        return False
+        return any(live_server_session(m, session_id) for m in self.managers.values())
 
     def _input_schema(self, name: str) -> dict[str, Any] | None:
         """A tool's input schema from memory, so the SDK need not list every tool per call."""

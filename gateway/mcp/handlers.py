@@ -42,6 +42,7 @@ from gateway.mcp.meta import (
     search_result,
 )
 from gateway.mcp.results import tool_error
+from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ToolSurface
@@ -66,7 +67,7 @@ CallResult = types.CallToolResult | types.InputRequiredResult
 def _connection(ctx: Ctx) -> Any:
     """The agent's long-lived connection behind a per-request session (SDK-internal:
     the request context exposes only the per-request `ServerSession`)."""
-    return getattr(ctx.session, "_connection", None)
+    return agent_connection(ctx.session)
 
 
 def passthrough(exc: BackendError, code: int) -> MCPError:

@@ -12,9 +12,10 @@ still goes out (a server with a session acts on it).
 
 The SDK keeps each POST's abort scope in its transport (`_in_flight_posts`, what it
 uses for 2026-07-28); the transport is a local of the `streamable_http_client`
-generator, so it is found there. Should a later SDK rename either, the hook is not
-installed and calls behave as the SDK's own (tests/integration/mcp/
-test_cancellation.py fails then).
+generator, so it is found there (gateway/mcp/sdk_compat.py). Should a later SDK
+rename either, the hook is not installed and calls behave as the SDK's own
+(tests/unit/test_sdk_compat.py and tests/integration/mcp/test_cancellation.py fail
+then).
 """
 
 from __future__ import annotations
@@ -22,10 +23,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mcp.client.streamable_http import StreamableHTTPTransport
 from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification
+
+from gateway.mcp.sdk_compat import (
+    cancellation_hook,
+    http_transport,
+    in_flight_posts,
+    set_cancellation_hook,
+)
 
 log = logging.getLogger("gateway.servers")
 
@@ -33,11 +40,10 @@ log = logging.getLogger("gateway.servers")
 def abort_abandoned_posts(opened: Any) -> bool:
     """Make the transport of an entered ``streamable_http_client(...)`` context abort
     the POST of every request it is told to cancel; False if it could not be found."""
-    frame = getattr(getattr(opened, "gen", None), "ag_frame", None)
-    transport = frame.f_locals.get("transport") if frame is not None else None
-    posts = getattr(transport, "_in_flight_posts", None)
-    consume = getattr(transport, "_consume_modern_cancellation", None)
-    if not isinstance(transport, StreamableHTTPTransport) or posts is None or consume is None:
+    transport = http_transport(opened)
+    posts = in_flight_posts(transport) if transport is not None else None
+    consume = cancellation_hook(transport) if transport is not None else None
+    if transport is None or posts is None or consume is None:
         log.warning("cannot hook the SDK's HTTP transport: 2025 cancels keep their connection")
         return False
 
@@ -52,5 +58,5 @@ def abort_abandoned_posts(opened: Any) -> bool:
 
     # Per instance: the SDK's own transports elsewhere (agents, the stdio bridge) keep
     # its behaviour.
-    transport._consume_modern_cancellation = consume_cancellation  # type: ignore[method-assign]
+    set_cancellation_hook(transport, consume_cancellation)
     return True

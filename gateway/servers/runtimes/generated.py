@@ -17,6 +17,7 @@ from typing import Any
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 
+from gateway.mcp.sdk_compat import fastmcp_lowlevel
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
 
 _loaded: dict[tuple[str, int], Any] = {}
@@ -52,7 +53,7 @@ def load_server_object(spec: ServerSpec) -> Any:
 def as_sdk_server(obj: Any) -> Server[Any] | MCPServer:
     if isinstance(obj, MCPServer | Server):
         return obj
-    inner = getattr(obj, "_mcp_server", None)  # FastMCP keeps its low-level server here
+    inner = fastmcp_lowlevel(obj)
     if isinstance(inner, Server):
         return inner
     raise BackendUnavailable(

@@ -15,6 +15,12 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.jsonrpc import METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from gateway.mcp.sdk_compat import (
+    Stamp,
+    client_dispatcher,
+    dispatcher_closed,
+    wrap_request_stamp,
+)
 from gateway.servers.runtimes.base import BackendError
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
@@ -27,12 +33,12 @@ _SDK_STREAM_LOST_PREFIX = "SSE stream "
 
 def session_closed(client: Client) -> bool:
     """Has the session's read loop ended (process died, HTTP stream dropped)?"""
-    # The SDK exposes no public flag; its dispatcher keeps one. Missing → assume open.
+    # The SDK exposes no public flag; its dispatcher keeps one.
     try:
-        dispatcher = client.session._dispatcher
+        dispatcher = client_dispatcher(client.session)
     except (RuntimeError, AttributeError):
         return True
-    return bool(getattr(dispatcher, "_closed", False))
+    return dispatcher_closed(dispatcher)
 
 
 def describe(exc: BaseException) -> str:
@@ -62,19 +68,20 @@ def forward_agent_capabilities(client: Client) -> None:
     for the client that will actually answer."""
     if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return
-    session = client.session
-    original = session._stamp  # SDK-internal: the hook that writes the request envelope
 
-    def stamp(data: dict[str, Any], opts: Any) -> None:
-        original(data, opts)
-        relay = CURRENT_RELAY.get()
-        retry = relay.input_round if relay is not None else None
-        agent_meta = (retry.meta if retry is not None else None) or {}
-        if CLIENT_CAPABILITIES_META_KEY in agent_meta:
-            meta = data.setdefault("params", {}).setdefault("_meta", {})
-            meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
+    def wrap(original: Stamp) -> Stamp:
+        def stamp(data: dict[str, Any], opts: Any) -> None:
+            original(data, opts)
+            relay = CURRENT_RELAY.get()
+            retry = relay.input_round if relay is not None else None
+            agent_meta = (retry.meta if retry is not None else None) or {}
+            if CLIENT_CAPABILITIES_META_KEY in agent_meta:
+                meta = data.setdefault("params", {}).setdefault("_meta", {})
+                meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
 
-    session._stamp = stamp
+        return stamp
+
+    wrap_request_stamp(client.session, wrap)
 
 
 def tolerate_results(client: Client) -> None:
@@ -88,7 +95,7 @@ def tolerate_results(client: Client) -> None:
     """
     if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return
-    dispatcher = client.session._dispatcher  # SDK-internal: sends, and returns raw results
+    dispatcher = client_dispatcher(client.session)
     original = dispatcher.send_raw_request
 
     async def send_raw_request(method: str, params: Any, opts: Any = None) -> Any:
@@ -97,7 +104,7 @@ def tolerate_results(client: Client) -> None:
             raw["resultType"] = "complete"
         return raw
 
-    dispatcher.send_raw_request = send_raw_request  # type: ignore[method-assign]
+    dispatcher.send_raw_request = send_raw_request
 
 
 def agent_input_round(client: Client) -> Any:
