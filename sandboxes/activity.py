@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from gateway.batching import WriteBehind
 from gateway.db import Database, utcnow
 from sandboxes.repository import SandboxRepository
 
@@ -29,21 +30,24 @@ class Activity:
         # a measurement walks a workspace that sandboxed code fills: bounded, so that
         # settle() (shutdown) never waits on it forever
         self.measure_timeout = measure_timeout
-        self._pending: dict[str, tuple[datetime, int]] = {}
+        # sandbox id → (last used, execs not yet counted)
+        self._pending: WriteBehind[str, tuple[datetime, int]] = WriteBehind(
+            "sandbox activity", self._write, _later_with_counts_added
+        )
         self._measuring: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
 
     def touch(self, sandbox_id: str, execs: int = 0) -> None:
         """The sandbox was used now (``execs``: commands it ran)."""
-        _, before = self._pending.get(sandbox_id, (utcnow(), 0))
-        self._pending[sandbox_id] = (utcnow(), before + execs)
+        self._pending.note(sandbox_id, (utcnow(), execs))
 
     def forget(self, sandbox_id: str) -> None:
-        self._pending.pop(sandbox_id, None)
+        self._pending.forget(sandbox_id)
 
     def unwritten_execs(self, sandbox_id: str) -> int:
         """Execs not yet added to the row's ``exec_count``."""
-        return self._pending.get(sandbox_id, (None, 0))[1]
+        pending = self._pending.get(sandbox_id)
+        return pending[1] if pending is not None else 0
 
     def measure_soon(self, sandbox_id: str, measure: Callable[[], Awaitable[None]]) -> None:
         """Run ``measure`` in the background; once more afterwards if asked again meanwhile."""
@@ -73,14 +77,14 @@ class Activity:
 
     async def flush(self) -> None:
         """Write pending activity; what cannot be written stays for the next flush."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, {}
-        try:
-            async with self.db.session() as session:
-                await SandboxRepository(session).touch(batch)
-        except Exception:
-            log.warning("could not write sandbox activity; will retry", exc_info=True)
-            for key, (at, n) in batch.items():
-                _, more = self._pending.get(key, (at, 0))
-                self._pending[key] = (at, n + more)
+        await self._pending.flush()
+
+    async def _write(self, batch: dict[str, tuple[datetime, int]]) -> None:
+        async with self.db.session() as session:
+            await SandboxRepository(session).touch(batch)
+
+
+def _later_with_counts_added(
+    earlier: tuple[datetime, int], later: tuple[datetime, int]
+) -> tuple[datetime, int]:
+    return later[0], earlier[1] + later[1]

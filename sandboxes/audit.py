@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.batching import WriteBehind
 from gateway.db import Database, new_id, utcnow
 from gateway.observability.masking import SECRET_FIELD_NAMES, mask_text
 from sandboxes.models import SandboxEvent
@@ -66,7 +67,10 @@ class AuditTrail:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._pending: list[AuditRecord] = []
+        # by record id (unique: never merged), in the order recorded
+        self._pending: WriteBehind[str, AuditRecord] = WriteBehind(
+            "sandbox audit rows", self._write
+        )
 
     def record(self, rec: AuditRecord) -> None:
         log.info(
@@ -84,7 +88,7 @@ class AuditTrail:
                 **{f"detail_{k}": v for k, v in rec.detail.items()},
             },
         )
-        self._pending.append(rec)
+        self._pending.note(rec.id, rec)
 
     @property
     def pending(self) -> int:
@@ -92,26 +96,22 @@ class AuditTrail:
 
     async def flush(self) -> None:
         """Write queued rows; on failure they stay queued for the next try."""
-        if not self._pending:
-            return
-        batch, self._pending = self._pending, []
-        try:
-            async with self.db.session() as session:
-                session.add_all(
-                    SandboxEvent(
-                        id=r.id,
-                        sandbox_id=r.sandbox_id,
-                        user_id=r.user_id,
-                        action=r.action,
-                        command=r.command,
-                        path=r.path,
-                        exit_code=r.exit_code,
-                        duration_ms=r.duration_ms,
-                        detail=r.detail,
-                        at=r.at,
-                    )
-                    for r in batch
+        await self._pending.flush()
+
+    async def _write(self, batch: dict[str, AuditRecord]) -> None:
+        async with self.db.session() as session:
+            session.add_all(
+                SandboxEvent(
+                    id=r.id,
+                    sandbox_id=r.sandbox_id,
+                    user_id=r.user_id,
+                    action=r.action,
+                    command=r.command,
+                    path=r.path,
+                    exit_code=r.exit_code,
+                    duration_ms=r.duration_ms,
+                    detail=r.detail,
+                    at=r.at,
                 )
-        except Exception:
-            log.warning("could not write sandbox audit rows; will retry", exc_info=True)
-            self._pending = batch + self._pending
+                for r in batch.values()
+            )

@@ -8,8 +8,6 @@ a revoked key keeps working (a Redis event bus will shorten that to milliseconds
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from datetime import datetime
 from typing import TypeVar
@@ -17,10 +15,9 @@ from typing import TypeVar
 from gateway.auth.keys import hash_key
 from gateway.auth.principal import Principal
 from gateway.auth.service import IdentityService
+from gateway.batching import WriteBehind
 from gateway.db import utcnow
 from gateway.errors import Unauthenticated
-
-log = logging.getLogger("gateway.auth")
 
 _MAX_ENTRIES = 50_000
 _NEGATIVE_TTL = 2.0
@@ -42,7 +39,10 @@ class Authenticator:
         self.ttl = ttl_seconds
         self._hits: dict[str, tuple[Principal, float]] = {}
         self._misses: dict[str, tuple[Unauthenticated, float]] = {}
-        self._usage: dict[str, datetime] = {}
+        # key id → when it was last used, written to its row in batches
+        self._usage: WriteBehind[str, datetime] = WriteBehind(
+            "key usage", self.identity.record_key_use
+        )
         identity.on_key_revoked = self.forget_key
         identity.on_user_changed = self.forget_user
 
@@ -64,7 +64,7 @@ class Authenticator:
             if self.ttl > 0:
                 _remember(self._hits, digest, (principal, now + self.ttl))
         if principal.key_id is not None:
-            self._usage[principal.key_id] = utcnow()
+            self._usage.note(principal.key_id, utcnow())
         return principal
 
     def forget_key(self, key_id: str) -> None:
@@ -78,18 +78,8 @@ class Authenticator:
     # --- last-used bookkeeping, off the request path ----------------------------------
     async def flush_usage(self) -> None:
         """Write pending last-used times; keeps them for the next try if the write fails."""
-        if not self._usage:
-            return
-        pending, self._usage = self._usage, {}
-        try:
-            await self.identity.record_key_use(pending)
-        except Exception:
-            log.warning("could not record key usage; will retry", exc_info=True)
-            for key_id, when in pending.items():
-                self._usage.setdefault(key_id, when)
+        await self._usage.flush()
 
     async def run_usage_flusher(self, interval: float) -> None:
         """Flush every ``interval`` seconds until cancelled; shutdown then calls flush_usage."""
-        while True:
-            await asyncio.sleep(interval)
-            await self.flush_usage()
+        await self._usage.run(interval)
