@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__, migrate
+from gateway.asgi_replies import send_error
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import BootstrapOutcome, IdentityService
@@ -56,7 +57,7 @@ class _McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         front: McpFront | None = getattr(self.app.state, "mcp_front", None)
         if front is None:  # served outside the lifespan: nothing to talk to yet
-            await _mcp_unavailable(send)
+            await send_error(send, 503, "unavailable", "the gateway is starting or stopping")
             return
         await front(scope, receive, send)
 
@@ -96,13 +97,6 @@ class GatewayApp(FastAPI):
                     scope["path_params"] = {"name": name}
                     return await entry(scope, receive, send)
         await super().__call__(scope, receive, send)
-
-
-async def _mcp_unavailable(send: Send) -> None:
-    body = b'{"code":"unavailable","message":"the gateway is starting or stopping"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 _MCP_METHODS = frozenset({"GET", "POST", "DELETE"})

@@ -9,15 +9,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import re
 import time
-from typing import Any
 
+from mcp_types.jsonrpc import INVALID_REQUEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.asgi_replies import send_error, send_jsonrpc_error
 from gateway.observability.logging import reset_request_id, set_request_id
 
 access_log = logging.getLogger("gateway.access")
@@ -33,12 +33,6 @@ _ID_COUNTER = itertools.count(1)
 def new_request_id() -> str:
     """A request id unique across processes and restarts (32 hex characters)."""
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-
-
-def _json_body(status: int, code: str, message: str, **extra: Any) -> tuple[bytes, list[Any]]:
-    body = json.dumps({"code": code, "message": message, **extra}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return body, headers
 
 
 class RequestContextMiddleware:
@@ -76,16 +70,13 @@ class RequestContextMiddleware:
         except Exception:
             error_log.exception("unhandled error", extra={"path": scope.get("path")})
             if not response_started:
-                body, headers = _json_body(
+                await send_error(
+                    send_wrapper,
                     500,
                     "internal_error",
                     "the gateway hit an unexpected error; the request id identifies it in the logs",
                     request_id=request_id,
                 )
-                await send_wrapper(
-                    {"type": "http.response.start", "status": 500, "headers": headers}
-                )
-                await send({"type": "http.response.body", "body": body})
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 state = scope.get("state") or {}
@@ -112,16 +103,9 @@ class BodySizeLimitMiddleware:
         message = f"request body exceeds {self.max_bytes} bytes"
         if path == "/mcp" or path.startswith("/mcp/"):
             # MCP clients expect a JSON-RPC error object, whatever the HTTP status.
-            payload = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
-            body = json.dumps(payload).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ]
+            await send_jsonrpc_error(send, 413, INVALID_REQUEST, message)
         else:
-            body, headers = _json_body(413, "payload_too_large", message)
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            await send_error(send, 413, "payload_too_large", message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -132,9 +116,7 @@ class BodySizeLimitMiddleware:
                 try:
                     announced = int(value)
                 except ValueError:
-                    body, headers = _json_body(400, "bad_request", "invalid Content-Length")
-                    await send({"type": "http.response.start", "status": 400, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
+                    await send_error(send, 400, "bad_request", "invalid Content-Length")
                     return
                 if announced > self.max_bytes:
                     await self._reject(send, scope.get("path", ""))

@@ -17,6 +17,7 @@ from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
+from gateway.asgi_replies import send_json
 from gateway.mcp.fastrelay import ask_agent, hand_over
 from gateway.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.mcp.results import tool_error_body
@@ -27,7 +28,6 @@ from gateway.servers.runtimes.http_channel import ChannelError
 if TYPE_CHECKING:
     from gateway.mcp.fastpath import FastPath, FastRequest
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache, no-transform"),
@@ -312,13 +312,7 @@ class FastCall:
         return False
 
     async def _json(self, body: bytes, status: int = 200) -> None:
-        headers = [
-            *_JSON_HEADERS,
-            (b"content-length", str(len(body)).encode()),
-            *self.extra_headers,
-        ]
-        await self.send({"type": "http.response.start", "status": status, "headers": headers})
-        await self.send({"type": "http.response.body", "body": body})
+        await send_json(self.send, body, status, self.extra_headers)
 
     async def _stream(self, data: bytes) -> None:
         if self.parked is not None:  # the agent was answered early (fastrelay.py)
@@ -347,11 +341,3 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-
-
-async def send_json(send: Send, message: dict[str, Any], status: int = 200) -> None:
-    """A whole JSON response (no call behind it)."""
-    body = orjson.dumps(message)
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -38,8 +38,9 @@ from mcp_types.version import (
 )
 from starlette.types import Receive, Scope, Send
 
+from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
-from gateway.mcp.fastcall import FastCall, send_json
+from gateway.mcp.fastcall import FastCall
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.fastrelay import abandon, settle
 from gateway.mcp.input_bridge import InputBridge

@@ -28,6 +28,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
+from gateway.asgi_replies import send_error
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
 from gateway.auth.principal import Principal
@@ -41,7 +42,6 @@ from gateway.mcp.listen import GatewayListen
 from gateway.mcp.replies import (
     ambiguous_session,
     duplicate_id,
-    http_error,
     json_sdk_errors,
     session_not_found,
     too_large,
@@ -233,7 +233,7 @@ class McpFront:
         try:
             principal = await self._authenticate(scope)
         except Unauthenticated as exc:
-            await http_error(send, 401, exc.code, exc.message, {"www-authenticate": "Bearer"})
+            await send_error(send, 401, exc.code, exc.message, [(b"www-authenticate", b"Bearer")])
             return
         session_id, single = _session_header(scope)
         if not single:
@@ -245,7 +245,7 @@ class McpFront:
             await session_not_found(send)
             return
         if target is not None and self.servers.visible_runtime(principal, target) is None:
-            await http_error(send, 404, "server_not_found", f"no server named {target!r}")
+            await send_error(send, 404, "server_not_found", f"no server named {target!r}")
             return
         scope[PRINCIPAL_KEY] = principal
         scope[TARGET_KEY] = target

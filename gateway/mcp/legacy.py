@@ -16,8 +16,9 @@ from mcp.server.lowlevel import Server
 from mcp.server.sse import SseServerTransport
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.asgi_replies import send_error
 from gateway.auth.principal import Principal
-from gateway.mcp.replies import http_error, json_sdk_errors, too_many_sessions
+from gateway.mcp.replies import json_sdk_errors, too_many_sessions
 from gateway.mcp.sessions import CANONICAL_SSE_SESSION, SessionRegistry
 
 # The first event of the stream, as the SDK writes it: the POST endpoint with the id.
@@ -88,7 +89,7 @@ class LegacySse:
         query = scope.get("query_string", b"").decode("latin-1")
         ids = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "session_id"]
         if len(ids) != 1 or not CANONICAL_SSE_SESSION.fullmatch(ids[0]):
-            await http_error(
+            await send_error(
                 send,
                 400,
                 "invalid_session_id",
@@ -98,7 +99,7 @@ class LegacySse:
             return
         session_id = ids[0]
         if not self.sessions.owns(session_id, principal):
-            await http_error(send, 404, "session_not_found", "no such session")
+            await send_error(send, 404, "session_not_found", "no such session")
             return
         # The SDK parses the query string again: hand it exactly the id that was checked.
         checked = {**scope, "query_string": b"session_id=" + session_id.encode()}

@@ -15,37 +15,9 @@ import orjson
 from mcp_types.jsonrpc import INVALID_REQUEST
 from starlette.types import Message, Send
 
+from gateway.asgi_replies import send_error, send_jsonrpc_error
+
 SERVER_ERROR = -32000  # JSON-RPC's implementation-defined server error range
-
-
-async def http_error(
-    send: Send, status: int, code: str, message: str, extra: dict[str, str] | None = None
-) -> None:
-    """A gateway JSON error ``{code, message}`` with ``status``."""
-    body = orjson.dumps({"code": code, "message": message})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def jsonrpc_error(
-    send: Send,
-    status: int,
-    code: int,
-    message: str,
-    request_id: Any = None,
-    reason: str | None = None,
-) -> None:
-    """A JSON-RPC error object (for ``request_id``, else ``null``) with HTTP ``status``;
-    ``reason`` is the gateway's stable code, in ``error.data.code``."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if reason is not None:
-        error["data"] = {"code": reason}
-    body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": error})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def session_not_found(send: Send) -> None:
@@ -53,7 +25,7 @@ async def session_not_found(send: Send) -> None:
 
     One answer for all three, so it says nothing about sessions the caller does not own.
     """
-    await jsonrpc_error(
+    await send_jsonrpc_error(
         send,
         404,
         INVALID_REQUEST,
@@ -65,7 +37,7 @@ async def session_not_found(send: Send) -> None:
 
 async def ambiguous_session(send: Send) -> None:
     """400 for a request naming more than one session."""
-    await jsonrpc_error(
+    await send_jsonrpc_error(
         send,
         400,
         INVALID_REQUEST,
@@ -76,7 +48,7 @@ async def ambiguous_session(send: Send) -> None:
 
 async def too_large(send: Send, limit: int) -> None:
     """413 for a body over ``MCPGW_MAX_REQUEST_BYTES``."""
-    await jsonrpc_error(send, 413, INVALID_REQUEST, f"request body exceeds {limit} bytes")
+    await send_jsonrpc_error(send, 413, INVALID_REQUEST, f"request body exceeds {limit} bytes")
 
 
 async def duplicate_id(send: Send, request_id: Any) -> None:
@@ -85,7 +57,7 @@ async def duplicate_id(send: Send, request_id: Any) -> None:
     The error carries no id: one equal to the first request's could be taken for
     that request's answer, and the first request is still running and keeps its id.
     """
-    await jsonrpc_error(
+    await send_jsonrpc_error(
         send,
         400,
         INVALID_REQUEST,
@@ -99,7 +71,7 @@ async def too_many_sessions(
     send: Send, held: int, limit: int, idle_seconds: float, request_id: Any = None
 ) -> None:
     """429 for a new session over the key's ``MCPGW_MCP_MAX_SESSIONS_PER_KEY``."""
-    await jsonrpc_error(
+    await send_jsonrpc_error(
         send,
         429,
         SERVER_ERROR,
@@ -159,10 +131,10 @@ def json_sdk_errors(send: Send, method: str) -> Send:
 async def _sdk_error(send: Send, start: Message, text: str, method: str) -> None:
     status = int(start["status"])
     headers = start.get("headers", [])
-    extra = {}
+    extra: list[tuple[bytes, bytes]] = []
     if status == 405:
         allow = next((v.decode("latin-1") for k, v in headers if k.lower() == b"allow"), "POST")
-        extra["allow"] = allow
+        extra.append((b"allow", allow.encode("latin-1")))
         text = f"method {method} is not allowed here; use {allow}"
     message = (text.strip() or f"HTTP {status}") + _HINTS.get(status, "")
-    await http_error(send, status, _SDK_ERROR_CODES.get(status, "http_error"), message, extra)
+    await send_error(send, status, _SDK_ERROR_CODES.get(status, "http_error"), message, extra)
