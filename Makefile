@@ -33,6 +33,9 @@ serve: install  ## Run the gateway on 127.0.0.1:8000 (SQLite under ./.mcpgw)
 test: install  ## Run the whole test suite (SQLite and PostgreSQL, the interop matrix included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+test-fast: install  ## Unit and in-process tests only: no processes, Docker or registries (~1 min)
+	$(BIN)/pytest tests/unit tests/integration -m "not subprocess and not docker and not kube and not network" $(PYTEST_ARGS)
+
 interop: install  ## The interop matrix: every SDK x era x path x client (prints the table)
 	$(BIN)/pytest tests/interop $(PYTEST_ARGS)
 

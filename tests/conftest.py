@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -140,3 +141,46 @@ async def harness(database: Database, db_url: str, tmp_path: Path) -> AsyncItera
 
 
 from tests.support import server_factory  # noqa: E402, F401  (fixture re-exported for all tests)
+
+# --- markers: what a test module needs beyond this process -----------------------------
+# Read off each module's source (once per module), so a new test is classified without
+# anyone remembering to mark it: `make test-fast` runs what needs none of these.
+_NEEDS = {
+    "subprocess": (
+        "Server(",
+        "server_factory",
+        "spawn_http",
+        "subprocess",
+        "create_subprocess",
+        "stdio_client",
+        "bwrap",
+        "LocalProvider",
+        "git_server",
+    ),
+    "docker": ("docker",),
+    "kube": ("kubernetes", "kube_"),
+    "network": ("npx", "uvx", "npm ci", "node24", "chromium"),
+}
+_SLOW_DIRS = ("conformance", "e2e", "interop")  # always beyond this process
+_marks_by_module: dict[Path, set[str]] = {}
+
+
+def _module_needs(path: Path) -> set[str]:
+    found = _marks_by_module.get(path)
+    if found is None:
+        found = set()
+        if "unit" not in path.parts:  # unit tests run in this process by definition
+            text = path.read_text(encoding="utf-8") if path.suffix == ".py" else ""
+            found = {mark for mark, hints in _NEEDS.items() if any(h in text for h in hints)}
+            if re.search(r"\b(Server|MCPGW)\b", text):  # tests.support's gateway process
+                found.add("subprocess")
+        if any(part in _SLOW_DIRS for part in path.parts):
+            found.add("subprocess")
+        _marks_by_module[path] = found
+    return found
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in sorted(_module_needs(item.path)):
+            item.add_marker(mark)
