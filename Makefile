@@ -39,10 +39,11 @@ test-fast: install  ## Unit and in-process tests only: no processes, Docker or r
 interop: install  ## The interop matrix: every SDK x era x path x client (prints the table)
 	$(BIN)/pytest tests/interop $(PYTEST_ARGS)
 
-lint: install  ## ruff (lint + format check) and mypy
+lint: install  ## ruff (lint + format check), mypy and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install  ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -255,6 +255,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await start_state(settings)
         app.state.gw = state
+        # Each service under its name, for the routers' typed dependencies (provided.py).
+        for name in ("identity", "authenticator", "servers", "skills", "sandboxes"):
+            setattr(app.state, name, getattr(state, name))
         tasks = [
             asyncio.create_task(
                 state.authenticator.run_usage_flusher(settings.key_last_used_flush_seconds),

@@ -16,7 +16,7 @@ from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, AppError, error_responses
 from gateway.paging import Limit, Offset
-from gateway.state import get_state
+from gateway.provided import provided
 from sandboxes.models import Sandbox, SandboxTemplate
 from sandboxes.providers.base import ExecResult, Usage
 from sandboxes.schemas import (
@@ -46,7 +46,7 @@ PathQuery = Annotated[
 
 
 def _sandboxes(request: Request) -> SandboxService:
-    return get_state(request).sandboxes
+    return provided(request, "sandboxes", SandboxService)
 
 
 def sandbox_out(service: SandboxService, row: Sandbox, usage: Usage | None = None) -> SandboxOut:

@@ -11,7 +11,7 @@ from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
-from gateway.state import get_state
+from gateway.provided import provided
 from skills.importing import import_skills
 from skills.models import Skill, SkillVersion
 from skills.records import SkillView
@@ -65,7 +65,7 @@ _INLINE_TYPES = {
 
 
 def _skills(request: Request) -> SkillService:
-    return get_state(request).skills
+    return provided(request, "skills", SkillService)
 
 
 def _summary(row: Skill) -> SkillSummary:

@@ -26,7 +26,7 @@ from gateway.auth.schemas import (
 from gateway.auth.service import IdentityService, TeamView
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
-from gateway.state import get_state
+from gateway.provided import provided
 
 router = APIRouter(tags=["identity"])
 
@@ -35,7 +35,7 @@ ERRORS = ERROR_RESPONSES
 
 
 def _identity(request: Request) -> IdentityService:
-    return get_state(request).identity
+    return provided(request, "identity", IdentityService)
 
 
 def _team_out(view: TeamView) -> TeamOut:

@@ -7,15 +7,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
 from gateway.auth.principal import Principal
-from gateway.state import get_state
+from gateway.provided import provided
 
 
 async def current_principal(request: Request) -> Principal:
     """Authenticate ``Authorization: Bearer <token>`` or answer 401."""
     token = bearer_token(request.headers.get("authorization"))
-    principal = await get_state(request).authenticator.authenticate(token)
+    principal = await provided(request, "authenticator", Authenticator).authenticate(token)
     request.state.user_id = principal.user_id
     return principal
 

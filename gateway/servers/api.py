@@ -10,6 +10,7 @@ from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
+from gateway.provided import provided
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
     CatalogItemOut,
@@ -22,7 +23,6 @@ from gateway.servers.schemas import (
     ServerVersionOut,
 )
 from gateway.servers.service import ServerService, qualified
-from gateway.state import get_state
 
 router = APIRouter(tags=["servers"])
 
@@ -36,7 +36,7 @@ Wait = Annotated[
 
 
 def _servers(request: Request) -> ServerService:
-    return get_state(request).servers
+    return provided(request, "servers", ServerService)
 
 
 def _health(service: ServerService, row: McpServer) -> HealthOut:

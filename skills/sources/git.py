@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.servers.runtimes.base import BackendError
+from gateway.backend_errors import BackendError
 from gateway.ssrf import check_url
 from skills.sources.errors import (
     SourceError,
