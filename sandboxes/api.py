@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.auth.deps import CurrentPrincipal
-from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, AppError, error_responses
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
+from gateway.schemas import Page
 from sandboxes.models import Sandbox, SandboxTemplate
 from sandboxes.providers.base import ExecResult, Usage
 from sandboxes.schemas import (

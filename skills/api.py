@@ -8,10 +8,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from gateway.auth.deps import CurrentPrincipal
-from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
+from gateway.schemas import Page
 from skills.importing import import_skills
 from skills.models import Skill, SkillVersion
 from skills.records import SkillView

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from gateway.auth.schemas import Strict
+from gateway.schemas import Strict
 
 Visibility = Literal["private", "team", "public"]
 

@@ -14,7 +14,6 @@ from gateway.auth.schemas import (
     Me,
     MemberAdd,
     MemberOut,
-    Page,
     TeamCreate,
     TeamOut,
     TeamRef,
@@ -27,6 +26,7 @@ from gateway.auth.service import IdentityService, TeamView
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
+from gateway.schemas import Page
 
 router = APIRouter(tags=["identity"])
 

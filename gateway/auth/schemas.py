@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.auth.rbac import Role, validate_scope
+from gateway.schemas import Strict
 
 T = TypeVar("T")
 
@@ -17,19 +18,6 @@ _TEAM_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 Scope = Annotated[str, AfterValidator(validate_scope)]
 InterfaceMode = Literal["list", "search_execute", "auto"]
-
-
-class Strict(BaseModel):
-    """Request bodies reject unknown fields: a typo must not be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class Page(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 # --- users ----------------------------------------------------------------------------

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth.deps import CurrentPrincipal
-from gateway.auth.schemas import Page
 from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
+from gateway.schemas import Page
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
     CatalogItemOut,

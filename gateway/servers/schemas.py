@@ -16,9 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.auth.schemas import Strict
 from gateway.errors import InvalidInput
 from gateway.procenv import check_env
+from gateway.schemas import Strict
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
 ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]

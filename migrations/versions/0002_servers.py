@@ -101,7 +101,26 @@ def upgrade() -> None:
 def _seed_essentials() -> None:
     """Register the built-in essentials bundle on a fresh install (once: an admin who
     removes it keeps it removed)."""
-    from gateway.servers.essentials import ESSENTIALS_CONFIG, ESSENTIALS_DESCRIPTION
+    # Frozen here as they were at this revision: a migration must not change when the
+    # live code does (gateway/servers/essentials holds today's values).
+    essentials_config = {
+        "members": [
+            {
+                "name": name,
+                "type": "generated",
+                "config": {
+                    "module": f"gateway.servers.essentials.{name}:server",
+                    "attribute": "server",
+                },
+            }
+            for name in ("calculator", "git", "documents")
+        ]
+    }
+    essentials_description = (
+        "Built-in tools that need no network: exact calculator (arithmetic, statistics, "
+        "unit conversion), read-only git over MCPGW_GIT_ROOTS, and deterministic "
+        "HTML/PDF/DOCX documents."
+    )
 
     now = datetime.now(UTC).replace(tzinfo=None)
     servers = sa.table(
@@ -136,9 +155,9 @@ def _seed_essentials() -> None:
                 "id": server_id,
                 "name": "essentials",
                 "type": "bundle",
-                "config": ESSENTIALS_CONFIG,
+                "config": essentials_config,
                 "env": {},
-                "description": ESSENTIALS_DESCRIPTION,
+                "description": essentials_description,
                 "tags": ["builtin"],
                 "enabled": True,
                 "version": 1,
@@ -155,7 +174,7 @@ def _seed_essentials() -> None:
                 "id": str(uuid.uuid4()),
                 "server_id": server_id,
                 "version": 1,
-                "snapshot": {"type": "bundle", "config": ESSENTIALS_CONFIG},
+                "snapshot": {"type": "bundle", "config": essentials_config},
                 "summary": "built-in bundle installed",
                 "changed_at": now,
             }
