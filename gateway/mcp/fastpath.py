@@ -46,6 +46,7 @@ from gateway.mcp.fastrelay import abandon, settle
 from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
+from gateway.servers.calls import find_target
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError
 from gateway.servers.service import ServerService
@@ -203,21 +204,16 @@ class FastPath:
             return None
         if not principal.can("tools:execute"):
             return None  # the SDK path words the refusal
-        if target is not None:
-            server, tool = target, name
-            if self.view.server_schema(server, tool) is None:  # a dict lookup, not a scan
-                return None
-        else:
-            found = self.view.tools_for(principal).by_name.get(name)
-            if found is None:
-                return None
-            server, tool = found
-        runtime = self.servers.visible_runtime(principal, server)
+        found = find_target(self.servers, principal, name, target)
+        # A tool the catalog lists (a dict lookup): an unknown one goes the SDK path,
+        # which passes the backend's own error on.
+        if found is None or self.view.server_schema(found.server, found.tool) is None:
+            return None
         # The session of the agent's era where the backend keeps both (runtimes/dual.py).
-        route = runtime.direct_route(modern=modern) if runtime is not None else None
+        route = found.runtime.direct_route(modern=modern)
         if route is None:
             return None
-        return server, tool, route
+        return found.server, found.tool, route
 
     # --- serving ------------------------------------------------------------------------
     async def serve(

@@ -47,9 +47,10 @@ from gateway.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ToolSurface
 from gateway.mcp.view import CatalogView
+from gateway.servers.calls import find_target, split_qualified
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
-from gateway.servers.service import ServerService, mask_result, split_qualified
+from gateway.servers.service import ServerService, mask_result
 
 if TYPE_CHECKING:
     from skills.mcp import SkillsMcp
@@ -325,17 +326,10 @@ class GatewayHandlers:
                 )
             params = params.model_copy(update={"name": unpacked[0]})
             arguments = unpacked[1]
-        if target is not None:
-            server, tool = target, params.name
-        else:
-            found = self.view.tools_for(principal).by_name.get(params.name)
-            if found is None:
-                try:
-                    found = split_qualified(params.name)
-                except Exception:
-                    raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}") from None
-            server, tool = found
-        runtime = self._runtime(principal, server, f"tool {params.name!r}")
+        found = find_target(self.servers, principal, params.name, target)
+        if found is None:
+            raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}")
+        server, tool, runtime = found.server, found.tool, found.runtime
         secrets = runtime.spec.secret_values()
         relay = FrontRelay(ctx, params)
         if not relay.modern:

@@ -1,7 +1,8 @@
 """What one caller sees through `/mcp`: the tools of the servers it may use, namespaced.
 
 Built from the in-memory catalog, cached per (catalog version, visible servers),
-so `tools/list` and the name lookup in `tools/call` never touch the database.
+so `tools/list` never touches the database (a call's name is resolved by
+gateway/servers/calls.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from mcp import types
 
 from gateway.auth.principal import Principal
 from gateway.mcp.search import ToolIndex
-from gateway.servers.service import ServerService, can_see, qualified
+from gateway.servers.calls import qualified
+from gateway.servers.service import ServerService, can_see
 
 
 @dataclass
@@ -21,7 +23,6 @@ class ToolView:
     """The aggregated tool list for one set of visible servers."""
 
     tools: list[types.Tool]
-    by_name: dict[str, tuple[str, str]]  # qualified name → (server, original tool name)
     schemas: dict[str, dict[str, Any]]  # qualified name → input schema
     _index: ToolIndex | None = None
 
@@ -69,7 +70,6 @@ class CatalogView:
 
     def _build(self, names: list[str]) -> ToolView:
         tools: list[types.Tool] = []
-        by_name: dict[str, tuple[str, str]] = {}
         schemas: dict[str, dict[str, Any]] = {}
         catalogs = self.servers.catalogs
         for server in names:
@@ -78,10 +78,9 @@ class CatalogView:
                 continue
             for tool in sorted(catalog.tools, key=lambda t: t.name):
                 name = qualified(server, tool.name)
-                by_name[name] = (server, tool.name)
                 schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
-        return ToolView(tools, by_name, schemas)
+        return ToolView(tools, schemas)
 
     def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
         """One server's tool schema by its original name (cached per catalog version)."""

@@ -11,6 +11,7 @@ from gateway.errors import ERROR_RESPONSES, error_responses
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
+from gateway.servers.calls import qualified
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
     CatalogItemOut,
@@ -22,7 +23,7 @@ from gateway.servers.schemas import (
     ServerUpdate,
     ServerVersionOut,
 )
-from gateway.servers.service import ServerService, qualified
+from gateway.servers.service import ServerService
 
 router = APIRouter(tags=["servers"])
 

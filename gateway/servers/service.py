@@ -24,6 +24,7 @@ from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.mcp.results import tool_error_body
 from gateway.observability.masking import MASK, mask_text
+from gateway.servers.calls import CallTarget, resolve_target
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
@@ -41,26 +42,10 @@ from gateway.ssrf import check_url
 
 log = logging.getLogger("gateway.servers")
 
-TOOL_SEPARATOR = "__"
-
 
 def can_see(principal: Principal, team_id: str | None) -> bool:
     """Team-scoped servers are for their team (and admins); the rest for everyone."""
     return team_id is None or principal.is_admin or team_id in principal.team_ids
-
-
-def qualified(server: str, tool: str) -> str:
-    return f"{server}{TOOL_SEPARATOR}{tool}"
-
-
-def split_qualified(name: str) -> tuple[str, str]:
-    server, sep, tool = name.partition(TOOL_SEPARATOR)
-    if not sep or not server or not tool:
-        raise InvalidInput(
-            f"tool {name!r} must be '<server>__<tool>'",
-            errors=[{"field": "tool", "message": "expected '<server>__<tool>'"}],
-        )
-    return server, tool
 
 
 def _digest(definition: dict[str, Any]) -> str:
@@ -542,11 +527,9 @@ class ServerService:
             log.debug("could not persist health", exc_info=True)
 
     # --- calling ----------------------------------------------------------------------
-    def runtime_for(self, principal: Principal, server: str) -> ServerRuntime:
-        runtime = self.visible_runtime(principal, server)
-        if runtime is None:
-            raise NotFound(f"no enabled server named {server!r}", code="tool_not_found")
-        return runtime
+    def resolve(self, principal: Principal, name: str, server: str | None = None) -> CallTarget:
+        """What a call of ``name`` by ``principal`` reaches (see calls.py)."""
+        return resolve_target(self, principal, name, server)
 
     async def execute(
         self,
@@ -562,8 +545,8 @@ class ServerService:
         programs, in ``backend_error`` (what `/mcp` passes on as the JSON-RPC error).
         """
         principal.require("tools:execute")
-        server, tool_name = split_qualified(tool)
-        runtime = self.runtime_for(principal, server)
+        target = self.resolve(principal, tool)
+        server, tool_name, runtime = target.server, target.tool, target.runtime
         started = time.perf_counter()
         try:
             result: types.CallToolResult = await runtime.call_tool(

@@ -1,0 +1,87 @@
+"""The one resolution of a tool call's name: which server, which of its tools, which runtime.
+
+REST `tools/execute`, the `/mcp` SDK handlers (EXECUTE_TOOL included) and the fast
+path all resolve through :func:`find_target`, so they agree on what a caller may call:
+on `/mcp` a name is `{server}__{tool}`, on `/mcp/servers/{name}` the server's own tool
+name; the server must be enabled and visible to the caller (team-scoped servers are
+for their team and admins). Whether the tool exists is the backend's to say (the
+SDK path passes its error on); the fast path also wants the tool in the catalog,
+which is its own eligibility check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.auth.principal import Principal
+from gateway.errors import InvalidInput, NotFound
+from gateway.servers.runtimes.base import ServerRuntime
+
+if TYPE_CHECKING:
+    from gateway.servers.service import ServerService
+
+TOOL_SEPARATOR = "__"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTarget:
+    """A resolved call: the gateway's name for the server, the backend's own tool name,
+    and the runtime that reaches the backend."""
+
+    server: str
+    tool: str
+    runtime: ServerRuntime
+
+
+def qualified(server: str, tool: str) -> str:
+    """A server's tool (or prompt) as named on `/mcp`."""
+    return f"{server}{TOOL_SEPARATOR}{tool}"
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    """``{server}__{tool}`` as (server, tool); None when it is not of that shape."""
+    server, sep, tool = name.partition(TOOL_SEPARATOR)
+    if not sep or not server or not tool:
+        return None
+    return server, tool
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """:func:`split_name`, or InvalidInput (422, field ``tool``) for another shape."""
+    parts = split_name(name)
+    if parts is None:
+        raise InvalidInput(
+            f"tool {name!r} must be '<server>__<tool>'",
+            errors=[{"field": "tool", "message": "expected '<server>__<tool>'"}],
+        )
+    return parts
+
+
+def find_target(
+    servers: ServerService, principal: Principal, name: str, server: str | None = None
+) -> CallTarget | None:
+    """The target of a call of ``name`` (on ``server``'s own endpoint when given), or None
+    when ``principal`` can call no such thing."""
+    if server is None:
+        parts = split_name(name)
+        if parts is None:
+            return None
+        server, name = parts
+    runtime = servers.visible_runtime(principal, server)
+    if runtime is None:
+        return None
+    return CallTarget(server, name, runtime)
+
+
+def resolve_target(
+    servers: ServerService, principal: Principal, name: str, server: str | None = None
+) -> CallTarget:
+    """:func:`find_target`, or why not: InvalidInput for a name that is not
+    ``{server}__{tool}``, NotFound (`tool_not_found`) for a server the caller cannot use."""
+    if server is None:
+        server, name = split_qualified(name)
+    found = find_target(servers, principal, name, server)
+    if found is None:
+        raise NotFound(f"no enabled server named {server!r}", code="tool_not_found")
+    return found
