@@ -1,0 +1,113 @@
+"""Which `tools/call` the fast path takes (FastPath._route), table-driven.
+
+A wrong "not eligible" costs no correctness, only speed (the SDK path answers), so
+nothing else would catch it: each row names a call and whether it gets a direct
+route. The real FastPath and Principal; stand-ins for the three things `_route` asks
+of pillar 1 (who may use which server, which tools the catalog lists, the runtime's
+route for the agent's era).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.auth.principal import Principal
+from gateway.mcp.fastpath import FastPath
+
+ROUTE = object()  # a runtime's direct route (its identity is what the test checks)
+
+
+class Runtime:
+    def __init__(self, team: str | None = None, http: bool = True, eras: str = "both") -> None:
+        self.team, self.http, self.eras = team, http, eras
+
+    def direct_route(self, *, modern: bool = True) -> Any:
+        if not self.http:
+            return None  # stdio, docker, legacy SSE: the SDK path
+        if self.eras != "both" and (self.eras == "2026") != modern:
+            return None  # no session of the agent's era
+        return ROUTE
+
+
+RUNTIMES = {
+    "http": Runtime(),
+    "stdio": Runtime(http=False),
+    "team": Runtime(team="t1"),
+    "only2026": Runtime(eras="2026"),
+}
+CATALOG = {("http", "echo"), ("stdio", "echo"), ("team", "echo"), ("only2026", "echo")}
+
+
+class Servers:
+    def visible_runtime(self, principal: Principal, name: str) -> Runtime | None:
+        runtime = RUNTIMES.get(name)
+        if runtime is None or not (
+            runtime.team is None or principal.is_admin or runtime.team in principal.team_ids
+        ):
+            return None
+        return runtime
+
+
+class View:
+    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
+        return {"type": "object"} if (server, tool) in CATALOG else None
+
+
+def _principal(role: str = "developer", scopes: tuple[str, ...] = ("*",)) -> Principal:
+    return Principal("u", "u@x", "u", role, "k", scopes)
+
+
+DEV = _principal()
+VIEWER = _principal("viewer")
+READ_ONLY_KEY = _principal(scopes=("tools:read",))
+
+
+@pytest.mark.parametrize(
+    ("principal", "target", "name", "modern", "eligible"),
+    [
+        (DEV, None, "http__echo", True, True),
+        (DEV, None, "http__echo", False, True),
+        (DEV, "http", "echo", True, True),  # /mcp/servers/http
+        (DEV, None, "http__nope", True, False),  # not in the catalog: the SDK path words it
+        (DEV, "http", "nope", True, False),
+        (DEV, None, "stdio__echo", True, False),  # no HTTP route to it
+        (DEV, None, "team__echo", True, False),  # another team's server
+        (DEV, None, "only2026__echo", True, True),
+        (DEV, None, "only2026__echo", False, False),  # no session of the 2025 era
+        (DEV, None, "missing__echo", True, False),
+        (DEV, None, "noseparator", True, False),
+        (DEV, None, "SEARCH_TOOLS", True, False),  # meta-tools are the front's
+        (DEV, None, "EXECUTE_TOOL", True, False),
+        (VIEWER, None, "http__echo", True, False),  # no tools:execute: the SDK path refuses
+        (READ_ONLY_KEY, None, "http__echo", True, False),
+    ],
+)
+def test_route(
+    principal: Principal, target: str | None, name: str, modern: bool, eligible: bool
+) -> None:
+    fast = FastPath(
+        Servers(),  # type: ignore[arg-type]
+        View(),  # type: ignore[arg-type]
+        allowed_hosts=["*"],
+        allowed_origins=["*"],
+        known_session=lambda _: True,
+    )
+    routed = fast._route(principal, target, name, modern)
+    assert (routed is not None) == eligible, routed
+    if routed is not None:
+        server, tool, route = routed
+        assert route is ROUTE
+        assert (server, tool) == ((target, name) if target else tuple(name.split("__", 1)))
+
+
+def test_an_admin_reaches_every_teams_server() -> None:
+    fast = FastPath(
+        Servers(),  # type: ignore[arg-type]
+        View(),  # type: ignore[arg-type]
+        allowed_hosts=["*"],
+        allowed_origins=["*"],
+        known_session=lambda _: True,
+    )
+    assert fast._route(_principal("admin"), None, "team__echo", True) is not None
