@@ -121,6 +121,9 @@ class Gateway:
         return totals
 
 
+_TIMED_OUT = f"no answer within {CELL_TIMEOUT:.0f} s"
+
+
 async def _cell(ctx: Ctx, feature: str) -> Cell:
     dialect_unsupported = ctx.memo["dialect"].unsupported
     if feature in dialect_unsupported:
@@ -133,7 +136,7 @@ async def _cell(ctx: Ctx, feature: str) -> Cell:
     except NotApplicable as exc:
         return Cell("n/a", str(exc))
     except TimeoutError:
-        reason = f"no answer within {CELL_TIMEOUT:.0f} s"
+        reason = _TIMED_OUT
     except Exception as exc:
         reason = _describe(exc)
     route = "+".join(sorted(set(ctx.agent.routes[before:])))
@@ -201,16 +204,26 @@ async def direct_rows(backend: Backend) -> list[Row]:
         # A server that did not even connect says nothing of what it can do; it is
         # usually a slow start (`npx` on a loaded machine): once more before that
         # failure becomes this era's baseline (and every cell of it n/a).
-        for _ in range(2):
-            row = Row(backend.name, backend.sdk, "mcp-sdk", era, "direct")
+        def agent() -> SdkAgent:
             stdio = backend.stdio()
             if stdio is not None:
-                agent: SdkAgent = SdkAgent(stdio=stdio, mode=mode)
-            else:
-                agent = sdk_agent(backend.url, mode, sse=backend.transport == "sse")
-            await run_row(row, backend, agent, FEATURES, direct=True)
+                return SdkAgent(stdio=stdio, mode=mode)
+            return sdk_agent(backend.url, mode, sse=backend.transport == "sse")
+
+        for _ in range(2):
+            row = Row(backend.name, backend.sdk, "mcp-sdk", era, "direct")
+            await run_row(row, backend, agent(), FEATURES, direct=True)
             if not all(c.reason.startswith("connection:") for c in row.cells.values()):
                 break
+        # A cell the backend fails is n/a through the gateway: one that missed its
+        # deadline is tried once more first, so that load alone does not make it so.
+        failing = [
+            f for f, c in row.cells.items() if c.status == "fail" and c.reason == _TIMED_OUT
+        ]
+        if failing and len(failing) < len(row.cells):
+            again = Row(row.backend, row.sdk, row.client, row.era, row.path)
+            await run_row(again, backend, agent(), failing, direct=True)
+            _take_retried(row, again, failing)
         return row
 
     # One era after the other: the feature servers keep some state per process (what
@@ -312,11 +325,16 @@ async def retry_failures(
             continue
         again = Row(row.backend, row.sdk, row.client, row.era, row.path)
         await counted(gateway, backend, run_row(again, backend, remake(), failing))
-        for feature in failing:
-            cell = again.cells.get(feature)
-            if cell is not None and cell.status == "pass":
-                cell.retried = row.cells[feature].reason
-                row.cells[feature] = cell
+        _take_retried(row, again, failing)
+
+
+def _take_retried(row: Row, again: Row, failing: list[str]) -> None:
+    """The cells of ``failing`` that passed in ``again``, into ``row`` (marked retried)."""
+    for feature in failing:
+        cell = again.cells.get(feature)
+        if cell is not None and cell.status == "pass":
+            cell.retried = row.cells[feature].reason
+            row.cells[feature] = cell
 
 
 def apply_baseline(rows: list[Row], baseline: list[Row]) -> None:
