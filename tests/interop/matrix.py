@@ -217,9 +217,7 @@ async def direct_rows(backend: Backend) -> list[Row]:
                 break
         # A cell the backend fails is n/a through the gateway: one that missed its
         # deadline is tried once more first, so that load alone does not make it so.
-        failing = [
-            f for f, c in row.cells.items() if c.status == "fail" and c.reason == _TIMED_OUT
-        ]
+        failing = [f for f, c in row.cells.items() if c.status == "fail" and c.reason == _TIMED_OUT]
         if failing and len(failing) < len(row.cells):
             again = Row(row.backend, row.sdk, row.client, row.era, row.path)
             await run_row(again, backend, agent(), failing, direct=True)
