@@ -59,6 +59,16 @@ def _principal(role: str = "developer", scopes: tuple[str, ...] = ("*",)) -> Pri
     return Principal("u", "u@x", "u", role, "k", scopes)
 
 
+def _fast() -> FastPath:
+    return FastPath(
+        Servers(),  # type: ignore[arg-type]
+        View(),  # type: ignore[arg-type]
+        allowed_hosts=["*"],
+        allowed_origins=["*"],
+        known_session=lambda _: True,
+    )
+
+
 DEV = _principal()
 VIEWER = _principal("viewer")
 READ_ONLY_KEY = _principal(scopes=("tools:read",))
@@ -87,13 +97,7 @@ READ_ONLY_KEY = _principal(scopes=("tools:read",))
 def test_route(
     principal: Principal, target: str | None, name: str, modern: bool, eligible: bool
 ) -> None:
-    fast = FastPath(
-        Servers(),  # type: ignore[arg-type]
-        View(),  # type: ignore[arg-type]
-        allowed_hosts=["*"],
-        allowed_origins=["*"],
-        known_session=lambda _: True,
-    )
+    fast = _fast()
     routed = fast._route(principal, target, name, modern)
     assert (routed is not None) == eligible, routed
     if routed is not None:
@@ -103,11 +107,5 @@ def test_route(
 
 
 def test_an_admin_reaches_every_teams_server() -> None:
-    fast = FastPath(
-        Servers(),  # type: ignore[arg-type]
-        View(),  # type: ignore[arg-type]
-        allowed_hosts=["*"],
-        allowed_origins=["*"],
-        known_session=lambda _: True,
-    )
+    fast = _fast()
     assert fast._route(_principal("admin"), None, "team__echo", True) is not None
