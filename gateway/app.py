@@ -29,8 +29,10 @@ from gateway.errors import document_error_responses, install_error_handlers
 from gateway.health import router as health_router
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.observability.metrics import Metrics
 from gateway.servers.api import router as servers_router
 from gateway.servers.monitor import run_monitor
+from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
@@ -170,18 +172,30 @@ async def start_state(settings: Settings) -> GatewayState:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
     authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
-    servers = build_server_service(settings, db)
+    metrics = Metrics()
+    servers = build_server_service(settings, db, metrics)
     await servers.load()
     await servers.warm_up()
     skills = SkillService(db, servers, settings)
     sandboxes = SandboxService(db, settings, build_providers(settings))
     return GatewayState(
-        settings, db, identity, authenticator, head, servers, skills=skills, sandboxes=sandboxes
+        settings,
+        db,
+        identity,
+        authenticator,
+        head,
+        servers,
+        skills=skills,
+        sandboxes=sandboxes,
+        metrics=metrics,
     )
 
 
-def build_server_service(settings: Settings, db: Database) -> ServerService:
-    """The servers pillar: secret box, runtime context, session pool, service."""
+def build_server_service(
+    settings: Settings, db: Database, metrics: Metrics | None = None
+) -> ServerService:
+    """The servers pillar: secret box, runtime context, session pool, service, and the
+    call pipeline's stages (calls are counted in ``metrics`` when given)."""
     from gateway.servers.essentials import git as essentials_git
 
     essentials_git.configure(settings.git_roots)
@@ -223,8 +237,18 @@ def build_server_service(settings: Settings, db: Database) -> ServerService:
         call_timeout=settings.server_call_timeout_seconds,
         default_concurrency=settings.server_max_concurrency,
         allow_private_urls=settings.allow_private_urls,
+        pipeline=build_pipeline(metrics),
     )
     return service
+
+
+def build_pipeline(metrics: Metrics | None) -> Pipeline:
+    """The stages every tool call passes (gateway/servers/pipeline.py): the ones that
+    exist today; later controls are installed here by name."""
+    stages: dict[str, Stage] = {"authorize": Authorize()}
+    if metrics is not None:
+        stages["record"] = Record(metrics.record_call)
+    return Pipeline(stages)
 
 
 def settle_heap() -> None:
@@ -289,7 +313,6 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             settings,
             state.servers,
             state.authenticator,
-            state.metrics,
             skills=SkillsMcp(state.skills),
             surfaces=[SandboxesMcp(state.sandboxes, skill_files=state.skills.files)],
         )

@@ -18,9 +18,11 @@ from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
 from gateway.asgi_replies import send_json
+from gateway.mcp.fastlist import SERVER_INFO_META_KEY
 from gateway.mcp.fastrelay import ask_agent, hand_over
 from gateway.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.mcp.results import tool_error_body
+from gateway.servers.calls import CallTarget
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -59,9 +61,12 @@ class FastCall:
         backend_id: str,
         scope: Scope,
         send: Send,
-        owner: tuple[str, str | None] = ("", None),
+        owner: tuple[str, str | None],
+        target: CallTarget,
     ) -> None:
         self.fast = fast
+        self.target = target  # what the agent called (kept by a call it parks)
+        self.scope = scope
         self.route = route
         self.request = request
         self.backend_id = backend_id
@@ -169,14 +174,14 @@ class FastCall:
                 return None  # the backend forgot the session; the SDK path starts a new one
             kind = response.content_type
             if kind == b"application/json":
-                body = route.mask(await response.read())
+                body = route.secrets.json(await response.read())
                 return await self._message(body, final_only=True)
             if kind == b"text/event-stream" and response.status == 200:
                 messages = await stack.enter_async_context(
                     aclosing(backend_messages(route, response))
                 )
                 async for data in messages:
-                    finished = await self._message(route.mask(data), final_only=False)
+                    finished = await self._message(route.secrets.json(data), final_only=False)
                     if finished is not None:
                         return finished
                     if self.asked is not None:  # a question for a sessionless agent
@@ -252,7 +257,9 @@ class FastCall:
     async def _park(self, messages: AsyncIterator[bytes], stack: AsyncExitStack) -> bool:
         """Hand the call's stream to a pending call and answer the agent's first round."""
         assert self.asked is not None
-        call = PendingCall(self.owner, self.route.server, self.route, self.backend_id)
+        call = PendingCall(
+            self.owner, self.route.server, self.route, self.backend_id, target=self.target
+        )
         self.fast.bridge.start(call, messages, stack.pop_all(), self.asked)
         return await self.follow(call)
 
@@ -289,6 +296,7 @@ class FastCall:
             if self.request.modern:
                 # Required in 2026-07-28; older backends (and some newer) leave it out.
                 result.setdefault("resultType", "complete")
+                _stamp(result, self.fast.server_info)
             ok = not result.get("isError", False)
         body = orjson.dumps(message)
         if self.streaming:
@@ -302,6 +310,10 @@ class FastCall:
                 status = ERROR_CODE_HTTP_STATUS.get(error.get("code"), 200)  # type: ignore[arg-type]
             await self._json(body, status)
         return ok
+
+    async def refuse(self, text: str) -> None:
+        """Answer that the call was refused (by a pipeline stage) before it was sent."""
+        await self._finish_error(text)
 
     async def _finish_error(self, text: str) -> bool:
         """The call failed at the backend: a tool error result, as on the SDK path."""
@@ -334,6 +346,18 @@ class FastCall:
                 "more_body": True,
             }
         )
+
+
+def _stamp(result: dict[str, Any], server_info: dict[str, Any] | None) -> None:
+    """The gateway's `serverInfo` on a 2026-07-28 result, where the backend put none: the
+    rule the SDK path's server applies to every result it sends (spec #3002)."""
+    if server_info is None:
+        return
+    meta = result.get("_meta")
+    if meta is None:
+        result["_meta"] = {SERVER_INFO_META_KEY: server_info}
+    elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+        result["_meta"] = {**meta, SERVER_INFO_META_KEY: server_info}
 
 
 async def _wait_disconnect(receive: Receive) -> None:

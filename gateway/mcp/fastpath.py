@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -46,7 +46,8 @@ from gateway.mcp.fastrelay import abandon, settle
 from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.mcp.view import CatalogView
-from gateway.servers.calls import find_target
+from gateway.servers.calls import CallTarget, find_target
+from gateway.servers.pipeline import Call, CallDenied, NotSent
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError
 from gateway.servers.service import ServerService
@@ -62,9 +63,6 @@ _SSE_HEADERS = [
 ]
 _RELAYED = itertools.count(1)
 _WATCH_DISCONNECT_AFTER = 0.05  # seconds
-
-# (server, route, seconds, succeeded): metrics for every answered call
-CallRecorder = Callable[[str, str, float, bool], None]
 
 
 @dataclass
@@ -102,14 +100,12 @@ class FastPath:
         allowed_hosts: list[str],
         allowed_origins: list[str],
         known_session: Callable[[str], bool],
-        record: CallRecorder | None = None,
     ) -> None:
         self.servers = servers
         self.view = view
         self.allowed_hosts = allowed_hosts
         self.allowed_origins = allowed_origins
         self.known_session = known_session
-        self.record = record
         # (agent session, agent request id) → the call: for cancellation.
         self._in_flight: dict[tuple[str, Any], FastCall] = {}
         # relayed request id (ours) → where its answer goes
@@ -117,8 +113,10 @@ class FastPath:
         self._hosts_seen: dict[tuple[bytes | None, bytes | None], bool] = {}
         # Calls whose 2025 backend asked a 2026 agent something (input_bridge.py).
         self.bridge = InputBridge(self._post_or_settle)
-        # Serialised tools/list pages (set by the front once its SDK servers exist).
+        # Serialised tools/list pages, and the `serverInfo` 2026-07-28 results carry (set
+        # by the front once its SDK servers exist).
         self.lister: ToolsListCache | None = None
+        self.server_info: dict[str, Any] | None = None
 
     # --- eligibility --------------------------------------------------------------------
     def _host_ok(self, host: bytes | None, origin: bytes | None) -> bool:
@@ -199,11 +197,9 @@ class FastPath:
 
     def _route(
         self, principal: Principal, target: str | None, name: str, modern: bool
-    ) -> tuple[str, str, DirectRoute] | None:
+    ) -> tuple[CallTarget, DirectRoute] | None:
         if target is None and name in (SEARCH_TOOLS, EXECUTE_TOOL):
             return None
-        if not principal.can("tools:execute"):
-            return None  # the SDK path words the refusal
         found = find_target(self.servers, principal, name, target)
         # A tool the catalog lists (a dict lookup): an unknown one goes the SDK path,
         # which passes the backend's own error on.
@@ -213,7 +209,7 @@ class FastPath:
         route = found.runtime.direct_route(modern=modern)
         if route is None:
             return None
-        return found.server, found.tool, route
+        return found, route
 
     # --- serving ------------------------------------------------------------------------
     async def serve(
@@ -254,13 +250,13 @@ class FastPath:
         routed = self._route(principal, target, request.params["name"], request.modern)
         if routed is None:
             return False
-        server, tool, route = routed
+        called, route = routed
         if route.modern and not request.modern:
             return False  # a 2025 agent cannot answer a 2026 backend's input_required
         if request.modern and route.modern and route.protocol_version != _version(request):
             return False
         params = dict(request.params)
-        params["name"] = tool
+        params["name"] = tool = called.tool
         if request.modern and not route.modern:
             meta = {
                 k: v
@@ -281,9 +277,42 @@ class FastPath:
             headers.update(request.param_headers)
         else:
             headers = route.encoded_headers("tools/call", tool)
-        started = time.perf_counter()
         owner = (principal.user_id, principal.key_id)
-        call = FastCall(self, route, request, backend_id, scope, send, owner)
+        call = FastCall(self, route, request, backend_id, scope, send, owner, called)
+        arguments = params.get("arguments") or {}
+        return await self._piped(
+            Call(principal, called, arguments, "direct"),
+            call,
+            lambda: call.exchange(payload, headers),
+            receive,
+        )
+
+    async def _piped(
+        self,
+        piped: Call,
+        call: FastCall,
+        work: Callable[[], Awaitable[bool | None]],
+        receive: Receive,
+    ) -> bool:
+        """Run ``call`` as the call pipeline's backend stage; False if nothing was sent."""
+        try:
+            await self.servers.pipeline.run(piped, partial(self._forward, call, work, receive))
+        except NotSent:
+            return False
+        except CallDenied as exc:
+            await call.refuse(exc.message)
+        call.scope.setdefault("state", {})["route"] = "direct"
+        return True
+
+    async def _forward(
+        self,
+        call: FastCall,
+        work: Callable[[], Awaitable[bool | None]],
+        receive: Receive,
+        piped: Call,
+    ) -> bool:
+        """The fast path's backend stage: the agent's JSON-RPC to the backend and back."""
+        route, request = call.route, call.request
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
             self._in_flight[key] = call
@@ -297,9 +326,7 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(
-                    lambda: call.exchange(payload, headers), self.servers.call_timeout, receive
-                )
+                done = await call.run(work, self.servers.call_timeout, receive)
             finally:
                 limiter.release()
         finally:
@@ -310,11 +337,9 @@ class FastPath:
             if key is not None:
                 self._in_flight.pop(key, None)
         if done is None:
-            return False
-        scope.setdefault("state", {})["route"] = "direct"
-        if self.record is not None:
-            self.record(server, "direct", time.perf_counter() - started, done)
-        return True
+            raise NotSent
+        piped.outcome = "ok" if done else "error"
+        return done
 
     async def _resume(
         self, scope: Scope, receive: Receive, send: Send, request: FastRequest, principal: Principal
@@ -337,18 +362,21 @@ class FastPath:
                 400,
             )
             return True
-        call = FastCall(self, pending.route, request, pending.backend_id, scope, send, owner)
+        call = FastCall(
+            self, pending.route, request, pending.backend_id, scope, send, owner, pending.target
+        )
 
         async def answer_then_follow() -> bool:
             await self.bridge.answer(pending, request.params.get("inputResponses"))
             return await call.follow(pending)
 
-        started = time.perf_counter()
-        done = await call.run(answer_then_follow, self.servers.call_timeout, receive)
-        scope.setdefault("state", {})["route"] = "direct"
-        if self.record is not None:
-            self.record(pending.server, "direct", time.perf_counter() - started, bool(done))
-        return True
+        arguments = request.params.get("arguments") or {}
+        return await self._piped(
+            Call(principal, pending.target, arguments, "direct"),
+            call,
+            answer_then_follow,
+            receive,
+        )
 
     async def _route_message(self, message: dict[str, Any], scope: Scope, send: Send) -> bool:
         """An agent's answer to a relayed request, or its cancel of a fast call."""

@@ -97,7 +97,9 @@ async def _ask_modern(call: FastCall, ask: dict[str, Any], timeout: float) -> No
         call.parked.events.put_nowait(Event("ask", ask))
         return
     # Parked before the first await: what the backend sends from now on is the retry's.
-    pending = call.parked = PendingCall(call.owner, call.route.server, call.route, call.backend_id)
+    pending = call.parked = PendingCall(
+        call.owner, call.route.server, call.route, call.backend_id, target=call.target
+    )
     result = call.fast.bridge.park(pending, [ask], timeout)
     body = orjson.dumps({"jsonrpc": "2.0", "id": call.request.id, "result": result})
     if not call.streaming:

@@ -50,7 +50,6 @@ from gateway.mcp.replies import (
 from gateway.mcp.sdk_compat import live_server_session
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.view import CatalogView
-from gateway.observability.metrics import Metrics
 from gateway.servers.service import ServerService
 
 if TYPE_CHECKING:
@@ -97,7 +96,6 @@ class McpFront:
         settings: Settings,
         servers: ServerService,
         authenticator: Authenticator,
-        metrics: Metrics | None = None,
         skills: SkillsMcp | None = None,
         surfaces: Sequence[ToolSurface] = (),
     ) -> None:
@@ -105,7 +103,6 @@ class McpFront:
         self.skills = skills
         self.servers = servers
         self.authenticator = authenticator
-        self.metrics = metrics or Metrics()
         self.view = CatalogView(servers)
         self.handlers = GatewayHandlers(
             servers,
@@ -113,7 +110,6 @@ class McpFront:
             mode=settings.interface_mode,
             threshold=settings.interface_auto_threshold,
             page_size=settings.mcp_page_size,
-            record=self._record,
             skills=skills,
             surfaces=surfaces,
         )
@@ -130,11 +126,11 @@ class McpFront:
             allowed_hosts=list(settings.mcp_allowed_hosts),
             allowed_origins=list(settings.mcp_allowed_origins),
             known_session=self._known_session,
-            record=self._record,
         )
         self.aggregate = self._server(INSTRUCTIONS)
         self.single = self._server(None)
         self.fast.lister = ToolsListCache(self.handlers, self.aggregate.server_info_stamp)
+        self.fast.server_info = self.aggregate.server_info_stamp
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
@@ -347,9 +343,6 @@ class McpFront:
         finally:
             if reserved:  # no session came of it (refused, failed, cancelled)
                 self.sessions.unreserve(principal)
-
-    def _record(self, server: str, route: str, seconds: float, ok: bool) -> None:
-        self.metrics.record_call(server, route, seconds, ok)
 
     def _known_session(self, session_id: str) -> bool:
         """A live 2025-11-25 session of the SDK's (SDK-internal: no public lookup)."""

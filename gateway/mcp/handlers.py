@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
@@ -47,10 +47,11 @@ from gateway.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ToolSurface
 from gateway.mcp.view import CatalogView
-from gateway.servers.calls import find_target, split_qualified
+from gateway.servers.calls import CallTarget, find_target, split_qualified
+from gateway.servers.pipeline import CallContext, CallDenied
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
-from gateway.servers.service import ServerService, mask_result
+from gateway.servers.service import ServerService
 
 if TYPE_CHECKING:
     from skills.mcp import SkillsMcp
@@ -146,11 +147,9 @@ class GatewayHandlers:
         mode: str,
         threshold: int,
         page_size: int = pages.PAGE_SIZE,
-        record: Callable[[str, str, float, bool], None] | None = None,
         skills: SkillsMcp | None = None,
         surfaces: Sequence[ToolSurface] = (),
     ) -> None:
-        self.record = record
         # The skills pillar's MCP surface (skill tools, skill:// resources), on /mcp only.
         self.skills = skills
         # Every pillar's tools on /mcp (skills, sandboxes), next to the servers' tools.
@@ -298,23 +297,24 @@ class GatewayHandlers:
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> CallResult:
         principal, target = self.context(ctx)
         owner = (principal.user_id, principal.key_id)
+        arguments = dict(params.arguments or {})
         state = params.request_state
         if SdkInputs.is_retry(state) and ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS:
-            call = self.inputs.take(state, owner)
-            return await self._served(
-                call.server,
-                call.secrets,
-                lambda: self.inputs.resume(call, ctx.params, FrontRelay(ctx), self.timeout),
-            )
-        arguments = dict(params.arguments or {})
+            parked = self.inputs.take(state, owner)
+            relay = FrontRelay(ctx)
+
+            def resume() -> Awaitable[CallResult]:
+                return self.inputs.resume(parked, ctx.params, relay, self.timeout)
+
+            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume)
+            return await self._call(principal, parked.target, arguments, ctx_call)
         surface = self.surface_for(params.name) if target is None else None
         if surface is not None:
             return await surface.call_tool(principal, params.name, arguments, self.session_key(ctx))
         if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
             index = self.view.tools_for(principal).index
             return search_result(index, arguments, await self._unlisted_index(principal))
-        if not principal.can("tools:execute"):
-            return tool_error("this key may not call tools (needs 'tools:execute')")
+        via = None
         if target is None and params.name == EXECUTE_TOOL:
             unpacked = execute_target(arguments)
             if isinstance(unpacked, types.CallToolResult):
@@ -325,57 +325,49 @@ class GatewayHandlers:
                     principal, unpacked[0], unpacked[1], self.session_key(ctx)
                 )
             params = params.model_copy(update={"name": unpacked[0]})
-            arguments = unpacked[1]
+            arguments, via = unpacked[1], EXECUTE_TOOL
         found = find_target(self.servers, principal, params.name, target)
         if found is None:
             raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}")
-        server, tool, runtime = found.server, found.tool, found.runtime
-        secrets = runtime.spec.secret_values()
         relay = FrontRelay(ctx, params)
-        if not relay.modern:
+        exchange = None
+        if relay.modern:
+            relay.call = SdkCall(owner, found.server, target=found)
+            exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
+        call_ctx = CallContext("sdk", via, self.timeout, relay, exchange)
+        return await self._call(principal, found, arguments, call_ctx)
 
-            async def relayed() -> CallResult:
-                token = CURRENT_RELAY.set(relay)
-                try:
-                    return await runtime.call_tool(tool, arguments, self.timeout)
-                finally:
-                    CURRENT_RELAY.reset(token)
-
-            return await self._served(server, secrets, relayed)
-        # The backend call runs on while the agent answers what it asks, so its own
-        # clock is off: each round, and each wait for the agent, has the call timeout.
-        relay.call = call = SdkCall(owner, server, secrets)
+    async def _first_round(
+        self,
+        relay: FrontRelay,
+        call: SdkCall,
+        found: CallTarget,
+        arguments: dict[str, Any],
+        ctx: Ctx,
+    ) -> CallResult:
+        """A 2026-07-28 agent's call: the backend call runs on while the agent answers
+        what it asks, so its own clock is off: each round, and each wait for the agent,
+        has the call timeout."""
         token = CURRENT_RELAY.set(relay)
         try:
+            runtime, tool = found.runtime, found.tool
             self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
         finally:
             CURRENT_RELAY.reset(token)
-        return await self._served(
-            server, secrets, lambda: self.inputs.follow(call, FrontRelay(ctx), self.timeout)
-        )
+        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), self.timeout))
 
-    async def _served(
-        self, server: str, secrets: tuple[str, ...], work: Callable[[], Awaitable[CallResult]]
+    async def _call(
+        self, principal: Principal, found: CallTarget, arguments: dict[str, Any], ctx: CallContext
     ) -> CallResult:
-        """A backend call's result for the agent: failures worded, recorded, secrets masked."""
-        started = time.perf_counter()
-        ok = False
+        """The pillar's one call use case, its refusals and backend errors in MCP terms."""
         try:
-            result = await work()
-            ok = not getattr(result, "is_error", False)  # input_required has none
+            return await self.servers.call(principal, found, arguments, ctx)
+        except CallDenied as exc:
+            return tool_error(exc.message)
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
             # requestState): a protocol error, passed on as one.
             raise passthrough(exc, INVALID_PARAMS) from None
-        except BackendError as exc:
-            return tool_error(str(exc))  # unreachable or failing backend: a tool error
-        finally:
-            if self.record is not None:
-                self.record(server, "sdk", time.perf_counter() - started, ok)
-        if secrets:
-            data = mask_result(result.model_dump(by_alias=True, exclude_none=True), secrets)
-            result = type(result).model_validate(data)
-        return result
 
     # --- resources ----------------------------------------------------------------------
     def _servers_for(self, principal: Principal, target: str | None) -> list[str]:

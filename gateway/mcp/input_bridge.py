@@ -33,6 +33,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
+from gateway.servers.calls import CallTarget
 from gateway.servers.runtimes.direct import DirectRoute
 
 log = logging.getLogger("gateway.mcp")
@@ -69,6 +70,7 @@ class Parked:
 
     owner: tuple[str, str | None]  # (user id, key id) of the caller
     server: str
+    target: CallTarget = field(kw_only=True)  # what was called
     events: asyncio.Queue[Event] = field(default_factory=asyncio.Queue, kw_only=True)
     # input key we gave the agent → the backend's request id it answers
     asked: dict[str, Any] = field(default_factory=dict, kw_only=True)
@@ -211,7 +213,7 @@ async def _pump(call: PendingCall, messages: AsyncIterator[bytes], stack: AsyncE
     async with stack:
         try:
             async for data in messages:
-                data = call.route.mask(data)
+                data = call.route.secrets.json(data)
                 try:
                     message = orjson.loads(data.decode("utf-8", errors="replace"))
                 except orjson.JSONDecodeError:

@@ -51,7 +51,6 @@ Send = Callable[[Relay], Awaitable[None]]
 class SdkCall(Parked):
     """An SDK-path backend call of a 2026 agent; its backend asks through :meth:`ask`."""
 
-    secrets: tuple[str, ...] = ()  # the server's, masked in what the agent is sent
     # our id for an ask → (its answer, the result type to read it as)
     waiting: dict[int, tuple[asyncio.Future[Any], type[Any]]] = field(
         default_factory=dict, kw_only=True

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
 MASK = "***"
+# Shorter values are not masked: replacing them would mangle ordinary text and hide
+# nothing worth hiding.
+MIN_SECRET_LENGTH = 4
 
 # Token shapes that must never be written out, whatever carries them.
 _PATTERNS = [
@@ -39,7 +44,7 @@ def _replace(match: re.Match[str]) -> str:
 def mask_text(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     """Replace known token shapes (and any literal ``extra_secrets``) with ``***``."""
     for secret in extra_secrets:
-        if secret and len(secret) >= 4:
+        if len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, MASK)
     for pattern in _PATTERNS:
         text = pattern.sub(_replace, text)
@@ -81,3 +86,80 @@ def mask_structure(value: Any, extra_secrets: tuple[str, ...] = ()) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [mask_structure(item, extra_secrets) for item in value]
     return mask_text(str(value), extra_secrets)  # what json.dumps(default=str) would show
+
+
+# Characters every JSON encoder writes as themselves (Go escapes <, > and &; some escape
+# / and '; Python escapes non-ASCII): a secret made only of these appears byte for byte.
+_VERBATIM = re.compile(r"[A-Za-z0-9 !#$%()*+,\-.:;=?@\[\]^_`{|}~]+")
+# Everything a JSON text can hold outside its strings: a secret made only of these could
+# match a number or the syntax around strings, so it is masked in the parsed message.
+_OUTSIDE_STRINGS = set("0123456789+-.eE \t\r\n{}[]:,truefalsn")
+
+
+class SecretMask:
+    """One server's secret values, masked in whatever of its output is shown.
+
+    The rule, whatever form the output takes: every literal occurrence of a value in a
+    string (mapping keys included) becomes ``***``, longest value first; values shorter
+    than :data:`MIN_SECRET_LENGTH` are left alone. Token shapes are not masked here: a
+    tool's result may legitimately hold tokens (that is :func:`mask_text`'s job, for logs
+    and error messages).
+    """
+
+    __slots__ = ("_encoded", "_in_bytes", "values")
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        unique = {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+        self.values: tuple[str, ...] = tuple(sorted(unique, key=lambda v: (-len(v), v)))
+        self._encoded = tuple(v.encode() for v in self.values)
+        # Byte replacement equals masking the parsed strings only for values that are
+        # written verbatim and cannot be read outside a string.
+        self._in_bytes = all(
+            _VERBATIM.fullmatch(v) and not set(v) <= _OUTSIDE_STRINGS for v in self.values
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def text(self, text: str) -> str:
+        """``text`` with every value replaced."""
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def structure(self, value: Any) -> Any:
+        """A JSON-like ``value`` with :meth:`text` applied to every string and key in it."""
+        if not self.values:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(k): self.structure(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.structure(v) for v in value]
+        return value
+
+    def json(self, data: bytes) -> bytes:
+        """A serialised JSON message with the values masked as :meth:`structure` would.
+
+        On the bytes when that is the same thing (the fast path relays bytes): values
+        written verbatim by every encoder, in a message without escapes (an escape such
+        as ``\\n`` could run into a value). Otherwise the message is parsed, masked and
+        written again; a message that does not parse has only its bytes masked."""
+        if not self.values:
+            return data
+        if self._in_bytes:
+            found = [value for value in self._encoded if value in data]
+            if not found:
+                return data
+            if b"\\" not in data:
+                for value in found:
+                    data = data.replace(value, b"***")
+                return data
+        try:
+            return orjson.dumps(self.structure(orjson.loads(data)))
+        except orjson.JSONDecodeError:
+            for value in self._encoded:
+                data = data.replace(value, b"***")
+            return data

@@ -40,7 +40,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.tool_calls = Counter(
             "mcpgw_tool_calls",
-            "tools/call requests answered, by server, path (direct or sdk) and outcome.",
+            "tools/call requests answered, by server, path (rest, sdk or direct) and outcome "
+            "(ok, error or denied).",
             ["server", "route", "outcome"],
             registry=self.registry,
         )
@@ -60,9 +61,12 @@ class Metrics:
         self._calls: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
 
-    def record_call(self, server: str, route: str, seconds: float, ok: bool) -> None:
-        """Count one answered `tools/call` (children cached: `labels()` costs µs)."""
-        key = (server, route, "ok" if ok else "error")
+    def record_call(self, server: str, route: str, seconds: float, outcome: str) -> None:
+        """Count one answered `tools/call` (children cached: `labels()` costs µs).
+
+        ``outcome`` is the call pipeline's: `ok` and `denied` are counted as such, every
+        other (a tool error, a failure, a cancel) as `error`."""
+        key = (server, route, outcome if outcome in ("ok", "denied") else "error")
         counter = self._calls.get(key)
         if counter is None:
             counter = self._calls[key] = self.tool_calls.labels(*key)

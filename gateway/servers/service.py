@@ -13,7 +13,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from mcp import types
 from sqlalchemy.exc import IntegrityError
@@ -22,10 +23,17 @@ from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gateway.mcp.results import tool_error_body
-from gateway.observability.masking import MASK, mask_text
+from gateway.mcp.results import tool_error, tool_error_body
+from gateway.observability.masking import MASK
 from gateway.servers.calls import CallTarget, resolve_target
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
+from gateway.servers.pipeline import (
+    Authorize,
+    Call,
+    CallContext,
+    CallResult,
+    Pipeline,
+)
 from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import (
@@ -37,6 +45,7 @@ from gateway.servers.runtimes.base import (
     ServerSpec,
 )
 from gateway.servers.runtimes.isolation import forget
+from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.schemas import RemoteConfig, ServerCreate, ServerUpdate, parse_config
 from gateway.ssrf import check_url
 
@@ -87,19 +96,6 @@ def _add_to_catalog(catalog: Catalog, kind: str, definition: dict[str, Any]) -> 
     getattr(catalog, attribute).append(model.model_validate(definition))
 
 
-def mask_result(data: Any, secrets: tuple[str, ...]) -> Any:
-    """Replace a server's own secret values anywhere in a result it returned."""
-    if not secrets:
-        return data
-    if isinstance(data, str):
-        return mask_text(data, secrets) if any(s in data for s in secrets) else data
-    if isinstance(data, list):
-        return [mask_result(v, secrets) for v in data]
-    if isinstance(data, dict):
-        return {k: mask_result(v, secrets) for k, v in data.items()}
-    return data
-
-
 def _opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
     """Whether a (validated) config runs a package server, or a bundle member, unisolated."""
     if server_type == "bundle":
@@ -121,8 +117,11 @@ class ServerService:
         call_timeout: float,
         default_concurrency: int,
         allow_private_urls: bool,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.db = db
+        # The stages every call of a server's tool passes (pipeline.py), whatever its path.
+        self.pipeline = pipeline or Pipeline({"authorize": Authorize()})
         self.box = box
         self.pool = pool
         self.call_timeout = call_timeout
@@ -531,6 +530,52 @@ class ServerService:
         """What a call of ``name`` by ``principal`` reaches (see calls.py)."""
         return resolve_target(self, principal, name, server)
 
+    async def call(
+        self,
+        principal: Principal,
+        target: CallTarget,
+        arguments: dict[str, Any],
+        ctx: CallContext | None = None,
+    ) -> CallResult:
+        """Call a resolved ``target`` through the pipeline (pipeline.py): permission and
+        the other stages, timeout, a failing backend as a tool error, the server's
+        secrets masked, metrics recorded.
+
+        Raises :class:`CallDenied` when a stage refuses, and BackendRequestError when the
+        backend answered with a JSON-RPC error (each front words that its own way)."""
+        ctx = ctx or CallContext()
+        call = Call(principal, target, arguments, ctx.route, ctx.via)
+        return cast(CallResult, await self.pipeline.run(call, partial(self._reach, ctx=ctx)))
+
+    async def _reach(self, call: Call, *, ctx: CallContext) -> CallResult:
+        """The backend stage of :meth:`call`."""
+        runtime = call.target.runtime
+        result: CallResult
+        try:
+            if ctx.exchange is not None:
+                result = await ctx.exchange()
+            else:
+                token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
+                try:
+                    timeout = ctx.timeout or self.call_timeout
+                    result = await runtime.call_tool(call.tool, call.arguments, timeout)
+                finally:
+                    if token is not None:
+                        CURRENT_RELAY.reset(token)
+        except BackendRequestError:
+            call.outcome = "error"
+            raise
+        except BackendError as exc:  # unreachable, failing or slow: the agent reads why
+            call.outcome = "error"
+            return tool_error(runtime.spec.secrets.text(str(exc)))
+        # An input_required round has no isError: the call goes on.
+        call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
+        secrets = runtime.spec.secrets
+        if secrets:
+            data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
+            result = type(result).model_validate(data)
+        return result
+
     async def execute(
         self,
         principal: Principal,
@@ -538,31 +583,25 @@ class ServerService:
         arguments: dict[str, Any],
         timeout: float | None = None,
     ) -> dict[str, Any]:
-        """Call ``{server}__{tool}``; backend failures come back as tool errors.
+        """REST `tools/execute`: :meth:`resolve` and :meth:`call` ``{server}__{tool}``,
+        answered as JSON with the call's duration.
 
         A backend that answers the call with a JSON-RPC error (bad arguments, unknown
         tool) is reported as such: its code and message in the text and, for
         programs, in ``backend_error`` (what `/mcp` passes on as the JSON-RPC error).
         """
-        principal.require("tools:execute")
         target = self.resolve(principal, tool)
-        server, tool_name, runtime = target.server, target.tool, target.runtime
         started = time.perf_counter()
+        ctx = CallContext(route="rest", timeout=timeout)
         try:
-            result: types.CallToolResult = await runtime.call_tool(
-                tool_name, arguments, timeout or self.call_timeout
-            )
+            result = await self.call(principal, target, arguments, ctx)
             body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         except BackendRequestError as exc:
-            error = exc.error.model_dump(mode="json", exclude_none=True)
             body = tool_error_body(
-                f"server {server!r} answered tool {tool_name!r} with JSON-RPC error "
-                f"{exc.error.code}: {exc.error.message}"
+                f"server {target.server!r} answered tool {target.tool!r} with JSON-RPC "
+                f"error {exc.error.code}: {exc.error.message}"
             )
-            body["backend_error"] = error
-        except BackendError as exc:
-            body = tool_error_body(str(exc))
-        body = dict(mask_result(body, runtime.spec.secret_values()))
+            body["backend_error"] = exc.error.model_dump(mode="json", exclude_none=True)
         body.pop("resultType", None)
         body.setdefault("isError", False)
         body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)

@@ -90,8 +90,10 @@ READ_ONLY_KEY = _principal(scopes=("tools:read",))
         (DEV, None, "noseparator", True, False),
         (DEV, None, "SEARCH_TOOLS", True, False),  # meta-tools are the front's
         (DEV, None, "EXECUTE_TOOL", True, False),
-        (VIEWER, None, "http__echo", True, False),  # no tools:execute: the SDK path refuses
-        (READ_ONLY_KEY, None, "http__echo", True, False),
+        # Permission is the pipeline's authorize stage, on this path as on every other
+        # (tests/integration/mcp/test_fastpath.py: the refusal is answered here).
+        (VIEWER, None, "http__echo", True, True),
+        (READ_ONLY_KEY, None, "http__echo", True, True),
     ],
 )
 def test_route(
@@ -101,9 +103,11 @@ def test_route(
     routed = fast._route(principal, target, name, modern)
     assert (routed is not None) == eligible, routed
     if routed is not None:
-        server, tool, route = routed
+        called, route = routed
         assert route is ROUTE
-        assert (server, tool) == ((target, name) if target else tuple(name.split("__", 1)))
+        assert (called.server, called.tool) == (
+            (target, name) if target else tuple(name.split("__", 1))
+        )
 
 
 def test_an_admin_reaches_every_teams_server() -> None:

@@ -8,6 +8,7 @@ from contextlib import aclosing
 
 import pytest
 
+from gateway.observability.masking import SecretMask
 from gateway.servers.runtimes.base import Health
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
@@ -209,7 +210,7 @@ def test_only_http_urls() -> None:
 def _route(url: str) -> DirectRoute:
     target = StreamableHttpTarget(url, {})
     target.session_id = "sess-1"
-    route = DirectRoute.build("fix", target, "2025-11-25", (), Limiter(4), Health())
+    route = DirectRoute.build("fix", target, "2025-11-25", SecretMask(), Limiter(4), Health())
     assert route is not None
     return route
 

@@ -6,10 +6,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp import types
+
+from gateway.observability.masking import SecretMask
 
 if TYPE_CHECKING:
     from gateway.servers.runtimes.direct import DirectRoute
@@ -53,6 +56,11 @@ class ServerSpec:
     def secret_values(self) -> tuple[str, ...]:
         """Values to mask wherever this server's output or errors are shown."""
         return tuple(v for v in (*self.secret_env.values(), *self.secret_headers.values()) if v)
+
+    @cached_property
+    def secrets(self) -> SecretMask:
+        """:meth:`secret_values` as the one masker of this server's results (every path)."""
+        return SecretMask(self.secret_values())
 
 
 @dataclass

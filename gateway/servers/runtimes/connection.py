@@ -205,7 +205,7 @@ class McpConnection:
             self.spec.name,
             self._opened,
             client.protocol_version,
-            self.spec.secret_values(),
+            self.spec.secrets,
             self._semaphore,
             self.health,
             self._callers,  # fast calls count as callers of this session

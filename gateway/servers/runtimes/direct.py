@@ -14,10 +14,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-import orjson
 from mcp.shared.inbound import encode_header_value
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from gateway.observability.masking import SecretMask
 from gateway.servers.runtimes.base import Health
 from gateway.servers.runtimes.http_channel import HttpChannel, encode_headers
 from gateway.servers.runtimes.limiter import Limiter
@@ -41,20 +41,14 @@ class DirectRoute:
     channel: HttpChannel
     target: StreamableHttpTarget
     protocol_version: str
-    secrets: tuple[str, ...]
+    secrets: SecretMask  # masked in everything the backend sends back
     semaphore: Limiter
     health: Health
     # The SDK session's callers: what it is asked outside a call goes to one of them.
     callers: Callers = field(default_factory=Callers)
-    masks: tuple[tuple[bytes, bytes], ...] = field(init=False)
     _encoded: dict[tuple[str, str | None, str | None], bytes] = field(
         init=False, default_factory=dict, repr=False
     )
-
-    def __post_init__(self) -> None:
-        # Secrets as they appear inside JSON strings, longest first.
-        ordered = sorted(set(self.secrets), key=len, reverse=True)
-        self.masks = tuple((orjson.dumps(s)[1:-1], b"***") for s in ordered if s)
 
     @property
     def modern(self) -> bool:
@@ -80,18 +74,13 @@ class DirectRoute:
             block = self._encoded[key] = encode_headers(self.headers(method, name))
         return block
 
-    def mask(self, data: bytes) -> bytes:
-        for secret, stars in self.masks:
-            data = data.replace(secret, stars)
-        return data
-
     @classmethod
     def build(
         cls,
         server: str,
         target: StreamableHttpTarget,
         protocol_version: str,
-        secrets: tuple[str, ...],
+        secrets: SecretMask,
         semaphore: Limiter,
         health: Health,
         callers: Callers | None = None,

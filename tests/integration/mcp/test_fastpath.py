@@ -68,12 +68,14 @@ def gateway(server_factory: type[Server], backend: tuple[str, Any]) -> Server:
 def _modern_call(
     server: Server,
     name: str,
-    arguments: dict[str, Any],
+    arguments: dict[str, Any] | None,
     path: str = "/mcp",
     timeout: float = 30,
     params: dict[str, Any] | None = None,
+    key: str | None = None,
 ) -> Any:
     """One raw 2026-07-28 `tools/call` (so the test sees the HTTP response itself)."""
+    auth = {"Authorization": f"Bearer {key}"} if key else AUTH
     meta = {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
@@ -88,7 +90,7 @@ def _modern_call(
             "params": {"name": name, "arguments": arguments, "_meta": meta, **(params or {})},
         },
         headers={
-            **AUTH,
+            **auth,
             "Accept": "application/json, text/event-stream",
             "MCP-Protocol-Version": "2026-07-28",
             "Mcp-Method": "tools/call",
@@ -216,9 +218,11 @@ def test_rbac_holds_on_the_fast_path(gateway: Server) -> None:
             "Mcp-Name": "fix__echo",
         },
     )
-    assert "mcpgw-route" not in r.headers
+    # Refused by the call pipeline's authorize stage, before anything reaches the backend.
+    assert r.headers["mcpgw-route"] == "direct"
     result = r.json()["result"]
     assert result["isError"] is True and "tools:execute" in result["content"][0]["text"]
+    assert result["resultType"] == "complete"
 
 
 def test_metrics_count_calls_by_path_and_need_a_key(gateway: Server) -> None:

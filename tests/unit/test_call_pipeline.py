@@ -1,0 +1,141 @@
+"""The call pipeline's rules (gateway/servers/pipeline.py), without a backend.
+
+Stages run in one order whatever the entry point; a refusal or a cached answer never
+reaches the backend, and the record stage sees every verdict but a hand-over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from gateway.auth.principal import Principal
+from gateway.servers.calls import CallTarget
+from gateway.servers.pipeline import (
+    STAGES,
+    Authorize,
+    Call,
+    CallDenied,
+    NotSent,
+    Pipeline,
+    Proceed,
+    Record,
+)
+
+DEV = Principal("u", "u@x", "u", "developer", "k", ("*",))
+VIEWER = Principal("v", "v@x", "v", "viewer", "k2", ("*",))
+
+
+def _call(principal: Principal = DEV) -> Call:
+    return Call(principal, CallTarget("srv", "tool", None), {"a": 1}, "sdk")  # type: ignore[arg-type]
+
+
+class Trace:
+    """A stage that notes when it runs."""
+
+    def __init__(self, name: str, seen: list[str]) -> None:
+        self.name, self.seen = name, seen
+
+    async def __call__(self, call: Call, proceed: Proceed) -> Any:
+        self.seen.append(self.name)
+        result = await proceed()
+        self.seen.append(f"/{self.name}")
+        return result
+
+
+def _recorded() -> tuple[Record, list[tuple[str, str, str]]]:
+    rows: list[tuple[str, str, str]] = []
+    return Record(lambda s, r, _secs, o: rows.append((s, r, o))), rows
+
+
+async def test_stages_nest_in_one_order_whatever_order_they_were_installed() -> None:
+    seen: list[str] = []
+    pipeline = Pipeline()
+    for name in ("breaker", "cache", "record", "limit", "authorize"):
+        pipeline.install(name, Trace(name, seen))
+
+    async def backend(call: Call) -> str:
+        seen.append("backend")
+        return "result"
+
+    assert await pipeline.run(_call(), backend) == "result"
+    assert seen == [
+        *("record", "authorize", "limit", "cache", "breaker"),
+        "backend",
+        *("/breaker", "/cache", "/limit", "/authorize", "/record"),
+    ]
+    assert pipeline.names == STAGES
+
+
+async def test_an_empty_pipeline_is_the_backend_call() -> None:
+    pipeline = Pipeline()
+    assert pipeline.names == ("backend",)
+
+    async def backend(call: Call) -> int:
+        return 42
+
+    assert await pipeline.run(_call(), backend) == 42
+
+
+def test_only_known_slots_can_be_filled() -> None:
+    with pytest.raises(ValueError, match="no pipeline stage named 'audit'"):
+        Pipeline().install("audit", Authorize())
+    with pytest.raises(ValueError, match="no pipeline stage named 'backend'"):
+        Pipeline().install("backend", Authorize())  # the entry point's own
+
+
+async def test_a_refused_call_never_reaches_the_backend_and_is_recorded() -> None:
+    record, rows = _recorded()
+    pipeline = Pipeline({"authorize": Authorize(), "record": record})
+    reached = False
+
+    async def backend(call: Call) -> None:
+        nonlocal reached
+        reached = True
+
+    with pytest.raises(CallDenied, match="needs 'tools:execute'"):
+        await pipeline.run(_call(VIEWER), backend)
+    assert not reached
+    assert rows == [("srv", "sdk", "denied")]
+
+
+async def test_outcomes_are_recorded_as_the_backend_stage_set_them() -> None:
+    record, rows = _recorded()
+    pipeline = Pipeline({"authorize": Authorize(), "record": record})
+
+    async def tool_error(call: Call) -> str:
+        call.outcome = "tool_error"
+        return "failed"
+
+    async def handed_over(call: Call) -> None:
+        raise NotSent
+
+    async def cancelled(call: Call) -> None:
+        raise asyncio.CancelledError
+
+    assert await pipeline.run(_call(), tool_error) == "failed"
+    with pytest.raises(NotSent):
+        await pipeline.run(_call(), handed_over)  # the other path records it
+    with pytest.raises(asyncio.CancelledError):
+        await pipeline.run(_call(), cancelled)
+    assert rows == [("srv", "sdk", "tool_error"), ("srv", "sdk", "cancelled")]
+
+
+async def test_a_stage_may_answer_without_the_backend() -> None:
+    """What a cache stage will do: the answer is recorded like any other."""
+    record, rows = _recorded()
+
+    class Cached:
+        async def __call__(self, call: Call, proceed: Proceed) -> Any:
+            call.outcome = "ok"
+            return "from cache"
+
+    pipeline = Pipeline({"cache": Cached(), "record": record})
+
+    async def backend(call: Call) -> str:
+        raise AssertionError("the backend was called")
+
+    assert await pipeline.run(_call(), backend) == "from cache"
+    assert rows == [("srv", "sdk", "ok")]
