@@ -31,6 +31,7 @@ from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.observability.metrics import Metrics
 from gateway.servers.api import router as servers_router
+from gateway.servers.mcp.handlers import ServersMcp
 from gateway.servers.monitor import run_monitor
 from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
@@ -311,10 +312,12 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             )
         front = McpFront(
             settings,
-            state.servers,
+            ServersMcp(state.servers),
             state.authenticator,
-            skills=SkillsMcp(state.skills),
-            surfaces=[SandboxesMcp(state.sandboxes, skill_files=state.skills.files)],
+            surfaces=[
+                SkillsMcp(state.skills),
+                SandboxesMcp(state.sandboxes, skill_files=state.skills.files),
+            ],
         )
         app.state.mcp_front = front
         if serving:

@@ -24,6 +24,7 @@ from pydantic.json_schema import SkipJsonSchema
 from gateway.auth.principal import Principal
 from gateway.errors import AppError, NotFound
 from gateway.mcp.results import tool_error
+from gateway.mcp.surface import SurfaceDefaults
 from sandboxes.models import Sandbox
 from sandboxes.providers.base import WORKSPACE, ExecResult
 from sandboxes.schemas import ExecRequestIn, SandboxCreate
@@ -248,8 +249,8 @@ def exec_summary(sandbox_id: str, result: ExecResult) -> types.CallToolResult:
     return _result("\n".join(parts), data)
 
 
-class SandboxesMcp:
-    """The sandboxes pillar's :class:`gateway.mcp.surface.ToolSurface`."""
+class SandboxesMcp(SurfaceDefaults):
+    """The sandboxes pillar's :class:`gateway.mcp.surface.Surface`: tools only."""
 
     generation = 0  # the tool list depends on permissions only
     listed_in_search_mode = False  # SEARCH_TOOLS finds them; the list stays two tools

@@ -39,6 +39,7 @@ from gateway.auth.principal import Principal
 from gateway.errors import Forbidden, NotFound
 from gateway.mcp import pages
 from gateway.mcp.results import tool_error
+from gateway.mcp.surface import SurfaceDefaults
 from skills.catalog import (
     CATALOG_MAX_AGE,
     DIRECTORY,
@@ -71,9 +72,9 @@ log = logging.getLogger("skills.mcp")
 _NOTHING = CallerSkills([])
 
 
-class SkillsMcp:
-    """The skills pillar's MCP surface; the protocol front calls it for skill tools,
-    ``skill://`` resources and the extension's methods."""
+class SkillsMcp(SurfaceDefaults):
+    """The skills pillar's MCP surface (:class:`gateway.mcp.surface.Surface`): skill
+    tools, ``skill://`` resources and the Skills extension's methods."""
 
     def __init__(self, service: SkillService, *, max_age: float = CATALOG_MAX_AGE) -> None:
         self.service = service

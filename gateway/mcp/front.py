@@ -35,7 +35,6 @@ from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
 from gateway.mcp.fastlist import ToolsListCache
-from gateway.mcp.fastpath import FastPath
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.legacy import LegacySse
 from gateway.mcp.listen import GatewayListen
@@ -49,12 +48,10 @@ from gateway.mcp.replies import (
 )
 from gateway.mcp.sdk_compat import live_server_session
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
-from gateway.mcp.view import CatalogView
-from gateway.servers.service import ServerService
+from gateway.mcp.surface import FastLaneParts, ServersSurface
 
 if TYPE_CHECKING:
-    from gateway.mcp.surface import ToolSurface
-    from skills.mcp import SkillsMcp
+    from gateway.mcp.surface import Surface
 
 log = logging.getLogger("gateway.mcp")
 
@@ -94,43 +91,35 @@ class McpFront:
     def __init__(
         self,
         settings: Settings,
-        servers: ServerService,
+        servers: ServersSurface,
         authenticator: Authenticator,
-        skills: SkillsMcp | None = None,
-        surfaces: Sequence[ToolSurface] = (),
+        surfaces: Sequence[Surface] = (),
     ) -> None:
         self.settings = settings
-        self.skills = skills
+        self.surfaces = list(surfaces)
         self.servers = servers
         self.authenticator = authenticator
-        self.view = CatalogView(servers)
         self.handlers = GatewayHandlers(
             servers,
-            self.view,
             mode=settings.interface_mode,
             threshold=settings.interface_auto_threshold,
             page_size=settings.mcp_page_size,
-            skills=skills,
             surfaces=surfaces,
         )
-        if skills is not None:
-            skills.add_change_listener(self.handlers.catalog_changed)
-        servers.resource_listeners.append(self.handlers.resource_updated)
-        servers.catalog_listeners.append(self.handlers.catalog_changed)
         # Which key opened which session (/mcp 2025-11-25 and /sse), how many each key
         # holds, which request ids are in flight: one rule for every path.
         self.sessions = SessionRegistry(settings.mcp_max_sessions_per_key)
-        self.fast = FastPath(
-            servers,
-            self.view,
-            allowed_hosts=list(settings.mcp_allowed_hosts),
-            allowed_origins=list(settings.mcp_allowed_origins),
-            known_session=self._known_session,
-        )
         self.aggregate = self._server(INSTRUCTIONS)
         self.single = self._server(None)
-        self.fast.lister = ToolsListCache(self.handlers, self.aggregate.server_info_stamp)
-        self.fast.server_info = self.aggregate.server_info_stamp
+        self.fast = servers.fast_lane(
+            FastLaneParts(
+                allowed_hosts=list(settings.mcp_allowed_hosts),
+                allowed_origins=list(settings.mcp_allowed_origins),
+                known_session=self._known_session,
+                lister=ToolsListCache(self.handlers, self.aggregate.server_info_stamp),
+                server_info=self.aggregate.server_info_stamp,
+            )
+        )
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(settings.mcp_allowed_hosts),
@@ -190,8 +179,9 @@ class McpFront:
             return await call_next(ctx)
 
         server.middleware.append(remember)
-        if instructions is not None and self.skills is not None:  # /mcp, not one server's
-            self.skills.install(server, lambda ctx: h.context(ctx)[0])
+        if instructions is not None:  # /mcp, not one server's
+            for surface in self.surfaces:
+                surface.install(server, lambda ctx: h.context(ctx)[0])
         return server
 
     @asynccontextmanager
@@ -240,7 +230,7 @@ class McpFront:
         if session_id is not None and not self.sessions.owns(session_id, principal):
             await session_not_found(send)
             return
-        if target is not None and self.servers.visible_runtime(principal, target) is None:
+        if target is not None and not self.servers.visible(principal, target):
             await send_error(send, 404, "server_not_found", f"no server named {target!r}")
             return
         scope[PRINCIPAL_KEY] = principal
@@ -266,7 +256,9 @@ class McpFront:
         request_id = _request_id(message) if session_id is not None else None
         message_for_fast = message if fast else None
         if session_id is None or request_id is None:
-            if await self.fast.serve(scope, receive, send, message_for_fast, principal, target):
+            if self.fast is not None and await self.fast.serve(
+                scope, receive, send, message_for_fast, principal, target
+            ):
                 return
             receive = _replay(body, receive)
             await self._sdk(manager, scope, receive, send, principal, session_id, message)
@@ -290,7 +282,7 @@ class McpFront:
             await send(reply)
 
         try:
-            if await self.fast.serve(
+            if self.fast is not None and await self.fast.serve(
                 scope, receive, send_then_release, message_for_fast, principal, target
             ):
                 return
@@ -354,9 +346,7 @@ class McpFront:
         if caller is None:
             return None
         principal, target = caller
-        if target is not None:
-            return self.view.server_schema(target, name)
-        return self.view.tools_for(principal).schemas.get(name)
+        return self.servers.input_schema(principal, target, name)
 
     async def _authenticate(self, scope: Scope) -> Principal:
         header = _header(scope, b"authorization")

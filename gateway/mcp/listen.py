@@ -41,7 +41,7 @@ class GatewayListen:
         try:
             for uri in dict.fromkeys(wanted):
                 try:
-                    await self.handlers._subscription(ctx, uri, True, stream)
+                    await self.handlers.subscription(ctx, uri, True, stream)
                 except MCPError as exc:  # honoured anyway: it may never fire (the spec's rule)
                     log.info("listen: cannot subscribe", extra={"uri": uri, "error": str(exc)})
                 else:
@@ -53,7 +53,7 @@ class GatewayListen:
             with anyio.CancelScope(shield=True), anyio.move_on_after(_UNSUBSCRIBE_SECONDS):
                 for uri in subscribed:
                     try:
-                        await self.handlers._subscription(ctx, uri, False, stream)
+                        await self.handlers.subscription(ctx, uri, False, stream)
                     except Exception as exc:  # the stream is over either way
                         log.info(
                             "listen: cannot unsubscribe", extra={"uri": uri, "error": str(exc)}

@@ -6,11 +6,19 @@ connection); everything around that is here, once, in this order::
 
     authorize → limit → cache → breaker → backend → record
 
-A stage is an object called with the :class:`Call` and ``proceed`` (the rest of the
-chain); it may refuse (raise :class:`CallDenied`), answer without proceeding, or wrap
-what follows. Controls added later (policy, rate limits, caching, breakers, audit,
-tracing) are stages installed by name; no entry point changes. Stages that are not
-installed cost nothing: the chain is built from the installed ones only.
+A stage has two halves. ``enter`` runs before the backend, in that order: it may
+refuse the call (raise :class:`CallDenied`) or answer it without the backend (set
+``call.answer``: what a cache will do). ``leave`` runs after, in reverse order, for
+every stage that was entered, with the error the call ended in (if any); ``record``
+is listed last because it acts last, and it is entered first, so it sees refusals
+and answers of the others too. Controls added later (policy, rate limits, caching,
+breakers, audit, tracing) are stages installed by name; no entry point changes.
+
+Why halves rather than wrappers (``await proceed()``): a wrapper stays on the stack
+for the whole backend exchange, and every time the exchange waits and resumes, the
+resume passes through each wrapper's frame. On the fast path that cost 15-40 µs of
+gateway CPU per call; halves cost the same whatever the backend does. Stages that
+are not installed cost nothing.
 """
 
 from __future__ import annotations
@@ -31,12 +39,12 @@ from gateway.servers.runtimes.relay import Relay
 STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal["ok", "tool_error", "error", "denied", "cancelled", "not_sent"]
-Proceed = Callable[[], Awaitable[Any]]
 # (server, route, seconds, outcome): what the record stage reports for each call.
 CallRecorder = Callable[[str, str, float, str], None]
-# The order stages wrap one another: record outermost (it acts on the way out, after
-# everything, so it sees refusals too), then the rest as listed in STAGES.
-_NESTING = ("record", "authorize", "limit", "cache", "breaker")
+# The order stages are entered: record first (so it leaves last and sees everything),
+# then the rest as listed in STAGES.
+_ENTERING = ("record", "authorize", "limit", "cache", "breaker")
+CallResult = types.CallToolResult | types.InputRequiredResult
 
 
 @dataclass(slots=True)
@@ -45,7 +53,8 @@ class Call:
 
     ``route`` is the path that serves it (REST, the SDK path or the fast path's
     ``direct``); ``via`` the meta-tool it came through (``EXECUTE_TOOL``), if any. The
-    backend stage sets ``outcome``; stages read it on the way back.
+    backend stage sets ``outcome``; a stage that answers in the backend's place sets
+    ``answer`` (and ``outcome``).
     """
 
     principal: Principal
@@ -55,6 +64,7 @@ class Call:
     via: str | None = None
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = "error"
+    answer: Any = None
 
     @property
     def server(self) -> str:
@@ -63,9 +73,6 @@ class Call:
     @property
     def tool(self) -> str:
         return self.target.tool
-
-
-CallResult = types.CallToolResult | types.InputRequiredResult
 
 
 @dataclass(slots=True)
@@ -95,19 +102,33 @@ class NotSent(Exception):
 
 
 class Stage(Protocol):
-    """One named step around the backend call."""
+    """One named step around the backend call (see the module docstring)."""
 
-    async def __call__(self, call: Call, proceed: Proceed) -> Any:
-        """Do this stage's part and return ``await proceed()`` (or refuse, or answer)."""
-        ...
+    async def enter(self, call: Call) -> None:
+        """Before the backend: raise :class:`CallDenied` to refuse, set ``call.answer``
+        to answer in its place, or return to let the call go on."""
+
+    def leave(self, call: Call, error: BaseException | None) -> None:
+        """After the backend (or a later stage's refusal or answer): ``error`` is what
+        the call raised, None when it was answered."""
+
+
+class StageDefaults:
+    """Halves that do nothing, for a stage that needs only one."""
+
+    async def enter(self, call: Call) -> None:
+        return None
+
+    def leave(self, call: Call, error: BaseException | None) -> None:
+        return None
 
 
 class Pipeline:
-    """The installed stages, in :data:`STAGES` order, run around a backend call."""
+    """The installed stages, run around a backend call."""
 
     def __init__(self, stages: dict[str, Stage] | None = None) -> None:
         self._stages: dict[str, Stage] = {}
-        self._chain: tuple[Stage, ...] = ()
+        self._entering: tuple[Stage, ...] = ()
         for name, stage in (stages or {}).items():
             self.install(name, stage)
 
@@ -119,69 +140,73 @@ class Pipeline:
             self._stages.pop(name, None)
         else:
             self._stages[name] = stage
-        self._chain = tuple(self._stages[n] for n in _NESTING if n in self._stages)
+        self._entering = tuple(self._stages[n] for n in _ENTERING if n in self._stages)
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The filled slots, in order, with ``backend`` where the backend call runs."""
+        """The filled slots in :data:`STAGES` order, with ``backend`` where it runs."""
         return tuple(n for n in STAGES if n in self._stages or n == "backend")
 
+    async def enter(self, call: Call) -> int:
+        """Enter every stage in order; how many were entered, for :meth:`leave` (on a
+        refusal, those before it have been left already and the refusal is raised)."""
+        entered = 0
+        try:
+            for stage in self._entering:
+                await stage.enter(call)
+                entered += 1
+                if call.answer is not None:
+                    break
+        except BaseException as exc:
+            self.leave(call, entered, exc)
+            raise
+        return entered
+
+    def leave(self, call: Call, entered: int, error: BaseException | None) -> None:
+        """Leave the ``entered`` stages, last entered first."""
+        for stage in reversed(self._entering[:entered]):
+            stage.leave(call, error)
+
     async def run(self, call: Call, backend: Callable[[Call], Awaitable[Any]]) -> Any:
-        """``backend(call)`` with every installed stage around it."""
-        chain = self._chain
-        if not chain:
-            return await backend(call)
-        last = len(chain)
-        position = 0
-
-        async def proceed() -> Any:
-            nonlocal position
-            if position == last:
-                return await backend(call)
-            stage = chain[position]
-            position += 1
-            return await stage(call, proceed)
-
-        return await proceed()
+        """``backend(call)`` (or a stage's answer) with every installed stage around it."""
+        entered = await self.enter(call)
+        if call.answer is not None:
+            self.leave(call, entered, None)
+            return call.answer
+        try:
+            result = await backend(call)
+        except BaseException as exc:
+            self.leave(call, entered, exc)
+            raise
+        self.leave(call, entered, None)
+        return result
 
 
-class Authorize:
+class Authorize(StageDefaults):
     """The caller's key and role must allow calling tools (visibility was settled when
     the target was resolved). Policy rules join this stage."""
 
     refusal = "this key may not call tools (needs 'tools:execute')"
 
-    async def __call__(self, call: Call, proceed: Proceed) -> Any:
+    async def enter(self, call: Call) -> None:
         if not call.principal.can("tools:execute"):
             raise CallDenied(self.refusal)
-        return await proceed()
 
 
-class Record:
+class Record(StageDefaults):
     """Reports every call that reached a verdict (answered, refused or cancelled): the
     per-server call metrics, one series whatever the route. Audit rows and spans join
-    this stage.
-
-    It is the outermost stage: listed last because it acts on the way out, it wraps the
-    others so a refusal or an answer from a cache is recorded too.
-    """
+    this stage."""
 
     def __init__(self, recorder: CallRecorder) -> None:
         self.recorder = recorder
 
-    async def __call__(self, call: Call, proceed: Proceed) -> Any:
-        try:
-            return await proceed()
-        except NotSent:
-            call.outcome = "not_sent"
-            raise
-        except CallDenied:
+    def leave(self, call: Call, error: BaseException | None) -> None:
+        if isinstance(error, NotSent):
+            return
+        if isinstance(error, CallDenied):
             call.outcome = "denied"
-            raise
-        except asyncio.CancelledError:
+        elif isinstance(error, asyncio.CancelledError):
             call.outcome = "cancelled"
-            raise
-        finally:
-            if call.outcome != "not_sent":
-                seconds = time.perf_counter() - call.started
-                self.recorder(call.server, call.route, seconds, call.outcome)
+        seconds = time.perf_counter() - call.started
+        self.recorder(call.server, call.route, seconds, call.outcome)

@@ -3,7 +3,7 @@
 The fixture (tests/fixtures/conformance_server.py, our own) is placed behind the
 gateway twice and reached through `/mcp/servers/conformance`: as a `generated`
 server (in-process, the SDK path) and served over HTTP as a `remote` server, where
-`tools/call` takes the gateway's fast path (gateway/mcp/fastpath.py), so its
+`tools/call` takes the gateway's fast path (gateway/servers/mcp/fastpath.py), so its
 relays of progress, logs, sampling, elicitation and input-required results are
 held to the same suite. The suite
 (@modelcontextprotocol/conformance, pinned in package-lock.json) runs on Node 24

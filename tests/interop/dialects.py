@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from gateway.mcp.uris import wrap
+from gateway.servers.mcp.uris import wrap
 from tests.interop.agents import ROOT_URI, SAMPLED, Agent, NotApplicable
 
 SPEC: dict[str, Any] = json.loads(

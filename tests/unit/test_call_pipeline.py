@@ -1,13 +1,13 @@
 """The call pipeline's rules (gateway/servers/pipeline.py), without a backend.
 
-Stages run in one order whatever the entry point; a refusal or a cached answer never
-reaches the backend, and the record stage sees every verdict but a hand-over.
+Stages are entered in one order and left in reverse, whatever the entry point; a
+refusal or a stage's answer never reaches the backend, and the record stage sees every
+verdict but a hand-over to another path.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -20,8 +20,8 @@ from gateway.servers.pipeline import (
     CallDenied,
     NotSent,
     Pipeline,
-    Proceed,
     Record,
+    StageDefaults,
 )
 
 DEV = Principal("u", "u@x", "u", "developer", "k", ("*",))
@@ -33,16 +33,16 @@ def _call(principal: Principal = DEV) -> Call:
 
 
 class Trace:
-    """A stage that notes when it runs."""
+    """A stage that notes when it is entered and left."""
 
     def __init__(self, name: str, seen: list[str]) -> None:
         self.name, self.seen = name, seen
 
-    async def __call__(self, call: Call, proceed: Proceed) -> Any:
+    async def enter(self, call: Call) -> None:
         self.seen.append(self.name)
-        result = await proceed()
+
+    def leave(self, call: Call, error: BaseException | None) -> None:
         self.seen.append(f"/{self.name}")
-        return result
 
 
 def _recorded() -> tuple[Record, list[tuple[str, str, str]]]:
@@ -77,6 +77,19 @@ async def test_an_empty_pipeline_is_the_backend_call() -> None:
         return 42
 
     assert await pipeline.run(_call(), backend) == 42
+
+
+async def test_a_refusal_leaves_only_the_stages_entered_before_it() -> None:
+    seen: list[str] = []
+    pipeline = Pipeline({"authorize": Authorize(), "record": Trace("record", seen)})
+    pipeline.install("cache", Trace("cache", seen))
+
+    async def backend(call: Call) -> None:
+        raise AssertionError("the backend was called")
+
+    with pytest.raises(CallDenied):
+        await pipeline.run(_call(VIEWER), backend)
+    assert seen == ["record", "/record"]  # the cache after authorize was never entered
 
 
 def test_only_known_slots_can_be_filled() -> None:
@@ -127,10 +140,9 @@ async def test_a_stage_may_answer_without_the_backend() -> None:
     """What a cache stage will do: the answer is recorded like any other."""
     record, rows = _recorded()
 
-    class Cached:
-        async def __call__(self, call: Call, proceed: Proceed) -> Any:
-            call.outcome = "ok"
-            return "from cache"
+    class Cached(StageDefaults):
+        async def enter(self, call: Call) -> None:
+            call.outcome, call.answer = "ok", "from cache"
 
     pipeline = Pipeline({"cache": Cached(), "record": record})
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gateway.auth.principal import Principal
-from gateway.mcp.fastpath import FastPath
+from gateway.servers.mcp.fastpath import FastPath
 
 ROUTE = object()  # a runtime's direct route (its identity is what the test checks)
 

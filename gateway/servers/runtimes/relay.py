@@ -11,7 +11,7 @@ nothing that tells them apart, so the request is refused with a clear error
 (per-caller backend sessions would lift that). The same holds for what a Streamable
 HTTP backend asks on its session's own GET stream, tied to no request (the Python
 SDK's `ctx.session.list_roots()`, server-everything's roots sync): fast-path calls
-(gateway/mcp/fastcall.py), which bypass the SDK session, count as callers too
+(gateway/servers/mcp/fastcall.py), which bypass the SDK session, count as callers too
 (:meth:`Callers.add`: a dict insert and delete per call). Progress needs none of
 this: it is matched to its request by token, and its callback is bound to the
 caller's relay.
@@ -78,7 +78,7 @@ class Relay(Protocol):
 
 
 class Asker(Protocol):
-    """A fast-path call in flight (gateway/mcp/fastcall.py): it can be asked what the
+    """A fast-path call in flight (gateway/servers/mcp/fastcall.py): it can be asked what the
     backend asks outside any request; logs and progress reach it on its own stream."""
 
     async def ask_outside(self, method: str, params: Any) -> Any:

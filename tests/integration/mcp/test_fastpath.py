@@ -25,6 +25,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.integration.mcp.test_endpoint import _new_key, connect
 from tests.support import BOOT, Server, free_port, spawn_http
+from tests.support_mcp import modern_call
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
 SECRET = "s3cr3t-key-0123456789"
@@ -75,29 +76,8 @@ def _modern_call(
     key: str | None = None,
 ) -> Any:
     """One raw 2026-07-28 `tools/call` (so the test sees the HTTP response itself)."""
-    auth = {"Authorization": f"Bearer {key}"} if key else AUTH
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }
-    return httpx.post(
-        f"{server.url}{path}",
-        json={
-            "jsonrpc": "2.0",
-            "id": "call-1",
-            "method": "tools/call",
-            "params": {"name": name, "arguments": arguments, "_meta": meta, **(params or {})},
-        },
-        headers={
-            **auth,
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28",
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": name,
-        },
-        timeout=timeout,
-    )
+    body, headers = modern_call(name, arguments, key=key or BOOT, params=params)
+    return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=timeout)
 
 
 @pytest.mark.parametrize(("mode", "version"), [("auto", "2026-07-28"), ("legacy", "2025-11-25")])
@@ -195,29 +175,7 @@ def test_a_dead_backend_gives_tool_errors_not_a_dead_gateway(
 
 def test_rbac_holds_on_the_fast_path(gateway: Server) -> None:
     viewer = _new_key(gateway, "viewer")
-    r = httpx.post(
-        f"{gateway.url}/mcp",
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {
-                "name": "fix__echo",
-                "arguments": {"text": "x"},
-                "_meta": {
-                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                    "io.modelcontextprotocol/clientCapabilities": {},
-                },
-            },
-        },
-        headers={
-            "Authorization": f"Bearer {viewer}",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28",
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": "fix__echo",
-        },
-    )
+    r = _modern_call(gateway, "fix__echo", {"text": "x"}, key=viewer)
     # Refused by the call pipeline's authorize stage, before anything reaches the backend.
     assert r.headers["mcpgw-route"] == "direct"
     result = r.json()["result"]

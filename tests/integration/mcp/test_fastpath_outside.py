@@ -25,6 +25,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from tests.support import BOOT, Server, free_port, spawn_http
+from tests.support_mcp import last_message, modern_call
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "outside_backend.py"
 AUTH = {"Authorization": f"Bearer {BOOT}"}
@@ -163,30 +164,15 @@ async def test_a_call_parked_for_its_agent_does_not_count_as_a_second_caller(
     at the backend until it times out; its agent was already asked. A question the
     backend asks meanwhile goes to the one call that can still be asked, instead of
     being refused as if two agents competed for it."""
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {"sampling": {}, "roots": {}},
-    }
+    body, headers = modern_call(
+        "out__sample",
+        {"prompt": "x"},
+        key=BOOT,
+        request_id=1,
+        capabilities={"sampling": {}, "roots": {}},
+    )
     async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(
-            f"{gateway.url}/mcp",
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "out__sample", "arguments": {"prompt": "x"}, "_meta": meta},
-            },
-            headers={
-                **AUTH,
-                "Accept": "application/json, text/event-stream",
-                "MCP-Protocol-Version": "2026-07-28",
-                "Mcp-Method": "tools/call",
-                "Mcp-Name": "out__sample",
-            },
-        )
-    data = [line[5:] for line in r.text.splitlines() if line.startswith("data:")]
-    parked = httpx.Response(200, content=data[-1] if data else r.content).json()
+        parked = last_message(await http.post(f"{gateway.url}/mcp", json=body, headers=headers))
     assert parked["result"]["resultType"] == "input_required", parked  # and no retry comes
     async with agent(f"{gateway.url}/mcp", mode="auto") as client:
         result = await client.call_tool("out__roots", {})

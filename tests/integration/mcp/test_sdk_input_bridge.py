@@ -22,6 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.integration.mcp.test_endpoint import _new_key
 from tests.integration.servers.conftest import EVERYTHING
 from tests.support import BOOT, Server
+from tests.support_mcp import last_message, modern_call
 
 AUTH = {"Authorization": f"Bearer {BOOT}"}
 TIMEOUT = 4.0  # the gateway's call timeout: also how long a question waits for its answer
@@ -67,32 +68,16 @@ def _agent(gateway: Server, mode: str = "auto", **callbacks: Any) -> tuple[Any, 
 
 def _call(gateway: Server, name: str, key: str = BOOT, **params: Any) -> tuple[int, dict[str, Any]]:
     """One raw 2026-07-28 `tools/call`: its HTTP status and JSON-RPC message."""
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
-    }
-    r = httpx.post(
-        f"{gateway.url}/mcp",
-        json={
-            "jsonrpc": "2.0",
-            "id": 7,
-            "method": "tools/call",
-            "params": {"name": name, "arguments": {}, "_meta": meta, **params},
-        },
-        headers={
-            "Authorization": f"Bearer {key}",
-            "Accept": "application/json, text/event-stream",
-            "MCP-Protocol-Version": "2026-07-28",
-            "Mcp-Method": "tools/call",
-            "Mcp-Name": name,
-        },
-        timeout=30,
+    body, headers = modern_call(
+        name,
+        {},
+        key=key,
+        request_id=7,
+        capabilities={"elicitation": {"form": {}}},
+        params=params,
     )
-    if r.headers["content-type"].startswith("text/event-stream"):
-        data = [line[5:] for line in r.text.splitlines() if line.startswith("data:")]
-        return r.status_code, httpx.Response(200, content=data[-1]).json()
-    return r.status_code, r.json()
+    r = httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30)
+    return r.status_code, last_message(r)
 
 
 def _asked(gateway: Server) -> tuple[str, dict[str, Any]]:

@@ -31,6 +31,7 @@ from gateway.app import create_app
 from gateway.db import Database
 from tests.conftest import make_settings
 from tests.integration.servers.conftest import Gateway, text_of
+from tests.support_mcp import modern_call
 
 NAME = "rebind.test"
 VETTED = "127.0.0.2"  # what the guard is told (and approves, as if public)
@@ -209,27 +210,13 @@ async def test_the_fast_path_connects_to_the_vetted_address_only(
     )
     assert r.status_code == 201 and r.json()["health"]["status"] == "healthy", r.text
     rebinder.everyone_gets_vetted = False  # … then the name rebinds to loopback
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }
+    body, headers = modern_call("rb__echo", {"text": "fast"}, key="")
+    headers.update(guarded_gw.auth())
     with contextlib.suppress(httpx.HTTPError):
         reply = await guarded_gw.client.post(
             "http://127.0.0.1:8000/mcp",  # a Host /mcp accepts (in-process: no socket)
-            json={
-                "jsonrpc": "2.0",
-                "id": "call-1",
-                "method": "tools/call",
-                "params": {"name": "rb__echo", "arguments": {"text": "fast"}, "_meta": meta},
-            },
-            headers={
-                **guarded_gw.auth(),
-                "Accept": "application/json, text/event-stream",
-                "MCP-Protocol-Version": "2026-07-28",
-                "Mcp-Method": "tools/call",
-                "Mcp-Name": "rb__echo",
-            },
+            json=body,
+            headers=headers,
             timeout=30,
         )
     assert trap.connections == 0, "the fast path connected to the rebound (loopback) address"

@@ -30,6 +30,7 @@ from mcp import Client, types
 from mcp.shared.exceptions import MCPError
 from pydantic import ConfigDict, TypeAdapter
 
+from skills.mcp import SkillsMcp
 from tests.conftest import BOOTSTRAP_KEY, AppHarness
 from tests.integration.mcp.test_endpoint import connect
 from tests.support import BOOT, Server
@@ -512,7 +513,8 @@ async def test_changes_show_up_without_reconnecting(gw: Gateway) -> None:
 async def test_catalog_is_read_once_per_change(harness: AppHarness) -> None:
     """In process: tools/list, skills/list and resources/list are served from memory."""
     h = harness
-    skills = h.app.state.mcp_front.skills  # type: ignore[attr-defined]
+    front = h.app.state.mcp_front  # type: ignore[attr-defined]
+    skills = next(s for s in front.surfaces if isinstance(s, SkillsMcp))
     service = skills.service
     reads = 0
     original = service.catalog

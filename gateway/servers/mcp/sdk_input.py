@@ -28,7 +28,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import ValidationError
 
-from gateway.mcp.input_bridge import (
+from gateway.servers.mcp.input_bridge import (
     SDK_STATE_PREFIX,
     UNKNOWN_STATE,
     Event,

@@ -14,7 +14,7 @@ module is what it does when asked (sampling, elicitation or roots):
   requests are; its POSTed answer comes back through ``FastPath._route_message`` to a
   future here, and goes to the backend as the SDK session's reply.
 - A 2026-07-28 agent has no session to be asked on: it is answered at once with
-  `input_required` (the question and a `requestState`: gateway/mcp/input_bridge.py),
+  `input_required` (the question and a `requestState`: gateway/servers/mcp/input_bridge.py),
   sent from here while the call's task waits for the backend. The backend's call stays
   open: from then on the call's task hands what the backend sends to the pending call
   (``FastCall.parked``: its answer, notifications, further questions) instead of the
@@ -37,11 +37,11 @@ from mcp import types
 from mcp_types.jsonrpc import INTERNAL_ERROR, REQUEST_TIMEOUT
 from pydantic import ValidationError
 
-from gateway.mcp.input_bridge import Event, PendingCall
+from gateway.servers.mcp.input_bridge import Event, PendingCall
 from gateway.servers.runtimes.relay import no_relay
 
 if TYPE_CHECKING:
-    from gateway.mcp.fastcall import FastCall
+    from gateway.servers.mcp.fastcall import FastCall
 
 # method → (what it is called in errors, the result type the SDK session expects)
 _ASKED: dict[str, tuple[str, type[Any]]] = {

@@ -1,6 +1,6 @@
 """One fast `tools/call`: the agent's request out to the backend, its messages back.
 
-Split from :mod:`gateway.mcp.fastpath` (which decides eligibility and routes): a
+Split from :mod:`gateway.servers.mcp.fastpath` (which decides eligibility and routes): a
 :class:`FastCall` runs the exchange with its deadline and disconnect watch, relays
 what the backend sends before its answer, and words failures as the SDK path does.
 """
@@ -19,16 +19,16 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.asgi_replies import send_json
 from gateway.mcp.fastlist import SERVER_INFO_META_KEY
-from gateway.mcp.fastrelay import ask_agent, hand_over
-from gateway.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.mcp.results import tool_error_body
 from gateway.servers.calls import CallTarget
+from gateway.servers.mcp.fastrelay import ask_agent, hand_over
+from gateway.servers.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
 
 if TYPE_CHECKING:
-    from gateway.mcp.fastpath import FastPath, FastRequest
+    from gateway.servers.mcp.fastpath import FastPath, FastRequest
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -310,6 +310,12 @@ class FastCall:
                 status = ERROR_CODE_HTTP_STATUS.get(error.get("code"), 200)  # type: ignore[arg-type]
             await self._json(body, status)
         return ok
+
+    async def answer_with(self, result: Any) -> None:
+        """Answer with a result a pipeline stage gave in the backend's place."""
+        if hasattr(result, "model_dump"):
+            result = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+        await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": dict(result)})
 
     async def refuse(self, text: str) -> None:
         """Answer that the call was refused (by a pipeline stage) before it was sent."""

@@ -25,7 +25,6 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import orjson
@@ -40,13 +39,13 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
-from gateway.mcp.fastcall import FastCall
 from gateway.mcp.fastlist import ToolsListCache
-from gateway.mcp.fastrelay import abandon, settle
-from gateway.mcp.input_bridge import InputBridge
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
-from gateway.mcp.view import CatalogView
 from gateway.servers.calls import CallTarget, find_target
+from gateway.servers.mcp.fastcall import FastCall
+from gateway.servers.mcp.fastrelay import abandon, settle
+from gateway.servers.mcp.input_bridge import InputBridge
+from gateway.servers.mcp.view import CatalogView
 from gateway.servers.pipeline import Call, CallDenied, NotSent
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -279,39 +278,52 @@ class FastPath:
             headers = route.encoded_headers("tools/call", tool)
         owner = (principal.user_id, principal.key_id)
         call = FastCall(self, route, request, backend_id, scope, send, owner, called)
-        arguments = params.get("arguments") or {}
-        return await self._piped(
-            Call(principal, called, arguments, "direct"),
-            call,
-            lambda: call.exchange(payload, headers),
-            receive,
-        )
-
-    async def _piped(
-        self,
-        piped: Call,
-        call: FastCall,
-        work: Callable[[], Awaitable[bool | None]],
-        receive: Receive,
-    ) -> bool:
-        """Run ``call`` as the call pipeline's backend stage; False if nothing was sent."""
+        piped = Call(principal, called, params.get("arguments") or {}, "direct")
+        entered = await self._enter(piped, call)
+        if entered is None:
+            return True  # refused, or answered by a stage
         try:
-            await self.servers.pipeline.run(piped, partial(self._forward, call, work, receive))
-        except NotSent:
-            return False
+            done = await self._forward(call, lambda: call.exchange(payload, headers), receive)
+        except BaseException as exc:
+            self.servers.pipeline.leave(piped, entered, exc)
+            raise
+        return self._left(piped, entered, call, done)
+
+    # The call pipeline's stages around the fast path's own backend stage, entered and
+    # left here rather than through Pipeline.run: no frame of its stays on the stack
+    # while the exchange waits (see pipeline.py).
+    async def _enter(self, piped: Call, call: FastCall) -> int | None:
+        """Enter the pipeline's stages; None when one refused or answered the call (the
+        agent has its answer then)."""
+        pipeline = self.servers.pipeline
+        try:
+            entered = await pipeline.enter(piped)
         except CallDenied as exc:
             await call.refuse(exc.message)
+            call.scope.setdefault("state", {})["route"] = "direct"
+            return None
+        if piped.answer is not None:
+            await call.answer_with(piped.answer)
+            pipeline.leave(piped, entered, None)
+            call.scope.setdefault("state", {})["route"] = "direct"
+            return None
+        return entered
+
+    def _left(self, piped: Call, entered: int, call: FastCall, done: bool | None) -> bool:
+        """Leave the stages with the backend's outcome; False: nothing was sent."""
+        if done is None:
+            self.servers.pipeline.leave(piped, entered, NotSent())
+            return False
+        piped.outcome = "ok" if done else "error"
+        self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True
 
     async def _forward(
-        self,
-        call: FastCall,
-        work: Callable[[], Awaitable[bool | None]],
-        receive: Receive,
-        piped: Call,
-    ) -> bool:
-        """The fast path's backend stage: the agent's JSON-RPC to the backend and back."""
+        self, call: FastCall, work: Callable[[], Awaitable[bool | None]], receive: Receive
+    ) -> bool | None:
+        """The fast path's backend stage: the agent's JSON-RPC to the backend and back
+        (None: nothing was sent)."""
         route, request = call.route, call.request
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
@@ -326,7 +338,7 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(work, self.servers.call_timeout, receive)
+                return await call.run(work, self.servers.call_timeout, receive)
             finally:
                 limiter.release()
         finally:
@@ -336,10 +348,6 @@ class FastPath:
                 abandon(call)
             if key is not None:
                 self._in_flight.pop(key, None)
-        if done is None:
-            raise NotSent
-        piped.outcome = "ok" if done else "error"
-        return done
 
     async def _resume(
         self, scope: Scope, receive: Receive, send: Send, request: FastRequest, principal: Principal
@@ -370,13 +378,17 @@ class FastPath:
             await self.bridge.answer(pending, request.params.get("inputResponses"))
             return await call.follow(pending)
 
-        arguments = request.params.get("arguments") or {}
-        return await self._piped(
-            Call(principal, pending.target, arguments, "direct"),
-            call,
-            answer_then_follow,
-            receive,
-        )
+        piped = Call(principal, pending.target, request.params.get("arguments") or {}, "direct")
+        entered = await self._enter(piped, call)
+        if entered is None:
+            return True
+        try:
+            done = await call.run(answer_then_follow, self.servers.call_timeout, receive)
+        except BaseException as exc:
+            self.servers.pipeline.leave(piped, entered, exc)
+            raise
+        self._left(piped, entered, call, bool(done))
+        return True
 
     async def _route_message(self, message: dict[str, Any], scope: Scope, send: Send) -> bool:
         """An agent's answer to a relayed request, or its cancel of a fast call."""

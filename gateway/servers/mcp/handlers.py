@@ -1,0 +1,415 @@
+"""Pillar 1 on `/mcp`: the registered servers' tools, resources, prompts and completions.
+
+The protocol front (gateway/mcp/handlers.py) authenticates, pages, merges every
+surface and answers the meta-tools; what concerns the servers it asks of
+:class:`ServersMcp`. Lists come from the in-memory catalog; calls go through the
+pillar's one call use case (``ServerService.call``, the call pipeline); reads,
+prompts and completions go to the backend through the session pool with a
+:class:`FrontRelay` set, so what the backend sends back mid-request (progress, log
+messages, sampling, elicitation, roots) reaches the agent that asked. A 2026-07-28
+agent cannot be asked mid-call: its backend's questions become `input_required`
+results (sdk_input.py). On `/mcp` names are namespaced (`{server}__{tool}`, URIs by
+uris.py); on `/mcp/servers/{name}` (``target``) they are the server's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, cast
+
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+from gateway.auth.principal import Principal
+from gateway.mcp.results import tool_error
+from gateway.mcp.sdk_compat import agent_connection
+from gateway.mcp.surface import FastLane, FastLaneParts
+from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
+from gateway.servers.mcp import uris
+from gateway.servers.mcp.fastpath import FastPath
+from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
+from gateway.servers.mcp.view import CatalogView, ToolView
+from gateway.servers.pipeline import CallContext, CallDenied
+from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
+from gateway.servers.runtimes.relay import CURRENT_RELAY
+from gateway.servers.service import ServerService
+
+RESOURCE_NOT_FOUND = -32002
+Ctx = ServerRequestContext[Any, Any]
+CallResult = types.CallToolResult | types.InputRequiredResult
+
+
+def passthrough(exc: BackendError, code: int) -> MCPError:
+    """The backend's own JSON-RPC error when it sent one (code and data intact), else ``code``."""
+    if isinstance(exc, BackendRequestError):
+        return MCPError(exc.error.code, exc.error.message, exc.error.data)
+    return MCPError(code, str(exc))
+
+
+class FrontRelay:
+    """Forwards a backend's mid-request messages to the agent's request."""
+
+    def __init__(self, ctx: Ctx, params: Any = None) -> None:
+        self.ctx = ctx
+        meta = ctx.meta or {}
+        self.wants_progress = bool(meta.get("progress_token") or meta.get("progressToken"))
+        self.modern = ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS
+        # 2026-07-28 multi-round requests: what the agent answered, forwarded as is.
+        self.input_round = _InputRound(params, meta) if self.modern and params is not None else None
+        # A 2026 agent's tools/call on the SDK path: asked and told through the input
+        # bridge (sdk_input.py), as its round's stream may be gone by then.
+        self.call: SdkCall | None = None
+
+    @property
+    def askable(self) -> bool:
+        """Not parked waiting for its agent's retry (relay.py's rule for questions asked
+        outside any call)."""
+        return self.call is None or not self.call.awaiting_agent
+
+    async def request(self, method: str, params: Any) -> Any:
+        if self.call is not None:
+            return await self.call.ask(method, params)
+        request_type, result_type = REQUESTS[method]
+        request = request_type(params=params) if params is not None else request_type()
+        return await self.ctx.session.send_request(
+            request,
+            result_type,
+            metadata=ServerMessageMetadata(related_request_id=self.ctx.request_id),
+        )
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if self.call is not None:
+            self.call.note(lambda relay: relay.log(params))
+            return
+        await self.ctx.session.send_notification(
+            types.LoggingMessageNotification(params=params), self.ctx.request_id
+        )
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.call is not None:
+            self.call.note(lambda relay: relay.progress(progress, total, message))
+            return
+        await self.ctx.session.report_progress(progress, total, message)
+
+
+class _InputRound:
+    def __init__(self, params: Any, meta: Any) -> None:
+        self.input_responses = getattr(params, "input_responses", None)
+        self.request_state = getattr(params, "request_state", None)
+        # The agent's own per-request envelope (its capabilities), minus what our
+        # session stamps itself.
+        self.meta = {
+            k: v for k, v in dict(meta).items() if k not in ("progress_token", "progressToken")
+        } or None
+
+
+class ServersMcp:
+    """The registered servers' surface on `/mcp` (:class:`gateway.mcp.surface.ServersSurface`)."""
+
+    def __init__(self, servers: ServerService) -> None:
+        self.servers = servers
+        self.view = CatalogView(servers)
+        # (server, backend uri) → agent sessions (or listen streams) subscribed to it
+        self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
+        # 2026-07-28 agents' calls waiting for their answers to a backend's questions.
+        self.inputs = SdkInputs()
+        # Where a resource update for a 2026-07-28 listen stream goes (the front's bus).
+        self._publish: Callable[[str], Awaitable[None]] | None = None
+
+    # --- what the front asks of every request ------------------------------------------
+    @property
+    def catalog_version(self) -> int:
+        return self.servers.catalog_version
+
+    @property
+    def timeout(self) -> float:
+        return self.servers.call_timeout
+
+    def visible(self, principal: Principal, target: str) -> bool:
+        """Whether `/mcp/servers/{target}` is a server this caller may use."""
+        return self.servers.visible_runtime(principal, target) is not None
+
+    def tool_view(self, principal: Principal) -> ToolView:
+        """The caller's namespaced tools on `/mcp` (cached per visibility)."""
+        return self.view.tools_for(principal)
+
+    def server_tools(self, target: str) -> tuple[object, list[types.Tool]]:
+        """One server's own tools, and the object they came from (replaced on change)."""
+        catalog = self.servers.catalogs.get(target)
+        return catalog, list(catalog.tools) if catalog else []
+
+    def input_schema(
+        self, principal: Principal, target: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """A tool's input schema from memory (the SDK checks `Mcp-Param` headers by it)."""
+        if target is not None:
+            return self.view.server_schema(target, name)
+        return self.view.tools_for(principal).schemas.get(name)
+
+    def on_change(
+        self,
+        catalog_changed: Callable[[], Awaitable[None]],
+        resource_updated: Callable[[str], Awaitable[None]],
+    ) -> None:
+        """Tell the front when the catalog changes, and publish resource updates to
+        2026-07-28 listen streams with ``resource_updated`` (the front's bus)."""
+        self.servers.catalog_listeners.append(catalog_changed)
+        self.servers.resource_listeners.append(self.resource_updated)
+        self._publish = resource_updated
+
+    def fast_lane(self, parts: FastLaneParts) -> FastLane:
+        """The fast path for `tools/call` (and `tools/list` through ``parts.lister``)."""
+        fast = FastPath(
+            self.servers,
+            self.view,
+            allowed_hosts=parts.allowed_hosts,
+            allowed_origins=parts.allowed_origins,
+            known_session=parts.known_session,
+        )
+        fast.lister, fast.server_info = parts.lister, parts.server_info
+        return fast
+
+    def _runtime(self, principal: Principal, server: str, what: str) -> ServerRuntime:
+        runtime = self.servers.visible_runtime(principal, server)
+        if runtime is None:
+            raise MCPError(INVALID_PARAMS, f"unknown {what}")
+        return runtime
+
+    # --- tools --------------------------------------------------------------------------
+    @staticmethod
+    def is_retry(ctx: Ctx, params: types.CallToolRequestParams) -> bool:
+        """A 2026-07-28 agent's retry of a call parked for its answers (either path's)."""
+        return (
+            SdkInputs.is_retry(params.request_state)
+            and ctx.protocol_version not in HANDSHAKE_PROTOCOL_VERSIONS
+        )
+
+    async def call_tool(
+        self,
+        ctx: Ctx,
+        principal: Principal,
+        target: str | None,
+        params: types.CallToolRequestParams,
+        arguments: dict[str, Any],
+        via: str | None = None,
+    ) -> CallResult:
+        """Call a server's tool (``params.name``, or what ``via`` a meta-tool named)."""
+        owner = (principal.user_id, principal.key_id)
+        if self.is_retry(ctx, params):
+            parked = self.inputs.take(cast(str, params.request_state), owner)
+            relay = FrontRelay(ctx)
+
+            def resume() -> Awaitable[CallResult]:
+                return self.inputs.resume(parked, ctx.params, relay, self.timeout)
+
+            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume)
+            return await self._call(principal, parked.target, arguments, ctx_call)
+        found = find_target(self.servers, principal, params.name, target)
+        if found is None:
+            raise MCPError(INVALID_PARAMS, f"unknown tool {params.name!r}")
+        relay = FrontRelay(ctx, params)
+        exchange = None
+        if relay.modern:
+            relay.call = SdkCall(owner, found.server, target=found)
+            exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
+        call_ctx = CallContext("sdk", via, self.timeout, relay, exchange)
+        return await self._call(principal, found, arguments, call_ctx)
+
+    async def _first_round(
+        self,
+        relay: FrontRelay,
+        call: SdkCall,
+        found: CallTarget,
+        arguments: dict[str, Any],
+        ctx: Ctx,
+    ) -> CallResult:
+        """A 2026-07-28 agent's call: the backend call runs on while the agent answers
+        what it asks, so its own clock is off: each round, and each wait for the agent,
+        has the call timeout."""
+        token = CURRENT_RELAY.set(relay)
+        try:
+            runtime, tool = found.runtime, found.tool
+            self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
+        finally:
+            CURRENT_RELAY.reset(token)
+        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), self.timeout))
+
+    async def _call(
+        self, principal: Principal, found: CallTarget, arguments: dict[str, Any], ctx: CallContext
+    ) -> CallResult:
+        """The pillar's one call use case, its refusals and backend errors in MCP terms."""
+        try:
+            return await self.servers.call(principal, found, arguments, ctx)
+        except CallDenied as exc:
+            return tool_error(exc.message)
+        except BackendRequestError as exc:
+            # The backend refused the request itself (unknown tool, bad params, bad
+            # requestState): a protocol error, passed on as one.
+            raise passthrough(exc, INVALID_PARAMS) from None
+
+    # --- resources ----------------------------------------------------------------------
+    def _servers_for(self, principal: Principal, target: str | None) -> list[str]:
+        if not principal.can("tools:read"):
+            return []
+        return [target] if target is not None else self.view.visible_servers(principal)
+
+    async def resources(self, principal: Principal, target: str | None) -> list[types.Resource]:
+        items: list[types.Resource] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for resource in catalog.resources if catalog else []:
+                if target is None:
+                    resource = resource.model_copy(
+                        update={"uri": uris.wrap(server, str(resource.uri))}
+                    )
+                items.append(resource)
+        return items
+
+    async def templates(
+        self, principal: Principal, target: str | None
+    ) -> list[types.ResourceTemplate]:
+        items: list[types.ResourceTemplate] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for template in catalog.resource_templates if catalog else []:
+                if target is None:
+                    template = template.model_copy(
+                        update={"uri_template": uris.wrap(server, template.uri_template)}
+                    )
+                items.append(template)
+        return items
+
+    def _resolve_uri(self, target: str | None, uri: str) -> tuple[str, str]:
+        if target is not None:
+            return target, uri
+        found = uris.unwrap(uri)
+        if found is None:
+            raise MCPError(RESOURCE_NOT_FOUND, f"resource not found: {uri}")
+        return found
+
+    async def read_resource(
+        self, ctx: Ctx, principal: Principal, target: str | None, params: Any
+    ) -> types.ReadResourceResult:
+        server, uri = self._resolve_uri(target, str(params.uri))
+        runtime = self._runtime(principal, server, "resource")
+        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+        try:
+            result = await runtime.read_resource(uri, self.timeout)
+        except BackendError as exc:
+            raise passthrough(exc, RESOURCE_NOT_FOUND) from None
+        finally:
+            CURRENT_RELAY.reset(token)
+        if target is None:
+            contents = [
+                c.model_copy(update={"uri": uris.wrap(server, str(c.uri))}) for c in result.contents
+            ]
+            result = result.model_copy(update={"contents": contents})
+        return result
+
+    async def subscription(
+        self,
+        ctx: Ctx,
+        principal: Principal,
+        target: str | None,
+        front_uri: str,
+        subscribe: bool,
+        stream: object = None,
+    ) -> None:
+        """Count a subscriber of ``front_uri``: the agent's session, or (``stream``) a
+        2026-07-28 listen stream, whose updates go to the front's bus."""
+        server, uri = self._resolve_uri(target, front_uri)
+        runtime = self._runtime(principal, server, "resource")
+        listeners = self._subscribers[(server, uri)]
+        connection = None if stream is not None else (agent_connection(ctx.session) or ctx.session)
+        first, key = not listeners, id(stream if stream is not None else connection)
+        if subscribe:
+            listeners[key] = (connection, front_uri)
+            if first:
+                await self._backend_subscription(runtime, uri, True)
+        elif listeners.pop(key, None) is not None and not listeners:
+            await self._backend_subscription(runtime, uri, False)
+
+    async def _backend_subscription(self, runtime: ServerRuntime, uri: str, on: bool) -> None:
+        # One backend subscription serves agents of both eras: the runtime picks the
+        # session (resources/subscribe in 2025-11-25, the listen filter in 2026-07-28).
+        try:
+            await runtime.subscribe(uri, on, self.timeout)
+        except BackendError as exc:
+            raise passthrough(exc, INVALID_PARAMS) from None
+
+    async def resource_updated(self, server: str, uri: str) -> None:
+        """A backend announced a change: tell every agent session subscribed to it."""
+        published: set[str] = set()
+        for key, (session, front_uri) in list(self._subscribers.get((server, uri), {}).items()):
+            if session is None:  # listen streams: the bus delivers by URI, once per URI
+                if front_uri not in published:
+                    published.add(front_uri)
+                    if self._publish is not None:
+                        await self._publish(front_uri)
+                continue
+            try:
+                await session.send_resource_updated(front_uri)
+            except Exception:
+                self._subscribers[(server, uri)].pop(key, None)  # that session is gone
+
+    # --- prompts and completion -----------------------------------------------------------
+    async def prompts(self, principal: Principal, target: str | None) -> list[types.Prompt]:
+        items: list[types.Prompt] = []
+        for server in self._servers_for(principal, target):
+            catalog = self.servers.catalogs.get(server)
+            for prompt in catalog.prompts if catalog else []:
+                if target is None:
+                    prompt = prompt.model_copy(update={"name": qualified(server, prompt.name)})
+                items.append(prompt)
+        return items
+
+    def _prompt_target(self, target: str | None, name: str) -> tuple[str, str]:
+        if target is not None:
+            return target, name
+        try:
+            return split_qualified(name)
+        except Exception:
+            raise MCPError(INVALID_PARAMS, f"unknown prompt {name!r}") from None
+
+    async def get_prompt(
+        self, ctx: Ctx, principal: Principal, target: str | None, params: Any
+    ) -> types.GetPromptResult:
+        server, name = self._prompt_target(target, params.name)
+        runtime = self._runtime(principal, server, f"prompt {params.name!r}")
+        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+        try:
+            result = await runtime.get_prompt(name, params.arguments, self.timeout)
+        except BackendError as exc:
+            raise passthrough(exc, INVALID_PARAMS) from None
+        finally:
+            CURRENT_RELAY.reset(token)
+        return result
+
+    async def complete(
+        self, ctx: Ctx, principal: Principal, target: str | None, params: Any
+    ) -> types.CompleteResult:
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            server, name = self._prompt_target(target, ref.name)
+            ref = ref.model_copy(update={"name": name})
+        else:
+            server, uri = self._resolve_uri(target, ref.uri)
+            ref = ref.model_copy(update={"uri": uri})
+        runtime = self._runtime(principal, server, "completion target")
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context else None
+        token = CURRENT_RELAY.set(FrontRelay(ctx))
+        try:
+            result = await runtime.complete(ref, argument, context, self.timeout)
+        except BackendError as exc:
+            raise passthrough(exc, INVALID_PARAMS) from None
+        finally:
+            CURRENT_RELAY.reset(token)
+        return result
