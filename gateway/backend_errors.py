@@ -1,8 +1,10 @@
-"""The errors a backend connection raises, in core so core modules (the SSRF guard) can
-raise them without importing the runtimes package (which imports them back).
-``gateway.servers.runtimes.base`` re-exports both; import them from there."""
+"""The errors a backend connection raises, in core so core modules (the SSRF guard, the
+MCP front's error mapping) can use them without importing the runtimes package (which
+imports them back). ``gateway.servers.runtimes.base`` re-exports them."""
 
 from __future__ import annotations
+
+from mcp import types
 
 
 class BackendError(Exception):
@@ -11,3 +13,12 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     """The backend is not connected and could not be (re)started."""
+
+
+class BackendRequestError(BackendError):
+    """The backend answered a request with a JSON-RPC error; ``error`` keeps its code/data
+    so a front can pass it on unchanged."""
+
+    def __init__(self, message: str, error: types.ErrorData) -> None:
+        super().__init__(message)
+        self.error = error

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,11 +282,36 @@ class FastPath:
         entered = await self._enter(piped, call)
         if entered is None:
             return True  # refused, or answered by a stage
+        # The backend stage, inline: a frame of its own would be resumed each time the
+        # exchange waits (see pipeline.py).
+        key = (request.session_id, request.id) if request.session_id else None
+        if key is not None:
+            self._in_flight[key] = call
+        limiter = route.semaphore
+        route.health.in_flight += 1
+        # A caller of the backend's session while in flight: what the backend asks on the
+        # session's own stream comes to this call's agent (fastrelay.py).
+        callers = route.callers
+        callers.add(call)
         try:
-            done = await self._forward(call, lambda: call.exchange(payload, headers), receive)
+            if not limiter.try_acquire():
+                await limiter.acquire()
+            try:
+                done = await call.run(
+                    lambda: call.exchange(payload, headers), self.servers.call_timeout, receive
+                )
+            finally:
+                limiter.release()
         except BaseException as exc:
             self.servers.pipeline.leave(piped, entered, exc)
             raise
+        finally:
+            route.health.in_flight -= 1
+            callers.discard(call)
+            if call.asking is not None:
+                abandon(call)
+            if key is not None:
+                self._in_flight.pop(key, None)
         return self._left(piped, entered, call, done)
 
     # The call pipeline's stages around the fast path's own backend stage, entered and
@@ -318,36 +343,6 @@ class FastPath:
         self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True
-
-    async def _forward(
-        self, call: FastCall, work: Callable[[], Awaitable[bool | None]], receive: Receive
-    ) -> bool | None:
-        """The fast path's backend stage: the agent's JSON-RPC to the backend and back
-        (None: nothing was sent)."""
-        route, request = call.route, call.request
-        key = (request.session_id, request.id) if request.session_id else None
-        if key is not None:
-            self._in_flight[key] = call
-        limiter = route.semaphore
-        route.health.in_flight += 1
-        # A caller of the backend's session while in flight: what the backend asks on the
-        # session's own stream comes to this call's agent (fastrelay.py).
-        callers = route.callers
-        callers.add(call)
-        try:
-            if not limiter.try_acquire():
-                await limiter.acquire()
-            try:
-                return await call.run(work, self.servers.call_timeout, receive)
-            finally:
-                limiter.release()
-        finally:
-            route.health.in_flight -= 1
-            callers.discard(call)
-            if call.asking is not None:
-                abandon(call)
-            if key is not None:
-                self._in_flight.pop(key, None)
 
     async def _resume(
         self, scope: Scope, receive: Receive, send: Send, request: FastRequest, principal: Principal

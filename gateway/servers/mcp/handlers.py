@@ -28,6 +28,7 @@ from mcp_types.jsonrpc import INVALID_PARAMS
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
+from gateway.mcp.errors import to_mcp_error
 from gateway.mcp.results import tool_error
 from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.surface import FastLane, FastLaneParts
@@ -44,13 +45,6 @@ from gateway.servers.service import ServerService
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
 CallResult = types.CallToolResult | types.InputRequiredResult
-
-
-def passthrough(exc: BackendError, code: int) -> MCPError:
-    """The backend's own JSON-RPC error when it sent one (code and data intact), else ``code``."""
-    if isinstance(exc, BackendRequestError):
-        return MCPError(exc.error.code, exc.error.message, exc.error.data)
-    return MCPError(code, str(exc))
 
 
 class FrontRelay:
@@ -252,7 +246,7 @@ class ServersMcp:
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
             # requestState): a protocol error, passed on as one.
-            raise passthrough(exc, INVALID_PARAMS) from None
+            raise to_mcp_error(exc, INVALID_PARAMS) from None
 
     # --- resources ----------------------------------------------------------------------
     def _servers_for(self, principal: Principal, target: str | None) -> list[str]:
@@ -303,7 +297,7 @@ class ServersMcp:
         try:
             result = await runtime.read_resource(uri, self.timeout)
         except BackendError as exc:
-            raise passthrough(exc, RESOURCE_NOT_FOUND) from None
+            raise to_mcp_error(exc, RESOURCE_NOT_FOUND) from None
         finally:
             CURRENT_RELAY.reset(token)
         if target is None:
@@ -342,7 +336,7 @@ class ServersMcp:
         try:
             await runtime.subscribe(uri, on, self.timeout)
         except BackendError as exc:
-            raise passthrough(exc, INVALID_PARAMS) from None
+            raise to_mcp_error(exc, INVALID_PARAMS) from None
 
     async def resource_updated(self, server: str, uri: str) -> None:
         """A backend announced a change: tell every agent session subscribed to it."""
@@ -387,7 +381,7 @@ class ServersMcp:
         try:
             result = await runtime.get_prompt(name, params.arguments, self.timeout)
         except BackendError as exc:
-            raise passthrough(exc, INVALID_PARAMS) from None
+            raise to_mcp_error(exc, INVALID_PARAMS) from None
         finally:
             CURRENT_RELAY.reset(token)
         return result
@@ -409,7 +403,7 @@ class ServersMcp:
         try:
             result = await runtime.complete(ref, argument, context, self.timeout)
         except BackendError as exc:
-            raise passthrough(exc, INVALID_PARAMS) from None
+            raise to_mcp_error(exc, INVALID_PARAMS) from None
         finally:
             CURRENT_RELAY.reset(token)
         return result

@@ -19,18 +19,10 @@ if TYPE_CHECKING:
 
 # Defined in core (the SSRF guard raises them too); re-exported: import them from here.
 from gateway.backend_errors import BackendError as BackendError
+from gateway.backend_errors import BackendRequestError as BackendRequestError
 from gateway.backend_errors import BackendUnavailable as BackendUnavailable
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]
-
-
-class BackendRequestError(BackendError):
-    """The backend answered a request with a JSON-RPC error; ``error`` keeps its code/data
-    so a front can pass it on unchanged."""
-
-    def __init__(self, message: str, error: types.ErrorData) -> None:
-        super().__init__(message)
-        self.error = error
 
 
 class ToolNotFound(BackendError):
