@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import inspect
 import os
 import signal
 import socket
@@ -10,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -61,6 +64,27 @@ def spawn_http(
                 proc.kill()
                 raise AssertionError(f"{args} did not start serving on port {port}") from None
             time.sleep(0.05)
+
+
+async def wait_for(
+    check: Callable[[], Any],
+    timeout: float = 30,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``check()`` (sync or async) until it returns something truthy; that value.
+    Fails, naming ``what``, once ``timeout`` seconds pass. Tests wait with this, never
+    with a sleep followed by one more try."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:

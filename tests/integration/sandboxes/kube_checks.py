@@ -3,13 +3,12 @@ and the checks a sandbox pod spec must pass (see tests/fakes/kube_api.py for the
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sandboxes.providers.base import Limits, SandboxSpec, TemplateSpec
+from tests.support import wait_for
 
 NAMESPACE = "sandboxes"
 LIMITS = Limits(cpus=0.5, memory_mb=300, pids=64, disk_mb=2048)
@@ -25,15 +24,8 @@ def make_spec(
 async def eventually(
     check: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
 ) -> Any:
-    """Poll ``check()`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    """Poll ``check()`` until it returns something truthy (tests/support.py)."""
+    return await wait_for(check, timeout, what=what)
 
 
 def alive(pid: int) -> bool:

@@ -68,19 +68,6 @@ def text_of(result: dict[str, Any]) -> str:
     return "\n".join(c.get("text", "") for c in result["content"] if c.get("type") == "text")
 
 
-async def wait_for(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
 @pytest.fixture
 async def gw(database: Database, db_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = make_settings(

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.servers.conftest import EVERYTHING, Gateway, text_of, wait_for
+from tests.integration.servers.conftest import EVERYTHING, Gateway, text_of
+from tests.support import wait_for
 
 FILESYSTEM = "@modelcontextprotocol/server-filesystem"
 

@@ -8,10 +8,12 @@ import os
 import signal
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.servers.conftest import EVERYTHING, Gateway, text_of, wait_for
+from tests.integration.servers.conftest import EVERYTHING, Gateway, text_of
+from tests.support import wait_for
 
 SECRET = "s3cr3t-Value-that-must-never-leak-42"
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -81,12 +83,15 @@ async def test_killed_stdio_backend_is_reconnected(gw: Gateway) -> None:
         return h["restarts"] >= 1
 
     await wait_for(noticed, timeout=30)
-    result = await gw.execute("fragile__echo", {"message": "back"})
-    if result["isError"]:  # allowed: a clear tool error while it comes back …
-        assert "fragile" in text_of(result)
-        await asyncio.sleep(2)
+
+    async def back() -> dict[str, Any] | None:
         result = await gw.execute("fragile__echo", {"message": "back"})
-    assert result["isError"] is False, result  # … but it must come back
+        if result["isError"]:  # allowed: a clear tool error while it comes back …
+            assert "fragile" in text_of(result)
+            return None
+        return result
+
+    result = await wait_for(back, timeout=15, interval=0.2, what="the server to come back")
     assert "back" in text_of(result)
     health = await gw.health("fragile")
     assert health["status"] == "healthy"
@@ -304,11 +309,12 @@ async def test_remote_session_lost_when_server_restarts(gw: Gateway) -> None:
         down = await gw.execute("flaky-http__echo", {"message": "down"})
         assert down["isError"] is True and "flaky-http" in text_of(down)
         proc = start()
-        result = await gw.execute("flaky-http__echo", {"message": "two"})
-        if result["isError"]:
-            await asyncio.sleep(1.5)  # within the reconnect backoff
+
+        async def answered() -> dict[str, Any] | None:
             result = await gw.execute("flaky-http__echo", {"message": "two"})
-        assert result["isError"] is False, result
+            return None if result["isError"] else result  # within the reconnect backoff
+
+        result = await wait_for(answered, timeout=15, interval=0.2, what="a reconnect")
         assert "two" in text_of(result)
     finally:
         stop(proc)
