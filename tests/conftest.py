@@ -140,7 +140,10 @@ async def harness(database: Database, db_url: str, tmp_path: Path) -> AsyncItera
         yield AppHarness(app, client)
 
 
-from tests.support import server_factory  # noqa: E402, F401  (fixture re-exported for all tests)
+from tests.support import (  # noqa: E402, F401  (fixtures re-exported for all tests)
+    module_server_factory,
+    server_factory,
+)
 
 # --- markers: what a test module needs beyond this process -----------------------------
 # Read off each module's source (once per module), so a new test is classified without

@@ -137,8 +137,7 @@ class Server:
         return self.log.read_text()
 
 
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
+def _tracked(tmp_path: Path) -> Iterator[type[Server]]:
     started: list[Server] = []
 
     class Tracked(Server):
@@ -149,6 +148,19 @@ def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
     yield Tracked  # type: ignore[misc]
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type[Server]]:
+    """Gateway processes for one test, stopped after it."""
+    yield from _tracked(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Server]]:
+    """Gateway processes shared by a module's tests (starting one costs about a second):
+    for tests that leave the gateway as they found it, or make names of their own."""
+    yield from _tracked(tmp_path_factory.mktemp("gateway"))
 
 
 # --- a real git server on loopback (`git http-backend` behind http.server) ----------------
