@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, cast
 
-from mcp import types
 from sqlalchemy.exc import IntegrityError
 
 from gateway.auth.principal import Principal
@@ -26,6 +24,7 @@ from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.mcp.results import tool_error, tool_error_body
 from gateway.observability.masking import MASK
 from gateway.servers.calls import CallTarget, resolve_target
+from gateway.servers.catalog import add_to_catalog, catalog_rows
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -55,45 +54,6 @@ log = logging.getLogger("gateway.servers")
 def can_see(principal: Principal, team_id: str | None) -> bool:
     """Team-scoped servers are for their team (and admins); the rest for everyone."""
     return team_id is None or principal.is_admin or team_id in principal.team_ids
-
-
-def _digest(definition: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()
-
-
-def catalog_rows(catalog: Catalog) -> list[tuple[str, str, str, dict[str, Any], str]]:
-    rows = []
-    for kind, items, key in (
-        ("tool", catalog.tools, "name"),
-        ("resource", catalog.resources, "uri"),
-        ("resource_template", catalog.resource_templates, "uri_template"),
-        ("prompt", catalog.prompts, "name"),
-    ):
-        for item in items:
-            definition = item.model_dump(by_alias=True, exclude_none=True, mode="json")
-            rows.append(
-                (
-                    kind,
-                    str(getattr(item, key)),
-                    item.description or "",
-                    definition,
-                    _digest(definition),
-                )
-            )
-    return rows
-
-
-_KINDS = {
-    "tool": ("tools", types.Tool),
-    "resource": ("resources", types.Resource),
-    "resource_template": ("resource_templates", types.ResourceTemplate),
-    "prompt": ("prompts", types.Prompt),
-}
-
-
-def _add_to_catalog(catalog: Catalog, kind: str, definition: dict[str, Any]) -> None:
-    attribute, model = _KINDS[kind]
-    getattr(catalog, attribute).append(model.model_validate(definition))
 
 
 def _opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
@@ -182,7 +142,7 @@ class ServerService:
         fresh: dict[str, Catalog] = {name: Catalog() for name in names.values()}
         for entry, server in entries:
             try:
-                _add_to_catalog(fresh[server], entry.kind, entry.definition)
+                add_to_catalog(fresh[server], entry.kind, entry.definition)
             except Exception:
                 log.warning("skipping unreadable catalog entry", extra={"server": server})
         self.catalogs = fresh
