@@ -18,6 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import __version__, migrate
 from gateway.asgi_replies import send_error
+from gateway.audit.api import router as audit_router
+from gateway.audit.service import AuditLog
+from gateway.audit.writer import SPILL_DIR, AuditWriter
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import BootstrapOutcome, IdentityService
@@ -172,13 +175,15 @@ async def start_state(settings: Settings) -> GatewayState:
     if outcome.installed_bootstrap_key:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
-    authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
     metrics = Metrics()
-    servers = build_server_service(settings, db, metrics)
+    audit = build_audit(settings, db, metrics)
+    identity.audit = audit
+    authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
+    servers = build_server_service(settings, db, metrics, audit)
     await servers.load()
     await servers.warm_up()
-    skills = SkillService(db, servers, settings)
-    sandboxes = SandboxService(db, settings, build_providers(settings))
+    skills = SkillService(db, servers, settings, audit=audit)
+    sandboxes = SandboxService(db, settings, build_providers(settings), audit=audit)
     return GatewayState(
         settings,
         db,
@@ -188,15 +193,35 @@ async def start_state(settings: Settings) -> GatewayState:
         servers,
         skills=skills,
         sandboxes=sandboxes,
+        audit=audit,
         metrics=metrics,
     )
 
 
+def build_audit(settings: Settings, db: Database, metrics: Metrics | None = None) -> AuditLog:
+    """The audit trail and its writer (gateway/audit/), configured from ``settings``."""
+    writer = AuditWriter(
+        db,
+        settings.data_dir.resolve() / SPILL_DIR,
+        batch_size=settings.audit_batch_size,
+        interval=settings.audit_flush_seconds,
+        max_queue=settings.audit_queue_max,
+        full_wait=settings.audit_queue_wait_seconds,
+        retries=settings.audit_write_retries,
+        metrics=metrics,
+    )
+    return AuditLog(db, writer, enabled=settings.audit_enabled)
+
+
 def build_server_service(
-    settings: Settings, db: Database, metrics: Metrics | None = None
+    settings: Settings,
+    db: Database,
+    metrics: Metrics | None = None,
+    audit: AuditLog | None = None,
 ) -> ServerService:
     """The servers pillar: secret box, runtime context, session pool, service, and the
-    call pipeline's stages (calls are counted in ``metrics`` when given)."""
+    call pipeline's stages (calls are counted in ``metrics`` and audited in ``audit``
+    when given)."""
     from gateway.servers.essentials import git as essentials_git
 
     essentials_git.configure(settings.git_roots)
@@ -238,17 +263,19 @@ def build_server_service(
         call_timeout=settings.server_call_timeout_seconds,
         default_concurrency=settings.server_max_concurrency,
         allow_private_urls=settings.allow_private_urls,
-        pipeline=build_pipeline(metrics),
+        pipeline=build_pipeline(metrics, audit),
+        audit=audit,
     )
     return service
 
 
-def build_pipeline(metrics: Metrics | None) -> Pipeline:
+def build_pipeline(metrics: Metrics | None, audit: AuditLog | None = None) -> Pipeline:
     """The stages every tool call passes (gateway/servers/pipeline.py): the ones that
     exist today; later controls are installed here by name."""
     stages: dict[str, Stage] = {"authorize": Authorize()}
-    if metrics is not None:
-        stages["record"] = Record(metrics.record_call)
+    if metrics is not None or (audit is not None and audit.enabled):
+        recorder = metrics.record_call if metrics is not None else None
+        stages["record"] = Record(recorder, audit if audit is not None and audit.enabled else None)
     return Pipeline(stages)
 
 
@@ -281,9 +308,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         state = await start_state(settings)
         app.state.gw = state
         # Each service under its name, for the routers' typed dependencies (provided.py).
-        for name in ("identity", "authenticator", "servers", "skills", "sandboxes"):
+        for name in ("identity", "authenticator", "servers", "skills", "sandboxes", "audit"):
             setattr(app.state, name, getattr(state, name))
         tasks = [
+            asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
             asyncio.create_task(
                 state.authenticator.run_usage_flusher(settings.key_last_used_flush_seconds),
                 name="key-usage-flusher",
@@ -301,6 +329,12 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 name="sandbox-reaper",
             ),
         ]
+        if settings.audit_retention_days > 0:
+            tasks.append(
+                asyncio.create_task(
+                    state.audit.run_pruner(settings.audit_retention_days), name="audit-pruner"
+                )
+            )
         log.info(
             "gateway ready",
             extra={"version": __version__, "database": state.db.dialect},
@@ -336,6 +370,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             await state.skills.flush_stats()
             await state.sandboxes.flush()
             await state.sandboxes.close()
+            # Last: everything above may still have audited something.
+            await state.audit.flush()
             await state.db.dispose()
 
     app = GatewayApp(
@@ -356,6 +392,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(servers_router, prefix=API_PREFIX)
     app.include_router(skills_router, prefix=API_PREFIX)
     app.include_router(sandboxes_router, prefix=API_PREFIX)
+    app.include_router(audit_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))

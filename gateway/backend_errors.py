@@ -15,6 +15,10 @@ class BackendUnavailable(BackendError):
     """The backend is not connected and could not be (re)started."""
 
 
+class BackendTimeout(BackendError):
+    """The backend did not answer within the call's time limit."""
+
+
 class BackendRequestError(BackendError):
     """The backend answered a request with a JSON-RPC error; ``error`` keeps its code/data
     so a front can pass it on unchanged."""

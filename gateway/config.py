@@ -130,6 +130,40 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, description="How often last-used times of keys are written."
     )
 
+    audit_enabled: bool = Field(
+        True,
+        description="Record every call and change in the audit trail. Off only to measure "
+        "its cost: nothing is audited then.",
+    )
+    audit_retention_days: float = Field(
+        90.0, ge=0, description="Delete audit rows older than this, daily (0: keep forever)."
+    )
+    audit_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Audit rows written per database insert."
+    )
+    audit_flush_seconds: float = Field(
+        0.5, gt=0, le=60, description="Longest an audit row waits in memory before a write."
+    )
+    audit_queue_max: int = Field(
+        100_000,
+        ge=100,
+        description="Audit rows queued in memory before calls wait for the writer.",
+    )
+    audit_queue_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Longest a call waits for room in a full audit queue (the row is kept "
+        "either way).",
+    )
+    audit_write_retries: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="Retries (with backoff) of a failed audit write before its rows are "
+        "spilled to a file in the data dir (read back once the database answers).",
+    )
+
     secret_key: SecretStr | None = Field(
         None,
         description="Key (32+ chars) that encrypts stored server secrets. Unset: generated "

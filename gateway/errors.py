@@ -185,10 +185,33 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-async def _on_app_error(_: Request, exc: Exception) -> JSONResponse:
+async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    if isinstance(exc, Forbidden):
+        _audit_denial(request, exc)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return JSONResponse(exc.body(), exc.status_code, headers=headers)
+
+
+def _audit_denial(request: Request, exc: Forbidden) -> None:
+    """A refused API request goes in the audit trail: who, what, why."""
+    # Imported here: the audit package builds on this module (its errors).
+    from gateway.audit.entry import AuditEntry
+
+    audit = getattr(request.app.state, "audit", None)
+    if audit is None:
+        return
+    audit.record(
+        AuditEntry(
+            action="access.denied",
+            outcome="denied",
+            principal=getattr(request.state, "principal", None),
+            route="rest",
+            target=f"{request.method} {request.url.path}",
+            error_code=exc.code,
+            error=exc.message,
+        )
+    )
 
 
 async def _on_validation_error(_: Request, exc: Exception) -> JSONResponse:

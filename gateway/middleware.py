@@ -18,6 +18,7 @@ from mcp_types.jsonrpc import INVALID_REQUEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.asgi_replies import send_error, send_jsonrpc_error
+from gateway.audit.entry import REQUEST_SCOPE
 from gateway.observability.logging import reset_request_id, set_request_id
 
 access_log = logging.getLogger("gateway.access")
@@ -52,6 +53,7 @@ class RequestContextMiddleware:
                 break
         request_id = request_id or new_request_id()
         token = set_request_id(request_id)
+        scope_token = REQUEST_SCOPE.set(scope)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -92,6 +94,7 @@ class RequestContextMiddleware:
                     extra["route"] = state["route"]
                 access_log.info("request", extra=extra)
             reset_request_id(token)
+            REQUEST_SCOPE.reset(scope_token)
 
 
 class BodySizeLimitMiddleware:

@@ -1,5 +1,6 @@
 """The complete table set, for Alembic and tests: importing this registers every model."""
 
+from gateway.audit import models as audit_models
 from gateway.auth import models as auth_models
 from gateway.db import Base
 from gateway.servers import models as server_models
@@ -8,4 +9,11 @@ from skills import models as skill_models
 
 metadata = Base.metadata
 
-__all__ = ["auth_models", "metadata", "sandbox_models", "server_models", "skill_models"]
+__all__ = [
+    "audit_models",
+    "auth_models",
+    "metadata",
+    "sandbox_models",
+    "server_models",
+    "skill_models",
+]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from gateway.audit.service import AuditLog
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.service import IdentityService
 from gateway.config import Settings
@@ -26,6 +27,7 @@ class GatewayState:
     servers: ServerService
     skills: SkillService
     sandboxes: SandboxService
+    audit: AuditLog
     metrics: Metrics = field(default_factory=Metrics)
 
 

@@ -260,7 +260,7 @@ async def sandbox_events(
         principal, sandbox_id, limit=limit, offset=offset
     )
     return Page[EventOut](
-        items=[EventOut.model_validate(r, from_attributes=True) for r in rows],
+        items=[EventOut.of(r) for r in rows],
         total=total,
         limit=limit,
         offset=offset,

@@ -1,4 +1,5 @@
-"""The audit trail of sandbox use: a structured log line now, a ``sandbox_events`` row soon.
+"""The audit trail of sandbox use: a structured log line and a row of the platform's
+audit trail (gateway/audit/) per exec and file operation.
 
 Every exec and file operation is recorded with who, which sandbox, what (the
 command or path, masked), the exit code and the duration — never output, never
@@ -6,7 +7,7 @@ a secret value. :func:`masker` builds the masking for one request: values of
 variables the caller marked secret, values of secret-looking variable names,
 and the token shapes of :mod:`gateway.observability.masking`.
 
-Rows are queued in memory and written in batches by the reaper loop (and at
+Rows are queued in memory and written in batches by the audit writer (and at
 shutdown), off the request path; the log line is written at once.
 """
 
@@ -15,13 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from gateway.batching import WriteBehind
-from gateway.db import Database, new_id, utcnow
+from gateway.audit.entry import AuditEntry
+from gateway.audit.service import AuditLog
+from gateway.auth.principal import Principal
 from gateway.observability.masking import SECRET_FIELD_NAMES, mask_text
-from sandboxes.models import SandboxEvent
 
 log = logging.getLogger("sandboxes.audit")
 
@@ -58,19 +58,23 @@ class AuditRecord:
     exit_code: int | None = None
     duration_ms: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)  # masked by the caller
-    at: datetime = field(default_factory=utcnow)
-    id: str = field(default_factory=new_id)
+    principal: Principal | None = None
+
+
+def _outcome(rec: AuditRecord) -> str:
+    if "error" in rec.detail:
+        return "error"
+    if rec.detail.get("timed_out"):
+        return "timeout"
+    return "tool_error" if rec.exit_code not in (None, 0) else "ok"
 
 
 class AuditTrail:
-    """Writes each record as a log line at once and as a row in the next batch."""
+    """Writes each record as a log line at once and into the platform's audit trail
+    (``sandbox.<action>`` rows, target the sandbox id), which writes it off the path."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        # by record id (unique: never merged), in the order recorded
-        self._pending: WriteBehind[str, AuditRecord] = WriteBehind(
-            "sandbox audit rows", self._write
-        )
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
 
     def record(self, rec: AuditRecord) -> None:
         log.info(
@@ -88,30 +92,25 @@ class AuditTrail:
                 **{f"detail_{k}": v for k, v in rec.detail.items()},
             },
         )
-        self._pending.note(rec.id, rec)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
+        arguments = {k: v for k, v in (("command", rec.command), ("path", rec.path)) if v}
+        detail = dict(rec.detail)
+        if rec.exit_code is not None:
+            detail["exit_code"] = rec.exit_code
+        error = detail.get("error")
+        self.audit.record(
+            AuditEntry(
+                action=f"sandbox.{rec.action}",
+                outcome=_outcome(rec),
+                principal=rec.principal,
+                actor=None if rec.principal else {"user_id": rec.user_id},
+                target=rec.sandbox_id,
+                arguments=arguments or None,
+                detail=detail or None,
+                error=error if isinstance(error, str) else None,
+                latency_ms=rec.duration_ms,
+            )
+        )
 
     async def flush(self) -> None:
-        """Write queued rows; on failure they stay queued for the next try."""
-        await self._pending.flush()
-
-    async def _write(self, batch: dict[str, AuditRecord]) -> None:
-        async with self.db.session() as session:
-            session.add_all(
-                SandboxEvent(
-                    id=r.id,
-                    sandbox_id=r.sandbox_id,
-                    user_id=r.user_id,
-                    action=r.action,
-                    command=r.command,
-                    path=r.path,
-                    exit_code=r.exit_code,
-                    duration_ms=r.duration_ms,
-                    detail=r.detail,
-                    at=r.at,
-                )
-                for r in batch.values()
-            )
+        """Write queued rows (the audit writer does this on its own, too)."""
+        await self.audit.flush()

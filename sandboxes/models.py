@@ -1,4 +1,4 @@
-"""Tables of pillar 3: sandboxes, admin-defined templates and the audit trail of sandbox use.
+"""Tables of pillar 3: sandboxes and admin-defined templates (their audit trail: gateway/audit/).
 
 A sandbox row outlives its compute: ``stopped`` keeps the workspace, ``destroyed``
 keeps the row (for the audit trail) after every provider resource is gone.
@@ -63,20 +63,3 @@ class SandboxTemplate(Base):
     limits: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class SandboxEvent(Base):
-    """One audited use of a sandbox: who did what, masked; never output or secret values."""
-
-    __tablename__ = "sandbox_events"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    sandbox_id: Mapped[str] = mapped_column(String(36), index=True)
-    user_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
-    action: Mapped[str] = mapped_column(String(32))
-    command: Mapped[str | None] = mapped_column(Text, nullable=True)
-    path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sandboxes.models import Sandbox, SandboxEvent, SandboxTemplate
+from sandboxes.models import Sandbox, SandboxTemplate
 
 
 class SandboxRepository:
@@ -109,16 +109,3 @@ class SandboxRepository:
     async def delete_template(self, row: SandboxTemplate) -> None:
         await self.session.delete(row)
         await self.session.flush()
-
-    # --- events ---------------------------------------------------------------------------
-    async def events(
-        self, sandbox_id: str, *, limit: int = 100, offset: int = 0
-    ) -> tuple[Sequence[SandboxEvent], int]:
-        stmt = select(SandboxEvent).where(SandboxEvent.sandbox_id == sandbox_id)
-        total = int(
-            await self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        )
-        rows = await self.session.scalars(
-            stmt.order_by(SandboxEvent.at.desc()).limit(limit).offset(offset)
-        )
-        return rows.all(), total

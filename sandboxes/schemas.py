@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.audit.schemas import AuditItem
+
 Provider = Literal["local", "docker", "kubernetes", "agent-sandbox"]
 Network = Literal["none", "egress"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -174,6 +176,8 @@ class TemplateOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    """A sandbox's row of the audit trail (`GET /api/v1/audit?target=<id>` has them all)."""
+
     id: str
     sandbox_id: str
     user_id: str | None
@@ -184,3 +188,21 @@ class EventOut(BaseModel):
     duration_ms: float | None
     detail: dict[str, Any]
     at: datetime
+
+    @classmethod
+    def of(cls, item: AuditItem) -> EventOut:
+        args = item.arguments if isinstance(item.arguments, dict) else {}
+        detail = dict(item.detail) if isinstance(item.detail, dict) else {}
+        exit_code = detail.pop("exit_code", None)
+        return cls(
+            id=item.id,
+            sandbox_id=item.target or "",
+            user_id=item.actor.user_id,
+            action=item.action.removeprefix("sandbox."),
+            command=args.get("command"),
+            path=args.get("path"),
+            exit_code=exit_code,
+            duration_ms=item.latency_ms,
+            detail=detail,
+            at=item.ts,
+        )

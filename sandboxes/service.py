@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gateway.audit.schemas import AuditItem
+from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
@@ -26,7 +28,7 @@ from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from sandboxes.activity import Activity
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
 from sandboxes.files import WorkspaceFiles
-from sandboxes.models import Sandbox, SandboxEvent
+from sandboxes.models import Sandbox
 from sandboxes.paths import Unavailable, check_env, exec_cwd, provider_error
 from sandboxes.providers.base import (
     ExecRequest,
@@ -60,16 +62,23 @@ class PreparedExec:
     command: str  # masked, for the audit trail
     user_id: str
     detail: dict[str, object] = field(default_factory=dict)
+    principal: Principal | None = None
 
 
 class SandboxService:
     def __init__(
-        self, db: Database, settings: Settings, providers: dict[str, SandboxProvider]
+        self,
+        db: Database,
+        settings: Settings,
+        providers: dict[str, SandboxProvider],
+        *,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.providers = providers
-        self.audit = AuditTrail(db)
+        self.audit_log = audit or AuditLog.off()
+        self.audit = AuditTrail(self.audit_log)
         self.templates = TemplateStore(db)
         self.activity = Activity(db, measure_timeout=settings.sandbox_fs_timeout_seconds * 2)
         self.quotas = Quotas(settings)
@@ -119,6 +128,7 @@ class SandboxService:
                 sandbox_id=sandbox_id,
                 user_id=principal.user_id if principal else None,
                 action=action,
+                principal=principal,
                 **kw,
             )
         )
@@ -306,7 +316,9 @@ class SandboxService:
         }
         if body.language:
             detail["language"] = body.language
-        return PreparedExec(row, spec, request, mask(command) or "", principal.user_id, detail)
+        return PreparedExec(
+            row, spec, request, mask(command) or "", principal.user_id, detail, principal
+        )
 
     async def run_exec(self, prepared: PreparedExec, sink: OutputSink | None = None) -> ExecResult:
         row, sandbox_id = prepared.row, prepared.row.id
@@ -334,6 +346,7 @@ class SandboxService:
                 AuditRecord(
                     sandbox_id=sandbox_id,
                     user_id=prepared.user_id,
+                    principal=prepared.principal,
                     action="exec",
                     command=prepared.command,
                     exit_code=result.exit_code if result else None,
@@ -461,11 +474,10 @@ class SandboxService:
 
     async def events(
         self, principal: Principal, sandbox_id: str, *, limit: int, offset: int
-    ) -> tuple[Sequence[SandboxEvent], int]:
+    ) -> tuple[list[AuditItem], int]:
+        """The sandbox's rows of the audit trail, newest first."""
         row = await self.get(principal, sandbox_id)
-        await self.audit.flush()
-        async with self.db.session() as session:
-            return await SandboxRepository(session).events(row.id, limit=limit, offset=offset)
+        return await self.audit_log.of_target(row.id, "sandbox.*", limit=limit, offset=offset)
 
     # --- background: activity, audit rows, idle reaping ---------------------------------------
     async def flush(self) -> None:

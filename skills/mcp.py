@@ -198,7 +198,7 @@ class SkillsMcp(SurfaceDefaults):
             view = await self.service.get(principal, name)
         except (NotFound, Forbidden):
             return tool_error(f"no skill named {name!r}; LOAD_SKILL's description lists yours")
-        self.service.record_load(view.skill.name)
+        self.service.record_load(view.skill.name, principal)
         files = [
             {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in view.files
         ]
@@ -298,7 +298,7 @@ class SkillsMcp(SurfaceDefaults):
         entry = (await self.visible(principal)).by_name.get(name)
         if entry is None or path != SKILL_MD:
             raise MCPError(INVALID_PARAMS, f"No skill is served at {uri}")
-        self.service.record_load(entry.name)
+        self.service.record_load(entry.name, principal)
         return _cacheable({"skill": entry.entry}, modern)
 
     async def read_directory(

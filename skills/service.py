@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from gateway.audit.entry import AuditEntry
+from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
@@ -45,8 +47,16 @@ VISIBILITIES = ("private", "team", "public")
 
 
 class SkillService:
-    def __init__(self, db: Database, servers: ServerService, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        servers: ServerService,
+        settings: Settings,
+        *,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.db = db
+        self.audit = audit or AuditLog.off()
         self.servers = servers
         self.settings = settings
         self.limits = Limits(
@@ -75,9 +85,10 @@ class SkillService:
             return await SkillRepository(session).current_versions()
 
     # --- usage (called by the MCP serving code on every load) ----------------------------
-    def record_load(self, name: str) -> None:
-        """Count one load of skill ``name``; memory only, written by the flusher."""
+    def record_load(self, name: str, principal: Principal | None = None) -> None:
+        """Count (and audit) one load of skill ``name``; memory only, written off the path."""
         self.usage.record_load(name)
+        self.audit.record(AuditEntry(action="skills/load", principal=principal, target=name))
 
     def record_download(self, name: str) -> None:
         self.usage.record_download(name)
@@ -171,6 +182,11 @@ class SkillService:
         name, contents, executable = await self.files(principal, name, version)
         data = await asyncio.to_thread(archive.build_archive, name, contents, executable)
         self.usage.record_download(name)
+        self.audit.record(
+            AuditEntry(
+                action="skills/download", principal=principal, target=name, bytes_out=len(data)
+            )
+        )
         return f"{name}.skill", data
 
     async def stats(self, principal: Principal, name: str) -> dict[str, Any]:
@@ -280,6 +296,14 @@ class SkillService:
         )
         if result.changed or visibility is not None or team_id is not None:
             await self._changed()  # committed by now
+        if result.changed:
+            self.audit.change(
+                "skill.create" if result.created else "skill.update",
+                principal,
+                result.view.skill.name,
+                new={"version": result.view.version.version, "digest": result.view.version.digest,
+                     "source": source},
+            )  # fmt: skip
         return result
 
     async def _store_package(
@@ -440,10 +464,13 @@ class SkillService:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
             self._check_writable(principal, row)
+            old = {"visibility": row.visibility, "team_id": row.team_id}
             self._apply_visibility(principal, row, visibility, team_id)
             row.updated_at = utcnow()
             view = await self._view(repo, row, None)
         await self._changed()
+        new = {"visibility": row.visibility, "team_id": row.team_id}
+        self.audit.change("skill.update", principal, name, old=old, new=new)
         return view
 
     async def rollback(self, principal: Principal, name: str, number: int) -> StoreResult:
@@ -495,6 +522,9 @@ class SkillService:
             await session.flush()
             view = await self._view(repo, row, None)
         await self._changed()
+        self.audit.change(
+            "skill.rollback", principal, name, new={"version": row.version, "from": number}
+        )
         return StoreResult(view, False, True)
 
     async def delete(self, principal: Principal, name: str) -> None:
@@ -505,6 +535,7 @@ class SkillService:
             row = await self._get_row(repo, principal, name)
             self._check_writable(principal, row)
             await repo.delete(row)
+        self.audit.change("skill.delete", principal, name, old={"version": row.version})
         self.usage.forget(name)
         await self._changed()
         try:

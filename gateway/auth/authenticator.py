@@ -12,7 +12,8 @@ import time
 from datetime import datetime
 from typing import TypeVar
 
-from gateway.auth.keys import hash_key
+from gateway.audit.entry import AuditEntry
+from gateway.auth.keys import hash_key, visible_prefix
 from gateway.auth.principal import Principal
 from gateway.auth.service import IdentityService
 from gateway.batching import WriteBehind
@@ -36,6 +37,7 @@ class Authenticator:
 
     def __init__(self, identity: IdentityService, ttl_seconds: float) -> None:
         self.identity = identity
+        self.audit = identity.audit  # failures are audited: who (key prefix), from where, why
         self.ttl = ttl_seconds
         self._hits: dict[str, tuple[Principal, float]] = {}
         self._misses: dict[str, tuple[Unauthenticated, float]] = {}
@@ -55,17 +57,30 @@ class Authenticator:
         else:
             miss = self._misses.get(digest)
             if miss is not None and miss[1] > now:
+                self._refused(token, miss[0])
                 raise miss[0]
             try:
                 principal = await self.identity.authenticate(token)
             except Unauthenticated as exc:
                 _remember(self._misses, digest, (exc, now + min(self.ttl, _NEGATIVE_TTL)))
+                self._refused(token, exc)
                 raise
             if self.ttl > 0:
                 _remember(self._hits, digest, (principal, now + self.ttl))
         if principal.key_id is not None:
             self._usage.note(principal.key_id, utcnow())
         return principal
+
+    def _refused(self, token: str, exc: Unauthenticated) -> None:
+        self.audit.record(
+            AuditEntry(
+                action="auth.failure",
+                outcome="denied",
+                actor={"key_prefix": visible_prefix(token), "auth_method": "api_key"},
+                error_code=exc.code,
+                error=exc.message,
+            )
+        )
 
     def forget_key(self, key_id: str) -> None:
         for digest in [d for d, (p, _) in self._hits.items() if p.key_id == key_id]:

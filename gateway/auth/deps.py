@@ -18,6 +18,7 @@ async def current_principal(request: Request) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     principal = await provided(request, "authenticator", Authenticator).authenticate(token)
     request.state.user_id = principal.user_id
+    request.state.principal = principal  # for the audit row of a refusal (errors.py)
     return principal
 
 

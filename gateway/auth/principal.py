@@ -22,6 +22,9 @@ class Principal:
     team_ids: tuple[str, ...] = ()
     # How /mcp presents tools to this caller (key's, else a team's); None: the global default.
     interface_mode: str | None = None
+    # What the audit trail shows of the key (never the secret) and how the caller signed in.
+    key_prefix: str | None = None
+    auth_method: str = "api_key"
 
     @property
     def is_admin(self) -> bool:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
+from gateway.audit.service import AuditLog
 from gateway.auth.keys import generate_key, hash_key, visible_prefix
 from gateway.auth.models import ApiKey, Team, TeamMember, User
 from gateway.auth.principal import Principal
@@ -49,7 +50,9 @@ class TeamView:
 
 
 class IdentityService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog | None = None) -> None:
+        # Changes to users, teams and keys are audited (the composition root sets it).
+        self.audit = audit or AuditLog.off()
         self.db = db
         # Called with a user id or key id whose cached authentication must be dropped.
         self.on_user_changed: Callable[[str], None] = lambda _user_id: None
@@ -145,6 +148,7 @@ class IdentityService:
                 scopes=tuple(key.scopes),
                 team_ids=tuple(t.id for t, _ in teams),
                 interface_mode=key.interface_mode or team_mode,
+                key_prefix=key.prefix,
             )
 
     async def record_key_use(self, last_used: Mapping[str, datetime]) -> None:
@@ -173,7 +177,8 @@ class IdentityService:
                 await repo.add(user)
             except IntegrityError as exc:
                 raise Conflict(f"a user with email {data.email!r} already exists") from exc
-            return user
+        self.audit.change("user.create", principal, user.id, new=_user(user))
+        return user
 
     async def list_users(
         self, principal: Principal, *, limit: int, offset: int
@@ -204,11 +209,13 @@ class IdentityService:
             )
             if demoting_self:
                 raise Conflict("you cannot demote or deactivate yourself; ask another admin")
+            old = _user(user)
             for field in ("name", "role", "is_active"):
                 value = getattr(data, field)
                 if value is not None:
                     setattr(user, field, value)
             await session.flush()
+        self.audit.change("user.update", principal, user_id, old=old, new=_user(user))
         self.on_user_changed(user_id)
         return user
 
@@ -226,7 +233,8 @@ class IdentityService:
                 await repo.add(team)
             except IntegrityError as exc:
                 raise Conflict(f"a team named {data.name!r} already exists") from exc
-            return team
+        self.audit.change("team.create", principal, team.id, new=_team(team))
+        return team
 
     async def list_teams(
         self, principal: Principal, *, limit: int, offset: int
@@ -256,12 +264,14 @@ class IdentityService:
         async with self.db.session() as session:
             repo = IdentityRepository(session)
             team = await self._team_for_manager(repo, principal, team_id)
+            old = _team(team)
             if data.description is not None:
                 team.description = data.description
             if "interface_mode" in data.model_fields_set:
                 team.interface_mode = data.interface_mode
             await session.flush()
             members = list(await repo.list_members(team.id))
+        self.audit.change("team.update", principal, team.id, old=old, new=_team(team))
         for member, _ in members:
             self.on_user_changed(member.user_id)
         return TeamView(team, members)
@@ -290,12 +300,17 @@ class IdentityService:
                     errors=[{"field": "user_id", "message": "unknown user"}],
                 )
             existing = await repo.get_membership(team.id, user.id)
+            old = None if existing is None else {"user_id": user.id, "role": existing.role}
             if existing is not None:
                 existing.role = data.role
             else:
                 await repo.add(TeamMember(team_id=team.id, user_id=user.id, role=data.role))
             await session.flush()
             members = list(await repo.list_members(team.id))
+        self.audit.change(
+            "team.member_add", principal, team.id, old=old,
+            new={"user_id": data.user_id, "role": data.role},
+        )  # fmt: skip
         self.on_user_changed(data.user_id)
         return TeamView(team, members)
 
@@ -307,6 +322,10 @@ class IdentityService:
             if membership is None:
                 raise NotFound(f"user {user_id!r} is not a member of team {team.name!r}")
             await repo.delete(membership)
+        self.audit.change(
+            "team.member_remove", principal, team.id,
+            old={"user_id": user_id, "role": membership.role},
+        )  # fmt: skip
         self.on_user_changed(user_id)
 
     # --- keys -------------------------------------------------------------------------
@@ -365,6 +384,7 @@ class IdentityService:
             )
             key.interface_mode = data.interface_mode
             await repo.add(key)
+        self.audit.change("key.create", principal, key.id, new=_key(key))
         return key, secret
 
     async def list_keys(
@@ -399,6 +419,7 @@ class IdentityService:
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
                 await session.flush()
+        self.audit.change("key.revoke", principal, key_id, old=_key(key))
         self.on_key_revoked(key_id)
         return key
 
@@ -428,3 +449,26 @@ def _check_within_expiry(
         message,
         errors=[{"field": field, "message": f"must be no later than {limit.isoformat()}"}],
     )
+
+
+# What the audit trail keeps of a user, team or key (never a key's secret or hash).
+def _user(user: User) -> dict[str, object]:
+    return {"email": user.email, "name": user.name, "role": user.role, "is_active": user.is_active}
+
+
+def _team(team: Team) -> dict[str, object]:
+    return {
+        "name": team.name,
+        "description": team.description,
+        "interface_mode": team.interface_mode,
+    }
+
+
+def _key(key: ApiKey) -> dict[str, object]:
+    return {
+        "user_id": key.user_id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": list(key.scopes),
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }

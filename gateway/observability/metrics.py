@@ -7,6 +7,8 @@ only when a scraper asks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -58,6 +60,30 @@ class Metrics:
             ["server"],
             registry=self.registry,
         )
+        self.audit_queue_depth = Gauge(
+            "mcpgw_audit_queue_depth",
+            "Audit rows queued in this process, not written yet.",
+            registry=self.registry,
+        )
+        self.audit_batch_seconds = Histogram(
+            "mcpgw_audit_batch_seconds",
+            "Time to write one batch of audit rows.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+        self.audit_rows_total = Counter(
+            "mcpgw_audit_rows",
+            "Audit rows by what became of them: written, spilled (to the local file when the "
+            "database could not take them) or reingested (from that file).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.audit_waits_total = Counter(
+            "mcpgw_audit_queue_waits",
+            "Calls that waited for room in a full audit queue (timed_out: stopped waiting).",
+            ["timed_out"],
+            registry=self.registry,
+        )
         self._calls: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
 
@@ -75,6 +101,19 @@ class Metrics:
         if histogram is None:
             histogram = self._durations[server] = self.tool_call_seconds.labels(server)
         histogram.observe(seconds)
+
+    # --- the audit writer (gateway/audit/writer.py: WriterMetrics) ------------------------
+    def audit_batch(self, rows: int, seconds: float) -> None:
+        self.audit_batch_seconds.observe(seconds)
+
+    def audit_rows(self, result: str, rows: int) -> None:
+        self.audit_rows_total.labels(result).inc(rows)
+
+    def audit_waited(self, timed_out: bool) -> None:
+        self.audit_waits_total.labels(str(timed_out).lower()).inc()
+
+    def audit_queue(self, depth: Callable[[], int]) -> None:
+        self.audit_queue_depth.set_function(depth)
 
     def set_in_flight(self, counts: dict[str, int]) -> None:
         for server, count in counts.items():

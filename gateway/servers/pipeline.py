@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol
 
 from mcp import types
 
+from gateway.audit.entry import AuditEntry
+from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden
 from gateway.servers.calls import CallTarget
@@ -38,7 +40,7 @@ from gateway.servers.runtimes.relay import Relay
 
 STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
-Outcome = Literal["ok", "tool_error", "error", "denied", "cancelled", "not_sent"]
+Outcome = Literal["ok", "tool_error", "error", "denied", "timeout", "cancelled", "not_sent"]
 # (server, route, seconds, outcome): what the record stage reports for each call.
 CallRecorder = Callable[[str, str, float, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
@@ -65,6 +67,9 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     outcome: Outcome = "error"
     answer: Any = None
+    error: str | None = None  # why it failed, as the agent was told (audited, masked)
+    result: Any = None  # the answer, measured for the audit trail (bytes or a model)
+    bytes_out: int | None = None
 
     @property
     def server(self) -> str:
@@ -200,20 +205,59 @@ class Authorize(StageDefaults):
             raise CallDenied(self.refusal)
 
 
+# The audit trail's name for each path a call can take.
+_AUDIT_ROUTES = {"rest": "rest", "sdk": "mcp", "direct": "mcp-fast"}
+
+
 class Record(StageDefaults):
     """Reports every call that reached a verdict (answered, refused or cancelled): the
-    per-server call metrics, one series whatever the route. Audit rows and spans join
-    this stage."""
+    per-server call metrics, one series whatever the route, and one audit row (queued:
+    the writer masks and stores it off the request path). Spans join this stage.
 
-    def __init__(self, recorder: CallRecorder) -> None:
+    Entered first: while the audit queue is full, a call waits (boundedly) for room
+    before it goes on, rather than its row being dropped."""
+
+    def __init__(self, recorder: CallRecorder | None, audit: AuditLog | None = None) -> None:
         self.recorder = recorder
+        self.audit = audit
+
+    async def enter(self, call: Call) -> None:
+        audit = self.audit
+        if audit is not None and audit.full:
+            await audit.room()
 
     def leave(self, call: Call, error: BaseException | None) -> None:
         if isinstance(error, NotSent):
             return
-        if isinstance(error, CallDenied):
-            call.outcome = "denied"
-        elif isinstance(error, asyncio.CancelledError):
-            call.outcome = "cancelled"
+        error_code = None
+        if error is not None:
+            if isinstance(error, CallDenied):
+                call.outcome, error_code = "denied", error.code
+                call.error = error.message
+            elif isinstance(error, asyncio.CancelledError):
+                call.outcome = "cancelled"
+            else:
+                call.error = call.error or str(error) or type(error).__name__
+                error_code = getattr(error, "code", None) and str(error.code)  # type: ignore[attr-defined]
         seconds = time.perf_counter() - call.started
-        self.recorder(call.server, call.route, seconds, call.outcome)
+        if self.recorder is not None:
+            self.recorder(call.server, call.route, seconds, call.outcome)
+        if self.audit is not None:
+            self.audit.record(
+                AuditEntry(
+                    action="tools/call",
+                    outcome=call.outcome,
+                    principal=call.principal,
+                    route="meta" if call.via else _AUDIT_ROUTES[call.route],
+                    server=call.server,
+                    target=call.tool,
+                    via=call.via,
+                    arguments=call.arguments,
+                    error_code=error_code,
+                    error=call.error,
+                    latency_ms=seconds * 1000,
+                    bytes_out=call.bytes_out,
+                    result=call.result,
+                    mask=call.target.runtime.spec.secrets,
+                )
+            )

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 
+from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
@@ -38,6 +39,7 @@ from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import (
     BackendError,
     BackendRequestError,
+    BackendTimeout,
     Catalog,
     Health,
     ServerRuntime,
@@ -78,8 +80,11 @@ class ServerService:
         default_concurrency: int,
         allow_private_urls: bool,
         pipeline: Pipeline | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db = db
+        # Resource reads, prompt gets and changes to servers (tool calls: the pipeline).
+        self.audit = audit or AuditLog.off()
         # The stages every call of a server's tool passes (pipeline.py), whatever its path.
         self.pipeline = pipeline or Pipeline({"authorize": Authorize()})
         self.box = box
@@ -243,6 +248,9 @@ class ServerService:
             "max_concurrency": row.max_concurrency,
         }
 
+    def _sealed_names(self, row: McpServer) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.box.open(row.secrets_sealed).items()}
+
     async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
         principal.require("servers:write")
         config = await self._validate(data.type, data.config, principal)
@@ -288,6 +296,7 @@ class ServerService:
         except IntegrityError:
             raise name_taken from None
         await self.load()
+        self.audit.change("server.create", principal, row.name, new=self._snapshot(row, names))
         log.info("server registered", extra={"server": row.name, "type": row.type})
         if unisolated:
             log.warning(
@@ -300,6 +309,7 @@ class ServerService:
         principal.require("servers:write")
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
+            before = self._snapshot(row, self._sealed_names(row))
             changes = []
             if data.config is not None:
                 row.config = await self._validate(row.type, data.config, principal)
@@ -336,13 +346,18 @@ class ServerService:
                 )
             )
         await self.load()
+        self.audit.change(
+            "server.update", principal, row.name, old=before, new=self._snapshot(row, names)
+        )
         return row
 
     async def remove(self, principal: Principal, name: str) -> None:
         principal.require("servers:write")
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
+            before = self._snapshot(row, self._sealed_names(row))
             await ServerRepository(session).delete(row)
+        self.audit.change("server.delete", principal, name, old=before)
         await self.pool.remove(name)
         # Its private home and package cache (isolated package servers) go with it.
         await asyncio.to_thread(forget, self.pool.ctx.data_dir, row.id)
@@ -526,14 +541,16 @@ class ServerService:
             call.outcome = "error"
             raise
         except BackendError as exc:  # unreachable, failing or slow: the agent reads why
-            call.outcome = "error"
-            return tool_error(runtime.spec.secrets.text(str(exc)))
+            call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
+            call.error = runtime.spec.secrets.text(str(exc))
+            return tool_error(call.error)
         # An input_required round has no isError: the call goes on.
         call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
         secrets = runtime.spec.secrets
         if secrets:
             data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
             result = type(result).model_validate(data)
+        call.result = result
         return result
 
     async def execute(

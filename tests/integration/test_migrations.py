@@ -29,7 +29,8 @@ TABLES = {
     "skill_links",
     "sandboxes",
     "sandbox_templates",
-    "sandbox_events",
+    "audit_events",
+    "audit_boundaries",
 }
 
 

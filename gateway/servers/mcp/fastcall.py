@@ -51,6 +51,10 @@ class FastCall:
     parked: PendingCall | None = None
     # Why the call was stopped (see stop()); class defaults, set only when it happens.
     stopped_by: str | None = None
+    # How the call ended, for the record stage (class defaults: set when answered).
+    outcome: str = "error"
+    failure: str | None = None  # the error the agent was told, if any
+    sent: int | None = None  # bytes of the answer
     _task: asyncio.Task[Any] | None = None  # the task running the call, while it runs
 
     def __init__(
@@ -130,6 +134,8 @@ class FastCall:
                     {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": cancel},
                     "notifications/cancelled",
                 )
+            if stopped_by != "timeout":
+                self.outcome = "cancelled"
             if stopped_by == "agent":
                 return False
             if stopped_by == "cancelled":
@@ -137,9 +143,11 @@ class FastCall:
                 error = {"code": REQUEST_CANCELLED, "message": "Request cancelled"}
                 await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "error": error})
                 return False
-            return await self._finish_error(
+            await self._finish_error(
                 f"tool call on server {self.route.server!r} timed out after {timeout:g}s"
             )
+            self.outcome = "timeout"
+            return False
         except ChannelError as exc:
             if not exc.sent:
                 return None
@@ -298,7 +306,12 @@ class FastCall:
                 result.setdefault("resultType", "complete")
                 _stamp(result, self.fast.server_info)
             ok = not result.get("isError", False)
+            self.outcome = "ok" if ok else "tool_error"
+        elif not ok:
+            error = message.get("error")
+            self.failure = str(error.get("message")) if isinstance(error, dict) else None
         body = orjson.dumps(message)
+        self.sent = len(body)
         if self.streaming:
             await self._stream(body)
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -327,6 +340,7 @@ class FastCall:
         if self.request.modern:
             result["resultType"] = "complete"
         await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
+        self.outcome, self.failure = "error", text
         return False
 
     async def _json(self, body: bytes, status: int = 200) -> None:

@@ -339,7 +339,8 @@ class FastPath:
         if done is None:
             self.servers.pipeline.leave(piped, entered, NotSent())
             return False
-        piped.outcome = "ok" if done else "error"
+        piped.outcome = call.outcome  # type: ignore[assignment]
+        piped.error, piped.bytes_out = call.failure, call.sent
         self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True

@@ -292,14 +292,19 @@ class ServersMcp:
         self, ctx: Ctx, principal: Principal, target: str | None, params: Any
     ) -> types.ReadResourceResult:
         server, uri = self._resolve_uri(target, str(params.uri))
-        runtime = self._runtime(principal, server, "resource")
-        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
-        try:
-            result = await runtime.read_resource(uri, self.timeout)
-        except BackendError as exc:
-            raise to_mcp_error(exc, RESOURCE_NOT_FOUND) from None
-        finally:
-            CURRENT_RELAY.reset(token)
+        async with self.servers.audit.track(
+            "resources/read", principal, route="mcp", server=server, target=uri
+        ) as entry:
+            runtime = self._runtime(principal, server, "resource")
+            entry.mask = runtime.spec.secrets
+            token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+            try:
+                result = await runtime.read_resource(uri, self.timeout)
+            except BackendError as exc:
+                raise to_mcp_error(exc, RESOURCE_NOT_FOUND) from None
+            finally:
+                CURRENT_RELAY.reset(token)
+            entry.result = result
         if target is None:
             contents = [
                 c.model_copy(update={"uri": uris.wrap(server, str(c.uri))}) for c in result.contents
@@ -376,14 +381,20 @@ class ServersMcp:
         self, ctx: Ctx, principal: Principal, target: str | None, params: Any
     ) -> types.GetPromptResult:
         server, name = self._prompt_target(target, params.name)
-        runtime = self._runtime(principal, server, f"prompt {params.name!r}")
-        token = CURRENT_RELAY.set(FrontRelay(ctx, params))
-        try:
-            result = await runtime.get_prompt(name, params.arguments, self.timeout)
-        except BackendError as exc:
-            raise to_mcp_error(exc, INVALID_PARAMS) from None
-        finally:
-            CURRENT_RELAY.reset(token)
+        async with self.servers.audit.track(
+            "prompts/get", principal, route="mcp", server=server, target=name,
+            arguments=params.arguments,
+        ) as entry:  # fmt: skip
+            runtime = self._runtime(principal, server, f"prompt {params.name!r}")
+            entry.mask = runtime.spec.secrets
+            token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+            try:
+                result = await runtime.get_prompt(name, params.arguments, self.timeout)
+            except BackendError as exc:
+                raise to_mcp_error(exc, INVALID_PARAMS) from None
+            finally:
+                CURRENT_RELAY.reset(token)
+            entry.result = result
         return result
 
     async def complete(

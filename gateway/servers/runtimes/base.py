@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # Defined in core (the SSRF guard raises them too); re-exported: import them from here.
 from gateway.backend_errors import BackendError as BackendError
 from gateway.backend_errors import BackendRequestError as BackendRequestError
+from gateway.backend_errors import BackendTimeout as BackendTimeout
 from gateway.backend_errors import BackendUnavailable as BackendUnavailable
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]

@@ -25,6 +25,7 @@ from gateway.observability.masking import mask_structure, mask_text
 from gateway.servers.runtimes.base import (
     BackendError,
     BackendRequestError,
+    BackendTimeout,
     BackendUnavailable,
     Catalog,
     Connector,
@@ -398,7 +399,7 @@ class McpConnection:
             async with asyncio.timeout(timeout):
                 return await coro_factory(client)
         except TimeoutError:
-            raise BackendError(
+            raise BackendTimeout(
                 f"{what} on server {self.spec.name!r} timed out after {timeout:g}s"
             ) from None
         except MCPError as exc:

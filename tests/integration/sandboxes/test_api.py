@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from gateway.db import utcnow
 from gateway.observability.logging import JsonFormatter
-from sandboxes.models import SandboxEvent
+from gateway.audit.models import AuditEvent
 from tests.integration.sandboxes.conftest import Sandboxes, need_bwrap
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -167,20 +167,21 @@ async def test_audit_masks_secrets_in_log_and_table(
     await api.service.flush()
     lines = [JsonFormatter().format(rec) for rec in caplog.records if rec.name == "sandboxes.audit"]
     assert any('"action": "exec"' in line or '"action":"exec"' in line for line in lines), lines
+    await api.service.audit.flush()  # the platform's audit trail (gateway/audit/)
     async with api.service.db.session() as session:
-        rows = (
-            await session.scalars(select(SandboxEvent).where(SandboxEvent.sandbox_id == sid))
-        ).all()
-    stored = json.dumps([[e.action, e.command, e.path, e.detail] for e in rows])
+        rows = (await session.scalars(select(AuditEvent).where(AuditEvent.target == sid))).all()
+    stored = json.dumps([[e.action, e.arguments, e.detail, e.error] for e in rows])
     for text in [*lines, stored]:
         for secret in (SECRET, TOKEN, "hunter2xx", "visible", "pw-"):
             assert secret not in text, (secret, text)
     actions = sorted(e.action for e in rows)
-    assert actions == ["create", "exec", "write"]
-    exec_row = next(e for e in rows if e.action == "exec")
-    assert "***" in (exec_row.command or "") and exec_row.exit_code == 0
-    assert exec_row.detail["env"] == ["API_TOKEN", "DB_PASSWORD", "PLAIN"]
-    assert exec_row.duration_ms and exec_row.user_id
+    assert actions == ["sandbox.create", "sandbox.exec", "sandbox.write"]
+    exec_row = next(e for e in rows if e.action == "sandbox.exec")
+    assert "***" in json.loads(exec_row.arguments or "{}")["command"]
+    detail = json.loads(exec_row.detail or "{}")
+    assert detail["exit_code"] == 0 and exec_row.outcome == "ok"
+    assert detail["env"] == ["API_TOKEN", "DB_PASSWORD", "PLAIN"]
+    assert exec_row.latency_ms and exec_row.actor_user_id and exec_row.actor_email
     events = (await api.client.get(f"/api/v1/sandboxes/{sid}/events", headers=api.auth())).json()
     assert events["total"] == 3 and SECRET not in json.dumps(events)
 

@@ -1,0 +1,291 @@
+"""The audit writer: the request path enqueues, a task writes batches, nothing is dropped.
+
+- :meth:`AuditWriter.record` appends to an in-memory queue (no I/O, no await).
+- :meth:`AuditWriter.run` writes a batch when ``batch_size`` rows wait or every
+  ``interval`` seconds. Rows get their place in this process's hash chain (chain.py)
+  when their batch is formed, and keep it whatever happens next.
+- A batch that fails is retried with backoff; after ``retries`` it is appended to a
+  JSON-lines *spill* file in the data dir, which is read back (and deleted) after the
+  next successful write and at start. Inserts ignore rows already present, so a batch
+  that was written although its commit looked failed is not doubled.
+- When the queue holds ``max_queue`` rows, callers wait (``room()``, at most
+  ``full_wait`` seconds) before their call goes on; past that the row is still queued.
+- At shutdown :meth:`flush` writes (or spills) everything queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+import orjson
+from sqlalchemy import Table, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.audit.chain import GENESIS, row_hash
+from gateway.audit.entry import AuditEntry
+from gateway.audit.models import AuditEvent
+from gateway.audit.rows import to_row
+from gateway.db import Database
+
+log = logging.getLogger("gateway.audit")
+
+SPILL_DIR = "audit-spill"
+
+
+class WriterMetrics(Protocol):
+    """Where the writer reports its queue, batches and trouble (observability.metrics)."""
+
+    def audit_batch(self, rows: int, seconds: float) -> None:
+        """A batch of ``rows`` was written in ``seconds``."""
+
+    def audit_rows(self, result: str, rows: int) -> None:
+        """``rows`` rows were ``written``, ``spilled`` or ``reingested``."""
+
+    def audit_waited(self, timed_out: bool) -> None:
+        """A caller waited for room in a full queue (``timed_out``: it stopped waiting)."""
+
+    def audit_queue(self, depth: Callable[[], int]) -> None:
+        """``depth()`` is the queue's current length (read when scraped)."""
+
+
+def new_stream() -> str:
+    """This writer's chain name: host, process and a random part (a restart is a new one)."""
+    return f"{socket.gethostname()[:32]}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+class AuditWriter:
+    """One per process; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        spill_dir: Path,
+        *,
+        batch_size: int = 500,
+        interval: float = 0.5,
+        max_queue: int = 100_000,
+        full_wait: float = 2.0,
+        retries: int = 5,
+        retry_delay: float = 0.2,
+        metrics: WriterMetrics | None = None,
+    ) -> None:
+        self.db = db
+        self.spill_dir = spill_dir
+        self.batch_size = batch_size
+        self.interval = interval
+        self.max_queue = max_queue
+        self.full_wait = full_wait
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.metrics = metrics
+        self.stream = new_stream()
+        self._seq = 0
+        self._last_hash = GENESIS
+        self._queue: deque[AuditEntry] = deque()
+        self._wake: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._lock = asyncio.Lock()  # one batch at a time keeps the chain in order
+        self._spilled = False
+        self._storing: set[asyncio.Future[None]] = set()
+        self.written = 0
+        if metrics is not None:
+            metrics.audit_queue(self._queue.__len__)
+
+    # --- the request path ---------------------------------------------------------------
+    def record(self, entry: AuditEntry) -> None:
+        """Queue ``entry`` (no I/O)."""
+        queue = self._queue
+        queue.append(entry)
+        if len(queue) >= self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    @property
+    def full(self) -> bool:
+        return len(self._queue) >= self.max_queue
+
+    async def room(self) -> None:
+        """Wait (at most ``full_wait`` s) until the queue has room; callers whose calls
+        would add to a full queue call this first."""
+        if not self.full:
+            return
+        if self._room is None:
+            self._room = asyncio.Event()
+        self._room.clear()
+        if self._wake is not None:
+            self._wake.set()
+        timed_out = False
+        try:
+            await asyncio.wait_for(self._room.wait(), self.full_wait)
+        except TimeoutError:
+            timed_out = True
+            log.warning("audit queue full for %ss; going on (row kept)", self.full_wait)
+        if self.metrics is not None:
+            self.metrics.audit_waited(timed_out)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    # --- writing ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Write batches until cancelled (shutdown then calls :meth:`flush`)."""
+        self._wake = asyncio.Event()
+        await self.reingest()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            while self._queue:
+                await self._write_next()
+                if len(self._queue) < self.batch_size:
+                    break
+
+    async def flush(self) -> None:
+        """Write (or spill) everything queued, and wait for batches being written."""
+        while self._queue or self._storing:
+            if self._storing:
+                await asyncio.gather(*self._storing, return_exceptions=True)
+            if self._queue:
+                await self._write_next()
+
+    async def _write_next(self) -> None:
+        async with self._lock:
+            queue = self._queue
+            entries = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+            if self._room is not None and not self.full:
+                self._room.set()
+            if not entries:
+                return
+            rows = [self._chained(entry) for entry in entries]
+            # In a task of its own: cancelling the writer (shutdown) must not drop rows
+            # that already have their place in the chain; flush() waits for it.
+            task = asyncio.ensure_future(self._store(rows))
+            self._storing.add(task)
+            task.add_done_callback(self._storing.discard)
+            await asyncio.shield(task)
+
+    async def _store(self, rows: list[dict[str, Any]]) -> None:
+        if await self._insert_with_retries(rows):
+            if self._spilled:
+                await self.reingest()
+        else:
+            self._spill(rows)
+
+    def _chained(self, entry: AuditEntry) -> dict[str, Any]:
+        try:
+            row = to_row(entry)
+        except Exception:  # a row that cannot be formed is still recorded, plainly
+            log.exception("could not form an audit row for %s", entry.action)
+            row = to_row(AuditEntry(action=entry.action, outcome=entry.outcome, ts=entry.ts))
+        self._seq += 1
+        row["stream"], row["seq"], row["prev_hash"] = self.stream, self._seq, self._last_hash
+        row["hash"] = self._last_hash = row_hash(row, self._last_hash)
+        return row
+
+    async def _insert_with_retries(self, rows: list[dict[str, Any]]) -> bool:
+        delay = self.retry_delay
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            try:
+                await self.insert(rows)
+            except Exception as exc:
+                log.warning(
+                    "could not write %d audit rows (attempt %d of %d): %s",
+                    len(rows),
+                    attempt + 1,
+                    self.retries + 1,
+                    type(exc).__name__,
+                )
+                if attempt < self.retries:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                continue
+            self.written += len(rows)
+            if self.metrics is not None:
+                self.metrics.audit_batch(len(rows), time.perf_counter() - started)
+                self.metrics.audit_rows("written", len(rows))
+            return True
+        return False
+
+    async def insert(self, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows``, skipping any already stored (by id or by place in a stream)."""
+        dialect = self.db.dialect
+        table = cast(Table, AuditEvent.__table__)
+        stmt: Any
+        if dialect == "postgresql":
+            stmt = postgresql.insert(table).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
+        else:  # pragma: no cover - the two supported dialects are above
+            stmt = insert(table)
+        async with self.db.engine.begin() as conn:
+            await conn.execute(stmt, rows)
+
+    # --- spilling -----------------------------------------------------------------------
+    def _spill(self, rows: list[dict[str, Any]]) -> None:
+        self.spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.spill_dir / f"{self.stream}.jsonl"
+        with open(path, "ab") as out:
+            for row in rows:
+                out.write(orjson.dumps(row) + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(path, 0o600)
+        self._spilled = True
+        log.error("audit database unreachable: spilled %d rows to %s", len(rows), path)
+        if self.metrics is not None:
+            self.metrics.audit_rows("spilled", len(rows))
+
+    async def reingest(self) -> int:
+        """Write rows spilled by this or an earlier process back to the database; a file
+        is deleted once all its rows are stored (kept, to try again, otherwise)."""
+        if not self.spill_dir.is_dir():
+            self._spilled = False
+            return 0
+        total = 0
+        for path in sorted(self.spill_dir.glob("*.jsonl")):
+            claimed = path.with_suffix(f".{os.getpid()}.ingesting")
+            try:
+                path.rename(claimed)  # another process may be reading it back too
+            except OSError:
+                continue
+            try:
+                rows = list(_read_spill(claimed))
+                for start in range(0, len(rows), self.batch_size):
+                    await self.insert(rows[start : start + self.batch_size])
+            except Exception:
+                log.warning("could not read back spilled audit rows from %s", path, exc_info=True)
+                claimed.rename(path)
+                return total
+            claimed.unlink()
+            total += len(rows)
+            log.info("read back %d spilled audit rows from %s", len(rows), path.name)
+        self._spilled = False
+        if total and self.metrics is not None:
+            self.metrics.audit_rows("reingested", total)
+        return total
+
+
+def _read_spill(path: Path) -> Iterable[dict[str, Any]]:
+    from datetime import datetime
+
+    with open(path, "rb") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                row: dict[str, Any] = orjson.loads(line)
+            except orjson.JSONDecodeError:  # a line cut by a crash mid-write
+                log.error("skipping a damaged line in %s", path)
+                continue
+            row["ts"] = datetime.fromisoformat(row["ts"])
+            yield row
