@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from gateway import __version__
+from gateway.cli_audit import audit_app
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
 from gateway.cli_skills import skills_app
@@ -38,6 +39,7 @@ app.add_typer(servers_app, name="servers")
 app.add_typer(tools_app, name="tools")
 app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
+app.add_typer(audit_app, name="audit")
 
 UrlOption = Annotated[
     str,

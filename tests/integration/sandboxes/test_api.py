@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from gateway.audit.models import AuditEvent
 from gateway.db import utcnow
 from gateway.observability.logging import JsonFormatter
-from gateway.audit.models import AuditEvent
 from tests.integration.sandboxes.conftest import Sandboxes, need_bwrap
 
 SECRET = "s3cr3t-Value-0123456789"
