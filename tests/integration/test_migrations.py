@@ -88,3 +88,66 @@ def test_head_revision_matches_alembic() -> None:
         migrate.head_revision()
         == ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
     )
+
+
+async def test_sandbox_events_fold_into_the_audit_trail(empty_db_url: str, tmp_path: Path) -> None:
+    """0006 moves the sandboxes' own audit events into audit_events (their history kept,
+    chained as one stream that verifies) and back on downgrade."""
+    from gateway.audit.service import AuditLog
+
+    db = Database(normalize_database_url(empty_db_url, tmp_path))
+    try:
+        await migrate.upgrade(db.engine, "0005")
+        async with db.engine.begin() as conn:
+            for i, (action, command, exit_code) in enumerate(
+                [("create", None, None), ("exec", "echo ***", 0), ("exec", "false", 1)]
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO sandbox_events (id, sandbox_id, user_id, action, command,"
+                        " path, exit_code, duration_ms, detail, at) VALUES (:id, 'sb1', 'u1',"
+                        " :action, :command, NULL, :code, 12.5, :detail, :at)"
+                    ),
+                    {
+                        "id": f"00000000-0000-0000-0000-00000000000{i}",
+                        "action": action,
+                        "command": command,
+                        "code": exit_code,
+                        "detail": '{"env": ["A"]}',
+                        "at": f"2026-11-2{i} 10:00:00.123456",
+                    },
+                )
+        await migrate.upgrade(db.engine)
+        async with db.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT action, target, actor_user_id, arguments, detail, outcome,"
+                        " latency_ms, seq FROM audit_events ORDER BY seq"
+                    )
+                )
+            ).all()
+        assert [(r[0], r[1], r[2], r[5], r[6], r[7]) for r in rows] == [
+            ("sandbox.create", "sb1", "u1", "ok", 12.5, 1),
+            ("sandbox.exec", "sb1", "u1", "ok", 12.5, 2),
+            ("sandbox.exec", "sb1", "u1", "tool_error", 12.5, 3),
+        ]
+        assert rows[1][3] == '{"command":"echo ***"}'
+        assert rows[1][4] == '{"env":["A"],"exit_code":0}'
+        report = await AuditLog(db, None, enabled=False).verify()
+        assert (report.ok, report.rows, report.streams) == (True, 3, 1)
+
+        await migrate.downgrade(db.engine, "0005")
+        async with db.engine.connect() as conn:
+            back = (
+                await conn.execute(
+                    text("SELECT action, command, exit_code FROM sandbox_events ORDER BY at")
+                )
+            ).all()
+        assert [tuple(r) for r in back] == [
+            ("create", None, None),
+            ("exec", "echo ***", 0),
+            ("exec", "false", 1),
+        ]
+    finally:
+        await db.dispose()

@@ -163,6 +163,27 @@ async def test_one_row_per_event_masked_on_every_path(gateway: Server, tmp_path:
     for secret in (SECRET, ARG_SECRET, BOOT):
         assert secret not in everything, secret
 
+    # The live tail (SSE) starts with the newest rows asked for.
+    tail: list[dict[str, Any]] = []
+    with httpx.stream(
+        "GET",
+        f"{gateway.url}/api/v1/audit/stream",
+        params={"backlog": 2, "action": "tools/call"},
+        headers=AUTH,
+        timeout=30,
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                tail.append(json.loads(line[5:]))
+                if len(tail) == 2:
+                    break
+    assert [r["action"] for r in tail] == ["tools/call", "tools/call"]
+    found = run(
+        tmp_path, "audit", "search", "--url", gateway.url, "--key", BOOT, "--action", "key.create"
+    )
+    assert found.returncode == 0 and "key.create" in found.stdout, found.stderr
+
     # The chain verifies, from the gateway's own database.
     data = tmp_path / "data"
     verified = run(tmp_path, "audit", "verify", MCPGW_DATA_DIR=str(data))

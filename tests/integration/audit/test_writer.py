@@ -1,0 +1,200 @@
+"""The audit writer and the chain on both databases: batches, verify (and what it
+catches), spilling when the database refuses and reading back, a full queue, rows in
+flight at shutdown, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from gateway.audit.chain import HASHED, row_hash
+from gateway.audit.entry import AuditEntry
+from gateway.audit.models import AuditBoundary, AuditEvent
+from gateway.audit.service import AuditLog
+from gateway.audit.writer import AuditWriter
+from gateway.db import Database
+from gateway.observability.masking import SecretMask
+
+
+def _log(db: Database, tmp_path: Path, **kw: Any) -> AuditLog:
+    return AuditLog(db, AuditWriter(db, tmp_path / "spill", **kw))
+
+
+def _entry(i: int, **kw: Any) -> AuditEntry:
+    return AuditEntry(action="tools/call", server="s", target=f"t{i}", arguments={"i": i}, **kw)
+
+
+async def _count(db: Database) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+async def test_batches_chain_and_verify_catches_edits_and_deletions(
+    database: Database, tmp_path: Path
+) -> None:
+    audit = _log(database, tmp_path, batch_size=10)
+    for i in range(25):
+        audit.record(_entry(i, mask=SecretMask(["sealed-value"]), error="got sealed-value"))
+    await audit.flush()
+    report = await audit.verify()
+    assert (report.ok, report.rows, report.streams) == (True, 25, 1)
+    async with database.session() as session:
+        errors = (await session.scalars(select(AuditEvent.error))).all()
+    assert set(errors) == {"got ***"}  # the server's sealed secret is masked
+
+    stream = audit.writer.stream
+    where = (AuditEvent.stream == stream) & (AuditEvent.seq == 7)
+    async with database.session() as session:  # an edit by hand
+        await session.execute(update(AuditEvent).where(where).values(outcome="denied"))
+    report = await audit.verify()
+    assert not report.ok and report.broken is not None
+    assert (report.broken.seq, report.rows) == (7, 6)
+    assert "edited" in report.broken.problem
+
+    async with database.session() as session:  # the edit, with its hash recomputed
+        row = (await session.scalars(select(AuditEvent).where(where))).one()
+        row.hash = row_hash({c: getattr(row, c) for c in HASHED}, row.prev_hash)
+    report = await audit.verify()
+    assert report.broken is not None and report.broken.seq == 8  # the next link breaks
+    assert "prev_hash" in report.broken.problem
+
+    async with database.session() as session:  # a deletion
+        await session.execute(
+            text("DELETE FROM audit_events WHERE seq < 3 AND stream = :s"), {"s": stream}
+        )
+    report = await audit.verify()
+    assert report.broken is not None and report.broken.seq == 3
+    assert "missing" in report.broken.problem
+
+
+async def test_a_refused_write_is_spilled_then_read_back(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refusing writes is a stand-in here (the insert raises); the load
+    bench (bench/audit_load.py) restarts a real PostgreSQL under load."""
+    audit = _log(database, tmp_path, batch_size=5, retries=1, retry_delay=0.01)
+    writer = audit.writer
+    real = writer.insert
+    down = True
+
+    async def flaky(rows: list[dict[str, Any]]) -> None:
+        if down:
+            raise ConnectionError("database restarting")
+        await real(rows)
+
+    monkeypatch.setattr(writer, "insert", flaky)
+    for i in range(12):
+        audit.record(_entry(i))
+    await audit.flush()
+    spilled = list((tmp_path / "spill").glob("*.jsonl"))
+    assert len(spilled) == 1 and len(spilled[0].read_bytes().splitlines()) == 12
+    assert await _count(database) == 0
+    down = False
+    audit.record(_entry(12))
+    await audit.flush()  # a good write reads the spill back
+    assert await _count(database) == 13
+    assert not list((tmp_path / "spill").iterdir())
+    report = await audit.verify()
+    assert (report.ok, report.rows) == (True, 13)
+    # Reading back twice (a crash between insert and delete) stores nothing twice.
+    assert await writer.reingest() == 0
+
+
+async def test_spill_from_an_earlier_process_is_read_back_at_start(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _log(database, tmp_path, retries=0)
+
+    async def refuse(rows: list[dict[str, Any]]) -> None:
+        raise ConnectionError("down")
+
+    monkeypatch.setattr(first.writer, "insert", refuse)
+    for i in range(3):
+        first.record(_entry(i))
+    await first.flush()  # the process exits with its rows spilled
+    second = _log(database, tmp_path)
+    task = asyncio.create_task(second.writer.run())
+    try:
+        for _ in range(200):
+            if await _count(database) == 3:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+    assert await _count(database) == 3
+    assert (await second.verify()).ok
+
+
+async def test_a_full_queue_makes_callers_wait_but_keeps_every_row(
+    database: Database, tmp_path: Path
+) -> None:
+    audit = _log(database, tmp_path, max_queue=100, full_wait=0.05, batch_size=50)
+    for i in range(150):
+        audit.record(_entry(i))
+    assert audit.full
+    started = time.monotonic()
+    await audit.room()  # no writer running: waits its bound, then goes on
+    assert time.monotonic() - started >= 0.05
+    task = asyncio.create_task(audit.writer.run())
+    try:
+        for i in range(150, 250):
+            await audit.room()  # with the writer running, room comes
+            audit.record(_entry(i))
+    finally:
+        task.cancel()
+    await audit.flush()
+    assert await _count(database) == 250
+
+
+async def test_rows_being_written_at_shutdown_are_kept(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit = _log(database, tmp_path, batch_size=10, interval=0.01)
+    writer = audit.writer
+    real = writer.insert
+    started = asyncio.Event()
+
+    async def slow(rows: list[dict[str, Any]]) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        await real(rows)
+
+    monkeypatch.setattr(writer, "insert", slow)
+    task = asyncio.create_task(writer.run())
+    for i in range(10):
+        audit.record(_entry(i))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()  # shutdown cancels the writer mid-insert...
+    await asyncio.gather(task, return_exceptions=True)
+    for i in range(10, 15):
+        audit.record(_entry(i))
+    await audit.flush()  # ...and its flush waits for that batch and writes the rest
+    assert await _count(database) == 15
+    assert (await audit.verify()).ok
+
+
+async def test_retention_prunes_old_rows_and_the_rest_still_verifies(
+    database: Database, tmp_path: Path
+) -> None:
+    audit = _log(database, tmp_path)
+    old = time.time() - 100 * 86_400
+    for i in range(5):
+        audit.record(_entry(i, ts=old + i))
+    for i in range(5, 8):
+        audit.record(_entry(i))
+    await audit.flush()
+    dry = await audit.prune(90, dry_run=True)
+    assert (dry.rows, dry.streams) == (5, 1) and await _count(database) == 8
+    done = await audit.prune(90)
+    assert done.rows == 5 and await _count(database) == 3
+    async with database.session() as session:
+        boundary = (await session.scalars(select(AuditBoundary))).one()
+    assert boundary.seq == 5 and boundary.rows == 5
+    report = await audit.verify()
+    assert (report.ok, report.rows) == (True, 3)
+    assert (await audit.prune(90)).rows == 0
