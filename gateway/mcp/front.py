@@ -253,6 +253,10 @@ class McpFront:
             await too_large(send, self.settings.max_request_bytes)
             return
         message, fast = _parse(body)
+        # Who the agent is, for the audit rows of this request (audit/rows.py).
+        scope["state"]["mcp_client"] = (
+            self.sessions.client(session_id) if session_id is not None else client_info(message)
+        )
         request_id = _request_id(message) if session_id is not None else None
         message_for_fast = message if fast else None
         if session_id is None or request_id is None:
@@ -324,7 +328,12 @@ class McpFront:
                     if name.lower() == SESSION_HEADER:
                         # Recorded before the agent can learn the id, so its next
                         # request finds the session owned.
-                        self.sessions.opened(value.decode("latin-1"), principal, reserved=reserved)
+                        self.sessions.opened(
+                            value.decode("latin-1"),
+                            principal,
+                            reserved=reserved,
+                            client=client_info(message, initialize=True),
+                        )
                         reserved = False
             await send(reply)
 
@@ -462,3 +471,28 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+_CLIENT_INFO_META = "io.modelcontextprotocol/clientInfo"
+
+
+def client_info(message: Any, *, initialize: bool = False) -> tuple[str | None, str | None] | None:
+    """The agent's (name, version): from an initialize's ``clientInfo`` (2025-11-25
+    sessions) or a request's ``_meta`` (2026-07-28, on every request)."""
+    if not isinstance(message, dict):
+        return None
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    if initialize:
+        info = params.get("clientInfo")
+    else:
+        meta = params.get("_meta")
+        info = meta.get(_CLIENT_INFO_META) if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        return None
+    name, version = info.get("name"), info.get("version")
+    return (
+        name[:128] if isinstance(name, str) else None,
+        version[:64] if isinstance(version, str) else None,
+    )

@@ -60,6 +60,8 @@ class SessionRegistry:
         self._owners: dict[str, SessionOwner] = {}
         self._held: dict[str, int] = {}  # slot → open sessions + reservations
         self._in_flight: dict[str, set[str]] = {}  # session → request ids being served
+        # session → the agent's (name, version) from its initialize, for the audit trail
+        self._clients: dict[str, tuple[str | None, str | None]] = {}
 
     # --- ownership ----------------------------------------------------------------------
     def owns(self, session_id: str, principal: Principal) -> bool:
@@ -76,6 +78,10 @@ class SessionRegistry:
             and owner.user_id == principal.user_id
             and owner.scopes == principal.scopes
         )
+
+    def client(self, session_id: str) -> tuple[str | None, str | None] | None:
+        """The (name, version) the session's agent gave when it initialized."""
+        return self._clients.get(session_id)
 
     def is_open(self, session_id: str) -> bool:
         """Is this session open (whoever owns it)?"""
@@ -103,9 +109,19 @@ class SessionRegistry:
         """Give back a reservation whose session never opened."""
         self._release_slot(SessionOwner.of(principal).slot)
 
-    def opened(self, session_id: str, principal: Principal, *, reserved: bool) -> None:
-        """Record a session that just opened (``reserved``: its slot was taken already)."""
+    def opened(
+        self,
+        session_id: str,
+        principal: Principal,
+        *,
+        reserved: bool,
+        client: tuple[str | None, str | None] | None = None,
+    ) -> None:
+        """Record a session that just opened (``reserved``: its slot was taken already;
+        ``client``: the agent's name and version, as its initialize said)."""
         owner = SessionOwner.of(principal)
+        if client is not None:
+            self._clients[session_id] = client
         previous = self._owners.get(session_id)
         if previous is not None:  # ids are random; a repeat means it was counted once
             self._release_slot(previous.slot)
@@ -117,6 +133,7 @@ class SessionRegistry:
         """Forget a session that ended, freeing its key's slot (idempotent)."""
         owner = self._owners.pop(session_id, None)
         self._in_flight.pop(session_id, None)
+        self._clients.pop(session_id, None)
         if owner is not None:
             self._release_slot(owner.slot)
 

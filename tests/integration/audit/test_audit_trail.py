@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -146,6 +147,12 @@ async def test_one_row_per_event_masked_on_every_path(gateway: Server, tmp_path:
     assert echo["arguments"] == {"text": "***", "password": "***"}
     fast = next(r for r in calls if r["route"] == "mcp-fast")
     assert fast["client"]["protocol"] == "2026-07-28"
+    assert (fast["client"]["name"], fast["client"]["version"]) == ("t", "1")  # from _meta
+    read_row = next(r for r in rows if r["action"] == "resources/read")
+    # the backend's own URI (the aggregate wraps it as mcpgw://ev/<quoted uri>)
+    assert uri == f"mcpgw://ev/{quote(read_row['target'], safe='')}"
+    assert read_row["client"]["name"]  # from the session's initialize
+    assert read_row["client"]["protocol"] == "2025-11-25"
     exec_row = next(r for r in rows if r["action"] == "sandbox.exec")
     assert exec_row["target"] == sandbox and exec_row["arguments"] == {"command": "echo hi"}
     failure = next(r for r in rows if r["action"] == "auth.failure")
