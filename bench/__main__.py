@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from bench import (
+    audit_cost,
     auth_overhead,
     catalog_scale,
     peer_contextforge,
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "startup": startup.main,
     "auth_overhead": auth_overhead.main,
     "proxy_overhead": proxy_overhead.main,
+    "audit_cost": audit_cost.main,
     "sandboxes": sandboxes.main,
     "server_isolation": server_isolation.main,
     "catalog_scale": catalog_scale.main,

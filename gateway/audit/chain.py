@@ -15,8 +15,8 @@ close that gap.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -60,13 +60,11 @@ HASHED = (
 )
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds")
-    return value
+_VALUES = operator.itemgetter(*HASHED)
 
 
 def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
-    """The hash of ``row`` (a mapping with every :data:`HASHED` column) after ``prev_hash``."""
-    content = orjson.dumps([prev_hash, *(_canonical(row[c]) for c in HASHED)])
-    return hashlib.sha256(content).hexdigest()
+    """The hash of ``row`` (a mapping with every :data:`HASHED` column) after ``prev_hash``:
+    SHA-256 of the JSON array ``[prev_hash, [values in HASHED order]]`` (orjson writes
+    the UTC timestamp as RFC 3339, the same whether it was just made or read back)."""
+    return hashlib.sha256(orjson.dumps((prev_hash, _VALUES(row)))).hexdigest()

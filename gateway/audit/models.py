@@ -28,6 +28,7 @@ class AuditEvent(Base):
         Index("ix_audit_events_ts_id", "ts", "id"),
         Index("ix_audit_events_server_ts", "server", "ts"),
         Index("ix_audit_events_actor_ts", "actor_user_id", "ts"),
+        Index("ix_audit_events_email_ts", "actor_email", "ts"),
         Index("ix_audit_events_team_ts", "actor_team", "ts"),
         Index("ix_audit_events_action_ts", "action", "ts"),
         Index("ix_audit_events_outcome_ts", "outcome", "ts"),

@@ -60,9 +60,13 @@ def conditions(f: AuditFilter) -> list[ColumnElement[bool]]:
         else:
             out.append(e.action == f.action)
     if f.actor is not None:
-        out.append(
-            or_(e.actor_user_id == f.actor, e.actor_email == f.actor, e.actor_key_prefix == f.actor)
-        )
+        # One column per shape, so each filter has an index to use.
+        if "@" in f.actor:
+            out.append(e.actor_email == f.actor)
+        elif f.actor.startswith("mgw_"):
+            out.append(e.actor_key_prefix == f.actor)
+        else:
+            out.append(e.actor_user_id == f.actor)
     if f.since is not None:
         out.append(e.ts >= f.since)
     if f.until is not None:

@@ -3,7 +3,6 @@ arguments and errors masked and capped, the result measured. Runs in the writer.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from gateway.audit.entry import AuditEntry
-from gateway.observability.masking import MASK, SECRET_FIELD_NAMES, SecretMask, mask_text
+from gateway.observability.masking import MASK, SECRET_FIELD_NAMES, mask_text
 
 MAX_ARGUMENTS_BYTES = 8192  # stored JSON of arguments/detail beyond this is cut, with a marker
 MAX_ERROR_CHARS = 2000
@@ -68,72 +67,84 @@ def result_size(result: Any) -> int | None:
         return None
 
 
-def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+def _client(scope: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(user agent, MCP protocol version) from the request headers, in one pass."""
+    agent = protocol = None
     for key, value in scope.get("headers") or ():
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key == b"user-agent":
+            agent = value.decode("latin-1")[:256]
+        elif key == b"mcp-protocol-version":
+            protocol = value.decode("latin-1")[:16]
+    return agent, protocol
+
+
+_NO_ACTOR: tuple[None, ...] = (None,) * 7
+_ACTOR_KEYS = ("user_id", "email", "key_id", "key_prefix", "team", "role", "auth_method")
+
+
+def _actor(entry: AuditEntry) -> tuple[Any, ...]:
+    principal = entry.principal
+    if principal is not None:
+        return (
+            principal.user_id,
+            principal.email,
+            principal.key_id,
+            principal.key_prefix,
+            principal.team_ids[0] if principal.team_ids else None,
+            principal.role,
+            principal.auth_method,
+        )
+    if entry.actor:
+        get = entry.actor.get
+        return tuple(
+            get(k)
+            for k in ("user_id", "email", "key_id", "key_prefix", "team", "role", "auth_method")
+        )
+    return _NO_ACTOR
 
 
 def to_row(entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of ``entry`` (without the chain's, which the writer adds)."""
-    secrets = entry.mask.values if isinstance(entry.mask, SecretMask) else ()
-    row: dict[str, Any] = dict.fromkeys(_ACTOR, None)
-    principal = entry.principal
-    if principal is not None:
-        row.update(
-            actor_user_id=principal.user_id,
-            actor_email=principal.email,
-            actor_key_id=principal.key_id,
-            actor_key_prefix=principal.key_prefix,
-            actor_team=principal.team_ids[0] if principal.team_ids else None,
-            actor_role=principal.role,
-            auth_method=principal.auth_method,
-        )
-    elif entry.actor:
-        row.update({f"actor_{k}" if k != "auth_method" else k: v for k, v in entry.actor.items()})
+    """The stored columns of ``entry`` (without the id and the chain's, which the writer
+    adds)."""
+    secrets = entry.mask.values if entry.mask is not None else ()
+    user_id, email, key_id, key_prefix, team, role, auth_method = _actor(entry)
     scope = entry.scope or {}
     client = scope.get("client")
     state = scope.get("state") or {}
-    mcp_client = state.get("mcp_client") or (None, None)
+    name, version = state.get("mcp_client") or (None, None)
+    agent, protocol = _client(scope)
     bytes_out = entry.bytes_out if entry.bytes_out is not None else result_size(entry.result)
     error = entry.error
     if error is not None:
         error = mask_text(error, secrets)[:MAX_ERROR_CHARS]
-    row.update(
-        id=uuid.uuid4().hex,
-        ts=datetime.fromtimestamp(entry.ts, UTC),
-        request_id=entry.request_id,
-        trace_id=None,
-        client_ip=client[0] if client else None,
-        user_agent=(_header(scope, b"user-agent") or "")[:256] or None,
-        client_name=mcp_client[0],
-        client_version=mcp_client[1],
-        protocol=state.get("mcp_protocol") or _header(scope, b"mcp-protocol-version"),
-        action=entry.action,
-        route=entry.route,
-        server=entry.server,
-        target=entry.target,
-        via=entry.via,
-        arguments=stored_json(entry.arguments, secrets),
-        detail=stored_json(entry.detail, secrets) if entry.detail else None,
-        outcome=entry.outcome,
-        error_code=entry.error_code,
-        error=error,
-        latency_ms=None if entry.latency_ms is None else round(entry.latency_ms, 3),
-        bytes_in=entry.bytes_in,
-        bytes_out=bytes_out,
-        tokens=None if bytes_out is None else -(-bytes_out // BYTES_PER_TOKEN),
-    )
-    return row
-
-
-_ACTOR = (
-    "actor_user_id",
-    "actor_email",
-    "actor_key_id",
-    "actor_key_prefix",
-    "actor_team",
-    "actor_role",
-    "auth_method",
-)
+    return {
+        "ts": datetime.fromtimestamp(entry.ts, UTC),
+        "request_id": entry.request_id,
+        "trace_id": None,
+        "actor_user_id": user_id,
+        "actor_email": email,
+        "actor_key_id": key_id,
+        "actor_key_prefix": key_prefix,
+        "actor_team": team,
+        "actor_role": role,
+        "auth_method": auth_method,
+        "client_ip": client[0] if client else None,
+        "user_agent": agent,
+        "client_name": name,
+        "client_version": version,
+        "protocol": protocol,
+        "action": entry.action,
+        "route": entry.route,
+        "server": entry.server,
+        "target": entry.target,
+        "via": entry.via,
+        "arguments": stored_json(entry.arguments, secrets),
+        "detail": stored_json(entry.detail, secrets) if entry.detail else None,
+        "outcome": entry.outcome,
+        "error_code": entry.error_code,
+        "error": error,
+        "latency_ms": None if entry.latency_ms is None else round(entry.latency_ms, 3),
+        "bytes_in": entry.bytes_in,
+        "bytes_out": bytes_out,
+        "tokens": None if bytes_out is None else -(-bytes_out // BYTES_PER_TOKEN),
+    }

@@ -22,7 +22,7 @@ from gateway.audit.entry import AuditEntry
 from gateway.audit.models import AuditBoundary, AuditEvent
 from gateway.audit.repository import AuditFilter, AuditRepository, conditions
 from gateway.audit.schemas import AuditItem, BrokenLink, PruneOut, UsageRow, VerifyOut
-from gateway.audit.writer import AuditWriter
+from gateway.audit.writer import AuditWriter, Deferred
 from gateway.auth.principal import Principal
 from gateway.backend_errors import BackendTimeout
 from gateway.db import Database
@@ -129,7 +129,7 @@ class AuditLog:
         return self._writer
 
     # --- recording ----------------------------------------------------------------------
-    def record(self, entry: AuditEntry) -> None:
+    def record(self, entry: AuditEntry | Deferred) -> None:
         """Queue ``entry`` for writing (no I/O; see writer.py)."""
         if self.enabled:
             self.writer.record(entry)

@@ -27,6 +27,14 @@ _PATTERNS = [
     re.compile(r"(?i)(://[^/\s:@]+:)[^@/\s]+(@)"),  # credentials in URLs
 ]
 
+# Any of them, to skip the substitutions for the (usual) text that holds none.
+_ANY = re.compile(
+    "|".join(
+        f"(?i:{p.pattern[4:]})" if p.pattern.startswith("(?i)") else f"(?:{p.pattern})"
+        for p in _PATTERNS
+    )
+)
+
 SECRET_FIELD_NAMES = re.compile(
     r"(?i)(pass(word|wd)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key)"
 )
@@ -46,6 +54,8 @@ def mask_text(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     for secret in extra_secrets:
         if len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, MASK)
+    if _ANY.search(text) is None:
+        return text
     for pattern in _PATTERNS:
         text = pattern.sub(_replace, text)
     return text

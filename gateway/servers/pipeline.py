@@ -31,10 +31,11 @@ from typing import Any, Literal, Protocol
 
 from mcp import types
 
-from gateway.audit.entry import AuditEntry
+from gateway.audit.entry import REQUEST_SCOPE, AuditEntry
 from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden
+from gateway.observability.logging import current_request_id
 from gateway.servers.calls import CallTarget
 from gateway.servers.runtimes.relay import Relay
 
@@ -243,21 +244,39 @@ class Record(StageDefaults):
         if self.recorder is not None:
             self.recorder(call.server, call.route, seconds, call.outcome)
         if self.audit is not None:
-            self.audit.record(
-                AuditEntry(
-                    action="tools/call",
-                    outcome=call.outcome,
-                    principal=call.principal,
-                    route="meta" if call.via else _AUDIT_ROUTES[call.route],
-                    server=call.server,
-                    target=call.tool,
-                    via=call.via,
-                    arguments=call.arguments,
-                    error_code=error_code,
-                    error=call.error,
-                    latency_ms=seconds * 1000,
-                    bytes_out=call.bytes_out,
-                    result=call.result,
-                    mask=call.target.runtime.spec.secrets,
-                )
-            )
+            self.audit.record(CallRecord(call, seconds * 1000, error_code))
+
+
+class CallRecord:
+    """A finished call as queued for the audit trail: what the request path has at hand
+    (a few µs cheaper than building the entry, which the writer does off the path)."""
+
+    __slots__ = ("call", "error_code", "latency_ms", "request_id", "scope", "ts")
+
+    def __init__(self, call: Call, latency_ms: float, error_code: str | None) -> None:
+        self.call, self.latency_ms, self.error_code = call, latency_ms, error_code
+        self.ts = time.time()
+        self.request_id = current_request_id()
+        self.scope = REQUEST_SCOPE.get()
+
+    def audit_entry(self) -> AuditEntry:
+        call = self.call
+        return AuditEntry(
+            action="tools/call",
+            outcome=call.outcome,
+            principal=call.principal,
+            route="meta" if call.via else _AUDIT_ROUTES[call.route],
+            server=call.server,
+            target=call.tool,
+            via=call.via,
+            arguments=call.arguments,
+            error_code=self.error_code,
+            error=call.error,
+            latency_ms=self.latency_ms,
+            bytes_out=call.bytes_out,
+            result=call.result,
+            mask=call.target.runtime.spec.secrets,
+            ts=self.ts,
+            request_id=self.request_id,
+            scope=self.scope,
+        )

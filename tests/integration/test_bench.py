@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
             "tools/call: direct vs through the gateway",
         ),
         (
+            "bench.audit_cost",
+            ["--runs", "1", "--calls", "10", "--concurrency", "1", "--backend", "raw"],
+            "audit on vs off",
+        ),
+        (
             "bench.catalog_scale",
             ["--tools", "20", "--repeats", "3"],
             "catalog scale",

@@ -1,0 +1,105 @@
+"""What the audit trail costs a tool call: two gateways on one backend, audit on and
+off (``MCPGW_AUDIT_ENABLED``), measured run by run in alternation (the machine is noisy).
+
+For each path (fast path in both eras, the SDK path) and concurrency, prints the median
+gateway CPU per call with audit on and off and their ratio (the steady figure: the
+writer's batches are in the same process, so their CPU counts), and p50 with audit on
+minus p50 with audit off. Issue 16's budget: CPU per call at 16 agents at most +15 %,
+p50 at 1 agent at most +0.1 ms.
+
+    python -m bench.audit_cost --backend raw sdk --runs 5 --calls 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from bench.common import BENCH_KEY, GatewayProcess, free_port, median, print_table, write_results
+from bench.loadgen import Target
+from bench.proxy_overhead import BACKENDS, _measure, start_backend
+
+
+def _gateway(audit: bool) -> GatewayProcess:
+    return GatewayProcess(
+        env={
+            "MCPGW_ALLOW_PRIVATE_URLS": "true",
+            "MCPGW_MCP_MAX_SESSIONS_PER_KEY": "100000",
+            "MCPGW_AUDIT_ENABLED": "true" if audit else "false",
+        }
+    )
+
+
+def _targets(gateway: GatewayProcess, kind: str) -> dict[str, Target]:
+    url = f"{gateway.url}/mcp"
+    paths = {
+        "/mcp 2026-07-28 (fast)": Target(url, "fast__echo", "modern", BENCH_KEY),
+        "/mcp 2025-11-25 (fast)": Target(url, "fast__echo", "handshake", BENCH_KEY),
+    }
+    if kind != "raw":
+        paths["/mcp 2025-11-25 SDK path"] = Target(url, "pinned__echo", "handshake", BENCH_KEY)
+    return paths
+
+
+def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    port = free_port()
+    backend = start_backend(port, kind)
+    gateways = {"on": _gateway(True), "off": _gateway(False)}
+    rows = []
+    try:
+        for gateway in gateways.values():
+            gateway.start()
+            gateway.add_remote("fast", f"http://127.0.0.1:{port}/mcp")
+            if kind != "raw":
+                gateway.add_remote("pinned", f"http://127.0.0.1:{port}/mcp", protocol="2026-07-28")
+        names = list(_targets(gateways["on"], kind))
+        for concurrency in args.concurrency:
+            samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+            for _ in range(args.runs):
+                for name in names:
+                    for mode, gateway in gateways.items():
+                        target = _targets(gateway, kind)[name]
+                        found = _measure("raw", target, concurrency, args.calls, gateway)
+                        samples.setdefault((name, mode), []).append(found)
+            for name in names:
+                on, off = samples[(name, "on")], samples[(name, "off")]
+                ratios = [a["gw_cpu_us"] / b["gw_cpu_us"] for a, b in zip(on, off, strict=True)]
+                rows.append(
+                    {
+                        "backend": kind,
+                        "c": concurrency,
+                        "path": name,
+                        "cpu_us_on": median([s["gw_cpu_us"] for s in on]),
+                        "cpu_us_off": median([s["gw_cpu_us"] for s in off]),
+                        "cpu_ratio": median(ratios),
+                        "p50_on_ms": median([s["p50"] for s in on]),
+                        "p50_off_ms": median([s["p50"] for s in off]),
+                        "added_p50_ms": median(
+                            [a["p50"] - b["p50"] for a, b in zip(on, off, strict=True)]
+                        ),
+                        "calls_per_s_on": median([s["calls_per_s"] for s in on]),
+                    }
+                )
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        backend.kill()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per run (all agents)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--backend", choices=BACKENDS, nargs="+", default=["raw", "sdk"])
+    args = parser.parse_args(argv)
+    rows = [row for kind in args.backend for row in _bench(kind, args)]
+    print_table(f"audit on vs off, alternating (median of {args.runs} runs)", rows)
+    write_results("audit_cost", {"runs": args.runs, "rows": rows, "pid": os.getpid()})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
