@@ -16,19 +16,30 @@ import argparse
 import os
 from typing import Any
 
-from bench.common import BENCH_KEY, GatewayProcess, free_port, median, print_table, write_results
+from bench.common import (
+    BENCH_KEY,
+    GatewayProcess,
+    drop_pg_database,
+    free_port,
+    median,
+    pg_database,
+    print_table,
+    write_results,
+)
 from bench.loadgen import Target
 from bench.proxy_overhead import BACKENDS, _measure, start_backend
 
 
-def _gateway(audit: bool) -> GatewayProcess:
-    return GatewayProcess(
-        env={
-            "MCPGW_ALLOW_PRIVATE_URLS": "true",
-            "MCPGW_MCP_MAX_SESSIONS_PER_KEY": "100000",
-            "MCPGW_AUDIT_ENABLED": "true" if audit else "false",
-        }
-    )
+def _gateway(audit: bool, database_url: str | None) -> GatewayProcess:
+    env = {
+        "MCPGW_ALLOW_PRIVATE_URLS": "true",
+        "MCPGW_MCP_MAX_SESSIONS_PER_KEY": "100000",
+        "MCPGW_AUDIT_ENABLED": "true" if audit else "false",
+    }
+    if database_url:
+        env["MCPGW_DATABASE_URL"] = database_url
+        env["MCPGW_AUTO_MIGRATE"] = "true"
+    return GatewayProcess(env=env)
 
 
 def _targets(gateway: GatewayProcess, kind: str) -> dict[str, Target]:
@@ -45,7 +56,8 @@ def _targets(gateway: GatewayProcess, kind: str) -> dict[str, Target]:
 def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     port = free_port()
     backend = start_backend(port, kind)
-    gateways = {"on": _gateway(True), "off": _gateway(False)}
+    databases = [pg_database() for _ in range(2)] if args.database == "postgresql" else [None] * 2
+    gateways = {"on": _gateway(True, databases[0]), "off": _gateway(False, databases[1])}
     rows = []
     try:
         for gateway in gateways.values():
@@ -67,6 +79,7 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 ratios = [a["gw_cpu_us"] / b["gw_cpu_us"] for a, b in zip(on, off, strict=True)]
                 rows.append(
                     {
+                        "db": args.database,
                         "backend": kind,
                         "c": concurrency,
                         "path": name,
@@ -85,6 +98,9 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         for gateway in gateways.values():
             gateway.stop()
         backend.kill()
+        for url in databases:
+            if url:
+                drop_pg_database(url)
     return rows
 
 
@@ -94,6 +110,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--calls", type=int, default=2000, help="calls per run (all agents)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--backend", choices=BACKENDS, nargs="+", default=["raw", "sdk"])
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args(argv)
     rows = [row for kind in args.backend for row in _bench(kind, args)]
     print_table(f"audit on vs off, alternating (median of {args.runs} runs)", rows)

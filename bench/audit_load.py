@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = {"MCPGW_ALLOW_PRIVATE_URLS": "true"}
     if pg_url:
         env["MCPGW_DATABASE_URL"] = pg_url
+        env["MCPGW_AUTO_MIGRATE"] = "true"
     gateway = GatewayProcess(env=env)
     try:
         gateway.start()

@@ -112,7 +112,9 @@ class GatewayProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        self._tmp.cleanup()
+        tmp = getattr(self, "_tmp", None)  # absent when never started
+        if tmp is not None:
+            tmp.cleanup()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -161,3 +163,27 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2))
     print(f"wrote {path}")
     return path
+
+
+PG_ADMIN = os.environ.get(
+    "MCPGW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def pg_database(prefix: str = "mcpgw_bench") -> str:
+    """A new, empty PostgreSQL database on the local server; its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

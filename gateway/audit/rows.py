@@ -3,6 +3,7 @@ arguments and errors masked and capped, the result measured. Runs in the writer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any

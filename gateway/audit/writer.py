@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import operator
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+import psycopg
 
 from gateway.audit.chain import GENESIS, HASHED, row_hash
 from gateway.audit.entry import AuditEntry
@@ -67,9 +69,26 @@ class Deferred(Protocol):
 # Every stored column but the position, ts last (converted per dialect, see insert()).
 _COLUMNS = (*(c for c in HASHED if c != "ts"), "prev_hash", "hash", "ts")
 _VALUES = operator.itemgetter(*_COLUMNS)
-_INSERT = "INSERT INTO audit_events ({}) VALUES ({}) ON CONFLICT DO NOTHING"
-_INSERT_SQLITE = _INSERT.format(", ".join(_COLUMNS), ", ".join("?" * len(_COLUMNS)))
-_INSERT_PG = _INSERT.format(", ".join(_COLUMNS), ", ".join(["%s"] * len(_COLUMNS)))
+# SQLite: one statement per 400 rows (14,000 parameters, under its 32,766): executemany
+# releases and takes back the GIL around every row, which under load cost more CPU than
+# the inserts themselves.
+_ROWS_PER_STATEMENT = 400
+_COPY_PG = f"COPY audit_events ({', '.join(_COLUMNS)}) FROM STDIN"
+_INSERT_ONE_PG = (
+    f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - constants only
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) ON CONFLICT DO NOTHING"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    one = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
+    # Column names are constants and every value is a bound parameter.
+    return (
+        f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
+        + ", ".join([one] * rows)
+        + " ON CONFLICT DO NOTHING"
+    )
 
 
 def _stored_ts(ts: datetime, sqlite: bool) -> Any:
@@ -245,13 +264,36 @@ class AuditWriter:
     async def insert(self, rows: list[dict[str, Any]]) -> None:
         """Insert ``rows``, skipping any already stored (by id or by place in a stream).
 
-        Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter
-        processing cost more than the rest of a row's audit put together."""
-        sqlite = self.db.dialect == "sqlite"
-        sql = _INSERT_SQLITE if sqlite else _INSERT_PG
-        values = [(*_VALUES(row)[:-1], _stored_ts(row["ts"], sqlite)) for row in rows]
+        Straight to the driver: SQLAlchemy's per-row parameter processing cost more than
+        the rest of a row's audit put together. On PostgreSQL, COPY (a third of the CPU
+        of executemany); a batch partly stored already (a retry after a commit whose
+        answer was lost, a spill read back twice) goes row by row, skipping those."""
+        if self.db.dialect == "postgresql":
+            try:
+                await self._copy(rows)
+                return
+            except psycopg.errors.UniqueViolation:
+                pass
+            async with self.db.engine.begin() as conn:
+                values = [(*_VALUES(row)[:-1], _stored_ts(row["ts"], False)) for row in rows]
+                await conn.exec_driver_sql(_INSERT_ONE_PG, values)
+            return
         async with self.db.engine.begin() as conn:
-            await conn.exec_driver_sql(sql, values)
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start : start + _ROWS_PER_STATEMENT]
+                params: list[Any] = []
+                for row in chunk:
+                    params += _VALUES(row)[:-1]
+                    params.append(_stored_ts(row["ts"], True))
+                await conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(params))
+
+    async def _copy(self, rows: list[dict[str, Any]]) -> None:
+        async with self.db.engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            pg: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+            async with pg.cursor() as cursor, cursor.copy(_COPY_PG) as copy:
+                for row in rows:
+                    await copy.write_row((*_VALUES(row)[:-1], _stored_ts(row["ts"], False)))
 
     # --- spilling -----------------------------------------------------------------------
     def _spill(self, rows: list[dict[str, Any]]) -> None:
