@@ -68,9 +68,11 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         names = list(_targets(gateways["on"], kind))
         for concurrency in args.concurrency:
             samples: dict[tuple[str, str], list[dict[str, float]]] = {}
-            for _ in range(args.runs):
+            for run in range(args.runs):
                 for name in names:
-                    for mode, gateway in gateways.items():
+                    # Which goes first alternates too: a fixed order biases the figures.
+                    order = list(gateways.items())
+                    for mode, gateway in order if run % 2 else reversed(order):
                         target = _targets(gateway, kind)[name]
                         found = _measure("raw", target, concurrency, args.calls, gateway)
                         samples.setdefault((name, mode), []).append(found)

@@ -3,12 +3,12 @@ arguments and errors masked and capped, the result measured. Runs in the writer.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from mcp import types
 from pydantic import BaseModel
 
 from gateway.audit.entry import AuditEntry
@@ -60,12 +60,35 @@ def result_size(result: Any) -> int | None:
         return None
     if isinstance(result, bytes | bytearray | memoryview):
         return len(result)
+    if isinstance(result, types.CallToolResult | types.ReadResourceResult | types.GetPromptResult):
+        return _content_size(result)
     if isinstance(result, BaseModel):
         return len(result.model_dump_json(by_alias=True, exclude_none=True))
     try:
         return len(orjson.dumps(result, default=str))
     except TypeError:
         return None
+
+
+def _content_size(result: Any) -> int:
+    """About the bytes of a result as sent: its texts and encoded data, plus the
+    structured content (serialising the whole model per call cost tens of µs)."""
+    blocks = getattr(result, "content", None) or getattr(result, "contents", None) or []
+    if isinstance(result, types.GetPromptResult):
+        blocks = [m.content for m in result.messages]
+    size = 0
+    for block in blocks:
+        for field in ("text", "data", "blob"):
+            value = getattr(block, field, None)
+            if isinstance(value, str):
+                size += len(value)
+        resource = getattr(block, "resource", None)
+        if resource is not None:
+            size += len(getattr(resource, "text", None) or getattr(resource, "blob", None) or "")
+    structured = getattr(result, "structured_content", None)
+    if structured is not None:
+        size += len(orjson.dumps(structured, default=str))
+    return size
 
 
 def _client(scope: Mapping[str, Any]) -> tuple[str | None, str | None]:
