@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -125,7 +127,8 @@ async def _load(args: argparse.Namespace, gateway: GatewayProcess, env: dict[str
         assert gateway.proc is not None
         gateway.proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(gateway.proc.wait, 120)
-        if code != 0:
+        # uvicorn re-raises the signal once it has shut down gracefully: -15 is normal.
+        if code not in (0, -signal.SIGTERM):
             raise RuntimeError(f"the gateway exited {code} on SIGTERM")
         again = GatewayProcess(env=env, port=gateway.port, data_dir=gateway.data_dir)
         await asyncio.to_thread(again.start)
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if pg_url:
         env["MCPGW_DATABASE_URL"] = pg_url
         env["MCPGW_AUTO_MIGRATE"] = "true"
-    gateway = GatewayProcess(env=env)
+    data_dir = tempfile.mkdtemp(prefix="mcpgw-audit-load-")  # kept past stop() for verify
+    gateway = GatewayProcess(env=env, data_dir=data_dir)
     try:
         gateway.start()
         gateway.add_remote("fast", f"http://127.0.0.1:{backend_port}/mcp")
@@ -181,6 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         backend.kill()
         if pg_url:
             _drop_pg(pg_url)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

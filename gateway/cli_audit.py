@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -150,13 +151,42 @@ def _since(value: str | None) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def _offline_log() -> Any:
+def _database_url() -> str:
+    """The database the settings name; an error if it is a SQLite file that is not there
+    (opening it would create an empty one)."""
+    from gateway.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    url = settings.resolved_database_url
+    path = url.split(":///", 1)[-1]
+    if settings.is_sqlite and not Path(path).is_file():
+        typer.echo(f"error: no database at {path} (is MCPGW_DATA_DIR the gateway's?)", err=True)
+        raise typer.Exit(2)
+    return url
+
+
+async def _offline_log(url: str) -> Any:
+    """The audit log of the database at ``url``, checked to be migrated."""
+    from gateway import migrate
     from gateway.audit.service import AuditLog
-    from gateway.config import load_settings
     from gateway.db import Database
 
-    settings = load_settings()
-    db = Database(settings.resolved_database_url)
+    db = Database(url)
+    current = await migrate.current_revision(db.engine)
+    if current != migrate.head_revision():
+        await db.dispose()
+        where = url.split("@")[-1]  # no credentials in the message
+        typer.echo(
+            f"error: the database ({where}) is at schema {current or 'empty'}, not "
+            f"{migrate.head_revision()}: is MCPGW_DATABASE_URL / MCPGW_DATA_DIR the gateway's? "
+            "(`mcpgw db upgrade` migrates it)",
+            err=True,
+        )
+        raise typer.Exit(2)
     return AuditLog(db, None, enabled=False), db
 
 
@@ -168,9 +198,10 @@ def verify(
     """Recompute the hash chain of every writer stream in the database; exit 1 at the
     first broken link (an edited, reordered or deleted row)."""
     when = _since(since)
+    url = _database_url()
 
     async def go() -> Any:
-        log, db = _offline_log()
+        log, db = await _offline_log(url)
         try:
             return await log.verify(when)
         finally:
@@ -209,8 +240,10 @@ def prune(
         typer.echo("retention is 0 (keep forever): nothing to prune")
         return
 
+    url = _database_url()
+
     async def go() -> Any:
-        log, db = _offline_log()
+        log, db = await _offline_log(url)
         try:
             return await log.prune(keep, dry_run=dry_run)
         finally:
