@@ -6,8 +6,8 @@ Faults (``--fault``):
 - ``sigterm``: the gateway gets SIGTERM halfway (it drains, flushes the audit queue
   and exits), is started again on the same database and port, and the load goes on;
 - ``db-restart``: PostgreSQL is restarted halfway while the load goes on (the writer
-  retries, spills to its file if it must, and reads the spill back once the database
-  answers).
+  retries); with ``--down-seconds 10`` it stays down longer than the retries last, so
+  the writer spills to its file and reads the spill back once the database answers.
 
 Agents speak 2026-07-28 (stateless) on keep-alive connections (bench/loadgen.py) to
 a raw echo backend; a call counts as answered when its agent got a JSON-RPC result.
@@ -16,6 +16,7 @@ Bounded: ``--calls`` answered calls or ``--max-seconds``, whichever comes first.
     python -m bench.audit_load --database sqlite --fault sigterm
     python -m bench.audit_load --database postgresql --fault sigterm
     python -m bench.audit_load --database postgresql --fault db-restart
+    python -m bench.audit_load --database postgresql --fault db-restart --down-seconds 10
 """
 
 from __future__ import annotations
@@ -69,13 +70,25 @@ def _drop_pg(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _restart_postgres() -> None:
+def _postgres(action: str) -> None:
     cluster = sorted(os.listdir("/etc/postgresql"))[-1]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", action],
         check=True,
         capture_output=True,
     )
+
+
+def _restart_postgres(down_seconds: float) -> None:
+    """Restart PostgreSQL; with ``down_seconds``, keep it stopped that long first."""
+    if not down_seconds:
+        _postgres("restart")
+        return
+    _postgres("stop")
+    try:
+        time.sleep(down_seconds)
+    finally:
+        _postgres("start")
 
 
 async def _agent(target: Target, tally: Tally, goal: int, deadline: float) -> None:
@@ -102,6 +115,19 @@ async def _agent(target: Target, tally: Tally, goal: int, deadline: float) -> No
             tally.refused += 1
             await asyncio.sleep(0.01)
     agent.close()
+
+
+def _audit_fates(url: str) -> dict[str, int]:
+    """``mcpgw_audit_rows_total`` by result, and failed writes, from /metrics."""
+    text = httpx.get(f"{url}/metrics", headers=AUTH, timeout=30).text
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("mcpgw_audit_rows_total{"):
+            result = line.split('result="', 1)[1].split('"', 1)[0]
+            out[result] = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("mcpgw_audit_write_failures_total "):
+            out["retries"] = int(float(line.rsplit(" ", 1)[1]))
+    return out
 
 
 def _usage_calls(url: str) -> int:
@@ -134,7 +160,7 @@ async def _load(args: argparse.Namespace, gateway: GatewayProcess, env: dict[str
         await asyncio.to_thread(again.start)
         gateway.proc = again.proc
     else:
-        await asyncio.to_thread(_restart_postgres)
+        await asyncio.to_thread(_restart_postgres, args.down_seconds)
     tally.fault_seconds = time.monotonic() - started
     await asyncio.gather(*agents)
     return tally
@@ -155,8 +181,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gateway.add_remote("fast", f"http://127.0.0.1:{backend_port}/mcp")
         started = time.monotonic()
         tally = asyncio.run(_load(args, gateway, env))
-        elapsed = time.monotonic() - started - tally.fault_seconds
+        elapsed = time.monotonic() - started
+        if args.fault == "sigterm":  # no calls are answered while it restarts
+            elapsed -= tally.fault_seconds
         rows = _usage_calls(gateway.url)
+        fates = _audit_fates(gateway.url)
         gateway.stop()
         verify = subprocess.run(
             [MCPGW, "audit", "verify"],
@@ -179,6 +208,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "calls_per_s": round(tally.answered / elapsed),
             "verify": verify.stdout.strip().splitlines()[0] if verify.stdout else verify.stderr,
             "spill_left": len(list(spill.glob("*"))) if spill.is_dir() else 0,
+            # of the process serving at the end (after a SIGTERM: the restarted one)
+            "spilled": fates.get("spilled", 0),
+            "reingested": fates.get("reingested", 0),
+            "write_retries": fates.get("retries", 0),
         }
     finally:
         gateway.stop()
@@ -194,6 +227,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--fault", choices=["sigterm", "db-restart"], default="sigterm")
     parser.add_argument("--calls", type=int, default=50_000, help="answered calls to reach")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--down-seconds",
+        type=float,
+        default=0,
+        help="db-restart: keep PostgreSQL stopped this long (longer than the writer's "
+        "retries, ~6 s, makes it spill to its file and read the spill back)",
+    )
     parser.add_argument("--max-seconds", type=float, default=300)
     args = parser.parse_args(argv)
     if args.fault == "db-restart" and args.database != "postgresql":

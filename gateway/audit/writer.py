@@ -51,6 +51,9 @@ class WriterMetrics(Protocol):
     def audit_rows(self, result: str, rows: int) -> None:
         """``rows`` rows were ``written``, ``spilled`` or ``reingested``."""
 
+    def audit_write_failed(self) -> None:
+        """One attempt to write a batch failed (it is retried, then spilled)."""
+
     def audit_waited(self, timed_out: bool) -> None:
         """A caller waited for room in a full queue (``timed_out``: it stopped waiting)."""
 
@@ -243,6 +246,8 @@ class AuditWriter:
             try:
                 await self.insert(rows)
             except Exception as exc:
+                if self.metrics is not None:
+                    self.metrics.audit_write_failed()
                 log.warning(
                     "could not write %d audit rows (attempt %d of %d): %s",
                     len(rows),

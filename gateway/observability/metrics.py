@@ -78,6 +78,11 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.audit_write_failures_total = Counter(
+            "mcpgw_audit_write_failures",
+            "Attempts to write a batch of audit rows that failed (retried, then spilled).",
+            registry=self.registry,
+        )
         self.audit_waits_total = Counter(
             "mcpgw_audit_queue_waits",
             "Calls that waited for room in a full audit queue (timed_out: stopped waiting).",
@@ -108,6 +113,9 @@ class Metrics:
 
     def audit_rows(self, result: str, rows: int) -> None:
         self.audit_rows_total.labels(result).inc(rows)
+
+    def audit_write_failed(self) -> None:
+        self.audit_write_failures_total.inc()
 
     def audit_waited(self, timed_out: bool) -> None:
         self.audit_waits_total.labels(str(timed_out).lower()).inc()
