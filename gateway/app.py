@@ -162,7 +162,9 @@ async def start_state(settings: Settings) -> GatewayState:
                 f"database schema is at {current or 'empty'}, code needs {head}: "
                 "run `mcpgw db upgrade` (or set MCPGW_AUTO_MIGRATE=true)"
             )
-        identity = IdentityService(db)
+        metrics = Metrics()
+        audit = build_audit(settings, db, metrics)
+        identity = IdentityService(db, audit)
         key = settings.bootstrap_api_key
         outcome = await identity.bootstrap(
             settings.bootstrap_admin_email, key.get_secret_value() if key else None
@@ -170,14 +172,17 @@ async def start_state(settings: Settings) -> GatewayState:
     except BaseException:
         await db.dispose()
         raise
+    system = {"auth_method": "bootstrap"}
+    if outcome.created_admin:
+        audit.change("user.create", None, outcome.admin_email, new={"role": "admin"}, actor=system)
+    if outcome.created_admin or outcome.installed_bootstrap_key:
+        what = "MCPGW_BOOTSTRAP_API_KEY" if settings.bootstrap_api_key else "generated"
+        audit.change("key.create", None, outcome.admin_email, new={"source": what}, actor=system)
     if outcome.created_admin:
         log.info("created the first admin", extra={"email": outcome.admin_email})
     if outcome.installed_bootstrap_key:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
-    metrics = Metrics()
-    audit = build_audit(settings, db, metrics)
-    identity.audit = audit
     authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
     servers = build_server_service(settings, db, metrics, audit)
     await servers.load()

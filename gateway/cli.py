@@ -200,14 +200,18 @@ def admin_create_key(
         raise typer.BadParameter("must be an email address", param_hint="--user")
 
     async def go() -> tuple[Any, Any, str, bool]:
+        from gateway.app import build_audit
+
         db = Database(settings.resolved_database_url)
+        audit = build_audit(settings, db)
         try:
             if settings.should_auto_migrate:
                 await migrate.upgrade(db.engine)
-            return await IdentityService(db).issue_key_offline(
+            return await IdentityService(db, audit).issue_key_offline(
                 user, role=role_value, name=name, scopes=scopes, expires_in_days=expires_in_days
             )
         finally:
+            await audit.flush()  # the change is audited like any other (route "cli")
             await db.dispose()
 
     try:

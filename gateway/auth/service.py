@@ -121,6 +121,12 @@ class IdentityService:
                 user.role = role
             key = self._new_key(user.id, name, secret, scopes, expires_at)
             await repo.add(key)
+        operator = {"auth_method": "cli"}  # whoever can reach the database directly
+        if created:
+            self.audit.change(
+                "user.create", None, user.id, new=_user(user), actor=operator, route="cli"
+            )
+        self.audit.change("key.create", None, key.id, new=_key(key), actor=operator, route="cli")
         self.on_user_changed(user.id)
         return user, key, secret, created
 

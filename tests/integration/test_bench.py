@@ -25,6 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
             "audit on vs off",
         ),
         (
+            "bench.audit_load",
+            ["--calls", "300", "--concurrency", "4"],
+            "audit under load: nothing lost",
+        ),
+        (
+            "bench.audit_queries",
+            ["--rows", "3000", "--repeats", "2"],
+            "audit queries on PostgreSQL",
+        ),
+        (
             "bench.catalog_scale",
             ["--tools", "20", "--repeats", "3"],
             "catalog scale",

@@ -111,6 +111,16 @@ def test_serve_end_to_end(tmp_path: Path, server_factory: type[Server]) -> None:
     assert r.returncode == 2 and "MCPGW_API_KEY" in r.stderr
     r = run(tmp_path, "whoami", "--url", "http://127.0.0.1:1", "--key", BOOT)
     assert r.returncode == 3 and "cannot reach" in r.stderr
+    # Every key change is audited: the offline one (route cli), the API's, the revoke.
+    r = run(tmp_path, "audit", "search", "--action", "key.create", "--json", **cli_env)
+    created = json.loads(r.stdout)["items"]
+    assert sorted((str(i["route"]), i["actor"]["auth_method"]) for i in created) == [
+        ("None", "api_key"),
+        ("None", "bootstrap"),
+        ("cli", "cli"),
+    ], created
+    r = run(tmp_path, "audit", "search", "--action", "key.revoke", "--json", **cli_env)
+    assert [i["target"] for i in json.loads(r.stdout)["items"]] == [key_id]
 
     assert server.stop() in GRACEFUL
     log = server.output()

@@ -127,8 +127,8 @@ async def test_one_row_per_event_masked_on_every_path(gateway: Server, tmp_path:
         ("tools/call", "skills", "mcp"): 0,  # LOAD_SKILL is a skill load, not a tool call
         ("sandbox.create", None, None): 1,
         ("sandbox.exec", None, None): 1,
-        ("user.create", None, None): 1,
-        ("key.create", None, None): 1,
+        ("user.create", None, None): 2,  # the first admin (bootstrap) and the test's user
+        ("key.create", None, None): 2,
         ("auth.failure", None, None): 1,
     }
     assert {k: counts.get(k, 0) for k in expected} == expected, counts
@@ -155,6 +155,8 @@ async def test_one_row_per_event_masked_on_every_path(gateway: Server, tmp_path:
     assert read_row["client"]["protocol"] == "2025-11-25"
     exec_row = next(r for r in rows if r["action"] == "sandbox.exec")
     assert exec_row["target"] == sandbox and exec_row["arguments"] == {"command": "echo hi"}
+    booted = [r for r in rows if r["actor"]["auth_method"] == "bootstrap"]
+    assert sorted(r["action"] for r in booted) == ["key.create", "user.create"]
     failure = next(r for r in rows if r["action"] == "auth.failure")
     assert failure["outcome"] == "denied" and failure["actor"]["key_prefix"] == "mgw_live_nope00"
     assert failure["error"]["code"]
