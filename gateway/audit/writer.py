@@ -141,6 +141,7 @@ class AuditWriter:
         self._lock = asyncio.Lock()  # one batch at a time keeps the chain in order
         self._spilled = False
         self._storing: set[asyncio.Future[None]] = set()
+        self._held: list[list[dict[str, Any]]] = []  # batches neither stored nor spilled
         self.written = 0
         if metrics is not None:
             metrics.audit_queue(self._queue.__len__)
@@ -184,18 +185,31 @@ class AuditWriter:
     async def run(self) -> None:
         """Write batches until cancelled (shutdown then calls :meth:`flush`)."""
         self._wake = asyncio.Event()
-        await self.reingest()
+        try:
+            await self.reingest()
+        except Exception:  # the spill stays for the next try
+            log.exception("could not read back spilled audit rows")
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
-            while self._queue:
-                await self._write_next()
-                if len(self._queue) < self.batch_size:
-                    break
+            try:
+                if self._held and not self._queue:
+                    await self._write_held()
+                while self._queue:
+                    await self._write_next()
+                    if len(self._queue) < self.batch_size:
+                        break
+            except Exception:  # never let the writer die: rows keep queueing behind it
+                log.exception("the audit writer hit an unexpected error; going on")
 
     async def flush(self) -> None:
         """Write (or spill) everything queued, and wait for batches being written."""
+        if self._held:
+            await self._write_held()
+            if self._held:
+                held = sum(len(rows) for rows in self._held)
+                log.critical("%d audit rows could be neither written nor spilled", held)
         while self._queue or self._storing:
             if self._storing:
                 await asyncio.gather(*self._storing, return_exceptions=True)
@@ -222,8 +236,21 @@ class AuditWriter:
         if await self._insert_with_retries(rows):
             if self._spilled:
                 await self.reingest()
-        else:
+            if self._held:
+                await self._write_held()
+            return
+        try:
             self._spill(rows)
+        except OSError:
+            # Neither the database nor the disk takes them: keep them in memory (they
+            # have their place in the chain) and try both again with the next batch.
+            log.critical("could not spill %d audit rows; keeping them in memory", len(rows))
+            self._held.append(rows)
+
+    async def _write_held(self) -> None:
+        held, self._held = self._held, []
+        for rows in held:
+            await self._store(rows)
 
     def _chained(self, queued: AuditEntry | Deferred) -> dict[str, Any]:
         try:

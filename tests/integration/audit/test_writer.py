@@ -198,3 +198,34 @@ async def test_retention_prunes_old_rows_and_the_rest_still_verifies(
     report = await audit.verify()
     assert (report.ok, report.rows) == (True, 3)
     assert (await audit.prune(90)).rows == 0
+
+
+async def test_rows_neither_stored_nor_spilled_stay_in_memory_until_one_works(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refusing is a stand-in (the insert raises); the spill directory
+    cannot be made (a file is in its way), as on a full or read-only disk."""
+    (tmp_path / "blocked").write_text("a file where the spill directory would go")
+    audit = AuditLog(
+        database,
+        AuditWriter(database, tmp_path / "blocked" / "spill", retries=0, batch_size=4),
+    )
+    writer = audit.writer
+    real = writer.insert
+    down = True
+
+    async def flaky(rows: list[dict[str, Any]]) -> None:
+        if down:
+            raise ConnectionError("database away")
+        await real(rows)
+
+    monkeypatch.setattr(writer, "insert", flaky)
+    for i in range(6):
+        audit.record(_entry(i))
+    await audit.flush()
+    assert await _count(database) == 0 and sum(len(b) for b in writer._held) == 6
+    down = False
+    audit.record(_entry(6))
+    await audit.flush()
+    assert await _count(database) == 7 and not writer._held
+    assert (await audit.verify()).ok
