@@ -78,7 +78,11 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                         samples.setdefault((name, mode), []).append(found)
             for name in names:
                 on, off = samples[(name, "on")], samples[(name, "off")]
-                ratios = [a["gw_cpu_us"] / b["gw_cpu_us"] for a, b in zip(on, off, strict=True)]
+                # A tiny run can round a gateway's CPU to 0 ticks: no ratio then.
+                ratios = [
+                    a["gw_cpu_us"] / b["gw_cpu_us"] if b["gw_cpu_us"] else float("nan")
+                    for a, b in zip(on, off, strict=True)
+                ]
                 rows.append(
                     {
                         "db": args.database,
