@@ -141,6 +141,10 @@ def to_row(entry: AuditEntry) -> dict[str, Any]:
     error = entry.error
     if error is not None:
         error = mask_text(error, secrets)[:MAX_ERROR_CHARS]
+    arguments = stored_json(entry.arguments, secrets)
+    bytes_in = entry.bytes_in
+    if bytes_in is None and arguments is not None:
+        bytes_in = len(arguments)  # the arguments' JSON (as stored: masked, perhaps cut)
     return {
         "ts": datetime.fromtimestamp(entry.ts, UTC),
         "request_id": entry.request_id,
@@ -162,13 +166,13 @@ def to_row(entry: AuditEntry) -> dict[str, Any]:
         "server": entry.server,
         "target": entry.target,
         "via": entry.via,
-        "arguments": stored_json(entry.arguments, secrets),
+        "arguments": arguments,
         "detail": stored_json(entry.detail, secrets) if entry.detail else None,
         "outcome": entry.outcome,
         "error_code": entry.error_code,
         "error": error,
         "latency_ms": None if entry.latency_ms is None else round(entry.latency_ms, 3),
-        "bytes_in": entry.bytes_in,
+        "bytes_in": bytes_in,
         "bytes_out": bytes_out,
         "tokens": None if bytes_out is None else -(-bytes_out // BYTES_PER_TOKEN),
     }

@@ -145,6 +145,7 @@ async def test_one_row_per_event_masked_on_every_path(gateway: Server, tmp_path:
     assert (meta["target"], meta["via"]) == ("whoami", "EXECUTE_TOOL")
     echo = next(r for r in calls if r["target"] == "echo")
     assert echo["arguments"] == {"text": "***", "password": "***"}
+    assert echo["bytes_in"] == len('{"password":"***","text":"***"}')
     fast = next(r for r in calls if r["route"] == "mcp-fast")
     assert fast["client"]["protocol"] == "2026-07-28"
     assert (fast["client"]["name"], fast["client"]["version"]) == ("t", "1")  # from _meta
