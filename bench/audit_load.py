@@ -29,21 +29,25 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
-from bench.common import BENCH_KEY, MCPGW, GatewayProcess, free_port, print_table, write_results
+from bench.common import (
+    BENCH_KEY,
+    MCPGW,
+    GatewayProcess,
+    drop_pg_database,
+    free_port,
+    pg_database,
+    print_table,
+    write_results,
+)
 from bench.loadgen import Agent, Target
 from bench.proxy_overhead import start_backend
 
-PG_ADMIN = os.environ.get(
-    "MCPGW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
 
 
@@ -55,19 +59,6 @@ class Tally:
     fault_seconds: float = 0.0
     half: int = 0
     halfway: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def _pg_database() -> str:
-    name = f"mcpgw_audit_load_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop_pg(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _postgres(action: str) -> None:
@@ -169,7 +160,7 @@ async def _load(args: argparse.Namespace, gateway: GatewayProcess, env: dict[str
 def run(args: argparse.Namespace) -> dict[str, Any]:
     backend_port = free_port()
     backend = start_backend(backend_port, "raw")
-    pg_url = _pg_database() if args.database == "postgresql" else None
+    pg_url = pg_database() if args.database == "postgresql" else None
     env = {"MCPGW_ALLOW_PRIVATE_URLS": "true"}
     if pg_url:
         env["MCPGW_DATABASE_URL"] = pg_url
@@ -217,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gateway.stop()
         backend.kill()
         if pg_url:
-            _drop_pg(pg_url)
+            drop_pg_database(pg_url)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

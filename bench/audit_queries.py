@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from sqlalchemy.dialects import postgresql
 
-from bench.common import median, percentile, print_table, write_results
+from bench.common import (
+    drop_pg_database,
+    median,
+    percentile,
+    pg_database,
+    print_table,
+    write_results,
+)
 from gateway import migrate
 from gateway.audit.repository import AuditFilter, AuditRepository
 from gateway.db import Database
 
-PG_ADMIN = os.environ.get(
-    "MCPGW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SERVERS, TOOLS, USERS, TEAMS = 50, 20, 2000, 40
 DAYS = 90
 
@@ -51,18 +53,6 @@ SELECT md5(g::text), now() - (g::double precision / %(rows)s::bigint) * interval
   'bench', g, md5((g - 1)::text), md5(g::text)
 FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 """
-
-
-def _database() -> str:
-    name = f"mcpgw_audit_q_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _drop(url: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def _fill(url: str, rows: int) -> float:
@@ -169,7 +159,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--keep", action="store_true", help="keep the database (prints URL)")
     args = parser.parse_args(argv)
-    url = _database()
+    url = pg_database()
     try:
         asyncio.run(_migrate(url))
         print(f"generating {args.rows:,} audit rows …", flush=True)
@@ -190,7 +180,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if args.keep:
             print(f"kept {url}")
         else:
-            _drop(url)
+            drop_pg_database(url)
 
 
 async def _migrate(url: str) -> None:
