@@ -19,14 +19,17 @@ MAX_ERROR_CHARS = 2000
 BYTES_PER_TOKEN = 4  # the usual estimate for English text and JSON
 
 
+_SCALARS = frozenset({bool, int, float})
+
+
 def mask_value(value: Any, secrets: tuple[str, ...] = ()) -> Any:
     """A JSON-like copy of ``value``: values under secret-named keys become ``***``;
     every string has ``secrets`` and token shapes masked."""
     if isinstance(value, str):
         return mask_text(value, secrets)
-    if value is None or isinstance(value, bool | int | float):
+    if value is None or type(value) in _SCALARS:
         return value
-    if isinstance(value, Mapping):
+    if isinstance(value, dict | Mapping):  # dict first: the ABC check alone costs more
         out: dict[str, Any] = {}
         for key, item in value.items():
             name = mask_text(str(key), secrets)
