@@ -1,6 +1,6 @@
 """Write-behind: what the request path notes in memory, written in batches off it.
 
-Key last-used times, skill load counts, sandbox activity and sandbox audit rows are
+Key last-used times, skill load counts and sandbox activity are
 noted per request and written every few seconds (and once more at shutdown), so no
 request waits for the database. A write that fails loses nothing: its batch is
 merged back into what was noted meanwhile and goes with the next flush.

@@ -16,6 +16,7 @@ import typer
 
 from gateway import __version__
 from gateway.cli_audit import audit_app
+from gateway.cli_client import DEFAULT_URL, KeyOption, UrlOption
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
 from gateway.cli_skills import skills_app
@@ -40,16 +41,6 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(audit_app, name="audit")
-
-UrlOption = Annotated[
-    str,
-    typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.", show_default=True),
-]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False),
-]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _settings(**overrides: Any) -> Settings:

@@ -14,15 +14,17 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from gateway.cli_client import GatewayClient, print_json, print_table
+from gateway.cli_client import (
+    DEFAULT_URL,
+    GatewayClient,
+    KeyOption,
+    UrlOption,
+    print_json,
+    print_table,
+)
 
 audit_app = typer.Typer(help="The audit trail: search, tail, export, verify, prune.")
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.")]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False)
-]
-DEFAULT_URL = "http://127.0.0.1:8000"
 Opt = Annotated[str | None, typer.Option(show_default=False)]
 
 

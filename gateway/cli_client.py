@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
+
+# The options every command that talks to a running gateway takes.
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.", show_default=True),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False),
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 class GatewayClient:

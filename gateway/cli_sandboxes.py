@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_client import GatewayClient, print_json, print_table
+from gateway.cli_client import (
+    DEFAULT_URL,
+    GatewayClient,
+    KeyOption,
+    UrlOption,
+    print_json,
+    print_table,
+)
 
 sandboxes_app = typer.Typer(
     help="Sandboxes: persistent, isolated computers for code (uses --url/--key)."
@@ -17,12 +24,7 @@ sandboxes_app = typer.Typer(
 image_app = typer.Typer(help="Template images for the docker provider, built locally.")
 sandboxes_app.add_typer(image_app, name="image")
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.")]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False)
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
-DEFAULT_URL = "http://127.0.0.1:8000"
 BASE = "/api/v1/sandboxes"
 
 

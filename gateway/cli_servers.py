@@ -12,16 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from gateway.cli_client import GatewayClient, print_json, print_table
+from gateway.cli_client import (
+    DEFAULT_URL,
+    GatewayClient,
+    KeyOption,
+    UrlOption,
+    print_json,
+    print_table,
+)
 
 servers_app = typer.Typer(help="MCP servers registered with a running gateway (--url/--key).")
 tools_app = typer.Typer(help="Tools of a running gateway (--url/--key).")
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.")]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False)
-]
-DEFAULT_URL = "http://127.0.0.1:8000"
 _DOCKER_VALUE_FLAGS = {
     "-e",
     "--env",

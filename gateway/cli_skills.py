@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli_client import GatewayClient, print_json, print_table
+from gateway.cli_client import (
+    DEFAULT_URL,
+    GatewayClient,
+    KeyOption,
+    UrlOption,
+    print_json,
+    print_table,
+)
 from gateway.config import ConfigError, load_settings
 
 if TYPE_CHECKING:  # the skills modules pull in FastAPI: imported when a command runs
@@ -25,10 +32,6 @@ skills_app = typer.Typer(
     help="Agent Skills: validate and package locally; upload, import and manage on a gateway."
 )
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="MCPGW_URL", help="Gateway base URL.")]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar="MCPGW_API_KEY", help="API key.", show_default=False)
-]
 StrictOption = Annotated[
     bool,
     typer.Option(
@@ -37,7 +40,6 @@ StrictOption = Annotated[
         "--lenient: warnings.",
     ),
 ]
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _limits() -> Limits:

@@ -122,11 +122,7 @@ def _actor(entry: AuditEntry) -> tuple[Any, ...]:
             principal.auth_method,
         )
     if entry.actor:
-        get = entry.actor.get
-        return tuple(
-            get(k)
-            for k in ("user_id", "email", "key_id", "key_prefix", "team", "role", "auth_method")
-        )
+        return tuple(map(entry.actor.get, _ACTOR_KEYS))
     return _NO_ACTOR
 
 

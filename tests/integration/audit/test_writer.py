@@ -29,6 +29,20 @@ def _entry(i: int, **kw: Any) -> AuditEntry:
     return AuditEntry(action="tools/call", server="s", target=f"t{i}", arguments={"i": i}, **kw)
 
 
+def _refusing(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make ``writer``'s inserts fail (a stand-in for a database that is away) until the
+    returned event is set."""
+    real, up = writer.insert, asyncio.Event()
+
+    async def insert(rows: list[dict[str, Any]]) -> None:
+        if not up.is_set():
+            raise ConnectionError("database away")
+        await real(rows)
+
+    monkeypatch.setattr(writer, "insert", insert)
+    return up
+
+
 async def _count(db: Database) -> int:
     async with db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
@@ -79,22 +93,14 @@ async def test_a_refused_write_is_spilled_then_read_back(
     bench (bench/audit_load.py) restarts a real PostgreSQL under load."""
     audit = _log(database, tmp_path, batch_size=5, retries=1, retry_delay=0.01)
     writer = audit.writer
-    real = writer.insert
-    down = True
-
-    async def flaky(rows: list[dict[str, Any]]) -> None:
-        if down:
-            raise ConnectionError("database restarting")
-        await real(rows)
-
-    monkeypatch.setattr(writer, "insert", flaky)
+    database_up = _refusing(writer, monkeypatch)
     for i in range(12):
         audit.record(_entry(i))
     await audit.flush()
     spilled = list((tmp_path / "spill").glob("*.jsonl"))
     assert len(spilled) == 1 and len(spilled[0].read_bytes().splitlines()) == 12
     assert await _count(database) == 0
-    down = False
+    database_up.set()
     audit.record(_entry(12))
     await audit.flush()  # a good write reads the spill back
     assert await _count(database) == 13
@@ -110,10 +116,7 @@ async def test_spill_from_an_earlier_process_is_read_back_at_start(
 ) -> None:
     first = _log(database, tmp_path, retries=0)
 
-    async def refuse(rows: list[dict[str, Any]]) -> None:
-        raise ConnectionError("down")
-
-    monkeypatch.setattr(first.writer, "insert", refuse)
+    _refusing(first.writer, monkeypatch)
     for i in range(3):
         first.record(_entry(i))
     await first.flush()  # the process exits with its rows spilled
@@ -211,20 +214,12 @@ async def test_rows_neither_stored_nor_spilled_stay_in_memory_until_one_works(
         AuditWriter(database, tmp_path / "blocked" / "spill", retries=0, batch_size=4),
     )
     writer = audit.writer
-    real = writer.insert
-    down = True
-
-    async def flaky(rows: list[dict[str, Any]]) -> None:
-        if down:
-            raise ConnectionError("database away")
-        await real(rows)
-
-    monkeypatch.setattr(writer, "insert", flaky)
+    database_up = _refusing(writer, monkeypatch)
     for i in range(6):
         audit.record(_entry(i))
     await audit.flush()
     assert await _count(database) == 0 and sum(len(b) for b in writer._held) == 6
-    down = False
+    database_up.set()
     audit.record(_entry(6))
     await audit.flush()
     assert await _count(database) == 7 and not writer._held
