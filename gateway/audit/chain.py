@@ -67,4 +67,9 @@ def row_hash(row: Mapping[str, Any], prev_hash: str) -> str:
     """The hash of ``row`` (a mapping with every :data:`HASHED` column) after ``prev_hash``:
     SHA-256 of the JSON array ``[prev_hash, [values in HASHED order]]`` (orjson writes
     the UTC timestamp as RFC 3339, the same whether it was just made or read back)."""
-    return hashlib.sha256(orjson.dumps((prev_hash, _VALUES(row)))).hexdigest()
+    return values_hash(_VALUES(row), prev_hash)
+
+
+def values_hash(values: tuple[Any, ...], prev_hash: str) -> str:
+    """:func:`row_hash` of a row given as its values in :data:`HASHED` order."""
+    return hashlib.sha256(orjson.dumps((prev_hash, values))).hexdigest()

@@ -11,8 +11,15 @@ import orjson
 from mcp import types
 from pydantic import BaseModel
 
+from gateway.audit.chain import HASHED
 from gateway.audit.entry import AuditEntry
-from gateway.observability.masking import MASK, SECRET_FIELD_NAMES, mask_text
+from gateway.observability.masking import (
+    MASK,
+    MIN_SECRET_LENGTH,
+    holds_secret,
+    mask_text,
+    names_secret,
+)
 
 MAX_ARGUMENTS_BYTES = 8192  # stored JSON of arguments/detail beyond this is cut, with a marker
 MAX_ERROR_CHARS = 2000
@@ -33,7 +40,7 @@ def mask_value(value: Any, secrets: tuple[str, ...] = ()) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             name = mask_text(str(key), secrets)
-            if SECRET_FIELD_NAMES.search(name) and item not in (None, "", {}, []):
+            if names_secret(name) and item not in (None, "", {}, []):
                 out[name] = MASK
             else:
                 out[name] = mask_value(item, secrets)
@@ -50,11 +57,33 @@ def stored_json(value: Any, secrets: tuple[str, ...] = ()) -> str | None:
     (then ``{"_truncated": true, "_bytes": N, "_preview": "…"}``)."""
     if value is None:
         return None
-    text = orjson.dumps(mask_value(value, secrets), option=orjson.OPT_SORT_KEYS).decode()
+    text = _plain_json(value, secrets)
+    if text is None:
+        text = orjson.dumps(mask_value(value, secrets), option=orjson.OPT_SORT_KEYS).decode()
     if len(text) <= MAX_ARGUMENTS_BYTES:
         return text
     marker = {"_bytes": len(text), "_preview": text[: MAX_ARGUMENTS_BYTES // 2], "_truncated": True}
     return orjson.dumps(marker, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _plain_json(value: Any, secrets: tuple[str, ...]) -> str | None:
+    """The JSON text of ``value`` when masking would change nothing in it, else None.
+
+    Checked on the text, in one pass per pattern instead of one per string: without a
+    backslash (JSON escapes only quotes, backslashes and control characters) every key
+    and string appears in the text verbatim, and the patterns are unanchored, so a
+    token shape, a secret-named key or a sealed secret in any of them shows in the text.
+    """
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:  # not plain JSON (models, sets, non-string keys): the slow way
+        return None
+    if "\\" in text or names_secret(text) or holds_secret(text):
+        return None
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH and secret in text:
+            return None
+    return text
 
 
 def result_size(result: Any) -> int | None:
@@ -107,12 +136,16 @@ def _client(scope: Mapping[str, Any]) -> tuple[str | None, str | None]:
 
 _NO_ACTOR: tuple[None, ...] = (None,) * 7
 _ACTOR_KEYS = ("user_id", "email", "key_id", "key_prefix", "team", "role", "auth_method")
+# The last principal's actor columns: calls come in runs from the same (cached) one.
+_last_actor: list[Any] = [None, _NO_ACTOR]
 
 
 def _actor(entry: AuditEntry) -> tuple[Any, ...]:
     principal = entry.principal
     if principal is not None:
-        return (
+        if principal is _last_actor[0]:
+            return _last_actor[1]  # type: ignore[no-any-return]
+        actor = (
             principal.user_id,
             principal.email,
             principal.key_id,
@@ -121,57 +154,59 @@ def _actor(entry: AuditEntry) -> tuple[Any, ...]:
             principal.role,
             principal.auth_method,
         )
+        _last_actor[:] = principal, actor
+        return actor
     if entry.actor:
         return tuple(map(entry.actor.get, _ACTOR_KEYS))
     return _NO_ACTOR
 
 
-def to_row(entry: AuditEntry) -> dict[str, Any]:
-    """The stored columns of ``entry`` (without the id and the chain's, which the writer
-    adds)."""
+# What to_row gives, in order: every hashed column but the id and the stream's two
+# (the writer adds those when the row gets its place in the chain).
+CONTENT = HASHED[1:-2]
+
+
+def to_row(entry: AuditEntry) -> tuple[Any, ...]:
+    """The stored values of ``entry``, in :data:`CONTENT` order."""
     secrets = entry.mask.values if entry.mask is not None else ()
-    user_id, email, key_id, key_prefix, team, role, auth_method = _actor(entry)
     scope = entry.scope or {}
     client = scope.get("client")
     state = scope.get("state") or {}
     name, version = state.get("mcp_client") or (None, None)
     agent, protocol = _client(scope)
     bytes_out = entry.bytes_out if entry.bytes_out is not None else result_size(entry.result)
-    error = entry.error
-    if error is not None:
-        error = mask_text(error, secrets)[:MAX_ERROR_CHARS]
+    error, target = entry.error, entry.target
+    if error is not None:  # PostgreSQL's text holds no NUL; a backend's message may
+        error = mask_text(error.replace("\x00", ""), secrets)[:MAX_ERROR_CHARS]
+    if target is not None and "\x00" in target:
+        target = target.replace("\x00", "")
     arguments = stored_json(entry.arguments, secrets)
     bytes_in = entry.bytes_in
     if bytes_in is None and arguments is not None:
         bytes_in = len(arguments)  # the arguments' JSON (as stored: masked, perhaps cut)
-    return {
-        "ts": datetime.fromtimestamp(entry.ts, UTC),
-        "request_id": entry.request_id,
-        "trace_id": None,
-        "actor_user_id": user_id,
-        "actor_email": email,
-        "actor_key_id": key_id,
-        "actor_key_prefix": key_prefix,
-        "actor_team": team,
-        "actor_role": role,
-        "auth_method": auth_method,
-        "client_ip": client[0] if client else None,
-        "user_agent": agent,
-        "client_name": name,
-        "client_version": version,
-        "protocol": protocol,
-        "action": entry.action,
-        "route": entry.route,
-        "server": entry.server,
-        "target": entry.target,
-        "via": entry.via,
-        "arguments": arguments,
-        "detail": stored_json(entry.detail, secrets) if entry.detail else None,
-        "outcome": entry.outcome,
-        "error_code": entry.error_code,
-        "error": error,
-        "latency_ms": None if entry.latency_ms is None else round(entry.latency_ms, 3),
-        "bytes_in": bytes_in,
-        "bytes_out": bytes_out,
-        "tokens": None if bytes_out is None else -(-bytes_out // BYTES_PER_TOKEN),
-    }
+    latency = entry.latency_ms
+    return (
+        datetime.fromtimestamp(entry.ts, UTC),
+        entry.request_id,
+        None,  # trace_id: tracing is not there yet
+        *_actor(entry),
+        client[0] if client else None,
+        agent,
+        name,
+        version,
+        protocol,
+        entry.action,
+        entry.route,
+        entry.server,
+        target,
+        entry.via,
+        arguments,
+        stored_json(entry.detail, secrets) if entry.detail else None,
+        entry.outcome,
+        entry.error_code,
+        error,
+        None if latency is None else round(latency, 3),
+        bytes_in,
+        bytes_out,
+        None if bytes_out is None else -(-bytes_out // BYTES_PER_TOKEN),
+    )

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import operator
 import os
 import socket
 import time
@@ -30,10 +29,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import psycopg
+from sqlalchemy import BigInteger, DateTime, Float
 
-from gateway.audit.chain import GENESIS, HASHED, row_hash
+from gateway.audit.chain import GENESIS, HASHED, values_hash
 from gateway.audit.entry import AuditEntry
+from gateway.audit.models import AuditEvent
 from gateway.audit.rows import to_row
 from gateway.db import Database
 
@@ -69,36 +69,53 @@ class Deferred(Protocol):
         """The entry to record."""
 
 
-# Every stored column but the position, ts last (converted per dialect, see insert()).
-_COLUMNS = (*(c for c in HASHED if c != "ts"), "prev_hash", "hash", "ts")
-_VALUES = operator.itemgetter(*_COLUMNS)
-# SQLite: one statement per 400 rows (14,000 parameters, under its 32,766): executemany
+# A row as the writer holds it: every stored column but the position, in this order.
+STORED = (*HASHED, "prev_hash", "hash")
+Row = tuple[Any, ...]
+_TS = STORED.index("ts")
+# SQLite: one statement per 400 rows (13,600 parameters, under its 32,766): executemany
 # releases and takes back the GIL around every row, which under load cost more CPU than
 # the inserts themselves.
 _ROWS_PER_STATEMENT = 400
-_COPY_PG = f"COPY audit_events ({', '.join(_COLUMNS)}) FROM STDIN"
-_INSERT_ONE_PG = (
-    f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - constants only
-    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) ON CONFLICT DO NOTHING"
-)
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(rows: int) -> str:
-    one = "(" + ", ".join(["?"] * len(_COLUMNS)) + ")"
+    one = "(" + ", ".join(["?"] * len(STORED)) + ")"
     # Column names are constants and every value is a bound parameter.
     return (
-        f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES "  # noqa: S608
+        f"INSERT INTO audit_events ({', '.join(STORED)}) VALUES "  # noqa: S608
         + ", ".join([one] * rows)
         + " ON CONFLICT DO NOTHING"
     )
 
 
-def _stored_ts(ts: datetime, sqlite: bool) -> Any:
-    """``ts`` as the column stores it: naive UTC (UTCDateTime), as SQLAlchemy writes it
-    on SQLite (text with microseconds, so comparisons with its parameters hold)."""
+def _pg_insert_sql() -> str:
+    """PostgreSQL: the whole batch as one JSON array of rows (one parameter, serialised
+    by orjson in C; the server takes it apart), rows already stored skipped."""
+    columns = AuditEvent.__table__.columns
+    casts = {DateTime: "timestamp", BigInteger: "bigint", Float: "double precision"}
+    values = []
+    for i, name in enumerate(STORED):
+        kind = columns[name].type
+        kind = getattr(kind, "impl", kind)  # UTCDateTime is a DateTime underneath
+        cast = next((c for t, c in casts.items() if isinstance(kind, t)), None)
+        values.append(f"(r->>{i})::{cast}" if cast else f"r->>{i}")
+    return (
+        f"INSERT INTO audit_events ({', '.join(STORED)}) "  # noqa: S608 - constants only
+        f"SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) AS r "
+        "ON CONFLICT DO NOTHING"
+    )
+
+
+_INSERT_PG = _pg_insert_sql()
+
+
+def _sqlite_ts(ts: datetime) -> str:
+    """``ts`` as SQLAlchemy stores a UTCDateTime on SQLite: naive UTC text with
+    microseconds (so comparisons with its parameters hold)."""
     naive = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).replace(tzinfo=None)
-    return naive.isoformat(" ", "microseconds") if sqlite else naive
+    return naive.isoformat(" ", "microseconds")
 
 
 def new_stream() -> str:
@@ -141,7 +158,7 @@ class AuditWriter:
         self._lock = asyncio.Lock()  # one batch at a time keeps the chain in order
         self._spilled = False
         self._storing: set[asyncio.Future[None]] = set()
-        self._held: list[list[dict[str, Any]]] = []  # batches neither stored nor spilled
+        self._held: list[list[Row]] = []  # batches neither stored nor spilled
         self.written = 0
         if metrics is not None:
             metrics.audit_queue(self._queue.__len__)
@@ -232,7 +249,7 @@ class AuditWriter:
             task.add_done_callback(self._storing.discard)
             await asyncio.shield(task)
 
-    async def _store(self, rows: list[dict[str, Any]]) -> None:
+    async def _store(self, rows: list[Row]) -> None:
         if await self._insert_with_retries(rows):
             if self._spilled:
                 await self.reingest()
@@ -252,21 +269,20 @@ class AuditWriter:
         for rows in held:
             await self._store(rows)
 
-    def _chained(self, queued: AuditEntry | Deferred) -> dict[str, Any]:
+    def _chained(self, queued: AuditEntry | Deferred) -> Row:
         try:
             entry = queued if isinstance(queued, AuditEntry) else queued.audit_entry()
-            row = to_row(entry)
+            content = to_row(entry)
         except Exception:  # a row that cannot be formed is still recorded, plainly
             log.exception("could not form an audit row")
-            row = to_row(AuditEntry(action="unknown", outcome="error", error="unrecordable"))
+            content = to_row(AuditEntry(action="unknown", outcome="error", error="unrecordable"))
         self._seq = seq = self._seq + 1
         # Unique without a random read per row: the stream's random part and the seq.
-        row["id"] = f"{self._id_prefix}{seq:012x}"
-        row["stream"], row["seq"], row["prev_hash"] = self.stream, seq, self._last_hash
-        row["hash"] = self._last_hash = row_hash(row, self._last_hash)
-        return row
+        values = (f"{self._id_prefix}{seq:012x}", *content, self.stream, seq)
+        prev, self._last_hash = self._last_hash, values_hash(values, self._last_hash)
+        return (*values, prev, self._last_hash)
 
-    async def _insert_with_retries(self, rows: list[dict[str, Any]]) -> bool:
+    async def _insert_with_retries(self, rows: list[Row]) -> bool:
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
             started = time.perf_counter()
@@ -293,47 +309,31 @@ class AuditWriter:
             return True
         return False
 
-    async def insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert ``rows``, skipping any already stored (by id or by place in a stream).
+    async def insert(self, rows: list[Row]) -> None:
+        """Insert ``rows``, skipping any already stored (by id or by place in a stream):
+        a retry after a commit whose answer was lost, a spill read back twice.
 
         Straight to the driver: SQLAlchemy's per-row parameter processing cost more than
-        the rest of a row's audit put together. On PostgreSQL, COPY (a third of the CPU
-        of executemany); a batch partly stored already (a retry after a commit whose
-        answer was lost, a spill read back twice) goes row by row, skipping those."""
-        if self.db.dialect == "postgresql":
-            try:
-                await self._copy(rows)
-                return
-            except psycopg.errors.UniqueViolation:
-                pass
-            async with self.db.engine.begin() as conn:
-                values = [(*_VALUES(row)[:-1], _stored_ts(row["ts"], False)) for row in rows]
-                await conn.exec_driver_sql(_INSERT_ONE_PG, values)
-            return
+        the rest of a row's audit put together."""
         async with self.db.engine.begin() as conn:
+            if self.db.dialect == "postgresql":
+                await conn.exec_driver_sql(_INSERT_PG, (orjson.dumps(rows).decode(),))
+                return
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
                 chunk = rows[start : start + _ROWS_PER_STATEMENT]
                 params: list[Any] = []
                 for row in chunk:
-                    params += _VALUES(row)[:-1]
-                    params.append(_stored_ts(row["ts"], True))
+                    params += row
+                    params[_TS - len(STORED)] = _sqlite_ts(row[_TS])
                 await conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(params))
 
-    async def _copy(self, rows: list[dict[str, Any]]) -> None:
-        async with self.db.engine.begin() as conn:
-            raw = await conn.get_raw_connection()
-            pg: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-            async with pg.cursor() as cursor, cursor.copy(_COPY_PG) as copy:
-                for row in rows:
-                    await copy.write_row((*_VALUES(row)[:-1], _stored_ts(row["ts"], False)))
-
     # --- spilling -----------------------------------------------------------------------
-    def _spill(self, rows: list[dict[str, Any]]) -> None:
+    def _spill(self, rows: list[Row]) -> None:
         self.spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.spill_dir / f"{self.stream}.jsonl"
         with open(path, "ab") as out:
             for row in rows:
-                out.write(orjson.dumps(row) + b"\n")
+                out.write(orjson.dumps(dict(zip(STORED, row, strict=True))) + b"\n")
             out.flush()
             os.fsync(out.fileno())
         os.chmod(path, 0o600)
@@ -372,7 +372,7 @@ class AuditWriter:
         return total
 
 
-def _read_spill(path: Path) -> Iterable[dict[str, Any]]:
+def _read_spill(path: Path) -> Iterable[Row]:
     with open(path, "rb") as lines:
         for line in lines:
             if not line.strip():
@@ -383,4 +383,4 @@ def _read_spill(path: Path) -> Iterable[dict[str, Any]]:
                 log.error("skipping a damaged line in %s", path)
                 continue
             row["ts"] = datetime.fromisoformat(row["ts"])
-            yield row
+            yield tuple(row[c] for c in STORED)

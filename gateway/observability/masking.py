@@ -39,6 +39,43 @@ SECRET_FIELD_NAMES = re.compile(
     r"(?i)(pass(word|wd)?|secret|token|api[_-]?key|authorization|credential|private[_-]?key)"
 )
 
+# Lower-case pieces of text that every match of a pattern above contains. Scanning for
+# them is ~5x faster than the case-insensitive alternations, and most text holds none.
+_SECRET_HINTS = (
+    "mgw_",
+    "bearer",
+    "gh",
+    "github",
+    "sk-",
+    "xox",
+    "akia",
+    "eyj",
+    "pass",
+    "secret",
+    "token",
+    "api",
+    "://",
+)
+_NAME_HINTS = ("pass", "secret", "token", "api", "authorization", "credential", "private")
+
+
+def holds_secret(text: str) -> bool:
+    """Whether ``text`` holds a token shape (:data:`_PATTERNS`)."""
+    low = text.casefold()  # folds as (?i) matches: the long s is an "s", Kelvin a "k"
+    for hint in _SECRET_HINTS:
+        if hint in low:
+            return _ANY.search(text) is not None
+    return False
+
+
+def names_secret(text: str) -> bool:
+    """Whether ``text`` holds a secret-looking field name (:data:`SECRET_FIELD_NAMES`)."""
+    low = text.casefold()  # folds as (?i) matches: the long s is an "s", Kelvin a "k"
+    for hint in _NAME_HINTS:
+        if hint in low:
+            return SECRET_FIELD_NAMES.search(text) is not None
+    return False
+
 
 def _replace(match: re.Match[str]) -> str:
     groups = [g for g in match.groups() if g is not None]
@@ -54,7 +91,7 @@ def mask_text(text: str, extra_secrets: tuple[str, ...] = ()) -> str:
     for secret in extra_secrets:
         if len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, MASK)
-    if _ANY.search(text) is None:
+    if not holds_secret(text):
         return text
     for pattern in _PATTERNS:
         text = pattern.sub(_replace, text)

@@ -5,6 +5,7 @@ flight at shutdown, retention."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def _refusing(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> asyncio.E
     returned event is set."""
     real, up = writer.insert, asyncio.Event()
 
-    async def insert(rows: list[dict[str, Any]]) -> None:
+    async def insert(rows: list[tuple[Any, ...]]) -> None:
         if not up.is_set():
             raise ConnectionError("database away")
         await real(rows)
@@ -224,3 +225,31 @@ async def test_rows_neither_stored_nor_spilled_stay_in_memory_until_one_works(
     await audit.flush()
     assert await _count(database) == 7 and not writer._held
     assert (await audit.verify()).ok
+
+
+async def test_awkward_values_round_trip_and_a_batch_written_twice_is_kept_once(
+    database: Database, tmp_path: Path
+) -> None:
+    """NUL characters (PostgreSQL's text refuses them), escapes, non-ASCII text, big
+    numbers; then the same batch again, as after a commit whose answer was lost."""
+    audit = _log(database, tmp_path)
+    writer = audit.writer
+    arguments = {"s": 'a\x00b\\c"d', "n": 2**40, "f": 1.5, "u": "é✓", "l": [None, True]}
+    odd = AuditEntry(
+        action="tools/call",
+        target="t\x00x",
+        error="bad\x00 byte",
+        arguments=arguments,
+        latency_ms=1.23456,
+        bytes_out=10,
+    )
+    rows = [writer._chained(odd), *(writer._chained(_entry(i)) for i in range(3))]
+    await writer.insert(rows)
+    await writer.insert(rows)
+    await writer.insert(rows[2:])
+    assert await _count(database) == 4
+    assert (await audit.verify()).ok
+    async with database.session() as session:
+        row = (await session.scalars(select(AuditEvent).where(AuditEvent.seq == 1))).one()
+    assert (row.target, row.error, row.latency_ms, row.tokens) == ("tx", "bad byte", 1.235, 3)
+    assert row.arguments is not None and json.loads(row.arguments) == arguments
