@@ -23,13 +23,14 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import BigInteger, DateTime, Float
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.chain import GENESIS, HASHED, values_hash
 from gateway.audit.entry import AuditEntry
@@ -40,6 +41,7 @@ from gateway.db import Database
 log = logging.getLogger("gateway.audit")
 
 SPILL_DIR = "audit-spill"
+INSERT_LOCK = 0x6D637067_696E7374  # "mcpginst": PostgreSQL advisory lock of audit inserts
 
 
 class WriterMetrics(Protocol):
@@ -311,21 +313,34 @@ class AuditWriter:
 
     async def insert(self, rows: list[Row]) -> None:
         """Insert ``rows``, skipping any already stored (by id or by place in a stream):
-        a retry after a commit whose answer was lost, a spill read back twice.
+        a retry after a commit whose answer was lost, a spill read back twice."""
+        async with self.transaction() as conn:
+            await self.insert_into(conn, rows)
 
-        Straight to the driver: SQLAlchemy's per-row parameter processing cost more than
-        the rest of a row's audit put together."""
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that inserts audit rows: one at a time across replicas, so rows
+        get their positions in commit order and a live tail reading "after position p"
+        misses no row that a slower transaction commits later (SQLite's write lock does
+        the same for it)."""
         async with self.db.engine.begin() as conn:
             if self.db.dialect == "postgresql":
-                await conn.exec_driver_sql(_INSERT_PG, (orjson.dumps(rows).decode(),))
-                return
-            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                chunk = rows[start : start + _ROWS_PER_STATEMENT]
-                params: list[Any] = []
-                for row in chunk:
-                    params += row
-                    params[_TS - len(STORED)] = _sqlite_ts(row[_TS])
-                await conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(params))
+                await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (INSERT_LOCK,))
+            yield conn
+
+    async def insert_into(self, conn: AsyncConnection, rows: list[Row]) -> None:
+        """Straight to the driver: SQLAlchemy's per-row parameter processing cost more
+        than the rest of a row's audit put together."""
+        if self.db.dialect == "postgresql":
+            await conn.exec_driver_sql(_INSERT_PG, (orjson.dumps(rows).decode(),))
+            return
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
+            params: list[Any] = []
+            for row in chunk:
+                params += row
+                params[_TS - len(STORED)] = _sqlite_ts(row[_TS])
+            await conn.exec_driver_sql(_insert_sql(len(chunk)), tuple(params))
 
     # --- spilling -----------------------------------------------------------------------
     def _spill(self, rows: list[Row]) -> None:

@@ -253,3 +253,22 @@ async def test_awkward_values_round_trip_and_a_batch_written_twice_is_kept_once(
         row = (await session.scalars(select(AuditEvent).where(AuditEvent.seq == 1))).one()
     assert (row.target, row.error, row.latency_ms, row.tokens) == ("tx", "bad byte", 1.235, 3)
     assert row.arguments is not None and json.loads(row.arguments) == arguments
+
+
+async def test_a_batch_waits_for_another_writers_open_batch_and_lands_after_it(
+    database: Database, tmp_path: Path
+) -> None:
+    """Two replicas' writers: positions follow commit order, so the live tail (rows after
+    position p) cannot skip a batch that commits late below p."""
+    first = _log(database, tmp_path / "a").writer
+    second = _log(database, tmp_path / "b").writer
+    early, late = [first._chained(_entry(1))], [second._chained(_entry(2))]
+    async with first.transaction() as conn:
+        await first.insert_into(conn, early)
+        waiting = asyncio.create_task(second.insert(late))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # held until the first batch commits
+    await waiting
+    async with database.session() as session:
+        positions = dict((await session.execute(select(AuditEvent.id, AuditEvent.pos))).all())
+    assert positions[early[0][0]] < positions[late[0][0]]
