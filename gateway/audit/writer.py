@@ -37,6 +37,7 @@ from gateway.audit.entry import AuditEntry
 from gateway.audit.models import AuditEvent
 from gateway.audit.rows import to_row
 from gateway.db import Database
+from gateway.observability.masking import mask_text
 
 log = logging.getLogger("gateway.audit")
 
@@ -118,6 +119,16 @@ def _sqlite_ts(ts: datetime) -> str:
     microseconds (so comparisons with its parameters hold)."""
     naive = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).replace(tzinfo=None)
     return naive.isoformat(" ", "microseconds")
+
+
+def _why(exc: BaseException) -> str:
+    """A failed write's reason for the log: the driver's own message (SQLAlchemy's
+    wrapper would add the statement and every parameter), masked and cut short."""
+    cause = getattr(exc, "orig", None) or exc
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    return (
+        f"{type(cause).__name__}: {mask_text(message)[:300]}" if message else type(cause).__name__
+    )
 
 
 def new_stream() -> str:
@@ -298,7 +309,7 @@ class AuditWriter:
                     len(rows),
                     attempt + 1,
                     self.retries + 1,
-                    type(exc).__name__,
+                    _why(exc),
                 )
                 if attempt < self.retries:
                     await asyncio.sleep(delay)

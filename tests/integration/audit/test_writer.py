@@ -272,3 +272,22 @@ async def test_a_batch_waits_for_another_writers_open_batch_and_lands_after_it(
     async with database.session() as session:
         positions = dict((await session.execute(select(AuditEvent.id, AuditEvent.pos))).all())
     assert positions[early[0][0]] < positions[late[0][0]]
+
+
+async def test_a_failed_write_is_logged_with_the_databases_reason_only(
+    database: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The driver's message, short: not SQLAlchemy's statement and parameters (a batch's
+    JSON is hundreds of kilobytes)."""
+    writer = _log(database, tmp_path, retries=0).writer
+    async with database.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_away"))
+    try:
+        writer.record(_entry(1))
+        await writer.flush()
+    finally:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE audit_away RENAME TO audit_events"))
+    [line] = [r.getMessage() for r in caplog.records if "could not write" in r.getMessage()]
+    assert "audit_events" in line and "[SQL" not in line and len(line) < 500, line
+    assert await writer.reingest() == 1  # and the spilled row is not lost
