@@ -3,8 +3,9 @@ off (``MCPGW_AUDIT_ENABLED``), measured run by run in alternation (the machine i
 
 For each path (fast path in both eras, the SDK path) and concurrency, prints the median
 gateway CPU per call with audit on and off and their ratio (the steady figure: the
-writer's batches are in the same process, so their CPU counts), and p50 with audit on
-minus p50 with audit off. Issue 16's budget: CPU per call at 16 agents at most +15 %,
+writer's batches are in the same process, so their CPU counts), where it went (the
+event loop's thread, the other threads: aiosqlite's, which inserts on SQLite), and p50
+with audit on minus p50 with audit off. Issue 16's budget: CPU per call at 16 agents at most +15 %,
 p50 at 1 agent at most +0.1 ms.
 
     python -m bench.audit_cost --backend raw sdk --runs 5 --calls 2000
@@ -74,7 +75,12 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                     order = list(gateways.items())
                     for mode, gateway in order if run % 2 else reversed(order):
                         target = _targets(gateway, kind)[name]
+                        before = gateway.thread_cpu_seconds()
                         found = _measure("raw", target, concurrency, args.calls, gateway)
+                        after = gateway.thread_cpu_seconds()
+                        for part in ("main", "threads"):
+                            used = after[part] - before[part]
+                            found[f"{part}_us"] = used / args.calls * 1e6
                         samples.setdefault((name, mode), []).append(found)
             for name in names:
                 on, off = samples[(name, "on")], samples[(name, "off")]
@@ -92,6 +98,11 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                         "cpu_us_on": median([s["gw_cpu_us"] for s in on]),
                         "cpu_us_off": median([s["gw_cpu_us"] for s in off]),
                         "cpu_ratio": median(ratios),
+                        # Where the CPU went: the event loop's thread, the others (on
+                        # SQLite, aiosqlite's thread does the inserts).
+                        "loop_us_on": median([s["main_us"] for s in on]),
+                        "threads_us_on": median([s["threads_us"] for s in on]),
+                        "loop_us_off": median([s["main_us"] for s in off]),
                         "p50_on_ms": median([s["p50"] for s in on]),
                         "p50_off_ms": median([s["p50"] for s in off]),
                         "added_p50_ms": median(

@@ -98,6 +98,22 @@ class GatewayProcess:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) so far of the gateway's event-loop thread ("main") and
+        of all its other threads together ("threads": aiosqlite's connection threads,
+        executors). Threads that ended are not counted."""
+        out = {"main": 0.0, "threads": 0.0}
+        if self.proc is None:
+            return out
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended meanwhile
+                continue
+            seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            out["main" if task.name == str(self.proc.pid) else "threads"] += seconds
+        return out
+
     def rss_mib(self) -> float:
         if self.proc is None:
             return 0.0
