@@ -23,7 +23,8 @@ from gateway.audit.service import AuditLog
 from gateway.audit.writer import SPILL_DIR, AuditWriter
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
-from gateway.auth.service import BootstrapOutcome, IdentityService
+from gateway.auth.jwt import JwtConfig, JwtVerifier
+from gateway.auth.service import BootstrapOutcome, ClaimRules, IdentityService
 from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
 from gateway.datadir import secure_data_dir
@@ -183,7 +184,17 @@ async def start_state(settings: Settings) -> GatewayState:
     if outcome.installed_bootstrap_key:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
-    authenticator = Authenticator(identity, settings.auth_cache_ttl_seconds)
+    jwt_config = JwtConfig.of(settings)
+    authenticator = Authenticator(
+        identity,
+        settings.auth_cache_ttl_seconds,
+        JwtVerifier(jwt_config) if jwt_config else None,
+        ClaimRules(
+            create_users=settings.jwt_create_users,
+            domains=tuple(d.lower() for d in settings.jwt_allowed_domains),
+            role_claim=settings.jwt_role_claim,
+        ),
+    )
     servers = build_server_service(settings, db, metrics, audit)
     await servers.load()
     await servers.warm_up()

@@ -126,6 +126,47 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted from memory. Bounds how long a "
         "revocation takes to reach other gateway replicas.",
     )
+    jwt_issuer: str | None = Field(
+        None,
+        description="Accept bearer JWTs from this issuer (its `iss`), besides API keys. "
+        "Unset: only API keys.",
+    )
+    jwt_audience: str | None = Field(
+        None, description="The `aud` a JWT must carry (required with MCPGW_JWT_ISSUER)."
+    )
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="Where the issuer's signing keys are. Unset: its OpenID discovery "
+        "document's `jwks_uri`.",
+    )
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
+        description="Signature algorithms accepted from the issuer (comma-separated); "
+        "HS256 only with MCPGW_JWT_SHARED_SECRET.",
+    )
+    jwt_shared_secret: SecretStr | None = Field(
+        None,
+        description="Also accept HS256 JWTs signed with this secret (simple set-ups; at "
+        "least 32 bytes).",
+    )
+    jwt_leeway_seconds: float = Field(
+        60.0, ge=0, le=600, description="Clock skew allowed on a JWT's `exp` and `nbf`."
+    )
+    jwt_create_users: bool = Field(
+        False,
+        description="Create a user on a JWT's first use (its `email` claim), if its domain "
+        "is allowed; otherwise the user must exist.",
+    )
+    jwt_allowed_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Email domains whose users MCPGW_JWT_CREATE_USERS may create "
+        "(comma-separated; empty: any).",
+    )
+    jwt_role_claim: str = Field(
+        "roles",
+        description="Claim listing the caller's roles or groups; one that names a role "
+        "(admin, operator, developer, viewer) sets a new user's role.",
+    )
     key_last_used_flush_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often last-used times of keys are written."
     )
@@ -453,7 +494,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "git_roots", "server_inherit_env", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before"
+        "git_roots",
+        "server_inherit_env",
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        "jwt_algorithms",
+        "jwt_allowed_domains",
+        mode="before",
     )
     @classmethod
     def _split_roots(cls, value: object) -> object:
@@ -499,6 +546,41 @@ class Settings(BaseSettings):
         if "@" not in value or any(c.isspace() for c in value):
             raise ValueError("must look like an email address")
         return value.lower()
+
+    @field_validator("jwt_shared_secret")
+    @classmethod
+    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256 keys shorter than its hash)")
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> Settings:
+        if self.jwt_issuer and not self.jwt_audience:
+            raise ValueError(
+                "MCPGW_JWT_AUDIENCE is required with MCPGW_JWT_ISSUER: a token must be "
+                "meant for this gateway, not only signed by the issuer"
+            )
+        if self.jwt_shared_secret and not self.jwt_issuer:
+            raise ValueError("MCPGW_JWT_SHARED_SECRET needs MCPGW_JWT_ISSUER (the `iss` to expect)")
+        unknown = set(self.jwt_algorithms) - {
+            "RS256",
+            "RS384",
+            "RS512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "EdDSA",
+        }
+        if unknown:
+            raise ValueError(
+                f"MCPGW_JWT_ALGORITHMS: {sorted(unknown)} not accepted (asymmetric algorithms "
+                "only; HS256 comes with MCPGW_JWT_SHARED_SECRET)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _auth_off_only_on_loopback(self) -> Settings:

@@ -132,6 +132,15 @@ class Unauthenticated(AppError):
     status_code = 401
     code = "unauthenticated"
 
+    @property
+    def challenge(self) -> str:
+        """The ``WWW-Authenticate`` value (RFC 6750): plain ``Bearer`` when no credential
+        came, else ``invalid_token`` and why (our own words, never the token's)."""
+        if self.code == Unauthenticated.code:
+            return "Bearer"
+        why = self.message.replace("\\", "").replace('"', "'")
+        return f'Bearer error="invalid_token", error_description="{why}"'
+
 
 class Forbidden(AppError):
     status_code = 403
@@ -189,7 +198,7 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     if isinstance(exc, Forbidden):
         _audit_denial(request, exc)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
     return JSONResponse(exc.body(), exc.status_code, headers=headers)
 
 

@@ -1,4 +1,5 @@
-"""Authentication on the hot path: verified keys served from memory, usage written in batches.
+"""Authentication on the hot path: verified keys (and external JWTs, auth/jwt.py) served
+from memory, key usage written in batches.
 
 A request with a key seen in the last ``ttl`` seconds costs one SHA-256 and a dict
 lookup; the database is read only on a miss. Revocation and user changes made in
@@ -13,9 +14,10 @@ from datetime import datetime
 from typing import TypeVar
 
 from gateway.audit.entry import AuditEntry
+from gateway.auth.jwt import JwtVerifier, looks_like_jwt
 from gateway.auth.keys import hash_key, visible_prefix
 from gateway.auth.principal import Principal
-from gateway.auth.service import IdentityService
+from gateway.auth.service import ClaimRules, IdentityService
 from gateway.batching import WriteBehind
 from gateway.db import utcnow
 from gateway.errors import Unauthenticated
@@ -35,8 +37,16 @@ def _remember(table: dict[str, _E], digest: str, entry: _E) -> None:
 class Authenticator:
     """Turns a bearer token into a :class:`Principal`, caching successes and failures."""
 
-    def __init__(self, identity: IdentityService, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        identity: IdentityService,
+        ttl_seconds: float,
+        jwt: JwtVerifier | None = None,
+        rules: ClaimRules | None = None,
+    ) -> None:
         self.identity = identity
+        self.jwt = jwt  # external bearer JWTs, when an issuer is configured
+        self.rules = rules or ClaimRules()
         self.audit = identity.audit  # failures are audited: who (key prefix), from where, why
         self.ttl = ttl_seconds
         self._hits: dict[str, tuple[Principal, float]] = {}
@@ -59,14 +69,21 @@ class Authenticator:
             if miss is not None and miss[1] > now:
                 self._refused(token, miss[0])
                 raise miss[0]
+            expires = now + self.ttl
             try:
-                principal = await self.identity.authenticate(token)
+                if self.jwt is not None and looks_like_jwt(token):
+                    claims = await self.jwt.verify(token)
+                    principal = await self.identity.authenticate_claims(claims, self.rules)
+                    # trusted from memory no longer than the token itself
+                    expires = min(expires, now + float(claims["exp"]) - time.time())
+                else:
+                    principal = await self.identity.authenticate(token)
             except Unauthenticated as exc:
                 _remember(self._misses, digest, (exc, now + min(self.ttl, _NEGATIVE_TTL)))
                 self._refused(token, exc)
                 raise
-            if self.ttl > 0:
-                _remember(self._hits, digest, (principal, now + self.ttl))
+            if expires > now:
+                _remember(self._hits, digest, (principal, expires))
         if principal.key_id is not None:
             self._usage.note(principal.key_id, utcnow())
         return principal
@@ -76,7 +93,11 @@ class Authenticator:
             AuditEntry(
                 action="auth.failure",
                 outcome="denied",
-                actor={"key_prefix": visible_prefix(token), "auth_method": "api_key"},
+                actor=(
+                    {"auth_method": "jwt"}  # nothing of a token: its header is no one's name
+                    if looks_like_jwt(token)
+                    else {"key_prefix": visible_prefix(token), "auth_method": "api_key"}
+                ),
                 error_code=exc.code,
                 error=exc.message,
             )

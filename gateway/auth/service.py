@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -156,6 +157,56 @@ class IdentityService:
                 interface_mode=key.interface_mode or team_mode,
                 key_prefix=key.prefix,
             )
+
+    async def authenticate_claims(self, claims: Mapping[str, Any], rules: ClaimRules) -> Principal:
+        """The user a verified external token speaks for (by its email claim), created
+        on first use where ``rules`` allow; :class:`Unauthenticated` otherwise."""
+        email = claims.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            raise Unauthenticated("token has no email claim", code="unknown_user")
+        email = email.lower()
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            user = await repo.get_user_by_email(email)
+            if user is None:
+                user = await self._create_federated(repo, email, claims, rules)
+            if not user.is_active:
+                raise Unauthenticated("the token's user is deactivated", code="user_inactive")
+            teams = await repo.teams_of_user(user.id)
+        return Principal(
+            user_id=user.id,
+            email=user.email,
+            name=user.name,
+            role=user.role,
+            key_id=None,
+            scopes=_token_scopes(claims),
+            team_ids=tuple(t.id for t, _ in teams),
+            interface_mode=next((t.interface_mode for t, _ in teams if t.interface_mode), None),
+            auth_method="jwt",
+        )
+
+    async def _create_federated(
+        self, repo: IdentityRepository, email: str, claims: Mapping[str, Any], rules: ClaimRules
+    ) -> User:
+        domain = email.rsplit("@", 1)[1]
+        if not rules.create_users or (rules.domains and domain not in rules.domains):
+            raise Unauthenticated("no user with the token's email", code="unknown_user")
+        named = claims.get(rules.role_claim)
+        names = [named] if isinstance(named, str) else named if isinstance(named, list) else []
+        role = next((r for r in Role if r.value in names), Role.VIEWER)
+        name = claims.get("name")
+        user = User(email=email, name=name if isinstance(name, str) else email, role=role)
+        try:
+            await repo.add(user)
+        except IntegrityError:  # created meanwhile by another request
+            await repo.session.rollback()
+            found = await repo.get_user_by_email(email)
+            if found is None:
+                raise
+            return found
+        actor = {"email": email, "auth_method": "jwt"}
+        self.audit.change("user.create", None, user.id, new=_user(user), actor=actor)
+        return user
 
     async def record_key_use(self, last_used: Mapping[str, datetime]) -> None:
         async with self.db.session() as session:
@@ -455,6 +506,24 @@ def _check_within_expiry(
         message,
         errors=[{"field": field, "message": f"must be no later than {limit.isoformat()}"}],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRules:
+    """How an external token's claims become a user (the ``MCPGW_JWT_*`` settings)."""
+
+    create_users: bool = False
+    domains: tuple[str, ...] = ()
+    role_claim: str = "roles"
+
+
+def _token_scopes(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The token's OAuth scopes that are ours (``tools:execute``…); none of ours: the
+    role's full grants, as a key with scope ``*``."""
+    raw = claims.get("scope", claims.get("scp"))
+    items = raw.split() if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    ours = tuple(s for s in items if isinstance(s, str) and (s == "*" or ":" in s))
+    return ours or ("*",)
 
 
 # What the audit trail keeps of a user, team or key (never a key's secret or hash).

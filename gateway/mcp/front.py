@@ -219,7 +219,8 @@ class McpFront:
         try:
             principal = await self._authenticate(scope)
         except Unauthenticated as exc:
-            await send_error(send, 401, exc.code, exc.message, [(b"www-authenticate", b"Bearer")])
+            challenge = [(b"www-authenticate", exc.challenge.encode())]
+            await send_error(send, 401, exc.code, exc.message, challenge)
             return
         session_id, single = _session_header(scope)
         if not single:
