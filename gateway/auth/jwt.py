@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
@@ -30,7 +30,7 @@ from joserfc.errors import (
     MissingClaimError,
     UnsupportedAlgorithmError,
 )
-from joserfc.jwk import GuestProtocol, KeySet, OctKey
+from joserfc.jwk import KeySet, OctKey
 from joserfc.jwt import JWTClaimsRegistry
 
 from gateway.config import Settings
@@ -154,39 +154,32 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of ``token`` once its signature and claims hold."""
-        keys = await self.jwks.keys() if self.config.algorithms else KeySet([])
         try:
-            try:
-                decoded = jwt.decode(token, self._key_for(keys), algorithms=self._algorithms)
-            except _UnknownKey:
-                keys = await self.jwks.keys(stale=True)  # rotated: read the set again
-                decoded = jwt.decode(token, self._key_for(keys), algorithms=self._algorithms)
-            self._claims.validate(decoded.claims)
-        except _UnknownKey as exc:
-            raise Unauthenticated("token signed by an unknown key", code="unknown_key") from exc
-        except JoseError as exc:
-            raise _refusal(exc) from exc
-        except (ValueError, TypeError) as exc:  # not a JWT at all
-            raise Unauthenticated("malformed token", code="invalid_token") from exc
-        return decoded.claims
-
-    def _key_for(self, keys: KeySet) -> Any:
-        def pick(token: GuestProtocol) -> OctKey | KeySet:
-            alg = token.headers().get("alg")
+            header = jws.extract_compact(token.encode()).headers()  # parsed, not trusted
+            alg, kid = header.get("alg"), header.get("kid")
             if isinstance(alg, str) and alg.startswith("HS"):
                 if self._secret is None:
                     raise UnsupportedAlgorithmError(f"{alg} is not accepted")
-                return self._secret
-            kid = token.headers().get("kid")
-            if kid is not None and not any(k.kid == kid for k in keys.keys):
-                raise _UnknownKey
-            return keys
+                key: OctKey | KeySet = self._secret
+            elif alg not in self.config.algorithms:
+                raise UnsupportedAlgorithmError(f"{alg} is not accepted")
+            else:
+                key = await self.jwks.keys()
+                if kid is not None and kid not in _kids(key):
+                    key = await self.jwks.keys(stale=True)  # rotated: read the set again
+                    if kid not in _kids(key):
+                        raise Unauthenticated("token signed by an unknown key", code="unknown_key")
+            decoded = jwt.decode(token, key, algorithms=self._algorithms)
+            self._claims.validate(decoded.claims)
+        except JoseError as exc:
+            raise _refusal(exc) from exc
+        except (ValueError, TypeError, UnicodeError) as exc:  # not a JWT at all
+            raise Unauthenticated("malformed token", code="invalid_token") from exc
+        return decoded.claims
 
-        return pick
 
-
-class _UnknownKey(Exception):
-    """The token's ``kid`` is not in the issuer's key set (as last read)."""
+def _kids(keys: KeySet) -> set[str | None]:
+    return {k.kid for k in keys.keys}
 
 
 def _refusal(exc: JoseError) -> Unauthenticated:

@@ -164,6 +164,8 @@ class IdentityService:
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
             raise Unauthenticated("token has no email claim", code="unknown_user")
+        if claims.get("email_verified") is False:  # anyone could have typed it in
+            raise Unauthenticated("the token's email is not verified", code="unknown_user")
         email = email.lower()
         async with self.db.session() as session:
             repo = IdentityRepository(session)

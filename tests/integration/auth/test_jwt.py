@@ -129,6 +129,9 @@ async def test_a_token_from_the_issuer_signs_in_its_user_created_on_first_use(
         "/api/v1/me", headers=_bearer(issuer.token(OctKey.import_key(SHARED), alg="HS256"))
     )
     assert r.status_code == 200, r.text
+    # An email the issuer has not verified names nobody, even an existing user.
+    r = await gateway.client.get("/api/v1/me", headers=_bearer(issuer.token(email_verified=False)))
+    assert r.status_code == 401 and r.json()["code"] == "unknown_user"
     # Another domain is not created.
     r = await gateway.client.get(
         "/api/v1/me", headers=_bearer(issuer.token(email="bob@elsewhere.org"))
