@@ -1,0 +1,180 @@
+"""The identity part of the gateway's settings (mixed into :class:`gateway.config.Settings`):
+the first admin, API keys and their cache, external JWTs, the key that seals secrets."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+# The asymmetric signature algorithms an external issuer may use (HS256 comes only with
+# a shared secret).
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+def split_commas(value: object) -> object:
+    """A comma-separated environment value as a list (other values as they are)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class IdentitySettings(BaseModel):
+    """Who may call the gateway and how it knows them. Field ``foo`` is ``MCPGW_FOO``."""
+
+    bootstrap_api_key: SecretStr | None = Field(
+        None,
+        description="The first admin's API key. Unset: a key is generated and printed once.",
+    )
+    bootstrap_admin_email: str = Field(
+        "admin@localhost", description="Email of the admin created on an empty database."
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without credentials (for a scraper on a private "
+        "network); otherwise it needs a key with 'audit:read'.",
+    )
+    auth_cache_ttl_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="How long a verified API key is trusted from memory. Bounds how long a "
+        "revocation takes to reach other gateway replicas.",
+    )
+    jwt_issuer: str | None = Field(
+        None,
+        description="Accept bearer JWTs from this issuer (its `iss`), besides API keys. "
+        "Unset: only API keys.",
+    )
+    jwt_audience: str | None = Field(
+        None, description="The `aud` a JWT must carry (required with MCPGW_JWT_ISSUER)."
+    )
+    jwt_jwks_url: str | None = Field(
+        None,
+        description="Where the issuer's signing keys are. Unset: its OpenID discovery "
+        "document's `jwks_uri`.",
+    )
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
+        description="Signature algorithms accepted from the issuer (comma-separated); "
+        "HS256 only with MCPGW_JWT_SHARED_SECRET.",
+    )
+    jwt_shared_secret: SecretStr | None = Field(
+        None,
+        description="Also accept HS256 JWTs signed with this secret (simple set-ups; at "
+        "least 32 bytes).",
+    )
+    jwt_leeway_seconds: float = Field(
+        60.0, ge=0, le=600, description="Clock skew allowed on a JWT's `exp` and `nbf`."
+    )
+    jwt_create_users: bool = Field(
+        False,
+        description="Create a user on a JWT's first use (its `email` claim), if its domain "
+        "is allowed; otherwise the user must exist.",
+    )
+    jwt_allowed_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Email domains whose users MCPGW_JWT_CREATE_USERS may create "
+        "(comma-separated; empty: any).",
+    )
+    jwt_role_claim: str = Field(
+        "roles",
+        description="Claim listing the caller's roles or groups; one that names a role "
+        "(admin, operator, developer, viewer) sets a new user's role.",
+    )
+    key_last_used_flush_seconds: float = Field(
+        15.0, gt=0, le=3600, description="How often last-used times of keys are written."
+    )
+
+    audit_enabled: bool = Field(
+        True,
+        description="Record every call and change in the audit trail. Off only to measure "
+        "its cost: nothing is audited then.",
+    )
+    audit_retention_days: float = Field(
+        90.0, ge=0, description="Delete audit rows older than this, daily (0: keep forever)."
+    )
+    audit_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Audit rows written per database insert."
+    )
+    audit_flush_seconds: float = Field(
+        0.5, gt=0, le=60, description="Longest an audit row waits in memory before a write."
+    )
+    audit_queue_max: int = Field(
+        100_000,
+        ge=100,
+        description="Audit rows queued in memory before calls wait for the writer.",
+    )
+    audit_queue_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Longest a call waits for room in a full audit queue (the row is kept "
+        "either way).",
+    )
+    audit_write_retries: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="Retries (with backoff) of a failed audit write before its rows are "
+        "spilled to a file in the data dir (read back once the database answers).",
+    )
+
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key (32+ chars) that encrypts stored server secrets. Unset: generated "
+        "into data_dir/secret.key. Replicas sharing a database must share it.",
+    )
+
+    @field_validator("jwt_algorithms", "jwt_allowed_domains", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use `mgw_live_` + random)")
+        return value
+
+    @field_validator("bootstrap_admin_email")
+    @classmethod
+    def _email_shape(cls, value: str) -> str:
+        if "@" not in value or any(c.isspace() for c in value):
+            raise ValueError("must look like an email address")
+        return value.lower()
+
+    @field_validator("jwt_shared_secret")
+    @classmethod
+    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256 keys shorter than its hash)")
+        return value
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> IdentitySettings:
+        if self.jwt_issuer and not self.jwt_audience:
+            raise ValueError(
+                "MCPGW_JWT_AUDIENCE is required with MCPGW_JWT_ISSUER: a token must be "
+                "meant for this gateway, not only signed by the issuer"
+            )
+        if self.jwt_shared_secret and not self.jwt_issuer:
+            raise ValueError("MCPGW_JWT_SHARED_SECRET needs MCPGW_JWT_ISSUER (the `iss` to expect)")
+        unknown = set(self.jwt_algorithms) - JWT_ALGORITHMS
+        if unknown:
+            raise ValueError(
+                f"MCPGW_JWT_ALGORITHMS: {sorted(unknown)} not accepted (asymmetric algorithms "
+                "only; HS256 comes with MCPGW_JWT_SHARED_SECRET)"
+            )
+        return self
