@@ -7,6 +7,7 @@ unreachable. Each run creates its own database and drops it at the end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -129,15 +130,22 @@ class AppHarness:
         return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture
-async def harness(database: Database, db_url: str, tmp_path: Path) -> AsyncIterator[AppHarness]:
-    app = create_app(make_settings(db_url, tmp_path))
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[AppHarness]:
+    """The app built from ``settings``, its lifespan running, with a client bound to it."""
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client,
     ):
         yield AppHarness(app, client)
+
+
+@pytest.fixture
+async def harness(database: Database, db_url: str, tmp_path: Path) -> AsyncIterator[AppHarness]:
+    async with running_app(make_settings(db_url, tmp_path)) as found:
+        yield found
 
 
 from tests.support import (  # noqa: E402, F401  (fixtures re-exported for all tests)

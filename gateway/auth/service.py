@@ -7,7 +7,7 @@ checks what it may do here, so the rules hold for REST, CLI and MCP alike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,18 +145,7 @@ class IdentityService:
             if user is None or not user.is_active:
                 raise Unauthenticated("the key's user is deactivated", code="user_inactive")
             teams = await repo.teams_of_user(user.id)
-            team_mode = next((t.interface_mode for t, _ in teams if t.interface_mode), None)
-            return Principal(
-                user_id=user.id,
-                email=user.email,
-                name=user.name,
-                role=user.role,
-                key_id=key.id,
-                scopes=tuple(key.scopes),
-                team_ids=tuple(t.id for t, _ in teams),
-                interface_mode=key.interface_mode or team_mode,
-                key_prefix=key.prefix,
-            )
+            return _principal(user, teams, tuple(key.scopes), key=key)
 
     async def authenticate_claims(self, claims: Mapping[str, Any], rules: ClaimRules) -> Principal:
         """The user a verified external token speaks for (by its email claim), created
@@ -175,17 +164,7 @@ class IdentityService:
             if not user.is_active:
                 raise Unauthenticated("the token's user is deactivated", code="user_inactive")
             teams = await repo.teams_of_user(user.id)
-        return Principal(
-            user_id=user.id,
-            email=user.email,
-            name=user.name,
-            role=user.role,
-            key_id=None,
-            scopes=_token_scopes(claims),
-            team_ids=tuple(t.id for t, _ in teams),
-            interface_mode=next((t.interface_mode for t, _ in teams if t.interface_mode), None),
-            auth_method="jwt",
-        )
+        return _principal(user, teams, _token_scopes(claims), auth_method="jwt")
 
     async def _create_federated(
         self, repo: IdentityRepository, email: str, claims: Mapping[str, Any], rules: ClaimRules
@@ -517,6 +496,30 @@ class ClaimRules:
     create_users: bool = False
     domains: tuple[str, ...] = ()
     role_claim: str = "roles"
+
+
+def _principal(
+    user: User,
+    teams: Sequence[tuple[Team, Any]],
+    scopes: tuple[str, ...],
+    *,
+    key: ApiKey | None = None,
+    auth_method: str = "api_key",
+) -> Principal:
+    """The principal of ``user`` (with their teams), by key or by external token."""
+    team_mode = next((t.interface_mode for t, _ in teams if t.interface_mode), None)
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
+        key_id=key.id if key else None,
+        scopes=scopes,
+        team_ids=tuple(t.id for t, _ in teams),
+        interface_mode=(key.interface_mode if key else None) or team_mode,
+        key_prefix=key.prefix if key else None,
+        auth_method=auth_method,
+    )
 
 
 def _token_scopes(claims: Mapping[str, Any]) -> tuple[str, ...]:

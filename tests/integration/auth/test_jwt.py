@@ -18,18 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 from sqlalchemy import select
 
-from gateway.app import create_app
 from gateway.audit.models import AuditEvent
 from gateway.auth import jwt as gateway_jwt
 from gateway.auth.models import User
 from gateway.db import Database
-from tests.conftest import AppHarness, make_settings
+from tests.conftest import AppHarness, make_settings, running_app
 
 AUDIENCE = "mcpgw-test"
 SHARED = "s" * 40
@@ -100,13 +98,8 @@ async def gateway(
         jwt_allowed_domains=["example.com"],
         allow_private_urls=True,  # the issuer is on loopback
     )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client,
-    ):
-        yield AppHarness(app, client)
+    async with running_app(settings) as found:
+        yield found
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.db import Database
-from tests.conftest import AppHarness, make_settings
+from tests.conftest import AppHarness, make_settings, running_app
 from tests.support import GitHttpServer, git_http_server  # noqa: F401  (fixture)
 from tests.support import skill_md as text_skill_md
 
@@ -30,13 +29,8 @@ async def gw(
         skills_github_base=git_http_server.base_url,
         allow_private_urls=True,
     )
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client,
-    ):
-        yield AppHarness(app, client)
+    async with running_app(settings) as found:
+        yield found
 
 
 async def _import(h: AppHarness, **body: object) -> httpx.Response:
