@@ -24,7 +24,12 @@ from gateway.audit.writer import SPILL_DIR, AuditWriter
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwt import JwtConfig, JwtVerifier
+from gateway.auth.oauth.routes import oauth_routes, protected_resource_routes
+from gateway.auth.oauth.service import OAuthPolicy, OAuthService
 from gateway.auth.service import BootstrapOutcome, ClaimRules, IdentityService
+from gateway.auth.session_api import router as session_router
+from gateway.auth.sessions import SessionService
+from gateway.auth.web import router as sign_in_router
 from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
 from gateway.datadir import secure_data_dir
@@ -185,6 +190,18 @@ async def start_state(settings: Settings) -> GatewayState:
         log.info("installed MCPGW_BOOTSTRAP_API_KEY for the first admin")
     _announce_generated_key(outcome)
     jwt_config = JwtConfig.of(settings)
+    sessions = SessionService(db, identity, settings.session_ttl_seconds, audit)
+    oauth = OAuthService(
+        db,
+        identity,
+        secret_box(settings),
+        OAuthPolicy(
+            access_ttl=settings.oauth_access_token_ttl_seconds,
+            refresh_ttl=settings.oauth_refresh_token_ttl_seconds,
+            registration=settings.oauth_registration_enabled,
+        ),
+        audit,
+    )
     authenticator = Authenticator(
         identity,
         settings.auth_cache_ttl_seconds,
@@ -194,6 +211,8 @@ async def start_state(settings: Settings) -> GatewayState:
             domains=tuple(d.lower() for d in settings.jwt_allowed_domains),
             role_claim=settings.jwt_role_claim,
         ),
+        oauth=oauth if settings.oauth_enabled else None,
+        sessions=sessions,
     )
     servers = build_server_service(settings, db, metrics, audit)
     await servers.load()
@@ -211,6 +230,16 @@ async def start_state(settings: Settings) -> GatewayState:
         sandboxes=sandboxes,
         audit=audit,
         metrics=metrics,
+        sessions=sessions,
+        oauth=oauth,
+    )
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """What seals stored secrets: MCPGW_SECRET_KEY, else the data dir's key file."""
+    key = settings.secret_key
+    return SecretBox(
+        key.get_secret_value() if key else load_or_create_key(settings.data_dir.resolve())
     )
 
 
@@ -241,11 +270,8 @@ def build_server_service(
     from gateway.servers.essentials import git as essentials_git
 
     essentials_git.configure(settings.git_roots)
-    key = settings.secret_key
-    box = SecretBox(
-        key.get_secret_value() if key else load_or_create_key(settings.data_dir.resolve())
-    )
-    if key is None and not settings.is_sqlite:
+    box = secret_box(settings)
+    if settings.secret_key is None and not settings.is_sqlite:
         log.warning(
             "MCPGW_SECRET_KEY is unset: stored secrets use a key in the data dir, which other "
             "replicas cannot read; set MCPGW_SECRET_KEY on every replica"
@@ -324,7 +350,16 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         state = await start_state(settings)
         app.state.gw = state
         # Each service under its name, for the routers' typed dependencies (provided.py).
-        for name in ("identity", "authenticator", "servers", "skills", "sandboxes", "audit"):
+        for name in (
+            "identity",
+            "authenticator",
+            "sessions",
+            "oauth",
+            "servers",
+            "skills",
+            "sandboxes",
+            "audit",
+        ):
             setattr(app.state, name, getattr(state, name))
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
@@ -403,8 +438,17 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         telemetry=None if _otel_configured() else _NO_TELEMETRY,
     )
     install_error_handlers(app)
+    app.state.public_url = settings.public_url
+    app.state.sign_in_providers = []
     app.include_router(health_router)
     app.include_router(identity_router, prefix=API_PREFIX)
+    app.include_router(session_router, prefix=API_PREFIX)
+    app.include_router(sign_in_router)
+    if settings.oauth_enabled:
+        app.router.routes.extend(protected_resource_routes(settings.public_url, None))
+        app.router.routes.extend(
+            oauth_routes(app, settings.public_url, registration=settings.oauth_registration_enabled)
+        )
     app.include_router(servers_router, prefix=API_PREFIX)
     app.include_router(skills_router, prefix=API_PREFIX)
     app.include_router(sandboxes_router, prefix=API_PREFIX)

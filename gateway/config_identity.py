@@ -1,9 +1,11 @@
 """The identity part of the gateway's settings (mixed into :class:`gateway.config.Settings`):
-the first admin, API keys and their cache, external JWTs, the key that seals secrets."""
+the first admin, API keys and their cache, external JWTs, OAuth and browser sessions,
+the key that seals secrets."""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -85,6 +87,35 @@ class IdentitySettings(BaseModel):
         description="Claim listing the caller's roles or groups; one that names a role "
         "(admin, operator, developer, viewer) sets a new user's role.",
     )
+    public_url: str | None = Field(
+        None,
+        description="The gateway's public address (`https://host[:port]`) as clients reach "
+        "it: OAuth metadata, token audiences and sign-in redirects use it. Unset: each "
+        "request's own scheme and Host (fine on one host; set it behind a proxy).",
+    )
+    oauth_enabled: bool = Field(
+        True,
+        description="Be the OAuth 2.1 authorization server MCP clients discover on /mcp "
+        "(RFC 9728, RFC 8414): they register, the user signs in, no key is pasted.",
+    )
+    oauth_registration_enabled: bool = Field(
+        True, description="Let OAuth clients register themselves (RFC 7591)."
+    )
+    oauth_access_token_ttl_seconds: int = Field(
+        3600, ge=60, le=86_400, description="Lifetime of an OAuth access token."
+    )
+    oauth_refresh_token_ttl_seconds: int = Field(
+        30 * 86_400,
+        ge=3600,
+        le=365 * 86_400,
+        description="Lifetime of an OAuth refresh token (rotated on every use).",
+    )
+    session_ttl_seconds: int = Field(
+        12 * 3600,
+        ge=300,
+        le=30 * 86_400,
+        description="Lifetime of a browser sign-in session (portal, consent pages).",
+    )
     key_last_used_flush_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often last-used times of keys are written."
     )
@@ -133,6 +164,18 @@ class IdentitySettings(BaseModel):
     @classmethod
     def _split(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://mcp.example.com")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be scheme://host[:port] only (the gateway serves from /)")
+        return f"{parts.scheme}://{parts.netloc.lower()}"
 
     @field_validator("secret_key")
     @classmethod

@@ -136,10 +136,20 @@ class Unauthenticated(AppError):
     def challenge(self) -> str:
         """The ``WWW-Authenticate`` value (RFC 6750): plain ``Bearer`` when no credential
         came, else ``invalid_token`` and why (our own words, never the token's)."""
-        if self.code == Unauthenticated.code:
-            return "Bearer"
-        why = self.message.replace("\\", "").replace('"', "'")
-        return f'Bearer error="invalid_token", error_description="{why}"'
+        return self.challenge_with()
+
+    def challenge_with(self, resource_metadata: str | None = None, scope: str = "") -> str:
+        """:attr:`challenge`, telling an OAuth client where the resource's metadata is
+        (RFC 9728 §5.1) and which scopes to ask for."""
+        params = []
+        if resource_metadata:
+            params.append(f'resource_metadata="{resource_metadata}"')
+        if scope:
+            params.append(f'scope="{scope}"')
+        if self.code != Unauthenticated.code:
+            why = self.message.replace("\\", "").replace('"', "'")
+            params += ['error="invalid_token"', f'error_description="{why}"']
+        return "Bearer " + ", ".join(params) if params else "Bearer"
 
 
 class Forbidden(AppError):

@@ -2,6 +2,7 @@
 
 from gateway.audit import models as audit_models
 from gateway.auth import models as auth_models
+from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
 from gateway.servers import models as server_models
 from sandboxes import models as sandbox_models
@@ -13,6 +14,7 @@ __all__ = [
     "audit_models",
     "auth_models",
     "metadata",
+    "oauth_models",
     "sandbox_models",
     "server_models",
     "skill_models",

@@ -8,7 +8,9 @@ from fastapi import Request
 
 from gateway.audit.service import AuditLog
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.oauth.service import OAuthService
 from gateway.auth.service import IdentityService
+from gateway.auth.sessions import SessionService
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
@@ -29,6 +31,8 @@ class GatewayState:
     sandboxes: SandboxService
     audit: AuditLog
     metrics: Metrics = field(default_factory=Metrics)
+    sessions: SessionService | None = None
+    oauth: OAuthService | None = None
 
 
 def get_state(request: Request) -> GatewayState:

@@ -10,14 +10,17 @@ a revoked key keeps working (a Redis event bus will shorten that to milliseconds
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from gateway.audit.entry import AuditEntry
 from gateway.auth.jwt import JwtVerifier, looks_like_jwt
 from gateway.auth.keys import hash_key, visible_prefix
+from gateway.auth.oauth.service import ACCESS_PREFIX, OAuthService
 from gateway.auth.principal import Principal
 from gateway.auth.service import ClaimRules, IdentityService
+from gateway.auth.sessions import SESSION_PREFIX, SessionService
 from gateway.batching import WriteBehind
 from gateway.db import utcnow
 from gateway.errors import Unauthenticated
@@ -43,9 +46,14 @@ class Authenticator:
         ttl_seconds: float,
         jwt: JwtVerifier | None = None,
         rules: ClaimRules | None = None,
+        *,
+        oauth: OAuthService | None = None,
+        sessions: SessionService | None = None,
     ) -> None:
         self.identity = identity
         self.jwt = jwt  # external bearer JWTs, when an issuer is configured
+        self.oauth = oauth  # access tokens of the gateway's own authorization server
+        self.sessions = sessions  # browser sessions (cookies)
         self.rules = rules or ClaimRules()
         self.audit = identity.audit  # failures are audited: who (key prefix), from where, why
         self.ttl = ttl_seconds
@@ -57,8 +65,19 @@ class Authenticator:
         )
         identity.on_key_revoked = self.forget_key
         identity.on_user_changed = self.forget_user
+        if oauth is not None:
+            oauth.on_tokens_revoked = self.forget_digests
+        if sessions is not None:
+            sessions.on_ended = lambda digest: self.forget_digests([digest])
 
-    async def authenticate(self, token: str) -> Principal:
+    async def authenticate(self, token: str, *, cookie: bool = False) -> Principal:
+        """The principal of a bearer token (or, with ``cookie``, of a session cookie:
+        each kind of credential is accepted only where it belongs)."""
+        if token.startswith(SESSION_PREFIX) is not cookie:
+            raise Unauthenticated(
+                "a session cookie is not a bearer token" if not cookie else "not a session cookie",
+                code="invalid_token",
+            )
         digest = hash_key(token)
         now = time.monotonic()
         hit = self._hits.get(digest)
@@ -71,7 +90,13 @@ class Authenticator:
                 raise miss[0]
             expires = now + self.ttl
             try:
-                if self.jwt is not None and looks_like_jwt(token):
+                if cookie and self.sessions is not None:
+                    principal, ends = await self.sessions.authenticate(token)
+                    expires = min(expires, now + (ends - utcnow()).total_seconds())
+                elif token.startswith(ACCESS_PREFIX) and self.oauth is not None:
+                    principal, ends = await self.oauth.authenticate(token)
+                    expires = min(expires, now + (ends - utcnow()).total_seconds())
+                elif self.jwt is not None and looks_like_jwt(token):
                     claims = await self.jwt.verify(token)
                     principal = await self.identity.authenticate_claims(claims, self.rules)
                     # trusted from memory no longer than the token itself
@@ -93,15 +118,16 @@ class Authenticator:
             AuditEntry(
                 action="auth.failure",
                 outcome="denied",
-                actor=(
-                    {"auth_method": "jwt"}  # nothing of a token: its header is no one's name
-                    if looks_like_jwt(token)
-                    else {"key_prefix": visible_prefix(token), "auth_method": "api_key"}
-                ),
+                actor=_who_failed(token),
                 error_code=exc.code,
                 error=exc.message,
             )
         )
+
+    def forget_digests(self, digests: Sequence[str]) -> None:
+        """Drop cached credentials by digest (revoked OAuth tokens, ended sessions)."""
+        for digest in digests:
+            self._hits.pop(digest, None)
 
     def forget_key(self, key_id: str) -> None:
         for digest in [d for d, (p, _) in self._hits.items() if p.key_id == key_id]:
@@ -119,3 +145,15 @@ class Authenticator:
     async def run_usage_flusher(self, interval: float) -> None:
         """Flush every ``interval`` seconds until cancelled; shutdown then calls flush_usage."""
         await self._usage.run(interval)
+
+
+def _who_failed(token: str) -> dict[str, str]:
+    """What a refusal's audit row says of the credential: its kind, and for an API key
+    the prefix listings show; nothing of any other token."""
+    if token.startswith(ACCESS_PREFIX):
+        return {"auth_method": "oauth"}
+    if token.startswith(SESSION_PREFIX):
+        return {"auth_method": "session"}
+    if looks_like_jwt(token):
+        return {"auth_method": "jwt"}
+    return {"key_prefix": visible_prefix(token), "auth_method": "api_key"}

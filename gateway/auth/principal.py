@@ -25,6 +25,8 @@ class Principal:
     # What the audit trail shows of the key (never the secret) and how the caller signed in.
     key_prefix: str | None = None
     auth_method: str = "api_key"
+    # An OAuth access token is good for one resource (RFC 8707): its URL. None: any.
+    audience: str | None = None
 
     @property
     def is_admin(self) -> bool:

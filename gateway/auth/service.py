@@ -147,6 +147,19 @@ class IdentityService:
             teams = await repo.teams_of_user(user.id)
             return _principal(user, teams, tuple(key.scopes), key=key)
 
+    async def principal_of(
+        self, user_id: str, scopes: tuple[str, ...], auth_method: str
+    ) -> Principal:
+        """The principal of an active user signed in some other way (a browser session,
+        an OAuth token); :class:`Unauthenticated` when the user is gone or deactivated."""
+        async with self.db.session() as session:
+            repo = IdentityRepository(session)
+            user = await repo.get_user(user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("the user is deactivated", code="user_inactive")
+            teams = await repo.teams_of_user(user.id)
+        return _principal(user, teams, scopes, auth_method=auth_method)
+
     async def authenticate_claims(self, claims: Mapping[str, Any], rules: ClaimRules) -> Principal:
         """The user a verified external token speaks for (by its email claim), created
         on first use where ``rules`` allow; :class:`Unauthenticated` otherwise."""

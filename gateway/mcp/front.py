@@ -31,6 +31,14 @@ from gateway import __version__
 from gateway.asgi_replies import send_error
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
+from gateway.auth.oauth.resources import (
+    MCP_SCOPES,
+    UNIFIED,
+    check_audience,
+    metadata_url,
+    request_base,
+    resource_path,
+)
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
@@ -219,7 +227,7 @@ class McpFront:
         try:
             principal = await self._authenticate(scope)
         except Unauthenticated as exc:
-            challenge = [(b"www-authenticate", exc.challenge.encode())]
+            challenge = [(b"www-authenticate", self._challenge(scope, exc).encode())]
             await send_error(send, 401, exc.code, exc.message, challenge)
             return
         session_id, single = _session_header(scope)
@@ -362,7 +370,19 @@ class McpFront:
         header = _header(scope, b"authorization")
         if not header and not self.settings.auth_required:
             return await self._development_principal()
-        return await self.authenticator.authenticate(bearer_token(header))
+        principal = await self.authenticator.authenticate(bearer_token(header))
+        if principal.audience is not None:  # an OAuth token: for this endpoint only
+            check_audience(principal, request_base(scope, self.settings.public_url), scope["path"])
+        return principal
+
+    def _challenge(self, scope: Scope, exc: Unauthenticated) -> str:
+        """A 401's ``WWW-Authenticate``: where an MCP client finds how to get a token
+        for this endpoint (RFC 9728), when the gateway's authorization server is on."""
+        if not self.settings.oauth_enabled:
+            return exc.challenge
+        base = request_base(scope, self.settings.public_url)
+        where = metadata_url(base, resource_path(scope["path"]) or UNIFIED)
+        return exc.challenge_with(where, " ".join(MCP_SCOPES))
 
     async def _development_principal(self) -> Principal:
         key = self.settings.bootstrap_api_key

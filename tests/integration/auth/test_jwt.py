@@ -194,7 +194,11 @@ async def test_every_bad_token_gets_a_401_that_says_why_and_echoes_nothing(
             assert r.status_code == 401, (code, path, r.text)
             assert r.json()["code"] == code, (code, path, r.text)
             challenge = r.headers["www-authenticate"]
-            assert challenge.startswith('Bearer error="invalid_token", error_description="')
+            assert challenge.startswith("Bearer ")
+            assert 'error="invalid_token", error_description="' in challenge
+            if path == "/mcp":  # where an MCP client learns how to get a token (RFC 9728)
+                metadata = "http://gw.test/.well-known/oauth-protected-resource/mcp"
+                assert f'resource_metadata="{metadata}"' in challenge
             payload = token.split(".")[1]
             assert payload not in r.text and payload not in challenge
     await gateway.app.state.audit.flush()  # type: ignore[attr-defined]
