@@ -27,7 +27,9 @@ The config file the script reads (``OidcConfig``, all keys optional but ``client
   ``authorization_code``, ``session``, ``grant``, ``interaction``.
 - ``require_offline_access`` (default false: a refresh token whenever the client may use
   the grant), ``rotate_refresh_tokens`` (default: oidc-provider's rule), ``tenant_id``,
-  ``scopes`` (extra scopes the provider accepts), ``issuer`` (default
+  ``scopes`` (extra scopes the provider accepts), ``tokens_expire_with_session``
+  (default false: tokens survive a sign-out at the provider), ``clock_tolerance``
+  (seconds, default 0: an expired opaque token is refused at once), ``issuer`` (default
   ``http://127.0.0.1:PORT``), ``jwks`` (default a fresh RSA key per process).
 """
 
@@ -56,6 +58,8 @@ _INSTALLED = FIXTURE_DIR / "node_modules" / "oidc-provider" / "package.json"
 _READY = re.compile(r"^READY (http://127\.0\.0\.1:(\d+)\S*)$")
 # Forms in the fixture's login and consent pages (provider.mjs writes them).
 _FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
+_LOGOUT_FORM = re.compile(r'<form id="op.logoutForm" method="post" action="([^"]+)"')
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 _MAX_HOPS = 20
 
 OidcConfig = dict[str, Any]
@@ -75,7 +79,9 @@ def install_oidc_fixture(timeout: float = 300) -> Path:
         return FIXTURE_DIR
     npm = shutil.which("npm")
     if npm is None:
-        pytest.fail("npm is needed to install oidc-provider for the OIDC tests (apt-get install npm)")
+        pytest.fail(
+            "npm is needed to install oidc-provider for the OIDC tests (apt-get install npm)"
+        )
     done = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund"],
         cwd=FIXTURE_DIR,
@@ -154,7 +160,9 @@ class OidcProvider:
         ``account``) and consent (Allow, or Deny when ``consent`` is false) and return
         the redirect back to the client (``redirect_uri?code=...&state=...``, or
         ``?error=...``) without following it. ``http`` keeps the provider's session
-        cookie, so a second call signs in without the form (single sign-on)."""
+        cookie, so a second call signs in without the form (single sign-on) as the
+        *same* account whatever ``account`` says: use a fresh client, or add
+        ``prompt=login`` to the authorization URL, to sign in as someone else."""
         step = _Interaction(self.issuer, account, consent)
         request: _Request | str = ("GET", authorize_url, None)
         for _ in range(_MAX_HOPS):
@@ -180,6 +188,20 @@ class OidcProvider:
             )
             request = step.next(response)
         raise SignInError(f"no redirect to the client after {_MAX_HOPS} hops")
+
+    def sign_out(self, http: httpx.Client, params: Mapping[str, str] | None = None) -> str:
+        """RP-initiated logout: open the end-session endpoint with ``params``
+        (``id_token_hint``, ``post_logout_redirect_uri``, ``state``, ...), confirm, and
+        return where the provider sends the browser (not followed)."""
+        page = http.get(f"{self.issuer}/session/end", params=params, timeout=10)
+        action = _LOGOUT_FORM.search(page.text)
+        if page.status_code != 200 or action is None:
+            raise SignInError(f"no logout form ({page.status_code}): {page.text[:500]}")
+        form = dict(_HIDDEN.findall(page.text)) | {"logout": "yes"}
+        done = http.post(action[1], data=form, follow_redirects=False, timeout=10)
+        if not done.is_redirect:
+            return str(done.url)
+        return urljoin(str(done.url), done.headers["location"])
 
     # --- provider-side controls ---------------------------------------------------------
 
@@ -212,7 +234,9 @@ class OidcProvider:
         response = httpx.post(f"{self.issuer}/_fixture/users", json=dict(user), timeout=10)
         response.raise_for_status()
 
-    def _client_post(self, path: str, data: dict[str, str], client_id: str | None) -> httpx.Response:
+    def _client_post(
+        self, path: str, data: dict[str, str], client_id: str | None
+    ) -> httpx.Response:
         """POST to a client-authenticated endpoint: HTTP Basic for a confidential client,
         the client_id in the form for a public one."""
         client = self.client(client_id)
