@@ -25,6 +25,8 @@ The config file the script reads (``OidcConfig``, all keys optional but ``client
   ``access_token_ttl``, ``claims`` (user claims copied into its access tokens).
 - ``ttl``: seconds for ``access_token``, ``id_token``, ``refresh_token``,
   ``authorization_code``, ``session``, ``grant``, ``interaction``.
+- ``registration`` (default false): open dynamic client registration at
+  ``/reg``; registered clients are third-party (a consent page) with the default preset.
 - ``require_offline_access`` (default false: a refresh token whenever the client may use
   the grant), ``rotate_refresh_tokens`` (default: oidc-provider's rule), ``tenant_id``,
   ``scopes`` (extra scopes the provider accepts), ``tokens_expire_with_session``
@@ -46,7 +48,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -123,7 +125,7 @@ class OidcProvider:
     clients: dict[str, OidcClient]
     process: subprocess.Popen[str]
     stderr_path: Path
-    _stderr_file: Any = field(repr=False)
+    _stderr_file: IO[str] = field(repr=False)
 
     @property
     def metadata_url(self) -> str:

@@ -417,3 +417,53 @@ def test_a_changed_account_shows_at_the_next_sign_in(
     idp.put_user({**CONFIG["users"][0], "groups": ["viewers"]})
     _, token, nonce = sign_in(idp, browser, "generic-app", "alice")
     assert verify(idp, token["id_token"], aud="generic-app", nonce=nonce)["groups"] == ["viewers"]
+
+
+def test_an_mcp_style_client_registers_and_gets_a_resource_token(
+    oidc_provider_factory: OidcProviderFactory, browser: httpx.Client
+) -> None:
+    """The delegation case: a public client registers itself (RFC 7591), asks for the
+    MCP resource without openid, and gets a JWT access token for it."""
+    assert (
+        "registration_endpoint"
+        not in httpx.get(f"{oidc_provider_factory(CONFIG).metadata_url}", timeout=10).json()
+    )
+    idp = oidc_provider_factory({**CONFIG, "registration": True})
+    endpoint = httpx.get(idp.metadata_url, timeout=10).json()["registration_endpoint"]
+    registered = httpx.post(
+        endpoint,
+        json={
+            "redirect_uris": ["http://127.0.0.1:33418/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "application_type": "native",
+        },
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+    client = OAuth2Client(
+        client_id,
+        None,
+        token_endpoint_auth_method="none",
+        scope="mcp:tools",
+        redirect_uri="http://127.0.0.1:33418/callback",
+        code_challenge_method="S256",
+    )
+    verifier = generate_token(48)
+    url, _ = client.create_authorization_url(
+        idp.authorize_url, code_verifier=verifier, resource=MCP_RESOURCE
+    )
+    back = idp.sign_in(browser, url, "alice")  # a consent page: a third-party client
+    token = client.fetch_token(idp.token_url, authorization_response=back, code_verifier=verifier)
+    claims = verify(idp, token["access_token"], aud="mcp-backend")
+    assert (claims["sub"], claims["client_id"], claims["scope"]) == (
+        "alice",
+        client_id,
+        "mcp:tools",
+    )
+    assert "id_token" not in token
+    # Public clients' refresh tokens rotate (oidc-provider's rule).
+    fresh = client.refresh_token(idp.token_url, refresh_token=token["refresh_token"])
+    assert fresh["refresh_token"] != token["refresh_token"]
+    assert verify(idp, fresh["access_token"], aud="mcp-backend")["sub"] == "alice"
