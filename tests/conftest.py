@@ -152,6 +152,11 @@ from tests.support import (  # noqa: E402, F401  (fixtures re-exported for all t
     module_server_factory,
     server_factory,
 )
+from tests.support_oidc import (  # noqa: E402, F401  (fixtures re-exported for all tests)
+    module_oidc_provider_factory,
+    oidc_fixture_dir,
+    oidc_provider_factory,
+)
 
 # --- markers: what a test module needs beyond this process -----------------------------
 # Read off each module's source (once per module), so a new test is classified without
@@ -167,10 +172,11 @@ _NEEDS = {
         "bwrap",
         "LocalProvider",
         "git_server",
+        "oidc_provider",
     ),
     "docker": ("docker",),
     "kube": ("kubernetes", "kube_"),
-    "network": ("npx", "uvx", "npm ci", "node24", "chromium"),
+    "network": ("npx", "uvx", "npm ci", "node24", "chromium", "oidc_provider"),
 }
 _SLOW_DIRS = ("conformance", "e2e", "interop")  # always beyond this process
 _marks_by_module: dict[Path, set[str]] = {}
