@@ -29,6 +29,8 @@ from gateway.auth.oauth.service import OAuthPolicy, OAuthService
 from gateway.auth.service import BootstrapOutcome, ClaimRules, IdentityService
 from gateway.auth.session_api import router as session_router
 from gateway.auth.sessions import SessionService
+from gateway.auth.sso.flow import SsoService
+from gateway.auth.sso.presets import label as sso_label
 from gateway.auth.web import router as sign_in_router
 from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
@@ -202,6 +204,13 @@ async def start_state(settings: Settings) -> GatewayState:
         ),
         audit,
     )
+    sso = SsoService(
+        db,
+        identity,
+        settings.sso_providers,
+        allow_private_urls=settings.allow_private_urls,
+        leeway=settings.jwt_leeway_seconds,
+    )
     authenticator = Authenticator(
         identity,
         settings.auth_cache_ttl_seconds,
@@ -232,6 +241,7 @@ async def start_state(settings: Settings) -> GatewayState:
         metrics=metrics,
         sessions=sessions,
         oauth=oauth,
+        sso=sso,
     )
 
 
@@ -355,6 +365,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "authenticator",
             "sessions",
             "oauth",
+            "sso",
             "servers",
             "skills",
             "sandboxes",
@@ -439,7 +450,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     )
     install_error_handlers(app)
     app.state.public_url = settings.public_url
-    app.state.sign_in_providers = []
+    app.state.sign_in_providers = [(p.name, sso_label(p)) for p in settings.sso_providers]
     app.include_router(health_router)
     app.include_router(identity_router, prefix=API_PREFIX)
     app.include_router(session_router, prefix=API_PREFIX)

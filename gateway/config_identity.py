@@ -4,10 +4,10 @@ the key that seals secrets."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 # The asymmetric signature algorithms an external issuer may use (HS256 comes only with
@@ -22,6 +22,73 @@ def split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+ROLES = ("admin", "operator", "developer", "viewer")
+SSO_PRESETS = ("oidc", "github", "google", "entra", "okta")
+
+
+class SsoProvider(BaseModel):
+    """One identity provider people sign in with (an item of MCPGW_SSO_PROVIDERS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", description="In /auth/login/{name}.")
+    preset: Literal["oidc", "github", "google", "entra", "okta"] = "oidc"
+    label: str | None = Field(None, max_length=64, description="Button text; default per preset.")
+    issuer: str | None = Field(
+        None,
+        description="OpenID issuer (discovery at issuer/.well-known/openid-configuration); "
+        "preset default for google and entra (with tenant).",
+    )
+    tenant: str | None = Field(None, description="Microsoft Entra ID tenant id or domain.")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None
+    scopes: list[str] | None = Field(None, description="Requested scopes; default per preset.")
+    authorize_url: str | None = Field(None, description="OAuth-only providers (github).")
+    token_url: str | None = None
+    api_url: str | None = Field(None, description="GitHub's API (default api.github.com).")
+    allowed_domains: list[str] = Field(
+        default_factory=list, description="Email domains that may sign in (empty: any)."
+    )
+    create_users: bool = Field(True, description="Create a user on first sign-in.")
+    approve_new_users: bool = Field(
+        False, description="New users wait, deactivated, until an admin activates them."
+    )
+    default_role: str = "viewer"
+    group_claim: str = Field("groups", description="Claim listing the person's groups.")
+    group_roles: dict[str, str] = Field(
+        default_factory=dict,
+        description='Group → role (`{"mcp-admins": "admin"}`); the highest mapped role '
+        "is set on every sign-in.",
+    )
+    team_prefix: str | None = Field(
+        "team:", description="Groups `<prefix><team>` make the person a member of that team."
+    )
+
+    @field_validator("default_role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in ROLES:
+            raise ValueError(f"must be one of {list(ROLES)}")
+        return value
+
+    @field_validator("group_roles")
+    @classmethod
+    def _roles(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = {g: r for g, r in value.items() if r not in ROLES}
+        if wrong:
+            raise ValueError(f"{wrong}: roles must be one of {list(ROLES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> SsoProvider:
+        if self.preset in ("oidc", "okta") and not self.issuer:
+            raise ValueError(f"provider {self.name!r}: preset {self.preset!r} needs an issuer")
+        if self.preset == "entra" and not (self.issuer or self.tenant):
+            raise ValueError(f"provider {self.name!r}: preset 'entra' needs a tenant")
+        self.allowed_domains = [d.lower().lstrip("@") for d in self.allowed_domains]
+        return self
 
 
 class IdentitySettings(BaseModel):
@@ -115,6 +182,11 @@ class IdentitySettings(BaseModel):
         ge=300,
         le=30 * 86_400,
         description="Lifetime of a browser sign-in session (portal, consent pages).",
+    )
+    sso_providers: list[SsoProvider] = Field(
+        default_factory=list,
+        description="Identity providers for signing in (JSON list; presets oidc, github, "
+        "google, entra, okta). See docs/authentication.md.",
     )
     key_last_used_flush_seconds: float = Field(
         15.0, gt=0, le=3600, description="How often last-used times of keys are written."
@@ -214,6 +286,9 @@ class IdentitySettings(BaseModel):
             )
         if self.jwt_shared_secret and not self.jwt_issuer:
             raise ValueError("MCPGW_JWT_SHARED_SECRET needs MCPGW_JWT_ISSUER (the `iss` to expect)")
+        names = [p.name for p in self.sso_providers]
+        if len(names) != len(set(names)):
+            raise ValueError("MCPGW_SSO_PROVIDERS: provider names must be unique")
         unknown = set(self.jwt_algorithms) - JWT_ALGORITHMS
         if unknown:
             raise ValueError(

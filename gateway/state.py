@@ -11,6 +11,7 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.oauth.service import OAuthService
 from gateway.auth.service import IdentityService
 from gateway.auth.sessions import SessionService
+from gateway.auth.sso.flow import SsoService
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
@@ -33,6 +34,7 @@ class GatewayState:
     metrics: Metrics = field(default_factory=Metrics)
     sessions: SessionService | None = None
     oauth: OAuthService | None = None
+    sso: SsoService | None = None
 
 
 def get_state(request: Request) -> GatewayState:

@@ -18,9 +18,11 @@ from gateway.auth.authenticator import Authenticator
 from gateway.auth.deps import gateway_base, refuse_cross_site
 from gateway.auth.oauth.routes import CONSENT
 from gateway.auth.oauth.service import OAuthService
-from gateway.auth.pages import consent_page, message_page, sign_in_page
+from gateway.auth.pages import HEADERS, consent_page, message_page, sign_in_page
 from gateway.auth.principal import Principal
 from gateway.auth.sessions import COOKIE, SessionService, csrf_matches, csrf_token
+from gateway.auth.sso.flow import STATE_TTL, SsoService
+from gateway.auth.sso.mapping import SignInRefused
 from gateway.errors import Forbidden, NotFound, Unauthenticated
 from gateway.provided import provided
 
@@ -39,9 +41,15 @@ def _oauth(request: Request) -> OAuthService:
     return provided(request, "oauth", OAuthService)
 
 
+def _sso(request: Request) -> SsoService:
+    return provided(request, "sso", SsoService)
+
+
 AuthenticatorDep = Annotated[Authenticator, Depends(_authenticator)]
 SessionsDep = Annotated[SessionService, Depends(_sessions)]
 OAuthDep = Annotated[OAuthService, Depends(_oauth)]
+SsoDep = Annotated[SsoService, Depends(_sso)]
+LOGIN_COOKIE = "mcpgw_login"  # binds a sign-in at a provider to the browser that began it
 
 
 def safe_next(value: str | None) -> str:
@@ -107,6 +115,49 @@ async def sign_in_with_key(
         return sign_in_page(safe_next(next), _providers(request), error=exc.message)
     token = await sessions.start(principal, "api_key")
     return start_session_response(request, token, int(sessions.ttl.total_seconds()), next)
+
+
+@router.get("/auth/login/{provider}")
+async def sign_in_with_provider(
+    request: Request, provider: str, sso: SsoDep, next: str = "/"
+) -> Response:
+    """Off to the identity provider, with state, nonce and PKCE."""
+    try:
+        url, browser = await sso.begin(provider, gateway_base(request), safe_next(next))
+    except NotFound as exc:
+        return message_page("Unknown sign-in provider", exc.message, 404)
+    except SignInRefused as exc:
+        return message_page("Sign-in unavailable", exc.message, 503)
+    response = RedirectResponse(url, status_code=302, headers=HEADERS)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        browser,
+        max_age=int(STATE_TTL.total_seconds()),
+        httponly=True,
+        secure=gateway_base(request).startswith("https://"),
+        samesite="lax",
+        path="/auth/callback",
+    )
+    return response
+
+
+@router.get("/auth/callback/{provider}")
+async def provider_callback(
+    request: Request, provider: str, sso: SsoDep, sessions: SessionsDep
+) -> Response:
+    """Back from the identity provider: check everything, sign the person in."""
+    try:
+        principal, next_path = await sso.finish(
+            provider, dict(request.query_params), request.cookies.get(LOGIN_COOKIE)
+        )
+    except NotFound as exc:
+        return message_page("Unknown sign-in provider", exc.message, 404)
+    except SignInRefused as exc:
+        return message_page("Sign-in refused", exc.message, 403)
+    token = await sessions.start(principal, f"oidc:{provider}")
+    response = start_session_response(request, token, int(sessions.ttl.total_seconds()), next_path)
+    response.delete_cookie(LOGIN_COOKIE, path="/auth/callback")
+    return response
 
 
 @router.post("/auth/logout")

@@ -1,5 +1,5 @@
 """oauth: the gateway as an OAuth authorization server (clients, authorization
-requests, tokens) and browser sessions
+requests, tokens), browser sessions and sign-ins in progress at identity providers
 
 Revision ID: 0007
 Revises: 0006
@@ -79,9 +79,24 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash"),
     )
     op.create_index("ix_web_sessions_user_id", "web_sessions", ["user_id"])
+    op.create_table(
+        "sign_in_states",
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=32), nullable=False),
+        sa.Column("nonce", sa.String(length=64), nullable=False),
+        sa.Column("verifier", sa.String(length=128), nullable=False),
+        sa.Column("redirect_uri", sa.String(length=1024), nullable=False),
+        sa.Column("next_path", sa.String(length=2048), nullable=False),
+        sa.Column("browser_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("used_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("state_hash"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sign_in_states")
     op.drop_table("web_sessions")
     op.drop_table("oauth_tokens")
     op.drop_table("oauth_requests")

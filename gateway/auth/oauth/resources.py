@@ -1,10 +1,13 @@
 """Which protected resources the gateway serves, by what URL, and the metadata that
 tells an MCP client where to get a token for each (RFC 9728, RFC 8707).
 
-A resource is an absolute URL: ``<base>/mcp`` (the unified endpoint; the legacy
-``/sse`` transport is the same resource), ``<base>/mcp/servers/<name>`` (one server)
-and ``<base>/api/v1`` (REST). An OAuth access token is bound to exactly one: a token
-issued for one server's endpoint does not open another's.
+A resource is an absolute URL: ``<base>/mcp`` (the unified endpoint),
+``<base>/sse`` (the same endpoint over the legacy SSE transport, ``/messages/``
+included), ``<base>/mcp/servers/<name>`` (one server) and ``<base>/api/v1`` (REST).
+An OAuth access token is bound to exactly one: a token issued for one server's
+endpoint does not open another's. ``/mcp`` and ``/sse`` are one endpoint under two
+names, so a token for either opens both; each name has metadata of its own, because
+a client must find there exactly the URL it connects to (RFC 9728 §3.3).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from gateway.errors import Unauthenticated
 WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"
 WELL_KNOWN_SERVER = "/.well-known/oauth-authorization-server"
 UNIFIED = "/mcp"
+LEGACY_SSE = "/sse"
 REST = "/api/v1"
 
 # What an MCP client asks for when it names no scope (and what a 401 from /mcp
@@ -55,8 +59,10 @@ def request_base(scope: Mapping[str, object], public_url: str | None) -> str:
 
 def resource_path(path: str) -> str | None:
     """The protected resource a request path belongs to (its path part), or None."""
-    if path in (UNIFIED, "/sse", "/messages/", "/messages"):
+    if path == UNIFIED:
         return UNIFIED
+    if path in (LEGACY_SSE, "/messages/", "/messages"):
+        return LEGACY_SSE
     if path.startswith("/mcp/servers/") or path.startswith("/mcp/bundles/"):
         name = path.split("/", 3)[3]
         return path if name and "/" not in name else None
@@ -102,7 +108,9 @@ def check_audience(principal: Principal, base: str, path: str) -> None:
     a token one MCP server's endpoint received must not open another)."""
     if principal.audience is None:
         return
-    if principal.audience != f"{base}{resource_path(path) or path}":
+    expected = resource_path(path) or path
+    allowed = {UNIFIED, LEGACY_SSE} if expected in (UNIFIED, LEGACY_SSE) else {expected}
+    if principal.audience not in {f"{base}{p}" for p in allowed}:
         raise Unauthenticated(
             "the access token was issued for another resource", code="invalid_audience"
         )
