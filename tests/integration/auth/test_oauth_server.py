@@ -136,7 +136,7 @@ async def test_metadata_documents(harness: AppHarness) -> None:
     assert server["authorization_endpoint"] == f"{BASE}/oauth/authorize"
     assert server["registration_endpoint"] == f"{BASE}/oauth/register"
     assert server["code_challenge_methods_supported"] == ["S256"]
-    for path in ("/mcp", "/mcp/servers/github", "/api/v1"):
+    for path in ("/mcp", "/sse", "/mcp/servers/github", "/api/v1"):
         doc = (await c.get(f"/.well-known/oauth-protected-resource{path}")).json()
         assert doc["resource"] == f"{BASE}{path}"
         assert doc["authorization_servers"] == [BASE]
@@ -175,6 +175,26 @@ async def test_audience_binding(harness: AppHarness) -> None:
     assert r.json()["code"] == "invalid_audience"
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
     assert tokens["access_token"] not in r.text
+
+
+async def test_the_legacy_sse_transport_names_itself(harness: AppHarness) -> None:
+    """A client on /sse must find /sse in the metadata its 401 points to (RFC 9728 §3.3:
+    the MCP SDK refuses /mcp's), ask for a token for /sse, and use it on /messages/ too."""
+    c = harness.client
+    r = await c.get("/sse")
+    assert r.status_code == 401
+    metadata = f"{BASE}/.well-known/oauth-protected-resource/sse"
+    assert f'resource_metadata="{metadata}"' in r.headers["www-authenticate"]
+    assert (await c.get(metadata)).json()["resource"] == f"{BASE}/sse"
+    tokens = await tokens_for(c, f"{BASE}/sse")
+    c.cookies.clear()
+    # One endpoint, two transports: past authentication on /messages/ (no such session).
+    r = await c.post(
+        "/messages/", params={"session_id": "0" * 32}, headers=bearer(tokens["access_token"])
+    )
+    assert r.status_code != 401, r.text
+    r = await c.get("/api/v1/me", headers=bearer(tokens["access_token"]))
+    assert r.status_code == 401 and r.json()["code"] == "invalid_audience"
 
 
 async def test_refresh_rotates_and_a_replay_revokes_the_grant(harness: AppHarness) -> None:
