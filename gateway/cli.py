@@ -17,6 +17,7 @@ import typer
 from gateway import __version__
 from gateway.cli_audit import audit_app
 from gateway.cli_client import DEFAULT_URL, KeyOption, UrlOption
+from gateway.cli_login import login, logout
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
 from gateway.cli_skills import skills_app
@@ -41,6 +42,8 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(audit_app, name="audit")
+app.command("login")(login)
+app.command("logout")(logout)
 
 
 def _settings(**overrides: Any) -> Settings:

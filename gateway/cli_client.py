@@ -23,8 +23,13 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 class GatewayClient:
     def __init__(self, url: str, key: str | None, timeout: float = 30.0) -> None:
         if not key:
+            from gateway.cli_login import stored_token  # (it imports this module)
+
+            key = stored_token(url)
+        if not key:
             raise typer.BadParameter(
-                "no API key: pass --key or set MCPGW_API_KEY", param_hint="--key"
+                "no credential: pass --key, set MCPGW_API_KEY or run `mcpgw login`",
+                param_hint="--key",
             )
         self.http = httpx.Client(
             base_url=url.rstrip("/"),

@@ -160,6 +160,16 @@ async def provider_callback(
     return response
 
 
+@router.get("/oauth/code")
+async def show_code(code: str = "", error: str = "") -> Response:
+    """Where a client without a browser of its own (``mcpgw login --no-browser``) sends
+    the person: the code to paste back into it (useless without the client's PKCE
+    verifier)."""
+    if error or not code:
+        return message_page("Sign-in not completed", error or "no code in this answer", 400)
+    return message_page("Signed in", f"Paste this code into the terminal: {code}", 200)
+
+
 @router.post("/auth/logout")
 async def sign_out(
     request: Request,

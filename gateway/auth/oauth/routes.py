@@ -164,6 +164,12 @@ def oauth_routes(app: Any, public_url: str | None, *, registration: bool) -> lis
         routes.append(
             Route(REGISTER, endpoint(handler.handle, "POST"), methods=["POST", "OPTIONS"])
         )
+    # The 2025-03-26 specification's default paths, which clients use when they have no
+    # metadata (the Python SDK does after a restart with stored tokens): the same
+    # endpoints under their root names.
+    for path, route in ((AUTHORIZE, "/authorize"), (TOKEN, "/token"), (REGISTER, "/register")):
+        for found in [r for r in routes if r.path == path]:
+            routes.append(Route(route, found.endpoint, methods=list(found.methods or ())))
     return routes
 
 
