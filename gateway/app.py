@@ -24,6 +24,7 @@ from gateway.audit.writer import SPILL_DIR, AuditWriter
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.jwt import JwtConfig, JwtVerifier
+from gateway.auth.oauth.delegation import check_delegation
 from gateway.auth.oauth.routes import oauth_routes, protected_resource_routes
 from gateway.auth.oauth.service import OAuthPolicy, OAuthService
 from gateway.auth.service import BootstrapOutcome, ClaimRules, IdentityService
@@ -220,7 +221,7 @@ async def start_state(settings: Settings) -> GatewayState:
             domains=tuple(d.lower() for d in settings.jwt_allowed_domains),
             role_claim=settings.jwt_role_claim,
         ),
-        oauth=oauth if settings.oauth_enabled else None,
+        oauth=oauth if settings.own_authorization_server else None,
         sessions=sessions,
     )
     servers = build_server_service(settings, db, metrics, audit)
@@ -391,6 +392,15 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 name="sandbox-reaper",
             ),
         ]
+        if settings.oauth_authorization_server:  # said in the log, start-up goes on
+            tasks.append(
+                asyncio.create_task(
+                    check_delegation(
+                        settings.oauth_authorization_server, settings.allow_private_urls
+                    ),
+                    name="oauth-delegation-check",
+                )
+            )
         if settings.audit_retention_days > 0:
             tasks.append(
                 asyncio.create_task(
@@ -455,8 +465,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(identity_router, prefix=API_PREFIX)
     app.include_router(session_router, prefix=API_PREFIX)
     app.include_router(sign_in_router)
-    if settings.oauth_enabled:
-        app.router.routes.extend(protected_resource_routes(settings.public_url, None))
+    if settings.advertises_oauth:
+        delegate = settings.oauth_authorization_server
+        app.router.routes.extend(protected_resource_routes(settings.public_url, delegate))
+    if settings.own_authorization_server:
         app.router.routes.extend(
             oauth_routes(app, settings.public_url, registration=settings.oauth_registration_enabled)
         )

@@ -165,6 +165,12 @@ class IdentitySettings(BaseModel):
         description="Be the OAuth 2.1 authorization server MCP clients discover on /mcp "
         "(RFC 9728, RFC 8414): they register, the user signs in, no key is pasted.",
     )
+    oauth_authorization_server: str | None = Field(
+        None,
+        description="Delegate MCP authorization to this external authorization server "
+        "(your identity provider's issuer URL): /mcp's metadata names it instead of the "
+        "gateway, and its tokens are checked as MCPGW_JWT_* says. Unset: the gateway's own.",
+    )
     oauth_registration_enabled: bool = Field(
         True, description="Let OAuth clients register themselves (RFC 7591)."
     )
@@ -232,6 +238,17 @@ class IdentitySettings(BaseModel):
         "into data_dir/secret.key. Replicas sharing a database must share it.",
     )
 
+    @property
+    def own_authorization_server(self) -> bool:
+        """The gateway issues OAuth tokens itself (not delegated, not off)."""
+        return self.oauth_enabled and not self.oauth_authorization_server
+
+    @property
+    def advertises_oauth(self) -> bool:
+        """/mcp tells clients where to authorize (RFC 9728): the gateway, or the
+        external server it delegates to."""
+        return self.oauth_enabled or bool(self.oauth_authorization_server)
+
     @field_validator("jwt_algorithms", "jwt_allowed_domains", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -286,6 +303,12 @@ class IdentitySettings(BaseModel):
             )
         if self.jwt_shared_secret and not self.jwt_issuer:
             raise ValueError("MCPGW_JWT_SHARED_SECRET needs MCPGW_JWT_ISSUER (the `iss` to expect)")
+        if self.oauth_authorization_server and not self.jwt_issuer:
+            raise ValueError(
+                "MCPGW_OAUTH_AUTHORIZATION_SERVER needs MCPGW_JWT_ISSUER and "
+                "MCPGW_JWT_AUDIENCE: the gateway must be able to check the tokens that "
+                "server issues"
+            )
         names = [p.name for p in self.sso_providers]
         if len(names) != len(set(names)):
             raise ValueError("MCPGW_SSO_PROVIDERS: provider names must be unique")

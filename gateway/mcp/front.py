@@ -378,7 +378,7 @@ class McpFront:
     def _challenge(self, scope: Scope, exc: Unauthenticated) -> str:
         """A 401's ``WWW-Authenticate``: where an MCP client finds how to get a token
         for this endpoint (RFC 9728), when the gateway's authorization server is on."""
-        if not self.settings.oauth_enabled:
+        if not self.settings.advertises_oauth:
             return exc.challenge
         base = request_base(scope, self.settings.public_url)
         where = metadata_url(base, resource_path(scope["path"]) or UNIFIED)
