@@ -4,6 +4,7 @@ the key that seals secrets."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -232,6 +233,20 @@ class IdentitySettings(BaseModel):
         "spilled to a file in the data dir (read back once the database answers).",
     )
 
+    tls_cert_file: Path | None = Field(
+        None, description="Serve HTTPS with this certificate (PEM; with MCPGW_TLS_KEY_FILE)."
+    )
+    tls_key_file: Path | None = Field(None, description="The TLS certificate's private key.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="CA certificates that sign agents' client certificates."
+    )
+    tls_client_auth: Literal["off", "optional", "required"] = Field(
+        "off",
+        description="Client certificates (mutual TLS): `optional` (a verified certificate "
+        "whose email is a user's signs that user in; bearer tokens still work) or "
+        "`required` (no TLS connection without one).",
+    )
+
     secret_key: SecretStr | None = Field(
         None,
         description="Key (32+ chars) that encrypts stored server secrets. Unset: generated "
@@ -308,6 +323,13 @@ class IdentitySettings(BaseModel):
                 "MCPGW_OAUTH_AUTHORIZATION_SERVER needs MCPGW_JWT_ISSUER and "
                 "MCPGW_JWT_AUDIENCE: the gateway must be able to check the tokens that "
                 "server issues"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("MCPGW_TLS_CERT_FILE and MCPGW_TLS_KEY_FILE go together")
+        if self.tls_client_auth != "off" and not (self.tls_cert_file and self.tls_client_ca_file):
+            raise ValueError(
+                "MCPGW_TLS_CLIENT_AUTH needs MCPGW_TLS_CERT_FILE/KEY_FILE (the gateway "
+                "terminates TLS) and MCPGW_TLS_CLIENT_CA_FILE (who signs client certificates)"
             )
         names = [p.name for p in self.sso_providers]
         if len(names) != len(set(names)):

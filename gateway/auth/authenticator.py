@@ -113,6 +113,31 @@ class Authenticator:
             self._usage.note(principal.key_id, utcnow())
         return principal
 
+    async def authenticate_certificate(self, email: str) -> Principal:
+        """The user a verified client certificate names (by its email), cached as a
+        token would be."""
+        key = "mtls:" + email
+        digest = hash_key(key)
+        now = time.monotonic()
+        hit = self._hits.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            principal = await self.identity.authenticate_email(email, "mtls")
+        except Unauthenticated as exc:
+            self.audit.record(
+                AuditEntry(
+                    action="auth.failure",
+                    outcome="denied",
+                    actor={"email": email, "auth_method": "mtls"},
+                    error_code=exc.code,
+                    error=exc.message,
+                )
+            )
+            raise
+        _remember(self._hits, digest, (principal, now + self.ttl))
+        return principal
+
     def _refused(self, token: str, exc: Unauthenticated) -> None:
         self.audit.record(
             AuditEntry(

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
+from gateway.auth.certificates import certificate_email
 from gateway.auth.oauth.resources import check_audience, request_base
 from gateway.auth.principal import Principal
 from gateway.auth.sessions import COOKIE, CSRF_HEADER, csrf_matches
@@ -34,6 +35,8 @@ async def current_principal(request: Request) -> Principal:
                     "(GET /api/v1/auth/session gives it)",
                     code="csrf_failed",
                 )
+    elif not header and (email := certificate_email(request.scope)) is not None:
+        principal = await authenticator.authenticate_certificate(email)
     else:
         principal = await authenticator.authenticate(bearer_token(header))
         if principal.audience is not None:

@@ -160,6 +160,15 @@ class IdentityService:
             teams = await repo.teams_of_user(user.id)
         return _principal(user, teams, scopes, auth_method=auth_method)
 
+    async def authenticate_email(self, email: str, auth_method: str) -> Principal:
+        """The principal of the existing, active user with ``email`` (a client
+        certificate vouches for it); :class:`Unauthenticated` otherwise."""
+        async with self.db.session() as session:
+            user = await IdentityRepository(session).get_user_by_email(email)
+        if user is None:
+            raise Unauthenticated("no user with the certificate's email", code="unknown_user")
+        return await self.principal_of(user.id, ("*",), auth_method)
+
     async def authenticate_claims(self, claims: Mapping[str, Any], rules: ClaimRules) -> Principal:
         """The user a verified external token speaks for (by its email claim), created
         on first use where ``rules`` allow; :class:`Unauthenticated` otherwise."""

@@ -31,6 +31,7 @@ from gateway import __version__
 from gateway.asgi_replies import send_error
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
+from gateway.auth.certificates import certificate_email
 from gateway.auth.oauth.resources import (
     MCP_SCOPES,
     UNIFIED,
@@ -368,6 +369,8 @@ class McpFront:
 
     async def _authenticate(self, scope: Scope) -> Principal:
         header = _header(scope, b"authorization")
+        if not header and (email := certificate_email(scope)) is not None:
+            return await self.authenticator.authenticate_certificate(email)
         if not header and not self.settings.auth_required:
             return await self._development_principal()
         principal = await self.authenticator.authenticate(bearer_token(header))
