@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -62,8 +61,8 @@ def start(server_factory: type[Server], pki: Pki, mode: str) -> str:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> Iterator[Pki]:
-    yield Pki(tmp_path)
+def pki(tmp_path: Path) -> Pki:
+    return Pki(tmp_path)
 
 
 def test_a_client_certificate_signs_its_user_in(server_factory: type[Server], pki: Pki) -> None:
