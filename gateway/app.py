@@ -31,7 +31,7 @@ from gateway.auth.service import BootstrapOutcome, ClaimRules, IdentityService
 from gateway.auth.session_api import router as session_router
 from gateway.auth.sessions import SessionService
 from gateway.auth.sso.flow import SsoService
-from gateway.auth.sso.presets import label as sso_label
+from gateway.auth.sso.store import ProviderStore
 from gateway.auth.web import router as sign_in_router
 from gateway.config import Settings, load_settings
 from gateway.crypto import SecretBox, load_or_create_key
@@ -208,7 +208,7 @@ async def start_state(settings: Settings) -> GatewayState:
     sso = SsoService(
         db,
         identity,
-        settings.sso_providers,
+        ProviderStore(db, secret_box(settings), settings.sso_providers, audit),
         allow_private_urls=settings.allow_private_urls,
         leeway=settings.jwt_leeway_seconds,
     )
@@ -460,7 +460,6 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     )
     install_error_handlers(app)
     app.state.public_url = settings.public_url
-    app.state.sign_in_providers = [(p.name, sso_label(p)) for p in settings.sso_providers]
     app.include_router(health_router)
     app.include_router(identity_router, prefix=API_PREFIX)
     app.include_router(session_router, prefix=API_PREFIX)

@@ -109,3 +109,16 @@ class SignInState(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SsoProviderRow(Base):
+    """A sign-in provider an admin added through the API (those in MCPGW_SSO_PROVIDERS
+    are not stored). The client secret is sealed."""
+
+    __tablename__ = "sso_providers"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,16 +1,20 @@
-"""REST for signing in: ``/auth/providers`` (what the sign-in page offers) and
-``/auth/session`` (the browser's session: who, and the CSRF token its writes need)."""
+"""REST for signing in: ``/auth/providers`` (what the sign-in page offers; admins add,
+change and remove providers) and ``/auth/session`` (the browser's session: who, and
+the CSRF token its writes need)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.auth.sessions import COOKIE, SessionService, csrf_token
-from gateway.errors import ERROR_RESPONSES, Unauthenticated
+from gateway.auth.sso.flow import SsoService
+from gateway.auth.sso.store import public as _public
+from gateway.config_identity import SsoProvider
+from gateway.errors import ERROR_RESPONSES, InvalidInput, NotFound, Unauthenticated
 from gateway.provided import provided
 
 router = APIRouter(prefix="/auth", tags=["identity"])
@@ -20,6 +24,11 @@ class ProviderOut(BaseModel):
     name: str
     label: str
     login_url: str
+
+
+class ProviderDetail(BaseModel):
+    source: str  # "settings" (MCPGW_SSO_PROVIDERS, read-only) or "database"
+    config: dict[str, Any]  # the provider without its client secret (has_client_secret)
 
 
 class SessionOut(BaseModel):
@@ -34,14 +43,75 @@ def _sessions(request: Request) -> SessionService:
     return provided(request, "sessions", SessionService)
 
 
+def _sso(request: Request) -> SsoService:
+    return provided(request, "sso", SsoService)
+
+
 SessionsDep = Annotated[SessionService, Depends(_sessions)]
+SsoDep = Annotated[SsoService, Depends(_sso)]
 
 
 @router.get("/providers", response_model=list[ProviderOut], summary="Sign-in providers")
-async def providers(request: Request) -> list[ProviderOut]:
+async def providers(sso: SsoDep) -> list[ProviderOut]:
     """The identity providers people can sign in with (an API key always works too)."""
-    found: list[tuple[str, str]] = getattr(request.app.state, "sign_in_providers", [])
-    return [ProviderOut(name=n, label=label, login_url=f"/auth/login/{n}") for n, label in found]
+    return [
+        ProviderOut(name=n, label=label, login_url=f"/auth/login/{n}")
+        for n, label in await sso.listed()
+    ]
+
+
+@router.get(
+    "/providers/{name}",
+    response_model=ProviderDetail,
+    responses=ERROR_RESPONSES,
+    summary="A sign-in provider's configuration",
+)
+async def provider_detail(name: str, sso: SsoDep, principal: CurrentPrincipal) -> ProviderDetail:
+    principal.require("settings:read")
+    found = next((s for s in await sso.store.all() if s.provider.name == name), None)
+    if found is None:
+        raise NotFound(f"no sign-in provider named {name!r}")
+    return ProviderDetail(source=found.source, config=_public(found.provider))
+
+
+@router.post(
+    "/providers",
+    status_code=201,
+    response_model=ProviderDetail,
+    responses=ERROR_RESPONSES,
+    summary="Add a sign-in provider",
+)
+async def add_provider(
+    body: SsoProvider, sso: SsoDep, principal: CurrentPrincipal
+) -> ProviderDetail:
+    """Store a provider (its client secret sealed); it is offered at once."""
+    await sso.store.create(principal, body)
+    return ProviderDetail(source="database", config=_public(body))
+
+
+@router.put(
+    "/providers/{name}",
+    response_model=ProviderDetail,
+    responses=ERROR_RESPONSES,
+    summary="Change a sign-in provider",
+)
+async def change_provider(
+    name: str, body: SsoProvider, sso: SsoDep, principal: CurrentPrincipal
+) -> ProviderDetail:
+    """Replace a stored provider's configuration (without ``client_secret``, the
+    stored secret stays)."""
+    if body.name != name:
+        raise InvalidInput(f"the body names provider {body.name!r}, the path {name!r}")
+    await sso.store.replace(principal, body)
+    return ProviderDetail(source="database", config=_public(body))
+
+
+@router.delete(
+    "/providers/{name}", status_code=204, responses=ERROR_RESPONSES, summary="Remove a provider"
+)
+async def remove_provider(name: str, sso: SsoDep, principal: CurrentPrincipal) -> Response:
+    await sso.store.delete(principal, name)
+    return Response(status_code=204)
 
 
 @router.get(

@@ -62,9 +62,8 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def _providers(request: Request) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = getattr(request.app.state, "sign_in_providers", [])
-    return found
+async def _providers(request: Request) -> list[tuple[str, str]]:
+    return await _sso(request).listed()
 
 
 async def signed_in(request: Request, authenticator: Authenticator) -> tuple[Principal, str] | None:
@@ -95,7 +94,7 @@ def start_session_response(request: Request, token: str, ttl: int, next_path: st
 
 @router.get("/auth/signin")
 async def sign_in_form(request: Request, next: str = "/") -> Response:
-    return sign_in_page(safe_next(next), _providers(request))
+    return sign_in_page(safe_next(next), await _providers(request))
 
 
 @router.post("/auth/signin")
@@ -112,7 +111,7 @@ async def sign_in_with_key(
         if principal.auth_method != "api_key":
             raise Unauthenticated("sign in with an API key here", code="invalid_api_key")
     except Unauthenticated as exc:
-        return sign_in_page(safe_next(next), _providers(request), error=exc.message)
+        return sign_in_page(safe_next(next), await _providers(request), error=exc.message)
     token = await sessions.start(principal, "api_key")
     return start_session_response(request, token, int(sessions.ttl.total_seconds()), next)
 

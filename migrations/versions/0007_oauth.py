@@ -95,7 +95,19 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "sso_providers",
+        sa.Column("name", sa.String(length=32), nullable=False),
+        sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("secret_sealed", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("sso_providers")
     op.drop_table("sign_in_states")
     op.drop_table("web_sessions")
     op.drop_table("oauth_tokens")

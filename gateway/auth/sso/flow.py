@@ -34,6 +34,7 @@ from gateway.auth.sso import presets
 from gateway.auth.sso.mapping import SignInRefused, sign_in_user
 from gateway.auth.sso.presets import Endpoints
 from gateway.auth.sso.profile import Profile, entra_overage_groups, from_claims, from_github
+from gateway.auth.sso.store import ProviderStore
 from gateway.config_identity import SsoProvider
 from gateway.db import Database, utcnow
 from gateway.errors import NotFound, Unauthenticated
@@ -55,25 +56,26 @@ class SsoService:
         self,
         db: Database,
         identity: IdentityService,
-        providers: list[SsoProvider],
+        store: ProviderStore,
         *,
         allow_private_urls: bool = False,
         leeway: float = 60.0,
     ) -> None:
         self.db = db
         self.identity = identity
-        self.providers = {p.name: p for p in providers}
+        self.store = store
         self.allow_private_urls = allow_private_urls
         self.leeway = leeway
+        # Keyed by the provider's whole configuration: a changed provider starts afresh.
         self._endpoints: dict[str, tuple[Endpoints, float]] = {}
         self._verifiers: dict[str, JwtVerifier] = {}
 
-    def listed(self) -> list[tuple[str, str]]:
+    async def listed(self) -> list[tuple[str, str]]:
         """``(name, label)`` of every provider, for the sign-in page."""
-        return [(p.name, presets.label(p)) for p in self.providers.values()]
+        return [(s.provider.name, presets.label(s.provider)) for s in await self.store.all()]
 
-    def provider(self, name: str) -> SsoProvider:
-        found = self.providers.get(name)
+    async def provider(self, name: str) -> SsoProvider:
+        found = await self.store.get(name)
         if found is None:
             raise NotFound(f"no sign-in provider named {name!r}")
         return found
@@ -81,7 +83,7 @@ class SsoService:
     # --- leg 1 ------------------------------------------------------------------------
     async def begin(self, name: str, base: str, next_path: str) -> tuple[str, str]:
         """The provider's authorization URL and the browser-binding token (a cookie)."""
-        provider = self.provider(name)
+        provider = await self.provider(name)
         endpoints = await self.endpoints(provider)
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier, browser = secrets.token_urlsafe(64), secrets.token_urlsafe(32)
@@ -111,7 +113,7 @@ class SsoService:
         self, name: str, params: Mapping[str, str], browser: str | None
     ) -> tuple[Principal, str]:
         """The signed-in principal and where to go next, or :class:`SignInRefused`."""
-        provider = self.provider(name)
+        provider = await self.provider(name)
         state = await self._spend_state(name, params.get("state"), browser)
         if "error" in params:
             reason = params.get("error_description") or params["error"]
@@ -193,7 +195,7 @@ class SsoService:
         """The provider's endpoints (OpenID discovery, cached for an hour)."""
         if not presets.is_oidc(provider):
             return presets.github_endpoints(provider)
-        cached = self._endpoints.get(provider.name)
+        cached = self._endpoints.get(_fingerprint(provider))
         if cached is not None and time.monotonic() - cached[1] < _DISCOVERY_TTL:
             return cached[0]
         issuer = presets.issuer(provider)
@@ -212,11 +214,11 @@ class SsoService:
             raise SignInRefused(
                 f"{presets.label(provider)} cannot be reached right now; try again later"
             ) from exc
-        self._endpoints[provider.name] = (found, time.monotonic())
+        self._endpoints[_fingerprint(provider)] = (found, time.monotonic())
         return found
 
     def _verifier(self, provider: SsoProvider, endpoints: Endpoints) -> JwtVerifier:
-        verifier = self._verifiers.get(provider.name)
+        verifier = self._verifiers.get(_fingerprint(provider))
         if verifier is None:
             assert endpoints.issuer is not None
             verifier = JwtVerifier(
@@ -230,7 +232,7 @@ class SsoService:
                     allow_private_urls=self.allow_private_urls,
                 )
             )
-            self._verifiers[provider.name] = verifier
+            self._verifiers[_fingerprint(provider)] = verifier
         return verifier
 
     async def _client(
@@ -269,3 +271,8 @@ class SsoService:
             return None  # e.g. GitHub's /user/emails without the user:email scope
         response.raise_for_status()
         return response.json()
+
+
+def _fingerprint(provider: SsoProvider) -> str:
+    secret = provider.client_secret.get_secret_value() if provider.client_secret else ""
+    return hash_key(provider.model_dump_json() + secret)

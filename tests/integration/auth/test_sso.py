@@ -48,6 +48,7 @@ CONFIG: OidcConfig = {
         _client("okta", "okta"),
         _client("github", "github"),
         _client("strict", "generic"),
+        _client("dbcorp", "generic"),
     ],
     "users": [
         {
@@ -292,3 +293,63 @@ async def test_nothing_of_a_token_in_logs_or_audit(
     dumped = " ".join(str(vars(r)) for r in rows) + logged
     for secret in (code, session_cookie, "gw-corp-secret"):
         assert secret not in dumped
+
+
+async def test_admins_manage_providers_in_the_database(
+    gateway: AppHarness, idp: OidcProvider, database: Database
+) -> None:
+    c, admin = gateway.client, gateway.auth()
+    body = {
+        "name": "dbcorp",
+        "preset": "oidc",
+        "issuer": idp.issuer,
+        "client_id": "gw-dbcorp",
+        "client_secret": "gw-dbcorp-secret-0123456789",
+    }
+    created = await c.post("/api/v1/auth/providers", json=body, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.json()["config"]["has_client_secret"] is True
+    assert "gw-dbcorp-secret" not in created.text
+    listed = (await c.get("/api/v1/auth/providers")).json()
+    assert listed[-1]["name"] == "dbcorp"
+    assert (await sign_in(gateway, idp, "dbcorp", "alice")).status_code == 303
+    # Changed without a secret: the stored one stays (the next sign-in still works).
+    changed = await c.put(
+        "/api/v1/auth/providers/dbcorp",
+        json={**{k: v for k, v in body.items() if k != "client_secret"}, "label": "Corp DB"},
+        headers=admin,
+    )
+    assert changed.status_code == 200, changed.text
+    assert (await sign_in(gateway, idp, "dbcorp", "alice")).status_code == 303
+    detail = (await c.get("/api/v1/auth/providers/dbcorp", headers=admin)).json()
+    assert detail["source"] == "database" and detail["config"]["label"] == "Corp DB"
+    # Settings' providers are read-only here; bad input is named.
+    clash = await c.post("/api/v1/auth/providers", json={**body, "name": "corp"}, headers=admin)
+    assert clash.status_code == 409 and "MCPGW_SSO_PROVIDERS" in clash.json()["message"]
+    bad = await c.post(
+        "/api/v1/auth/providers",
+        json={**body, "name": "x", "preset": "okta", "issuer": None},
+        headers=admin,
+    )
+    assert bad.status_code == 422 and "needs an issuer" in bad.text
+    removed = await c.delete("/api/v1/auth/providers/dbcorp", headers=admin)
+    assert removed.status_code == 204
+    assert (await c.get("/auth/login/dbcorp")).status_code == 404
+    await gateway.app.state.audit.flush()  # type: ignore[attr-defined]
+    async with database.session() as s:
+        rows = (await s.scalars(select(AuditEvent))).all()
+        raw = await s.execute(select(AuditEvent.detail))
+    actions = [r.action for r in rows if r.action.startswith("sso_provider.")]
+    assert actions == ["sso_provider.create", "sso_provider.update", "sso_provider.delete"]
+    assert all("gw-dbcorp-secret" not in str(d) for (d,) in raw.all())
+
+
+async def test_only_admins_manage_providers(gateway: AppHarness, idp: OidcProvider) -> None:
+    await sign_in(gateway, idp, "google", "bob")  # a viewer, signed in
+    session = await whoami(gateway)
+    r = await gateway.client.post(
+        "/api/v1/auth/providers",
+        json={"name": "mine", "preset": "github", "client_id": "x"},
+        headers={"X-CSRF-Token": session["csrf_token"]},
+    )
+    assert r.status_code == 403
