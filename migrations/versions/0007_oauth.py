@@ -94,7 +94,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("state_hash"),
     )
 
-
     op.create_table(
         "sso_providers",
         sa.Column("name", sa.String(length=32), nullable=False),
