@@ -202,6 +202,7 @@ async def start_state(settings: Settings) -> GatewayState:
             access_ttl=settings.oauth_access_token_ttl_seconds,
             refresh_ttl=settings.oauth_refresh_token_ttl_seconds,
             registration=settings.oauth_registration_enabled,
+            allow_private_urls=settings.allow_private_urls,
         ),
         audit,
     )

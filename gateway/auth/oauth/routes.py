@@ -250,6 +250,7 @@ def authorization_server_metadata(base: str, *, registration: bool) -> dict[str,
             "none",
         ],
         "code_challenge_methods_supported": ["S256"],
+        "client_id_metadata_document_supported": True,
     }
     if registration:
         metadata["registration_endpoint"] = base + REGISTER

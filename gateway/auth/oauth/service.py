@@ -11,6 +11,7 @@ replayed code or refresh token does the same (the stolen-token case).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,7 @@ from sqlalchemy import select, update
 
 from gateway.audit.service import AuditLog
 from gateway.auth.keys import hash_key
+from gateway.auth.oauth.cimd import fetch_client_document, is_metadata_url
 from gateway.auth.oauth.models import OAuthClient, OAuthRequest
 from gateway.auth.oauth.models import OAuthToken as TokenRow
 from gateway.auth.oauth.resources import MCP_SCOPES, UNIFIED, canonical_resource
@@ -45,6 +47,8 @@ ACCESS_PREFIX = "mgw_at_"
 REFRESH_PREFIX = "mgw_rt_"
 CODE_TTL = timedelta(minutes=5)  # RFC 6749 §4.1.2: short-lived, 10 minutes at most
 REQUEST_TTL = timedelta(minutes=15)  # time the user has to sign in and decide
+DOCUMENT_TTL = timedelta(hours=1)  # a client metadata document is read again after this
+log = logging.getLogger("gateway.auth")
 
 
 class IssuedCode(AuthorizationCode):
@@ -73,6 +77,9 @@ class OAuthPolicy:
     access_ttl: int = 3600
     refresh_ttl: int = 30 * 86_400
     registration: bool = True
+    # Client metadata documents may live on private addresses (and plain http): tests
+    # and closed networks only, as for every URL the gateway fetches.
+    allow_private_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,14 +115,39 @@ class OAuthService:
 
     # --- clients ----------------------------------------------------------------------
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
-        """The registered client, its secret opened for the token endpoint's check."""
+        """The registered client, its secret opened for the token endpoint's check; a
+        client id that is a metadata document's URL is read from there (and kept)."""
         async with self.db.session() as session:
             row = await session.get(OAuthClient, client_id)
+        stale = row is None or row.created_at <= utcnow() - DOCUMENT_TTL
+        if stale and is_metadata_url(client_id, allow_http=self.policy.allow_private_urls):
+            return await self._client_document(client_id, row)
         if row is None:
             return None
         info = OAuthClientInformationFull.model_validate({**row.info, "client_id": client_id})
         if row.secret_sealed:
             info.client_secret = self.box.open(row.secret_sealed)["client"]["secret"]
+        return info
+
+    async def _client_document(
+        self, url: str, row: OAuthClient | None
+    ) -> OAuthClientInformationFull | None:
+        """Read a client's metadata document and keep it (tokens refer to the client);
+        when it cannot be read, what was read before, if anything."""
+        try:
+            info = await fetch_client_document(url, self.policy.allow_private_urls)
+        except Exception as exc:  # unreachable, refused by the SSRF guard, invalid
+            log.warning("client metadata document %s refused: %s", url, exc)
+            if row is None:
+                return None
+            return OAuthClientInformationFull.model_validate({**row.info, "client_id": url})
+        stored = info.model_dump(mode="json", exclude={"client_secret", "client_id"})
+        async with self.db.session() as session:
+            found = await session.get(OAuthClient, url)
+            if found is None:
+                session.add(OAuthClient(client_id=url, info=stored))
+            else:
+                found.info, found.created_at = stored, utcnow()
         return info
 
     async def register_client(self, info: OAuthClientInformationFull) -> None:

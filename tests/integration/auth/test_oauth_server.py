@@ -8,9 +8,14 @@ A real MCP client doing the same over `/mcp` is in test_mcp_oauth.py."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -20,7 +25,7 @@ from sqlalchemy import select
 
 from gateway.audit.models import AuditEvent
 from gateway.db import Database
-from tests.conftest import BOOTSTRAP_KEY, AppHarness
+from tests.conftest import BOOTSTRAP_KEY, AppHarness, make_settings, running_app
 
 BASE = "http://gw.test"
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -348,3 +353,100 @@ async def test_logout_ends_the_session(harness: AppHarness) -> None:
     # A session cookie is no bearer token, and a bearer token no cookie.
     c.cookies.clear()
     assert (await c.get("/api/v1/me", headers=bearer(cookie))).status_code == 401
+
+
+class DocumentServer:
+    """Client ID metadata documents on loopback (plain HTTP: private URLs allowed)."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, object]] = {}
+        self.hits = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits += 1
+                found = outer.documents.get(self.path)
+                body = json.dumps(found).encode() if found is not None else b"{}"
+                self.send_response(200 if found is not None else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def documents() -> Iterator[DocumentServer]:
+    found = DocumentServer()
+    yield found
+    found.server.shutdown()
+
+
+async def test_client_id_metadata_documents(
+    documents: DocumentServer, database: Database, db_url: str, tmp_path: Path
+) -> None:
+    client_id = f"{documents.url}/agent/client.json"
+    documents.documents["/agent/client.json"] = {
+        "client_id": client_id,
+        "client_name": "Documented Agent",
+        "redirect_uris": [REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "none",
+    }
+    liar = f"{documents.url}/liar.json"
+    documents.documents["/liar.json"] = {
+        "client_id": "https://other.example/x",
+        "redirect_uris": [REDIRECT],
+    }
+    settings = make_settings(db_url, tmp_path, allow_private_urls=True)
+    async with running_app(settings) as gateway:
+        c = gateway.client
+        metadata = (await c.get("/.well-known/oauth-authorization-server")).json()
+        assert metadata["client_id_metadata_document_supported"] is True
+        flow = await authorize(c, client_id, resource=f"{BASE}/api/v1")
+        await sign_in(c, flow.consent_url)
+        page = await c.get(flow.consent_url)
+        assert "Documented Agent" in page.text
+        r = await c.post("/oauth/consent", data={**consent_form(page.text), "decision": "allow"})
+        tokens = await exchange(c, flow, code_of(r.headers["location"], flow))
+        assert tokens.status_code == 200, tokens.text
+        c.cookies.clear()
+        me = await c.get("/api/v1/me", headers=bearer(tokens.json()["access_token"]))
+        assert me.status_code == 200
+        # A document that names another client is not that client.
+        lied = await c.get(
+            "/oauth/authorize",
+            params={
+                "response_type": "code",
+                "client_id": liar,
+                "redirect_uri": REDIRECT,
+                "code_challenge": create_s256_code_challenge("v" * 50),
+            },
+        )
+        assert lied.status_code == 400 and "not found" in lied.text
+
+
+async def test_client_documents_pass_the_ssrf_guard(
+    harness: AppHarness, documents: DocumentServer
+) -> None:
+    """Without MCPGW_ALLOW_PRIVATE_URLS, a client id pointing at a private address is
+    not fetched (the document server is never asked)."""
+    documents.documents["/c.json"] = {"client_id": "x", "redirect_uris": [REDIRECT]}
+    r = await harness.client.get(
+        "/oauth/authorize",
+        params={
+            "response_type": "code",
+            "client_id": f"{documents.url}/c.json",
+            "redirect_uri": REDIRECT,
+            "code_challenge": create_s256_code_challenge("v" * 50),
+        },
+    )
+    assert r.status_code == 400
+    assert documents.hits == 0
