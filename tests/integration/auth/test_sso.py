@@ -353,3 +353,22 @@ async def test_only_admins_manage_providers(gateway: AppHarness, idp: OidcProvid
         headers={"X-CSRF-Token": session["csrf_token"]},
     )
     assert r.status_code == 403
+
+
+async def test_a_code_from_another_sign_in_is_refused(
+    gateway: AppHarness, idp: OidcProvider
+) -> None:
+    """Code injection: the provider's answer to sign-in A presented with the state of
+    sign-in B (same browser). B's PKCE verifier and nonce do not match A's code and ID
+    token, so nothing signs in."""
+    first = await gateway.client.get("/auth/login/corp")
+    second = await gateway.client.get("/auth/login/corp")  # the browser's cookie is B's
+    async with httpx.AsyncClient() as browser_at_idp:
+        back = await idp.sign_in_async(browser_at_idp, first.headers["location"], "alice")
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    state_b = parse_qs(urlsplit(second.headers["location"]).query)["state"][0]
+    r = await gateway.client.get(
+        "/auth/callback/corp", params={"code": code, "state": state_b, "iss": idp.issuer}
+    )
+    assert r.status_code == 403 and "could not complete the sign-in" in r.text
+    assert "mcpgw_session" not in r.cookies
