@@ -1,0 +1,40 @@
+"""Text analysis for tool search: split, normalise, stem.
+
+Tool names are identifiers (``createPullRequest``, ``s3_list-buckets``, ``v2.get``),
+so they are split on case changes, ``_ - . /`` and digit boundaries before the
+words are lower-cased; stop words are dropped and the rest stemmed, so "listing",
+"lists" and "list" meet. Stems are cached: a catalog repeats a small vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import snowballstemmer
+
+from gateway.mcp.search.vocabulary import STOPWORDS
+
+# Split before an upper-case letter that follows a lower-case one or a digit
+# ("getForecast", "v2Api"), and inside acronyms before their last capital
+# ("HTMLParser" -> "HTML Parser") but not before a plural's "s" ("PRs", "URLs").
+_CASE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?![A-Z]s(?![a-z]))")
+# Letters and digits apart: "ec2" -> "ec", "2"; punctuation is a separator.
+_WORD = re.compile(r"[a-z]+|[0-9]+")
+_STEMMER = snowballstemmer.stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words of ``text``, identifiers split into their parts."""
+    return _WORD.findall(_CASE.sub(" ", text).lower())
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """The English stem of one lower-case word (cached)."""
+    return str(_STEMMER.stemWord(word))
+
+
+def analyze(text: str) -> list[str]:
+    """The index terms of ``text``: tokens without stop words, stemmed."""
+    return [stem(word) for word in tokenize(text) if word not in STOPWORDS]
