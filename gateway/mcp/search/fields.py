@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from mcp import types
 
 from gateway.mcp.search.text import analyze, tokenize
+from gateway.mcp.search.vocabulary import STOPWORDS
 
 SEPARATOR = "__"  # aggregated tools are named {server}__{tool}
 # Words every server name may carry that name no product.
@@ -84,8 +85,14 @@ def fields_of(tool: types.Tool) -> Fields:
     return cached
 
 
+def plain_words(text: str) -> str:
+    """``text`` as lower-case words without stop words, for the embedding model: a
+    static model averages its tokens, so "the", "of" and punctuation only blur."""
+    return " ".join(word for word in tokenize(text) if word not in STOPWORDS)
+
+
 def dense_text(tool: types.Tool) -> str:
     """What the embedding model reads: server, name words and the description."""
     server, bare = split_name(tool.name)
-    words = " ".join(tokenize(f"{server} {bare} {tool.title or ''}"))
-    return f"{words}: {tool.description or ''}"[:DENSE_TEXT_LIMIT]
+    text = f"{server} {bare} {tool.title or ''} {tool.description or ''}"
+    return plain_words(text[:DENSE_TEXT_LIMIT])

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from mcp import types
 
-from gateway.mcp.search.fields import Fields, dense_text, fields_of
+from gateway.mcp.search.fields import Fields, dense_text, fields_of, plain_words
 from gateway.mcp.search.text import analyze, stem, tokenize
 from gateway.mcp.search.tuning import Tuning, current
 from gateway.mcp.search.vocabulary import STOPWORDS, expand
@@ -137,7 +137,8 @@ class ToolIndex:
 
         # einsum, not ``@``: BLAS would spread a matrix-vector product over threads
         # that wait on each other on a busy 2-core machine (3x slower measured).
-        scores: Scores = np.einsum("ij,j->i", vectors, embedder.embed([query])[0])
+        query_vector = embedder.embed([plain_words(query)])[0]
+        scores: Scores = np.einsum("ij,j->i", vectors, query_vector)
         return scores
 
     def _named_servers(self, terms: set[str]) -> list[tuple[float, Positions]]:
