@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tune", action="store_true", help="grid-search on the tuning split")
     args = parser.parse_args(argv)
-    tools, queries = load_tools(), load_queries()
+    tools = load_tools()
+    queries = load_queries([t.name for t in tools])
     servers = len({t.name.split("__")[0] for t in tools})
     print(
         f"catalog: {len(tools)} tools from {servers} servers; {len(queries)} queries "

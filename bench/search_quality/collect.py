@@ -70,10 +70,17 @@ async def _rpc(proc: asyncio.subprocess.Process, message: dict[str, Any]) -> dic
             return dict(answer["result"])
 
 
+def _uvx(server: Server) -> list[str]:
+    extra = [arg for requirement in server.with_ for arg in ("--with", requirement)]
+    if server.entry:
+        return ["uvx", *extra, "--from", server.package, server.entry]
+    return ["uvx", *extra, server.package]
+
+
 async def _list_one(server: Server) -> dict[str, Any]:
     # Raw JSON-RPC, not the SDK client: it rejects listings some real servers send
     # (an input schema without "type"), which search reads all the same.
-    command = ["npx", "-y", server.package] if server.launcher == "npx" else ["uvx", server.package]
+    command = ["npx", "-y", server.package] if server.launcher == "npx" else _uvx(server)
     env = {**os.environ, **dict(server.env)}
     with open(RAW / f"{server.name}.log", "w") as errlog:  # noqa: ASYNC230 - before any I/O
         proc = await asyncio.create_subprocess_exec(

@@ -91,7 +91,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
     tracemalloc.stop()
     model_mib = embedder._model.embedding.nbytes / 2**20
     latencies = []
-    queries = [q.text for q in load_queries()]
+    queries = [q.text for q in load_queries([t.name for t in load_tools()])]
     for _ in range(3):
         for query in queries:
             t0 = time.perf_counter()

@@ -23,6 +23,10 @@ class Server(NamedTuple):
     package: str
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    # uvx only: the package's command when it is not named after the package, and
+    # extra requirements (servers written for the mcp 1.x SDK need it pinned).
+    entry: str | None = None
+    with_: tuple[str, ...] = ()
 
 
 def _e(*names: str) -> tuple[tuple[str, str], ...]:
@@ -30,6 +34,7 @@ def _e(*names: str) -> tuple[tuple[str, str], ...]:
 
 
 MCP = "@modelcontextprotocol/"
+MCP1 = "mcp<2"  # for servers written against the 1.x Python SDK
 SERVERS: list[Server] = [
     Server("everything", "npx", MCP + "server-everything", ("stdio",)),
     Server("filesystem", "npx", MCP + "server-filesystem", (SCRATCH,)),
@@ -158,7 +163,7 @@ SERVERS: list[Server] = [
     Server("time", "uvx", "mcp-server-time"),
     Server("git", "uvx", "mcp-server-git", ("--repository", REPO)),
     Server("fetch", "uvx", "mcp-server-fetch"),
-    Server("sqlite", "uvx", "mcp-server-sqlite", ("--db-path", f"{SCRATCH}/sq.db")),
+    Server("sqlite", "uvx", "mcp-server-sqlite", ("--db-path", f"{SCRATCH}/sq.db"), with_=(MCP1,)),
     Server(
         "atlassian",
         "uvx",
@@ -189,16 +194,16 @@ SERVERS: list[Server] = [
     Server("markitdown", "uvx", "markitdown-mcp"),
     Server("elevenlabs", "uvx", "elevenlabs-mcp", env=_e("ELEVENLABS_API_KEY")),
     Server("excel", "uvx", "excel-mcp-server", ("stdio",)),
-    Server("word", "uvx", "office-word-mcp-server"),
-    Server("powerpoint", "uvx", "office-powerpoint-mcp-server"),
-    Server("google-sheets", "uvx", "mcp-google-sheets"),
+    Server("word", "uvx", "office-word-mcp-server", entry="word_mcp_server"),
+    Server("powerpoint", "uvx", "office-powerpoint-mcp-server", entry="ppt_mcp_server"),
+    Server("google-sheets", "uvx", "mcp-google-sheets", with_=(MCP1,)),
     Server("duckduckgo", "uvx", "duckduckgo-mcp-server"),
     Server("zotero", "uvx", "zotero-mcp"),
     Server("google-workspace", "uvx", "workspace-mcp"),
     Server("obsidian", "uvx", "mcp-obsidian", env=_e("OBSIDIAN_API_KEY")),
     Server("blender", "uvx", "blender-mcp"),
     Server("calculator", "uvx", "mcp-server-calculator"),
-    Server("sentry-py", "uvx", "mcp-server-sentry", ("--auth-token", D)),
+    Server("sentry-py", "uvx", "mcp-server-sentry", ("--auth-token", D), with_=("httpx", MCP1)),
     Server("pandoc", "uvx", "mcp-pandoc"),
     Server("bigquery", "uvx", "mcp-server-bigquery", ("--project", "demo", "--location", "US")),
     Server(
@@ -206,6 +211,7 @@ SERVERS: list[Server] = [
         "uvx",
         "mcp-snowflake-server",
         env=_e("SNOWFLAKE_USER", "SNOWFLAKE_PASSWORD", "SNOWFLAKE_ACCOUNT"),
+        entry="mcp_snowflake_server",
     ),
     Server("jupyter", "uvx", "jupyter-mcp-server"),
     Server("pagerduty", "uvx", "pagerduty-mcp", env=_e("PAGERDUTY_USER_API_KEY")),
