@@ -49,6 +49,15 @@ class SearchSettings(BaseModel):
         description="Same tool name on two servers at this cosine or above: "
         "one hit, the other listed as an alternative (above 1: never).",
     )
+    search_action_weight: float = Field(
+        0.1, ge=0, description="Added when a tool's action (its name's verb) is the query's."
+    )
+    search_coverage_weight: float = Field(
+        0.05, ge=0, description="Times the share of a tool's own name words the query has."
+    )
+    search_rerank_depth: int = Field(
+        50, ge=0, le=1000, description="How many fused candidates the second stage re-scores."
+    )
     search_bm25_k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation.")
     search_bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     search_weight_name: float = Field(3.0, ge=0, description="BM25F weight of the tool name.")

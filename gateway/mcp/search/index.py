@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from mcp import types
 
+from gateway.mcp.search import rerank
 from gateway.mcp.search.fields import Fields, dense_text, fields_of, plain_words
-from gateway.mcp.search.text import analyze, stem, tokenize
+from gateway.mcp.search.text import analyze, literals_as_kinds, stem, tokenize
 from gateway.mcp.search.tuning import Tuning, current
 from gateway.mcp.search.vocabulary import STOPWORDS, expand
 
@@ -56,6 +57,8 @@ class ToolIndex:
         self._docs: list[Fields] = [fields_of(tool) for tool in tools]
         self._lexical: LexicalIndex = LexicalIndex(self._docs, self.tuning)
         self._servers = self._server_positions()
+        self._actions = [rerank.tool_action(doc) for doc in self._docs]
+        self._own_names = [rerank.own_name_terms(doc) for doc in self._docs]
         self._vectors: Future[Matrix] | None = None
         if tools and self.tuning.dense_model != "off":
             self._vectors = self._embed_in_background()
@@ -106,6 +109,7 @@ class ToolIndex:
         """The best ``limit`` tools for ``query`` that ``allow`` lets through."""
         from gateway.mcp.search import fusion
 
+        query = literals_as_kinds(query)
         terms = analyze(query)
         if not terms or not self.tools:
             return []
@@ -117,9 +121,25 @@ class ToolIndex:
             return []
         fused = fusion.blend(lexical, cosines, self.tuning)
         named = self._named_servers(set(terms))
-        if named and mode == "hybrid":
-            fused = fusion.boost_servers(fused, named, self.tuning)
+        if mode == "hybrid":
+            if named:
+                fused = fusion.boost_servers(fused, named, self.tuning)
+            self._rerank(query, fused, set(weights))
         return self._collect(query, fused, limit, allow, terms, weights, cosines, vectors)
+
+    def _rerank(self, query: str, fused: Scores, matched: set[str]) -> None:
+        """Second stage (see rerank.py), in place, over the best fused candidates."""
+        from gateway.mcp.search import fusion
+
+        tuning = self.tuning
+        action = rerank.query_action(query)
+        for position in fusion.top(fused, tuning.rerank_depth):
+            bonus = tuning.coverage_weight * rerank.coverage(
+                self._own_names[position], matched, action
+            )
+            if action & self._actions[position]:
+                bonus += tuning.action_weight
+            fused[position] += bonus
 
     def _query_weights(self, terms: list[str]) -> dict[str, float]:
         weights: dict[str, float] = {}

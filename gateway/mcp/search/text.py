@@ -36,5 +36,31 @@ def stem(word: str) -> str:
 
 
 def analyze(text: str) -> list[str]:
-    """The index terms of ``text``: tokens without stop words, stemmed."""
-    return [stem(word) for word in tokenize(text) if word not in STOPWORDS]
+    """The index terms of ``text``: tokens without stop words or multi-digit numbers
+    (ports, years, ids: values, not vocabulary), stemmed."""
+    return [
+        stem(word)
+        for word in tokenize(text)
+        if word not in STOPWORDS and not (word.isdigit() and len(word) > 1)
+    ]
+
+
+_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
+_IMAGE = "png|jpe?g|gif|svg|webp|bmp|ico|tiff?"
+_FILE = re.compile(
+    r"(?<![\w.])[\w.-]*\w\.(?:(" + _IMAGE + r")|md|txt|pdf|csv|json|ya?ml|toml|ini|env|log|"
+    r"docx?|xlsx?|pptx?|py|js|ts|tsx|jsx|go|rs|java|rb|sh|html?|css|sql|zip|tar|gz|xml|mp3|"
+    r"wav|mp4|mov|apk|ipa|drawio|ipynb)\b",
+    re.IGNORECASE,
+)
+
+
+def literals_as_kinds(query: str) -> str:
+    """A query with the literal values an agent pastes in replaced by what they are:
+    a URL by "url", an email address by "email", a file name by "file" ("image
+    file" for pictures). Their own words ("post" in a blog URL, "draft" in
+    draft.md) would otherwise match tools by accident."""
+    query = _URL.sub(" url ", query)
+    query = _EMAIL.sub(" email ", query)
+    return _FILE.sub(lambda m: " image file " if m.group(1) else " file ", query)

@@ -37,6 +37,12 @@ class Tuning:
     dense_floor: float = 0.35
     # Added to a tool's fused score when the query names its server.
     server_boost: float = 0.1
+    # Second stage over the best ``rerank_depth`` candidates: a tool whose action
+    # (verb) is the query's gains ``action_weight``; ``coverage_weight`` times the
+    # share of its own name words the query has.
+    action_weight: float = 0.1
+    coverage_weight: float = 0.05
+    rerank_depth: int = 50
     # Same tool name and cosine at least this: one hit, the others as alternatives.
     dedupe_cosine: float = 0.96
     synonyms: dict[Phrase, tuple[Phrase, ...]] = field(
@@ -75,5 +81,8 @@ def from_settings(settings: SearchSettings) -> Tuning:
         dense_floor=settings.search_dense_floor,
         server_boost=settings.search_server_boost,
         dedupe_cosine=settings.search_dedupe_cosine,
+        action_weight=settings.search_action_weight,
+        coverage_weight=settings.search_coverage_weight,
+        rerank_depth=settings.search_rerank_depth,
         synonyms=synonym_table(load_groups(settings.search_synonyms_file)),
     )
