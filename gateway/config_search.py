@@ -27,7 +27,7 @@ class SearchSettings(BaseModel):
         "blend", description="`blend`: weighted sum of scaled BM25F and cosine; `rrf`: rank fusion."
     )
     search_lexical_weight: float = Field(
-        0.5, ge=0, le=1, description="Share of scaled BM25F in the blend (the rest: cosine)."
+        0.6, ge=0, le=1, description="Share of scaled BM25F in the blend (the rest: cosine)."
     )
     search_rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
     search_dense_floor: float = Field(
@@ -40,20 +40,21 @@ class SearchSettings(BaseModel):
         0.1, ge=0, description="Added to a tool's score when the query names its server."
     )
     search_synonym_weight: float = Field(
-        0.5, ge=0, le=1, description="Weight of a synonym relative to the query's own word."
+        0.3, ge=0, le=1, description="Weight of a synonym relative to the query's own word."
     )
-    search_dedupe_cosine: float = Field(
-        0.96,
+    search_dedupe_similarity: float = Field(
+        0.8,
         ge=0,
         le=1.01,
-        description="Same tool name on two servers at this cosine or above: "
-        "one hit, the other listed as an alternative (above 1: never).",
+        description="Same tool name on two servers whose description and parameter words are "
+        "this alike (Jaccard) or more: one hit, the other listed as an alternative (above 1: "
+        "never).",
     )
     search_action_weight: float = Field(
         0.1, ge=0, description="Added when a tool's action (its name's verb) is the query's."
     )
     search_coverage_weight: float = Field(
-        0.05, ge=0, description="Times the share of a tool's own name words the query has."
+        0.1, ge=0, description="Times the share of a tool's own name words the query has."
     )
     search_rerank_depth: int = Field(
         50, ge=0, le=1000, description="How many fused candidates the second stage re-scores."
@@ -63,7 +64,7 @@ class SearchSettings(BaseModel):
     search_weight_name: float = Field(3.0, ge=0, description="BM25F weight of the tool name.")
     search_weight_server: float = Field(2.0, ge=0, description="BM25F weight of the server name.")
     search_weight_description: float = Field(
-        1.0, ge=0, description="BM25F weight of the description."
+        1.5, ge=0, description="BM25F weight of the description."
     )
     search_weight_params: float = Field(1.0, ge=0, description="BM25F weight of parameter names.")
     search_weight_param_descriptions: float = Field(

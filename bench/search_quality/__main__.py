@@ -66,11 +66,11 @@ def evaluate(tools: list[Any], queries: list[Query], tuning: Tuning) -> list[dic
 
 
 GRID: dict[str, list[Any]] = {
-    "lexical_weight": [0.3, 0.4, 0.5, 0.6, 0.7],
-    "synonym_weight": [0.3, 0.5],
-    "server_boost": [0.0, 0.1, 0.2],
-    "weight_name": [2.0, 3.0],
+    "lexical_weight": [0.4, 0.5, 0.6],
+    "weight_name": [2.0, 3.0, 4.0],
     "weight_description": [1.0, 1.5],
+    "weight_params": [0.5, 1.0],
+    "synonym_weight": [0.3, 0.5],
 }
 
 

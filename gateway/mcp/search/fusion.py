@@ -19,8 +19,13 @@ Positions = npt.NDArray[np.int32]
 NOT_A_HIT = np.float32(-np.inf)
 
 
-def blend(lexical: Scores | None, dense: Scores | None, tuning: Tuning) -> Scores:
-    """One score a tool (``-inf``: not a hit) from either ranking or both."""
+def blend(
+    lexical: Scores | None, dense: Scores | None, tuning: Tuning, ideal: float = 0.0
+) -> Scores:
+    """One score a tool (``-inf``: not a hit) from either ranking or both. BM25F is
+    scaled by ``ideal`` (the score of a tool having every query word) when given,
+    else by the query's best: a query whose words few tools have then leans on
+    meaning, not on whichever tool happened to share one word."""
     if dense is None:
         if lexical is None:
             raise ValueError("nothing to fuse")
@@ -36,9 +41,9 @@ def blend(lexical: Scores | None, dense: Scores | None, tuning: Tuning) -> Score
         weight = np.float32(tuning.lexical_weight)
         fused = (np.float32(1) - weight) * dense
         if lexical is not None:
-            best = lexical.max()
+            best = ideal if ideal > 0 else float(lexical.max())
             if best > 0:
-                fused = fused + weight * lexical / best
+                fused = fused + weight * lexical / np.float32(best)
     return np.where(candidate, fused, NOT_A_HIT).astype(np.float32)
 
 

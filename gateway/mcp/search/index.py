@@ -119,13 +119,14 @@ class ToolIndex:
         cosines = self._cosines(query, vectors) if vectors is not None else None
         if lexical is None and cosines is None:
             return []
-        fused = fusion.blend(lexical, cosines, self.tuning)
+        ideal = self._lexical.ideal(weights) if self.tuning.lexical_scale == "ideal" else 0.0
+        fused = fusion.blend(lexical, cosines, self.tuning, ideal)
         named = self._named_servers(set(terms))
         if mode == "hybrid":
             if named:
                 fused = fusion.boost_servers(fused, named, self.tuning)
             self._rerank(query, fused, set(weights))
-        return self._collect(query, fused, limit, allow, terms, weights, cosines, vectors)
+        return self._collect(query, fused, limit, allow, terms, weights, cosines)
 
     def _rerank(self, query: str, fused: Scores, matched: set[str]) -> None:
         """Second stage (see rerank.py), in place, over the best fused candidates."""
@@ -181,7 +182,6 @@ class ToolIndex:
         terms: list[str],
         weights: dict[str, float],
         cosines: Scores | None,
-        vectors: Matrix | None,
     ) -> list[Hit]:
         from gateway.mcp.search import fusion, reasons
 
@@ -196,7 +196,7 @@ class ToolIndex:
                 if allow is not None and not allow(self.tools[position]):
                     continue  # before de-duplication: a hidden tool is no alternative
                 same_name = by_name.setdefault(self._docs[position].name, [])
-                twin = self._twin_of(position, same_name, vectors)
+                twin = self._twin_of(position, same_name)
                 if twin is None:
                     hits.append((position, []))
                     same_name.append(hits[-1])
@@ -219,22 +219,23 @@ class ToolIndex:
             for position, folded in hits
         ]
 
-    def _twin_of(
-        self, position: int, same_name: list[tuple[int, list[int]]], vectors: Matrix | None
-    ) -> list[int] | None:
+    def _twin_of(self, position: int, same_name: list[tuple[int, list[int]]]) -> list[int] | None:
         """The folded list of an earlier hit of the same tool name this tool nearly
-        duplicates, if any: another server's, with the same meaning (cosine) or,
-        without vectors, the same description."""
-        doc, tool = self._docs[position], self.tools[position]
+        duplicates, if any: another server's, saying nearly the same (Jaccard of
+        description and parameter words at least ``dedupe_similarity``)."""
+        doc = self._docs[position]
         for kept, folded in same_name:
-            if self._docs[kept].server == doc.server:
-                continue
-            if vectors is not None:
-                if float(vectors[kept] @ vectors[position]) >= self.tuning.dedupe_cosine:
-                    return folded
-            elif (self.tools[kept].description or "") == (tool.description or ""):
+            other = self._docs[kept]
+            if other.server != doc.server and _similar(doc, other, self.tuning.dedupe_similarity):
                 return folded
         return None
+
+
+def _similar(a: Fields, b: Fields, threshold: float) -> bool:
+    words_a = {*a.description, *a.params}
+    words_b = {*b.description, *b.params}
+    union = len(words_a | words_b)
+    return union == 0 or len(words_a & words_b) / union >= threshold
 
 
 def preload(delay: float = 0.0) -> threading.Thread:

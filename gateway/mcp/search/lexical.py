@@ -52,8 +52,12 @@ class LexicalIndex:
                 entry[0].append(position)
                 entry[1].append(tf * (tuning.k1 + 1) / (tf + norm))
         self._postings: dict[str, tuple[npt.NDArray[np.int32], Scores]] = {}
+        self._idf: dict[str, float] = {}
+        self._saturation = tuning.k1 + 1
+        self._unknown_idf = math.log(1 + (self.size + 0.5) / 0.5)
         for term, (positions, weights) in postings.items():
             idf = math.log(1 + (self.size - len(positions) + 0.5) / (len(positions) + 0.5))
+            self._idf[term] = idf
             self._postings[term] = (
                 np.asarray(positions, dtype=np.int32),
                 np.asarray(weights, dtype=np.float32) * np.float32(idf),
@@ -62,6 +66,13 @@ class LexicalIndex:
     def known(self, term: str) -> bool:
         """Whether any tool has ``term``."""
         return term in self._postings
+
+    def ideal(self, terms: dict[str, float]) -> float:
+        """The score of a tool that had every query term as often as can count (BM25
+        saturates at idf·(k1+1)); terms no tool has count at the highest idf."""
+        return self._saturation * sum(
+            weight * self._idf.get(term, self._unknown_idf) for term, weight in terms.items()
+        )
 
     def scores(self, terms: dict[str, float]) -> Scores | None:
         """Every tool's BM25F score for ``terms`` (term → query weight); None: no

@@ -37,11 +37,9 @@ def _phrases() -> dict[tuple[str, ...], frozenset[str]]:
 ACTIONS = _phrases()
 _LONGEST = max(len(key) for key in ACTIONS)
 # Every stemmed word an action is spelt with, by action (for coverage).
-ACTION_WORDS: dict[str, frozenset[str]] = {}
-for _key, _actions in ACTIONS.items():
-    if len(_key) == 1:
-        for _action in _actions:
-            ACTION_WORDS[_action] = ACTION_WORDS.get(_action, frozenset()) | {_key[0]}
+# An action's own name (stemmed) stands for it in a tool name: "get" in
+# ``get_current_time`` is had by "what time is it", "read" is not.
+ACTION_NAMES = {action: stem(action) for action in _DATA["actions"]}
 
 
 # A question asks to read, whatever verb follows ("who changed the flag" wants the
@@ -107,8 +105,8 @@ def own_name_terms(doc: Fields) -> frozenset[str]:
 
 def coverage(name_terms: frozenset[str], matched: set[str], action: frozenset[str]) -> float:
     """Share of ``name_terms`` the query has (``matched``: its terms and synonyms),
-    counting the words of its action as had."""
+    counting the name of its action ("get", "list") as had."""
     if not name_terms:
         return 0.0
-    spelt = set().union(*(ACTION_WORDS.get(a, frozenset()) for a in action)) if action else set()
+    spelt = {ACTION_NAMES[a] for a in action}
     return sum(1 for term in name_terms if term in matched or term in spelt) / len(name_terms)

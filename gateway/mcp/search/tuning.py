@@ -22,16 +22,19 @@ class Tuning:
     b: float = 0.75
     weight_name: float = 3.0
     weight_server: float = 2.0
-    weight_description: float = 1.0
+    weight_description: float = 1.5
     weight_params: float = 1.0
     weight_param_descriptions: float = 0.3
     # A synonym counts this much of the word the query used.
-    synonym_weight: float = 0.5
+    synonym_weight: float = 0.3
     # Dense (static embeddings from a model shipped in a wheel): "wordllama" or "off".
     dense_model: str = "wordllama"
     # Fusion: "blend" (lexical_weight·bm25/max + (1-lexical_weight)·cosine) or "rrf".
     fusion: str = "blend"
-    lexical_weight: float = 0.5
+    lexical_weight: float = 0.6
+    # BM25F is scaled by "max" (the query's best tool) or "ideal" (a tool having
+    # every query word) before the blend.
+    lexical_scale: str = "max"
     rrf_k: int = 60
     # Below this cosine, a tool no query word matched is no hit at all.
     dense_floor: float = 0.35
@@ -41,10 +44,11 @@ class Tuning:
     # (verb) is the query's gains ``action_weight``; ``coverage_weight`` times the
     # share of its own name words the query has.
     action_weight: float = 0.1
-    coverage_weight: float = 0.05
+    coverage_weight: float = 0.1
     rerank_depth: int = 50
-    # Same tool name and cosine at least this: one hit, the others as alternatives.
-    dedupe_cosine: float = 0.96
+    # Same tool name on two servers, description and parameter words this alike
+    # (Jaccard): one hit, the others as its alternatives.
+    dedupe_similarity: float = 0.8
     synonyms: dict[Phrase, tuple[Phrase, ...]] = field(
         default_factory=lambda: synonym_table(default_groups()), repr=False
     )
@@ -80,7 +84,7 @@ def from_settings(settings: SearchSettings) -> Tuning:
         rrf_k=settings.search_rrf_k,
         dense_floor=settings.search_dense_floor,
         server_boost=settings.search_server_boost,
-        dedupe_cosine=settings.search_dedupe_cosine,
+        dedupe_similarity=settings.search_dedupe_similarity,
         action_weight=settings.search_action_weight,
         coverage_weight=settings.search_coverage_weight,
         rerank_depth=settings.search_rerank_depth,

@@ -70,7 +70,7 @@ def test_same_tool_on_two_servers_is_one_hit_with_an_alternative() -> None:
     assert names.count("github__create_issue") + names.count(twin.name) == 1
     assert {hits[0].tool.name, *hits[0].alternatives} == {"github__create_issue", twin.name}
     # folding off (a cosine above 1 never holds): both come back on their own
-    apart = ToolIndex([*TOOLS, twin], replace(Tuning(), dedupe_cosine=1.01))
+    apart = ToolIndex([*TOOLS, twin], replace(Tuning(), dedupe_similarity=1.01))
     apart.wait_dense(60)
     names = [h.tool.name for h in apart.search("create an issue in a github repository", 3)]
     assert {"github__create_issue", twin.name} <= set(names)
