@@ -89,7 +89,7 @@ def measure(size: int, runs: int) -> dict[str, Any]:
     index.wait_dense()
     index_mib = tracemalloc.get_traced_memory()[0] / 2**20
     tracemalloc.stop()
-    model_mib = embedder._model.embedding.nbytes / 2**20
+    model_mib = embedder._table.nbytes / 2**20
     latencies = []
     queries = [q.text for q in load_queries([t.name for t in load_tools()])]
     for _ in range(3):

@@ -17,6 +17,7 @@ Only the few dozen best fused candidates are re-scored, so it costs microseconds
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 from gateway.mcp.search.fields import Fields
@@ -34,56 +35,46 @@ def _phrases() -> dict[tuple[str, ...], frozenset[str]]:
     return {key: frozenset(actions) for key, actions in table.items()}
 
 
-ACTIONS = _phrases()
-_LONGEST = max(len(key) for key in ACTIONS)
+@cache
+def _actions() -> tuple[dict[tuple[str, ...], frozenset[str]], int, dict[str, str]]:
+    """(action phrases → actions, longest phrase, action → its stemmed name), built
+    on first use (stemming at import would slow gateway start-up)."""
+    phrases = _phrases()
+    names = {action: stem(action) for action in _DATA["actions"]}
+    return phrases, max(len(key) for key in phrases), names
+
+
 # Every stemmed word an action is spelt with, by action (for coverage).
-# An action's own name (stemmed) stands for it in a tool name: "get" in
-# ``get_current_time`` is had by "what time is it", "read" is not.
-ACTION_NAMES = {action: stem(action) for action in _DATA["actions"]}
 
 
 # A question asks to read, whatever verb follows ("who changed the flag" wants the
 # audit log, not an update); "how many" and "which" narrow it down.
-_QUESTIONS = frozenset(
-    stem(w)
-    for w in (
-        "who",
-        "what",
-        "whats",
-        "which",
-        "when",
-        "where",
-        "why",
-        "how",
-        "is",
-        "are",
-        "did",
-        "does",
-        "do",
-        "was",
-        "were",
-        "has",
-        "have",
-        "can",
-    )
-)
+_QUESTION_WORDS = "who what whats which when where why how is are did does do was were has have can"
+
+
+@cache
+def _questions() -> frozenset[str]:
+    return frozenset(stem(w) for w in _QUESTION_WORDS.split())
+
+
 READ = frozenset({"get", "list", "search", "count"})
 
 
 def query_action(query: str) -> frozenset[str]:
-    """The query's leading action: a question reads (see ``_QUESTIONS``); otherwise
+    """The query's leading action: a question reads (see ``_QUESTION_WORDS``); otherwise
     its longest action phrase, the earliest first."""
     words = [stem(w) for w in tokenize(query)]
     found = _leading(words)
-    if words and words[0] in _QUESTIONS:
+    if words and words[0] in _questions():
         return found & READ or READ
     return found
 
 
 def _leading(words: list[str]) -> frozenset[str]:
-    for size in range(_LONGEST, 0, -1):
+    phrases, longest, _ = _actions()
+    for size in range(longest, 0, -1):
         for start in range(len(words) - size + 1):
-            found = ACTIONS.get(tuple(words[start : start + size]))
+            found = phrases.get(tuple(words[start : start + size]))
             if found:
                 return found
     return frozenset()
@@ -92,7 +83,7 @@ def _leading(words: list[str]) -> frozenset[str]:
 def tool_action(doc: Fields) -> frozenset[str]:
     """The action of the first action word in the tool's name (none: no verb)."""
     for term in doc.name:
-        found = ACTIONS.get((term,))
+        found = _actions()[0].get((term,))
         if found:
             return found
     return frozenset()
@@ -108,5 +99,7 @@ def coverage(name_terms: frozenset[str], matched: set[str], action: frozenset[st
     counting the name of its action ("get", "list") as had."""
     if not name_terms:
         return 0.0
-    spelt = {ACTION_NAMES[a] for a in action}
+    # An action's own name stands for it in a tool name: "get" in
+    # ``get_current_time`` is had by "what time is it", "read" is not.
+    spelt = {_actions()[2][a] for a in action}
     return sum(1 for term in name_terms if term in matched or term in spelt) / len(name_terms)

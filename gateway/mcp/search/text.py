@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-
-import snowballstemmer
+from typing import Any
 
 from gateway.mcp.search.vocabulary import STOPWORDS
 
@@ -21,7 +20,6 @@ from gateway.mcp.search.vocabulary import STOPWORDS
 _CASE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])(?![A-Z]s(?![a-z]))")
 # Letters and digits apart: "ec2" -> "ec", "2"; punctuation is a separator.
 _WORD = re.compile(r"[a-z]+|[0-9]+")
-_STEMMER = snowballstemmer.stemmer("english")
 
 
 def tokenize(text: str) -> list[str]:
@@ -29,10 +27,19 @@ def tokenize(text: str) -> list[str]:
     return _WORD.findall(_CASE.sub(" ", text).lower())
 
 
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    # Imported on first use: the package loads every language's stemmer (tens of
+    # ms), which gateway start-up need not pay.
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english")
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """The English stem of one lower-case word (cached)."""
-    return str(_STEMMER.stemWord(word))
+    return str(_stemmer().stemWord(word))
 
 
 def analyze(text: str) -> list[str]:

@@ -8,6 +8,7 @@ Defaults are the values tuned on the tuning split of ``bench/search_quality``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gateway.config_search import SearchSettings
 from gateway.mcp.search.vocabulary import Phrase, default_groups, load_groups, synonym_table
@@ -49,12 +50,18 @@ class Tuning:
     # Same tool name on two servers, description and parameter words this alike
     # (Jaccard): one hit, the others as its alternatives.
     dedupe_similarity: float = 0.8
-    synonyms: dict[Phrase, tuple[Phrase, ...]] = field(
-        default_factory=lambda: synonym_table(default_groups()), repr=False
+    synonym_groups: tuple[tuple[str, ...], ...] = field(
+        default_factory=lambda: tuple(map(tuple, default_groups())), repr=False
     )
 
+    @cached_property
+    def synonyms(self) -> dict[Phrase, tuple[Phrase, ...]]:
+        """Stemmed member → the other members of its groups (built on first search)."""
+        return synonym_table([list(group) for group in self.synonym_groups])
 
-_current = [Tuning()]
+
+# Built on first use: the default synonym table stems words, which start-up skips.
+_current: list[Tuning | None] = [None]
 
 
 def configure(tuning: Tuning) -> None:
@@ -64,7 +71,10 @@ def configure(tuning: Tuning) -> None:
 
 def current() -> Tuning:
     """The tuning indexes are built with."""
-    return _current[0]
+    tuning = _current[0]
+    if tuning is None:
+        tuning = _current[0] = Tuning()
+    return tuning
 
 
 def from_settings(settings: SearchSettings) -> Tuning:
@@ -88,5 +98,5 @@ def from_settings(settings: SearchSettings) -> Tuning:
         action_weight=settings.search_action_weight,
         coverage_weight=settings.search_coverage_weight,
         rerank_depth=settings.search_rerank_depth,
-        synonyms=synonym_table(load_groups(settings.search_synonyms_file)),
+        synonym_groups=tuple(map(tuple, load_groups(settings.search_synonyms_file))),
     )
