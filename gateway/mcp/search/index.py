@@ -143,6 +143,7 @@ class ToolIndex:
             fused[position] += bonus
 
     def _query_weights(self, terms: list[str]) -> dict[str, float]:
+        """Query terms (repeats count) and their synonyms (at the synonym weight)."""
         weights: dict[str, float] = {}
         for term in terms:
             weights[term] = weights.get(term, 0.0) + 1.0

@@ -43,12 +43,15 @@ def stem(word: str) -> str:
 
 
 def analyze(text: str) -> list[str]:
-    """The index terms of ``text``: tokens without stop words or multi-digit numbers
-    (ports, years, ids: values, not vocabulary), stemmed."""
+    """The index terms of ``text``: tokens without stop words, single letters (bits
+    of ids and hashes) or multi-digit numbers (ports, years, ids: values, not
+    vocabulary), stemmed."""
     return [
         stem(word)
         for word in tokenize(text)
-        if word not in STOPWORDS and not (word.isdigit() and len(word) > 1)
+        if word not in STOPWORDS
+        and not (word.isdigit() and len(word) > 1)
+        and not (len(word) == 1 and word.isalpha())
     ]
 
 
@@ -63,11 +66,16 @@ _FILE = re.compile(
 )
 
 
+# A dotted identifier that is neither a URL nor a file name: code (document.title).
+_CODE = re.compile(r"(?<![\w.])[a-z_]\w*(?:\.[a-z_]\w*)+(?:\(\))?(?![\w.])", re.IGNORECASE)
+
+
 def literals_as_kinds(query: str) -> str:
     """A query with the literal values an agent pastes in replaced by what they are:
     a URL by "url", an email address by "email", a file name by "file" ("image
-    file" for pictures). Their own words ("post" in a blog URL, "draft" in
+    file" for pictures), a dotted identifier by "code". Their own words ("post" in a blog URL, "draft" in
     draft.md) would otherwise match tools by accident."""
     query = _URL.sub(" url ", query)
     query = _EMAIL.sub(" email ", query)
-    return _FILE.sub(lambda m: " image file " if m.group(1) else " file ", query)
+    query = _FILE.sub(lambda m: " image file " if m.group(1) else " file ", query)
+    return _CODE.sub(" code ", query)
