@@ -43,7 +43,7 @@ def _timed(fn: Any, repeats: int) -> tuple[list[float], int]:
     return latencies, size
 
 
-def measure(tools: int, repeats: int) -> list[dict[str, Any]]:
+def measure(tools: int, repeats: int, wait_dense: bool = True) -> list[dict[str, Any]]:
     rows = []
     with CatalogGateway(tools) as gw:
         startup = time.perf_counter()
@@ -51,7 +51,8 @@ def measure(tools: int, repeats: int) -> list[dict[str, Any]]:
         first_list_ms = (time.perf_counter() - startup) * 1000
         listing, list_bytes = _timed(lambda i=0: gw.call("tools/list", mode="list"), repeats)
         rows.append(_row(tools, "tools/list (list mode)", listing, list_bytes, first_list_ms))
-        dense_s = _until_dense(gw)
+        dense_s = _until_dense(gw) if wait_dense else float("nan")
+        cpu_before = gw.gateway.cpu_seconds()
         searching, search_bytes = _timed(
             lambda i=0: gw.call(
                 "tools/call",
@@ -60,7 +61,9 @@ def measure(tools: int, repeats: int) -> list[dict[str, Any]]:
             ),
             repeats,
         )
+        cpu_ms = (gw.gateway.cpu_seconds() - cpu_before) * 1000 / (repeats + 1)
         rows.append(_row(tools, "SEARCH_TOOLS limit 10", searching, search_bytes, dense_s))
+        rows[-1]["gw_cpu_ms"] = cpu_ms
     return rows
 
 
@@ -91,6 +94,7 @@ def _row(
         "p95_ms": percentile(latencies, 95),
         "response_kib": size / 1024,
         "first_ms": first_ms if first_ms is not None else float("nan"),
+        "gw_cpu_ms": float("nan"),  # the gateway's CPU per request (SEARCH_TOOLS rows)
     }
 
 
@@ -98,10 +102,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tools", type=int, nargs="+", default=[10, 100, 1000, 10000])
     parser.add_argument("--repeats", type=int, default=50, help="requests per measurement")
+    parser.add_argument(
+        "--no-wait-dense",
+        action="store_true",
+        help="time SEARCH_TOOLS at once (a gateway without embeddings: an A/B baseline)",
+    )
     args = parser.parse_args(argv)
     rows = []
     for tools in args.tools:
-        rows += measure(tools, args.repeats)
+        rows += measure(tools, args.repeats, wait_dense=not args.no_wait_dense)
     print_table("catalog scale: tools/list and SEARCH_TOOLS through /mcp (one agent)", rows)
     write_results("catalog_scale", {"repeats": args.repeats, "rows": rows})
     return rows
