@@ -20,17 +20,22 @@ NOT_A_HIT = np.float32(-np.inf)
 
 
 def blend(
-    lexical: Scores | None, dense: Scores | None, tuning: Tuning, ideal: float = 0.0
+    lexical: Scores | None,
+    dense: Scores | None,
+    tuning: Tuning,
+    ideal: float = 0.0,
+    floor: float | None = None,
 ) -> Scores:
     """One score a tool (``-inf``: not a hit) from either ranking or both. BM25F is
     scaled by ``ideal`` (the score of a tool having every query word) when given,
     else by the query's best: a query whose words few tools have then leans on
-    meaning, not on whichever tool happened to share one word."""
+    meaning, not on whichever tool happened to share one word. ``floor``: the
+    cosine a tool no word matched needs (default: the tuning's)."""
     if dense is None:
         if lexical is None:
             raise ValueError("nothing to fuse")
         return np.where(lexical > 0, lexical, NOT_A_HIT).astype(np.float32)
-    candidate = dense >= tuning.dense_floor
+    candidate = dense >= (tuning.dense_floor if floor is None else floor)
     if lexical is not None:
         candidate |= lexical > 0
     if tuning.fusion == "rrf":

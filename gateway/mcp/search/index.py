@@ -120,7 +120,9 @@ class ToolIndex:
         if lexical is None and cosines is None:
             return []
         ideal = self._lexical.ideal(weights) if self.tuning.lexical_scale == "ideal" else 0.0
-        fused = fusion.blend(lexical, cosines, self.tuning, ideal)
+        # Dense alone (a diagnostic mode, for the benchmark): the plain ranking.
+        floor = -2.0 if mode == "dense" else None
+        fused = fusion.blend(lexical, cosines, self.tuning, ideal, floor)
         named = self._named_servers(set(terms))
         if mode == "hybrid":
             if named:
