@@ -73,8 +73,8 @@ _CODE = re.compile(r"(?<![\w.])[a-z_]\w*(?:\.[a-z_]\w*)+(?:\(\))?(?![\w.])", re.
 def literals_as_kinds(query: str) -> str:
     """A query with the literal values an agent pastes in replaced by what they are:
     a URL by "url", an email address by "email", a file name by "file" ("image
-    file" for pictures), a dotted identifier by "code". Their own words ("post" in a blog URL, "draft" in
-    draft.md) would otherwise match tools by accident."""
+    file" for pictures), a dotted identifier by "code". Their own words ("post"
+    in a blog URL, "draft" in draft.md) would otherwise match tools by accident."""
     query = _URL.sub(" url ", query)
     query = _EMAIL.sub(" email ", query)
     query = _FILE.sub(lambda m: " image file " if m.group(1) else " file ", query)
