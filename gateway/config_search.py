@@ -37,7 +37,10 @@ class SearchSettings(BaseModel):
         description="Cosine a tool needs to be a hit when no query word matches it.",
     )
     search_server_boost: float = Field(
-        0.1, ge=0, description="Added to a tool's score when the query names its server."
+        0.2,
+        ge=0,
+        description="Added to a tool's score when the query names its server (less for a "
+        "server name that is a common word).",
     )
     search_synonym_weight: float = Field(
         0.3, ge=0, le=1, description="Weight of a synonym relative to the query's own word."

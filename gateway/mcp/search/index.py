@@ -12,11 +12,12 @@ tools of other servers into the first one's alternatives.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from mcp import types
 
@@ -75,7 +76,23 @@ class ToolIndex:
         for name, positions in groups.items():
             for word in set(name):
                 by_word.setdefault(word, []).append((name, np.asarray(positions, np.int32)))
+        self._specificity = self._name_specificity(by_word)
         return by_word
+
+    def _name_specificity(self, by_word: dict[str, list[Any]]) -> dict[str, float]:
+        """How surely a server-name word in a query names that server: 1 for a word
+        no other server's tool uses ("gitlab"), less for a common one ("word",
+        "time", "memory"), by its idf among the other servers' tools."""
+        others: dict[str, int] = dict.fromkeys(by_word, 0)
+        for doc in self._docs:
+            own = set(doc.server)
+            for term in {*doc.name, *doc.description, *doc.params}:
+                if term in others and term not in own:
+                    others[term] += 1
+        top = math.log(len(self._docs) + 1)
+        return {
+            w: min(1.0, math.log((len(self._docs) + 1) / (1 + n)) / top) for w, n in others.items()
+        }
 
     def _embed_in_background(self) -> Future[Matrix]:
         from gateway.mcp.search import dense
@@ -171,8 +188,9 @@ class ToolIndex:
         for term in terms:
             for name, positions in self._servers.get(term, ()):
                 named[name] = positions
+        specific = self._specificity
         return [
-            (sum(1 for word in name if word in terms) / len(name), positions)
+            (sum(specific.get(word, 1.0) for word in name if word in terms) / len(name), positions)
             for name, positions in named.items()
         ]
 

@@ -39,8 +39,9 @@ class Tuning:
     rrf_k: int = 60
     # Below this cosine, a tool no query word matched is no hit at all.
     dense_floor: float = 0.35
-    # Added to a tool's fused score when the query names its server.
-    server_boost: float = 0.1
+    # Added to a tool's fused score when the query names its server (times the
+    # name words' specificity: a common word such as "word" or "time" counts less).
+    server_boost: float = 0.2
     # Second stage over the best ``rerank_depth`` candidates: a tool whose action
     # (verb) is the query's gains ``action_weight``; ``coverage_weight`` times the
     # share of its own name words the query has.
