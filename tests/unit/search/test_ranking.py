@@ -108,3 +108,11 @@ def test_limit_is_honoured_even_when_many_are_filtered(index: ToolIndex) -> None
     hits = index.search("github", 3, lambda t: not t.name.startswith("github__create"))
     assert len(hits) == 3
     assert all(not h.tool.name.startswith("github__create") for h in hits)
+
+
+def test_a_named_server_wins_over_the_same_tool_elsewhere() -> None:
+    gitlab = _tool("gitlab__create_issue", "Create a new issue in a project", ["project", "title"])
+    index = ToolIndex([*TOOLS, gitlab])
+    index.wait_dense(60)
+    assert index.search("open an issue on gitlab", 1)[0].tool.name == "gitlab__create_issue"
+    assert index.search("open an issue on github", 1)[0].tool.name == "github__create_issue"
