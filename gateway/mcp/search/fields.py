@@ -60,6 +60,9 @@ def server_terms(server: str) -> tuple[str, ...]:
 
 # Static embeddings average their tokens: past the opening, prose only dilutes.
 DENSE_TEXT_LIMIT = 1000
+# Bounds the analysis time of tools with page-long descriptions (600 and 300
+# characters ranked slightly worse on the tuning split).
+LEXICAL_TEXT_LIMIT = 1500
 
 _CACHE: dict[tuple[str, ...], Fields] = {}
 _CACHE_MAX = 200_000
@@ -75,7 +78,7 @@ def fields_of(tool: types.Tool) -> Fields:
         cached = Fields(
             name=tuple(analyze(f"{bare} {title}")),
             server=server_terms(server),
-            description=tuple(analyze(description)),
+            description=tuple(analyze(description[:LEXICAL_TEXT_LIMIT])),
             params=tuple(analyze(params)),
             param_descriptions=tuple(analyze(param_descriptions)),
         )
