@@ -24,7 +24,10 @@ _WORD = re.compile(r"[a-z]+|[0-9]+")
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased words of ``text``, identifiers split into their parts."""
-    return _WORD.findall(_CASE.sub(" ", text).lower())
+    lower = text.lower()
+    if lower != text:  # only text with capitals has case changes to split at
+        lower = _CASE.sub(" ", text).lower()
+    return _WORD.findall(lower)
 
 
 @lru_cache(maxsize=1)
@@ -46,13 +49,34 @@ def analyze(text: str) -> list[str]:
     """The index terms of ``text``: tokens without stop words, single letters (bits
     of ids and hashes) or multi-digit numbers (ports, years, ids: values, not
     vocabulary), stemmed."""
-    return [
-        stem(word)
-        for word in tokenize(text)
-        if word not in STOPWORDS
-        and not (word.isdigit() and len(word) > 1)
-        and not (len(word) == 1 and word.isalpha())
-    ]
+    known = _TERMS
+    terms = []
+    for word in tokenize(text):
+        term = known.get(word)
+        if term is None:
+            term = _term(word)
+            if len(known) >= _TERMS_MAX:
+                known.clear()
+            known[word] = term
+        if term:
+            terms.append(term)
+    return terms
+
+
+# word → its index term, "" for a word that is none: one dict lookup a word,
+# which is most of what analysing a large catalog costs.
+_TERMS: dict[str, str] = {}
+_TERMS_MAX = 500_000
+
+
+def _term(word: str) -> str:
+    if (
+        word in STOPWORDS
+        or (word.isdigit() and len(word) > 1)
+        or (len(word) == 1 and word.isalpha())
+    ):
+        return ""
+    return stem(word)
 
 
 _URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
