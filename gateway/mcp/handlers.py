@@ -185,7 +185,7 @@ class GatewayHandlers:
     async def search(self, principal: Principal, arguments: dict[str, Any]) -> types.CallToolResult:
         """SEARCH_TOOLS (and REST ``tools/search``) over what ``principal`` may see: its
         view's index holds only visible servers' tools, so a hidden tool is never a hit."""
-        index = self.servers.tool_view(principal).index
+        index = await self.servers.tool_view(principal).search_index()
         return search_result(index, arguments, await self._unlisted_index(principal))
 
     def surface_for(self, name: str) -> Surface | None:
