@@ -40,6 +40,12 @@ ROOT = Path(__file__).resolve().parents[2]
             "catalog scale",
         ),
         ("bench.token_cost", ["--tools", "5", "40"], "token cost of the tool surface"),
+        ("bench.search_quality", [], "search quality"),
+        (
+            "bench.search_quality.scale",
+            ["--tools", "500", "--runs", "1"],
+            "tool search at scale",
+        ),
         (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
