@@ -354,7 +354,7 @@ class ConnectionService:
             log.warning("connecting %s failed: %s", row.name, type(exc).__name__)
             raise ConnectRefused(f"could not connect {row.name!r}; try again") from None
         await self.save(row, user.id, "oauth", tokens=tokens)
-        actor = {"user_id": user.id, "email": user.email, "auth_method": "connection-callback"}
+        actor = {"user_id": user.id, "email": user.email, "auth_method": "oauth-callback"}
         self.audit.change(
             "connection.create",
             None,
