@@ -88,6 +88,10 @@ class ConnectionService:
         route = f"POST /api/v1/connections/{server}"
         if kind == "secret":
             how = f'{route} with {{"secret": "<your token>"}}'
+            runtime = self.servers.pool.get(server)
+            config = runtime.spec.config.get("credentials") if runtime is not None else None
+            if config and config.get("instructions"):
+                how += f" ({config['instructions']})"
         else:
             browser = (self.public_url or "") + BROWSER_START.format(server=server)
             how = (
