@@ -423,15 +423,15 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 name="sandbox-reaper",
             ),
         ]
-        if state.connections is not None:
-            tasks.append(
-                asyncio.create_task(run_refresher(state.connections), name="connection-refresher")
-            )
         if settings.audit_retention_days > 0:
             tasks.append(
                 asyncio.create_task(
                     state.audit.run_pruner(settings.audit_retention_days), name="audit-pruner"
                 )
+            )
+        if state.connections is not None:
+            tasks.append(
+                asyncio.create_task(run_refresher(state.connections), name="connection-refresher")
             )
         log.info(
             "gateway ready",
