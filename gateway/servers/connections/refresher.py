@@ -20,11 +20,11 @@ import secrets
 import socket
 from datetime import timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.db import Database, utcnow
-from gateway.servers.connections.models import Connection, Lease
+from gateway.servers.connections.models import Connection, ConnectionFlow, Lease
 from gateway.servers.connections.oauth import (
     GrantRefused,
     ProviderBusy,
@@ -74,8 +74,13 @@ async def release_lease(db: Database, name: str, holder: str) -> None:
 
 
 async def refresh_due(service: ConnectionService) -> int:
-    """Refresh every OAuth connection whose time has come; how many were tried."""
+    """Refresh every OAuth connection whose time has come; how many were tried. Also
+    drops OAuth flows that expired an hour ago or more (a replayed state is refused
+    either way: unknown or expired)."""
     async with service.db.session() as session:
+        await session.execute(
+            delete(ConnectionFlow).where(ConnectionFlow.expires_at < utcnow() - timedelta(hours=1))
+        )
         due = (
             await session.execute(
                 select(Connection.id)

@@ -333,3 +333,27 @@ async def test_refresh_before_expiry_and_a_revoked_grant_breaks_the_connection(
     # Reconnecting mends it.
     assert (await connect(gateway, idp, alice, "alice")).status_code == 200
     assert who((await call_four_ways(gateway, alice))["sdk"])["sub"] == "alice"
+
+
+async def test_a_signed_in_browser_connects_from_the_gateway(
+    gateway: AppHarness, idp: OidcProvider
+) -> None:
+    """The URL a refusal names: a browser signed in to the gateway goes from there to the
+    provider and back; one that is not signed in is sent to sign in first."""
+    _, alice = await user_key(gateway, "alice@corp.example")
+    transport = httpx.ASGITransport(app=gateway.app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=GW) as browser:
+        r = await browser.get("/auth/connections/start/vault")
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/auth/signin?next=%2Fauth%2Fconnections")
+        assert (await browser.post("/auth/signin", data={"api_key": alice})).status_code == 303
+        r = await browser.get("/auth/connections/start/vault")
+        assert r.status_code == 302 and r.headers["location"].startswith(idp.authorize_url)
+        async with httpx.AsyncClient() as at_idp:
+            back = await idp.sign_in_async(at_idp, r.headers["location"], "alice")
+        r = await browser.get(back.removeprefix(GW))
+        assert r.status_code == 200 and "connected to vault" in r.text
+    r = await gateway.client.post(
+        "/api/v1/tools/execute", json={"tool": "vault__whoami"}, headers=auth(alice)
+    )
+    assert who(r.json())["sub"] == "alice"
