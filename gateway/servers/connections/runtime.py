@@ -101,7 +101,7 @@ class NotConnected:
         return None  # the SDK path answers the tool error
 
 
-class PerUserRuntime:
+class PerUserRuntime(NotConnected):
     """The server's runtime in the pool: its users' sessions, and the server's own view
     (catalog, health) read through any connected user's session."""
 
@@ -112,8 +112,10 @@ class PerUserRuntime:
         vault: Vault,
         hint: ConnectHint,
     ) -> None:
-        self.spec = spec
         self.kind = str((spec.config.get("credentials") or {}).get("kind", "oauth"))
+        # Called without a caller (a bundle member): no user's credential applies, so it
+        # answers as NotConnected does.
+        super().__init__(spec, hint(spec.name, self.kind, None))
         self.health = Health()
         self.last_used = monotonic()
         self._build = build
@@ -244,32 +246,3 @@ class PerUserRuntime:
 
     async def ping(self) -> float:
         return await self._any().ping()
-
-    # Reached only without a caller (a bundle member): no user's credential applies.
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any], timeout: float
-    ) -> types.CallToolResult:
-        return tool_error(self._hint(self.spec.name, self.kind, None))
-
-    async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
-        raise BackendUnavailable(self._hint(self.spec.name, self.kind, None))
-
-    async def get_prompt(
-        self, name: str, arguments: dict[str, str] | None, timeout: float
-    ) -> types.GetPromptResult:
-        raise BackendUnavailable(self._hint(self.spec.name, self.kind, None))
-
-    async def complete(
-        self,
-        ref: types.PromptReference | types.ResourceTemplateReference,
-        argument: dict[str, str],
-        context: dict[str, str] | None,
-        timeout: float,
-    ) -> types.CompleteResult:
-        raise BackendUnavailable(self._hint(self.spec.name, self.kind, None))
-
-    async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
-        raise BackendUnavailable(self._hint(self.spec.name, self.kind, None))
-
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
-        return None

@@ -27,6 +27,7 @@ from gateway.servers.connections.oauth import Tokens
 from gateway.servers.connections.refresher import refresh_one, release_lease, take_lease
 from gateway.servers.models import McpServer
 from tests.conftest import AppHarness, make_settings, running_app
+from tests.integration.auth.test_connections import user_key
 from tests.support import free_port, spawn_http
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
@@ -52,19 +53,6 @@ async def gateway(database: Database, db_url: str, tmp_path: Path) -> AsyncItera
     )
     async with running_app(settings) as found:
         yield found
-
-
-async def user_key(h: AppHarness, email: str) -> tuple[str, str]:
-    r = await h.client.post(
-        "/api/v1/users", json={"email": email, "role": "developer"}, headers=h.auth()
-    )
-    assert r.status_code == 201, r.text
-    user_id = r.json()["id"]
-    r = await h.client.post(
-        "/api/v1/keys", json={"name": "k", "user_id": user_id}, headers=h.auth()
-    )
-    assert r.status_code == 201, r.text
-    return user_id, r.json()["key"]
 
 
 async def execute(h: AppHarness, key: str, tool: str) -> dict[str, object]:
