@@ -121,8 +121,8 @@ class PerUserRuntime(NotConnected):
         self._build = build
         self._vault = vault
         self._hint = hint
-        # connection id → (token fingerprint, that user's session)
-        self._sessions: dict[str, tuple[str, ServerRuntime]] = {}
+        # connection id → (the credential it was built with, that user's session)
+        self._sessions: dict[str, tuple[Credential, ServerRuntime]] = {}
         self._refusals: dict[str | None, NotConnected] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._stopped = False
@@ -147,12 +147,15 @@ class PerUserRuntime(NotConnected):
         return found
 
     def _session(self, credential: Credential) -> ServerRuntime:
-        fingerprint = credential.fingerprint
         held = self._sessions.get(credential.connection_id)
-        if held is not None and held[0] == fingerprint:
-            return held[1]
+        if held is not None:
+            if held[0] is credential:  # the common case: an identity check
+                return held[1]
+            if held[0].headers == credential.headers:  # re-read, same token
+                self._sessions[credential.connection_id] = (credential, held[1])
+                return held[1]
         runtime = self._build(self._spec_for(credential))
-        self._sessions[credential.connection_id] = (fingerprint, runtime)
+        self._sessions[credential.connection_id] = (credential, runtime)
         if held is not None:
             self._retire(held[1])
         return runtime

@@ -6,7 +6,6 @@ version, only changed ones are read and unsealed)."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,13 +24,6 @@ class Credential:
     version: tuple[int, int]  # (connection's, server's): what a replica compares
     expires_at: datetime | None = None
     last_error: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the token, not the connection: a refreshed token gets a new backend
-        session (the old one's headers are baked into its HTTP client)."""
-        digest = hashlib.sha256(repr(sorted(self.headers.items())).encode())
-        return digest.hexdigest()[:32]
 
     @property
     def secrets(self) -> tuple[str, ...]:
