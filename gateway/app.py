@@ -44,6 +44,11 @@ from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.observability.metrics import Metrics
 from gateway.servers.api import router as servers_router
+from gateway.servers.connections.api import browser_router as connections_browser_router
+from gateway.servers.connections.api import router as connections_router
+from gateway.servers.connections.oauth import OAuthApp
+from gateway.servers.connections.refresher import run_refresher
+from gateway.servers.connections.service import ConnectionService, RefreshPolicy
 from gateway.servers.mcp.handlers import ServersMcp
 from gateway.servers.monitor import run_monitor
 from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
@@ -227,6 +232,8 @@ async def start_state(settings: Settings) -> GatewayState:
         sessions=sessions,
     )
     servers = build_server_service(settings, db, metrics, audit)
+    connections = build_connections(settings, db, servers, audit)
+    await connections.sync()
     await servers.load()
     await servers.warm_up()
     skills = SkillService(db, servers, settings, audit=audit)
@@ -245,7 +252,31 @@ async def start_state(settings: Settings) -> GatewayState:
         sessions=sessions,
         oauth=oauth,
         sso=sso,
+        connections=connections,
     )
+
+
+def build_connections(
+    settings: Settings, db: Database, servers: ServerService, audit: AuditLog | None = None
+) -> ConnectionService:
+    """The token vault (per-user credentials for backends), wired into the server pool:
+    its runtimes tell a caller without a connection how to connect."""
+    connections = ConnectionService(
+        db,
+        secret_box(settings),
+        servers,
+        OAuthApp(allow_private_urls=settings.allow_private_urls),
+        policy=RefreshPolicy(
+            margin=settings.connections_refresh_margin_seconds,
+            jitter=settings.connections_refresh_jitter_seconds,
+            interval=settings.connections_refresh_interval_seconds,
+            max_failures=settings.connections_max_refresh_failures,
+        ),
+        audit=audit,
+        public_url=settings.public_url,
+    )
+    servers.pool.hint = connections.hint
+    return connections
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -373,6 +404,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "skills",
             "sandboxes",
             "audit",
+            "connections",
         ):
             setattr(app.state, name, getattr(state, name))
         tasks = [
@@ -409,6 +441,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 asyncio.create_task(
                     state.audit.run_pruner(settings.audit_retention_days), name="audit-pruner"
                 )
+            )
+        if state.connections is not None:
+            tasks.append(
+                asyncio.create_task(run_refresher(state.connections), name="connection-refresher")
             )
         log.info(
             "gateway ready",
@@ -475,6 +511,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             oauth_routes(app, settings.public_url, registration=settings.oauth_registration_enabled)
         )
     app.include_router(servers_router, prefix=API_PREFIX)
+    app.include_router(connections_router, prefix=API_PREFIX)
+    app.include_router(connections_browser_router)
     app.include_router(skills_router, prefix=API_PREFIX)
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     app.include_router(audit_router, prefix=API_PREFIX)

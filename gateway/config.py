@@ -129,6 +129,34 @@ class Settings(IdentitySettings, SearchSettings, BaseSettings):
     server_max_concurrency: int = Field(
         32, ge=1, le=10_000, description="Default concurrent calls per backend server."
     )
+    connections_refresh_interval_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="How often each replica re-reads users' backend connections, and the "
+        "one holding the refresher lease refreshes the tokens that are due.",
+    )
+    connections_refresh_margin_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="Refresh a user's backend token this long before it expires (at most "
+        "half its lifetime).",
+    )
+    connections_refresh_jitter_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Up to this much earlier still, at random, so tokens do not all "
+        "refresh at once.",
+    )
+    connections_max_refresh_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Refusals (`invalid_grant`) in a row before a connection is marked "
+        "broken and its user told to reconnect.",
+    )
     server_inherit_env: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_INHERITED_ENV),
         description="Host variables passed to stdio/docker servers besides PATH, HOME and the "

@@ -5,6 +5,7 @@ from gateway.auth import models as auth_models
 from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
 from gateway.servers import models as server_models
+from gateway.servers.connections import models as connection_models
 from sandboxes import models as sandbox_models
 from skills import models as skill_models
 
@@ -13,6 +14,7 @@ metadata = Base.metadata
 __all__ = [
     "audit_models",
     "auth_models",
+    "connection_models",
     "metadata",
     "oauth_models",
     "sandbox_models",

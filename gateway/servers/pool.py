@@ -2,8 +2,9 @@
 
 Runtimes start on demand (first call, catalog refresh) and stay up; on-demand
 stdio/docker servers are stopped after ``idle_seconds`` without use. A changed
-definition (new version) replaces the runtime. Sessions are per server today;
-per-credential sessions (OAuth pass-through) will key on (server, credential).
+definition (new version) replaces the runtime. A server whose users bring their own
+credential gets a :class:`PerUserRuntime`: one session per (server, connection) inside
+it (connections/runtime.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import contextlib
 import logging
 from urllib.parse import urlsplit
 
+from gateway.servers.connections.runtime import ConnectHint, PerUserRuntime
+from gateway.servers.connections.schemas import per_user_kind
+from gateway.servers.connections.vault import Credential, Vault
 from gateway.servers.runtimes import CONNECTORS
 from gateway.servers.runtimes.base import RuntimeContext, ServerRuntime, ServerSpec, monotonic
 from gateway.servers.runtimes.bundle import BundleRuntime
@@ -35,10 +39,26 @@ def _both_eras(spec: ServerSpec) -> bool:
     )
 
 
+def _default_hint(server: str, kind: str, credential: Credential | None) -> str:
+    return (
+        f"server {server!r} acts with each user's own credential: connect yours with "
+        f"POST /api/v1/connections/{server}"
+    )
+
+
 class SessionPool:
-    def __init__(self, ctx: RuntimeContext, idle_seconds: float) -> None:
+    def __init__(
+        self,
+        ctx: RuntimeContext,
+        idle_seconds: float,
+        vault: Vault | None = None,
+        hint: ConnectHint | None = None,
+    ) -> None:
         self.ctx = ctx
         self.idle_seconds = idle_seconds
+        # Users' credentials for servers that take them (filled by the connection service).
+        self.vault = vault or Vault()
+        self.hint = hint or _default_hint
         self._runtimes: dict[str, ServerRuntime] = {}
         self.generation = 0  # bumped whenever the set of runtimes changes (for caches)
 
@@ -52,6 +72,12 @@ class SessionPool:
         return dict(self._runtimes)
 
     def _build(self, spec: ServerSpec) -> ServerRuntime:
+        if spec.type == "remote" and per_user_kind(spec.config):
+            return PerUserRuntime(spec, self._build_plain, self.vault, self.hint)
+        return self._build_plain(spec)
+
+    def _build_plain(self, spec: ServerSpec) -> ServerRuntime:
+        """The runtime of ``spec``'s type (a per-user server's users' sessions too)."""
         if spec.type == "generated" and spec.config.get("protocol") == "dual":
             connector = CONNECTORS["generated"]
             return DualEraRuntime(
@@ -123,6 +149,10 @@ class SessionPool:
         cutoff = monotonic() - self.idle_seconds
         stopped = []
         for name, runtime in list(self._runtimes.items()):
+            if isinstance(runtime, PerUserRuntime):
+                if await runtime.reap(cutoff):
+                    stopped.append(name)
+                continue
             if (
                 runtime.spec.type in IDLE_STOPPABLE
                 and runtime.running

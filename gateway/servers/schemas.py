@@ -19,6 +19,7 @@ from pydantic import (
 from gateway.errors import InvalidInput
 from gateway.procenv import check_env
 from gateway.schemas import Strict
+from gateway.servers.connections.schemas import Credentials
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
 ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]
@@ -143,6 +144,11 @@ class RemoteConfig(Strict):
     # (`server/discover`) and falls back to the 2025-11-25 handshake.
     protocol: Literal["auto", "2025-11-25", "2026-07-28"] = "auto"
     headers: dict[str, str] = Field(default_factory=dict, max_length=32)
+    credentials: Credentials | None = Field(
+        None,
+        description="Each user brings their own credential (`oauth` or `secret`): calls use "
+        "the caller's connection (/api/v1/connections). See docs/authentication.md.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -259,7 +265,14 @@ def parse_config(server_type: str, config: dict[str, Any], field: str = "config"
     if isinstance(parsed, BundleConfig):
         for i, member in enumerate(parsed.members):
             if member.type is not None:
-                parse_config(member.type, member.config or {}, f"{field}.members.{i}.config")
+                where = f"{field}.members.{i}.config"
+                parse_config(member.type, member.config or {}, where)
+                if (member.config or {}).get("credentials") is not None:
+                    message = "per-user credentials need a server of their own, not a member"
+                    raise InvalidInput(
+                        f"{where}.credentials: {message}",
+                        errors=[{"field": f"{where}.credentials", "message": message}],
+                    )
     return parsed
 
 

@@ -26,6 +26,8 @@ from gateway.mcp.results import tool_error, tool_error_body
 from gateway.observability.masking import MASK
 from gateway.servers.calls import CallTarget, resolve_target
 from gateway.servers.catalog import add_to_catalog, catalog_rows
+from gateway.servers.connections.runtime import PerUserRuntime
+from gateway.servers.connections.schemas import per_user_kind, take_client_secret
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -187,10 +189,14 @@ class ServerService:
 
     # --- visibility -------------------------------------------------------------------
     def visible_runtime(self, principal: Principal, name: str) -> ServerRuntime | None:
-        """The enabled server ``name`` if this caller may use it (one dict lookup)."""
+        """The enabled server ``name`` if this caller may use it (one dict lookup); for a
+        server whose users bring their own credential, the caller's own session (or one
+        that says how to connect): every entry point resolves through here."""
         runtime = self.pool.get(name)
         if runtime is None or not can_see(principal, runtime.spec.team_id):
             return None
+        if type(runtime) is PerUserRuntime:  # the only extra step for ordinary servers
+            return runtime.for_caller(principal)
         return runtime
 
     async def _get_row(self, session: Any, principal: Principal, name: str) -> McpServer:
@@ -253,17 +259,21 @@ class ServerService:
 
     async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
         principal.require("servers:write")
-        config = await self._validate(data.type, data.config, principal)
+        config, client_secret = take_client_secret(
+            await self._validate(data.type, data.config, principal)
+        )
         if data.team_id and not (principal.is_admin or data.team_id in principal.team_ids):
             raise Forbidden("you can only register servers for teams you belong to")
         sealed = {"env": data.secrets, "headers": data.secret_headers}
+        if client_secret:
+            sealed["oauth"] = {"client_secret": client_secret}
         unisolated = _opts_out_of_isolation(data.type, config)
         row = McpServer(
             name=data.name,
             type=data.type,
             config=config,
             env=data.env,
-            secrets_sealed=self.box.seal(sealed) if data.secrets or data.secret_headers else None,
+            secrets_sealed=self.box.seal(sealed) if any(sealed.values()) else None,
             description=data.description,
             tags=data.tags,
             enabled=data.enabled,
@@ -311,15 +321,21 @@ class ServerService:
             row = await self._get_row(session, principal, name)
             before = self._snapshot(row, self._sealed_names(row))
             changes = []
+            sealed = self.box.open(row.secrets_sealed)
             if data.config is not None:
-                row.config = await self._validate(row.type, data.config, principal)
+                row.config, client_secret = take_client_secret(
+                    await self._validate(row.type, data.config, principal)
+                )
+                if client_secret:
+                    sealed["oauth"] = {"client_secret": client_secret}
+                elif per_user_kind(row.config) != "oauth":
+                    sealed.pop("oauth", None)
                 changes.append("config")
             for field in ("description", "tags", "enabled", "env", "max_concurrency"):
                 value = getattr(data, field)
                 if value is not None and value != getattr(row, field):
                     setattr(row, field, value)
                     changes.append(field)
-            sealed = self.box.open(row.secrets_sealed)
             for key, patch in (("env", data.secrets), ("headers", data.secret_headers)):
                 if patch:
                     current = dict(sealed.get(key, {}))
