@@ -147,10 +147,14 @@ class PinnedTransport1(httpx.AsyncHTTPTransport):
         )
 
 
-def mcp_client_factory(url: str, pins: HostPins | None) -> McpHttpClientFactory:
+def mcp_client_factory(
+    url: str, pins: HostPins | None, ssl_context: ssl.SSLContext | None = None
+) -> McpHttpClientFactory:
     """An SDK ``httpx_client_factory`` whose clients connect to ``url``'s pinned addresses
-    (the SDK's own factory when there is nothing to pin or a proxy carries the URL)."""
-    if pins is None or proxied(url):
+    (the SDK's own factory when there is nothing to pin or a proxy carries the URL), with
+    ``ssl_context`` when the backend needs its own (a client certificate, a private CA)."""
+    unpinned = pins is None or proxied(url)
+    if unpinned and ssl_context is None:
         return create_mcp_http_client
 
     def factory(
@@ -161,7 +165,12 @@ def mcp_client_factory(url: str, pins: HostPins | None) -> McpHttpClientFactory:
         # create_mcp_http_client's settings, with the pinned transport.
         if timeout is None:
             timeout = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
-        kwargs: dict[str, Any] = {"timeout": timeout, "transport": PinnedTransport2(pins)}
+        kwargs: dict[str, Any] = {"timeout": timeout}
+        if unpinned:
+            kwargs["verify"] = ssl_context
+        else:
+            assert pins is not None
+            kwargs["transport"] = PinnedTransport2(pins, ssl_context=ssl_context)
         if headers is not None:
             kwargs["headers"] = headers
         if auth is not None:

@@ -20,6 +20,7 @@ from gateway.errors import InvalidInput
 from gateway.procenv import check_env
 from gateway.schemas import Strict
 from gateway.servers.connections.schemas import Credentials
+from gateway.servers.runtimes.backend_tls import CLIENT_CERT, CLIENT_KEY, tls_context
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
 ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]
@@ -149,6 +150,20 @@ class RemoteConfig(Strict):
         description="Each user brings their own credential (`oauth` or `secret`): calls use "
         "the caller's connection (/api/v1/connections). See docs/authentication.md.",
     )
+    tls_ca: str | None = Field(
+        None,
+        max_length=65_536,
+        description="PEM certificates of a private CA to verify this backend with (instead "
+        "of the system's). A client certificate goes in the secrets TLS_CLIENT_CERT and "
+        "TLS_CLIENT_KEY.",
+    )
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _tls_ca(cls, value: str | None) -> str | None:
+        if value is not None:
+            tls_context(value, None, None)  # ValueError: not PEM certificates
+        return value
 
     @field_validator("url")
     @classmethod
@@ -330,6 +345,13 @@ class ServerCreate(Strict):
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"invalid header name {name!r}")
         return value
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> ServerCreate:
+        cert, key = self.secrets.get(CLIENT_CERT), self.secrets.get(CLIENT_KEY)
+        if cert or key:
+            tls_context(None, cert, key)  # ValueError names the missing or broken part
+        return self
 
 
 class ServerUpdate(Strict):

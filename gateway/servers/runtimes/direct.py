@@ -98,7 +98,7 @@ class DirectRoute:
         return cls(
             server=server,
             # The addresses the SSRF guard approved for this session (None: allowed private).
-            channel=HttpChannel(target.url, base, pins=target.pins),
+            channel=HttpChannel(target.url, base, pins=target.pins, ssl_context=target.ssl_context),
             target=target,
             protocol_version=protocol_version,
             secrets=secrets,

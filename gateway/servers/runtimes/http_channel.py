@@ -241,6 +241,7 @@ class HttpChannel:
         connect_timeout: float = 10,
         max_idle_seconds: float = _MAX_IDLE_SECONDS,
         pins: HostPins | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -248,7 +249,7 @@ class HttpChannel:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl: ssl.SSLContext | None = (
-            ssl.create_default_context() if parts.scheme == "https" else None
+            (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         )
         path = parts.path or "/"
         if parts.query:

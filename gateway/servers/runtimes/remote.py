@@ -8,6 +8,7 @@ only to the addresses it approved (:mod:`gateway.pinned_http`).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -19,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from gateway.pinned_http import mcp_client_factory
 from gateway.servers.runtimes.abandon import abort_abandoned_posts
+from gateway.servers.runtimes.backend_tls import backend_ssl_context
 from gateway.servers.runtimes.base import RuntimeContext, ServerSpec
 from gateway.ssrf import HostPins, check_url
 
@@ -28,9 +30,18 @@ class StreamableHttpTarget:
     we close it). It remembers the session id the backend hands out, so the fast
     path's direct POSTs join the same backend session (see ``direct.py``)."""
 
-    def __init__(self, url: str, headers: dict[str, str], pins: HostPins | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        pins: HostPins | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
         self.headers = headers
+        # The backend's own TLS settings (client certificate, private CA), shared with
+        # the fast path's channel; None: the system's trust store, no certificate.
+        self.ssl_context = ssl_context
         # The guard's approved addresses, shared with the fast path's channel (None:
         # private URLs allowed, or a gateway-owned loopback backend).
         self.pins = pins
@@ -42,7 +53,7 @@ class StreamableHttpTarget:
 
     async def __aenter__(self) -> Any:
         stack = AsyncExitStack()
-        http = mcp_client_factory(self.url, self.pins)(headers=self.headers)
+        http = mcp_client_factory(self.url, self.pins, self.ssl_context)(headers=self.headers)
         http.event_hooks["response"].append(self._on_response)
         try:
             await stack.enter_async_context(http)
@@ -74,10 +85,13 @@ class StreamableHttpTarget:
 
 
 def streamable_http(
-    url: str, headers: dict[str, str], pins: HostPins | None = None
+    url: str,
+    headers: dict[str, str],
+    pins: HostPins | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> StreamableHttpTarget:
     """The Streamable HTTP target for ``url`` (connecting to ``pins`` when given)."""
-    return StreamableHttpTarget(url, headers, pins)
+    return StreamableHttpTarget(url, headers, pins, ssl_context)
 
 
 class RemoteConnector:
@@ -94,13 +108,14 @@ class RemoteConnector:
         pins = HostPins.of(await check_url(url, ctx.allow_private_urls))
         headers = {**spec.config.get("headers", {}), **spec.secret_headers}
         transport = spec.config.get("transport", "auto")
-        factory = mcp_client_factory(url, pins)
+        tls = backend_ssl_context(spec)
+        factory = mcp_client_factory(url, pins, tls)
         if transport == "streamable_http":
-            return [streamable_http(url, headers, pins)]
+            return [streamable_http(url, headers, pins, tls)]
         if transport == "sse":
             return [sse_client(url, headers=headers, httpx_client_factory=factory)]
         candidates = [
-            streamable_http(url, headers, pins),
+            streamable_http(url, headers, pins, tls),
             sse_client(url, headers=headers, httpx_client_factory=factory),
         ]
         if urlsplit(url).path.rstrip("/").endswith("/sse"):
