@@ -4,6 +4,7 @@ from gateway.audit import models as audit_models
 from gateway.auth import models as auth_models
 from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
+from gateway.jobs import models as job_models
 from gateway.servers import models as server_models
 from sandboxes import models as sandbox_models
 from skills import models as skill_models
@@ -13,6 +14,7 @@ metadata = Base.metadata
 __all__ = [
     "audit_models",
     "auth_models",
+    "job_models",
     "metadata",
     "oauth_models",
     "sandbox_models",
