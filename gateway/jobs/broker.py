@@ -22,12 +22,21 @@ memory, one machine (the file must be local to every process using it).
 from __future__ import annotations
 
 import json
+import warnings
 from queue import Empty
 from typing import Any
 
 from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import event, text
+from sqlalchemy.exc import SADeprecationWarning
+
+# kombu's message model declares its queue relationship with ``lazy="noload"``, which
+# SQLAlchemy 2.1 deprecates; harmless here (the transport never loads it). If a future
+# SQLAlchemy removes it, this transport needs kombu's fix (or a model of our own).
+warnings.filterwarnings(
+    "ignore", message=".*``noload`` loader strategy", category=SADeprecationWarning
+)
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:

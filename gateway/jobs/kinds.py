@@ -74,7 +74,7 @@ class JobKind:
 
     def summary(self, data: dict[str, Any]) -> str:
         """A short text of the input for lists (never the whole input)."""
-        text = ", ".join(f"{k}={v!r}" for k, v in data.items())
+        text = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
         return text if len(text) <= 200 else text[:199] + "…"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
@@ -16,6 +17,8 @@ from gateway.jobs.kinds import KindRegistry, builtin_kinds
 from gateway.jobs.service import JobService
 from gateway.jobs.worker import EmbeddedWorker
 from gateway.jobs.writer import JobWriter
+
+log = logging.getLogger("gateway.jobs")
 
 # With Redis, wake-ups are pushed: the database poll is only a safety net.
 _PUSHED_POLL_FACTOR = 20
@@ -40,12 +43,21 @@ class Jobs:
             ),
         ]
         if self.worker is not None:
-            self.tasks.append(asyncio.create_task(self._resume(), name="job-worker-resume"))
+            interval = settings.jobs_reaper_interval_seconds
+            self.tasks.append(
+                asyncio.create_task(self._keep_worker(self.worker, interval), name="job-worker")
+            )
 
-    async def _resume(self) -> None:
-        # Jobs left waiting by the last run get a worker without waiting for a new one.
-        if self.worker is not None and await self.service.unfinished():
-            self.worker.ensure_started()
+    async def _keep_worker(self, worker: EmbeddedWorker, interval: float) -> None:
+        # Jobs left waiting (by the last run, or re-queued after the worker died) get a
+        # worker without waiting for a new submission.
+        while True:
+            try:
+                if not worker.running and await self.service.unfinished():
+                    worker.ensure_started()
+            except Exception:  # next round
+                log.exception("starting the embedded job worker failed")
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         for task in self.tasks:

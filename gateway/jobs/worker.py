@@ -92,6 +92,10 @@ class EmbeddedWorker:
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def ensure_started(self) -> None:
         """Start the worker unless it runs (cheap when it does; restarts a dead one)."""
         with self._lock:
