@@ -31,6 +31,7 @@ class JobOut(BaseModel):
     input_summary: str | None = None
     attempt: int
     max_attempts: int
+    worker: str | None = Field(None, description="`host:pid` of the process running it.")
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None = None
@@ -54,6 +55,7 @@ class JobOut(BaseModel):
             input_summary=job.input_summary,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
+            worker=job.worker,
             cancel_requested=job.cancel_requested,
             created_at=job.created_at,
             started_at=job.started_at,
