@@ -4,6 +4,8 @@ saying "job X has new events" (Redis pub/sub, or nothing: readers poll)."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -34,11 +36,21 @@ def task_id(job_id: str, attempt: int) -> str:
 
 
 class CeleryDispatcher:
-    """:class:`Dispatcher` over a Celery app."""
+    """:class:`Dispatcher` over a Celery app, made on first use: importing Celery costs
+    about half a second, which a gateway that runs no job should not pay at start."""
 
-    def __init__(self, app: Celery, can_broadcast: bool) -> None:
-        self.app = app
+    def __init__(self, app: Celery | Callable[[], Celery], can_broadcast: bool) -> None:
+        self._app = app
+        self._lock = threading.Lock()
         self.can_broadcast = can_broadcast
+
+    @property
+    def app(self) -> Celery:
+        if callable(self._app) and not hasattr(self._app, "send_task"):
+            with self._lock:
+                if callable(self._app) and not hasattr(self._app, "send_task"):
+                    self._app = self._app()
+        return self._app
 
     def send(self, job_id: str, attempt: int, kind: JobKind, countdown: float = 0) -> None:
         self.app.send_task(

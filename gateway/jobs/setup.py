@@ -77,7 +77,7 @@ def build_jobs(
     an embedded worker when the settings ask for one (tests can force it with
     ``jobs_embedded_worker=True``)."""
     kinds = kinds or builtin_kinds()
-    dispatcher = CeleryDispatcher(create_celery(settings), can_broadcast(settings))
+    dispatcher = CeleryDispatcher(lambda: create_celery(settings), can_broadcast(settings))
     notifier = make_notifier(settings.redis_url)
     poll = settings.jobs_poll_seconds
     if settings.redis_url:

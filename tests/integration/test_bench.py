@@ -41,6 +41,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         ("bench.token_cost", ["--tools", "5", "40"], "token cost of the tool surface"),
         (
+            "bench.jobs",
+            ["--runs", "1", "--jobs", "3", "--modes", "embedded", "redis"],
+            "jobs: submit to events at an SSE client",
+        ),
+        (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",
