@@ -59,6 +59,7 @@ class EventHub:
         self.redis_url = redis_url
         self._watches: dict[str, _Watch] = {}
         self._wake = asyncio.Event()
+        self._watched = asyncio.Event()  # set while some job is watched
 
     def wake(self) -> None:
         """Look for new events now (this process wrote some)."""
@@ -71,6 +72,7 @@ class EventHub:
             listener = asyncio.create_task(self._listen(), name="job-events-listener")
         try:
             while True:
+                await self._watched.wait()  # an idle process does not poll
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll):
                         await self._wake.wait()
@@ -132,12 +134,15 @@ class EventHub:
         if watch is None:
             watch = self._watches[job_id] = _Watch(job_id, cursor)
         watch.subscribers += 1
+        self._watched.set()
         try:
             yield watch
         finally:
             watch.subscribers -= 1
             if watch.subscribers == 0 and self._watches.get(job_id) is watch:
                 del self._watches[job_id]
+                if not self._watches:
+                    self._watched.clear()
 
     async def follow(self, job_id: str, after: int) -> AsyncIterator[JobEvent]:
         """Every event of the job with ``seq > after``, in order, then live ones, forever
