@@ -19,7 +19,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
 
 from gateway.db import Database
 from gateway.jobs import repository as repo
@@ -174,8 +173,3 @@ async def _wait_past(watch: _Watch, seq: int) -> None:
     """Until the hub has fetched an event after ``seq``."""
     async with watch.changed:
         await watch.changed.wait_for(lambda: watch.cursor > seq)
-
-
-def event_payload(event: JobEvent) -> dict[str, Any]:
-    """The JSON of an event as streams and lists show it."""
-    return {"seq": event.seq, "type": event.type, "ts": event.ts.isoformat(), "data": event.data}

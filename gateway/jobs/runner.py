@@ -118,7 +118,7 @@ class JobRun:
         except asyncio.CancelledError:
             if not self.cancel_seen:
                 raise
-            await self.rt.writer.cancelled(self.job_id, only_if=self.mine)
+            await self.rt.writer.cancelled(self.job_id, only_if=self.mine, by="worker")
             return "cancelled"
         except TimeoutError:
             limit = f"{kind.soft_time_limit:g}"
@@ -156,7 +156,7 @@ class JobRun:
             )
             return None, None
         if job.cancel_requested:
-            await self.rt.writer.cancelled(self.job_id, only_if=pending)
+            await self.rt.writer.cancelled(self.job_id, only_if=pending, by="worker")
             return None, None
         now = utcnow()
         claimed = await self.rt.writer.append(

@@ -175,7 +175,7 @@ class JobService:
         if job.status in TERMINAL:
             return job
         pending = (Job.status == "pending",)
-        if await self.writer.cancelled(job_id, only_if=pending) is not None:
+        if await self.writer.cancelled(job_id, only_if=pending, by="gateway") is not None:
             self.hub.wake()
             await asyncio.to_thread(self.dispatcher.revoke, job.id, job.attempt)
             return await self._reload(job_id)
@@ -189,7 +189,8 @@ class JobService:
                 return job
         # The worker did not stop it in time (blocked, or gone): settle it here, and
         # have the broker kill the attempt where it can.
-        if await self.writer.cancelled(job_id, only_if=(Job.status.in_(ACTIVE),)) is not None:
+        active = (Job.status.in_(ACTIVE),)
+        if await self.writer.cancelled(job_id, only_if=active, by="gateway") is not None:
             self.hub.wake()
             await asyncio.to_thread(self.dispatcher.revoke, job.id, job.attempt, True)
         return await self._reload(job_id)
@@ -223,7 +224,7 @@ class JobService:
         same = (Job.status == "running", Job.attempt == job.attempt, Job.worker == job.worker)
         kind = self.kinds.get(job.kind)
         if job.cancel_requested:
-            return int(await self.writer.cancelled(job.id, only_if=same) is not None)
+            return int(await self.writer.cancelled(job.id, only_if=same, by="reaper") is not None)
         what = f"its worker {job.worker} stopped answering during attempt {job.attempt}"
         if kind is not None and job.attempt < kind.max_attempts:
             return int(await self.writer.requeue(job, kind, self.dispatcher, what))

@@ -79,9 +79,11 @@ class JobWriter:
         return await self.finish(job_id, "failed", {"error": body}, only_if=only_if, error=body)
 
     async def cancelled(
-        self, job_id: str, only_if: Iterable[ColumnElement[bool]]
+        self, job_id: str, only_if: Iterable[ColumnElement[bool]], by: str
     ) -> JobEvent | None:
-        return await self.finish(job_id, "cancelled", {}, only_if=only_if)
+        """``by``: who stopped it: ``worker`` (cooperatively), ``gateway`` (before it
+        ran, or after the grace ran out) or ``reaper`` (its worker was lost)."""
+        return await self.finish(job_id, "cancelled", {"by": by}, only_if=only_if)
 
     async def requeue(self, job: Job, kind: JobKind, dispatcher: Dispatcher, reason: str) -> bool:
         """Queue the job's next attempt after a backoff, if this attempt is still current

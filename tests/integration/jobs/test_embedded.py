@@ -89,6 +89,7 @@ async def test_cancel_stops_a_running_job(gateway: Server) -> None:
         events = await read_events(client, job_id, {}, timeout=5)
         assert_complete(events)
         assert events[-1].event == "cancelled"
+        assert events[-1].data == {"status": "cancelled", "by": "worker"}  # not the fallback
         # the worker is free again: the next job runs
         job_id = await _submit(client, "echo", value=7)
         events = await read_events(client, job_id, {})

@@ -118,7 +118,7 @@ async def test_cancel_pending_job_at_once_and_stream_ends(harness: AppHarness) -
     assert r.headers["content-type"].startswith("text/event-stream")
     text = r.text.replace("\r\n", "\n")
     assert 'id: 1\nevent: status\ndata: {"status":"pending"}' in text
-    assert 'id: 2\nevent: cancelled\ndata: {"status":"cancelled"}' in text
+    assert 'id: 2\nevent: cancelled\ndata: {"status":"cancelled","by":"gateway"}' in text
     r = await h.client.get(f"/api/v1/jobs/{job_id}/events?after=1", headers=h.auth())
     assert "id: 1\n" not in r.text.replace("\r\n", "\n") and "event: cancelled" in r.text
 

@@ -113,6 +113,8 @@ async def test_cancel_and_retry_on_redis(
         await wait_for(lambda: _status(client, job_id, "running"), timeout=60, what="running")
         r = await client.post(f"/api/v1/jobs/{job_id}/cancel")
         assert r.json()["status"] == "cancelled", r.text
+        events = await read_events(client, job_id, {}, timeout=10)
+        assert events[-1].data == {"status": "cancelled", "by": "worker"}
         # a job that fails its first attempt on purpose is retried with backoff
         job_id = await _submit(client, "sleep", seconds=0.2, steps=2, flaky=1)
         events = await read_events(client, job_id, {}, timeout=60)
