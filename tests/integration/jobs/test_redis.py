@@ -23,8 +23,8 @@ from tests.support import BOOT, MCPGW, Server, wait_for
 REDIS = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
-@pytest.fixture
-def production(tmp_path: Path) -> Iterator[dict[str, str]]:
+@pytest.fixture(scope="module")
+def production() -> Iterator[dict[str, str]]:
     """The environment of a production deployment: a fresh PostgreSQL database and a
     Redis database picked at random (what Celery wrote there is deleted after)."""
     url = f"{REDIS.rstrip('/')}/{random.randint(1, 15)}"
@@ -74,6 +74,12 @@ class Workers:
                 proc.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def gateway(module_server_factory: type[Server], production: dict[str, str]) -> Server:
+    """One gateway for the module (each test makes jobs of its own)."""
+    return _gateway(module_server_factory, production)
+
+
 @pytest.fixture
 def workers(tmp_path: Path, production: dict[str, str]) -> Iterator[Workers]:
     found = Workers(tmp_path, production)
@@ -88,11 +94,11 @@ def _gateway(server_factory: type[Server], env: dict[str, str], **extra: str) ->
 
 
 async def test_subscriber_on_another_gateway_is_woken_through_redis(
-    server_factory: type[Server], production: dict[str, str], workers: Workers
+    gateway: Server, server_factory: type[Server], production: dict[str, str], workers: Workers
 ) -> None:
     """The second gateway polls only every 200 s: it sees the events in time only
     because Redis wakes it."""
-    first = _gateway(server_factory, production)
+    first = gateway
     second = _gateway(server_factory, production, MCPGW_JOBS_POLL_SECONDS="10")
     workers.start()
     async with _client(first) as a, _client(second) as b:
@@ -103,10 +109,7 @@ async def test_subscriber_on_another_gateway_is_woken_through_redis(
     assert events[-1].data["result"] == {"slept": 1.0, "steps": 5}
 
 
-async def test_cancel_and_retry_on_redis(
-    server_factory: type[Server], production: dict[str, str], workers: Workers
-) -> None:
-    gateway = _gateway(server_factory, production)
+async def test_cancel_and_retry_on_redis(gateway: Server, workers: Workers) -> None:
     workers.start()
     async with _client(gateway) as client:
         job_id = await _submit(client, "sleep", seconds=30, steps=300)
@@ -126,9 +129,8 @@ async def test_cancel_and_retry_on_redis(
 
 
 async def test_worker_killed_mid_job_is_requeued_for_another_worker(
-    server_factory: type[Server], production: dict[str, str], workers: Workers
+    gateway: Server, workers: Workers
 ) -> None:
-    gateway = _gateway(server_factory, production)
     doomed = workers.start()
     async with _client(gateway) as client:
         job_id = await _submit(client, "sleep", seconds=3, steps=30)
