@@ -376,7 +376,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "audit",
         ):
             setattr(app.state, name, getattr(state, name))
-        jobs = build_jobs(settings, state.db, serving=serving)
+        jobs = build_jobs(settings, state.db, serving=serving, audit=state.audit)
         app.state.jobs = jobs.service
         jobs.start(settings)
         tasks = [

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.db import Database, new_id, utcnow
 from gateway.errors import AppError, InvalidInput, NotFound
@@ -51,6 +52,7 @@ class JobService:
         result_ttl: float = 168 * 3600.0,
         on_submit: Callable[[], None] | None = None,
         sse_ping: float = 15.0,
+        audit: AuditLog | None = None,
     ) -> None:
         self.db = db
         self.kinds = kinds
@@ -62,6 +64,7 @@ class JobService:
         self.result_ttl = result_ttl
         self.on_submit = on_submit
         self.sse_ping = sse_ping
+        self.audit = audit
 
     # --- submit -------------------------------------------------------------------
     async def submit(
@@ -102,6 +105,9 @@ class JobService:
             )  # fmt: skip
             raise JobsUnavailable("the job broker is unavailable; try again later") from exc
         self.hub.wake()
+        if self.audit is not None:
+            new = {"kind": job.kind, "input": job.input_summary}
+            self.audit.change("job.create", principal, job.id, new=new)
         return job
 
     async def submit_direct(
@@ -174,6 +180,8 @@ class JobService:
         job = await self.get(principal, job_id)
         if job.status in TERMINAL:
             return job
+        if self.audit is not None:
+            self.audit.change("job.cancel", principal, job_id, old={"status": job.status})
         pending = (Job.status == "pending",)
         if await self.writer.cancelled(job_id, only_if=pending, by="gateway") is not None:
             self.hub.wake()

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from gateway.audit.service import AuditLog
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.jobs.bus import CeleryDispatcher, Notifier, make_notifier
@@ -71,7 +72,12 @@ class Jobs:
 
 
 def build_jobs(
-    settings: Settings, db: Database, *, serving: bool, kinds: KindRegistry | None = None
+    settings: Settings,
+    db: Database,
+    *,
+    serving: bool,
+    kinds: KindRegistry | None = None,
+    audit: AuditLog | None = None,
 ) -> Jobs:
     """The jobs core for this process. ``serving``: this is `mcpgw serve`, which runs
     an embedded worker when the settings ask for one (tests can force it with
@@ -96,5 +102,6 @@ def build_jobs(
         result_ttl=settings.jobs_result_ttl_hours * 3600,
         on_submit=worker.ensure_started if worker is not None else None,
         sse_ping=settings.jobs_sse_ping_seconds,
+        audit=audit,
     )
     return Jobs(service, hub, notifier, worker)

@@ -121,6 +121,10 @@ async def test_cancel_pending_job_at_once_and_stream_ends(harness: AppHarness) -
     assert 'id: 2\nevent: cancelled\ndata: {"status":"cancelled","by":"gateway"}' in text
     r = await h.client.get(f"/api/v1/jobs/{job_id}/events?after=1", headers=h.auth())
     assert "id: 1\n" not in r.text.replace("\r\n", "\n") and "event: cancelled" in r.text
+    # starting and cancelling are changes: audited
+    r = await h.client.get("/api/v1/audit?action=job.*", headers=h.auth())
+    rows = [(row["action"], row["target"]) for row in r.json()["items"]]
+    assert rows == [("job.cancel", job_id), ("job.create", job_id)]
 
 
 class _Recorded:
