@@ -99,6 +99,8 @@ class JobWriter:
             attempt=nxt,
             worker=None,
             heartbeat_at=None,
+            progress=None,  # the next attempt starts over
+            message=None,
         )
         if event is None:
             return False

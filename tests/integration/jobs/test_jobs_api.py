@@ -164,6 +164,7 @@ async def test_reaper_fails_or_requeues_jobs_of_a_lost_worker(harness: AppHarnes
     assert echo is not None and sleep is not None and fresh is not None
     assert echo.status == "failed" and echo.error["code"] == "worker_lost"
     assert sleep.status == "pending" and sleep.attempt == 2 and sleep.worker is None
+    assert sleep.progress is None
     assert (lost_sleep, 2, 0.2) in recorded.sent
     assert [e.type for e in events] == ["status", "status", "status"]
     assert events[-1].data["attempt"] == 2
