@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -30,6 +31,8 @@ from kombu.transport import sqlalchemy as kombu_sqla
 from kombu.utils.encoding import bytes_to_str
 from sqlalchemy import event, text
 from sqlalchemy.exc import SADeprecationWarning
+
+from gateway.datadir import secure_sqlite_file
 
 # kombu's message model declares its queue relationship with ``lazy="noload"``, which
 # SQLAlchemy 2.1 deprecates; harmless here (the transport never loads it). If a future
@@ -52,6 +55,10 @@ class Channel(kombu_sqla.Channel):
 
     def _engine_from_config(self) -> Any:
         options = self.connection.client.transport_options
+        url = str(self.connection.client.hostname)
+        if url.startswith("sqlite:///"):
+            # Private like the gateway's own database (0600, journals too).
+            secure_sqlite_file(Path(url.removeprefix("sqlite:///")))
         polling = options.pop("polling_interval", None)
         try:
             engine = super()._engine_from_config()  # type: ignore[no-untyped-call]

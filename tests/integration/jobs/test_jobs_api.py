@@ -170,3 +170,10 @@ async def test_reaper_fails_or_requeues_jobs_of_a_lost_worker(harness: AppHarnes
     assert events[-1].data["attempt"] == 2
     assert fresh.status == "running"
     assert await service.reap() == 0  # nothing twice
+    # finished jobs go once their results' time is up, with their events
+    service.result_ttl = 0
+    await service.reap()
+    async with service.db.session() as session:
+        assert await session.get(Job, lost_echo) is None
+        assert list(await repo.events_after(session, lost_echo, 0)) == []
+        assert await session.get(Job, lost_sleep) is not None  # not finished
