@@ -23,6 +23,7 @@ from gateway.audit.service import AuditLog
 from gateway.audit.writer import SPILL_DIR, AuditWriter
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
+from gateway.auth.housekeeping import run_pruner as run_identity_pruner
 from gateway.auth.jwt import JwtConfig, JwtVerifier
 from gateway.auth.oauth.delegation import check_delegation
 from gateway.auth.oauth.routes import oauth_routes, protected_resource_routes
@@ -398,6 +399,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 name="sandbox-reaper",
             ),
         ]
+        tasks.append(asyncio.create_task(run_identity_pruner(state.db), name="sign-in-pruner"))
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(

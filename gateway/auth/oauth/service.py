@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from mcp.server.auth.provider import (
     AccessToken,
@@ -306,17 +306,7 @@ class OAuthService:
             # compromised (OAuth 2.1 §6.1 refresh token rotation).
             await self.revoke_grant(row.grant_id, why="refresh token replayed")
             return None
-        return GrantedRefresh(
-            token=token,
-            client_id=row.client_id,
-            scopes=list(row.scopes),
-            expires_at=int(row.expires_at.timestamp()),
-            resource=row.resource,
-            subject=row.user_id,
-            token_id=row.id,
-            grant_id=row.grant_id,
-            user_id=row.user_id,
-        )
+        return _granted(GrantedRefresh, token, row)
 
     async def exchange_refresh(
         self, client: OAuthClientInformationFull, refresh: GrantedRefresh, scopes: list[str]
@@ -340,17 +330,7 @@ class OAuthService:
         row = await self._token(token, "access")
         if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
             return None
-        return GrantedAccess(
-            token=token,
-            client_id=row.client_id,
-            scopes=list(row.scopes),
-            expires_at=int(row.expires_at.timestamp()),
-            resource=row.resource,
-            subject=row.user_id,
-            token_id=row.id,
-            grant_id=row.grant_id,
-            user_id=row.user_id,
-        )
+        return _granted(GrantedAccess, token, row)
 
     async def revoke(self, token: GrantedAccess | GrantedRefresh) -> None:
         """RFC 7009: revoking either token of a grant ends the grant."""
@@ -441,6 +421,24 @@ class OAuthService:
             scope=" ".join(scopes),
             refresh_token=refresh,
         )
+
+
+_Granted = TypeVar("_Granted", GrantedAccess, GrantedRefresh)
+
+
+def _granted(kind: type[_Granted], token: str, row: TokenRow) -> _Granted:
+    """A stored token as the SDK's handlers see it."""
+    return kind(
+        token=token,
+        client_id=row.client_id,
+        scopes=list(row.scopes),
+        expires_at=int(row.expires_at.timestamp()),
+        resource=row.resource,
+        subject=row.user_id,
+        token_id=row.id,
+        grant_id=row.grant_id,
+        user_id=row.user_id,
+    )
 
 
 def _scopes(requested: list[str] | None, client: OAuthClientInformationFull) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -21,10 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.audit.models import AuditEvent
-from gateway.db import Database
+from gateway.auth.housekeeping import prune_expired
+from gateway.auth.keys import hash_key
+from gateway.auth.models import WebSession
+from gateway.auth.oauth.models import OAuthRequest, OAuthToken
+from gateway.db import Database, utcnow
 from tests.conftest import BOOTSTRAP_KEY, AppHarness, make_settings, running_app
 
 BASE = "http://gw.test"
@@ -450,3 +455,22 @@ async def test_client_documents_pass_the_ssrf_guard(
     )
     assert r.status_code == 400
     assert documents.hits == 0
+
+
+async def test_expired_sign_in_rows_are_pruned(harness: AppHarness, database: Database) -> None:
+    c = harness.client
+    old = await tokens_for(c, f"{BASE}/api/v1")
+    await authorize(c, await register(c))  # a request nobody answers
+    async with database.session() as s:
+        long_ago = utcnow() - timedelta(days=3)
+        await s.execute(update(OAuthToken).values(expires_at=long_ago))
+        await s.execute(update(OAuthRequest).values(expires_at=long_ago))
+        await s.execute(update(WebSession).values(expires_at=long_ago))
+    c.cookies.clear()
+    fresh = await tokens_for(c, f"{BASE}/api/v1")  # signs in anew: a live session too
+    assert await prune_expired(database) >= 4
+    async with database.session() as s:
+        kept = (await s.scalars(select(OAuthToken.token_hash))).all()
+        sessions = (await s.scalars(select(WebSession))).all()
+    assert hash_key(fresh["access_token"]) in kept and hash_key(old["access_token"]) not in kept
+    assert len(sessions) == 1
