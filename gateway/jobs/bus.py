@@ -46,6 +46,7 @@ class CeleryDispatcher:
 
     @property
     def app(self) -> Celery:
+        """The Celery app (made now if not yet)."""
         if callable(self._app) and not hasattr(self._app, "send_task"):
             with self._lock:
                 if callable(self._app) and not hasattr(self._app, "send_task"):

@@ -85,15 +85,18 @@ class KindRegistry:
         self._kinds: dict[str, JobKind] = {}
 
     def register(self, kind: JobKind) -> JobKind:
+        """Add ``kind``; a name may be registered once."""
         if kind.name in self._kinds:
             raise ValueError(f"job kind {kind.name!r} is registered twice")
         self._kinds[kind.name] = kind
         return kind
 
     def get(self, name: str) -> JobKind | None:
+        """The kind called ``name``, or None."""
         return self._kinds.get(name)
 
     def names(self) -> list[str]:
+        """Every kind's name, sorted."""
         return sorted(self._kinds)
 
     def queues(self) -> list[str]:

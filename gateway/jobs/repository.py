@@ -53,6 +53,7 @@ async def append_event(
 
 
 async def get(session: AsyncSession, job_id: str) -> Job | None:
+    """The job, or None."""
     return await session.get(Job, job_id)
 
 
@@ -119,6 +120,7 @@ async def cancel_requested(session: AsyncSession, job_id: str) -> bool | None:
 
 
 async def heartbeat(session: AsyncSession, job_id: str, worker: str) -> None:
+    """``worker`` still runs the job (only while it is the job's worker)."""
     await session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == "running", Job.worker == worker)
@@ -127,6 +129,7 @@ async def heartbeat(session: AsyncSession, job_id: str, worker: str) -> None:
 
 
 async def request_cancel(session: AsyncSession, job_id: str) -> None:
+    """Ask the job's worker to stop it (it looks every 0.2 s)."""
     await session.execute(
         update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE)).values(cancel_requested=True)
     )

@@ -104,9 +104,12 @@ class JobRun:
         self.mine = (Job.id == job_id, Job.status == "running", Job.attempt == attempt)
 
     async def event(self, type: str, data: Any, **changes: Any) -> None:
+        """Append a non-terminal event while this attempt is the job's running one."""
         await self.rt.writer.append(self.job_id, type, data, only_if=self.mine, **changes)
 
     async def run(self) -> str:
+        """Claim, run and settle the attempt; how it ended (``succeeded``, ``failed``,
+        ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"

@@ -123,6 +123,7 @@ class JobService:
         return await self.submit(principal, kind_name, data)
 
     def kind(self, name: str) -> JobKind:
+        """The kind called ``name``; :class:`InvalidInput` naming the known ones if none."""
         found = self.kinds.get(name)
         if found is None:
             raise InvalidInput(

@@ -61,6 +61,7 @@ class Jobs:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        """Stop the background tasks and the embedded worker; release Redis."""
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:

@@ -94,6 +94,7 @@ class EmbeddedWorker:
 
     @property
     def running(self) -> bool:
+        """Is the worker process alive?"""
         return self.proc is not None and self.proc.poll() is None
 
     def ensure_started(self) -> None:

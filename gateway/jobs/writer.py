@@ -75,6 +75,7 @@ class JobWriter:
     async def fail(
         self, job_id: str, code: str, message: str, only_if: Iterable[ColumnElement[bool]]
     ) -> JobEvent | None:
+        """Settle the job as failed with ``{code, message}``."""
         body = error_body(code, message)
         return await self.finish(job_id, "failed", {"error": body}, only_if=only_if, error=body)
 
