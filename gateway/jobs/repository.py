@@ -109,6 +109,12 @@ async def stale_running(session: AsyncSession, cutoff: datetime, limit: int = 10
     return (await session.scalars(stmt)).all()
 
 
+async def pending(session: AsyncSession, limit: int = 1000) -> Sequence[Job]:
+    """Jobs waiting for a worker, oldest first."""
+    stmt = select(Job).where(Job.status == "pending").order_by(Job.created_at).limit(limit)
+    return (await session.scalars(stmt)).all()
+
+
 async def cancel_requested(session: AsyncSession, job_id: str) -> bool | None:
     """Has a cancel been asked for (None: the job is gone or no longer active)?"""
     row = (

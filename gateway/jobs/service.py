@@ -50,7 +50,7 @@ class JobService:
         cancel_grace: float = 1.5,
         stale_after: float = 30.0,
         result_ttl: float = 168 * 3600.0,
-        on_submit: Callable[[], None] | None = None,
+        on_submit: Callable[[], bool] | None = None,
         sse_ping: float = 15.0,
         audit: AuditLog | None = None,
     ) -> None:
@@ -93,8 +93,9 @@ class JobService:
             session.add(job)
             await session.flush()
             await repo.append_event(session, job.id, "status", {"status": "pending"})
-        if self.on_submit is not None:
-            self.on_submit()
+        if self.on_submit is not None and self.on_submit():
+            # A fresh worker: messages a dead one had taken are gone.
+            await self.resend_pending(but=job.id)
         try:
             await asyncio.to_thread(self.dispatcher.send, job.id, 1, kind)
         except Exception as exc:
@@ -247,6 +248,20 @@ class JobService:
                 await self.reap()
             except Exception:  # next round
                 log.exception("job reaper failed")
+
+    async def resend_pending(self, but: str | None = None) -> int:
+        """Queue every pending job's current attempt again (when a new embedded worker
+        starts: the embedded broker does not return messages a killed worker had taken).
+        A job whose message was not lost gets two; the second is skipped by the claim."""
+        async with self.db.session() as session:
+            pending = await repo.pending(session)
+        sent = 0
+        for job in pending:
+            kind = self.kinds.get(job.kind)
+            if kind is not None and job.id != but:
+                await asyncio.to_thread(self.dispatcher.send, job.id, job.attempt, kind)
+                sent += 1
+        return sent
 
     async def unfinished(self) -> int:
         """How many jobs wait or run."""

@@ -56,6 +56,7 @@ class Jobs:
             try:
                 if not worker.running and await self.service.unfinished():
                     worker.ensure_started()
+                    await self.service.resend_pending()
             except Exception:  # next round
                 log.exception("starting the embedded job worker failed")
             await asyncio.sleep(interval)

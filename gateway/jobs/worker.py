@@ -97,11 +97,12 @@ class EmbeddedWorker:
         """Is the worker process alive?"""
         return self.proc is not None and self.proc.poll() is None
 
-    def ensure_started(self) -> None:
-        """Start the worker unless it runs (cheap when it does; restarts a dead one)."""
+    def ensure_started(self) -> bool:
+        """Start the worker unless it runs (cheap when it does; restarts a dead one).
+        True when a process was started."""
         with self._lock:
             if self.proc is not None and self.proc.poll() is None:
-                return
+                return False
             if self.proc is not None:
                 log.warning("the embedded job worker exited; starting another",
                             extra={"code": self.proc.returncode})  # fmt: skip
@@ -114,6 +115,7 @@ class EmbeddedWorker:
                 command, env=worker_env(self.settings), start_new_session=True
             )
             log.info("started the embedded job worker", extra={"pid": self.proc.pid})
+            return True
 
     async def stop(self) -> None:
         """Warm shutdown, then, after ``stop_timeout`` seconds, kill its process group

@@ -170,6 +170,9 @@ async def test_reaper_fails_or_requeues_jobs_of_a_lost_worker(harness: AppHarnes
     assert events[-1].data["attempt"] == 2
     assert fresh.status == "running"
     assert await service.reap() == 0  # nothing twice
+    # a new embedded worker gets the pending jobs again (a dead one may have held them)
+    assert await service.resend_pending() == 1
+    assert recorded.sent[-1] == (lost_sleep, 2, 0)
     # finished jobs go once their results' time is up, with their events
     service.result_ttl = 0
     await service.reap()
