@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.responses import HTMLResponse
 
@@ -48,8 +48,9 @@ def sign_in_page(
     next_path: str, providers: Sequence[tuple[str, str]], error: str | None = None
 ) -> HTMLResponse:
     """Sign in with an identity provider (``(name, label)`` pairs) or an API key."""
+    after = escape(quote(next_path, safe="/"))
     links = "".join(
-        f'<a class="provider" href="/auth/login/{escape(name)}?next={escape(next_path)}">'
+        f'<a class="provider" href="/auth/login/{escape(name)}?next={after}">'
         f"Sign in with {escape(label)}</a>"
         for name, label in providers
     )

@@ -43,6 +43,7 @@ from gateway.auth.oauth.resources import (
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.errors import Unauthenticated
+from gateway.mcp import search
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.handlers import PRINCIPAL_KEY, TARGET_KEY, GatewayHandlers
 from gateway.mcp.legacy import LegacySse
@@ -56,6 +57,7 @@ from gateway.mcp.replies import (
     too_many_sessions,
 )
 from gateway.mcp.sdk_compat import live_server_session
+from gateway.mcp.search import tuning as search_tuning
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.surface import FastLaneParts, ServersSurface
 
@@ -71,6 +73,8 @@ CURRENT_CALLER: ContextVar[tuple[Principal, str | None] | None] = ContextVar(
 SSE_PATH = "/sse"
 MESSAGES_PATH = "/messages/"
 PROTOCOL_HEADER = b"mcp-protocol-version"
+# Seconds after start-up before the search model loads: start-up keeps the CPU.
+PRELOAD_DELAY = 1.0
 _OWS = b" \t"  # optional whitespace around a header value (RFC 9110 §5.6.3)
 
 INSTRUCTIONS = (
@@ -108,6 +112,7 @@ class McpFront:
         self.surfaces = list(surfaces)
         self.servers = servers
         self.authenticator = authenticator
+        search.configure(search_tuning.from_settings(settings))
         self.handlers = GatewayHandlers(
             servers,
             mode=settings.interface_mode,
@@ -215,6 +220,8 @@ class McpFront:
         waiter.cancel()
         if owner.done():
             owner.result()  # raises what went wrong
+        if self.settings.search_preload and self.settings.search_dense_model != "off":
+            search.preload(delay=PRELOAD_DELAY)
         try:
             yield
         finally:

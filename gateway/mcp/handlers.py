@@ -182,6 +182,12 @@ class GatewayHandlers:
             self._unlisted[key] = cached
         return cached[1]
 
+    async def search(self, principal: Principal, arguments: dict[str, Any]) -> types.CallToolResult:
+        """SEARCH_TOOLS (and REST ``tools/search``) over what ``principal`` may see: its
+        view's index holds only visible servers' tools, so a hidden tool is never a hit."""
+        index = await self.servers.tool_view(principal).search_index()
+        return search_result(index, arguments, await self._unlisted_index(principal))
+
     def surface_for(self, name: str) -> Surface | None:
         """The pillar that serves the tool called ``name``, if it is a pillar's."""
         for surface in self.surfaces:
@@ -208,8 +214,7 @@ class GatewayHandlers:
         if surface is not None:
             return await surface.call_tool(principal, params.name, arguments, self.session_key(ctx))
         if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
-            index = self.servers.tool_view(principal).index
-            return search_result(index, arguments, await self._unlisted_index(principal))
+            return await self.search(principal, arguments)
         via = None
         if target is None and params.name == EXECUTE_TOOL:
             unpacked = execute_target(arguments)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from mcp import types
 
 from gateway.mcp.results import tool_error
-from gateway.mcp.search import ToolIndex
+from gateway.mcp.search import Allow, Hit, ToolIndex
 
 SEARCH_TOOLS = "SEARCH_TOOLS"
 EXECUTE_TOOL = "EXECUTE_TOOL"
@@ -59,25 +59,21 @@ def resolve_mode(configured: str, tool_count: int, threshold: int) -> Mode:
 
 
 def search_result(
-    index: ToolIndex, arguments: dict[str, Any], more: ToolIndex | None = None
+    index: ToolIndex,
+    arguments: dict[str, Any],
+    more: ToolIndex | None = None,
+    allow: Allow | None = None,
 ) -> types.CallToolResult:
     """SEARCH_TOOLS over the caller's tools (``index``) and, merged by score, the
-    pillar tools its listing leaves out (``more``)."""
+    pillar tools its listing leaves out (``more``). ``allow``: the hook a policy
+    uses to hide more tools from this caller; a tool it refuses is never a hit."""
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
         return tool_error("SEARCH_TOOLS needs a non-empty 'query' string")
     limit = arguments.get("limit", 10)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
         return tool_error("'limit' must be an integer from 1 to 50")
-    matches = [
-        {
-            "name": tool.name,
-            "description": tool.description or "",
-            "inputSchema": tool.input_schema,
-            "score": score,
-        }
-        for tool, score in _merged(index, more, query, limit)
-    ]
+    matches = [_match(hit) for hit in _merged(index, more, query, limit, allow)]
     payload = {"tools": matches, "hint": "call one with EXECUTE_TOOL {tool, arguments}"}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(payload))],
@@ -85,14 +81,27 @@ def search_result(
     )
 
 
+def _match(hit: Hit) -> dict[str, Any]:
+    match = {
+        "name": hit.tool.name,
+        "description": hit.tool.description or "",
+        "inputSchema": hit.tool.input_schema,
+        "score": hit.score,
+        "reason": hit.reason,
+    }
+    if hit.alternatives:  # the same tool on other servers, folded into this hit
+        match["alternatives"] = list(hit.alternatives)
+    return match
+
+
 def _merged(
-    index: ToolIndex, more: ToolIndex | None, query: str, limit: int
-) -> list[tuple[types.Tool, float]]:
-    hits = index.search(query, limit)
+    index: ToolIndex, more: ToolIndex | None, query: str, limit: int, allow: Allow | None
+) -> list[Hit]:
+    hits = index.search(query, limit, allow)
     if more is None:
         return hits
-    hits += more.search(query, limit)
-    hits.sort(key=lambda hit: (-hit[1], hit[0].name))
+    hits += more.search(query, limit, allow)
+    hits.sort(key=lambda hit: (-hit.score, hit.tool.name))
     return hits[:limit]
 
 

@@ -159,6 +159,9 @@ class ToolList(Protocol):
     def index(self) -> ToolIndex:
         """SEARCH_TOOLS' index over them."""
 
+    async def search_index(self) -> ToolIndex:
+        """The same index, built off the event loop when it is not built yet."""
+
 
 class FastLane(Protocol):
     """Serves some `/mcp` POSTs without the SDK (pillar 1's fast path)."""

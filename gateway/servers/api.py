@@ -1,4 +1,5 @@
-"""REST for pillar 1: ``/servers``, ``/tools``, ``/tools/execute``. HTTP in and out only."""
+"""REST for pillar 1: ``/servers``, ``/tools``, ``/tools/execute``, ``/tools/search``.
+HTTP in and out only."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth.deps import CurrentPrincipal
-from gateway.errors import ERROR_RESPONSES, error_responses
+from gateway.errors import ERROR_RESPONSES, InvalidInput, error_responses
+from gateway.mcp.front import McpFront
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
@@ -18,6 +20,8 @@ from gateway.servers.schemas import (
     ExecuteRequest,
     ExecuteResult,
     HealthOut,
+    SearchRequest,
+    SearchResult,
     ServerCreate,
     ServerOut,
     ServerUpdate,
@@ -214,3 +218,19 @@ async def execute_tool(
     request: Request, principal: CurrentPrincipal, body: ExecuteRequest
 ) -> dict[str, Any]:
     return await _servers(request).execute(principal, body.tool, body.arguments, body.timeout)
+
+
+@router.post(
+    "/tools/search",
+    response_model=SearchResult,
+    responses=error_responses(422),
+    summary="Find tools for a task (what SEARCH_TOOLS answers on /mcp)",
+)
+async def search_tools(
+    request: Request, principal: CurrentPrincipal, body: SearchRequest
+) -> dict[str, Any]:
+    front = provided(request, "mcp_front", McpFront)
+    result = await front.handlers.search(principal, {"query": body.query, "limit": body.limit})
+    if result.is_error or result.structured_content is None:
+        raise InvalidInput(str(getattr(result.content[0], "text", "bad search")))
+    return dict(result.structured_content)

@@ -411,3 +411,30 @@ class ExecuteResult(BaseModel):
         description="The backend's JSON-RPC error `{code, message, data?}` when it refused "
         "the call (isError is then true); null otherwise.",
     )
+
+
+class SearchRequest(Strict):
+    """REST ``tools/search``: SEARCH_TOOLS' arguments."""
+
+    query: str = Field(min_length=1, max_length=1000, description="What you want to do, in words.")
+    limit: int = Field(10, ge=1, le=50)
+
+
+class SearchHit(BaseModel):
+    """One tool found: what SEARCH_TOOLS returns for it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    description: str
+    inputSchema: dict[str, Any]  # MCP wire name
+    score: float
+    reason: str = Field(description="Why it matched: query words by field, synonyms, cosine.")
+    alternatives: list[str] = Field(
+        default_factory=list, description="The same tool on other servers, folded into this hit."
+    )
+
+
+class SearchResult(BaseModel):
+    tools: list[SearchHit]
+    hint: str

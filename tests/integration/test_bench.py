@@ -40,6 +40,12 @@ ROOT = Path(__file__).resolve().parents[2]
             "catalog scale",
         ),
         ("bench.token_cost", ["--tools", "5", "40"], "token cost of the tool surface"),
+        ("bench.search_quality", [], "search quality"),
+        (
+            "bench.search_quality.scale",
+            ["--tools", "500", "--runs", "1"],
+            "tool search at scale",
+        ),
         (
             "bench.jobs",
             ["--runs", "1", "--jobs", "3", "--modes", "embedded", "redis"],

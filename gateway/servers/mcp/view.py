@@ -7,6 +7,7 @@ gateway/servers/calls.py).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,23 @@ class ToolView:
     tools: list[types.Tool]
     schemas: dict[str, dict[str, Any]]  # qualified name → input schema
     _index: ToolIndex | None = None
+    _building: asyncio.Future[ToolIndex] | None = None
 
     @property
     def index(self) -> ToolIndex:
         """The search index, built on first use and kept with the view."""
         if self._index is None:
             self._index = ToolIndex(self.tools)
+        return self._index
+
+    async def search_index(self) -> ToolIndex:
+        """The search index, built on a worker thread on first use: analysing tens of
+        thousands of tools takes seconds, which the event loop must not wait for.
+        Searches that arrive meanwhile wait for the same build."""
+        if self._index is None:
+            if self._building is None:
+                self._building = asyncio.ensure_future(asyncio.to_thread(ToolIndex, self.tools))
+            self._index = await asyncio.shield(self._building)
         return self._index
 
 

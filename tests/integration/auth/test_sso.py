@@ -372,3 +372,12 @@ async def test_a_code_from_another_sign_in_is_refused(
     )
     assert r.status_code == 403 and "could not complete the sign-in" in r.text
     assert "mcpgw_session" not in r.cookies
+
+
+async def test_the_sign_in_page_offers_every_provider(gateway: AppHarness) -> None:
+    page = await gateway.client.get("/auth/signin", params={"next": "/oauth/consent?request=a&b"})
+    assert page.status_code == 200 and page.headers["x-frame-options"] == "DENY"
+    for name, label in (("github", "GitHub"), ("entra", "Microsoft"), ("corp", "single sign-on")):
+        link = f'href="/auth/login/{name}?next=/oauth/consent%3Frequest%3Da%26b"'
+        assert link in page.text and f"Sign in with {label}" in page.text
+    assert 'name="api_key"' in page.text

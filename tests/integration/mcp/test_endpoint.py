@@ -80,7 +80,10 @@ async def test_single_server_endpoint_keeps_original_names(gateway: Server) -> N
 def test_unauthenticated_requests_get_401(gateway: Server) -> None:
     r = httpx.post(f"{gateway.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert r.status_code == 401
-    assert r.headers["www-authenticate"] == "Bearer"
+    # RFC 9728: where an MCP client finds how to get a token for this endpoint.
+    metadata = f"{gateway.url}/.well-known/oauth-protected-resource/mcp"
+    assert r.headers["www-authenticate"].startswith(f'Bearer resource_metadata="{metadata}"')
+    assert "error=" not in r.headers["www-authenticate"]  # no credential: no error code
     assert r.json()["code"] == "unauthenticated"
     r = httpx.post(
         f"{gateway.url}/mcp", json={}, headers={"Authorization": "Bearer mgw_live_wrong"}

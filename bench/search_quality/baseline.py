@@ -1,4 +1,5 @@
-"""Tool search for the `search_execute` interface: BM25 over names, descriptions and
+"""The gateway's tool search before hybrid retrieval (kept verbatim as the benchmark's
+reference: "today's SEARCH_TOOLS"): BM25 over names, descriptions and
 parameter names. Built once per tool view (the catalog changes rarely) and queried
 in microseconds; a later pass can add embeddings on top of the same interface."""
 

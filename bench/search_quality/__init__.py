@@ -1,0 +1,1 @@
+"""Tool search quality benchmark: real tools, real requests (see README.md)."""
