@@ -40,6 +40,8 @@ from gateway.datadir import secure_data_dir
 from gateway.db import Database
 from gateway.errors import document_error_responses, install_error_handlers
 from gateway.health import router as health_router
+from gateway.jobs.api import router as jobs_router
+from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.observability.metrics import Metrics
@@ -407,6 +409,9 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "connections",
         ):
             setattr(app.state, name, getattr(state, name))
+        jobs = build_jobs(settings, state.db, serving=serving, audit=state.audit)
+        app.state.jobs = jobs.service
+        jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
             asyncio.create_task(
@@ -476,6 +481,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await jobs.close()
             await state.servers.pool.close()
             await state.authenticator.flush_usage()
             await state.skills.flush_stats()
@@ -516,6 +522,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(skills_router, prefix=API_PREFIX)
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     app.include_router(audit_router, prefix=API_PREFIX)
+    app.include_router(jobs_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))

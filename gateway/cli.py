@@ -17,6 +17,7 @@ import typer
 from gateway import __version__
 from gateway.cli_audit import audit_app
 from gateway.cli_client import DEFAULT_URL, KeyOption, UrlOption
+from gateway.cli_jobs import jobs_app, worker
 from gateway.cli_login import login, logout
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
@@ -42,6 +43,8 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
 app.command("login")(login)
 app.command("logout")(logout)
 
@@ -311,3 +314,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":  # `python -m gateway.cli`: how `serve` starts its job worker
+    main()

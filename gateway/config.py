@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from gateway.config_identity import IdentitySettings, split_commas
+from gateway.config_jobs import JobSettings
 from gateway.config_search import SearchSettings
 
 ENV_PREFIX = "MCPGW_"
@@ -74,7 +75,7 @@ def _config_file() -> Path | None:
     return default if default.is_file() else None
 
 
-class Settings(IdentitySettings, SearchSettings, BaseSettings):
+class Settings(IdentitySettings, JobSettings, SearchSettings, BaseSettings):
     """Every tunable of the gateway. Field ``foo_bar`` is env ``MCPGW_FOO_BAR``."""
 
     model_config = SettingsConfigDict(

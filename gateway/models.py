@@ -4,6 +4,7 @@ from gateway.audit import models as audit_models
 from gateway.auth import models as auth_models
 from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
+from gateway.jobs import models as job_models
 from gateway.servers import models as server_models
 from gateway.servers.connections import models as connection_models
 from sandboxes import models as sandbox_models
@@ -15,6 +16,7 @@ __all__ = [
     "audit_models",
     "auth_models",
     "connection_models",
+    "job_models",
     "metadata",
     "oauth_models",
     "sandbox_models",

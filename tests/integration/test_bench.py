@@ -47,6 +47,11 @@ ROOT = Path(__file__).resolve().parents[2]
             "tool search at scale",
         ),
         (
+            "bench.jobs",
+            ["--runs", "1", "--jobs", "3", "--modes", "embedded", "redis"],
+            "jobs: submit to events at an SSE client",
+        ),
+        (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",

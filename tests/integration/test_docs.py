@@ -26,6 +26,7 @@ def test_docs_have_tested_examples() -> None:
     assert {p.name for p in PAGES} >= {
         "authentication.md",
         "identity.md",
+        "jobs.md",
         "operations.md",
         "servers.md",
         "mcp.md",

@@ -31,6 +31,8 @@ TABLES = {
     "sandbox_templates",
     "audit_events",
     "audit_boundaries",
+    "jobs",
+    "job_events",
 }
 
 

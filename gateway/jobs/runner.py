@@ -1,0 +1,205 @@
+"""What a worker process does with one job: claim it, run its kind's handler, report,
+heartbeat, stop when cancelled, settle it.
+
+The Celery task is synchronous; each pool process keeps one event loop and one
+database engine of its own (made lazily, after the fork) and runs the async job on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from gateway.config import Settings
+from gateway.db import Database, utcnow
+from gateway.jobs import repository as repo
+from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
+from gateway.jobs.kinds import JobKind, KindRegistry, RetryableError
+from gateway.jobs.models import TERMINAL_EVENTS, Job
+from gateway.jobs.writer import JobWriter
+
+log = logging.getLogger("gateway.jobs.worker")
+
+# How often a running job looks at its cancel flag (seconds).
+CANCEL_CHECK = 0.2
+
+
+class WorkerRuntime:
+    """The per-process state a worker's jobs share."""
+
+    def __init__(self, settings: Settings, kinds: KindRegistry, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.kinds = kinds
+        self.dispatcher = dispatcher
+        self.loop = asyncio.new_event_loop()
+        self.db = Database(settings.resolved_database_url)
+        self.writer = JobWriter(self.db, make_notifier(settings.redis_url))
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.pid = os.getpid()
+
+
+_runtime: WorkerRuntime | None = None
+
+
+def runtime(app: Any) -> WorkerRuntime:
+    """This process's runtime (a forked pool process makes its own)."""
+    global _runtime
+    if _runtime is None or _runtime.pid != os.getpid():
+        from gateway.jobs.celery_app import can_broadcast
+
+        settings: Settings = app.mcpgw_settings
+        dispatcher = CeleryDispatcher(app, can_broadcast(settings))
+        _runtime = WorkerRuntime(settings, app.mcpgw_kinds, dispatcher)
+    return _runtime
+
+
+def run_task(task: Any, job_id: str, attempt: int) -> str:
+    """The Celery task: run attempt ``attempt`` of job ``job_id``; how it ended."""
+    rt = runtime(task.app)
+    return rt.loop.run_until_complete(JobRun(rt, job_id, attempt).run())
+
+
+class _Context:
+    """The :class:`~gateway.jobs.kinds.JobContext` a handler gets."""
+
+    def __init__(self, run: JobRun) -> None:
+        self._run = run
+        self.job_id = run.job_id
+        self.attempt = run.attempt
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        data: dict[str, Any] = {"progress": fraction}
+        if message is not None:
+            data["message"] = message[:500]
+        await self._run.event("progress", data, progress=fraction, message=data.get("message"))
+
+    async def log(self, message: str, level: str = "info") -> None:
+        await self._run.event("log", {"level": level, "message": message[:10_000]})
+
+    async def emit(self, type: str, data: Any) -> None:
+        if type in TERMINAL_EVENTS or type == "status":
+            raise ValueError(f"a handler cannot emit {type!r} events: return or raise instead")
+        await self._run.event(type, data)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._run.cancel_seen
+
+
+class JobRun:
+    """One attempt of one job in this worker."""
+
+    def __init__(self, rt: WorkerRuntime, job_id: str, attempt: int) -> None:
+        self.rt = rt
+        self.job_id = job_id
+        self.attempt = attempt
+        self.cancel_seen = False
+        # Writes of this attempt hold only while it is the job's current, running one.
+        self.mine = (Job.id == job_id, Job.status == "running", Job.attempt == attempt)
+
+    async def event(self, type: str, data: Any, **changes: Any) -> None:
+        """Append a non-terminal event while this attempt is the job's running one."""
+        await self.rt.writer.append(self.job_id, type, data, only_if=self.mine, **changes)
+
+    async def run(self) -> str:
+        """Claim, run and settle the attempt; how it ended (``succeeded``, ``failed``,
+        ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
+        job, kind = await self._claim()
+        if job is None or kind is None:
+            return "skipped"
+        task = asyncio.create_task(kind.handler(_Context(self), dict(job.input or {})))
+        watcher = asyncio.create_task(self._watch(task))
+        try:
+            async with asyncio.timeout(kind.soft_time_limit):
+                result = await task
+        except asyncio.CancelledError:
+            if not self.cancel_seen:
+                raise
+            await self.rt.writer.cancelled(self.job_id, only_if=self.mine, by="worker")
+            return "cancelled"
+        except TimeoutError:
+            limit = f"{kind.soft_time_limit:g}"
+            await self.rt.writer.fail(
+                self.job_id, "timeout", f"the job ran past its {limit} s limit", self.mine
+            )
+            return "timeout"
+        except RetryableError as exc:
+            return await self._retry_or_fail(job, kind, str(exc))
+        except Exception as exc:
+            log.info("job failed", extra={"job": self.job_id, "error": repr(exc)})
+            await self.rt.writer.fail(self.job_id, "job_failed", str(exc) or repr(exc), self.mine)
+            return "failed"
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await self.rt.writer.finish(
+            self.job_id, "succeeded", {"result": result}, only_if=self.mine, result=result,
+            progress=1.0,
+        )  # fmt: skip
+        return "succeeded"
+
+    async def _claim(self) -> tuple[Job | None, JobKind | None]:
+        """The job and its kind if this attempt may run now (and it is marked running)."""
+        async with self.rt.db.session() as session:
+            job = await repo.get(session, self.job_id)
+        if job is None or job.attempt != self.attempt or job.status != "pending":
+            return None, None  # settled, re-queued or unknown: a stale message
+        pending = (Job.status == "pending", Job.attempt == self.attempt)
+        kind = self.rt.kinds.get(job.kind)
+        if kind is None:
+            await self.rt.writer.fail(
+                self.job_id, "unknown_kind", f"no worker knows kind {job.kind!r}", pending
+            )
+            return None, None
+        if job.cancel_requested:
+            await self.rt.writer.cancelled(self.job_id, only_if=pending, by="worker")
+            return None, None
+        now = utcnow()
+        claimed = await self.rt.writer.append(
+            self.job_id,
+            "status",
+            {"status": "running", "attempt": self.attempt, "worker": self.rt.name},
+            only_if=pending,
+            status="running",
+            worker=self.rt.name,
+            heartbeat_at=now,
+            started_at=now,
+        )
+        return (job, kind) if claimed is not None else (None, None)
+
+    async def _watch(self, task: asyncio.Task[Any]) -> None:
+        """Heartbeat, and cancel ``task`` once a cancel is asked for."""
+        beat = self.rt.settings.jobs_heartbeat_seconds
+        next_beat = time.monotonic() + beat
+        while not task.done():
+            await asyncio.sleep(min(CANCEL_CHECK, beat))
+            async with self.rt.db.session() as session:
+                wanted = await repo.cancel_requested(session, self.job_id)
+                if time.monotonic() >= next_beat:
+                    await repo.heartbeat(session, self.job_id, self.rt.name)
+                    next_beat = time.monotonic() + beat
+            if wanted is None or wanted:
+                # Cancelled, or settled by someone else (the gateway's cancel grace ran
+                # out, the reaper): stop the work either way.
+                self.cancel_seen = True
+                task.cancel()
+                return
+
+    async def _retry_or_fail(self, job: Job, kind: JobKind, reason: str) -> str:
+        if self.attempt < kind.max_attempts:
+            job.attempt = self.attempt
+            if await self.rt.writer.requeue(job, kind, self.rt.dispatcher, reason):
+                return "retrying"
+            return "skipped"
+        await self.rt.writer.fail(
+            self.job_id, "job_failed", f"{reason} (attempt {self.attempt} of {kind.max_attempts})",
+            self.mine,
+        )  # fmt: skip
+        return "failed"
