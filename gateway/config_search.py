@@ -26,8 +26,15 @@ class SearchSettings(BaseModel):
     search_fusion: Literal["blend", "rrf"] = Field(
         "blend", description="`blend`: weighted sum of scaled BM25F and cosine; `rrf`: rank fusion."
     )
+    search_dense_text_chars: int = Field(
+        200,
+        ge=20,
+        le=5000,
+        description="Characters of a tool's server, name and description the model embeds "
+        "(its opening says what it is for; the rest dilutes an averaged embedding).",
+    )
     search_lexical_weight: float = Field(
-        0.6, ge=0, le=1, description="Share of scaled BM25F in the blend (the rest: cosine)."
+        0.4, ge=0, le=1, description="Share of scaled BM25F in the blend (the rest: cosine)."
     )
     search_rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
     search_dense_floor: float = Field(

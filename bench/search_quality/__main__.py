@@ -71,6 +71,7 @@ GRID: dict[str, list[Any]] = {
     "weight_description": [1.0, 1.5],
     "weight_params": [0.5, 1.0],
     "synonym_weight": [0.3, 0.5],
+    "dense_text_chars": [200, 1000],
 }
 
 

@@ -99,7 +99,8 @@ class ToolIndex:
 
         name = self.tuning.dense_model
         loading = dense.model(name)
-        texts = [dense_text(tool) for tool in self.tools]
+        limit = self.tuning.dense_text_chars
+        texts = [dense_text(tool, limit) for tool in self.tools]
         return dense.background(lambda: dense.embed_cached(name, loading.result(), texts))
 
     def wait_dense(self, timeout: float | None = None) -> bool:

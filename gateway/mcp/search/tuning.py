@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gateway.config_search import SearchSettings
+from gateway.mcp.search.fields import DENSE_TEXT_LIMIT
 from gateway.mcp.search.vocabulary import Phrase, default_groups, load_groups, synonym_table
 
 
@@ -30,9 +31,11 @@ class Tuning:
     synonym_weight: float = 0.3
     # Dense (static embeddings from a model shipped in a wheel): "wordllama" or "off".
     dense_model: str = "wordllama"
+    # Characters of "server name title description" the model reads (see fields.py).
+    dense_text_chars: int = DENSE_TEXT_LIMIT
     # Fusion: "blend" (lexical_weight·bm25/max + (1-lexical_weight)·cosine) or "rrf".
     fusion: str = "blend"
-    lexical_weight: float = 0.6
+    lexical_weight: float = 0.4
     # BM25F is scaled by "max" (the query's best tool) or "ideal" (a tool having
     # every query word) before the blend.
     lexical_scale: str = "max"
@@ -90,6 +93,7 @@ def from_settings(settings: SearchSettings) -> Tuning:
         weight_param_descriptions=settings.search_weight_param_descriptions,
         synonym_weight=settings.search_synonym_weight,
         dense_model=settings.search_dense_model,
+        dense_text_chars=settings.search_dense_text_chars,
         fusion=settings.search_fusion,
         lexical_weight=settings.search_lexical_weight,
         rrf_k=settings.search_rrf_k,

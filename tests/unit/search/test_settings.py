@@ -27,3 +27,8 @@ def test_settings_reach_the_tuning(tmp_path: Path) -> None:
     )
     assert tuning.lexical_weight == 0.2 and tuning.dense_model == "off"
     assert ("bill",) in tuning.synonyms[("invoic",)]
+
+
+def test_dense_text_chars_reaches_the_index() -> None:
+    tuning = from_settings(Settings(search_dense_text_chars=500))
+    assert tuning.dense_text_chars == 500

@@ -38,3 +38,20 @@ def test_analysis_drops_stop_words_and_stems() -> None:
     # Inflections meet: a query and a tool name need not use the same form.
     assert analyze("lists")[0] == analyze("listing")[0] == analyze("list")[0]
     assert analyze("what is the") == []
+
+
+def test_dense_text_is_the_opening_of_server_name_and_description() -> None:
+    from mcp import types
+
+    from gateway.mcp.search.fields import DENSE_TEXT_LIMIT, dense_text
+
+    tool = types.Tool(
+        name="github__create_issue",
+        description="Create a new issue in a repository. " + "Long notes on every field. " * 40,
+        input_schema={"type": "object"},
+    )
+    assert dense_text(tool).startswith("github create issue create new issue repository")
+    # The model reads only the opening (the rest dilutes an averaged embedding)...
+    assert len(dense_text(tool)) <= DENSE_TEXT_LIMIT
+    # ...as long as MCPGW_SEARCH_DENSE_TEXT_CHARS says.
+    assert len(dense_text(tool, 1000)) > 2 * len(dense_text(tool, 200))
