@@ -472,6 +472,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.mcp_front = front
         if serving:
             settle_heap()
+            front.on_warm = settle_heap  # again once the search model is in (seconds later)
         try:
             async with front.run():
                 yield

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -112,6 +112,9 @@ class McpFront:
         self.surfaces = list(surfaces)
         self.servers = servers
         self.authenticator = authenticator
+        # Run once the search model is loaded in the background (a serving gateway
+        # freezes what it loaded out of the garbage collector's scans, app.py).
+        self.on_warm: Callable[[], None] | None = None
         search.configure(search_tuning.from_settings(settings))
         self.handlers = GatewayHandlers(
             servers,
@@ -221,7 +224,7 @@ class McpFront:
         if owner.done():
             owner.result()  # raises what went wrong
         if self.settings.search_preload and self.settings.search_dense_model != "off":
-            search.preload(delay=PRELOAD_DELAY)
+            search.preload(delay=PRELOAD_DELAY, after=self.on_warm)
         try:
             yield
         finally:

@@ -260,10 +260,12 @@ def _similar(a: Fields, b: Fields, threshold: float) -> bool:
     return union == 0 or len(words_a & words_b) / union >= threshold
 
 
-def preload(delay: float = 0.0) -> threading.Thread:
+def preload(delay: float = 0.0, after: Callable[[], None] | None = None) -> threading.Thread:
     """Import numpy and load the model on a daemon thread, ``delay`` seconds from
     now (so start-up does not share the CPU with it): the first search then finds
-    them ready rather than paying for them."""
+    them ready rather than paying for them. ``after`` runs once they are loaded (a
+    serving gateway moves them out of the garbage collector's way, as it did with
+    everything start-up made)."""
 
     def load() -> None:
         time.sleep(delay)
@@ -275,6 +277,8 @@ def preload(delay: float = 0.0) -> threading.Thread:
                 dense.model(name).result()
             except Exception:
                 log.exception("tool search: loading model %r failed; searching lexically", name)
+        if after is not None:
+            after()
 
     thread = threading.Thread(target=load, name="search-preload", daemon=True)
     thread.start()
