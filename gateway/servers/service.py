@@ -49,8 +49,8 @@ from gateway.servers.runtimes.base import (
 )
 from gateway.servers.runtimes.isolation import forget
 from gateway.servers.runtimes.relay import CURRENT_RELAY
-from gateway.servers.schemas import RemoteConfig, ServerCreate, ServerUpdate, parse_config
-from gateway.ssrf import check_url
+from gateway.servers.schemas import ServerCreate, ServerUpdate
+from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
 log = logging.getLogger("gateway.servers")
 
@@ -58,17 +58,6 @@ log = logging.getLogger("gateway.servers")
 def can_see(principal: Principal, team_id: str | None) -> bool:
     """Team-scoped servers are for their team (and admins); the rest for everyone."""
     return team_id is None or principal.is_admin or team_id in principal.team_ids
-
-
-def _opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
-    """Whether a (validated) config runs a package server, or a bundle member, unisolated."""
-    if server_type == "bundle":
-        return any(
-            _opts_out_of_isolation(m["type"], m.get("config") or {})
-            for m in config.get("members", [])
-            if m.get("type")
-        )
-    return config.get("isolation") == "none"
 
 
 class ServerService:
@@ -209,50 +198,9 @@ class ServerService:
     async def _validate(
         self, server_type: str, config: dict[str, Any], principal: Principal
     ) -> dict[str, Any]:
-        parsed = parse_config(server_type, config)
-        if server_type == "generated" and not principal.is_admin:
-            raise Forbidden(
-                "only admins may register generated servers: their code runs in-process"
-            )
-        if not principal.is_admin and _opts_out_of_isolation(server_type, parsed.model_dump()):
-            raise Forbidden(
-                "only admins may set isolation 'none': the server then runs on the gateway "
-                "host and can read its secret key and database",
-                code="isolation_opt_out_forbidden",
-            )
-        if isinstance(parsed, RemoteConfig):
-            try:
-                await check_url(parsed.url, self.allow_private_urls, must_resolve=False)
-            except BackendError as exc:
-                raise InvalidInput(
-                    f"config.url: {exc}", errors=[{"field": "config.url", "message": str(exc)}]
-                ) from None
-        if server_type == "bundle":
-            async with self.db.session() as session:
-                repo = ServerRepository(session)
-                for i, member in enumerate(parsed.model_dump()["members"]):
-                    if member.get("server") and await repo.get_by_name(member["server"]) is None:
-                        field = f"config.members.{i}.server"
-                        raise InvalidInput(
-                            f"{field}: no server named {member['server']!r}",
-                            errors=[{"field": field, "message": "unknown server"}],
-                        )
-                    if member.get("type") == "generated" and not principal.is_admin:
-                        raise Forbidden("only admins may add generated members")
-        return parsed.model_dump(exclude_none=True)
-
-    @staticmethod
-    def _snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
-        return {
-            "type": row.type,
-            "config": row.config,
-            "description": row.description,
-            "tags": row.tags,
-            "enabled": row.enabled,
-            "env": row.env,
-            "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
-            "max_concurrency": row.max_concurrency,
-        }
+        return await validate_config(
+            self.db, server_type, config, principal, allow_private_urls=self.allow_private_urls
+        )
 
     def _sealed_names(self, row: McpServer) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.box.open(row.secrets_sealed).items()}
@@ -267,7 +215,7 @@ class ServerService:
         sealed = {"env": data.secrets, "headers": data.secret_headers}
         if client_secret:
             sealed["oauth"] = {"client_secret": client_secret}
-        unisolated = _opts_out_of_isolation(data.type, config)
+        unisolated = opts_out_of_isolation(data.type, config)
         row = McpServer(
             name=data.name,
             type=data.type,
@@ -298,7 +246,7 @@ class ServerService:
                     ServerVersion(
                         server_id=row.id,
                         version=1,
-                        snapshot=self._snapshot(row, names),
+                        snapshot=snapshot(row, names),
                         summary="registered without isolation" if unisolated else "registered",
                         changed_by=principal.user_id,
                     )
@@ -306,7 +254,7 @@ class ServerService:
         except IntegrityError:
             raise name_taken from None
         await self.load()
-        self.audit.change("server.create", principal, row.name, new=self._snapshot(row, names))
+        self.audit.change("server.create", principal, row.name, new=snapshot(row, names))
         log.info("server registered", extra={"server": row.name, "type": row.type})
         if unisolated:
             log.warning(
@@ -319,7 +267,7 @@ class ServerService:
         principal.require("servers:write")
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
-            before = self._snapshot(row, self._sealed_names(row))
+            before = snapshot(row, self._sealed_names(row))
             changes = []
             sealed = self.box.open(row.secrets_sealed)
             if data.config is not None:
@@ -356,14 +304,14 @@ class ServerService:
                 ServerVersion(
                     server_id=row.id,
                     version=row.version,
-                    snapshot=self._snapshot(row, names),
+                    snapshot=snapshot(row, names),
                     summary="changed " + ", ".join(dict.fromkeys(changes)),
                     changed_by=principal.user_id,
                 )
             )
         await self.load()
         self.audit.change(
-            "server.update", principal, row.name, old=before, new=self._snapshot(row, names)
+            "server.update", principal, row.name, old=before, new=snapshot(row, names)
         )
         return row
 
@@ -371,7 +319,7 @@ class ServerService:
         principal.require("servers:write")
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
-            before = self._snapshot(row, self._sealed_names(row))
+            before = snapshot(row, self._sealed_names(row))
             await ServerRepository(session).delete(row)
         self.audit.change("server.delete", principal, name, old=before)
         await self.pool.remove(name)

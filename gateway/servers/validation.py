@@ -1,0 +1,82 @@
+"""Checks on a server's registration: its config parsed for its type and refused when
+it asks for more than the registering user may; and what a version row keeps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.auth.principal import Principal
+from gateway.db import Database
+from gateway.errors import Forbidden, InvalidInput
+from gateway.servers.models import McpServer
+from gateway.servers.repository import ServerRepository
+from gateway.servers.runtimes.base import BackendError
+from gateway.servers.schemas import RemoteConfig, parse_config
+from gateway.ssrf import check_url
+
+
+def opts_out_of_isolation(server_type: str, config: dict[str, Any]) -> bool:
+    """Whether a (validated) config runs a package server, or a bundle member, unisolated."""
+    if server_type == "bundle":
+        return any(
+            opts_out_of_isolation(m["type"], m.get("config") or {})
+            for m in config.get("members", [])
+            if m.get("type")
+        )
+    return config.get("isolation") == "none"
+
+
+async def validate_config(
+    db: Database,
+    server_type: str,
+    config: dict[str, Any],
+    principal: Principal,
+    *,
+    allow_private_urls: bool,
+) -> dict[str, Any]:
+    """The config parsed for ``server_type``, refused (422/403) when it is wrong or
+    asks for more than ``principal`` may (generated code, no isolation, a bad URL, an
+    unknown bundle member)."""
+    parsed = parse_config(server_type, config)
+    if server_type == "generated" and not principal.is_admin:
+        raise Forbidden("only admins may register generated servers: their code runs in-process")
+    if not principal.is_admin and opts_out_of_isolation(server_type, parsed.model_dump()):
+        raise Forbidden(
+            "only admins may set isolation 'none': the server then runs on the gateway "
+            "host and can read its secret key and database",
+            code="isolation_opt_out_forbidden",
+        )
+    if isinstance(parsed, RemoteConfig):
+        try:
+            await check_url(parsed.url, allow_private_urls, must_resolve=False)
+        except BackendError as exc:
+            raise InvalidInput(
+                f"config.url: {exc}", errors=[{"field": "config.url", "message": str(exc)}]
+            ) from None
+    if server_type == "bundle":
+        async with db.session() as session:
+            repo = ServerRepository(session)
+            for i, member in enumerate(parsed.model_dump()["members"]):
+                if member.get("server") and await repo.get_by_name(member["server"]) is None:
+                    field = f"config.members.{i}.server"
+                    raise InvalidInput(
+                        f"{field}: no server named {member['server']!r}",
+                        errors=[{"field": field, "message": "unknown server"}],
+                    )
+                if member.get("type") == "generated" and not principal.is_admin:
+                    raise Forbidden("only admins may add generated members")
+    return parsed.model_dump(exclude_none=True)
+
+
+def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
+    """What a version row keeps of a server: its settings and secret names."""
+    return {
+        "type": row.type,
+        "config": row.config,
+        "description": row.description,
+        "tags": row.tags,
+        "enabled": row.enabled,
+        "env": row.env,
+        "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
+        "max_concurrency": row.max_concurrency,
+    }
