@@ -56,6 +56,14 @@ class GatewayClient:
         return response.json()
 
 
+def json_option(text: str, param_hint: str) -> Any:
+    """A command-line option's JSON value, or a usage error naming the option."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=param_hint) from exc
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 

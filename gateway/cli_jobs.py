@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import httpx
@@ -14,6 +13,7 @@ from gateway.cli_client import (
     GatewayClient,
     KeyOption,
     UrlOption,
+    json_option,
     print_json,
     print_table,
 )
@@ -129,11 +129,7 @@ def submit(
     key: KeyOption = None,
 ) -> None:
     """Start a job of a built-in kind; prints its id (then `mcpgw jobs watch ID`)."""
-    try:
-        data = json.loads(input_json)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--input") from exc
-    body = {"kind": kind, "input": data}
+    body = {"kind": kind, "input": json_option(input_json, "--input")}
     typer.echo(GatewayClient(url, key).request("POST", "/api/v1/jobs", json=body)["job_id"])
 
 

@@ -17,6 +17,7 @@ from gateway.cli_client import (
     GatewayClient,
     KeyOption,
     UrlOption,
+    json_option,
     print_json,
     print_table,
 )
@@ -236,10 +237,7 @@ def tools_call(
     key: KeyOption = None,
 ) -> None:
     """Call a tool and print the MCP result; exit 1 if the tool reported an error."""
-    try:
-        parsed = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
+    parsed = json_option(arguments, "--args")
     result = GatewayClient(url, key, timeout=600).request(
         "POST", "/api/v1/tools/execute", json={"tool": tool, "arguments": parsed}
     )
