@@ -42,6 +42,32 @@ class JobContext(Protocol):
 Handler = Callable[[JobContext, dict[str, Any]], Coroutine[Any, Any, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class NeedsReview:
+    """What a handler returns when a person must approve its result (a generator's
+    draft): the job ends in status ``review`` with ``result``, and its kind's
+    :class:`Reviewer` settles it later."""
+
+    result: Any
+
+
+class Reviewer(Protocol):
+    """How a kind whose jobs end in ``review`` is settled, in the gateway process (it may
+    use pillar services; the worker never calls it)."""
+
+    async def approve(self, principal: Any, job: Any, choice: dict[str, Any]) -> dict[str, Any]:
+        """Act on the approved draft of ``job`` (register what it made, as ``principal``)
+        and say what was done (the job's ``approved`` result). Raises an AppError (4xx)
+        and changes nothing when ``choice`` does not fit."""
+
+    async def revert(self, principal: Any, job: Any, outcome: dict[str, Any]) -> None:
+        """Undo :meth:`approve` (the job was settled by someone else meanwhile)."""
+
+    async def reject(self, principal: Any, job: Any, feedback: str | None) -> dict[str, Any] | None:
+        """The input of a job that regenerates the draft with ``feedback``, or None when
+        rejecting ends it."""
+
+
 class RetryableError(Exception):
     """A failure worth another attempt (a step that is safe to repeat failed for a
     passing reason): the job is queued again with backoff while attempts remain."""
@@ -60,6 +86,8 @@ class JobKind:
     soft_time_limit: float = 600.0  # the job fails with `timeout` (cooperative)
     hard_time_limit: float = 660.0  # Celery kills the process running it
     submittable: bool = False  # may be submitted as is through POST /api/v1/jobs
+    # A short text of the input for lists (default: its fields); never secrets.
+    summarize: Callable[[dict[str, Any]], str] | None = None
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """The input as the handler gets it; :class:`InvalidInput` if it does not fit."""
@@ -74,7 +102,10 @@ class JobKind:
 
     def summary(self, data: dict[str, Any]) -> str:
         """A short text of the input for lists (never the whole input)."""
-        text = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
+        if self.summarize is not None:
+            text = self.summarize(data)
+        else:
+            text = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
         return text if len(text) <= 200 else text[:199] + "…"
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.db import Database, utcnow
+from gateway.errors import AppError
 from gateway.jobs import repository as repo
 from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
-from gateway.jobs.kinds import JobKind, KindRegistry, RetryableError
+from gateway.jobs.kinds import JobKind, KindRegistry, NeedsReview, RetryableError
 from gateway.jobs.models import TERMINAL_EVENTS, Job
 from gateway.jobs.writer import JobWriter
 
@@ -108,8 +109,8 @@ class JobRun:
         await self.rt.writer.append(self.job_id, type, data, only_if=self.mine, **changes)
 
     async def run(self) -> str:
-        """Claim, run and settle the attempt; how it ended (``succeeded``, ``failed``,
-        ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
+        """Claim, run and settle the attempt; how it ended (``succeeded``, ``review``,
+        ``failed``, ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
@@ -133,17 +134,23 @@ class JobRun:
             return await self._retry_or_fail(job, kind, str(exc))
         except Exception as exc:
             log.info("job failed", extra={"job": self.job_id, "error": repr(exc)})
-            await self.rt.writer.fail(self.job_id, "job_failed", str(exc) or repr(exc), self.mine)
+            # A kind's own errors keep their code (`bad_openapi`, `model_not_configured`…).
+            code = exc.code if isinstance(exc, AppError) else "job_failed"
+            message = exc.message if isinstance(exc, AppError) else str(exc) or repr(exc)
+            await self.rt.writer.fail(self.job_id, code, message, self.mine)
             return "failed"
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        status = "succeeded"
+        if isinstance(result, NeedsReview):
+            status, result = "review", result.result
         await self.rt.writer.finish(
-            self.job_id, "succeeded", {"result": result}, only_if=self.mine, result=result,
+            self.job_id, status, {"result": result}, only_if=self.mine, result=result,
             progress=1.0,
         )  # fmt: skip
-        return "succeeded"
+        return status
 
     async def _claim(self) -> tuple[Job | None, JobKind | None]:
         """The job and its kind if this attempt may run now (and it is marked running)."""

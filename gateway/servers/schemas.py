@@ -193,6 +193,19 @@ class GeneratedConfig(Strict):
     source: str | None = Field(
         None, max_length=200_000, description="Python source that defines the server object."
     )
+    openapi: dict[str, Any] | None = Field(
+        None,
+        description="An OpenAPI 3.x document: one tool per operation (FastMCP's OpenAPI "
+        "support), calling `base_url`; what the server generator writes.",
+    )
+    base_url: str | None = Field(
+        None, max_length=2048, description="With `openapi`: the API's base URL."
+    )
+    tools: list[str] | None = Field(
+        None,
+        max_length=5000,
+        description="With `openapi`: the operations' tool names to offer (unset: all).",
+    )
     attribute: str = Field("server", pattern=r"^[A-Za-z_]\w*$")
     protocol: Literal["auto", "2025-11-25", "dual"] = Field(
         "auto",
@@ -210,8 +223,14 @@ class GeneratedConfig(Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> GeneratedConfig:
-        if (self.module is None) == (self.source is None):
-            raise ValueError("give exactly one of module or source")
+        given = [f for f in ("module", "source", "openapi") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of module, source or openapi")
+        if self.openapi is not None:
+            if not self.base_url or not self.base_url.startswith(("http://", "https://")):
+                raise ValueError("openapi needs base_url, an http(s) URL")
+        elif self.base_url is not None or self.tools is not None:
+            raise ValueError("base_url and tools go with openapi")
         return self
 
 
