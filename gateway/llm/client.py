@@ -33,9 +33,12 @@ class ModelNotConfigured(AppError):
     code = "model_not_configured"
 
 
-class ModelError(Exception):
+class ModelError(AppError):
     """The model endpoint failed or answered something unusable (the message is safe
-    to show: it never holds the key)."""
+    to show: it never holds the key). A job that meets it fails with ``model_failed``."""
+
+    status_code = 502
+    code = "model_failed"
 
 
 @dataclass(frozen=True)
