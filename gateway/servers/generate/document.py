@@ -6,6 +6,7 @@ readable by FastMCP's OpenAPI parser. Every refusal is a 4xx with a stable code:
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import urljoin
@@ -15,6 +16,10 @@ import yaml
 
 from gateway.errors import InvalidInput, PayloadTooLarge
 from gateway.servers.generate.swagger2 import upgrade
+
+# FastMCP's parser logs every schema error it raises, with the document's values; the
+# caller gets the error as a 422 instead, so its log lines would only be noise.
+logging.getLogger("fastmcp.utilities.openapi.parser").setLevel(logging.CRITICAL)
 
 # YAML aliases let a small text expand into a huge object ("billion laughs"): real API
 # descriptions use few, if any.

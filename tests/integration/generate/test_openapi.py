@@ -223,8 +223,37 @@ async def test_bad_input_is_refused_and_nothing_is_half_registered(
         assert (await client.get("/api/v1/servers/pets-bad-input")).status_code == 404
 
 
-async def _operator_key(client: httpx.AsyncClient) -> str:
-    r = await client.post("/api/v1/users", json={"email": "op@example.com", "role": "operator"})
+async def test_operators_generate_and_approve_developers_cannot(
+    gateway: Server, petstore: PetstoreApi
+) -> None:
+    """An OpenAPI-generated server runs no code of its own: registering one needs
+    `servers:write` (operators), not admin rights as Python-source servers do."""
+    async with _client(gateway) as admin:
+        operator = await _operator_key(admin, "op2@example.com")
+        developer = await _operator_key(admin, "dev@example.com", role="developer")
+    spec = (SPECS / "petstore3.yaml").read_text()
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {developer}"}, timeout=60
+    ) as client:
+        r = await client.post("/api/v1/servers/generate", json={"openapi": spec})
+        error(r, 403, "forbidden")
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {operator}"}, timeout=60
+    ) as client:
+        job_id = await generate(client, openapi=spec, base_url=petstore.base_url, name="op-pets")
+        await draft_of(client, job_id)
+        r = await client.post(f"/api/v1/jobs/{job_id}/approve", json={"tools": ["getPetById"]})
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            "/api/v1/tools/execute", json={"tool": "op-pets__getPetById", "arguments": {"petId": 1}}
+        )
+        assert r.status_code == 200 and "doggie" in r.text, r.text
+
+
+async def _operator_key(
+    client: httpx.AsyncClient, email: str = "op@example.com", role: str = "operator"
+) -> str:
+    r = await client.post("/api/v1/users", json={"email": email, "role": role})
     assert r.status_code == 201, r.text
     r = await client.post("/api/v1/keys", json={"name": "t", "user_id": r.json()["id"]})
     assert r.status_code == 201, r.text
