@@ -180,10 +180,25 @@ class RemoteConfig(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-        return value
+        return header_names(value)
+
+
+def server_name(value: str) -> str:
+    """``value`` if it is a valid server name (it becomes the tool namespace)."""
+    if not _NAME.match(value) or "--" in value:
+        raise ValueError(
+            "must be lowercase letters, digits and single hyphens, 1-63 characters, "
+            "not starting or ending with a hyphen (like 'github' or 'time-utils')"
+        )
+    return value
+
+
+def header_names(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if every key is a valid HTTP header name."""
+    for name in value:
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+    return value
 
 
 class GeneratedConfig(Strict):
@@ -345,12 +360,7 @@ class ServerCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value) or "--" in value:
-            raise ValueError(
-                "must be lowercase letters, digits and single hyphens, 1-63 characters, "
-                "not starting or ending with a hyphen (like 'github' or 'time-utils')"
-            )
-        return value
+        return server_name(value)
 
     @field_validator("env", "secrets")
     @classmethod
@@ -360,10 +370,7 @@ class ServerCreate(Strict):
     @field_validator("secret_headers")
     @classmethod
     def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-        return value
+        return header_names(value)
 
     @model_validator(mode="after")
     def _client_certificate(self) -> ServerCreate:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.servers.schemas import _HEADER_NAME, _NAME
+from gateway.servers.schemas import header_names, server_name
 
 KIND = "servers.generate"
 
@@ -62,17 +62,12 @@ class GenerateServer(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and (not _NAME.match(value) or "--" in value):
-            raise ValueError("must be lowercase letters, digits and single hyphens")
-        return value
+        return None if value is None else server_name(value)
 
     @field_validator("secret_headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-        return value
+        return header_names(value)
 
 
 class GenerateInput(BaseModel):

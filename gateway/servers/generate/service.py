@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.crypto import SecretBox
@@ -103,14 +105,22 @@ class ServerGenerator:
         sealed = (job.input or {}).get("secrets_sealed")
         headers = self.box.open(sealed).get("headers", {}) if sealed else {}
         ordered = [name for name in known if name in set(chosen)]
-        create = ServerCreate(
-            name=choice.get("name") or server.get("name") or "api",
-            type="generated",
-            config={"openapi": draft["source"]["document"], "base_url": base_url, "tools": ordered},
-            description=server.get("description", ""),
-            tags=["generated", "openapi"],
-            secret_headers=headers,
-        )
+        config = {"openapi": draft["source"]["document"], "base_url": base_url, "tools": ordered}
+        try:
+            create = ServerCreate(
+                name=choice.get("name") or server.get("name") or "api",
+                type="generated",
+                config=config,
+                description=server.get("description", ""),
+                tags=["generated", "openapi"],
+                secret_headers=headers,
+            )
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidInput(
+                f"{field}: {first['msg']}", errors=[{"field": field, "message": first["msg"]}]
+            ) from None
         row = await self.servers.register(principal, create)
         await self.servers.connect(row.name, wait=True)  # loaded: its tools are listed now
         return {"server": row.name, "tools": ordered, "base_url": base_url}

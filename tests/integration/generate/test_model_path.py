@@ -54,13 +54,6 @@ def _document(base_url: str, *extra: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def petstore() -> Iterator[PetstoreApi]:
-    api = PetstoreApi().start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(scope="module")
 def model() -> Iterator[ScriptedModel]:
     with ScriptedModel() as found:
         yield found

@@ -7,7 +7,6 @@ MCP client on `/mcp`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -33,13 +32,6 @@ PETSTORE_TOOLS = {
     "getOrderById", "deleteOrder", "createUser", "createUsersWithListInput", "loginUser",
     "logoutUser", "getUserByName", "updateUser", "deleteUser",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def petstore() -> Iterator[PetstoreApi]:
-    api = PetstoreApi().start()
-    yield api
-    api.stop()
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +196,7 @@ async def test_bad_input_is_refused_and_nothing_is_half_registered(
             await client.post(approve, json={"tools": ["getPetById", "nope"]}), 422, "unknown_tools"
         )
         error(await client.post(approve, json={"tools": []}), 422, "no_tools")
+        error(await client.post(approve, json={"name": "Not A Name"}), 422, "validation_error")
         r = await client.post("/api/v1/servers", json={
             "name": "taken", "type": "remote", "config": {"url": "http://127.0.0.1:9/mcp"},
         })  # fmt: skip

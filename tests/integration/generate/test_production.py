@@ -4,23 +4,14 @@ Petstore 3 document on loopback; the generated server answers an agent's call.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.fixtures.petstore_api import PetstoreApi
 from tests.integration.generate.support import draft_of, generate, mcp_client
 from tests.integration.jobs.test_redis import Workers, production  # noqa: F401  (fixture)
 from tests.support import BOOT, Server
-
-
-@pytest.fixture
-def petstore() -> Iterator[PetstoreApi]:
-    api = PetstoreApi().start()
-    yield api
-    api.stop()
 
 
 async def test_generation_on_redis_with_a_worker_of_its_own(
