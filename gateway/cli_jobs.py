@@ -43,7 +43,7 @@ def worker(
     """Run a Celery worker for the gateway's jobs (Redis with MCPGW_REDIS_URL, else the
     embedded SQLite broker in MCPGW_DATA_DIR). Stops warmly on SIGTERM."""
     from gateway.config import ConfigError, load_settings
-    from gateway.jobs.kinds import builtin_kinds
+    from gateway.job_kinds import platform_kinds
     from gateway.jobs.worker import run_worker
     from gateway.observability.logging import configure_logging
 
@@ -53,7 +53,7 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level, settings.log_format)
-    kinds = builtin_kinds()
+    kinds = platform_kinds()
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else kinds.queues()
     run_worker(
         settings,

