@@ -4,6 +4,7 @@ log over SSE, the template registered, and a `docker` sandbox started from it.""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from tests.integration.sandboxes.conftest import BASE_IMAGE, ENGINE_HINT, docker
 from tests.support import BOOT, Server, wait_for
 
 AUTH = {"Authorization": f"Bearer {BOOT}"}
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,13 @@ def gateway(module_server_factory: type[Server]) -> Server:
         pytest.fail(ENGINE_HINT)
     if docker_cli("image", "inspect", BASE_IMAGE).returncode != 0:
         pytest.fail(f"the base image {BASE_IMAGE} is missing: run scripts/docker-base-image.sh")
-    server = module_server_factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_LOG_FORMAT="console")
+    # This machine reaches PyPI through a proxy that re-signs TLS: the build trusts the
+    # host's bundle (which holds that proxy's CA), as an operator behind one would set.
+    server = module_server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_LOG_FORMAT="console",
+        MCPGW_IMAGE_BUILD_CA_FILE=os.environ.get("SSL_CERT_FILE", CA_BUNDLE),
+    )
     server.wait_ready()
     return server
 
@@ -37,7 +45,8 @@ async def test_a_package_list_becomes_a_template_the_docker_provider_runs(
 ) -> None:
     async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
         r = await client.post(
-            "/api/v1/sandboxes/images/generate", json={"name": "jq-tools", "packages": ["jq"]}
+            "/api/v1/sandboxes/images/generate",
+            json={"name": "jq-tools", "packages": ["jq", "pip:six==1.16.0"]},
         )
         assert r.status_code == 202, r.text
         job_id = r.json()["job_id"]
@@ -46,8 +55,10 @@ async def test_a_package_list_becomes_a_template_the_docker_provider_runs(
         assert job["status"] == "succeeded", job
         result = job["result"]
         assert result["template"] == "jq-tools" and result["image"].startswith("mcpgw-sandbox-gen-")
-        assert [p.split("=")[0] for p in result["packages"]] == ["jq"]
-        assert "=" in result["packages"][0]  # pinned to the version the build installed
+        names = [p.split("=")[0] for p in result["packages"]]
+        assert names == ["jq", "python3-pip", "pip:six"]
+        assert result["packages"][0].startswith("jq=")  # the version the build installed
+        assert result["packages"][2] == "pip:six==1.16.0"
 
         kinds = [e.event for e in events]
         assert kinds[-1] == "result" and "log" in kinds
@@ -66,11 +77,14 @@ async def test_a_package_list_becomes_a_template_the_docker_provider_runs(
         try:
             r = await client.post(
                 f"/api/v1/sandboxes/{sandbox}/exec",
-                json={"command": "id -u && echo '{\"a\": 42}' | jq .a"},
+                json={
+                    "command": "id -u && echo '{\"a\": 42}' | jq .a && python3 -c "
+                    "'import six; print(six.__version__)' && test ! -e /usr/local/share/build-ca.crt"
+                },
                 timeout=120,
             )
             assert r.status_code == 200, r.text
-            assert r.json()["stdout"].split() == ["1000", "42"]
+            assert r.json()["stdout"].split() == ["1000", "42", "1.16.0"]
         finally:
             await client.delete(f"/api/v1/sandboxes/{sandbox}", timeout=60)
 
