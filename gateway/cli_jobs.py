@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -142,9 +142,14 @@ def watch(
 ) -> None:
     """Follow a job's events to its end, with a progress bar; exit 0 when it succeeded,
     1 when it failed or was cancelled."""
+    watch_job(GatewayClient(url, key), job_id, as_json=as_json)
+
+
+def watch_job(client: GatewayClient, job_id: str, *, as_json: bool = False) -> NoReturn:
+    """Follow ``job_id`` to its end and exit as ``mcpgw jobs watch`` does (for every
+    command that starts a job and offers ``--watch``)."""
     from gateway.cli_watch import follow
 
-    client = GatewayClient(url, key)
     try:
         with client.http.stream(
             "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30, read=None)

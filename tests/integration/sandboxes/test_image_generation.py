@@ -5,6 +5,7 @@ log over SSE, the template registered, and a `docker` sandbox started from it.""
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from tests.integration.jobs.sse import read_events
 from tests.integration.sandboxes.conftest import BASE_IMAGE, ENGINE_HINT, docker_cli
-from tests.support import BOOT, Server, wait_for
+from tests.support import BOOT, MCPGW, Server, wait_for
 
 AUTH = {"Authorization": f"Bearer {BOOT}"}
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -122,3 +123,20 @@ async def test_only_admins_may_generate_images(gateway: Server) -> None:
             headers={"Authorization": f"Bearer {key}"},
         )
     assert r.status_code == 403 and "only admins" in r.json()["message"]
+
+
+def test_the_cli_starts_and_follows_a_build(gateway: Server) -> None:
+    args = [MCPGW, "sandboxes", "image", "generate", "--url", gateway.url, "--key", BOOT]
+    bad = subprocess.run(
+        [*args, "cli-tools", "-p", "pip:requests"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0 and "exact version" in bad.stderr + bad.stdout
+    # The same packages as the first test: the engine's layer cache makes this quick.
+    done = subprocess.run(
+        [*args, "cli-tools", "-p", "jq", "-p", "pip:six==1.16.0", "--watch"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "mcpgw-sandbox-gen-cli-tools" in done.stdout and "succeeded" in done.stdout
