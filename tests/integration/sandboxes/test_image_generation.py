@@ -140,3 +140,19 @@ def test_the_cli_starts_and_follows_a_build(gateway: Server) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mcpgw-sandbox-gen-cli-tools" in done.stdout and "succeeded" in done.stdout
+
+
+async def test_cancelling_a_build_ends_the_job_and_registers_nothing(gateway: Server) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
+        body = {"name": "cancelled-tools", "packages": ["bc", "dc"]}
+        r = await client.post("/api/v1/sandboxes/images/generate", json=body)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        first = await read_events(client, job_id, {}, stop_after=6, timeout=120)
+        assert "log" in [e.event for e in first]  # the build is under way
+        r = await client.post(f"/api/v1/jobs/{job_id}/cancel")
+        assert r.status_code == 200, r.text
+        job = await wait_for(lambda: _finished(client, job_id), timeout=30)
+        assert job["status"] == "cancelled"
+        names = [t["name"] for t in (await client.get("/api/v1/sandboxes/templates")).json()]
+        assert "cancelled-tools" not in names
