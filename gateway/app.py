@@ -40,7 +40,7 @@ from gateway.datadir import secure_data_dir
 from gateway.db import Database
 from gateway.errors import document_error_responses, install_error_handlers
 from gateway.health import router as health_router
-from gateway.job_kinds import all_kinds
+from gateway.job_kinds import platform_kinds
 from gateway.jobs.api import router as jobs_router
 from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
@@ -405,7 +405,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         ):
             setattr(app.state, name, getattr(state, name))
         jobs = build_jobs(
-            settings, state.db, serving=serving, kinds=all_kinds(settings), audit=state.audit
+            settings, state.db, serving=serving, kinds=platform_kinds(), audit=state.audit
         )
         app.state.jobs = jobs.service
         app.state.server_generator = ServerGenerator(

@@ -58,4 +58,4 @@ def servers_generate(
     job_id = str(client.request("POST", "/api/v1/servers/generate", json=body)["job_id"])
     typer.echo(job_id)
     if watch:
-        raise typer.Exit(watch_job(client, job_id))
+        watch_job(client, job_id)

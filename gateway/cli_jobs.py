@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -45,7 +45,7 @@ def worker(
     """Run a Celery worker for the gateway's jobs (Redis with MCPGW_REDIS_URL, else the
     embedded SQLite broker in MCPGW_DATA_DIR). Stops warmly on SIGTERM."""
     from gateway.config import ConfigError, load_settings
-    from gateway.job_kinds import all_kinds
+    from gateway.job_kinds import platform_kinds
     from gateway.jobs.worker import run_worker
     from gateway.observability.logging import configure_logging
 
@@ -55,7 +55,7 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level, settings.log_format)
-    kinds = all_kinds(settings)
+    kinds = platform_kinds()
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else kinds.queues()
     run_worker(
         settings,
@@ -144,11 +144,12 @@ def watch(
 ) -> None:
     """Follow a job's events to its end, with a progress bar; exit 0 when it succeeded
     (or waits for review), 1 when it failed or was cancelled."""
-    raise typer.Exit(watch_job(GatewayClient(url, key), job_id, as_json=as_json))
+    watch_job(GatewayClient(url, key), job_id, as_json=as_json)
 
 
-def watch_job(client: GatewayClient, job_id: str, *, as_json: bool = False) -> int:
-    """Show a job's events until it ends; the exit code (0: result, 1: not)."""
+def watch_job(client: GatewayClient, job_id: str, *, as_json: bool = False) -> NoReturn:
+    """Follow ``job_id`` to its end and exit as ``mcpgw jobs watch`` does (for every
+    command that starts a job and offers ``--watch``)."""
     from gateway.cli_watch import follow
 
     try:
@@ -165,7 +166,7 @@ def watch_job(client: GatewayClient, job_id: str, *, as_json: bool = False) -> i
         raise typer.Exit(3) from exc
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    return 0 if outcome == "result" else 1
+    raise typer.Exit(0 if outcome == "result" else 1)
 
 
 @jobs_app.command("approve")

@@ -1,24 +1,20 @@
-"""Every job kind this gateway runs: the jobs core's built-in ones and the pillars'
-generators. The gateway (to accept and review jobs) and `mcpgw worker` (to run them)
-build the same registry from the same settings."""
+"""Every job kind of the platform: the core's own and the pillars' (composition root).
+
+The gateway (to accept submissions) and every worker (to run them) read the same
+registry, so a kind is added here once.
+"""
 
 from __future__ import annotations
 
-from functools import cache
-
-from gateway.config import Settings
-from gateway.crypto import SecretBox, secret_box
 from gateway.jobs.kinds import KindRegistry, builtin_kinds
-from gateway.servers.generate.kind import server_generation_kind
 
 
-def all_kinds(settings: Settings) -> KindRegistry:
-    """The built-in kinds and every generator's."""
+def platform_kinds() -> KindRegistry:
+    """The core kinds (noop, echo, sleep) plus each pillar's generators."""
+    from gateway.servers.generate.kind import SERVER_KIND
+    from sandboxes.image_job import IMAGE_KIND
+
     kinds = builtin_kinds()
-
-    @cache
-    def box() -> SecretBox:  # read when a job needs it (test calls with secrets)
-        return secret_box(settings)
-
-    kinds.register(server_generation_kind(settings, box))
+    kinds.register(IMAGE_KIND)
+    kinds.register(SERVER_KIND)
     return kinds

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.config import Settings
+from gateway.db import Database
 from gateway.errors import InvalidInput
 
 
@@ -24,6 +26,9 @@ class JobContext(Protocol):
 
     job_id: str
     attempt: int
+    owner_id: str | None  # who submitted the job (None: the system)
+    settings: Settings  # the worker's settings
+    db: Database  # the worker's database (the handler's own sessions)
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0.0 to 1.0), with an optional line of text."""

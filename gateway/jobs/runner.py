@@ -68,10 +68,13 @@ def run_task(task: Any, job_id: str, attempt: int) -> str:
 class _Context:
     """The :class:`~gateway.jobs.kinds.JobContext` a handler gets."""
 
-    def __init__(self, run: JobRun) -> None:
+    def __init__(self, run: JobRun, owner_id: str | None) -> None:
         self._run = run
         self.job_id = run.job_id
         self.attempt = run.attempt
+        self.owner_id = owner_id
+        self.settings = run.rt.settings
+        self.db = run.rt.db
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         fraction = min(max(float(fraction), 0.0), 1.0)
@@ -114,7 +117,9 @@ class JobRun:
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
-        task = asyncio.create_task(kind.handler(_Context(self), dict(job.input or {})))
+        task = asyncio.create_task(
+            kind.handler(_Context(self, job.owner_id), dict(job.input or {}))
+        )
         watcher = asyncio.create_task(self._watch(task))
         try:
             async with asyncio.timeout(kind.soft_time_limit):

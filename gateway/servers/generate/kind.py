@@ -1,4 +1,4 @@
-"""The ``servers.generate`` job kind (what a worker runs): read or fetch the API
+"""The ``servers.generate`` job kind (what a worker runs, with its settings): read or fetch the API
 description (or have the model write one from a documentation page), list the tools
 it yields, optionally test-call the read-only ones, and end in ``review`` with the
 draft. Nothing is registered here: a person approves the draft first (review.py)."""
@@ -6,11 +6,9 @@ draft. Nothing is registered here: a person approves the draft first (review.py)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from gateway.config import Settings
-from gateway.crypto import SecretBox
+from gateway.crypto import secret_box
 from gateway.errors import InvalidInput
 from gateway.jobs.kinds import JobContext, JobKind, NeedsReview
 from gateway.llm.client import ModelClient, require_model
@@ -41,39 +39,29 @@ class FetchFailed(InvalidInput):
     code = "fetch_failed"
 
 
-def server_generation_kind(settings: Settings, box: Callable[[], SecretBox]) -> JobKind:
-    """The job kind, bound to the settings (limits, the model) and the secret box
-    (opened only for test calls that carry the reviewer's secret headers)."""
+async def _generate(ctx: JobContext, data: dict[str, Any]) -> NeedsReview:
+    return NeedsReview(await Generation(ctx, GenerateInput(**data)).run())
 
-    async def handler(ctx: JobContext, data: dict[str, Any]) -> NeedsReview:
-        return NeedsReview(await Generation(settings, box, ctx, GenerateInput(**data)).run())
 
-    return JobKind(
-        KIND,
-        handler,
-        GenerateInput,
-        queue="generate",
-        soft_time_limit=600,
-        hard_time_limit=660,
-        summarize=summarize,
-    )
+SERVER_KIND = JobKind(
+    KIND,
+    _generate,
+    GenerateInput,
+    queue="generate",
+    soft_time_limit=600,
+    hard_time_limit=660,
+    summarize=summarize,
+)
 
 
 class Generation:
     """One run of the generator."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        box: Callable[[], SecretBox],
-        ctx: JobContext,
-        data: GenerateInput,
-    ) -> None:
-        self.settings = settings
-        self.box = box
+    def __init__(self, ctx: JobContext, data: GenerateInput) -> None:
+        self.settings = ctx.settings
         self.ctx = ctx
         self.data = data
-        self.limit = settings.generate_max_document_bytes
+        self.limit = ctx.settings.generate_max_document_bytes
         self.fetched_from: str | None = None
         self.source: dict[str, Any] = {"from": data.source}
 
@@ -163,7 +151,8 @@ class Generation:
         if not chosen:
             await self.ctx.log("no read-only tool can be test-called without arguments")
             return
-        secrets = self.box().open(self.data.secrets_sealed).get("headers", {})
+        # The secret headers were sealed by the gateway: the worker shares its key.
+        secrets = secret_box(self.settings).open(self.data.secrets_sealed).get("headers", {})
         client = api_client(base_url, secrets, allow_private_urls=self.settings.allow_private_urls)
         server = build_openapi_server(document, name="draft", client=client)
         await self.ctx.progress(0.8, f"test-calling {len(chosen)} read-only tools")
