@@ -173,3 +173,24 @@ def test_no_model_configured_is_a_409_naming_the_settings(tmp_path: Any) -> None
     assert _code(exc) == (409, "model_not_configured")
     assert exc.value.body()["missing"] == ["MCPGW_LLM_MODEL"]
     assert "MCPGW_LLM_MODEL" in exc.value.message
+
+
+async def test_generated_servers_call_apis_through_the_ssrf_guard() -> None:
+    """A generated server's HTTP client vets each host when it connects (so a name that
+    resolves to a private address later, DNS rebinding, is refused too)."""
+    import httpx2
+
+    from gateway.servers.runtimes.openapi import api_client
+    from tests.fixtures.petstore_api import PetstoreApi
+
+    api = PetstoreApi().start()
+    base = api.base_url.replace("127.0.0.1", "localhost")
+    try:
+        async with api_client(base, allow_private_urls=False) as guarded:
+            with pytest.raises(httpx2.ConnectError, match="loopback/private"):
+                await guarded.get("/pet/1")
+        async with api_client(base, {"api_key": "k"}, allow_private_urls=True) as open_client:
+            assert (await open_client.get("/pet/1")).json()["name"] == "doggie"
+    finally:
+        api.stop()
+    assert [r["headers"].get("api_key") for r in api.requests] == ["k"]
