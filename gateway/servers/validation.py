@@ -3,7 +3,10 @@ it asks for more than the registering user may; and what a version row keeps."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from gateway.auth.principal import Principal
 from gateway.db import Database
@@ -75,10 +78,11 @@ async def validate_config(
 
 
 def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
-    """What a version row keeps of a server: its settings and secret names."""
+    """What a version row (and the audit trail) keeps of a server: its settings and
+    secret names; an OpenAPI document by its digest (it may be megabytes)."""
     return {
         "type": row.type,
-        "config": row.config,
+        "config": _recorded(row.config),
         "description": row.description,
         "tags": row.tags,
         "enabled": row.enabled,
@@ -86,3 +90,13 @@ def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, An
         "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
         "max_concurrency": row.max_concurrency,
     }
+
+
+def _recorded(config: dict[str, Any]) -> dict[str, Any]:
+    document = config.get("openapi")
+    if not isinstance(document, dict):
+        return config
+    raw = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    title = str((document.get("info") or {}).get("title") or "")[:200]
+    digest = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "title": title}
+    return {**config, "openapi": digest}

@@ -117,6 +117,11 @@ async def test_petstore_becomes_a_draft_then_a_server_an_agent_calls(
         r = await client.get("/api/v1/servers/petstore")
         assert r.status_code == 200 and r.json()["type"] == "generated", r.text
         assert r.json()["secret_headers"] == {"api_key": "***"}, r.json()
+        r = await client.get("/api/v1/servers/petstore/versions")
+        recorded = r.json()[0]["snapshot"]["config"]["openapi"] if r.status_code == 200 else r.text
+        assert (
+            recorded["title"] == "Swagger Petstore - OpenAPI 3.0" and len(recorded["sha256"]) == 64
+        )
     # an agent lists and calls the tools through /mcp, against the loopback API
     async with mcp_client(gateway.url, BOOT) as mcp:
         listed = {t.name: t for t in await mcp.list_tools() if t.name.startswith("petstore__")}
