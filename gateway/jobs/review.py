@@ -52,10 +52,14 @@ class JobReviews:
         job, reviewer = await self._in_review(principal, job_id)
         outcome = await reviewer.approve(principal, job, choice)
         result = {**(job.result or {}), "approved": outcome}
-        settled = await self.jobs.writer.finish(
-            job_id, "succeeded", {"result": {"approved": outcome}},
-            only_if=(Job.status == "review",), result=result,
-        )  # fmt: skip
+        try:
+            settled = await self.jobs.writer.finish(
+                job_id, "succeeded", {"result": {"approved": outcome}},
+                only_if=(Job.status == "review",), result=result,
+            )  # fmt: skip
+        except Exception:  # the job still waits: nothing may stay half approved
+            await reviewer.revert(principal, job, outcome)
+            raise
         if settled is None:  # rejected or approved by someone else meanwhile
             await reviewer.revert(principal, job, outcome)
             raise NotInReview(f"job {job_id} was settled by someone else meanwhile")

@@ -280,3 +280,26 @@ async def test_private_urls_and_model_paths_without_a_model(
         assert "MCPGW_LLM_BASE_URL" in body["message"] and "MCPGW_LLM_MODEL" in body["message"]
         r = await client.get("/api/v1/jobs", params={"kind": "servers.generate"})
         assert r.json()["items"] == []  # nothing was queued
+
+
+async def test_an_approved_server_comes_back_after_a_restart(
+    server_factory: type[Server], petstore: PetstoreApi
+) -> None:
+    env = {"MCPGW_BOOTSTRAP_API_KEY": BOOT, "MCPGW_ALLOW_PRIVATE_URLS": "true"}
+    first = server_factory(**env)
+    first.wait_ready()
+    async with _client(first) as client:
+        job_id = await generate(
+            client, openapi=(SPECS / "petstore3.yaml").read_text(), base_url=petstore.base_url,
+            name="kept", secret_headers={"api_key": API_KEY},
+        )  # fmt: skip
+        await draft_of(client, job_id)
+        r = await client.post(f"/api/v1/jobs/{job_id}/approve", json={"tools": ["getInventory"]})
+        assert r.status_code == 200, r.text
+    first.stop()
+    again = server_factory(**env)  # the same data directory: SQLite file, secret key
+    again.wait_ready()
+    async with mcp_client(again.url, BOOT) as mcp:
+        result = await mcp.call_tool("kept__getInventory", {})
+    assert result.structured_content == {"available": 1, "sold": 1}
+    assert petstore.requests[-1]["headers"]["api_key"] == API_KEY
