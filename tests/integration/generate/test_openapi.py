@@ -6,6 +6,7 @@ MCP client on `/mcp`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -303,3 +304,25 @@ async def test_an_approved_server_comes_back_after_a_restart(
         result = await mcp.call_tool("kept__getInventory", {})
     assert result.structured_content == {"available": 1, "sold": 1}
     assert petstore.requests[-1]["headers"]["api_key"] == API_KEY
+
+
+async def test_racing_reviewers_settle_a_draft_once(gateway: Server, petstore: PetstoreApi) -> None:
+    """Approve and reject at once, a few times: exactly one wins each time, and the
+    server exists exactly when the approval won."""
+    spec = (SPECS / "petstore3.yaml").read_text()
+    async with _client(gateway) as client:
+        jobs = [
+            await generate(client, openapi=spec, base_url=petstore.base_url, name=f"race-{i}")
+            for i in range(3)
+        ]
+        for i, job_id in enumerate(jobs):
+            await draft_of(client, job_id)
+            approve, reject = await asyncio.gather(
+                client.post(f"/api/v1/jobs/{job_id}/approve", json={}),
+                client.post(f"/api/v1/jobs/{job_id}/reject", json={}),
+            )
+            statuses = sorted([approve.status_code, reject.status_code])
+            assert statuses == [200, 409], (approve.text, reject.text)
+            job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+            registered = (await client.get(f"/api/v1/servers/race-{i}")).status_code == 200
+            assert registered == (approve.status_code == 200) == (job["status"] == "succeeded")
