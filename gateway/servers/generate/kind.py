@@ -1,7 +1,8 @@
-"""The ``servers.generate`` job kind (what a worker runs, with its settings): read or fetch the API
-description (or have the model write one from a documentation page), list the tools
-it yields, optionally test-call the read-only ones, and end in ``review`` with the
-draft. Nothing is registered here: a person approves the draft first (review.py)."""
+"""The ``servers.generate`` job kind (what a worker runs, with its settings): read or
+fetch the API description (or have the model write one from a documentation page),
+list the tools it yields, optionally test-call the read-only ones, and end in
+``review`` with the draft. Nothing is registered here: a person approves the draft
+first (service.py)."""
 
 from __future__ import annotations
 
