@@ -71,9 +71,13 @@ def follow(lines: Iterable[str], *, as_json: bool = False) -> str | None:
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("pending", total=1.0)
+        streamed = 0  # characters of model output so far (shown as a count, not echoed)
         for event in parse_sse(lines):
             data = event.data if isinstance(event.data, dict) else {}
-            if event.event == "status":
+            if event.event in ("token", "thinking"):
+                streamed += len(str(data.get("text", "")))
+                bar.update(task, description=f"the model is writing ({streamed} characters)")
+            elif event.event == "status":
                 bar.update(task, description=str(data.get("status", "")))
             elif event.event == "progress":
                 text = data.get("message") or "running"

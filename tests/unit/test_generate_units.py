@@ -194,3 +194,30 @@ async def test_generated_servers_call_apis_through_the_ssrf_guard() -> None:
     finally:
         api.stop()
     assert [r["headers"].get("api_key") for r in api.requests] == ["k"]
+
+
+def test_watch_shows_a_draft_in_short(capsys: pytest.CaptureFixture[str]) -> None:
+    """`mcpgw jobs watch` on a generation: model output counted (not echoed), the draft's
+    tools listed with their kind, and how to review it; the document itself not shown."""
+    from gateway.cli_watch import follow
+
+    draft = {
+        "server": {"name": "pets", "base_url": "https://pets.example.com"},
+        "tools": [
+            {"name": "getPet", "method": "GET", "path": "/pet", "read_only": True,
+             "test": {"ok": True}},
+            {"name": "deletePet", "method": "DELETE", "path": "/pet", "destructive": True},
+        ],
+        "source": {"document": {"openapi": "3.0.3", "x-secret-marker": "not shown"}},
+    }  # fmt: skip
+    lines = [
+        "id: 1", "event: token", 'data: {"text": "abc"}', "",
+        "id: 2", "event: result",
+        "data: " + json.dumps({"status": "review", "result": draft}), "",
+    ]  # fmt: skip
+    assert follow(lines) == "result"
+    out = capsys.readouterr().out
+    assert "draft pets → https://pets.example.com" in out
+    assert "getPet  GET /pet  read-only test ok" in out
+    assert "deletePet  DELETE /pet  destructive" in out
+    assert "mcpgw jobs approve" in out and "not shown" not in out and "abc" not in out
