@@ -62,6 +62,7 @@ from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
+from sandboxes.image_job import ImageGenerator
 from sandboxes.mcp import SandboxesMcp
 from sandboxes.providers import build_providers
 from sandboxes.service import SandboxService
@@ -411,6 +412,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.state.server_generator = ServerGenerator(
             jobs.service, state.servers, secret_box(settings), settings
         )
+        app.state.image_generator = ImageGenerator(jobs.service, settings)
         jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),

@@ -14,12 +14,11 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.errors import ERROR_RESPONSES, AppError, error_responses
-from gateway.jobs.api import Jobs
 from gateway.jobs.schemas import JobAccepted
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
-from sandboxes.image_job import ImageInput, request_image
+from sandboxes.image_job import ImageGenerator, ImageInput
 from sandboxes.models import Sandbox, SandboxTemplate
 from sandboxes.providers.base import ExecResult, Usage
 from sandboxes.schemas import (
@@ -207,10 +206,13 @@ async def delete_template(request: Request, principal: CurrentPrincipal, name: s
     responses=error_responses(403, 409, 503),
     summary="Build a hardened sandbox image from a package list (a job)",
 )
-async def generate_image(jobs: Jobs, principal: CurrentPrincipal, body: ImageInput) -> JobAccepted:
-    """Admins: the packages become an image the `docker` provider runs, registered as the
-    template `name`; follow `GET /api/v1/jobs/{job_id}/events` for the build log."""
-    job = await request_image(jobs, principal, body)
+async def generate_image(
+    request: Request, principal: CurrentPrincipal, body: ImageInput
+) -> JobAccepted:
+    """Admins: the packages (or those a model picks for a `description`) become an image
+    the `docker` provider runs, registered as the template `name`; follow
+    `GET /api/v1/jobs/{job_id}/events` for the build log."""
+    job = await provided(request, "image_generator", ImageGenerator).submit(principal, body)
     return JobAccepted(job_id=job.id, status=job.status)
 
 

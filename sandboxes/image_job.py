@@ -20,10 +20,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.auth.principal import Principal
-from gateway.errors import Conflict, Forbidden, InvalidInput
+from gateway.config import Settings
+from gateway.errors import Forbidden, InvalidInput
 from gateway.jobs.kinds import JobContext, JobKind
 from gateway.jobs.models import Job
 from gateway.jobs.service import JobService
+from gateway.llm.client import ModelClient, require_model
+from gateway.llm.tokens import TokenBatcher
+from sandboxes.image_model import packages_from_description
 from sandboxes.image_recipe import (
     BUILD_CA,
     MANIFEST,
@@ -70,7 +74,11 @@ class ImageInput(BaseModel):
 async def generate_image(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any]:
     """The handler of :data:`IMAGE_KIND`."""
     name = str(data["name"])
-    recipe = parse_packages(list(data["packages"] or []))
+    chosen = None
+    if data.get("description"):
+        chosen = await _choose_packages(ctx, str(data["description"]))
+        await ctx.emit("artifact", {"name": "chosen packages", "content": chosen})
+    recipe = parse_packages(list(chosen["packages"] if chosen else data["packages"] or []))
     ca_file = ctx.settings.image_build_ca_file
     ca = await asyncio.to_thread(ca_file.read_bytes) if ca_file is not None else None
     text = dockerfile(recipe, name, build_ca=ca is not None)
@@ -84,13 +92,29 @@ async def generate_image(ctx: JobContext, data: dict[str, Any]) -> dict[str, Any
     await ctx.emit("artifact", {"name": "packages", "content": versions})
     description = str(data.get("template_description") or "") or _describe(versions)
     await _register(ctx, name, tag, recipe, description)
-    return {
+    result: dict[str, Any] = {
         "template": name,
         "image": tag,
         "image_id": image_id,
         "packages": versions,
         "languages": recipe.languages,
     }
+    if chosen is not None:
+        result["chosen_by"] = {"prompt": chosen["prompt"], "reason": chosen["reason"]}
+    return result
+
+
+async def _choose_packages(ctx: JobContext, description: str) -> dict[str, Any]:
+    """The model path: the package list the configured model picks for ``description``."""
+    config = require_model(ctx.settings, "generating an image from a description")
+    await ctx.progress(0.02, "the model is choosing packages")
+    model = ModelClient(config)
+    tokens = TokenBatcher(ctx.emit)
+    try:
+        return await packages_from_description(model, description, on_token=tokens)
+    finally:
+        await tokens.flush()
+        await model.close()
 
 
 def _describe(versions: list[str]) -> str:
@@ -229,20 +253,18 @@ IMAGE_KIND = JobKind(
 )
 
 
-class ModelNotConfigured(Conflict):
-    """A model path was asked for, but no model endpoint is configured."""
+class ImageGenerator:
+    """Accepts image generations (the REST route and the CLI go through it)."""
 
-    code = "model_not_configured"
+    def __init__(self, jobs: JobService, settings: Settings) -> None:
+        self.jobs = jobs
+        self.settings = settings
 
-
-async def request_image(jobs: JobService, principal: Principal, body: ImageInput) -> Job:
-    """Accept an image generation for ``principal`` (admins only: the image becomes a
-    template every user may start sandboxes from)."""
-    if not principal.is_admin:
-        raise Forbidden("only admins may generate sandbox images")
-    if body.description is not None:
-        raise ModelNotConfigured(
-            "generating an image from a description needs a model: set MCPGW_LLM_BASE_URL "
-            "and MCPGW_LLM_MODEL (and MCPGW_LLM_API_KEY), or give a package list instead"
-        )
-    return await jobs.submit(principal, KIND_NAME, body.model_dump(mode="json"))
+    async def submit(self, principal: Principal, body: ImageInput) -> Job:
+        """Queue a build for ``principal`` (admins only: the image becomes a template
+        every user may start sandboxes from); a description needs a model."""
+        if not principal.is_admin:
+            raise Forbidden("only admins may generate sandbox images")
+        if body.description is not None:
+            require_model(self.settings, "generating an image from a description")
+        return await self.jobs.submit(principal, KIND_NAME, body.model_dump(mode="json"))

@@ -4,13 +4,17 @@ log over SSE, the template registered, and a `docker` sandbox started from it.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.fixtures.llm_standin import KEY, ScriptedModel, tool_call
 from tests.integration.jobs.sse import read_events
 from tests.integration.sandboxes.conftest import BASE_IMAGE, ENGINE_HINT, docker_cli
 from tests.support import BOOT, MCPGW, Server, wait_for
@@ -99,7 +103,7 @@ async def test_bad_requests_get_clear_errors_and_start_nothing(gateway: Server) 
             ({"name": "Bad Name", "packages": ["jq"]}, 422, "name"),
             ({"name": "x"}, 422, "either packages or a description"),
             ({"name": "x", "packages": ["jq"], "description": "a tool box"}, 422, "either"),
-            ({"name": "x", "description": "python with numpy for data work"}, 409, "MCPGW_LLM"),
+            ({"name": "x", "description": "python with numpy for data work"}, 409, "MCPGW_LLM_"),
         ]
         for body, status, says in cases:
             r = await client.post("/api/v1/sandboxes/images/generate", json=body)
@@ -156,3 +160,52 @@ async def test_cancelling_a_build_ends_the_job_and_registers_nothing(gateway: Se
         assert job["status"] == "cancelled"
         names = [t["name"] for t in (await client.get("/api/v1/sandboxes/templates")).json()]
         assert "cancelled-tools" not in names
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[ScriptedModel]:
+    """The model: the scripted OpenAI-compatible stand-in (no LLM endpoint is reachable
+    here); it replays the replies a test puts in ``model.replies``."""
+    with ScriptedModel() as found:
+        yield found
+
+
+async def test_a_description_becomes_packages_chosen_by_the_model(
+    module_server_factory: type[Server],
+    gateway: Server,
+    model: ScriptedModel,
+    tmp_path: Path,
+) -> None:
+    server = module_server_factory(  # its own data dir: its own database, broker, worker
+        MCPGW_DATA_DIR=str(tmp_path / "data"),
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_IMAGE_BUILD_CA_FILE=os.environ.get("SSL_CERT_FILE", CA_BUNDLE),
+        **model.env(),
+    )
+    server.wait_ready()
+    model.replies += [
+        # Refused by the same check a typed list gets; sent back with the reason once.
+        {"tool_calls": [tool_call("submit_packages", {"packages": ["jq; rm -rf /"]})]},
+        # The first test's packages: the engine's layer cache makes this build quick.
+        {"tool_calls": [tool_call("submit_packages", {"packages": ["jq", "pip:six==1.16.0"],
+                                                      "reason": "JSON on the command line"})]},
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60) as client:
+        body = {"name": "described", "description": "a box for slicing JSON with jq and six"}
+        r = await client.post("/api/v1/sandboxes/images/generate", json=body)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        events = await read_events(client, job_id, {}, timeout=600)
+        job = await wait_for(lambda: _finished(client, job_id), timeout=30)
+    assert job["status"] == "succeeded", (job, events[-3:])
+    assert job["result"]["chosen_by"] == {
+        "prompt": "image_packages@1",
+        "reason": "JSON on the command line",
+    }
+    assert [p.split("=")[0] for p in job["result"]["packages"]] == ["jq", "python3-pip", "pip:six"]
+    assert "token" in [e.event for e in events]  # the model's output, streamed
+    assert next(e.data["name"] for e in events if e.event == "artifact") == "chosen packages"
+    assert len(model.requests) == 2 and model.auth == [f"Bearer {KEY}"] * 2
+    sent_back = model.requests[1]["messages"][-1]
+    assert sent_back["role"] == "tool" and "is not a Debian package" in sent_back["content"]
+    assert KEY not in json.dumps([e.data for e in events]) + json.dumps(job)
