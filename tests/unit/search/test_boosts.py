@@ -98,3 +98,12 @@ def test_same_tool_under_two_servers_prefixes_is_one_hit() -> None:
     hits = ToolIndex(tools, LEXICAL).search("click the button", 5)
     folded = [(h.tool.name, *h.alternatives) for h in hits if "click" in h.tool.name]
     assert folded == [("playwright__playwright_click", "puppeteer__puppeteer_click")]
+
+
+def test_a_manage_tool_does_what_create_update_and_delete_do() -> None:
+    from gateway.mcp.search import rerank
+    from gateway.mcp.search.fields import fields_of
+
+    tool = _tool("contacts__manage_contact", "Create, update or delete a contact", "action")
+    assert rerank.tool_action(fields_of(tool)) == {"create", "update", "delete"}
+    assert rerank.query_action("add a new person to my contacts") == {"create"}
