@@ -79,3 +79,9 @@ def test_pasted_values_become_their_kinds() -> None:
         "s",
         "3",
     ]
+
+
+def test_indefinite_pronouns_are_stop_words() -> None:
+    # "everything" is no product here, though a test server is called that.
+    assert analyze("unstage everything I added") == ["unstag", "add"]
+    assert analyze("is anything or something running") == ["run"]
