@@ -36,9 +36,14 @@ async def refresh(settings: Settings, audit: AuditLog, skills: SkillService) -> 
     return fresh
 
 
+# Seconds after start before the first read: start-up keeps the CPU and the database.
+FIRST_DELAY = 5.0
+
+
 async def run(settings: Settings, audit: AuditLog, skills: SkillService) -> None:
-    """Refresh the signals now and every ``search_signals_seconds`` (a failed read keeps
-    the last ones and is logged)."""
+    """Refresh the signals a few seconds after start, then every
+    ``search_signals_seconds`` (a failed read keeps the last ones and is logged)."""
+    await asyncio.sleep(FIRST_DELAY)
     while True:
         try:
             await refresh(settings, audit, skills)

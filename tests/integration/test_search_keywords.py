@@ -4,6 +4,7 @@ skills' links, on a real database and real (generated) MCP servers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ async def test_a_hidden_tool_stays_hidden_even_by_its_keywords(h: AppHarness) ->
     assert (await _search(h, "dunning")).json()["tools"][0]["name"] == "billing__send_reminder"
 
 
-async def test_usage_and_skill_links_are_read_into_the_boosts(h: AppHarness) -> None:
+async def test_usage_and_skill_links_are_read_into_the_boosts(
+    h: AppHarness, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await _add(h, "billing", PUBLIC)
     for _ in range(3):
         r = await h.client.post(
@@ -150,3 +153,15 @@ async def test_usage_and_skill_links_are_read_into_the_boosts(h: AppHarness) -> 
     assert set(found.usage) == {"billing__list_invoices", "billing__create_invoice"}
     assert found.skill_shares({"close", "month"}) == {"billing": 1.0}
     assert signals.installed() is found
+
+    # A gateway reads them on its own, in the background, soon after it starts.
+    signals.install(signals.Signals())
+    monkeypatch.setattr(search_signals, "FIRST_DELAY", 0.0)
+    other = make_settings(db_url, tmp_path / "other", health_interval_seconds=3600)
+    async with running_app(other):
+        for _ in range(200):
+            if signals.installed().usage:
+                break
+            await asyncio.sleep(0.05)
+        assert signals.installed().usage["billing__list_invoices"] == 1.0
+        assert signals.installed().skill_shares({"close", "month"}) == {"billing": 1.0}
