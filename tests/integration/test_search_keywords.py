@@ -101,8 +101,13 @@ async def test_setting_keywords_is_checked(h: AppHarness) -> None:
     outsider = await _outsider(h)
     r = await h.client.put(KEYWORDS, json={"keywords": ["x"]}, headers=h.auth(outsider))
     assert r.status_code == 403
-    r = await h.client.get("/api/v1/audit", params={"action": "tool.keywords"}, headers=h.auth())
+    # The change that went through is audited, old and new keywords alike.
+    r = await h.client.put(KEYWORDS, json={"keywords": ["dunning"]}, headers=h.auth())
     assert r.status_code == 200
+    await h.app.state.audit.flush()  # type: ignore[attr-defined]
+    r = await h.client.get("/api/v1/audit", params={"action": "tool.keywords"}, headers=h.auth())
+    events = r.json()["items"]
+    assert [e["target"] for e in events] == ["billing__send_reminder"], events
 
 
 async def test_a_hidden_tool_stays_hidden_even_by_its_keywords(h: AppHarness) -> None:
