@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import __version__, migrate
+from gateway import __version__, migrate, search_signals
 from gateway.asgi_replies import send_error
 from gateway.audit.api import router as audit_router
 from gateway.audit.service import AuditLog
@@ -434,6 +434,12 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             ),
         ]
         tasks.append(asyncio.create_task(run_identity_pruner(state.db), name="sign-in-pruner"))
+        if search_signals.wanted(settings):
+            tasks.append(
+                asyncio.create_task(
+                    search_signals.run(settings, state.audit, state.skills), name="search-signals"
+                )
+            )
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(

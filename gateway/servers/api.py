@@ -20,6 +20,7 @@ from gateway.servers.schemas import (
     ExecuteRequest,
     ExecuteResult,
     HealthOut,
+    KeywordsIn,
     SearchRequest,
     SearchResult,
     ServerCreate,
@@ -175,7 +176,22 @@ def _catalog_out(entry: Any, server: str) -> CatalogItemOut:
         description=entry.description,
         definition=entry.definition,
         definition_hash=entry.definition_hash,
+        keywords=list(entry.keywords or ()),
     )
+
+
+@router.put(
+    "/servers/{name}/tools/{tool}/keywords",
+    response_model=CatalogItemOut,
+    responses=ERROR_RESPONSES,
+    summary="Set a tool's search keywords (matched by tool search like its name)",
+)
+async def set_tool_keywords(
+    request: Request, principal: CurrentPrincipal, name: str, tool: str, body: KeywordsIn
+) -> CatalogItemOut:
+    keywords = list(dict.fromkeys(body.keywords))
+    entry = await _servers(request).set_keywords(principal, name, tool, keywords)
+    return _catalog_out(entry, name)
 
 
 @router.get("/servers/{name}/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)

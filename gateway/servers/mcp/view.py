@@ -8,7 +8,7 @@ gateway/servers/calls.py).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp import types
@@ -25,6 +25,8 @@ class ToolView:
 
     tools: list[types.Tool]
     schemas: dict[str, dict[str, Any]]  # qualified name → input schema
+    # An admin's search keywords, one tuple a tool (aligned with ``tools``).
+    keywords: list[tuple[str, ...]] = field(default_factory=list)
     _index: ToolIndex | None = None
     _building: asyncio.Future[ToolIndex] | None = None
 
@@ -32,7 +34,7 @@ class ToolView:
     def index(self) -> ToolIndex:
         """The search index, built on first use and kept with the view."""
         if self._index is None:
-            self._index = ToolIndex(self.tools)
+            self._index = ToolIndex(self.tools, keywords=self.keywords or None)
         return self._index
 
     async def search_index(self) -> ToolIndex:
@@ -41,7 +43,9 @@ class ToolView:
         Searches that arrive meanwhile wait for the same build."""
         if self._index is None:
             if self._building is None:
-                self._building = asyncio.ensure_future(asyncio.to_thread(ToolIndex, self.tools))
+                self._building = asyncio.ensure_future(
+                    asyncio.to_thread(ToolIndex, self.tools, None, self.keywords or None)
+                )
             self._index = await asyncio.shield(self._building)
         return self._index
 
@@ -83,16 +87,19 @@ class CatalogView:
     def _build(self, names: list[str]) -> ToolView:
         tools: list[types.Tool] = []
         schemas: dict[str, dict[str, Any]] = {}
+        keywords: list[tuple[str, ...]] = []
         catalogs = self.servers.catalogs
         for server in names:
             catalog = catalogs.get(server)
             if catalog is None:
                 continue
+            given = self.servers.keywords.get(server, {})
             for tool in sorted(catalog.tools, key=lambda t: t.name):
                 name = qualified(server, tool.name)
                 schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
-        return ToolView(tools, schemas)
+                keywords.append(given.get(tool.name, ()))
+        return ToolView(tools, schemas, keywords)
 
     def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
         """One server's tool schema by its original name (cached per catalog version)."""
