@@ -57,6 +57,7 @@ from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
+from gateway.servers.tasks import CallTasks
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
 from sandboxes.mcp import SandboxesMcp
@@ -411,6 +412,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             setattr(app.state, name, getattr(state, name))
         jobs = build_jobs(settings, state.db, serving=serving, audit=state.audit)
         app.state.jobs = jobs.service
+        app.state.call_tasks = CallTasks(state.servers, jobs.service)
         jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),

@@ -19,7 +19,7 @@ from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.jobs import repository as repo
 from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
-from gateway.jobs.kinds import JobKind, KindRegistry, RetryableError
+from gateway.jobs.kinds import Handler, JobKind, KindRegistry, RetryableError
 from gateway.jobs.models import TERMINAL_EVENTS, Job
 from gateway.jobs.writer import JobWriter
 
@@ -95,11 +95,16 @@ class _Context:
 class JobRun:
     """One attempt of one job in this worker."""
 
-    def __init__(self, rt: WorkerRuntime, job_id: str, attempt: int) -> None:
+    def __init__(
+        self, rt: WorkerRuntime, job_id: str, attempt: int, handler: Handler | None = None
+    ) -> None:
         self.rt = rt
         self.job_id = job_id
         self.attempt = attempt
         self.cancel_seen = False
+        # The work of a local job (kinds.JobKind.local); else the kind's handler.
+        self.handler = handler
+        self._work: asyncio.Task[Any] | None = None
         # Writes of this attempt hold only while it is the job's current, running one.
         self.mine = (Job.id == job_id, Job.status == "running", Job.attempt == attempt)
 
@@ -113,7 +118,10 @@ class JobRun:
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
-        task = asyncio.create_task(kind.handler(_Context(self), dict(job.input or {})))
+        handler = self.handler or kind.handler
+        task = self._work = asyncio.create_task(handler(_Context(self), dict(job.input or {})))
+        if self.cancel_seen:  # stopped while it was being claimed
+            task.cancel()
         watcher = asyncio.create_task(self._watch(task))
         try:
             async with asyncio.timeout(kind.soft_time_limit):
@@ -133,7 +141,11 @@ class JobRun:
             return await self._retry_or_fail(job, kind, str(exc))
         except Exception as exc:
             log.info("job failed", extra={"job": self.job_id, "error": repr(exc)})
-            await self.rt.writer.fail(self.job_id, "job_failed", str(exc) or repr(exc), self.mine)
+            # An AppError's code says why (a call refused by the pipeline: call_denied).
+            code = getattr(exc, "code", None)
+            code = code if isinstance(code, str) else "job_failed"
+            message = getattr(exc, "message", None) or str(exc) or repr(exc)
+            await self.rt.writer.fail(self.job_id, code, str(message), self.mine)
             return "failed"
         finally:
             watcher.cancel()
@@ -144,6 +156,13 @@ class JobRun:
             progress=1.0,
         )  # fmt: skip
         return "succeeded"
+
+    def stop(self) -> None:
+        """Stop the work now, as a cancel seen by :meth:`_watch` would (a local job
+        cancelled in its own process need not wait for the next look)."""
+        self.cancel_seen = True
+        if self._work is not None:
+            self._work.cancel()
 
     async def _claim(self) -> tuple[Job | None, JobKind | None]:
         """The job and its kind if this attempt may run now (and it is marked running)."""
