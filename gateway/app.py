@@ -412,7 +412,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             setattr(app.state, name, getattr(state, name))
         jobs = build_jobs(settings, state.db, serving=serving, audit=state.audit)
         app.state.jobs = jobs.service
-        app.state.call_tasks = CallTasks(state.servers, jobs.service)
+        call_tasks = app.state.call_tasks = CallTasks(state.servers, jobs.service)
         jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
@@ -464,7 +464,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             )
         front = McpFront(
             settings,
-            ServersMcp(state.servers),
+            ServersMcp(state.servers, call_tasks),
             state.authenticator,
             surfaces=[
                 SkillsMcp(state.skills),

@@ -174,9 +174,12 @@ class JobService:
         limit: int = 50,
         before: datetime | None = None,
         everyone: bool = False,
+        check: bool = True,
     ) -> list[Job]:
-        """Newest first: the caller's jobs (an admin's ``everyone``: all jobs)."""
-        principal.require("jobs:read")
+        """Newest first: the caller's jobs (an admin's ``everyone``: all jobs).
+        ``check=False``: a pillar listing its callers' own jobs (no scope needed)."""
+        if check:
+            principal.require("jobs:read")
         owner = None if everyone and principal.is_admin else principal.user_id
         async with self.db.session() as session:
             rows = await repo.page(
