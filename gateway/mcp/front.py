@@ -25,7 +25,7 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import RequestParams, ServerCapabilities, ServerTasksCapability
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.types import Message, Receive, Scope, Send
 
@@ -117,7 +117,7 @@ class _GatewayServer(Server[Any]):
             extensions,
             protocol_version=protocol_version,
         )
-        if TASKS_EXTENSION in self.extensions and protocol_version in HANDSHAKE_PROTOCOL_VERSIONS:
+        if TASKS_EXTENSION in self.extensions and protocol_version not in MODERN_PROTOCOL_VERSIONS:
             found.tasks = _HANDSHAKE_TASKS
         return found
 

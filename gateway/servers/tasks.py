@@ -25,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from mcp import types
@@ -39,8 +39,8 @@ from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job
 from gateway.jobs.service import JobService
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.mcp.sdk_input import REQUESTS
-from gateway.servers.runtimes.relay import no_relay
 from gateway.servers.pipeline import CallContext, Route
+from gateway.servers.runtimes.relay import no_relay
 from gateway.servers.service import ServerService
 
 # Seconds a tool call may run as a job: the backend timeout of a call made as a job

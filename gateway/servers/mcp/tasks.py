@@ -39,8 +39,8 @@ from gateway.auth.principal import Principal
 from gateway.errors import AppError
 from gateway.jobs.models import Job
 from gateway.servers.calls import find_target
-from gateway.servers.mcp.view import TASKS_EXTENSION, CatalogView
 from gateway.servers.mcp.sdk_input import SdkInputs
+from gateway.servers.mcp.view import TASKS_EXTENSION, CatalogView
 from gateway.servers.tasks import AgentRound, CallTasks
 
 Ctx = ServerRequestContext[Any, Any]
