@@ -180,20 +180,20 @@ class CallTasks:
         pending: dict[str, InputRequest] = {}
         relay = JobRelay(pending, self._keys, asks=asks, input_round=agent_round)
         timeout = timeout or TASK_TIME_LIMIT
-        first = asyncio.ensure_future(
-            self._round(principal, target, arguments, route, timeout, relay)
-        )
+        first: dict[str, Any] | None = None
         if first_round:
-            body = await first
-            if "inputRequests" in body:
-                return body
+            first = await self._round(principal, target, arguments, route, timeout, relay)
+            if "inputRequests" in first:
+                return first
 
         async def work(ctx: JobContext, _: dict[str, Any]) -> Any:
             relay.ctx = ctx
             self.inputs[ctx.job_id] = pending
             started = time.perf_counter()
             try:
-                body = await first
+                body = first or await self._round(
+                    principal, target, arguments, route, timeout, relay
+                )
                 rounds = 0
                 while "inputRequests" in body:  # a 2026-07-28 backend asks: so does the task
                     rounds += 1
@@ -201,16 +201,11 @@ class CallTasks:
                     body = await self._round(principal, target, arguments, route, timeout, relay)
             finally:
                 self.inputs.pop(ctx.job_id, None)
-                first.cancel()
             body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             return body
 
         name = qualified(target.server, target.tool)
-        try:
-            return await self.jobs.submit(principal, TOOL_CALL.name, {"tool": name}, work)
-        except BaseException:
-            first.cancel()
-            raise
+        return await self.jobs.submit(principal, TOOL_CALL.name, {"tool": name}, work)
 
     async def _round(
         self,

@@ -148,3 +148,25 @@ async def test_bad_async_calls_are_json_errors(harness: AppHarness) -> None:
         await h.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=other),
     ):
         assert response.status_code == 404 and response.json()["code"] == "job_not_found"
+
+
+async def test_an_async_call_the_pipeline_refuses_fails_with_its_code(
+    harness: AppHarness,
+) -> None:
+    """The authorize stage runs for async calls as for any other: inside the job."""
+    h = harness
+    await _register(h)
+    r = await h.client.post(
+        "/api/v1/keys", json={"name": "reader", "scopes": ["tools:read", "jobs:read"]},
+        headers=h.auth(),
+    )  # fmt: skip
+    reader = r.json()["key"]
+    job_id = await _start(h, "slowpoke__state", {}, key=reader)
+    for _ in range(400):
+        r = await h.client.get(f"/api/v1/jobs/{job_id}", headers=h.auth(reader))
+        if r.json()["status"] not in ("pending", "running"):
+            break
+        await asyncio.sleep(0.05)
+    job = r.json()
+    assert job["status"] == "failed" and job["error"]["code"] == "call_denied", job
+    assert (await _state(h)) == (0, 0)  # nothing reached the backend
