@@ -24,9 +24,8 @@ from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.types import RequestParams, ServerCapabilities, ServerTasksCapability
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from pydantic import ConfigDict
+from mcp.types import ServerCapabilities
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
@@ -62,6 +61,7 @@ from gateway.mcp.sdk_compat import live_server_session
 from gateway.mcp.search import tuning as search_tuning
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.surface import FastLaneParts, ServersSurface
+from gateway.mcp.tasks import serve_tasks, with_handshake_tasks
 
 if TYPE_CHECKING:
     from gateway.mcp.surface import Surface
@@ -85,20 +85,6 @@ INSTRUCTIONS = (
 )
 
 
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
-TASK_METHODS = ("tasks/get", "tasks/result", "tasks/list", "tasks/cancel", "tasks/update")
-# 2025-11-25 (tasks, experimental): tasks are listed, cancelled, and made of tools/call.
-_HANDSHAKE_TASKS = ServerTasksCapability.model_validate(
-    {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
-)
-
-
-class _TaskParams(RequestParams):
-    """`tasks/*` params: checked by the servers' surface, which reads them raw."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 class _GatewayServer(Server[Any]):
     """Announces list changes in the 2025-11-25 handshake (the gateway sends them), and
     tasks: 2025-11-25's `capabilities.tasks`, 2026-07-28's tasks extension."""
@@ -117,9 +103,7 @@ class _GatewayServer(Server[Any]):
             extensions,
             protocol_version=protocol_version,
         )
-        if TASKS_EXTENSION in self.extensions and protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            found.tasks = _HANDSHAKE_TASKS
-        return found
+        return with_handshake_tasks(found, self.extensions, protocol_version)
 
     def create_initialization_options(
         self,
@@ -231,34 +215,11 @@ class McpFront:
             return await call_next(ctx)
 
         server.middleware.append(remember)
-        self._serve_tasks(server)
+        serve_tasks(server, h, self.servers)
         if instructions is not None:  # /mcp, not one server's
             for surface in self.surfaces:
                 surface.install(server, lambda ctx: h.context(ctx)[0])
         return server
-
-    def _serve_tasks(self, server: Server[Any]) -> None:
-        """MCP tasks (gateway/servers/mcp/tasks.py): a `tools/call` the servers make a
-        task is answered before the SDK's typed handler (whose result types know no
-        task), and the `tasks/*` methods are the servers' to answer."""
-        h, servers = self.handlers, self.servers
-
-        async def tasks(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-            if ctx.method == "tools/call":
-                principal, target = h.context(ctx)
-                created = await servers.task_call(ctx, principal, target, ctx.params)
-                if created is not None:
-                    return created
-            return await call_next(ctx)
-
-        async def task_request(ctx: ServerRequestContext[Any, Any], _: Any) -> HandlerResult:
-            principal, _target = h.context(ctx)
-            return await servers.task_request(ctx, principal, ctx.method, ctx.params)
-
-        server.middleware.append(tasks)
-        for method in TASK_METHODS:
-            server.add_request_handler(method, _TaskParams, task_request)
-        server.extensions[TASKS_EXTENSION] = {}
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:

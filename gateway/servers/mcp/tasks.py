@@ -125,13 +125,8 @@ class McpTasks:
             return {"task": self._task(job, legacy=True)}
         if SdkInputs.is_retry(params.get("requestState")):
             return None  # a call parked on the SDK path resumes there
-        meta = params.get("_meta")
         agent = AgentRound(
-            params.get("inputResponses"),
-            params.get("requestState"),
-            {k: v for k, v in meta.items() if k != "progressToken"}
-            if isinstance(meta, dict)
-            else None,
+            params.get("inputResponses"), params.get("requestState"), _backend_meta(params)
         )
         # A tool that gathers input first: a fresh call's first round is made now, and
         # its input_required answer goes to the agent before any task exists.
@@ -287,6 +282,20 @@ def _rpc_error(job: Job) -> dict[str, Any]:
     code = str(error.get("code", "job_failed"))
     message = str(error.get("message", "the call failed"))
     return {"code": INTERNAL_ERROR, "message": message, "data": {"code": code}}
+
+
+def _backend_meta(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The agent's `_meta` as its task's backend calls carry it: its capabilities but the
+    tasks extension (the gateway runs the task; the backend answers each round)."""
+    meta = params.get("_meta")
+    if not isinstance(meta, Mapping):
+        return None
+    found = {k: v for k, v in meta.items() if k != "progressToken"}
+    caps = found.get(CLIENT_CAPABILITIES)
+    if isinstance(caps, Mapping) and isinstance(caps.get("extensions"), Mapping):
+        extensions = {k: v for k, v in caps["extensions"].items() if k != TASKS_EXTENSION}
+        found[CLIENT_CAPABILITIES] = {**caps, "extensions": extensions}
+    return found
 
 
 def _check_name_header(ctx: Ctx, task_id: str) -> None:

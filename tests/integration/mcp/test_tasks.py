@@ -215,3 +215,33 @@ def test_2025_tasks_for_any_tool(gateway: Server) -> None:
         session.request("tasks/update", {"taskId": "x", "inputResponses": {}})["error"]["code"]
         == -32601
     )
+
+
+async def test_2025_task_status_is_notified_on_the_session(gateway: Server) -> None:
+    """The session's GET stream gets `notifications/tasks/status` when a task ends."""
+    import asyncio
+
+    session = Session(gateway)  # opened (and initialized) synchronously
+    headers = {**session.headers, "Accept": "text/event-stream"}
+    seen: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def listen() -> None:
+            async with client.stream("GET", session.url, headers=headers) as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        seen.append(json.loads(line[5:]))
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.3)  # the stream is open before the task can end
+        params = {"name": "worker__crunch", "arguments": {"seconds": 0.2}, "task": {}}
+        body = {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": params}
+        r = await client.post(session.url, json=body, headers=session.headers)
+        task_id = _reply(r)["result"]["task"]["taskId"]
+        for _ in range(200):
+            if any(m.get("method") == "notifications/tasks/status" for m in seen):
+                break
+            await asyncio.sleep(0.05)
+        listener.cancel()
+    notes = [m["params"] for m in seen if m.get("method") == "notifications/tasks/status"]
+    assert [(n["taskId"], n["status"]) for n in notes] == [(task_id, "completed")], seen
