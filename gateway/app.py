@@ -35,11 +35,12 @@ from gateway.auth.sso.flow import SsoService
 from gateway.auth.sso.store import ProviderStore
 from gateway.auth.web import router as sign_in_router
 from gateway.config import Settings, load_settings
-from gateway.crypto import SecretBox, load_or_create_key
+from gateway.crypto import secret_box
 from gateway.datadir import secure_data_dir
 from gateway.db import Database
 from gateway.errors import document_error_responses, install_error_handlers
 from gateway.health import router as health_router
+from gateway.job_kinds import platform_kinds
 from gateway.jobs.api import router as jobs_router
 from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
@@ -51,6 +52,8 @@ from gateway.servers.connections.api import router as connections_router
 from gateway.servers.connections.oauth import OAuthApp
 from gateway.servers.connections.refresher import run_refresher
 from gateway.servers.connections.service import ConnectionService, RefreshPolicy
+from gateway.servers.generate.api import router as generate_router
+from gateway.servers.generate.service import ServerGenerator
 from gateway.servers.mcp.handlers import ServersMcp
 from gateway.servers.monitor import run_monitor
 from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
@@ -282,14 +285,6 @@ def build_connections(
     return connections
 
 
-def secret_box(settings: Settings) -> SecretBox:
-    """What seals stored secrets: MCPGW_SECRET_KEY, else the data dir's key file."""
-    key = settings.secret_key
-    return SecretBox(
-        key.get_secret_value() if key else load_or_create_key(settings.data_dir.resolve())
-    )
-
-
 def build_audit(settings: Settings, db: Database, metrics: Metrics | None = None) -> AuditLog:
     """The audit trail and its writer (gateway/audit/), configured from ``settings``."""
     writer = AuditWriter(
@@ -410,9 +405,14 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "connections",
         ):
             setattr(app.state, name, getattr(state, name))
-        jobs = build_jobs(settings, state.db, serving=serving, audit=state.audit)
+        jobs = build_jobs(
+            settings, state.db, serving=serving, kinds=platform_kinds(), audit=state.audit
+        )
         app.state.jobs = jobs.service
         call_tasks = app.state.call_tasks = CallTasks(state.servers, jobs.service)
+        app.state.server_generator = ServerGenerator(
+            jobs.service, state.servers, secret_box(settings), settings
+        )
         jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
@@ -519,6 +519,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
         app.router.routes.extend(
             oauth_routes(app, settings.public_url, registration=settings.oauth_registration_enabled)
         )
+    app.include_router(generate_router, prefix=API_PREFIX)
     app.include_router(servers_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     app.include_router(connections_browser_router)

@@ -17,6 +17,7 @@ import typer
 from gateway import __version__
 from gateway.cli_audit import audit_app
 from gateway.cli_client import DEFAULT_URL, KeyOption, UrlOption
+from gateway.cli_generate import servers_generate  # noqa: F401  (adds `servers generate`)
 from gateway.cli_jobs import jobs_app, worker
 from gateway.cli_login import login, logout
 from gateway.cli_sandboxes import sandboxes_app

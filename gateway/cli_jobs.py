@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -18,7 +18,9 @@ from gateway.cli_client import (
     print_table,
 )
 
-jobs_app = typer.Typer(help="Long-running jobs of a running gateway: list, show, watch, cancel.")
+jobs_app = typer.Typer(
+    help="Long-running jobs of a running gateway: list, show, watch, cancel, approve, reject."
+)
 
 
 def worker(
@@ -43,7 +45,7 @@ def worker(
     """Run a Celery worker for the gateway's jobs (Redis with MCPGW_REDIS_URL, else the
     embedded SQLite broker in MCPGW_DATA_DIR). Stops warmly on SIGTERM."""
     from gateway.config import ConfigError, load_settings
-    from gateway.jobs.kinds import builtin_kinds
+    from gateway.job_kinds import platform_kinds
     from gateway.jobs.worker import run_worker
     from gateway.observability.logging import configure_logging
 
@@ -53,7 +55,7 @@ def worker(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     configure_logging(settings.log_level, settings.log_format)
-    kinds = builtin_kinds()
+    kinds = platform_kinds()
     chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else kinds.queues()
     run_worker(
         settings,
@@ -140,11 +142,16 @@ def watch(
     key: KeyOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print each event as JSON.")] = False,
 ) -> None:
-    """Follow a job's events to its end, with a progress bar; exit 0 when it succeeded,
-    1 when it failed or was cancelled."""
+    """Follow a job's events to its end, with a progress bar; exit 0 when it succeeded
+    (or waits for review), 1 when it failed or was cancelled."""
+    watch_job(GatewayClient(url, key), job_id, as_json=as_json)
+
+
+def watch_job(client: GatewayClient, job_id: str, *, as_json: bool = False) -> NoReturn:
+    """Follow ``job_id`` to its end and exit as ``mcpgw jobs watch`` does (for every
+    command that starts a job and offers ``--watch``)."""
     from gateway.cli_watch import follow
 
-    client = GatewayClient(url, key)
     try:
         with client.http.stream(
             "GET", f"/api/v1/jobs/{job_id}/events", timeout=httpx.Timeout(30, read=None)
@@ -160,3 +167,39 @@ def watch(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(0 if outcome == "result" else 1)
+
+
+@jobs_app.command("approve")
+def approve(
+    job_id: Annotated[str, typer.Argument(help="A job waiting for review.")],
+    tools: Annotated[
+        str | None, typer.Option(help="Comma-separated tools to keep (default: the draft's).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Register under this name.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Call the API here.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Approve a draft (a generated server is registered with the chosen tools)."""
+    body: dict[str, Any] = {"name": name, "base_url": base_url}
+    if tools is not None:
+        body["tools"] = [t.strip() for t in tools.split(",") if t.strip()]
+    body = {k: v for k, v in body.items() if v is not None}
+    job = GatewayClient(url, key).request("POST", f"/api/v1/jobs/{job_id}/approve", json=body)
+    print_json(job["result"].get("approved"))
+
+
+@jobs_app.command("reject")
+def reject(
+    job_id: Annotated[str, typer.Argument(help="A job waiting for review.")],
+    feedback: Annotated[
+        str | None, typer.Option(help="What to change (a model-made draft is made again).")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Turn a draft down; prints the id of the job that makes it again, if any."""
+    body = {"feedback": feedback} if feedback else {}
+    job = GatewayClient(url, key).request("POST", f"/api/v1/jobs/{job_id}/reject", json=body)
+    again = (job.get("result") or {}).get("rejected", {}).get("next_job_id")
+    typer.echo(f"{job['id']} {job['status']}" + (f"; again as {again}" if again else ""))

@@ -176,3 +176,35 @@ def image_build(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(json.dumps({"tag": built.tag, "id": built.image_id}))
+
+
+@image_app.command("generate")
+def image_generate(
+    name: Annotated[str, typer.Argument(help="The template the image becomes.")],
+    package: Annotated[
+        list[str],
+        typer.Option(
+            "--package",
+            "-p",
+            help="A Debian package (jq, jq=1.6-2.1), pip:NAME==VERSION or npm:NAME@VERSION; "
+            "repeat the option for more.",
+        ),
+    ],
+    description: Annotated[
+        str, typer.Option(help="The template's description (default: its packages).")
+    ] = "",
+    watch: Annotated[bool, typer.Option("--watch", help="Follow the build to its end.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Have the gateway build a hardened image from packages and register it as the
+    template NAME for the docker provider (admins; a job: prints its id, or follows it)."""
+    client = GatewayClient(url, key)
+    body = {"name": name, "packages": package, "template_description": description}
+    job_id = str(client.request("POST", f"{BASE}/images/generate", json=body)["job_id"])
+    if not watch:
+        typer.echo(job_id)
+        return
+    from gateway.cli_jobs import watch_job
+
+    watch_job(client, job_id)

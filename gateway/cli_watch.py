@@ -71,9 +71,13 @@ def follow(lines: Iterable[str], *, as_json: bool = False) -> str | None:
     )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("pending", total=1.0)
+        streamed = 0  # characters of model output so far (shown as a count, not echoed)
         for event in parse_sse(lines):
             data = event.data if isinstance(event.data, dict) else {}
-            if event.event == "status":
+            if event.event in ("token", "thinking"):
+                streamed += len(str(data.get("text", "")))
+                bar.update(task, description=f"the model is writing ({streamed} characters)")
+            elif event.event == "status":
                 bar.update(task, description=str(data.get("status", "")))
             elif event.event == "progress":
                 text = data.get("message") or "running"
@@ -97,10 +101,34 @@ def follow(lines: Iterable[str], *, as_json: bool = False) -> str | None:
 
 
 def _outcome(console: Any, kind: str, data: dict[str, Any]) -> None:
-    if kind == "result":
+    if kind == "result" and data.get("status") == "review":
+        _draft(console, data.get("result") or {})
+    elif kind == "result":
         console.print_json(json.dumps(data.get("result")))
     elif kind == "error":
         error = data.get("error") or {}
         console.print(f"[red]failed[/red] {error.get('code')}: {error.get('message')}")
     else:
         console.print("[yellow]cancelled[/yellow]")
+
+
+def _draft(console: Any, draft: dict[str, Any]) -> None:
+    """A draft waiting for review, in short: what it would register and its tools."""
+    server = draft.get("server") or {}
+    console.print(
+        f"draft [bold]{server.get('name')}[/bold] → {server.get('base_url') or '(no base URL)'}"
+    )
+    for tool in draft.get("tools") or []:
+        mark = (
+            "read-only"
+            if tool.get("read_only")
+            else ("destructive" if tool.get("destructive") else "writes")
+        )
+        test = tool.get("test")
+        tested = "" if test is None else (" [green]test ok[/green]" if test.get("ok") else
+                                          " [red]test failed[/red]")  # fmt: skip
+        console.print(f"  {tool.get('name')}  {tool.get('method')} {tool.get('path')}  "
+                      f"[dim]{mark}[/dim]{tested}")  # fmt: skip
+    for warning in draft.get("warnings") or []:
+        console.print(f"[yellow]warning[/yellow] {warning}")
+    console.print("review: mcpgw jobs approve ID [--tools a,b] | mcpgw jobs reject ID")

@@ -3,6 +3,8 @@ Redis, the Celery broker and workers, job events and the reaper."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field, field_validator
 
 
@@ -59,6 +61,12 @@ class JobSettings(BaseModel):
         gt=0,
         description="Finished jobs, their results and events are deleted this long after "
         "they finish.",
+    )
+
+    image_build_ca_file: Path | None = Field(
+        None,
+        description="A PEM bundle the sandbox image generator trusts while it installs pip "
+        "and npm packages (a proxy that re-signs TLS); removed before the image is finished.",
     )
 
     @field_validator("redis_url")

@@ -14,12 +14,16 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.datadir import FILE_MODE, private_dir
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 log = logging.getLogger("gateway.crypto")
 
@@ -75,3 +79,12 @@ class SecretBox:
             ) from exc
         value = json.loads(raw)
         return value if isinstance(value, dict) else {}
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """What seals stored secrets: MCPGW_SECRET_KEY, else the data dir's key file (the
+    gateway's and its workers' alike)."""
+    key = settings.secret_key
+    return SecretBox(
+        key.get_secret_value() if key else load_or_create_key(settings.data_dir.resolve())
+    )

@@ -186,3 +186,52 @@ def httpx_client(url: str, pins: HostPins | None, **kwargs: Any) -> httpx.AsyncC
     if pins is None or proxied(url):
         return httpx.AsyncClient(**kwargs)
     return httpx.AsyncClient(transport=PinnedTransport1(pins), **kwargs)
+
+
+class ResponseTooLarge(ValueError):
+    """A fetched body is larger than the caller allows."""
+
+
+_REDIRECTS = 5
+
+
+async def fetch_limited(
+    url: str,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    accept: str = "*/*",
+    timeout: float = 30.0,
+) -> tuple[bytes, str, str]:
+    """GET ``url`` through the SSRF guard (each redirect hop checked again): the body,
+    its content type and the final URL. :class:`~gateway.backend_errors.BackendUnavailable`
+    when the guard refuses a host or it cannot be reached; ValueError for an error
+    status or too many redirects; :class:`ResponseTooLarge` past ``max_bytes`` (read no
+    further)."""
+    from urllib.parse import urljoin
+
+    from gateway.ssrf import check_url
+
+    for _ in range(_REDIRECTS + 1):
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("only http(s) URLs can be fetched")
+        pin = await check_url(url, allow_private)
+        async with (
+            httpx_client(url, HostPins.of(pin), timeout=timeout) as client,
+            client.stream("GET", url, headers={"Accept": accept}) as response,
+        ):
+            if response.is_redirect and "location" in response.headers:
+                url = urljoin(url, response.headers["location"])
+                continue
+            if response.status_code != 200:
+                raise ValueError(f"{url} answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise ResponseTooLarge(f"{url} is larger than {max_bytes} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ResponseTooLarge(f"{url} is larger than {max_bytes} bytes")
+            return bytes(body), response.headers.get("content-type", ""), url
+    raise ValueError(f"more than {_REDIRECTS} redirects")

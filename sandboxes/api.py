@@ -14,9 +14,12 @@ from fastapi.responses import StreamingResponse
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.errors import ERROR_RESPONSES, AppError, error_responses
+from gateway.jobs.api import Jobs
+from gateway.jobs.schemas import JobAccepted
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
+from sandboxes.image_job import ImageInput, request_image
 from sandboxes.models import Sandbox, SandboxTemplate
 from sandboxes.providers.base import ExecResult, Usage
 from sandboxes.schemas import (
@@ -195,6 +198,20 @@ async def put_template(
 async def delete_template(request: Request, principal: CurrentPrincipal, name: str) -> Response:
     await _sandboxes(request).templates.remove(principal, name)
     return Response(status_code=204)
+
+
+@router.post(
+    "/sandboxes/images/generate",
+    status_code=202,
+    response_model=JobAccepted,
+    responses=error_responses(403, 409, 503),
+    summary="Build a hardened sandbox image from a package list (a job)",
+)
+async def generate_image(jobs: Jobs, principal: CurrentPrincipal, body: ImageInput) -> JobAccepted:
+    """Admins: the packages become an image the `docker` provider runs, registered as the
+    template `name`; follow `GET /api/v1/jobs/{job_id}/events` for the build log."""
+    job = await request_image(jobs, principal, body)
+    return JobAccepted(job_id=job.id, status=job.status)
 
 
 @router.get("/sandboxes/{sandbox_id}", response_model=SandboxOut, responses=ERROR_RESPONSES)

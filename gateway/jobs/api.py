@@ -13,7 +13,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway.auth.deps import CurrentPrincipal
 from gateway.errors import ERROR_RESPONSES, InvalidInput, error_responses
 from gateway.jobs.models import STATUSES
-from gateway.jobs.schemas import JobAccepted, JobOut, JobPage, JobSubmit
+from gateway.jobs.schemas import JobAccepted, JobApprove, JobOut, JobPage, JobReject, JobSubmit
 from gateway.jobs.service import JobService
 from gateway.provided import provided
 
@@ -64,6 +64,26 @@ async def get_job(jobs: Jobs, principal: CurrentPrincipal, job_id: str) -> JobOu
 async def cancel_job(jobs: Jobs, principal: CurrentPrincipal, job_id: str) -> JobOut:
     """Cancel a job: it is `cancelled` when this returns (a settled job is unchanged)."""
     return JobOut.of(await jobs.cancel(principal, job_id))
+
+
+@router.post("/jobs/{job_id}/approve", response_model=JobOut, responses=error_responses(409))
+async def approve_job(
+    jobs: Jobs, principal: CurrentPrincipal, job_id: str, body: JobApprove | None = None
+) -> JobOut:
+    """Approve a draft waiting in `review` (a generated server: register it with the
+    chosen `tools`); the job is then `succeeded`. `409 job_not_in_review` otherwise."""
+    choice = body.model_dump(exclude_none=True) if body is not None else {}
+    return JobOut.of(await jobs.reviews.approve(principal, job_id, choice))
+
+
+@router.post("/jobs/{job_id}/reject", response_model=JobOut, responses=error_responses(409))
+async def reject_job(
+    jobs: Jobs, principal: CurrentPrincipal, job_id: str, body: JobReject | None = None
+) -> JobOut:
+    """Turn down a draft waiting in `review`: the job is `cancelled` (by `reviewer`). With
+    `feedback`, a model-made draft is made again by a new job: `result.rejected.next_job_id`."""
+    feedback = body.feedback if body is not None else None
+    return JobOut.of(await jobs.reviews.reject(principal, job_id, feedback))
 
 
 @router.get(

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.config import Settings
+from gateway.db import Database
 from gateway.errors import InvalidInput
 
 
@@ -24,6 +26,9 @@ class JobContext(Protocol):
 
     job_id: str
     attempt: int
+    owner_id: str | None  # who submitted the job (None: the system)
+    settings: Settings  # the worker's settings
+    db: Database  # the worker's database (the handler's own sessions)
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job is (0.0 to 1.0), with an optional line of text."""
@@ -40,6 +45,32 @@ class JobContext(Protocol):
 
 
 Handler = Callable[[JobContext, dict[str, Any]], Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsReview:
+    """What a handler returns when a person must approve its result (a generator's
+    draft): the job ends in status ``review`` with ``result``, and its kind's
+    :class:`Reviewer` settles it later."""
+
+    result: Any
+
+
+class Reviewer(Protocol):
+    """How a kind whose jobs end in ``review`` is settled, in the gateway process (it may
+    use pillar services; the worker never calls it)."""
+
+    async def approve(self, principal: Any, job: Any, choice: dict[str, Any]) -> dict[str, Any]:
+        """Act on the approved draft of ``job`` (register what it made, as ``principal``)
+        and say what was done (the job's ``approved`` result). Raises an AppError (4xx)
+        and changes nothing when ``choice`` does not fit."""
+
+    async def revert(self, principal: Any, job: Any, outcome: dict[str, Any]) -> None:
+        """Undo :meth:`approve` (the job was settled by someone else meanwhile)."""
+
+    async def reject(self, principal: Any, job: Any, feedback: str | None) -> dict[str, Any] | None:
+        """The input of a job that regenerates the draft with ``feedback``, or None when
+        rejecting ends it."""
 
 
 class RetryableError(Exception):
@@ -63,6 +94,8 @@ class JobKind:
     # Runs in the gateway process that submits it, with the work it is given there (a
     # tool call needs that process's backend sessions), never on a Celery worker.
     local: bool = False
+    # A short text of the input for lists (default: its fields); never secrets.
+    summarize: Callable[[dict[str, Any]], str] | None = None
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         """The input as the handler gets it; :class:`InvalidInput` if it does not fit."""
@@ -77,7 +110,10 @@ class JobKind:
 
     def summary(self, data: dict[str, Any]) -> str:
         """A short text of the input for lists (never the whole input)."""
-        text = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
+        if self.summarize is not None:
+            text = self.summarize(data)
+        else:
+            text = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
         return text if len(text) <= 200 else text[:199] + "…"
 
 

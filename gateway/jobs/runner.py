@@ -17,9 +17,10 @@ from typing import Any
 
 from gateway.config import Settings
 from gateway.db import Database, utcnow
+from gateway.errors import AppError
 from gateway.jobs import repository as repo
 from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
-from gateway.jobs.kinds import Handler, JobKind, KindRegistry, RetryableError
+from gateway.jobs.kinds import Handler, JobKind, KindRegistry, NeedsReview, RetryableError
 from gateway.jobs.models import TERMINAL_EVENTS, Job
 from gateway.jobs.writer import JobWriter
 
@@ -67,10 +68,13 @@ def run_task(task: Any, job_id: str, attempt: int) -> str:
 class _Context:
     """The :class:`~gateway.jobs.kinds.JobContext` a handler gets."""
 
-    def __init__(self, run: JobRun) -> None:
+    def __init__(self, run: JobRun, owner_id: str | None) -> None:
         self._run = run
         self.job_id = run.job_id
         self.attempt = run.attempt
+        self.owner_id = owner_id
+        self.settings = run.rt.settings
+        self.db = run.rt.db
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         fraction = min(max(float(fraction), 0.0), 1.0)
@@ -113,13 +117,15 @@ class JobRun:
         await self.rt.writer.append(self.job_id, type, data, only_if=self.mine, **changes)
 
     async def run(self) -> str:
-        """Claim, run and settle the attempt; how it ended (``succeeded``, ``failed``,
-        ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
+        """Claim, run and settle the attempt; how it ended (``succeeded``, ``review``,
+        ``failed``, ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
         handler = self.handler or kind.handler
-        task = self._work = asyncio.create_task(handler(_Context(self), dict(job.input or {})))
+        task = self._work = asyncio.create_task(
+            handler(_Context(self, job.owner_id), dict(job.input or {}))
+        )
         if self.cancel_seen:  # stopped while it was being claimed
             task.cancel()
         watcher = asyncio.create_task(self._watch(task))
@@ -141,21 +147,23 @@ class JobRun:
             return await self._retry_or_fail(job, kind, str(exc))
         except Exception as exc:
             log.info("job failed", extra={"job": self.job_id, "error": repr(exc)})
-            # An AppError's code says why (a call refused by the pipeline: call_denied).
-            code = getattr(exc, "code", None)
-            code = code if isinstance(code, str) else "job_failed"
-            message = getattr(exc, "message", None) or str(exc) or repr(exc)
-            await self.rt.writer.fail(self.job_id, code, str(message), self.mine)
+            # A kind's own errors keep their code (`bad_openapi`, `model_not_configured`…).
+            code = exc.code if isinstance(exc, AppError) else "job_failed"
+            message = exc.message if isinstance(exc, AppError) else str(exc) or repr(exc)
+            await self.rt.writer.fail(self.job_id, code, message, self.mine)
             return "failed"
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+        status = "succeeded"
+        if isinstance(result, NeedsReview):
+            status, result = "review", result.result
         await self.rt.writer.finish(
-            self.job_id, "succeeded", {"result": result}, only_if=self.mine, result=result,
+            self.job_id, status, {"result": result}, only_if=self.mine, result=result,
             progress=1.0,
         )  # fmt: skip
-        return "succeeded"
+        return status
 
     def stop(self) -> None:
         """Stop the work now, as a cancel seen by :meth:`_watch` would (a local job

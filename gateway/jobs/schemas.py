@@ -85,3 +85,24 @@ class JobSubmit(BaseModel):
 class JobAccepted(BaseModel):
     job_id: str
     status: str
+
+
+class JobApprove(BaseModel):
+    """Approve a draft; what a reviewer may choose depends on the job's kind (a
+    generated server: `tools`, `name`, `base_url`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[str] | None = Field(
+        None, max_length=5000, description="Only these tools (default: those marked include)."
+    )
+    name: str | None = Field(None, max_length=63, description="Register under this name.")
+    base_url: str | None = Field(None, max_length=2048, description="Call the API here.")
+
+
+class JobReject(BaseModel):
+    """Reject a draft; with feedback, a model-made draft is made again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: str | None = Field(None, max_length=4000)

@@ -24,6 +24,7 @@ from gateway.jobs.kinds import Handler, JobKind, KindRegistry
 from gateway.jobs.local import LocalJobs
 from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job, JobEvent
 from gateway.jobs.repository import ACTIVE
+from gateway.jobs.review import JobReviews
 from gateway.jobs.writer import JobWriter
 
 log = logging.getLogger("gateway.jobs")
@@ -68,6 +69,7 @@ class JobService:
         self.sse_ping = sse_ping
         self.audit = audit
         self.local = local
+        self.reviews = JobReviews(self)
 
     # --- submit -------------------------------------------------------------------
     async def submit(
@@ -198,8 +200,17 @@ class JobService:
     async def _events(self, job_id: str, after: int) -> AsyncIterator[JobEvent]:
         async for event in self.hub.follow(job_id, after):
             yield event
-            if event.type in TERMINAL_EVENTS:
+            if event.type in TERMINAL_EVENTS and not await self._reviewed(job_id, event):
                 return
+
+    async def _reviewed(self, job_id: str, event: JobEvent) -> bool:
+        """Is ``event`` the ``result`` that put the job in review, and has a reviewer
+        settled it since? (Then the stream goes on to the approval or rejection.)"""
+        if event.type != "result" or (event.data or {}).get("status") != "review":
+            return False
+        async with self.db.session() as session:
+            job = await repo.get(session, job_id)
+        return job is not None and job.status != "review"
 
     # --- cancel -------------------------------------------------------------------
     async def cancel(self, principal: Principal, job_id: str, *, check: bool = True) -> Job:

@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+from pydantic import SecretStr
+
 from gateway.config import Settings
 from gateway.jobs.celery_app import create_celery, register_task
 from gateway.jobs.kinds import KindRegistry
@@ -21,7 +23,10 @@ from gateway.jobs.kinds import KindRegistry
 log = logging.getLogger("gateway.jobs")
 
 # Settings an embedded worker must share with its gateway (passed in its environment).
-_SHARED = ("data_dir", "database_url", "redis_url", "log_level", "log_format")
+_SHARED = (
+    "data_dir", "database_url", "redis_url", "log_level", "log_format", "secret_key",
+    "allow_private_urls",
+)  # fmt: skip
 
 
 def run_worker(
@@ -71,12 +76,15 @@ def _exit_with_parent(parent_pid: int) -> None:
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment of an embedded worker: the gateway's, and its settings."""
     env = dict(os.environ)
-    names = [*_SHARED, *(n for n in Settings.model_fields if n.startswith("jobs_"))]
+    prefixes = ("jobs_", "llm_", "generate_")
+    names = [*_SHARED, *(n for n in Settings.model_fields if n.startswith(prefixes))]
     for name in names:
         value: Any = getattr(settings, name)
         key = f"MCPGW_{name.upper()}"
         if value is None:
             env.pop(key, None)
+        elif isinstance(value, SecretStr):
+            env[key] = value.get_secret_value()
         else:
             env[key] = str(value)
     return env

@@ -83,7 +83,8 @@ class JobWriter:
         self, job_id: str, only_if: Iterable[ColumnElement[bool]], by: str
     ) -> JobEvent | None:
         """``by``: who stopped it: ``worker`` (cooperatively), ``gateway`` (before it
-        ran, or after the grace ran out) or ``reaper`` (its worker was lost)."""
+        ran, or after the grace ran out) or ``reaper`` (its worker was lost); the job
+        service's reject says ``reviewer`` (a draft turned down)."""
         return await self.finish(job_id, "cancelled", {"by": by}, only_if=only_if)
 
     async def requeue(self, job: Job, kind: JobKind, dispatcher: Dispatcher, reason: str) -> bool:

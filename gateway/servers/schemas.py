@@ -180,10 +180,25 @@ class RemoteConfig(Strict):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-        return value
+        return header_names(value)
+
+
+def server_name(value: str) -> str:
+    """``value`` if it is a valid server name (it becomes the tool namespace)."""
+    if not _NAME.match(value) or "--" in value:
+        raise ValueError(
+            "must be lowercase letters, digits and single hyphens, 1-63 characters, "
+            "not starting or ending with a hyphen (like 'github' or 'time-utils')"
+        )
+    return value
+
+
+def header_names(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if every key is a valid HTTP header name."""
+    for name in value:
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+    return value
 
 
 class GeneratedConfig(Strict):
@@ -192,6 +207,19 @@ class GeneratedConfig(Strict):
     )
     source: str | None = Field(
         None, max_length=200_000, description="Python source that defines the server object."
+    )
+    openapi: dict[str, Any] | None = Field(
+        None,
+        description="An OpenAPI 3.x document: one tool per operation (FastMCP's OpenAPI "
+        "support), calling `base_url`; what the server generator writes.",
+    )
+    base_url: str | None = Field(
+        None, max_length=2048, description="With `openapi`: the API's base URL."
+    )
+    tools: list[str] | None = Field(
+        None,
+        max_length=5000,
+        description="With `openapi`: the operations' tool names to offer (unset: all).",
     )
     attribute: str = Field("server", pattern=r"^[A-Za-z_]\w*$")
     protocol: Literal["auto", "2025-11-25", "dual"] = Field(
@@ -210,8 +238,14 @@ class GeneratedConfig(Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> GeneratedConfig:
-        if (self.module is None) == (self.source is None):
-            raise ValueError("give exactly one of module or source")
+        given = [f for f in ("module", "source", "openapi") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of module, source or openapi")
+        if self.openapi is not None:
+            if not self.base_url or not self.base_url.startswith(("http://", "https://")):
+                raise ValueError("openapi needs base_url, an http(s) URL")
+        elif self.base_url is not None or self.tools is not None:
+            raise ValueError("base_url and tools go with openapi")
         return self
 
 
@@ -326,12 +360,7 @@ class ServerCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value) or "--" in value:
-            raise ValueError(
-                "must be lowercase letters, digits and single hyphens, 1-63 characters, "
-                "not starting or ending with a hyphen (like 'github' or 'time-utils')"
-            )
-        return value
+        return server_name(value)
 
     @field_validator("env", "secrets")
     @classmethod
@@ -341,10 +370,7 @@ class ServerCreate(Strict):
     @field_validator("secret_headers")
     @classmethod
     def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-        return value
+        return header_names(value)
 
     @model_validator(mode="after")
     def _client_certificate(self) -> ServerCreate:

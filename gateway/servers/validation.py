@@ -3,7 +3,10 @@ it asks for more than the registering user may; and what a version row keeps."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from gateway.auth.principal import Principal
 from gateway.db import Database
@@ -11,7 +14,7 @@ from gateway.errors import Forbidden, InvalidInput
 from gateway.servers.models import McpServer
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import BackendError
-from gateway.servers.schemas import RemoteConfig, parse_config
+from gateway.servers.schemas import GeneratedConfig, RemoteConfig, parse_config
 from gateway.ssrf import check_url
 
 
@@ -38,7 +41,8 @@ async def validate_config(
     asks for more than ``principal`` may (generated code, no isolation, a bad URL, an
     unknown bundle member)."""
     parsed = parse_config(server_type, config)
-    if server_type == "generated" and not principal.is_admin:
+    runs_code = isinstance(parsed, GeneratedConfig) and parsed.openapi is None
+    if runs_code and not principal.is_admin:
         raise Forbidden("only admins may register generated servers: their code runs in-process")
     if not principal.is_admin and opts_out_of_isolation(server_type, parsed.model_dump()):
         raise Forbidden(
@@ -46,12 +50,17 @@ async def validate_config(
             "host and can read its secret key and database",
             code="isolation_opt_out_forbidden",
         )
+    url_field = None
     if isinstance(parsed, RemoteConfig):
+        url_field, url = "config.url", parsed.url
+    elif isinstance(parsed, GeneratedConfig) and parsed.base_url:
+        url_field, url = "config.base_url", parsed.base_url
+    if url_field is not None:
         try:
-            await check_url(parsed.url, allow_private_urls, must_resolve=False)
+            await check_url(url, allow_private_urls, must_resolve=False)
         except BackendError as exc:
             raise InvalidInput(
-                f"config.url: {exc}", errors=[{"field": "config.url", "message": str(exc)}]
+                f"{url_field}: {exc}", errors=[{"field": url_field, "message": str(exc)}]
             ) from None
     if server_type == "bundle":
         async with db.session() as session:
@@ -69,10 +78,11 @@ async def validate_config(
 
 
 def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
-    """What a version row keeps of a server: its settings and secret names."""
+    """What a version row (and the audit trail) keeps of a server: its settings and
+    secret names; an OpenAPI document by its digest (it may be megabytes)."""
     return {
         "type": row.type,
-        "config": row.config,
+        "config": _recorded(row.config),
         "description": row.description,
         "tags": row.tags,
         "enabled": row.enabled,
@@ -80,3 +90,13 @@ def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, An
         "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
         "max_concurrency": row.max_concurrency,
     }
+
+
+def _recorded(config: dict[str, Any]) -> dict[str, Any]:
+    document = config.get("openapi")
+    if not isinstance(document, dict):
+        return config
+    raw = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    title = str((document.get("info") or {}).get("title") or "")[:200]
+    digest = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "title": title}
+    return {**config, "openapi": digest}

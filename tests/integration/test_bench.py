@@ -52,6 +52,11 @@ ROOT = Path(__file__).resolve().parents[2]
             "jobs: submit to events at an SSE client",
         ),
         (
+            "bench.generate",
+            ["--runs", "1", "--drafts", "1"],
+            "server generator: document to draft to loaded server",
+        ),
+        (
             "bench.auth_overhead",
             ["--runs", "1", "--requests", "20", "--concurrency", "1", "2"],
             "auth overhead",

@@ -25,6 +25,7 @@ PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
 def test_docs_have_tested_examples() -> None:
     assert {p.name for p in PAGES} >= {
         "authentication.md",
+        "generation.md",
         "identity.md",
         "jobs.md",
         "operations.md",

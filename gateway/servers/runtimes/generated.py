@@ -1,9 +1,11 @@
 """``generated`` adapter: an MCP server object run in-process.
 
-The object comes from an importable ``module:attribute`` or from Python source the
-gateway stores (written by an admin or a generation job). It may be an SDK
-``MCPServer``/low-level ``Server`` or a FastMCP server (its low-level server is used).
-Only admins may register these: the code runs inside the gateway.
+The object comes from an importable ``module:attribute``, from Python source the
+gateway stores (written by an admin), or from an OpenAPI document (``openapi``: one
+tool per operation, made by FastMCP; written by the server generator and approved by
+a person, see docs/generation.md). It may be an SDK ``MCPServer``/low-level
+``Server`` or a FastMCP server (its low-level server is used). Only admins may
+register code (``module``, ``source``): it runs inside the gateway.
 """
 
 from __future__ import annotations
@@ -19,18 +21,29 @@ from mcp.server.mcpserver import MCPServer
 
 from gateway.mcp.sdk_compat import fastmcp_lowlevel
 from gateway.servers.runtimes.base import BackendUnavailable, RuntimeContext, ServerSpec
+from gateway.servers.runtimes.openapi import api_client, build_openapi_server
 
 _loaded: dict[tuple[str, int], Any] = {}
 
 
-def load_server_object(spec: ServerSpec) -> Any:
-    """Import or execute the spec's code and return its server object (cached per version)."""
+def load_server_object(spec: ServerSpec, *, allow_private_urls: bool = False) -> Any:
+    """Import or execute the spec's code, or build its OpenAPI server, and return its
+    server object (cached per version)."""
     key = (spec.id, spec.version)
     if key in _loaded:
         return _loaded[key]
     config = spec.config
     attribute = config.get("attribute", "server")
     try:
+        if config.get("openapi") is not None:
+            client = api_client(
+                config["base_url"], spec.secret_headers, allow_private_urls=allow_private_urls
+            )
+            obj = build_openapi_server(
+                config["openapi"], name=spec.name, client=client, include=config.get("tools")
+            )
+            _loaded[key] = obj
+            return obj
         if config.get("module"):
             module_name, _, attribute = config["module"].partition(":")
             namespace: Any = importlib.import_module(module_name)
@@ -70,4 +83,5 @@ class GeneratedConnector:
         return "legacy" if spec.config.get("protocol") == "2025-11-25" else "auto"
 
     async def targets(self, spec: ServerSpec, ctx: RuntimeContext) -> Sequence[Any]:
-        return [as_sdk_server(load_server_object(spec))]
+        obj = load_server_object(spec, allow_private_urls=ctx.allow_private_urls)
+        return [as_sdk_server(obj)]
