@@ -60,6 +60,7 @@ from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
+from gateway.servers.tasks import CallTasks
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
 from sandboxes.image_job import ImageGenerator
@@ -409,6 +410,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             settings, state.db, serving=serving, kinds=platform_kinds(), audit=state.audit
         )
         app.state.jobs = jobs.service
+        call_tasks = app.state.call_tasks = CallTasks(state.servers, jobs.service)
         app.state.server_generator = ServerGenerator(
             jobs.service, state.servers, secret_box(settings), settings
         )
@@ -470,7 +472,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             )
         front = McpFront(
             settings,
-            ServersMcp(state.servers),
+            ServersMcp(state.servers, call_tasks),
             state.authenticator,
             surfaces=[
                 SkillsMcp(state.skills),

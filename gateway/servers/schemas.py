@@ -471,6 +471,11 @@ class ExecuteRequest(Strict):
     tool: str = Field(min_length=4, max_length=300, description="`{server}__{tool}`.")
     arguments: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds; default from config.")
+    run_async: bool = Field(
+        False,
+        alias="async",
+        description="Answer 202 `{job_id}` at once; the call runs on as a job (docs/jobs.md).",
+    )
 
 
 class ExecuteResult(BaseModel):

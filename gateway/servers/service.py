@@ -564,6 +564,15 @@ class ServerService:
         target = self.resolve(principal, tool)
         started = time.perf_counter()
         ctx = CallContext(route="rest", timeout=timeout)
+        body = await self.call_body(principal, target, arguments, ctx)
+        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return body
+
+    async def call_body(
+        self, principal: Principal, target: CallTarget, arguments: dict[str, Any], ctx: CallContext
+    ) -> dict[str, Any]:
+        """:meth:`call`, answered as the JSON of REST `tools/execute` (also an async call's
+        job result): the tool result, or the backend's JSON-RPC error in ``backend_error``."""
         try:
             result = await self.call(principal, target, arguments, ctx)
             body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -575,5 +584,4 @@ class ServerService:
             body["backend_error"] = exc.error.model_dump(mode="json", exclude_none=True)
         body.pop("resultType", None)
         body.setdefault("isError", False)
-        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return body

@@ -18,6 +18,10 @@ from gateway.mcp.search import ToolIndex
 from gateway.servers.calls import qualified
 from gateway.servers.service import ServerService, can_see
 
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+# A server's tool: (input schema, task support, asks for input before it is a task).
+ToolEntry = tuple[dict[str, Any], str | None, bool]
+
 
 @dataclass
 class ToolView:
@@ -54,7 +58,7 @@ class CatalogView:
     def __init__(self, servers: ServerService) -> None:
         self.servers = servers
         self._cache: dict[tuple[int, int, bool, bool, tuple[str, ...]], ToolView] = {}
-        self._server_schemas: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+        self._server_schemas: dict[tuple[int, str], dict[str, ToolEntry]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
         """Enabled servers whose tools this caller may see, in stable (name) order."""
@@ -101,14 +105,43 @@ class CatalogView:
                 keywords.append(given.get(tool.name, ()))
         return ToolView(tools, schemas, keywords)
 
-    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
-        """One server's tool schema by its original name (cached per catalog version)."""
+    def server_entry(self, server: str, tool: str) -> ToolEntry | None:
+        """One server's tool by its original name: its input schema, whether it runs as
+        an MCP task (``"optional"``/``"required"``, else None) and whether it asks for
+        input before it does; cached per catalog version: one dict lookup per call."""
         key = (self.servers.catalog_version, server)
         table = self._server_schemas.get(key)
         if table is None:
             catalog = self.servers.catalogs.get(server)
-            table = {t.name: t.input_schema for t in catalog.tools} if catalog else {}
+            tools = catalog.tools if catalog else []
+            table = {t.name: (t.input_schema, *task_support(t)) for t in tools}
             if len(self._server_schemas) > 1024:
                 self._server_schemas.clear()
             self._server_schemas[key] = table
         return table.get(tool)
+
+    def task_support(self, server: str, tool: str) -> tuple[str | None, bool]:
+        """Whether a server's tool runs as an MCP task (see :func:`task_support`)."""
+        entry = self.server_entry(server, tool)
+        return (entry[1], entry[2]) if entry is not None else (None, False)
+
+    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
+        """One server's tool schema by its original name (cached per catalog version)."""
+        entry = self.server_entry(server, tool)
+        return entry[0] if entry is not None else None
+
+
+def task_support(tool: types.Tool) -> tuple[str | None, bool]:
+    """Whether the backend runs ``tool`` as a task: `execution.taskSupport` (2025-11-25
+    wire), or, from a backend whose 2026-07-28 tool list has no such field, the same
+    under the tool's `_meta["io.modelcontextprotocol/tasks"]`; and whether it first
+    gathers input (`inputFirst` there: its first `input_required` round is answered
+    before the call becomes a task)."""
+    support = tool.execution.task_support if tool.execution is not None else None
+    declared = (tool.meta or {}).get(TASKS_EXTENSION)
+    declared = declared if isinstance(declared, dict) else {}
+    if support is None:
+        support = declared.get("taskSupport")
+    if support not in ("optional", "required"):
+        return None, False
+    return support, declared.get("inputFirst") is True
