@@ -44,7 +44,10 @@ from gateway.jobs.api import router as jobs_router
 from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.observability.exporters import from_environment
 from gateway.observability.metrics import Metrics
+from gateway.observability.telemetry import start_telemetry
+from gateway.observability.tracing import Telemetry
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
 from gateway.servers.connections.api import router as connections_router
@@ -57,6 +60,7 @@ from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
+from gateway.servers.tracing import install as install_tracing
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
 from sandboxes.mcp import SandboxesMcp
@@ -390,11 +394,16 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     for that once started (see :func:`settle_heap`).
     """
     settings = settings or load_settings()
+    # Off until an exporter is configured (environment now, the settings API later).
+    telemetry = Telemetry()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await start_state(settings)
         app.state.gw = state
+        app.state.telemetry = telemetry
+        install_tracing(state.servers.pipeline, telemetry)
+        start_telemetry(telemetry, from_environment(os.environ, settings))
         # Each service under its name, for the routers' typed dependencies (provided.py).
         for name in (
             "identity",
@@ -491,6 +500,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             # Last: everything above may still have audited something.
             await state.audit.flush()
             await state.db.dispose()
+            await asyncio.to_thread(telemetry.shutdown)
 
     app = GatewayApp(
         title="MCP Gateway",
@@ -530,7 +540,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     # The legacy HTTP+SSE transport, for clients from before Streamable HTTP.
     app.router.routes.append(_mcp_route("/sse", mcp_endpoint, "GET"))
     app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
-    app.mcp_entry = RequestContextMiddleware(mcp_endpoint)
+    app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry)
     return app

@@ -1,7 +1,8 @@
 """Pure-ASGI middleware (no BaseHTTPMiddleware: it costs a task per request).
 
 - :class:`RequestContextMiddleware`: request id in and out, one access log line
-  per request, and a JSON 500 for anything unhandled so no crash escapes.
+  per request, and a JSON 500 for anything unhandled so no crash escapes; while
+  tracing is on, the agent's W3C ``traceparent`` in and the serving span's out.
 - :class:`BodySizeLimitMiddleware`: 413 for bodies over the limit, whether the
   client announced the length or streams it.
 """
@@ -20,6 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.asgi_replies import send_error, send_jsonrpc_error
 from gateway.audit.entry import REQUEST_SCOPE
 from gateway.observability.logging import reset_request_id, set_request_id
+from gateway.observability.tracing import (
+    REQUEST_TRACE,
+    TRACE_STATE_KEY,
+    RequestTrace,
+    Telemetry,
+    header_carrier,
+)
 
 access_log = logging.getLogger("gateway.access")
 error_log = logging.getLogger("gateway.errors")
@@ -37,8 +45,10 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, telemetry: Telemetry | None = None) -> None:
         self.app = app
+        # While tracing is on: the agent's `traceparent` read, the serving span's sent back.
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +68,11 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
+        trace = trace_token = None
+        if self.telemetry is not None and self.telemetry.enabled:
+            trace = RequestTrace(header_carrier(scope["headers"]))
+            trace_token = REQUEST_TRACE.set(trace)
+            scope.setdefault("state", {})[TRACE_STATE_KEY] = trace
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -65,6 +80,10 @@ class RequestContextMiddleware:
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), rid_header]
+                if trace is not None:
+                    served = trace.served()
+                    if served is not None:
+                        message["headers"].append((b"traceparent", served.encode("latin-1")))
             await send(message)
 
         try:
@@ -95,6 +114,8 @@ class RequestContextMiddleware:
                 access_log.info("request", extra=extra)
             reset_request_id(token)
             REQUEST_SCOPE.reset(scope_token)
+            if trace_token is not None:
+                REQUEST_TRACE.reset(trace_token)
 
 
 class BodySizeLimitMiddleware:

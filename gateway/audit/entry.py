@@ -53,3 +53,4 @@ class AuditEntry:
     ts: float = field(default_factory=time.time)
     request_id: str | None = field(default_factory=current_request_id)
     scope: Scope | None = field(default_factory=REQUEST_SCOPE.get)
+    trace_id: str | None = None  # hex, when the event happened inside a traced call
