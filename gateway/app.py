@@ -44,9 +44,10 @@ from gateway.jobs.api import router as jobs_router
 from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.observability.api import router as telemetry_router
 from gateway.observability.exporters import from_environment
 from gateway.observability.metrics import Metrics
-from gateway.observability.telemetry import start_telemetry
+from gateway.observability.settings import TelemetryService
 from gateway.observability.tracing import Telemetry
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
@@ -401,9 +402,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await start_state(settings)
         app.state.gw = state
-        app.state.telemetry = telemetry
         install_tracing(state.servers.pipeline, telemetry)
-        start_telemetry(telemetry, from_environment(os.environ, settings))
+        app.state.telemetry_settings = TelemetryService(
+            state.db, secret_box(settings), telemetry, state.audit
+        )
+        await app.state.telemetry_settings.start(from_environment(os.environ, settings))
         # Each service under its name, for the routers' typed dependencies (provided.py).
         for name in (
             "identity",
@@ -534,6 +537,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     app.include_router(audit_router, prefix=API_PREFIX)
     app.include_router(jobs_router, prefix=API_PREFIX)
+    app.include_router(telemetry_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Exporter = Literal["none", "otlp_http", "otlp_grpc"]
 Preset = Literal[
@@ -96,21 +96,6 @@ class TelemetryConfig(BaseModel):
                 raise ValueError(f"invalid header {name!r}")
         return value
 
-    @model_validator(mode="after")
-    def _complete(self) -> TelemetryConfig:
-        if self.exporter == "none":
-            return self
-        needs_key = self.preset in ("datadog", "grafana_cloud", "honeycomb", "new_relic", "splunk")
-        if needs_key and not self.api_key and self.preset != "datadog":
-            raise ValueError(f"api_key: the {self.preset} preset needs an ingest key")
-        if self.preset == "grafana_cloud" and (not self.instance_id or not self.region):
-            raise ValueError("instance_id: the grafana_cloud preset needs instance_id and region")
-        if self.preset == "splunk" and not self.region:
-            raise ValueError("region: the splunk preset needs the realm (e.g. us1)")
-        if self.preset == "custom" and self.endpoint is None and not _otel_endpoint_set():
-            raise ValueError("endpoint: the custom preset needs an endpoint")
-        return self
-
     def public(self) -> dict[str, Any]:
         """What may be shown: everything but credentials (their names only)."""
         data = self.model_dump(exclude={"api_key", "headers"})
@@ -135,6 +120,26 @@ class Target:
     endpoint: str | None
     headers: dict[str, str]
     description: str
+
+
+def problems(config: TelemetryConfig) -> list[tuple[str, str]]:
+    """What ``config`` lacks for its preset, as (field, message): empty when complete."""
+    if config.exporter == "none":
+        return []
+    found = []
+    keyed = ("grafana_cloud", "honeycomb", "new_relic", "splunk")
+    if config.preset in keyed and not config.api_key:
+        found.append(("api_key", f"the {config.preset} preset needs an ingest key"))
+    if config.preset == "grafana_cloud":
+        if not config.instance_id:
+            found.append(("instance_id", "the grafana_cloud preset needs the OTLP instance id"))
+        if not config.region:
+            found.append(("region", "the grafana_cloud preset needs the zone (prod-eu-west-2)"))
+    if config.preset == "splunk" and not config.region:
+        found.append(("region", "the splunk preset needs the realm (e.g. us1)"))
+    if config.preset == "custom" and config.endpoint is None and not _otel_endpoint_set():
+        found.append(("endpoint", "the custom preset needs an endpoint"))
+    return found
 
 
 def _otel_endpoint_set() -> bool:
