@@ -49,6 +49,7 @@ from gateway.observability.exporters import from_environment
 from gateway.observability.metrics import Metrics
 from gateway.observability.settings import TelemetryService
 from gateway.observability.tracing import Telemetry
+from gateway.scrape import register_collectors
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
 from gateway.servers.connections.api import router as connections_router
@@ -168,7 +169,7 @@ def _announce_generated_key(outcome: BootstrapOutcome) -> None:
         )
 
 
-async def start_state(settings: Settings) -> GatewayState:
+async def start_state(settings: Settings, metrics: Metrics | None = None) -> GatewayState:
     """Open the database, migrate if allowed, ensure the first admin exists."""
     # Before anything is written there: the data dir holds secrets (0700, files 0600).
     secure_data_dir(settings.data_dir.resolve())
@@ -184,7 +185,7 @@ async def start_state(settings: Settings) -> GatewayState:
                 f"database schema is at {current or 'empty'}, code needs {head}: "
                 "run `mcpgw db upgrade` (or set MCPGW_AUTO_MIGRATE=true)"
             )
-        metrics = Metrics()
+        metrics = metrics or Metrics()
         audit = build_audit(settings, db, metrics)
         identity = IdentityService(db, audit)
         key = settings.bootstrap_api_key
@@ -368,7 +369,10 @@ def build_pipeline(metrics: Metrics | None, audit: AuditLog | None = None) -> Pi
     stages: dict[str, Stage] = {"authorize": Authorize()}
     if metrics is not None or (audit is not None and audit.enabled):
         recorder = metrics.record_call if metrics is not None else None
-        stages["record"] = Record(recorder, audit if audit is not None and audit.enabled else None)
+        refusals = metrics.refused if metrics is not None else None
+        stages["record"] = Record(
+            recorder, audit if audit is not None and audit.enabled else None, refusals
+        )
     return Pipeline(stages)
 
 
@@ -397,10 +401,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     settings = settings or load_settings()
     # Off until an exporter is configured (environment now, the settings API later).
     telemetry = Telemetry()
+    metrics = Metrics()  # made here: the request middleware counts into it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await start_state(settings)
+        state = await start_state(settings, metrics)
         app.state.gw = state
         install_tracing(state.servers.pipeline, telemetry)
         app.state.telemetry_settings = TelemetryService(
@@ -482,6 +487,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             ],
         )
         app.state.mcp_front = front
+        register_collectors(state, front)
         if serving:
             settle_heap()
             front.on_warm = settle_heap  # again once the search model is in (seconds later)
@@ -544,7 +550,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     # The legacy HTTP+SSE transport, for clients from before Streamable HTTP.
     app.router.routes.append(_mcp_route("/sse", mcp_endpoint, "GET"))
     app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
-    app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry)
+    app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry, metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware, telemetry=telemetry)
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics)
     return app

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.asgi_replies import send_error, send_jsonrpc_error
 from gateway.audit.entry import REQUEST_SCOPE
 from gateway.observability.logging import reset_request_id, set_request_id
+from gateway.observability.metrics import Metrics
 from gateway.observability.tracing import (
     REQUEST_TRACE,
     TRACE_STATE_KEY,
@@ -44,9 +45,30 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
+def route_template(scope: Scope) -> str:
+    """The path's route as declared (``/api/v1/servers/{name}``): ids not expanded, so
+    the metric's series stay few; paths no route matched are ``other``."""
+    # FastAPI records the matched route with its router's prefix in its own scope key
+    # (`route.path` lacks the prefix of an included router).
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):
+        return template
+    path: str = scope["path"]
+    if path == "/mcp" or path in ("/sse", "/messages/", "/metrics", "/healthz", "/readyz"):
+        return path
+    if path.startswith("/mcp/servers/"):
+        return "/mcp/servers/{name}"
+    return "other"
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, telemetry: Telemetry | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
+        # Requests counted by route template (mcpgw_http_requests).
+        self.metrics = metrics
         # While tracing is on: the agent's `traceparent` read, the serving span's sent back.
         self.telemetry = telemetry
 
@@ -99,6 +121,10 @@ class RequestContextMiddleware:
                     request_id=request_id,
                 )
         finally:
+            if self.metrics is not None:
+                self.metrics.record_http(
+                    scope["method"], route_template(scope), status, time.perf_counter() - started
+                )
             if access_log.isEnabledFor(logging.INFO):
                 state = scope.get("state") or {}
                 extra = {

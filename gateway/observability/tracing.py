@@ -28,7 +28,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import (
     Span,
     SpanContext,
@@ -140,6 +140,7 @@ class Generation:
     provider: TracerProvider
     tracer: Tracer
     description: str
+    ratio: float = 1.0  # of traces starting here, the share recorded (the root sampler)
     active: int = 0
     retired: bool = False
     _closed: bool = False
@@ -194,11 +195,13 @@ class Telemetry:
             resource = Resource.create(
                 {"service.name": SERVICE_NAME, "service.version": __version__, **(attributes or {})}
             )
-            provider = TracerProvider(
-                sampler=ParentBased(TraceIdRatioBased(sample_ratio)), resource=resource
-            )
+            # The call tracer samples (parent-based, root ratio: gateway/servers/tracing.py)
+            # and asks the SDK only for the spans it records, so the SDK's root sampler
+            # must not decide a second time.
+            provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), resource=resource)
             provider.add_span_processor((processor or _batch)(exporter))
-            new = Generation(provider, provider.get_tracer("mcp-gateway", __version__), description)
+            tracer = provider.get_tracer("mcp-gateway", __version__)
+            new = Generation(provider, tracer, description, sample_ratio)
         old, self.generation = self.generation, new
         for listener in list(self.listeners):
             listener(self)

@@ -46,8 +46,11 @@ from gateway.servers.runtimes.relay import Relay
 STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal["ok", "tool_error", "error", "denied", "timeout", "cancelled", "not_sent"]
-# (server, route, seconds, outcome): what the record stage reports for each call.
-CallRecorder = Callable[[str, str, float, str], None]
+# (server, tool, route, seconds, outcome, trace id, result bytes): what the record stage
+# reports for each call.
+CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], None]
+# (server, reason): a call a stage refused.
+RefusalRecorder = Callable[[str, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
 # then the rest as listed in STAGES.
 _ENTERING = ("record", "authorize", "limit", "cache", "breaker")
@@ -149,6 +152,7 @@ class CallTrace(Protocol):
     """One traced call's spans (gateway/servers/tracing.py)."""
 
     trace_id: str  # hex, for the audit row
+    recording: bool  # sampled: its spans are exported (a metrics exemplar may name it)
     carrier: dict[str, str] | None  # the W3C fields the backend request carries
 
     def stage(self, name: str) -> Any:
@@ -320,9 +324,15 @@ class Record(StageDefaults):
     Entered first: while the audit queue is full, a call waits (boundedly) for room
     before it goes on, rather than its row being dropped."""
 
-    def __init__(self, recorder: CallRecorder | None, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self,
+        recorder: CallRecorder | None,
+        audit: AuditLog | None = None,
+        refusals: RefusalRecorder | None = None,
+    ) -> None:
         self.recorder = recorder
         self.audit = audit
+        self.refusals = refusals
 
     async def enter(self, call: Call) -> None:
         audit = self.audit
@@ -337,6 +347,8 @@ class Record(StageDefaults):
             if isinstance(error, CallDenied):
                 call.outcome, error_code = "denied", error.code
                 call.error = error.message
+                if self.refusals is not None:
+                    self.refusals(call.server, error.code)
             elif isinstance(error, asyncio.CancelledError):
                 call.outcome = "cancelled"
             else:
@@ -344,7 +356,16 @@ class Record(StageDefaults):
                 error_code = getattr(error, "code", None) and str(error.code)  # type: ignore[attr-defined]
         seconds = time.perf_counter() - call.started
         if self.recorder is not None:
-            self.recorder(call.server, call.route, seconds, call.outcome)
+            trace = call.trace
+            self.recorder(
+                call.server,
+                call.tool,
+                call.route,
+                seconds,
+                call.outcome,
+                trace.trace_id if trace is not None and trace.recording else None,
+                call.bytes_out,
+            )
         if self.audit is not None:
             self.audit.record(CallRecord(call, seconds * 1000, error_code))
 

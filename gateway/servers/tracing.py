@@ -13,12 +13,22 @@ A result with ``isError`` (and any other failure) sets ``error.type`` and the ER
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+)
 from opentelemetry.trace import set_span_in_context as with_span
 
 from gateway.observability.tracing import (
@@ -30,6 +40,7 @@ from gateway.observability.tracing import (
     Telemetry,
     carrier_of,
     extract,
+    traceparent,
 )
 from gateway.servers.calls import qualified
 
@@ -41,6 +52,7 @@ _ROUTES = {"rest": "rest", "sdk": "sdk", "direct": "fast"}
 # The stages whose work is worth a span (record's enter only waits while the audit
 # queue is full: that shows as the gap before the next stage).
 _SPANNED = frozenset({"authorize", "limit", "cache", "breaker"})
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 
 
 def _meta_carrier(meta: Any) -> dict[str, str] | None:
@@ -71,24 +83,29 @@ class Spans:
         "_token",
         "carrier",
         "generation",
+        "recording",
         "span",
         "trace_id",
     )
 
-    def __init__(self, generation: Generation, span: Span) -> None:
+    def __init__(self, generation: Generation, span: Span, recording: bool) -> None:
         self.generation = generation
         self.span = span
+        self.recording = recording
         self.trace_id = f"{span.get_span_context().trace_id:032x}"
         self.carrier: dict[str, str] | None = None
         self._backend: Span | None = None
         self._backend_token: object = None
         self._outgoing: Token[dict[str, str] | None] | None = None
-        self._context = with_span(span)
-        # Current while the call runs: log lines inside it carry its ids.
-        self._token: object = otel_context.attach(self._context)
+        self._context: Any = None
+        self._token: object = None
+        if recording:
+            self._context = with_span(span)
+            # Current while the call runs: log lines inside it carry its ids.
+            self._token = otel_context.attach(self._context)
 
     def stage(self, name: str) -> Span | None:
-        if name not in _SPANNED or not self.span.is_recording():
+        if not self.recording or name not in _SPANNED:
             return None
         return self.generation.tracer.start_span(name, context=self._context)
 
@@ -102,7 +119,7 @@ class Spans:
 
     def backend(self, call: Call) -> None:
         span = self.span
-        if span.is_recording():
+        if self.recording:
             client = self.generation.tracer.start_span(
                 f"tools/call {call.tool}",
                 context=self._context,
@@ -118,9 +135,12 @@ class Spans:
             # Current for the backend stage: the SDK client's own `_meta` injection
             # (mcp.shared._otel) names the current span as the backend's parent.
             self._backend_token = otel_context.attach(with_span(client))
+            self.carrier = carrier_of(client)
         else:  # not sampled: the backend still joins the (unsampled) trace
-            client = span
-        self.carrier = carrier_of(client)
+            context = span.get_span_context()
+            self.carrier = {TRACEPARENT: traceparent(context)}
+            if context.trace_state:
+                self.carrier[TRACESTATE] = context.trace_state.to_header()
         self._outgoing = OUTGOING.set(self.carrier)
 
     def backend_done(self, error: BaseException | None) -> None:
@@ -137,15 +157,15 @@ class Spans:
             client.end()
 
     def end(self, call: Call, error: BaseException | None) -> None:
-        span = self.span
-        if span.is_recording():
+        if self.recording:
+            span = self.span
             outcome = call.outcome
             span.set_attribute("mcpgw.outcome", outcome)
             if outcome != "ok":
                 span.set_attribute("error.type", outcome)
                 span.set_status(Status(StatusCode.ERROR, call.error or outcome))
             span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+            otel_context.detach(self._token)  # type: ignore[arg-type]
         self.generation.end()
 
 
@@ -164,32 +184,62 @@ class CallTracer:
         parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
         if parent is None and request is not None:
             parent = extract(request.incoming)
-        name = qualified(call.server, call.tool)
-        span = generation.tracer.start_span(
-            f"tools/call {name}", context=parent, kind=SpanKind.SERVER
-        )
-        if span.is_recording():
-            attributes: dict[str, Any] = {
-                "mcp.method.name": "tools/call",
-                "gen_ai.tool.name": name,
-                "gen_ai.operation.name": "execute_tool",
-                "mcpgw.server": call.server,
-                "mcpgw.route": _ROUTES[call.route],
-            }
-            if call.via:
-                attributes["mcpgw.via"] = call.via
-            if origin is not None:
-                if origin.session_id:
-                    attributes["mcp.session.id"] = origin.session_id
-                if origin.request_id is not None:
-                    attributes["jsonrpc.request.id"] = str(origin.request_id)
-                if origin.protocol_version:
-                    attributes["mcp.protocol.version"] = origin.protocol_version
-            span.set_attributes(attributes)
+        # Parent-based sampling, decided here: an agent's decision is followed; a trace
+        # starting here is recorded at the root ratio. Unrecorded calls never reach the
+        # SDK (a span object there costs more than the fast path's whole call).
+        remote = get_current_span(parent).get_span_context() if parent is not None else None
+        if remote is not None:
+            sampled = remote.trace_flags.sampled
+        else:
+            sampled = generation.ratio > 0.0 and random.random() < generation.ratio
+        if sampled:
+            name = qualified(call.server, call.tool)
+            span = generation.tracer.start_span(
+                f"tools/call {name}",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes=_attributes(call, name, origin),
+            )
+        else:
+            span = NonRecordingSpan(
+                SpanContext(
+                    remote.trace_id if remote is not None else _new_id(128),
+                    _new_id(64),
+                    is_remote=False,
+                    trace_flags=_UNSAMPLED,
+                    trace_state=remote.trace_state if remote is not None else None,
+                )
+            )
         generation.begin()
         if request is not None and request.span is None:
             request.span = span.get_span_context()
-        return Spans(generation, span)
+        return Spans(generation, span, sampled)
+
+
+def _new_id(bits: int) -> int:
+    """A random, non-zero trace (128) or span (64) id, as the SDK's generator makes them."""
+    return random.getrandbits(bits) or 1
+
+
+def _attributes(call: Call, name: str, origin: TraceOrigin | None) -> dict[str, Any]:
+    """The call span's attributes (MCP semantic conventions, and the gateway's own)."""
+    attributes: dict[str, Any] = {
+        "mcp.method.name": "tools/call",
+        "gen_ai.tool.name": name,
+        "gen_ai.operation.name": "execute_tool",
+        "mcpgw.server": call.server,
+        "mcpgw.route": _ROUTES[call.route],
+    }
+    if call.via:
+        attributes["mcpgw.via"] = call.via
+    if origin is not None:
+        if origin.session_id:
+            attributes["mcp.session.id"] = origin.session_id
+        if origin.request_id is not None:
+            attributes["jsonrpc.request.id"] = str(origin.request_id)
+        if origin.protocol_version:
+            attributes["mcp.protocol.version"] = origin.protocol_version
+    return attributes
 
 
 def install(pipeline: Pipeline, telemetry: Telemetry) -> None:

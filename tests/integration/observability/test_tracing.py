@@ -236,3 +236,22 @@ def test_untraced_agents_start_traces_at_the_ratio(gateway: Server, receiver: Ot
     assert r.status_code == 200
     version, trace_id, _span, _flags = r.headers["traceparent"].split("-")
     assert version == "00" and len(trace_id) == 32 and int(trace_id, 16) != 0
+
+
+def test_call_durations_carry_the_trace_as_exemplar(
+    gateway: Server, receiver: OtlpReceiver
+) -> None:
+    trace_id, _, parent = _agent_context()
+    assert _call(gateway, "modern-fast", "echo", parent).status_code == 200
+    r = httpx.get(
+        f"{gateway.url}/metrics",
+        headers={**AUTH, "Accept": "application/openmetrics-text; version=1.0.0"},
+        timeout=30,
+    )
+    assert r.headers["content-type"].startswith("application/openmetrics-text")
+    buckets = [
+        line
+        for line in r.text.splitlines()
+        if line.startswith("mcpgw_tool_call_seconds_bucket") and 'server="tb"' in line
+    ]
+    assert any(f'# {{trace_id="{trace_id}"}}' in line for line in buckets), buckets
