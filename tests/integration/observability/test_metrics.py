@@ -33,6 +33,7 @@ FAMILIES = {
     "mcpgw_backend_status": {"server", "status"},
     "mcpgw_backend_in_flight": {"server"},
     "mcpgw_backend_restarts": {"server"},
+    "mcpgw_backend_ping_seconds": {"server"},
     "mcpgw_mcp_sessions": {"era"},
     "mcpgw_sandboxes": {"provider", "status"},
     "mcpgw_sandbox_cpu_seconds": {"provider"},
@@ -130,3 +131,20 @@ def test_sessions_are_counted_by_era(gateway: Server) -> None:
     assert r.status_code == 200
     after = _value(_scrape(gateway), "mcpgw_mcp_sessions", "mcpgw_mcp_sessions", era="2025-11-25")
     assert after == before + 1
+
+
+def test_the_grafana_dashboard_uses_only_exposed_families() -> None:
+    """Every expression of docs/grafana/mcp-gateway.json names families `/metrics` has."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "docs" / "grafana" / "mcp-gateway.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(dashboard["panels"]) >= 15 and exprs
+    known = set(FAMILIES) | {"process_resident_memory_bytes"}
+    for expr in exprs:
+        for name in re.findall(r"\b((?:mcpgw|process)_[a-z_]+)", expr):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", name)
+            assert base in known, (name, expr)
