@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace.export import SpanExporter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.observability.otlp import EncodedGrpcExporter, EncodedHttpExporter
+
 Exporter = Literal["none", "otlp_http", "otlp_grpc"]
 Preset = Literal[
     "custom",
@@ -204,21 +206,13 @@ def resolve(config: TelemetryConfig) -> Target | None:
 def build_exporter(target: Target, insecure: bool = False) -> SpanExporter:
     """The OTLP span exporter for ``target`` (unset fields: the ``OTEL_*`` defaults)."""
     if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
-
         endpoint = target.endpoint
         if endpoint is not None and endpoint.startswith("http://"):
             insecure = True
-        return GrpcExporter(
+        return EncodedGrpcExporter(
             endpoint=endpoint, headers=target.headers or None, insecure=insecure or None
         )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    return HttpExporter(endpoint=target.endpoint, headers=target.headers or None, timeout=10)
+    return EncodedHttpExporter(endpoint=target.endpoint, headers=target.headers or None, timeout=10)
 
 
 def from_environment(env: Mapping[str, str], settings: Any) -> TelemetryConfig:

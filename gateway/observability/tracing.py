@@ -39,6 +39,12 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
+from gateway.observability.otlp import (
+    EncodedBatches,
+    EncodedGrpcExporter,
+    EncodedHttpExporter,
+    EncodedSpans,
+)
 
 log = logging.getLogger("gateway.telemetry")
 
@@ -141,6 +147,12 @@ class Generation:
     tracer: Tracer
     description: str
     ratio: float = 1.0  # of traces starting here, the share recorded (the root sampler)
+    processor: Any = None  # the batch processor the call spans are queued in
+
+    def export(self, context: SpanContext, data: bytes) -> None:
+        """Queue one call's encoded spans (gateway/observability/otlp.py) for export."""
+        self.processor.on_end(EncodedSpans(context, data))
+
     active: int = 0
     retired: bool = False
     _closed: bool = False
@@ -199,9 +211,12 @@ class Telemetry:
             # and asks the SDK only for the spans it records, so the SDK's root sampler
             # must not decide a second time.
             provider = TracerProvider(sampler=ParentBased(ALWAYS_ON), resource=resource)
-            provider.add_span_processor((processor or _batch)(exporter))
+            if isinstance(exporter, EncodedHttpExporter | EncodedGrpcExporter):
+                exporter.batches = EncodedBatches(resource, ("mcp-gateway", __version__))
+            queue = (processor or _batch)(exporter)
+            provider.add_span_processor(queue)
             tracer = provider.get_tracer("mcp-gateway", __version__)
-            new = Generation(provider, tracer, description, sample_ratio)
+            new = Generation(provider, tracer, description, sample_ratio, queue)
         old, self.generation = self.generation, new
         for listener in list(self.listeners):
             listener(self)

@@ -14,23 +14,16 @@ A result with ``isError`` (and any other failure) sets ``error.type`` and the ER
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import (
-    NonRecordingSpan,
-    Span,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    get_current_span,
-)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
 from opentelemetry.trace import set_span_in_context as with_span
 
+from gateway.observability import otlp
 from gateway.observability.tracing import (
     OUTGOING,
     REQUEST_TRACE,
@@ -38,7 +31,6 @@ from gateway.observability.tracing import (
     TRACESTATE,
     Generation,
     Telemetry,
-    carrier_of,
     extract,
     traceparent,
 )
@@ -53,6 +45,7 @@ _ROUTES = {"rest": "rest", "sdk": "sdk", "direct": "fast"}
 # queue is full: that shows as the gap before the next stage).
 _SPANNED = frozenset({"authorize", "limit", "cache", "breaker"})
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 
 
 def _meta_carrier(meta: Any) -> dict[str, str] | None:
@@ -73,100 +66,170 @@ def _meta_carrier(meta: Any) -> dict[str, str] | None:
 
 
 class Spans:
-    """One traced call's spans (:class:`gateway.servers.pipeline.CallTrace`)."""
+    """One traced call's spans (:class:`gateway.servers.pipeline.CallTrace`).
+
+    Every call has a span context (its trace id goes to the backend, the audit row, the
+    logs, the response); a recorded (sampled) call also has its spans written, as OTLP
+    protobuf, when it ends (gateway/observability/otlp.py): the call's SERVER span, a
+    span per acting stage and the backend's CLIENT span."""
 
     __slots__ = (
         "_backend",
         "_backend_token",
-        "_context",
+        "_done",
         "_outgoing",
         "_token",
+        "_tool",
         "carrier",
+        "context",
         "generation",
+        "origin",
+        "parent",
         "recording",
-        "span",
+        "started",
         "trace_id",
     )
 
-    def __init__(self, generation: Generation, span: Span, recording: bool) -> None:
+    def __init__(
+        self,
+        generation: Generation,
+        context: SpanContext,
+        parent: SpanContext | None,
+        recording: bool,
+    ) -> None:
         self.generation = generation
-        self.span = span
+        self.context = context
+        self.parent = parent
         self.recording = recording
-        self.trace_id = f"{span.get_span_context().trace_id:032x}"
+        self.trace_id = f"{context.trace_id:032x}"
         self.carrier: dict[str, str] | None = None
-        self._backend: Span | None = None
+        self._backend: tuple[int, int] | None = None  # (span id, start ns)
         self._backend_token: object = None
         self._outgoing: Token[dict[str, str] | None] | None = None
-        self._context: Any = None
         self._token: object = None
+        self._done: list[bytes] = []
+        self._tool: str | None = None
+        self.origin: TraceOrigin | None = None
+        self.started = time.time_ns()
         if recording:
-            self._context = with_span(span)
             # Current while the call runs: log lines inside it carry its ids.
-            self._token = otel_context.attach(self._context)
+            self._token = otel_context.attach(with_span(NonRecordingSpan(context)))
 
-    def stage(self, name: str) -> Span | None:
+    def stage(self, name: str) -> tuple[str, int, int] | None:
         if not self.recording or name not in _SPANNED:
             return None
-        return self.generation.tracer.start_span(name, context=self._context)
+        return name, _new_id(64), time.time_ns()
 
     def done(self, span: Any, error: BaseException | None) -> None:
         if span is None:
             return
+        name, span_id, started = span
+        attrs = b""
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            span.set_attribute("error.type", getattr(error, "code", type(error).__name__))
-        span.end()
+            attrs = otlp.attributes({"error.type": getattr(error, "code", type(error).__name__)})
+        self._write(
+            span_id,
+            self.context.span_id,
+            name,
+            otlp.KIND_INTERNAL,
+            started,
+            attrs,
+            None if error is None else type(error).__name__,
+        )
 
     def backend(self, call: Call) -> None:
-        span = self.span
+        context = self.context
         if self.recording:
-            client = self.generation.tracer.start_span(
-                f"tools/call {call.tool}",
-                context=self._context,
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "mcp.method.name": "tools/call",
-                    "gen_ai.tool.name": call.tool,
-                    "gen_ai.operation.name": "execute_tool",
-                    "mcpgw.server": call.server,
-                },
-            )
-            self._backend = client
+            client_id = _new_id(64)
+            self._backend = (client_id, time.time_ns())
+            client = SpanContext(context.trace_id, client_id, False, _SAMPLED, context.trace_state)
             # Current for the backend stage: the SDK client's own `_meta` injection
             # (mcp.shared._otel) names the current span as the backend's parent.
-            self._backend_token = otel_context.attach(with_span(client))
-            self.carrier = carrier_of(client)
-        else:  # not sampled: the backend still joins the (unsampled) trace
-            context = span.get_span_context()
-            self.carrier = {TRACEPARENT: traceparent(context)}
-            if context.trace_state:
-                self.carrier[TRACESTATE] = context.trace_state.to_header()
+            self._backend_token = otel_context.attach(with_span(NonRecordingSpan(client)))
+            context = client
+        self.carrier = {TRACEPARENT: traceparent(context)}
+        if context.trace_state:
+            self.carrier[TRACESTATE] = context.trace_state.to_header()
         self._outgoing = OUTGOING.set(self.carrier)
+        self._tool = call.tool if self.recording else None
 
     def backend_done(self, error: BaseException | None) -> None:
         if self._outgoing is not None:
             OUTGOING.reset(self._outgoing)
             self._outgoing = None
-        client = self._backend
-        if client is not None:
+        backend = self._backend
+        if backend is not None:
             self._backend = None
             otel_context.detach(self._backend_token)  # type: ignore[arg-type]
+            client_id, started = backend
+            tool = self._tool or ""
+            attrs = {
+                "mcp.method.name": "tools/call",
+                "gen_ai.tool.name": tool,
+                "gen_ai.operation.name": "execute_tool",
+            }
             if error is not None:
-                client.set_status(Status(StatusCode.ERROR, type(error).__name__))
-                client.set_attribute("error.type", type(error).__name__)
-            client.end()
+                attrs["error.type"] = type(error).__name__
+            self._write(
+                client_id,
+                self.context.span_id,
+                f"tools/call {tool}",
+                otlp.KIND_CLIENT,
+                started,
+                otlp.attributes(attrs),
+                None if error is None else type(error).__name__,
+            )
 
     def end(self, call: Call, error: BaseException | None) -> None:
         if self.recording:
-            span = self.span
             outcome = call.outcome
-            span.set_attribute("mcpgw.outcome", outcome)
+            name = qualified(call.server, call.tool)
+            items = _attributes(call, name, self.origin)
+            items["mcpgw.outcome"] = outcome
+            failure = None
             if outcome != "ok":
-                span.set_attribute("error.type", outcome)
-                span.set_status(Status(StatusCode.ERROR, call.error or outcome))
-            span.end()
+                items["error.type"] = outcome
+                failure = call.error or outcome
+            parent = self.parent
+            self._write(
+                self.context.span_id,
+                parent.span_id if parent is not None else None,
+                f"tools/call {name}",
+                otlp.KIND_SERVER,
+                self.started,
+                otlp.attributes(items),
+                failure,
+            )
             otel_context.detach(self._token)  # type: ignore[arg-type]
+            self.generation.export(self.context, otlp.scope_spans_items(self._done))
         self.generation.end()
+
+    def _write(
+        self,
+        span_id: int,
+        parent_id: int | None,
+        name: str,
+        kind: int,
+        started: int,
+        attrs: bytes,
+        error: str | None,
+    ) -> None:
+        context = self.context
+        state = context.trace_state.to_header() if context.trace_state else None
+        self._done.append(
+            otlp.span(
+                context.trace_id.to_bytes(16, "big"),
+                span_id.to_bytes(8, "big"),
+                None if parent_id is None else parent_id.to_bytes(8, "big"),
+                name,
+                kind,
+                started,
+                time.time_ns(),
+                attrs,
+                error,
+                state,
+            )
+        )
 
 
 class CallTracer:
@@ -184,36 +247,26 @@ class CallTracer:
         parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
         if parent is None and request is not None:
             parent = extract(request.incoming)
-        # Parent-based sampling, decided here: an agent's decision is followed; a trace
-        # starting here is recorded at the root ratio. Unrecorded calls never reach the
-        # SDK (a span object there costs more than the fast path's whole call).
+        # Parent-based sampling: an agent's decision is followed; a trace starting here
+        # is recorded at the root ratio.
         remote = get_current_span(parent).get_span_context() if parent is not None else None
         if remote is not None:
             sampled = remote.trace_flags.sampled
         else:
             sampled = generation.ratio > 0.0 and random.random() < generation.ratio
-        if sampled:
-            name = qualified(call.server, call.tool)
-            span = generation.tracer.start_span(
-                f"tools/call {name}",
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=_attributes(call, name, origin),
-            )
-        else:
-            span = NonRecordingSpan(
-                SpanContext(
-                    remote.trace_id if remote is not None else _new_id(128),
-                    _new_id(64),
-                    is_remote=False,
-                    trace_flags=_UNSAMPLED,
-                    trace_state=remote.trace_state if remote is not None else None,
-                )
-            )
+        context = SpanContext(
+            remote.trace_id if remote is not None else _new_id(128),
+            _new_id(64),
+            is_remote=False,
+            trace_flags=_SAMPLED if sampled else _UNSAMPLED,
+            trace_state=remote.trace_state if remote is not None else None,
+        )
         generation.begin()
         if request is not None and request.span is None:
-            request.span = span.get_span_context()
-        return Spans(generation, span, sampled)
+            request.span = context
+        spans = Spans(generation, context, remote, sampled)
+        spans.origin = origin
+        return spans
 
 
 def _new_id(bits: int) -> int:
