@@ -186,6 +186,7 @@ class Metrics:
         )
         self._calls: dict[tuple[str, str, str, str], Counter] = {}
         self._durations: dict[tuple[str, str, str], Histogram] = {}
+        self._tokens: dict[str, Counter] = {}
 
     def record_call(
         self,
@@ -220,7 +221,10 @@ class Metrics:
         else:
             histogram.observe(seconds, {"trace_id": trace_id})
         if result_bytes:
-            self.result_tokens.labels(server).inc(-(-result_bytes // 4))
+            tokens = self._tokens.get(server)
+            if tokens is None:
+                tokens = self._tokens[server] = self.result_tokens.labels(server)
+            tokens.inc(-(-result_bytes // 4))
 
     def refused(self, server: str, reason: str) -> None:
         self.calls_refused.labels(server, reason).inc()

@@ -2,8 +2,11 @@
 at run time, W3C trace context in and out.
 
 Nothing here runs per call while tracing is off: the call pipeline holds no tracer
-then (gateway/servers/tracing.py is installed only while :attr:`Telemetry.tracer` is
-set), and the request middleware checks one attribute. Spans follow the OpenTelemetry
+then (gateway/servers/tracing.py is installed only while :attr:`Telemetry.generation`
+is set), and the request middleware checks one attribute. The SDK provides the
+configuration, the batch processor and the OTLP exporters; the call spans themselves
+are written as OTLP protobuf by the call tracer (gateway/observability/otlp.py says
+why), other spans (the test span) are SDK spans. Spans follow the OpenTelemetry
 semantic conventions for MCP (semantic-conventions-genai v0.1.0, `docs/gen-ai/mcp.md`,
 status Development).
 
@@ -29,13 +32,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import (
-    Span,
-    SpanContext,
-    Tracer,
-    get_current_span,
-    set_span_in_context,
-)
+from opentelemetry.trace import SpanContext, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
@@ -96,13 +93,6 @@ def extract(carrier: Mapping[str, str] | None) -> Context | None:
     if not get_current_span(context).get_span_context().is_valid:
         return None
     return context
-
-
-def carrier_of(span: Span) -> dict[str, str]:
-    """``span``'s context as W3C fields, to pass on to a backend."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, set_span_in_context(span))
-    return carrier
 
 
 def traceparent(context: SpanContext) -> str:
