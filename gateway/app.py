@@ -449,6 +449,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             ),
         ]
         tasks.append(asyncio.create_task(run_identity_pruner(state.db), name="sign-in-pruner"))
+        tasks.append(
+            asyncio.create_task(
+                app.state.telemetry_settings.run_follower(), name="telemetry-follower"
+            )
+        )
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(

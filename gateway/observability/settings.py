@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
@@ -39,6 +42,7 @@ class TelemetryService:
         self.audit = audit or AuditLog.off()
         self.config = TelemetryConfig()
         self.source = "default"
+        self._applied: datetime | None = None  # the stored row's updated_at, once applied
 
     async def start(self, from_env: TelemetryConfig) -> None:
         """Apply the stored configuration, else the environment's."""
@@ -57,7 +61,34 @@ class TelemetryService:
                 return None
             sealed = self.box.open(row.secrets_sealed)
             api_key = sealed.get("api_key", {}).get("value")
+            self._applied = row.updated_at
             return TelemetryConfig(**row.value, headers=sealed.get("headers", {}), api_key=api_key)
+
+    async def follow(self) -> bool:
+        """Apply a configuration another replica stored since this one last looked (one
+        primary-key read); True when it changed. Run periodically (:meth:`run_follower`)."""
+        async with self.db.session() as session:
+            stamp = await session.scalar(
+                select(SettingGroup.updated_at).where(SettingGroup.key == KEY)
+            )
+        if stamp is None or stamp == self._applied:
+            return False
+        config = await self._stored()
+        if config is None or problems(config):
+            return False
+        await asyncio.to_thread(start_telemetry, self.telemetry, config)
+        self.config, self.source = config, "settings"
+        log.info("telemetry configuration changed on another replica: applied")
+        return True
+
+    async def run_follower(self, interval: float = 10.0) -> None:
+        """Follow changes made through other replicas, every ``interval`` seconds."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.follow()
+            except Exception:
+                log.warning("could not read the telemetry settings", exc_info=True)
 
     def view(self, principal: Principal) -> dict[str, Any]:
         """The configuration as shown (no credentials), where it came from, whether on."""
@@ -94,6 +125,7 @@ class TelemetryService:
             secrets = config.secrets()
             row.secrets_sealed = self.box.seal(secrets) if any(secrets.values()) else None
             row.updated_at, row.updated_by = utcnow(), principal.user_id
+            self._applied = row.updated_at
         # Building an exporter may open a channel; the old one's flush waits on the
         # network: neither belongs on the event loop.
         await asyncio.to_thread(start_telemetry, self.telemetry, config)
