@@ -21,6 +21,7 @@ from tests.integration.mcp.test_fastpath import (  # noqa: F401 (fixtures)
     gateway,
 )
 from tests.support import Server
+from tests.support_mcp import LEGACY_INIT
 
 FAMILIES = {
     # name (as the parser reports it): labels every sample has
@@ -115,19 +116,9 @@ def test_counters_move_with_calls(gateway: Server) -> None:
 
 
 def test_sessions_are_counted_by_era(gateway: Server) -> None:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     headers = {**AUTH, "Accept": "application/json, text/event-stream"}
     before = _value(_scrape(gateway), "mcpgw_mcp_sessions", "mcpgw_mcp_sessions", era="2025-11-25")
-    r = httpx.post(f"{gateway.url}/mcp", json=init, headers=headers, timeout=30)
+    r = httpx.post(f"{gateway.url}/mcp", json=LEGACY_INIT, headers=headers, timeout=30)
     assert r.status_code == 200
     after = _value(_scrape(gateway), "mcpgw_mcp_sessions", "mcpgw_mcp_sessions", era="2025-11-25")
     assert after == before + 1

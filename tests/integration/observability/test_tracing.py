@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support import BOOT, Server, free_port, spawn_http
-from tests.support_mcp import ACCEPT, modern_call
+from tests.support_mcp import ACCEPT, LEGACY_INIT, modern_call
 from tests.support_otlp import OtlpReceiver, ReceivedSpan
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "traced_backend.py"
@@ -75,17 +75,7 @@ def _agent_context() -> tuple[str, str, str]:
 def _legacy_session(server: Server) -> dict[str, str]:
     """Open a 2025-11-25 session with raw requests; its headers for later requests."""
     headers = {**AUTH, "Accept": ACCEPT, "Content-Type": "application/json"}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": LEGACY,
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    r = httpx.post(f"{server.url}/mcp", json=init, headers=headers, timeout=30)
+    r = httpx.post(f"{server.url}/mcp", json=LEGACY_INIT, headers=headers, timeout=30)
     assert r.status_code == 200, r.text
     headers = {**headers, "Mcp-Session-Id": r.headers["mcp-session-id"]}
     headers["MCP-Protocol-Version"] = LEGACY
@@ -255,3 +245,54 @@ def test_call_durations_carry_the_trace_as_exemplar(
         if line.startswith("mcpgw_tool_call_seconds_bucket") and 'server="tb"' in line
     ]
     assert any(f'# {{trace_id="{trace_id}"}}' in line for line in buckets), buckets
+
+
+GENERATED = '''
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("gen")
+
+
+@server.tool()
+def where(ctx: Context) -> str:
+    """The W3C context this request carried in its _meta."""
+    meta = ctx.request_context.meta or {}
+    if not isinstance(meta, dict):
+        meta = dict(getattr(meta, "model_extra", None) or {})
+    return str(meta.get("traceparent", ""))
+'''
+
+
+@pytest.mark.parametrize("protocol", ["2026-07-28", "2025-11-25"])
+def test_an_in_process_backend_gets_the_context_in_meta(
+    gateway: Server, receiver: OtlpReceiver, protocol: str
+) -> None:
+    """Not only HTTP backends: an in-process (generated) server, in either era, gets
+    the gateway's client span as the parent in its requests' `_meta`."""
+    config: dict[str, Any] = {"source": GENERATED}
+    if protocol == "2025-11-25":
+        config["protocol"] = protocol
+    r = httpx.post(
+        f"{gateway.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "gen", "type": "generated", "config": config},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    trace_id, _, parent = _agent_context()
+    r = httpx.post(
+        f"{gateway.url}/api/v1/tools/execute",
+        json={"tool": "gen__where", "arguments": {}},
+        headers={**AUTH, "traceparent": parent},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    received = r.json()["content"][0]["text"]
+    _, got_trace, got_parent, flags = received.split("-")
+    assert (got_trace, flags) == (trace_id, "01")
+    spans = receiver.wait_for(
+        lambda s: any(x.trace_id == trace_id and x.name == "tools/call where" for x in s)
+    )
+    client = next(s for s in spans if s.trace_id == trace_id and s.name == "tools/call where")
+    assert client.kind == CLIENT_KIND and got_parent == client.span_id
