@@ -79,6 +79,14 @@ class TelemetryConfig(BaseModel):
         "trace is always followed (parent-based).",
     )
     insecure: bool = Field(False, description="gRPC without TLS (a local Collector).")
+    capture_payloads: bool = Field(
+        False,
+        description="Put each recorded call's arguments (and, on the SDK and REST paths, its "
+        "result) on its span, masked as in the audit trail and cut to capture_max_bytes.",
+    )
+    capture_max_bytes: int = Field(
+        2048, ge=64, le=65536, description="Bytes of each captured payload, at most."
+    )
 
     @field_validator("endpoint")
     @classmethod

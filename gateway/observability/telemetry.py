@@ -26,6 +26,7 @@ def start_telemetry(telemetry: Telemetry, config: TelemetryConfig) -> None:
         build_exporter(target, config.insecure),
         sample_ratio=config.sample_ratio,
         description=target.description,
+        capture_bytes=config.capture_max_bytes if config.capture_payloads else 0,
     )
 
 

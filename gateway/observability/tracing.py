@@ -138,6 +138,7 @@ class Generation:
     description: str
     ratio: float = 1.0  # of traces starting here, the share recorded (the root sampler)
     processor: Any = None  # the batch processor the call spans are queued in
+    capture_bytes: int = 0  # payloads on spans, cut to this many bytes (0: none)
 
     def export(self, context: SpanContext, data: bytes) -> None:
         """Queue one call's encoded spans (gateway/observability/otlp.py) for export."""
@@ -189,6 +190,7 @@ class Telemetry:
         description: str = "custom",
         attributes: Mapping[str, Any] | None = None,
         processor: Callable[[SpanExporter], Any] | None = None,
+        capture_bytes: int = 0,
     ) -> None:
         """Export to ``exporter`` from now on (None: tracing off). Spans of calls that
         began before still end on the old exporter, which is then flushed and shut."""
@@ -206,7 +208,7 @@ class Telemetry:
             queue = (processor or _batch)(exporter)
             provider.add_span_processor(queue)
             tracer = provider.get_tracer("mcp-gateway", __version__)
-            new = Generation(provider, tracer, description, sample_ratio, queue)
+            new = Generation(provider, tracer, description, sample_ratio, queue, capture_bytes)
         old, self.generation = self.generation, new
         for listener in list(self.listeners):
             listener(self)

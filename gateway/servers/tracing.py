@@ -23,6 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
 from opentelemetry.trace import set_span_in_context as with_span
 
+from gateway.audit.rows import stored_json
 from gateway.observability import otlp
 from gateway.observability.tracing import (
     OUTGOING,
@@ -186,6 +187,8 @@ class Spans:
             name = qualified(call.server, call.tool)
             items = _attributes(call, name, self.origin)
             items["mcpgw.outcome"] = outcome
+            if self.generation.capture_bytes:
+                _capture(items, call, self.generation.capture_bytes)
             failure = None
             if outcome != "ok":
                 items["error.type"] = outcome
@@ -267,6 +270,19 @@ class CallTracer:
         spans = Spans(generation, context, remote, sampled)
         spans.origin = origin
         return spans
+
+
+def _capture(items: dict[str, Any], call: Call, limit: int) -> None:
+    """The call's payloads as span attributes: masked as the audit trail masks them
+    (secret-named fields, token shapes, the server's own secrets), cut to ``limit``."""
+    secrets = call.target.runtime.spec.secrets.values
+    arguments = stored_json(call.arguments, secrets)
+    if arguments is not None:
+        items["mcpgw.request.arguments"] = arguments[:limit]
+    if call.result is not None and not isinstance(call.result, bytes | bytearray):
+        result = stored_json(call.result, secrets)
+        if result is not None:
+            items["mcpgw.response.result"] = result[:limit]
 
 
 def _new_id(bits: int) -> int:

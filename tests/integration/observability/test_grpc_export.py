@@ -1,6 +1,7 @@
 """Call spans over OTLP/gRPC: the gateway's gRPC exporter against a gRPC receiver on
 loopback (a stand-in for a Collector's OTLP gRPC port: no Collector can be installed
-here), which decodes the real `ExportTraceServiceRequest` messages."""
+here), which decodes the real `ExportTraceServiceRequest` messages. The pipeline runs
+in process; payload capture is checked here too (masked, cut)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from gateway.observability.exporters import TelemetryConfig, build_exporter, resolve
+from gateway.observability.masking import SecretMask
 from gateway.observability.tracing import Telemetry
 from gateway.servers.calls import CallTarget
 from gateway.servers.pipeline import Authorize, Call, Pipeline
@@ -38,13 +40,16 @@ class _Principal:
         return True
 
 
+class _Spec:
+    secrets = SecretMask(("server-secret-value",))
+
+
 class _Runtime:
-    class spec:
-        secrets = None
+    spec = _Spec()
 
 
-async def test_call_spans_arrive_over_grpc() -> None:
-    receiver = _Receiver()
+async def _one_call(receiver: _Receiver, capture: bool = False, **arguments: Any) -> Call:
+    """One call through a traced pipeline that exports over gRPC to ``receiver``."""
     server = grpc.server(futures.ThreadPoolExecutor(2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
     port = free_port()
@@ -60,10 +65,13 @@ async def test_call_spans_arrive_over_grpc() -> None:
         )
         target = resolve(config)
         assert target is not None
-        telemetry.configure(build_exporter(target), sample_ratio=1.0)
+        telemetry.configure(
+            build_exporter(target), sample_ratio=1.0, capture_bytes=200 if capture else 0
+        )
         pipeline = Pipeline({"authorize": Authorize()})
         pipeline.trace(CallTracer(telemetry))
-        call = Call(_Principal(), CallTarget("srv", "echo", _Runtime()), {}, "rest")  # type: ignore[arg-type]
+        target_ = CallTarget("srv", "echo", _Runtime())  # type: ignore[arg-type]
+        call = Call(_Principal(), target_, arguments, "rest")  # type: ignore[arg-type]
         entered = await pipeline.enter(call)
         call.outcome = "ok"
         pipeline.leave(call, entered, None)
@@ -71,8 +79,32 @@ async def test_call_spans_arrive_over_grpc() -> None:
     finally:
         telemetry.shutdown()
         server.stop(None)
+    return call
+
+
+def _server_span(receiver: _Receiver) -> Any:
+    return next(s for s in receiver.spans if s.name == "tools/call srv__echo")
+
+
+async def test_call_spans_arrive_over_grpc() -> None:
+    receiver = _Receiver()
+    call = await _one_call(receiver, text="hello")
     names = sorted(s.name for s in receiver.spans)
     assert names == ["authorize", "tools/call echo", "tools/call srv__echo"]
     assert len({s.trace_id for s in receiver.spans}) == 1
     assert call.trace is not None and receiver.spans[0].trace_id.hex() == call.trace.trace_id
     assert receiver.metadata[0]["x-tenant"] == "t1"
+    # Payloads are not captured unless asked for.
+    assert "mcpgw.request.arguments" not in {a.key for a in _server_span(receiver).attributes}
+
+
+async def test_captured_payloads_are_masked_and_cut() -> None:
+    receiver = _Receiver()
+    await _one_call(
+        receiver, capture=True, password="hunter22", note="server-secret-value", zz="x" * 500
+    )
+    attributes = {a.key: a.value.string_value for a in _server_span(receiver).attributes}
+    captured = attributes["mcpgw.request.arguments"]
+    assert len(captured) == 200
+    assert "hunter22" not in captured and "server-secret-value" not in captured
+    assert '"password":"***"' in captured and '"note":"***"' in captured
