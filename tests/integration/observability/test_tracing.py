@@ -56,14 +56,17 @@ def gateway(server_factory: type[Server], backend: str, receiver: OtlpReceiver) 
         MCPGW_TELEMETRY_ENDPOINT=receiver.url,
     )
     server.wait_ready()
-    r = httpx.post(
-        f"{server.url}/api/v1/servers",
-        params={"wait": True},
-        json={"name": "tb", "type": "remote", "config": {"url": backend}},
-        headers=AUTH,
-        timeout=60,
-    )
-    assert r.status_code == 201, r.text
+    # The same backend twice: `tb` as it negotiates (2026-07-28), `tb25` pinned to
+    # 2025-11-25, which a 2025-11-25 agent's calls reach on the fast path.
+    for name, extra in (("tb", {}), ("tb25", {"protocol": LEGACY})):
+        r = httpx.post(
+            f"{server.url}/api/v1/servers",
+            params={"wait": True},
+            json={"name": name, "type": "remote", "config": {"url": backend, **extra}},
+            headers=AUTH,
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
     return server
 
 
@@ -84,8 +87,13 @@ def _legacy_session(server: Server) -> dict[str, str]:
     return headers
 
 
+def _server_of(way: str) -> str:
+    return "tb25" if way == "legacy-fast" else "tb"
+
+
 def _call(server: Server, way: str, tool: str, parent: str) -> httpx.Response:
-    """One call of ``tb__{tool}`` the ``way`` given, carrying the agent's ``parent``."""
+    """One call of ``{tb or tb25}__{tool}`` the ``way`` given, carrying the agent's
+    ``parent``."""
     arguments: dict[str, Any] | None = {"text": "hi"} if tool == "echo" else {}
     if way == "rest":
         return httpx.post(
@@ -94,7 +102,7 @@ def _call(server: Server, way: str, tool: str, parent: str) -> httpx.Response:
             headers={**AUTH, "traceparent": parent},
             timeout=30,
         )
-    name = f"tb__{tool}"
+    name = f"{_server_of(way)}__{tool}"
     if way.endswith("sdk"):  # EXECUTE_TOOL is always the SDK path's
         name, arguments = "EXECUTE_TOOL", {"tool": name, "arguments": arguments}
     if way.startswith("modern"):
@@ -140,22 +148,24 @@ def test_one_trace_spans_agent_gateway_and_backend(
     by_service = {s.service for s in spans}
     assert by_service == {"mcp-gateway", "traced-backend"}, spans
     server = next(s for s in spans if s.service == "mcp-gateway" and s.kind == SERVER_KIND)
-    assert server.name == "tools/call tb__echo"
+    qualified = f"{_server_of(way)}__echo"
+    assert server.name == f"tools/call {qualified}"
     assert server.parent_span_id == agent_span  # the agent's span is its parent
     attributes = server.attributes
     assert attributes["mcp.method.name"] == "tools/call"
-    assert attributes["gen_ai.tool.name"] == "tb__echo"
-    assert attributes["mcpgw.server"] == "tb"
+    assert attributes["gen_ai.tool.name"] == qualified
+    assert attributes["mcpgw.server"] == _server_of(way)
     assert attributes["mcpgw.outcome"] == "ok"
     route = attributes["mcpgw.route"]
-    assert route == {"rest": "rest"}.get(way, route)
+    expected = {"rest": "rest", "modern-fast": "fast", "legacy-fast": "fast"}
+    assert route == expected.get(way, "sdk")
     if way != "rest":
         assert attributes["jsonrpc.request.id"] in ("call-1", "7")
         assert attributes["mcp.protocol.version"] == ("2026-07-28" if "modern" in way else LEGACY)
     if way.startswith("legacy"):
         assert attributes["mcp.session.id"]
     if way.endswith("sdk"):
-        assert route == "sdk" and attributes["mcpgw.via"] == "EXECUTE_TOOL"
+        assert attributes["mcpgw.via"] == "EXECUTE_TOOL"
     # Pipeline stages as children of the call's span; the backend call as its client span.
     children = {s.name: s for s in spans if s.parent_span_id == server.span_id}
     assert children["authorize"].service == "mcp-gateway"
