@@ -31,11 +31,13 @@ from gateway.observability.tracing import (
     TRACEPARENT,
     TRACESTATE,
     Generation,
+    RequestTrace,
     Telemetry,
     extract,
     traceparent,
 )
 from gateway.servers.calls import qualified
+from gateway.servers.pipeline import NotSent
 
 if TYPE_CHECKING:
     from gateway.servers.pipeline import Call, Pipeline, TraceOrigin
@@ -87,6 +89,7 @@ class Spans:
         "origin",
         "parent",
         "recording",
+        "request",
         "started",
         "trace_id",
     )
@@ -111,6 +114,7 @@ class Spans:
         self._done: list[bytes] = []
         self._tool: str | None = None
         self.origin: TraceOrigin | None = None
+        self.request: RequestTrace | None = None
         self.started = time.time_ns()
         if recording:
             # Current while the call runs: log lines inside it carry its ids.
@@ -182,6 +186,14 @@ class Spans:
             )
 
     def end(self, call: Call, error: BaseException | None) -> None:
+        if isinstance(error, NotSent):  # the call goes another path, which traces it
+            if self.recording:
+                otel_context.detach(self._token)  # type: ignore[arg-type]
+            request = self.request
+            if request is not None and request.span is self.context:
+                request.span = None
+            self.generation.end()
+            return
         if self.recording:
             outcome = call.outcome
             name = qualified(call.server, call.tool)
@@ -268,7 +280,7 @@ class CallTracer:
         if request is not None and request.span is None:
             request.span = context
         spans = Spans(generation, context, remote, sampled)
-        spans.origin = origin
+        spans.origin, spans.request = origin, request
         return spans
 
 

@@ -173,3 +173,23 @@ def test_mcpgw_telemetry_test_reports_delivery(
     assert r.status_code == 200
     done = run(tmp_path, "telemetry", "test", **env)
     assert done.returncode == 1 and "could not deliver" in done.stdout
+
+
+def test_a_call_the_fast_path_hands_to_the_sdk_path_has_one_span(
+    gateway: Server, receivers: tuple[OtlpReceiver, OtlpReceiver]
+) -> None:
+    """The backend forgot its session: the fast path sends nothing and hands the call
+    to the SDK path, which reconnects and serves it. One call, one span (the SDK
+    path's), and the response names that span."""
+    a, _ = receivers
+    body, headers = modern_call("fix__forget", {}, key=BOOT)
+    assert httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30).is_success
+    trace_id = os.urandom(16).hex()
+    body, headers = modern_call("fix__echo", {"text": "again"}, key=BOOT)
+    body["params"]["_meta"]["traceparent"] = f"00-{trace_id}-{os.urandom(8).hex()}-01"
+    r = httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200 and "mcpgw-route" not in r.headers  # the SDK path's answer
+    spans = a.wait_for(lambda s: any(x.trace_id == trace_id for x in s))
+    calls = [s for s in spans if s.trace_id == trace_id and s.name == "tools/call fix__echo"]
+    assert [s.attributes["mcpgw.route"] for s in calls] == ["sdk"]
+    assert r.headers["traceparent"].split("-")[2] == calls[0].span_id
