@@ -129,6 +129,12 @@ def current_ids() -> tuple[str, str] | None:
     return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
 
+def current_trace_id() -> str | None:
+    """The trace id of what is being served (:func:`current_ids`), for audit rows."""
+    ids = current_ids()
+    return ids[0] if ids is not None else None
+
+
 @dataclass(eq=False)
 class Generation:
     """One tracer provider (one exporter configuration) and the calls begun under it."""

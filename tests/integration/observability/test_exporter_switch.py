@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -193,3 +194,23 @@ def test_a_call_the_fast_path_hands_to_the_sdk_path_has_one_span(
     calls = [s for s in spans if s.trace_id == trace_id and s.name == "tools/call fix__echo"]
     assert [s.attributes["mcpgw.route"] for s in calls] == ["sdk"]
     assert r.headers["traceparent"].split("-")[2] == calls[0].span_id
+
+
+def test_other_audited_requests_carry_the_agents_trace_id(gateway: Server) -> None:
+    trace_id = os.urandom(16).hex()
+    r = httpx.put(
+        f"{gateway.url}{SETTINGS}",
+        json={"exporter": "otlp_http", "endpoint": "http://127.0.0.1:4318", "sample_ratio": 1},
+        headers={**AUTH, "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"},
+        timeout=30,
+    )
+    assert r.status_code == 200 and r.headers["traceparent"].split("-")[1] == trace_id
+    rows: list[dict[str, str]] = []
+    for _ in range(100):
+        rows = httpx.get(
+            f"{gateway.url}/api/v1/audit", params={"action": "settings.telemetry"}, headers=AUTH
+        ).json()["items"]
+        if rows:
+            break
+        time.sleep(0.1)
+    assert [row["trace_id"] for row in rows] == [trace_id]
