@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
