@@ -11,6 +11,10 @@ eras, through `/mcp` in both eras, and through `/mcp/servers/{name}`, alternatin
 run by run (the machine is noisy), at each concurrency (that many agents in
 parallel). Each gateway row is compared with the direct row of its own era.
 
+``--tracing`` (bench/tracing_cost.py): one gateway whose exporter is switched at run
+time (`PUT /api/v1/settings/telemetry`) between off, on with 0% and on with 100%
+sampling, run by run, against an OTLP/HTTP sink in this process.
+
 Two load generators: ``raw`` (``bench/loadgen.py``: lean keep-alive HTTP, so the
 figures are the servers', not the client's) and ``sdk`` (the official MCP client,
 as agents really call). Reports p50/p95 and calls/s per path, the added
@@ -162,7 +166,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--backend", choices=BACKENDS, nargs="+", default=["raw"])
     parser.add_argument("--stateless", action="store_true", help="SDK backends without sessions")
     parser.add_argument("--json", action="store_true", help="SDK backends answer plain JSON")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="instead: one gateway, tracing off vs on at 0%% and 100%% sampling, alternating",
+    )
     args = parser.parse_args(argv)
+    if args.tracing:
+        from bench.tracing_cost import bench_tracing
+
+        return bench_tracing(args, start_backend, _measure)
     rows: list[dict[str, Any]] = []
     rss = 0.0
     for kind in args.backend:

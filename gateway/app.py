@@ -45,7 +45,12 @@ from gateway.jobs.api import router as jobs_router
 from gateway.jobs.setup import build_jobs
 from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.observability.api import router as telemetry_router
+from gateway.observability.exporters import from_environment
 from gateway.observability.metrics import Metrics
+from gateway.observability.settings import TelemetryService
+from gateway.observability.tracing import Telemetry
+from gateway.scrape import register_collectors
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
 from gateway.servers.connections.api import router as connections_router
@@ -61,6 +66,7 @@ from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
 from gateway.servers.tasks import CallTasks
+from gateway.servers.tracing import install as install_tracing
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
 from sandboxes.image_job import ImageGenerator
@@ -168,7 +174,7 @@ def _announce_generated_key(outcome: BootstrapOutcome) -> None:
         )
 
 
-async def start_state(settings: Settings) -> GatewayState:
+async def start_state(settings: Settings, metrics: Metrics | None = None) -> GatewayState:
     """Open the database, migrate if allowed, ensure the first admin exists."""
     # Before anything is written there: the data dir holds secrets (0700, files 0600).
     secure_data_dir(settings.data_dir.resolve())
@@ -184,7 +190,7 @@ async def start_state(settings: Settings) -> GatewayState:
                 f"database schema is at {current or 'empty'}, code needs {head}: "
                 "run `mcpgw db upgrade` (or set MCPGW_AUTO_MIGRATE=true)"
             )
-        metrics = Metrics()
+        metrics = metrics or Metrics()
         audit = build_audit(settings, db, metrics)
         identity = IdentityService(db, audit)
         key = settings.bootstrap_api_key
@@ -360,7 +366,10 @@ def build_pipeline(metrics: Metrics | None, audit: AuditLog | None = None) -> Pi
     stages: dict[str, Stage] = {"authorize": Authorize()}
     if metrics is not None or (audit is not None and audit.enabled):
         recorder = metrics.record_call if metrics is not None else None
-        stages["record"] = Record(recorder, audit if audit is not None and audit.enabled else None)
+        refusals = metrics.refused if metrics is not None else None
+        stages["record"] = Record(
+            recorder, audit if audit is not None and audit.enabled else None, refusals
+        )
     return Pipeline(stages)
 
 
@@ -387,11 +396,19 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     for that once started (see :func:`settle_heap`).
     """
     settings = settings or load_settings()
+    # Off until an exporter is configured (environment now, the settings API later).
+    telemetry = Telemetry()
+    metrics = Metrics()  # made here: the request middleware counts into it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await start_state(settings)
+        state = await start_state(settings, metrics)
         app.state.gw = state
+        install_tracing(state.servers.pipeline, telemetry)
+        app.state.telemetry_settings = TelemetryService(
+            state.db, secret_box(settings), telemetry, state.audit
+        )
+        await app.state.telemetry_settings.start(from_environment(os.environ, settings))
         # Each service under its name, for the routers' typed dependencies (provided.py).
         for name in (
             "identity",
@@ -442,6 +459,11 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                     search_signals.run(settings, state.audit, state.skills), name="search-signals"
                 )
             )
+        tasks.append(
+            asyncio.create_task(
+                app.state.telemetry_settings.run_follower(), name="telemetry-follower"
+            )
+        )
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(
@@ -480,6 +502,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             ],
         )
         app.state.mcp_front = front
+        register_collectors(state, front)
         if serving:
             settle_heap()
             front.on_warm = settle_heap  # again once the search model is in (seconds later)
@@ -501,6 +524,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             # Last: everything above may still have audited something.
             await state.audit.flush()
             await state.db.dispose()
+            await asyncio.to_thread(telemetry.shutdown)
 
     app = GatewayApp(
         title="MCP Gateway",
@@ -535,13 +559,14 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     app.include_router(audit_router, prefix=API_PREFIX)
     app.include_router(jobs_router, prefix=API_PREFIX)
+    app.include_router(telemetry_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))
     # The legacy HTTP+SSE transport, for clients from before Streamable HTTP.
     app.router.routes.append(_mcp_route("/sse", mcp_endpoint, "GET"))
     app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
-    app.mcp_entry = RequestContextMiddleware(mcp_endpoint)
+    app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry, metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics)
     return app

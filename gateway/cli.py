@@ -23,6 +23,7 @@ from gateway.cli_login import login, logout
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
 from gateway.cli_skills import skills_app
+from gateway.cli_telemetry import telemetry_app
 from gateway.config import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -45,6 +46,7 @@ app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(audit_app, name="audit")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(telemetry_app, name="telemetry")
 app.command("worker")(worker)
 app.command("login")(login)
 app.command("logout")(logout)

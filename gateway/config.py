@@ -28,6 +28,7 @@ from gateway.config_identity import IdentitySettings, split_commas
 from gateway.config_jobs import JobSettings
 from gateway.config_llm import LlmSettings
 from gateway.config_search import SearchSettings
+from gateway.config_telemetry import TelemetrySettings
 
 ENV_PREFIX = "MCPGW_"
 
@@ -76,7 +77,9 @@ def _config_file() -> Path | None:
     return default if default.is_file() else None
 
 
-class Settings(IdentitySettings, JobSettings, LlmSettings, SearchSettings, BaseSettings):
+class Settings(
+    IdentitySettings, JobSettings, LlmSettings, SearchSettings, TelemetrySettings, BaseSettings
+):
     """Every tunable of the gateway. Field ``foo_bar`` is env ``MCPGW_FOO_BAR``."""
 
     model_config = SettingsConfigDict(

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse, Response
 from gateway import __version__, migrate
 from gateway.auth.deps import current_principal
 from gateway.errors import ErrorBody
-from gateway.observability.metrics import CONTENT_TYPE_LATEST
 from gateway.state import get_state
 
 router = APIRouter(tags=["health"])
@@ -70,7 +69,7 @@ async def metrics(request: Request) -> Response:
     if not state.settings.metrics_public:
         principal = await current_principal(request)
         principal.require("audit:read")
-    state.metrics.set_in_flight(
-        {name: runtime.health.in_flight for name, runtime in state.servers.pool.runtimes().items()}
-    )
-    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    await state.metrics.refresh()
+    openmetrics = "application/openmetrics-text" in request.headers.get("accept", "")
+    body, content_type = state.metrics.render(openmetrics)
+    return Response(body, media_type=content_type)

@@ -1,7 +1,8 @@
 """Pure-ASGI middleware (no BaseHTTPMiddleware: it costs a task per request).
 
 - :class:`RequestContextMiddleware`: request id in and out, one access log line
-  per request, and a JSON 500 for anything unhandled so no crash escapes.
+  per request, and a JSON 500 for anything unhandled so no crash escapes; while
+  tracing is on, the agent's W3C ``traceparent`` in and the serving span's out.
 - :class:`BodySizeLimitMiddleware`: 413 for bodies over the limit, whether the
   client announced the length or streams it.
 """
@@ -20,6 +21,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.asgi_replies import send_error, send_jsonrpc_error
 from gateway.audit.entry import REQUEST_SCOPE
 from gateway.observability.logging import reset_request_id, set_request_id
+from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import (
+    REQUEST_TRACE,
+    TRACE_STATE_KEY,
+    RequestTrace,
+    Telemetry,
+    header_carrier,
+)
 
 access_log = logging.getLogger("gateway.access")
 error_log = logging.getLogger("gateway.errors")
@@ -36,9 +45,32 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
+def route_template(scope: Scope) -> str:
+    """The path's route as declared (``/api/v1/servers/{name}``): ids not expanded, so
+    the metric's series stay few; paths no route matched are ``other``."""
+    # FastAPI records the matched route with its router's prefix in its own scope key
+    # (`route.path` lacks the prefix of an included router).
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):
+        return template
+    path: str = scope["path"]
+    if path == "/mcp" or path in ("/sse", "/messages/", "/metrics", "/healthz", "/readyz"):
+        return path
+    if path.startswith("/mcp/servers/"):
+        return "/mcp/servers/{name}"
+    return "other"
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, telemetry: Telemetry | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
+        # Requests counted by route template (mcpgw_http_requests).
+        self.metrics = metrics
+        # While tracing is on: the agent's `traceparent` read, the serving span's sent back.
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +90,11 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
+        trace = trace_token = None
+        if self.telemetry is not None and self.telemetry.enabled:
+            trace = RequestTrace(header_carrier(scope["headers"]))
+            trace_token = REQUEST_TRACE.set(trace)
+            scope.setdefault("state", {})[TRACE_STATE_KEY] = trace
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -65,6 +102,10 @@ class RequestContextMiddleware:
                 status = message["status"]
                 response_started = True
                 message["headers"] = [*message.get("headers", []), rid_header]
+                if trace is not None:
+                    served = trace.served()
+                    if served is not None:
+                        message["headers"].append((b"traceparent", served.encode("latin-1")))
             await send(message)
 
         try:
@@ -80,6 +121,10 @@ class RequestContextMiddleware:
                     request_id=request_id,
                 )
         finally:
+            if self.metrics is not None:
+                self.metrics.record_http(
+                    scope["method"], route_template(scope), status, time.perf_counter() - started
+                )
             if access_log.isEnabledFor(logging.INFO):
                 state = scope.get("state") or {}
                 extra = {
@@ -95,6 +140,8 @@ class RequestContextMiddleware:
                 access_log.info("request", extra=extra)
             reset_request_id(token)
             REQUEST_SCOPE.reset(scope_token)
+            if trace_token is not None:
+                REQUEST_TRACE.reset(trace_token)
 
 
 class BodySizeLimitMiddleware:

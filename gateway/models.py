@@ -5,6 +5,7 @@ from gateway.auth import models as auth_models
 from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
 from gateway.jobs import models as job_models
+from gateway.observability import models as settings_models
 from gateway.servers import models as server_models
 from gateway.servers.connections import models as connection_models
 from sandboxes import models as sandbox_models
@@ -21,5 +22,6 @@ __all__ = [
     "oauth_models",
     "sandbox_models",
     "server_models",
+    "settings_models",
     "skill_models",
 ]

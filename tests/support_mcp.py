@@ -16,6 +16,19 @@ MODERN = "2026-07-28"
 ACCEPT = "application/json, text/event-stream"
 
 
+# A 2025-11-25 `initialize` request, for tests that open a session with raw requests.
+LEGACY_INIT = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+
+
 def modern_meta(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `_meta` envelope of a 2026-07-28 request."""
     return {

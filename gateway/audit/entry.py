@@ -13,6 +13,7 @@ from starlette.types import Scope
 from gateway.auth.principal import Principal
 from gateway.observability.logging import current_request_id
 from gateway.observability.masking import SecretMask
+from gateway.observability.tracing import current_trace_id
 
 Outcome = Literal["ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
@@ -53,3 +54,5 @@ class AuditEntry:
     ts: float = field(default_factory=time.time)
     request_id: str | None = field(default_factory=current_request_id)
     scope: Scope | None = field(default_factory=REQUEST_SCOPE.get)
+    # hex: the trace the event happened in (a traced call, or the agent's traceparent)
+    trace_id: str | None = field(default_factory=current_trace_id)

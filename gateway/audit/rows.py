@@ -188,7 +188,7 @@ def to_row(entry: AuditEntry) -> tuple[Any, ...]:
     return (
         datetime.fromtimestamp(entry.ts, UTC),
         entry.request_id,
-        None,  # trace_id: tracing is not there yet
+        entry.trace_id,
         *_actor(entry),
         client[0] if client else None,
         agent,

@@ -1,4 +1,5 @@
-"""Structured logging: one JSON object per line, request id attached, secrets masked.
+"""Structured logging: one JSON object per line, request id (and, inside a traced
+request, trace and span ids) attached, secrets masked.
 
 Built on the standard library (every dependency already logs through it, so one
 formatter covers uvicorn, SQLAlchemy and our code alike).
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.observability.masking import mask_mapping, mask_text
+from gateway.observability.tracing import current_ids
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -51,6 +53,9 @@ class JsonFormatter(logging.Formatter):
         request_id = _request_id.get()
         if request_id:
             payload["request_id"] = request_id
+        ids = current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
         if extras:
             payload.update(mask_mapping(extras))

@@ -7,10 +7,25 @@ only when a scraper asks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+log = logging.getLogger("gateway.metrics")
+# Label children cached per family, at most (a runaway label value cannot grow memory).
+_MAX_CHILDREN = 10_000
+_STATUSES = ("healthy", "degraded", "unhealthy", "stopped")
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -42,18 +57,98 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.tool_calls = Counter(
             "mcpgw_tool_calls",
-            "tools/call requests answered, by server, path (rest, sdk or direct) and outcome "
-            "(ok, error or denied).",
-            ["server", "route", "outcome"],
+            "tools/call requests answered, by server, tool, path (rest, sdk or direct) and "
+            "outcome (ok, error or denied).",
+            ["server", "tool", "route", "outcome"],
             registry=self.registry,
         )
         self.tool_call_seconds = Histogram(
             "mcpgw_tool_call_seconds",
-            "Time from receiving a tools/call to answering it, by server.",
-            ["server"],
+            "Time from receiving a tools/call to answering it, by server, tool and path "
+            "(exemplars: the trace id of traced calls).",
+            ["server", "tool", "route"],
             buckets=_CALL_BUCKETS,
             registry=self.registry,
         )
+        self.calls_refused = Counter(
+            "mcpgw_calls_refused",
+            "Calls a pipeline stage refused, by server and reason (call_denied: policy or "
+            "permission; rate_limited: a rate, quota or budget).",
+            ["server", "reason"],
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "mcpgw_http_requests",
+            "HTTP requests answered, by method, route template (ids not expanded) and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_request_seconds = Histogram(
+            "mcpgw_http_request_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=_CALL_BUCKETS,
+            registry=self.registry,
+        )
+        self.backend_status = Gauge(
+            "mcpgw_backend_status",
+            "1 for each backend server's current health status (healthy, degraded, "
+            "unhealthy, stopped), 0 for the others.",
+            ["server", "status"],
+            registry=self.registry,
+        )
+        self.backend_latency = Gauge(
+            "mcpgw_backend_ping_seconds",
+            "Each backend's last health-check round trip.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.backend_restarts = Gauge(
+            "mcpgw_backend_restarts",
+            "Times each backend's session was re-established.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.mcp_sessions = Gauge(
+            "mcpgw_mcp_sessions",
+            "Agent sessions open, by protocol era (2026-07-28 is stateless: none to hold).",
+            ["era"],
+            registry=self.registry,
+        )
+        self.sandboxes = Gauge(
+            "mcpgw_sandboxes",
+            "Sandboxes not destroyed, by provider and status.",
+            ["provider", "status"],
+            registry=self.registry,
+        )
+        self.sandbox_cpu_seconds = Gauge(
+            "mcpgw_sandbox_cpu_seconds",
+            "CPU seconds used by the sandboxes not destroyed, by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.sandbox_disk_bytes = Gauge(
+            "mcpgw_sandbox_disk_bytes",
+            "Disk used by the sandboxes not destroyed, by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "mcpgw_jobs",
+            "Jobs by kind and status (pending: the queue).",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self.result_tokens = Counter(
+            "mcpgw_tool_result_tokens",
+            "Estimated tokens (bytes / 4) of tool results sent to agents, by server.",
+            ["server"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        # Refreshed when scraped (gauges of state kept elsewhere: sessions, sandboxes, jobs).
+        self.on_scrape: list[Callable[[Metrics], Awaitable[None]]] = []
+        self._http: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.backend_in_flight = Gauge(
             "mcpgw_backend_in_flight",
             "Requests in flight to each backend server.",
@@ -89,23 +184,81 @@ class Metrics:
             ["timed_out"],
             registry=self.registry,
         )
-        self._calls: dict[tuple[str, str, str], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._calls: dict[tuple[str, str, str, str], Counter] = {}
+        self._durations: dict[tuple[str, str, str], Histogram] = {}
+        self._tokens: dict[str, Counter] = {}
 
-    def record_call(self, server: str, route: str, seconds: float, outcome: str) -> None:
+    def record_call(
+        self,
+        server: str,
+        tool: str,
+        route: str,
+        seconds: float,
+        outcome: str,
+        trace_id: str | None = None,
+        result_bytes: int | None = None,
+    ) -> None:
         """Count one answered `tools/call` (children cached: `labels()` costs µs).
 
         ``outcome`` is the call pipeline's: `ok` and `denied` are counted as such, every
-        other (a tool error, a failure, a cancel) as `error`."""
-        key = (server, route, outcome if outcome in ("ok", "denied") else "error")
+        other (a tool error, a failure, a cancel) as `error`. A traced call's id becomes
+        the duration's exemplar (shown in the OpenMetrics exposition)."""
+        key = (server, tool, route, outcome if outcome in ("ok", "denied") else "error")
         counter = self._calls.get(key)
         if counter is None:
+            if len(self._calls) >= _MAX_CHILDREN:
+                self._calls.clear()
             counter = self._calls[key] = self.tool_calls.labels(*key)
         counter.inc()
-        histogram = self._durations.get(server)
+        timing = key[:3]
+        histogram = self._durations.get(timing)
         if histogram is None:
-            histogram = self._durations[server] = self.tool_call_seconds.labels(server)
-        histogram.observe(seconds)
+            if len(self._durations) >= _MAX_CHILDREN:
+                self._durations.clear()
+            histogram = self._durations[timing] = self.tool_call_seconds.labels(*timing)
+        if trace_id is None:
+            histogram.observe(seconds)
+        else:
+            histogram.observe(seconds, {"trace_id": trace_id})
+        if result_bytes:
+            tokens = self._tokens.get(server)
+            if tokens is None:
+                tokens = self._tokens[server] = self.result_tokens.labels(server)
+            tokens.inc(-(-result_bytes // 4))
+
+    def refused(self, server: str, reason: str) -> None:
+        self.calls_refused.labels(server, reason).inc()
+
+    def record_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered HTTP request under its route template."""
+        key = (method, route, status)
+        children = self._http.get(key)
+        if children is None:
+            if len(self._http) >= _MAX_CHILDREN:
+                self._http.clear()
+            children = self._http[key] = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_request_seconds.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def set_backends(self, health: dict[str, tuple[str, float | None, int]]) -> None:
+        """Each backend's (status, last ping ms, restarts), as gauges."""
+        for server, (status, latency_ms, restarts) in health.items():
+            for name in _STATUSES:
+                self.backend_status.labels(server, name).set(1 if name == status else 0)
+            if latency_ms is not None:
+                self.backend_latency.labels(server).set(latency_ms / 1000)
+            self.backend_restarts.labels(server).set(restarts)
+
+    async def refresh(self) -> None:
+        """Run the scrape-time collectors (their failures leave old values)."""
+        for collect in list(self.on_scrape):
+            try:
+                await collect(self)
+            except Exception:
+                log.warning("a metrics collector failed", exc_info=True)
 
     # --- the audit writer (gateway/audit/writer.py: WriterMetrics) ------------------------
     def audit_batch(self, rows: int, seconds: float) -> None:
@@ -127,6 +280,9 @@ class Metrics:
         for server, count in counts.items():
             self.backend_in_flight.labels(server).set(count)
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+    def render(self, openmetrics: bool = False) -> tuple[bytes, str]:
+        """The exposition of every metric and its content type: Prometheus text, or
+        OpenMetrics (with exemplars) when the scraper asks for it."""
+        if openmetrics:
+            return openmetrics_latest(self.registry), OPENMETRICS_CONTENT_TYPE  # type: ignore[no-untyped-call]
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

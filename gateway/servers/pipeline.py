@@ -12,7 +12,10 @@ refuse the call (raise :class:`CallDenied`) or answer it without the backend (se
 every stage that was entered, with the error the call ended in (if any); ``record``
 is listed last because it acts last, and it is entered first, so it sees refusals
 and answers of the others too. Controls added later (policy, rate limits, caching,
-breakers, audit, tracing) are stages installed by name; no entry point changes.
+breakers, audit) are stages installed by name; no entry point changes. Tracing is
+the pipeline's own hook around all of them (:meth:`Pipeline.trace`): a span for the
+call, one per acting stage and one for the backend; entry points only say where the
+call came from (``Call.origin``) and the backend stage passes ``Call.trace.carrier`` on.
 
 Why halves rather than wrappers (``await proceed()``): a wrapper stays on the stack
 for the whole backend exchange, and every time the exchange waits and resumes, the
@@ -25,9 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from mcp import types
 
@@ -36,14 +39,18 @@ from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.errors import Forbidden
 from gateway.observability.logging import current_request_id
+from gateway.observability.tracing import RequestTrace
 from gateway.servers.calls import CallTarget
 from gateway.servers.runtimes.relay import Relay
 
 STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal["ok", "tool_error", "error", "denied", "timeout", "cancelled", "not_sent"]
-# (server, route, seconds, outcome): what the record stage reports for each call.
-CallRecorder = Callable[[str, str, float, str], None]
+# (server, tool, route, seconds, outcome, trace id, result bytes): what the record stage
+# reports for each call.
+CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], None]
+# (server, reason): a call a stage refused.
+RefusalRecorder = Callable[[str, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
 # then the rest as listed in STAGES.
 _ENTERING = ("record", "authorize", "limit", "cache", "breaker")
@@ -71,6 +78,10 @@ class Call:
     error: str | None = None  # why it failed, as the agent was told (audited, masked)
     result: Any = None  # the answer, measured for the audit trail (bytes or a model)
     bytes_out: int | None = None
+    # Where the call came from, for its span (an entry point's :class:`TraceSource`).
+    origin: TraceSource | None = None
+    # Its spans while tracing is on (set by the tracer; None otherwise).
+    trace: CallTrace | None = None
 
     @property
     def server(self) -> str:
@@ -94,6 +105,7 @@ class CallContext:
     timeout: float | None = None
     relay: Relay | None = None
     exchange: Callable[[], Awaitable[CallResult]] | None = None
+    origin: TraceSource | None = None
 
 
 class CallDenied(Forbidden):
@@ -119,6 +131,53 @@ class Stage(Protocol):
         the call raised, None when it was answered."""
 
 
+class TraceOrigin(NamedTuple):
+    """What a call's span is told about the request that carried it."""
+
+    meta: Mapping[str, Any] | None  # the request's `params._meta` (W3C fields in it)
+    request: RequestTrace | None  # the HTTP request's trace (its headers' context)
+    session_id: str | None = None
+    request_id: Any = None
+    protocol_version: str | None = None
+
+
+class TraceSource(Protocol):
+    """An entry point's view of its request, read only when the call is traced."""
+
+    def trace_origin(self) -> TraceOrigin:
+        """The request's trace fields (see :class:`TraceOrigin`)."""
+
+
+class CallTrace(Protocol):
+    """One traced call's spans (gateway/servers/tracing.py)."""
+
+    trace_id: str  # hex, for the audit row
+    recording: bool  # sampled: its spans are exported (a metrics exemplar may name it)
+    carrier: dict[str, str] | None  # the W3C fields the backend request carries
+
+    def stage(self, name: str) -> Any:
+        """A child span for stage ``name`` (None: not recorded); ended by :meth:`done`."""
+
+    def done(self, span: Any, error: BaseException | None) -> None:
+        """End a stage's span."""
+
+    def backend(self, call: Call) -> None:
+        """The backend stage begins: its span, and :attr:`carrier` for the backend."""
+
+    def backend_done(self, error: BaseException | None) -> None:
+        """The backend stage ended (or never began)."""
+
+    def end(self, call: Call, error: BaseException | None) -> None:
+        """The call's verdict is in: its span ends."""
+
+
+class CallTracer(Protocol):
+    """The pipeline's tracing hook: installed while an exporter is configured."""
+
+    def begin(self, call: Call) -> CallTrace | None:
+        """Start the call's span (None: this call is not traced)."""
+
+
 class StageDefaults:
     """Halves that do nothing, for a stage that needs only one."""
 
@@ -138,8 +197,20 @@ class Pipeline:
         # Per stage: its enter does something (one awaited coroutine fewer per call for
         # the others, e.g. record's).
         self._acts: tuple[bool, ...] = ()
+        self._names: tuple[str, ...] = ()
+        # The tracing hook (None while tracing is off: then it costs one check per call).
+        self._tracer: CallTracer | None = None
         for name, stage in (stages or {}).items():
             self.install(name, stage)
+
+    def trace(self, tracer: CallTracer | None) -> None:
+        """Install the tracing hook (None removes it): every call gets a span, with a
+        child span per stage and one for the backend (gateway/servers/tracing.py)."""
+        self._tracer = tracer
+
+    @property
+    def traced(self) -> bool:
+        return self._tracer is not None
 
     def install(self, name: str, stage: Stage | None) -> None:
         """Put ``stage`` in the slot ``name`` (None empties it)."""
@@ -149,7 +220,8 @@ class Pipeline:
             self._stages.pop(name, None)
         else:
             self._stages[name] = stage
-        self._entering = tuple(self._stages[n] for n in _ENTERING if n in self._stages)
+        self._names = tuple(n for n in _ENTERING if n in self._stages)
+        self._entering = tuple(self._stages[n] for n in self._names)
         self._acts = tuple(
             getattr(type(s), "enter", None) is not StageDefaults.enter for s in self._entering
         )
@@ -162,6 +234,11 @@ class Pipeline:
     async def enter(self, call: Call) -> int:
         """Enter every stage in order; how many were entered, for :meth:`leave` (on a
         refusal, those before it have been left already and the refusal is raised)."""
+        tracer = self._tracer
+        if tracer is not None:
+            call.trace = tracer.begin(call)
+            if call.trace is not None:
+                return await self._enter_traced(call, call.trace)
         entered = 0
         try:
             for stage, acts in zip(self._entering, self._acts, strict=True):
@@ -175,10 +252,38 @@ class Pipeline:
             raise
         return entered
 
+    async def _enter_traced(self, call: Call, trace: CallTrace) -> int:
+        """:meth:`enter`, each acting stage in a span of its own, then the backend's."""
+        entered = 0
+        try:
+            for stage, acts, name in zip(self._entering, self._acts, self._names, strict=True):
+                if acts:
+                    span = trace.stage(name)
+                    try:
+                        await stage.enter(call)
+                    except BaseException as exc:
+                        trace.done(span, exc)
+                        raise
+                    trace.done(span, None)
+                entered += 1
+                if call.answer is not None:
+                    break
+        except BaseException as exc:
+            self.leave(call, entered, exc)
+            raise
+        if call.answer is None:
+            trace.backend(call)
+        return entered
+
     def leave(self, call: Call, entered: int, error: BaseException | None) -> None:
         """Leave the ``entered`` stages, last entered first."""
+        trace = call.trace
+        if trace is not None:
+            trace.backend_done(error)
         for stage in reversed(self._entering[:entered]):
             stage.leave(call, error)
+        if trace is not None:
+            trace.end(call, error)
 
     async def run(self, call: Call, backend: Callable[[Call], Awaitable[Any]]) -> Any:
         """``backend(call)`` (or a stage's answer) with every installed stage around it."""
@@ -213,14 +318,21 @@ _AUDIT_ROUTES = {"rest": "rest", "sdk": "mcp", "direct": "mcp-fast"}
 class Record(StageDefaults):
     """Reports every call that reached a verdict (answered, refused or cancelled): the
     per-server call metrics, one series whatever the route, and one audit row (queued:
-    the writer masks and stores it off the request path). Spans join this stage.
+    the writer masks and stores it off the request path), with the call's trace id when
+    it is traced (the tracing hook, :meth:`Pipeline.trace`, wraps every stage).
 
     Entered first: while the audit queue is full, a call waits (boundedly) for room
     before it goes on, rather than its row being dropped."""
 
-    def __init__(self, recorder: CallRecorder | None, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self,
+        recorder: CallRecorder | None,
+        audit: AuditLog | None = None,
+        refusals: RefusalRecorder | None = None,
+    ) -> None:
         self.recorder = recorder
         self.audit = audit
+        self.refusals = refusals
 
     async def enter(self, call: Call) -> None:
         audit = self.audit
@@ -235,6 +347,8 @@ class Record(StageDefaults):
             if isinstance(error, CallDenied):
                 call.outcome, error_code = "denied", error.code
                 call.error = error.message
+                if self.refusals is not None:
+                    self.refusals(call.server, error.code)
             elif isinstance(error, asyncio.CancelledError):
                 call.outcome = "cancelled"
             else:
@@ -242,7 +356,16 @@ class Record(StageDefaults):
                 error_code = getattr(error, "code", None) and str(error.code)  # type: ignore[attr-defined]
         seconds = time.perf_counter() - call.started
         if self.recorder is not None:
-            self.recorder(call.server, call.route, seconds, call.outcome)
+            trace = call.trace
+            self.recorder(
+                call.server,
+                call.tool,
+                call.route,
+                seconds,
+                call.outcome,
+                trace.trace_id if trace is not None and trace.recording else None,
+                call.bytes_out,
+            )
         if self.audit is not None:
             self.audit.record(CallRecord(call, seconds * 1000, error_code))
 
@@ -251,13 +374,15 @@ class CallRecord:
     """A finished call as queued for the audit trail: what the request path has at hand
     (a few µs cheaper than building the entry, which the writer does off the path)."""
 
-    __slots__ = ("call", "error_code", "latency_ms", "request_id", "scope", "ts")
+    __slots__ = ("call", "error_code", "latency_ms", "request_id", "scope", "trace_id", "ts")
 
     def __init__(self, call: Call, latency_ms: float, error_code: str | None) -> None:
         self.call, self.latency_ms, self.error_code = call, latency_ms, error_code
         self.ts = time.time()
         self.request_id = current_request_id()
         self.scope = REQUEST_SCOPE.get()
+        trace = call.trace
+        self.trace_id = trace.trace_id if trace is not None else None
 
     def audit_entry(self) -> AuditEntry:
         call = self.call
@@ -279,4 +404,5 @@ class CallRecord:
             ts=self.ts,
             request_id=self.request_id,
             scope=self.scope,
+            trace_id=self.trace_id,
         )

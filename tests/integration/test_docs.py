@@ -31,6 +31,7 @@ def test_docs_have_tested_examples() -> None:
         "operations.md",
         "servers.md",
         "mcp.md",
+        "observability.md",
         "skills.md",
         "sandboxes.md",
         "security.md",

@@ -47,7 +47,7 @@ class Trace:
 
 def _recorded() -> tuple[Record, list[tuple[str, str, str]]]:
     rows: list[tuple[str, str, str]] = []
-    return Record(lambda s, r, _secs, o: rows.append((s, r, o))), rows
+    return Record(lambda s, _tool, r, _secs, o, _trace, _bytes: rows.append((s, r, o))), rows
 
 
 async def test_stages_nest_in_one_order_whatever_order_they_were_installed() -> None:

@@ -20,9 +20,11 @@ from starlette.types import Receive, Scope, Send
 from gateway.asgi_replies import send_json
 from gateway.mcp.fastlist import SERVER_INFO_META_KEY
 from gateway.mcp.results import tool_error_body
+from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.servers.calls import CallTarget
 from gateway.servers.mcp.fastrelay import ask_agent, hand_over
 from gateway.servers.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
+from gateway.servers.pipeline import TraceOrigin
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
@@ -82,6 +84,21 @@ class FastCall:
         self.extra_headers: list[tuple[bytes, bytes]] = [(b"mcpgw-route", b"direct")]
         if request.session_id is not None:
             self.extra_headers.append((b"mcp-session-id", request.session_id.encode("latin-1")))
+
+    def trace_origin(self) -> TraceOrigin:
+        """The request's trace fields, for the call's span (read only when traced)."""
+        version = None
+        for name, value in self.scope.get("headers", ()):
+            if name == b"mcp-protocol-version":
+                version = value.decode("latin-1")
+        request = self.request
+        return TraceOrigin(
+            request.params.get("_meta"),
+            (self.scope.get("state") or {}).get(TRACE_STATE_KEY),
+            request.session_id,
+            request.id,
+            version,
+        )
 
     async def run(
         self, work: Callable[[], Awaitable[bool | None]], timeout: float, receive: Receive

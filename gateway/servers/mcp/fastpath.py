@@ -48,7 +48,7 @@ from gateway.servers.mcp.input_bridge import InputBridge
 from gateway.servers.mcp.view import CatalogView
 from gateway.servers.pipeline import Call, CallDenied, NotSent
 from gateway.servers.runtimes.direct import DirectRoute, next_id
-from gateway.servers.runtimes.http_channel import ChannelError
+from gateway.servers.runtimes.http_channel import ChannelError, encode_headers
 from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
@@ -271,21 +271,24 @@ class FastPath:
             else:
                 params.pop("_meta", None)
         backend_id = next_id()
-        payload = orjson.dumps(
-            {"jsonrpc": "2.0", "id": backend_id, "method": "tools/call", "params": params}
-        )
+        owner = (principal.user_id, principal.key_id)
+        call = FastCall(self, route, request, backend_id, scope, send, owner, called)
+        piped = Call(principal, called, params.get("arguments") or {}, "direct", origin=call)
+        entered = await self._enter(piped, call)
+        if entered is None:
+            return True  # refused, or answered by a stage
         headers: dict[str, str] | bytes
         if request.param_headers and route.modern:
             headers = route.headers("tools/call", tool)
             headers.update(request.param_headers)
         else:
             headers = route.encoded_headers("tools/call", tool)
-        owner = (principal.user_id, principal.key_id)
-        call = FastCall(self, route, request, backend_id, scope, send, owner, called)
-        piped = Call(principal, called, params.get("arguments") or {}, "direct")
-        entered = await self._enter(piped, call)
-        if entered is None:
-            return True  # refused, or answered by a stage
+        trace = piped.trace
+        if trace is not None and trace.carrier:  # the trace goes on to the backend
+            params, headers = _propagate(params, headers, trace.carrier)
+        payload = orjson.dumps(
+            {"jsonrpc": "2.0", "id": backend_id, "method": "tools/call", "params": params}
+        )
         # The backend stage, inline: a frame of its own would be resumed each time the
         # exchange waits (see pipeline.py).
         key = (request.session_id, request.id) if request.session_id else None
@@ -478,6 +481,19 @@ async def _accepted(send: Send) -> None:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope.get("headers", []))
+
+
+def _propagate(
+    params: dict[str, Any], headers: dict[str, str] | bytes, carrier: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, str] | bytes]:
+    """The call's trace context for the backend: in `params._meta` (what an MCP server
+    reads) and as HTTP headers (what its HTTP stack reads); the agent's own W3C fields
+    are replaced, as the gateway's span is the backend's parent."""
+    meta = params.get("_meta")
+    params["_meta"] = {**meta, **carrier} if isinstance(meta, dict) else dict(carrier)
+    if isinstance(headers, dict):
+        return params, {**headers, **carrier}
+    return params, headers + encode_headers(carrier)
 
 
 def _version(request: FastRequest) -> Any:

@@ -32,13 +32,14 @@ from gateway.mcp.errors import to_mcp_error
 from gateway.mcp.results import tool_error
 from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.surface import FastLane, FastLaneParts
+from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
-from gateway.servers.pipeline import CallContext, CallDenied
+from gateway.servers.pipeline import CallContext, CallDenied, TraceOrigin
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
@@ -68,6 +69,20 @@ class FrontRelay:
         """Not parked waiting for its agent's retry (relay.py's rule for questions asked
         outside any call)."""
         return self.call is None or not self.call.awaiting_agent
+
+    def trace_origin(self) -> TraceOrigin:
+        """The request's trace fields, for the call's span (read only when traced)."""
+        ctx = self.ctx
+        request = ctx.request
+        scope = getattr(request, "scope", None) or {}
+        headers = getattr(request, "headers", None)
+        return TraceOrigin(
+            ctx.meta,
+            (scope.get("state") or {}).get(TRACE_STATE_KEY),
+            headers.get("mcp-session-id") if headers is not None else None,
+            ctx.request_id,
+            ctx.protocol_version,
+        )
 
     async def request(self, method: str, params: Any) -> Any:
         if self.call is not None:
@@ -225,7 +240,7 @@ class ServersMcp:
             def resume() -> Awaitable[CallResult]:
                 return self.inputs.resume(parked, ctx.params, relay, self.timeout)
 
-            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume)
+            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume, origin=relay)
             return await self._call(principal, parked.target, arguments, ctx_call)
         found = find_target(self.servers, principal, params.name, target)
         if found is None:
@@ -235,7 +250,7 @@ class ServersMcp:
         if relay.modern:
             relay.call = SdkCall(owner, found.server, target=found)
             exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
-        call_ctx = CallContext("sdk", via, self.timeout, relay, exchange)
+        call_ctx = CallContext("sdk", via, self.timeout, relay, exchange, origin=relay)
         return await self._call(principal, found, arguments, call_ctx)
 
     async def _first_round(

@@ -49,6 +49,7 @@ from gateway.servers.runtimes.sdk_client import (
     describe,
     forward_agent_capabilities,
     optional_listing,
+    propagate_trace,
     session_closed,
     tolerate_results,
 )
@@ -253,6 +254,7 @@ class McpConnection:
                     client = await self._open(stack, targets)
                     self._client = client
                     forward_agent_capabilities(client)
+                    propagate_trace(client)
                     tolerate_results(client)
                     self.health.protocol_version = client.protocol_version
                     self._direct = self._direct_route(client)

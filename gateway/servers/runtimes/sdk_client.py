@@ -21,6 +21,7 @@ from gateway.mcp.sdk_compat import (
     dispatcher_closed,
     wrap_request_stamp,
 )
+from gateway.observability.tracing import OUTGOING
 from gateway.servers.runtimes.base import BackendError
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
@@ -78,6 +79,29 @@ def forward_agent_capabilities(client: Client) -> None:
             if CLIENT_CAPABILITIES_META_KEY in agent_meta:
                 meta = data.setdefault("params", {}).setdefault("_meta", {})
                 meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
+
+        return stamp
+
+    wrap_request_stamp(client.session, wrap)
+
+
+def propagate_trace(client: Client) -> None:
+    """Carry the traced call's context to the backend (every era, every transport): the
+    W3C fields in the request's `_meta` (what an MCP server reads) and, over HTTP, as
+    headers. The call pipeline's tracer sets :data:`OUTGOING` for its backend stage;
+    while tracing is off it is None and this costs one lookup per request."""
+
+    def wrap(original: Stamp) -> Stamp:
+        def stamp(data: dict[str, Any], opts: Any) -> None:
+            original(data, opts)
+            carrier = OUTGOING.get()
+            if carrier is not None:
+                params = data.get("params")
+                if params is None:
+                    params = data["params"] = {}
+                meta = params.get("_meta")
+                params["_meta"] = {**meta, **carrier} if isinstance(meta, dict) else dict(carrier)
+                opts.setdefault("headers", {}).update(carrier)
 
         return stamp
 

@@ -62,5 +62,6 @@ async def test_calls_through_the_bridge_take_the_fast_path(
             result = await client.call_tool("fix__echo", {"text": "héllo"})
             assert result.content[0].text == "héllo"  # type: ignore[union-attr]
     metrics = httpx.get(f"{fast_gateway.url}/metrics", headers=AUTH).text
-    assert 'mcpgw_tool_calls_total{outcome="ok",route="direct",server="fix"} 3.0' in metrics
+    ok = 'mcpgw_tool_calls_total{outcome="ok",route="direct",server="fix",tool="echo"} 3.0'
+    assert ok in metrics
     assert 'route="sdk",server="fix"' not in metrics

@@ -192,9 +192,11 @@ def test_metrics_count_calls_by_path_and_need_a_key(gateway: Server) -> None:
     assert denied.status_code == 403
     r = httpx.get(f"{gateway.url}/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert 'mcpgw_tool_calls_total{outcome="ok",route="direct",server="fix"} 1.0' in r.text
-    assert 'mcpgw_tool_calls_total{outcome="error",route="direct",server="fix"} 1.0' in r.text
-    assert 'mcpgw_tool_call_seconds_count{server="fix"} 2.0' in r.text
+    calls = "mcpgw_tool_calls_total"
+    assert f'{calls}{{outcome="ok",route="direct",server="fix",tool="echo"}} 1.0' in r.text
+    assert f'{calls}{{outcome="error",route="direct",server="fix",tool="fail"}} 1.0' in r.text
+    assert 'mcpgw_tool_call_seconds_count{route="direct",server="fix",tool="echo"} 1.0' in r.text
+    assert 'mcpgw_tool_call_seconds_count{route="direct",server="fix",tool="fail"} 1.0' in r.text
 
 
 @pytest.mark.parametrize(("tool", "text"), [("primed", "primed"), ("dropped", "resumed")])

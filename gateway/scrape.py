@@ -1,0 +1,71 @@
+"""What `/metrics` reads when scraped: gauges of state that lives elsewhere.
+
+Backend health (the session pool, in memory), open agent sessions (the MCP front),
+sandboxes and jobs (the database: two grouped counts per scrape, not per request).
+Registered by the composition root on :attr:`Metrics.on_scrape`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from gateway.jobs.models import Job
+from gateway.observability.metrics import Metrics
+from sandboxes.models import Sandbox
+
+if TYPE_CHECKING:
+    from gateway.mcp.front import McpFront
+    from gateway.state import GatewayState
+
+
+def register_collectors(state: GatewayState, front: McpFront) -> None:
+    """Install the scrape-time collectors for ``state`` and ``front``."""
+
+    async def backends(metrics: Metrics) -> None:
+        runtimes = state.servers.pool.runtimes()
+        metrics.set_in_flight({name: r.health.in_flight for name, r in runtimes.items()})
+        metrics.set_backends(
+            {
+                name: (r.health.status, r.health.latency_ms, r.health.restarts)
+                for name, r in runtimes.items()
+            }
+        )
+
+    async def sessions(metrics: Metrics) -> None:
+        # /mcp 2025-11-25 sessions and legacy /sse streams; 2026-07-28 holds none.
+        metrics.mcp_sessions.labels("2025-11-25").set(len(front.sessions))
+
+    async def stored(metrics: Metrics) -> None:
+        async with state.db.session() as session:
+            boxes = await session.execute(
+                select(
+                    Sandbox.provider,
+                    Sandbox.status,
+                    func.count(),
+                    func.coalesce(func.sum(Sandbox.cpu_seconds), 0.0),
+                    func.coalesce(func.sum(Sandbox.disk_bytes), 0),
+                )
+                .where(Sandbox.status != "destroyed")
+                .group_by(Sandbox.provider, Sandbox.status)
+            )
+            jobs = await session.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            )
+        metrics.sandboxes.clear()
+        cpu: dict[str, float] = {}
+        disk: dict[str, int] = {}
+        for provider, status, count, cpu_seconds, disk_bytes in boxes:
+            metrics.sandboxes.labels(provider, status).set(count)
+            cpu[provider] = cpu.get(provider, 0.0) + float(cpu_seconds)
+            disk[provider] = disk.get(provider, 0) + int(disk_bytes)
+        for provider, value in cpu.items():
+            metrics.sandbox_cpu_seconds.labels(provider).set(value)
+        for provider, size in disk.items():
+            metrics.sandbox_disk_bytes.labels(provider).set(size)
+        metrics.jobs.clear()
+        for kind, status, count in jobs:
+            metrics.jobs.labels(kind, status).set(count)
+
+    state.metrics.on_scrape[:] = [backends, sessions, stored]

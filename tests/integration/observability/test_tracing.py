@@ -1,0 +1,308 @@
+"""One trace from the agent through the gateway to the backend, on every call path.
+
+Real parts: a gateway process, a real MCP backend process that traces itself with the
+OpenTelemetry SDK (tests/fixtures/traced_backend.py), real HTTP. The OTLP/HTTP
+receiver both export to is a stand-in for an OpenTelemetry Collector (none can be
+installed here): it decodes the real protobuf wire format (tests/support_otlp.py).
+
+The agent sends a sampled W3C context (in `params._meta`, or as the `traceparent`
+header); the gateway's root ratio is left at its 1% default, so the spans arriving
+prove the agent's sampled trace is followed (parent-based sampling).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import BOOT, Server, free_port, spawn_http
+from tests.support_mcp import ACCEPT, LEGACY_INIT, modern_call
+from tests.support_otlp import OtlpReceiver, ReceivedSpan
+
+BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "traced_backend.py"
+AUTH = {"Authorization": f"Bearer {BOOT}"}
+SERVER_KIND, CLIENT_KIND = 2, 3  # OTLP's SpanKind numbers
+LEGACY = "2025-11-25"
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as r:
+        yield r
+
+
+@pytest.fixture
+def backend(receiver: OtlpReceiver) -> Iterator[str]:
+    port = free_port()
+    proc = spawn_http([sys.executable, str(BACKEND), str(port), f"{receiver.url}/v1/traces"], port)
+    yield f"http://127.0.0.1:{port}/mcp"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def gateway(server_factory: type[Server], backend: str, receiver: OtlpReceiver) -> Server:
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_ALLOW_PRIVATE_URLS="true",
+        MCPGW_TELEMETRY_EXPORTER="otlp_http",
+        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+    )
+    server.wait_ready()
+    # The same backend twice: `tb` as it negotiates (2026-07-28), `tb25` pinned to
+    # 2025-11-25, which a 2025-11-25 agent's calls reach on the fast path.
+    for name, extra in (("tb", {}), ("tb25", {"protocol": LEGACY})):
+        r = httpx.post(
+            f"{server.url}/api/v1/servers",
+            params={"wait": True},
+            json={"name": name, "type": "remote", "config": {"url": backend, **extra}},
+            headers=AUTH,
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+    return server
+
+
+def _agent_context() -> tuple[str, str, str]:
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    return trace_id, span_id, f"00-{trace_id}-{span_id}-01"
+
+
+def _legacy_session(server: Server) -> dict[str, str]:
+    """Open a 2025-11-25 session with raw requests; its headers for later requests."""
+    headers = {**AUTH, "Accept": ACCEPT, "Content-Type": "application/json"}
+    r = httpx.post(f"{server.url}/mcp", json=LEGACY_INIT, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    headers = {**headers, "Mcp-Session-Id": r.headers["mcp-session-id"]}
+    headers["MCP-Protocol-Version"] = LEGACY
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert httpx.post(f"{server.url}/mcp", json=note, headers=headers, timeout=30).is_success
+    return headers
+
+
+def _server_of(way: str) -> str:
+    return "tb25" if way == "legacy-fast" else "tb"
+
+
+def _call(server: Server, way: str, tool: str, parent: str) -> httpx.Response:
+    """One call of ``{tb or tb25}__{tool}`` the ``way`` given, carrying the agent's
+    ``parent``."""
+    arguments: dict[str, Any] | None = {"text": "hi"} if tool == "echo" else {}
+    if way == "rest":
+        return httpx.post(
+            f"{server.url}/api/v1/tools/execute",
+            json={"tool": f"tb__{tool}", "arguments": arguments},
+            headers={**AUTH, "traceparent": parent},
+            timeout=30,
+        )
+    name = f"{_server_of(way)}__{tool}"
+    if way.endswith("sdk"):  # EXECUTE_TOOL is always the SDK path's
+        name, arguments = "EXECUTE_TOOL", {"tool": name, "arguments": arguments}
+    if way.startswith("modern"):
+        body, headers = modern_call(name, arguments, key=BOOT)
+        body["params"]["_meta"]["traceparent"] = parent
+        return httpx.post(f"{server.url}/mcp", json=body, headers=headers, timeout=30)
+    headers = _legacy_session(server)
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+    # A 2025-11-25 agent here carries its context as the HTTP header.
+    return httpx.post(
+        f"{server.url}/mcp", json=body, headers={**headers, "traceparent": parent}, timeout=30
+    )
+
+
+def _complete(trace_id: str) -> Any:
+    def done(spans: list[ReceivedSpan]) -> bool:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        return any(s.service == "traced-backend" for s in mine) and any(
+            s.service == "mcp-gateway" and s.kind == SERVER_KIND for s in mine
+        )
+
+    return done
+
+
+WAYS = ["modern-fast", "modern-sdk", "legacy-fast", "legacy-sdk", "rest"]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_one_trace_spans_agent_gateway_and_backend(
+    gateway: Server, receiver: OtlpReceiver, way: str
+) -> None:
+    trace_id, agent_span, parent = _agent_context()
+    r = _call(gateway, way, "echo", parent)
+    assert r.status_code == 200, r.text
+    # The response names the trace it was served in.
+    assert r.headers["traceparent"].split("-")[1] == trace_id
+    spans = [s for s in receiver.wait_for(_complete(trace_id)) if s.trace_id == trace_id]
+    by_service = {s.service for s in spans}
+    assert by_service == {"mcp-gateway", "traced-backend"}, spans
+    server = next(s for s in spans if s.service == "mcp-gateway" and s.kind == SERVER_KIND)
+    qualified = f"{_server_of(way)}__echo"
+    assert server.name == f"tools/call {qualified}"
+    assert server.parent_span_id == agent_span  # the agent's span is its parent
+    attributes = server.attributes
+    assert attributes["mcp.method.name"] == "tools/call"
+    assert attributes["gen_ai.tool.name"] == qualified
+    assert attributes["mcpgw.server"] == _server_of(way)
+    assert attributes["mcpgw.outcome"] == "ok"
+    route = attributes["mcpgw.route"]
+    expected = {"rest": "rest", "modern-fast": "fast", "legacy-fast": "fast"}
+    assert route == expected.get(way, "sdk")
+    if way != "rest":
+        assert attributes["jsonrpc.request.id"] in ("call-1", "7")
+        assert attributes["mcp.protocol.version"] == ("2026-07-28" if "modern" in way else LEGACY)
+    if way.startswith("legacy"):
+        assert attributes["mcp.session.id"]
+    if way.endswith("sdk"):
+        assert attributes["mcpgw.via"] == "EXECUTE_TOOL"
+    # Pipeline stages as children of the call's span; the backend call as its client span.
+    children = {s.name: s for s in spans if s.parent_span_id == server.span_id}
+    assert children["authorize"].service == "mcp-gateway"
+    client = children["tools/call echo"]
+    assert client.kind == CLIENT_KIND
+    # The backend's own span hangs under the gateway's client span: via `_meta` …
+    backend = next(s for s in spans if s.service == "traced-backend")
+    assert backend.parent_span_id == client.span_id
+    # … and the same context came as the HTTP header (a remote backend).
+    assert backend.attributes["http.traceparent"].split("-")[1:3] == [trace_id, client.span_id]
+    # The log line of the request carries the trace id.
+    assert f'"trace_id": "{trace_id}"' in gateway.output()
+
+
+def test_fast_path_and_sdk_path_both_serve_traced_calls(
+    gateway: Server, receiver: OtlpReceiver
+) -> None:
+    routes = set()
+    for way in ("modern-fast", "modern-sdk"):
+        trace_id, _, parent = _agent_context()
+        assert _call(gateway, way, "echo", parent).status_code == 200
+        spans = receiver.wait_for(_complete(trace_id))
+        routes |= {
+            s.attributes["mcpgw.route"]
+            for s in spans
+            if s.trace_id == trace_id and s.kind == SERVER_KIND and s.service == "mcp-gateway"
+        }
+    assert routes == {"fast", "sdk"}
+
+
+@pytest.mark.parametrize("way", ["modern-fast", "modern-sdk", "rest"])
+def test_a_tool_error_marks_the_span_an_error(
+    gateway: Server, receiver: OtlpReceiver, way: str
+) -> None:
+    trace_id, _, parent = _agent_context()
+    assert _call(gateway, way, "fail", parent).status_code == 200
+    spans = receiver.wait_for(_complete(trace_id))
+    server = next(
+        s
+        for s in spans
+        if s.trace_id == trace_id and s.kind == SERVER_KIND and s.service == "mcp-gateway"
+    )
+    assert server.status_code == 2  # ERROR
+    assert server.attributes["error.type"] == "tool_error"
+
+
+def test_the_audit_row_carries_the_trace_id(gateway: Server, receiver: OtlpReceiver) -> None:
+    trace_id, _, parent = _agent_context()
+    r = _call(gateway, "modern-fast", "echo", parent)
+    assert r.status_code == 200
+    found: list[Any] = []
+    for _ in range(100):
+        rows = httpx.get(
+            f"{gateway.url}/api/v1/audit", params={"action": "tools/call"}, headers=AUTH
+        ).json()["items"]
+        found = [row for row in rows if row["trace_id"] == trace_id]
+        if found:
+            break
+        subprocess.run(["sleep", "0.1"], check=True)
+    assert len(found) == 1 and found[0]["target"] == "echo"
+
+
+def test_untraced_agents_start_traces_at_the_ratio(gateway: Server, receiver: OtlpReceiver) -> None:
+    """Without an agent context, calls start their own traces (1% recorded), and the
+    response still names the trace the backend joined."""
+    body, headers = modern_call("tb__echo", {"text": "x"}, key=BOOT)
+    r = httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30)
+    assert r.status_code == 200
+    version, trace_id, _span, _flags = r.headers["traceparent"].split("-")
+    assert version == "00" and len(trace_id) == 32 and int(trace_id, 16) != 0
+
+
+def test_call_durations_carry_the_trace_as_exemplar(
+    gateway: Server, receiver: OtlpReceiver
+) -> None:
+    trace_id, _, parent = _agent_context()
+    assert _call(gateway, "modern-fast", "echo", parent).status_code == 200
+    r = httpx.get(
+        f"{gateway.url}/metrics",
+        headers={**AUTH, "Accept": "application/openmetrics-text; version=1.0.0"},
+        timeout=30,
+    )
+    assert r.headers["content-type"].startswith("application/openmetrics-text")
+    buckets = [
+        line
+        for line in r.text.splitlines()
+        if line.startswith("mcpgw_tool_call_seconds_bucket") and 'server="tb"' in line
+    ]
+    assert any(f'# {{trace_id="{trace_id}"}}' in line for line in buckets), buckets
+
+
+GENERATED = '''
+from mcp.server.mcpserver import Context, MCPServer
+
+server = MCPServer("gen")
+
+
+@server.tool()
+def where(ctx: Context) -> str:
+    """The W3C context this request carried in its _meta."""
+    meta = ctx.request_context.meta or {}
+    if not isinstance(meta, dict):
+        meta = dict(getattr(meta, "model_extra", None) or {})
+    return str(meta.get("traceparent", ""))
+'''
+
+
+@pytest.mark.parametrize("protocol", ["2026-07-28", "2025-11-25"])
+def test_an_in_process_backend_gets_the_context_in_meta(
+    gateway: Server, receiver: OtlpReceiver, protocol: str
+) -> None:
+    """Not only HTTP backends: an in-process (generated) server, in either era, gets
+    the gateway's client span as the parent in its requests' `_meta`."""
+    config: dict[str, Any] = {"source": GENERATED}
+    if protocol == "2025-11-25":
+        config["protocol"] = protocol
+    r = httpx.post(
+        f"{gateway.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "gen", "type": "generated", "config": config},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    trace_id, _, parent = _agent_context()
+    r = httpx.post(
+        f"{gateway.url}/api/v1/tools/execute",
+        json={"tool": "gen__where", "arguments": {}},
+        headers={**AUTH, "traceparent": parent},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    received = r.json()["content"][0]["text"]
+    _, got_trace, got_parent, flags = received.split("-")
+    assert (got_trace, flags) == (trace_id, "01")
+    spans = receiver.wait_for(
+        lambda s: any(x.trace_id == trace_id and x.name == "tools/call where" for x in s)
+    )
+    client = next(s for s in spans if s.trace_id == trace_id and s.name == "tools/call where")
+    assert client.kind == CLIENT_KIND and got_parent == client.span_id

@@ -1,0 +1,55 @@
+"""The call spans' hand-written OTLP protobuf parses, field by field, with the real
+message classes of `opentelemetry-proto` (what a Collector decodes)."""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from gateway.observability import otlp
+
+
+def _value(any_value: object) -> object:
+    kind = any_value.WhichOneof("value")  # type: ignore[attr-defined]
+    return getattr(any_value, kind)
+
+
+def test_spans_parse_with_the_real_messages() -> None:
+    trace_id, server_id, parent_id, child_id = (os.urandom(n) for n in (16, 8, 8, 8))
+    attrs = {"mcp.method.name": "tools/call", "ok": True, "n": -3, "ratio": 0.5, "é": "ü" * 200}
+    server = otlp.span(
+        trace_id,
+        server_id,
+        parent_id,
+        "tools/call a__b",
+        otlp.KIND_SERVER,
+        10,
+        2**63 + 5,
+        otlp.attributes(attrs),
+        "tool said no",
+        "vendor=1",
+    )
+    child = otlp.span(trace_id, child_id, server_id, "authorize", otlp.KIND_INTERNAL, 11, 12)
+    batches = otlp.EncodedBatches(Resource.create({"service.name": "gw"}), ("scope", "1.2"))
+    context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
+    items = [otlp.EncodedSpans(context, otlp.scope_spans_items([server, child]))] * 2
+    request = ExportTraceServiceRequest.FromString(batches.request(items))
+
+    (resource_spans,) = request.resource_spans
+    resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+    assert resource["service.name"] == "gw"
+    (scope_spans,) = resource_spans.scope_spans
+    assert (scope_spans.scope.name, scope_spans.scope.version) == ("scope", "1.2")
+    assert len(scope_spans.spans) == 4  # two calls' spans, none merged into another
+    first, second = scope_spans.spans[:2]
+    assert first.trace_id == trace_id and first.span_id == server_id
+    assert first.parent_span_id == parent_id and first.trace_state == "vendor=1"
+    assert (first.name, first.kind) == ("tools/call a__b", 2)
+    assert (first.start_time_unix_nano, first.end_time_unix_nano) == (10, 2**63 + 5)
+    assert {a.key: _value(a.value) for a in first.attributes} == attrs
+    assert (first.status.code, first.status.message) == (2, "tool said no")
+    assert second.parent_span_id == server_id and second.kind == 1
+    assert second.status.code == 0 and not second.attributes
