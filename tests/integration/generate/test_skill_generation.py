@@ -23,6 +23,7 @@ AUTH = {"Authorization": f"Bearer {BOOT}"}
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
 INTENT = "Echo a customer's message back to them and report whether the gateway heard it."
 SCRIPT = "import sys\nprint('checked', len(sys.argv))\n"
+FAILING = "import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n"
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +138,9 @@ async def test_bad_requests_get_clear_errors_and_queue_nothing(gateway: Server) 
 
 
 # --- the model path -----------------------------------------------------------------
-def _skill_md(tool: str) -> str:
+def _skill_md(tool: str, name: str = "echo-check") -> str:
     return (
-        "---\nname: echo-check\ndescription: Echo a message and check the reply.\n---\n\n"
+        f"---\nname: {name}\ndescription: Echo a message and check the reply.\n---\n\n"
         "# Echo check\n\n## When to use\n\nWhen a customer's message must be echoed.\n\n"
         f"## Tools\n\n- `{tool}`: echoes a message.\n\n## Steps\n\n"
         f"1. Call `{tool}` with the message.\n2. Run scripts/check.py to check the reply.\n"
@@ -258,3 +259,68 @@ async def test_a_tool_the_catalog_lacks_is_sent_back_then_fails_the_job(
         assert job["status"] == "failed", job
         assert job["error"]["code"] == "invalid_draft"
         assert "'nope' is not in the catalog" in job["error"]["message"]
+
+
+async def test_a_failing_script_is_run_caught_and_fixed(
+    model_gateway: Server, model: ScriptedModel
+) -> None:
+    def told(request: dict[str, Any]) -> dict[str, Any]:
+        problems = request["messages"][-1]["content"]
+        assert "scripts/check.py failed in the sandbox (exit 3)" in problems, problems
+        assert "boom" in problems  # its stderr
+        return {
+            "tool_calls": [tool_call("write_file", {"path": "scripts/check.py", "content": SCRIPT})]
+        }
+
+    model.replies += [  # never runs its script itself: the job does, before review
+        {"tool_calls": [
+            tool_call("write_file", {"path": "SKILL.md", "content": _skill_md("fix__echo")}),
+            tool_call("write_file", {"path": "scripts/check.py", "content": FAILING}),
+        ]},
+        {"content": "done"},
+        told,
+        {"content": "fixed"},
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=model_gateway.url, headers=AUTH, timeout=60) as client:
+        body = {"intent": INTENT, "servers": ["fix"], "name": "echo-check", "model": True}
+        draft, events = await _draft(client, await _generate(client, **body))
+    runs = [e.data for e in events if e.event == "artifact" and e.data["type"] == "script_run"]
+    assert [(r["ok"], r["exit_code"]) for r in runs] == [(False, 3), (True, 0)]
+    assert [(r["path"], r["ok"]) for r in draft["scripts"]] == [("scripts/check.py", True)]
+
+
+async def test_feedback_makes_the_model_write_the_skill_again(
+    model_gateway: Server, model: ScriptedModel
+) -> None:
+    def again(request: dict[str, Any]) -> dict[str, Any]:
+        asked = request["messages"][1]["content"]
+        assert "Their feedback:\nAlso use whoami." in asked
+        assert "fix__echo" in asked  # the rejected files
+        return {
+            "tool_calls": [
+                tool_call(
+                    "write_file",
+                    {"path": "SKILL.md", "content": _skill_md("fix__whoami", "echo-feedback")},
+                )
+            ]
+        }
+
+    first = _skill_md("fix__echo", "echo-feedback")
+    model.replies += [
+        {"tool_calls": [tool_call("write_file", {"path": "SKILL.md", "content": first})]},
+        {"content": "done"},
+        again,
+        {"content": "done"},
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=model_gateway.url, headers=AUTH, timeout=60) as client:
+        body = {"intent": INTENT, "servers": ["fix"], "name": "echo-feedback"}
+        job_id = await _generate(client, **body)
+        await _draft(client, job_id)
+        r = await client.post(
+            f"/api/v1/jobs/{job_id}/reject", json={"feedback": "Also use whoami."}
+        )
+        assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+        next_id = r.json()["result"]["rejected"]["next_job_id"]
+        draft, _ = await _draft(client, next_id)
+        assert draft["tools"] == ["fix__whoami"]
+        assert (await client.get("/api/v1/skills/echo-feedback")).status_code == 404
