@@ -72,8 +72,11 @@ class Generation:
             await self.ctx.progress(0.2, "filling the template from the intent")
             files, runs = skeleton(self.data.name, self.data.intent, self.data.servers), []
             verdict = self._check(files)
-            if not verdict.ok:  # a template bug, not the user's: say what broke
-                raise DraftRefused("the template made an invalid skill: " + verdict.problems[0])
+            if not verdict.ok:  # e.g. the intent names a tool the servers lack
+                raise DraftRefused(
+                    "the skill made from the template fails the checks: "
+                    + "; ".join(verdict.problems[:5])
+                )
         for path in sorted(files):
             await self.ctx.emit("artifact", {"type": "file", "path": path, "content": files[path]})
         await self.ctx.log(f"{len(files)} files; names {len(verdict.tools)} tools; checks passed")

@@ -102,21 +102,15 @@ class SkillGenerator:
         for server in draft.get("servers") or []:
             row, _ = await self.skills.servers.get(principal, server)  # 404 if gone
             links[row.id] = row.name
-        before = None
         try:
-            before = (await self.skills.get(principal, name)).skill.version
             previous_links = (await self.skills.links(principal, name))[0]
         except NotFound:
             previous_links = []
         files = {path: str(text).encode() for path, text in (draft.get("files") or {}).items()}
-        package = SkillPackage(
-            folder=name, files=files, executable=set(draft.get("executable") or [])
-        )
-        source = {
-            "kind": "generated",
-            "job_id": job.id,
-            "from": (draft.get("source") or {}).get("from"),
-        }
+        executable = set(draft.get("executable") or [])
+        package = SkillPackage(folder=name, files=files, executable=executable)
+        made_by = (draft.get("source") or {}).get("from")
+        source = {"kind": "generated", "job_id": job.id, "from": made_by}
         result = await self.skills.store_package(
             principal, package, source=source, strict=True, label="the draft", links=links
         )
@@ -124,20 +118,23 @@ class SkillGenerator:
             "skill": result.view.skill.name,
             "version": result.view.version.version,
             "created": result.created,
-            "previous_version": before,
+            "changed": result.changed,
             "previous_links": previous_links,
             "servers": result.view.links,
         }
 
     async def revert(self, principal: Principal, job: Job, outcome: dict[str, Any]) -> None:
-        """Undo an approval: delete the skill it created, or make the version before it
-        current again (as a new version) with the links it had."""
+        """Undo an approval that lost a race with another reviewer: delete the skill it
+        created, or make the version before its own current again (as a new version)
+        with the links it had. An approval that changed nothing (the same content was
+        there already, e.g. stored by the winner) is left alone."""
         name = outcome["skill"]
+        if not outcome.get("changed"):
+            return
         if outcome.get("created"):
             await self.skills.delete(principal, name)
             return
-        if outcome.get("previous_version"):
-            await self.skills.rollback(principal, name, int(outcome["previous_version"]))
+        await self.skills.rollback(principal, name, int(outcome["version"]) - 1)
         await self.skills.set_links(
             principal, name, list(outcome.get("previous_links") or []), replace=True
         )

@@ -6,6 +6,7 @@ scripts it writes run in real `local` (bubblewrap) sandboxes by the worker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
@@ -102,6 +103,60 @@ async def test_an_intent_becomes_a_skill_from_the_template(gateway: Server) -> N
         assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
         assert "next_job_id" not in r.json()["result"]["rejected"]  # the template: no rerun
         assert (await client.get("/api/v1/skills/never-stored")).status_code == 404
+
+
+async def test_racing_reviewers_settle_a_draft_once(gateway: Server) -> None:
+    """Approve against reject, and approve against approve (a new version of an existing
+    skill): exactly one wins, and the skill is stored exactly when an approval won."""
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
+        for i in range(3):
+            job_id = await _generate(client, intent=INTENT, servers=["fix"], name=f"race-{i}")
+            await _draft(client, job_id)
+            approve, reject = await asyncio.gather(
+                client.post(f"/api/v1/jobs/{job_id}/approve", json={}),
+                client.post(f"/api/v1/jobs/{job_id}/reject", json={}),
+            )
+            assert sorted([approve.status_code, reject.status_code]) == [200, 409]
+            job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+            stored = (await client.get(f"/api/v1/skills/race-{i}")).status_code == 200
+            assert stored == (approve.status_code == 200) == (job["status"] == "succeeded")
+
+        first = await _generate(client, intent=INTENT, name="race-versions")
+        await _draft(client, first)
+        assert (await client.post(f"/api/v1/jobs/{first}/approve")).status_code == 200
+        job_id = await _generate(client, intent=INTENT + " Twice.", servers=["fix"],
+                                 name="race-versions")  # fmt: skip
+        await _draft(client, job_id)
+        answers = await asyncio.gather(
+            client.post(f"/api/v1/jobs/{job_id}/approve"),
+            client.post(f"/api/v1/jobs/{job_id}/approve"),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        skill = (await client.get("/api/v1/skills/race-versions")).json()
+        # The winner's version is current (a loser that stored nothing new reverts nothing).
+        assert "Twice." in skill["description"] and skill["linked_servers"] == ["fix"]
+
+
+async def test_a_name_someone_else_holds_keeps_the_draft_in_review(gateway: Server) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
+        admins = await _generate(client, intent=INTENT, name="taken-name")
+        await _draft(client, admins)
+        assert (await client.post(f"/api/v1/jobs/{admins}/approve")).status_code == 200
+        r = await client.post("/api/v1/users", json={"email": "dev@x.io", "role": "developer"})
+        r = await client.post("/api/v1/keys", json={"name": "d", "user_id": r.json()["id"]})
+        dev = {"Authorization": f"Bearer {r.json()['key']}"}
+        r = await client.post(
+            "/api/v1/skills/generate", json={"intent": INTENT, "name": "taken-name"}, headers=dev
+        )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        await _draft(client, job_id)
+        r = await client.post(f"/api/v1/jobs/{job_id}/approve", headers=dev)
+        error(r, 409, "name_taken")
+        job = (await client.get(f"/api/v1/jobs/{job_id}", headers=dev)).json()
+        assert job["status"] == "review"
+        skill = (await client.get("/api/v1/skills/taken-name")).json()
+        assert skill["version"] == 1  # the admin's skill is untouched
 
 
 def _backend_tools(draft: dict[str, Any]) -> list[str]:
