@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ import pytest
 
 from tests.fixtures.llm_standin import ScriptedModel, tool_call
 from tests.integration.generate.support import error, until_settled
-from tests.support import BOOT, Server, free_port, spawn_http
+from tests.integration.jobs.test_redis import Workers, production  # noqa: F401  (fixture)
+from tests.support import BOOT, MCPGW, Server, free_port, spawn_http
 
 AUTH = {"Authorization": f"Bearer {BOOT}"}
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
@@ -38,8 +40,8 @@ def backend() -> Iterator[str]:
 
 
 def _start(factory: type[Server], backend: str, **env: str) -> Server:
-    server = factory(MCPGW_BOOTSTRAP_API_KEY=BOOT, MCPGW_ALLOW_PRIVATE_URLS="true", **env)
-    server.wait_ready()
+    server = factory(**{"MCPGW_BOOTSTRAP_API_KEY": BOOT, "MCPGW_ALLOW_PRIVATE_URLS": "true", **env})
+    server.wait_ready(timeout=60)
     body = {"name": "fix", "type": "remote", "config": {"url": backend}}
     r = httpx.post(
         f"{server.url}/api/v1/servers", params={"wait": True}, json=body, headers=AUTH, timeout=120
@@ -157,6 +159,21 @@ async def test_a_name_someone_else_holds_keeps_the_draft_in_review(gateway: Serv
         assert job["status"] == "review"
         skill = (await client.get("/api/v1/skills/taken-name")).json()
         assert skill["version"] == 1  # the admin's skill is untouched
+
+
+def test_the_cli_starts_and_follows_a_generation(gateway: Server) -> None:
+    args = [MCPGW, "skills", "generate", "--url", gateway.url, "--key", BOOT]
+    bad = subprocess.run([*args, "too short"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "at least 10 characters" in bad.stdout + bad.stderr
+    done = subprocess.run(
+        [*args, INTENT, "--server", "fix", "--name", "cli-skill", "--template", "--watch"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "draft skill cli-skill" in done.stdout and "fix__echo" in done.stdout
+    assert "mcpgw jobs approve ID" in done.stdout
 
 
 def _backend_tools(draft: dict[str, Any]) -> list[str]:
@@ -379,3 +396,40 @@ async def test_feedback_makes_the_model_write_the_skill_again(
         draft, _ = await _draft(client, next_id)
         assert draft["tools"] == ["fix__whoami"]
         assert (await client.get("/api/v1/skills/echo-feedback")).status_code == 404
+
+
+async def test_on_redis_a_worker_of_its_own_runs_the_loop_and_the_script(
+    server_factory: type[Server],
+    production: dict[str, str],  # noqa: F811
+    backend: str,
+    model: ScriptedModel,
+    tmp_path: Path,
+) -> None:
+    """Production mode: PostgreSQL, Redis, a `mcpgw worker` process (the gateway runs
+    none): the model's script runs in a sandbox of the worker's host."""
+    env = {**production, **model.env(), "MCPGW_ALLOW_PRIVATE_URLS": "true"}
+    gateway = _start(server_factory, backend, **env)
+    workers = Workers(tmp_path, env)
+    workers.start()
+    model.replies += [
+        {"tool_calls": [
+            tool_call("write_file", {"path": "SKILL.md", "content": _skill_md("fix__echo")}),
+            tool_call("write_file", {"path": "scripts/check.py", "content": SCRIPT}),
+            tool_call("run_in_sandbox", {"path": "scripts/check.py"}),
+        ]},
+        {"content": "done"},
+    ]  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=AUTH, timeout=60) as client:
+            body = {"intent": INTENT, "servers": ["fix"], "name": "echo-check"}
+            job_id = await _generate(client, **body)
+            draft, _ = await _draft(client, job_id)
+            assert (await client.get(f"/api/v1/jobs/{job_id}")).json()["worker"]
+            [run] = draft["scripts"]
+            assert run["ok"] and run["stdout"] == "checked 1\n"
+            r = await client.post(f"/api/v1/jobs/{job_id}/approve")
+            assert r.status_code == 200, r.text
+            skill = (await client.get("/api/v1/skills/echo-check")).json()
+            assert skill["linked_servers"] == ["fix"] and len(skill["files"]) == 2
+    finally:
+        workers.stop()
