@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from skills import frontmatter
 from skills.references import missing_message, tool_references
 from skills.validation import SKILL_MD, Problem, Report, validate
 
@@ -47,13 +46,9 @@ def check_package(files: dict[str, bytes], name: str, catalogs: dict[str, set[st
             verdict.problems.append(f"{SKILL_MD}: missing")
         return verdict
     parsed = report.skill
-    try:
-        allowed_line = frontmatter.load(parsed.frontmatter_raw).lines.get("allowed-tools")
-    except frontmatter.FrontmatterError:
-        allowed_line = None
     refs = tool_references(
         allowed_tools=parsed.allowed_tools,
-        allowed_tools_line=allowed_line,
+        allowed_tools_line=parsed.allowed_tools_line,
         body=parsed.body,
         body_line=parsed.body_line,
         servers=catalogs,

@@ -62,6 +62,11 @@ def test_checks_catch_missing_and_unlinked_tools_and_invalid_skills() -> None:
         "tool 'delete' is not in the catalog of linked server 'notes'" in p for p in problems
     )
     assert any("server 'github', which is not linked" in p for p in problems)
+    allowed = {
+        "SKILL.md": "---\nname: n\ndescription: d\nallowed-tools: notes__gone Read\n---\nb\n"
+    }
+    [problem] = check_package(_bytes(allowed), "n", CATALOGS).problems
+    assert problem.startswith("allowed-tools (line 4): tool 'gone' is not in the catalog")
     wrong = check_package(_bytes(files), "other", CATALOGS).problems
     assert any("must equal the skill's folder name 'other'" in p for p in wrong)
     strict = {"SKILL.md": "---\nname: n\ndescription: d\nversion: 2\n---\nbody\n"}
