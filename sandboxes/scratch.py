@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from gateway.config import Settings
-from sandboxes.providers import build_providers
+from sandboxes.providers import build_providers, sandbox_root
 from sandboxes.providers.base import (
     WORKSPACE,
     ExecRequest,
     Limits,
     ProviderError,
+    SandboxProvider,
     SandboxSpec,
 )
 from sandboxes.templates import BUILTIN
@@ -28,6 +29,9 @@ from sandboxes.templates import BUILTIN
 # Interpreter by file suffix; anything else runs as an executable shell script.
 _RUNNERS = {".py": "python3", ".sh": "sh", ".bash": "bash", ".js": "node", ".mjs": "node"}
 MAX_OUTPUT = 64 * 1024
+# One provider per (kind, sandbox root) in this process: they hold thread pools and
+# engine clients that a worker reuses from run to run.
+_PROVIDERS: dict[tuple[str, str], SandboxProvider] = {}
 
 
 @dataclass
@@ -67,6 +71,13 @@ def command_for(path: str) -> list[str]:
     return [runner, f"{WORKSPACE}/{path}"]
 
 
+def _provider(settings: Settings) -> SandboxProvider:
+    key = (settings.sandbox_provider, str(sandbox_root(settings)))
+    if key not in _PROVIDERS:
+        _PROVIDERS[key] = build_providers(settings)[settings.sandbox_provider]
+    return _PROVIDERS[key]
+
+
 async def run_script(
     settings: Settings, files: dict[str, bytes], path: str, *, timeout: float = 30.0
 ) -> ScriptRun:
@@ -74,8 +85,7 @@ async def run_script(
     sandbox of the configured provider; the sandbox is destroyed afterwards. A provider
     that cannot run (no bwrap, no engine) gives a run with ``error`` set, not an
     exception."""
-    providers = build_providers(settings)
-    provider = providers[settings.sandbox_provider]
+    provider = _provider(settings)
     template = BUILTIN["multi" if path.endswith((".js", ".mjs")) else "python"]
     if settings.sandbox_provider == "local":  # the host's own interpreters
         template = type(template)(template.name, None, template.languages)
