@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import __version__, migrate
+from gateway import __version__, migrate, search_signals
 from gateway.asgi_replies import send_error
 from gateway.audit.api import router as audit_router
 from gateway.audit.service import AuditLog
@@ -60,6 +60,7 @@ from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
+from gateway.servers.tasks import CallTasks
 from gateway.state import GatewayState
 from sandboxes.api import router as sandboxes_router
 from sandboxes.image_job import ImageGenerator
@@ -411,6 +412,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             settings, state.db, serving=serving, kinds=platform_kinds(), audit=state.audit
         )
         app.state.jobs = jobs.service
+        call_tasks = app.state.call_tasks = CallTasks(state.servers, jobs.service)
         app.state.server_generator = ServerGenerator(
             jobs.service, state.servers, secret_box(settings), settings
         )
@@ -437,6 +439,12 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             ),
         ]
         tasks.append(asyncio.create_task(run_identity_pruner(state.db), name="sign-in-pruner"))
+        if search_signals.wanted(settings):
+            tasks.append(
+                asyncio.create_task(
+                    search_signals.run(settings, state.audit, state.skills), name="search-signals"
+                )
+            )
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(
@@ -467,7 +475,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             )
         front = McpFront(
             settings,
-            ServersMcp(state.servers),
+            ServersMcp(state.servers, call_tasks),
             state.authenticator,
             surfaces=[
                 SkillsMcp(state.skills),

@@ -69,6 +69,26 @@ class SearchSettings(BaseModel):
     search_rerank_depth: int = Field(
         50, ge=0, le=1000, description="How many fused candidates the second stage re-scores."
     )
+    search_usage_boost: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Added times a tool's share of the tool calls (log-scaled; from the audit "
+        "trail, read every `search_signals_seconds`); 0: off.",
+    )
+    search_usage_days: float = Field(
+        30, gt=0, description="Days of tool calls the usage boost counts."
+    )
+    search_skill_boost: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Added times the share of the query's words a skill linked to the tool's "
+        "server has (at least half of them); 0: off.",
+    )
+    search_signals_seconds: float = Field(
+        300, ge=5, description="How often the usage counts and skill links are re-read."
+    )
     search_bm25_k1: float = Field(1.2, ge=0, description="BM25 term-frequency saturation.")
     search_bm25_b: float = Field(0.75, ge=0, le=1, description="BM25 length normalisation.")
     search_weight_name: float = Field(3.0, ge=0, description="BM25F weight of the tool name.")
@@ -79,6 +99,12 @@ class SearchSettings(BaseModel):
     search_weight_params: float = Field(1.0, ge=0, description="BM25F weight of parameter names.")
     search_weight_param_descriptions: float = Field(
         0.3, ge=0, description="BM25F weight of parameter descriptions."
+    )
+    search_weight_keywords: float = Field(
+        3.0,
+        ge=0,
+        description="BM25F weight of the search keywords an admin added to a tool "
+        "(`PUT /api/v1/servers/{name}/tools/{tool}/keywords`).",
     )
     search_synonyms_file: str | None = Field(
         None,

@@ -167,6 +167,18 @@ class SkillRepository:
         )
         return rows.all()
 
+    async def all_links(self) -> list[tuple[str, str, list[str]]]:
+        """(skill name, description, linked server names) for every linked skill."""
+        rows = await self.session.execute(
+            select(Skill.name, Skill.description, SkillLink.server_name)
+            .join(SkillLink, SkillLink.skill_id == Skill.id)
+            .order_by(Skill.name, SkillLink.server_name)
+        )
+        linked: dict[tuple[str, str], list[str]] = {}
+        for name, description, server in rows.all():
+            linked.setdefault((name, description or ""), []).append(server)
+        return [(name, description, servers) for (name, description), servers in linked.items()]
+
     async def replace_links(self, skill_id: str, servers: dict[str, str]) -> None:
         """Make the skill's links exactly ``servers`` ({server id: name})."""
         await self.session.execute(delete(SkillLink).where(SkillLink.skill_id == skill_id))

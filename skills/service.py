@@ -576,6 +576,12 @@ class SkillService:
             view = await self._view(repo, row, None)
         return view.links, await self.missing_tools(principal, view)
 
+    async def server_links(self) -> list[tuple[str, str, list[str]]]:
+        """(name, description, server names) of every linked skill, for tool search's
+        skill boost (no caller: it only reorders tools a caller already sees)."""
+        async with self.db.session() as session:
+            return await SkillRepository(session).all_links()
+
     async def links(self, principal: Principal, name: str) -> tuple[list[str], list[ToolReference]]:
         """The servers a skill is linked to and the tools it names they lack."""
         view = await self.get(principal, name)

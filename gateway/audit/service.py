@@ -311,6 +311,23 @@ class AuditLog:
         return out
 
     # --- the chain and retention --------------------------------------------------------
+    async def call_counts(self, since: datetime) -> dict[tuple[str, str], int]:
+        """Tool calls since ``since`` by (server, tool), every caller's (for tool
+        search's usage boost, read periodically off the request path)."""
+        stmt = (
+            select(AuditEvent.server, AuditEvent.target, func.count())
+            .where(
+                AuditEvent.action == "tools/call",
+                AuditEvent.ts >= since,
+                AuditEvent.server.is_not(None),
+                AuditEvent.target.is_not(None),
+            )
+            .group_by(AuditEvent.server, AuditEvent.target)
+        )
+        async with self.db.session() as session:
+            rows = (await session.execute(stmt)).all()
+        return {(str(server), str(tool)): int(n) for server, tool, n in rows}
+
     async def verify(self, since: datetime | None = None) -> VerifyOut:
         """Recompute every stream's chain; the first broken link, if any (chain.py)."""
         await self.flush()

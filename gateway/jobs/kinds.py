@@ -91,6 +91,9 @@ class JobKind:
     soft_time_limit: float = 600.0  # the job fails with `timeout` (cooperative)
     hard_time_limit: float = 660.0  # Celery kills the process running it
     submittable: bool = False  # may be submitted as is through POST /api/v1/jobs
+    # Runs in the gateway process that submits it, with the work it is given there (a
+    # tool call needs that process's backend sessions), never on a Celery worker.
+    local: bool = False
     # A short text of the input for lists (default: its fields); never secrets.
     summarize: Callable[[dict[str, Any]], str] | None = None
 

@@ -156,9 +156,12 @@ async def prune_finished(session: AsyncSession, cutoff: datetime, limit: int = 5
     return len(ids)
 
 
-async def unfinished_count(session: AsyncSession) -> int:
-    """How many jobs wait or run (to start an embedded worker for them)."""
+async def unfinished_count(session: AsyncSession, but: Sequence[str] = ()) -> int:
+    """How many jobs wait or run (to start an embedded worker for them); ``but``:
+    kinds not to count."""
     from sqlalchemy import func
 
     stmt = select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))
+    if but:
+        stmt = stmt.where(Job.kind.not_in(list(but)))
     return int((await session.execute(stmt)).scalar_one())

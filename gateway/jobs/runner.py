@@ -20,7 +20,7 @@ from gateway.db import Database, utcnow
 from gateway.errors import AppError
 from gateway.jobs import repository as repo
 from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
-from gateway.jobs.kinds import JobKind, KindRegistry, NeedsReview, RetryableError
+from gateway.jobs.kinds import Handler, JobKind, KindRegistry, NeedsReview, RetryableError
 from gateway.jobs.models import TERMINAL_EVENTS, Job
 from gateway.jobs.writer import JobWriter
 
@@ -99,11 +99,16 @@ class _Context:
 class JobRun:
     """One attempt of one job in this worker."""
 
-    def __init__(self, rt: WorkerRuntime, job_id: str, attempt: int) -> None:
+    def __init__(
+        self, rt: WorkerRuntime, job_id: str, attempt: int, handler: Handler | None = None
+    ) -> None:
         self.rt = rt
         self.job_id = job_id
         self.attempt = attempt
         self.cancel_seen = False
+        # The work of a local job (kinds.JobKind.local); else the kind's handler.
+        self.handler = handler
+        self._work: asyncio.Task[Any] | None = None
         # Writes of this attempt hold only while it is the job's current, running one.
         self.mine = (Job.id == job_id, Job.status == "running", Job.attempt == attempt)
 
@@ -117,9 +122,12 @@ class JobRun:
         job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
-        task = asyncio.create_task(
-            kind.handler(_Context(self, job.owner_id), dict(job.input or {}))
+        handler = self.handler or kind.handler
+        task = self._work = asyncio.create_task(
+            handler(_Context(self, job.owner_id), dict(job.input or {}))
         )
+        if self.cancel_seen:  # stopped while it was being claimed
+            task.cancel()
         watcher = asyncio.create_task(self._watch(task))
         try:
             async with asyncio.timeout(kind.soft_time_limit):
@@ -156,6 +164,13 @@ class JobRun:
             progress=1.0,
         )  # fmt: skip
         return status
+
+    def stop(self) -> None:
+        """Stop the work now, as a cancel seen by :meth:`_watch` would (a local job
+        cancelled in its own process need not wait for the next look)."""
+        self.cancel_seen = True
+        if self._work is not None:
+            self._work.cancel()
 
     async def _claim(self) -> tuple[Job | None, JobKind | None]:
         """The job and its kind if this attempt may run now (and it is marked running)."""

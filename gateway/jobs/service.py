@@ -20,7 +20,8 @@ from gateway.errors import AppError, InvalidInput, NotFound
 from gateway.jobs import repository as repo
 from gateway.jobs.bus import Dispatcher
 from gateway.jobs.hub import EventHub
-from gateway.jobs.kinds import JobKind, KindRegistry
+from gateway.jobs.kinds import Handler, JobKind, KindRegistry
+from gateway.jobs.local import LocalJobs
 from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job, JobEvent
 from gateway.jobs.repository import ACTIVE
 from gateway.jobs.review import JobReviews
@@ -54,6 +55,7 @@ class JobService:
         on_submit: Callable[[], bool] | None = None,
         sse_ping: float = 15.0,
         audit: AuditLog | None = None,
+        local: LocalJobs | None = None,
     ) -> None:
         self.db = db
         self.kinds = kinds
@@ -66,18 +68,27 @@ class JobService:
         self.on_submit = on_submit
         self.sse_ping = sse_ping
         self.audit = audit
+        self.local = local
         self.reviews = JobReviews(self)
 
     # --- submit -------------------------------------------------------------------
     async def submit(
-        self, principal: Principal | None, kind_name: str, data: dict[str, Any]
+        self,
+        principal: Principal | None,
+        kind_name: str,
+        data: dict[str, Any],
+        work: Handler | None = None,
     ) -> Job:
         """Record a job of ``kind_name`` and queue it; the job as recorded (pending).
 
         ``principal``: whose job it is (None: the system's). Pillars call this for
-        their job kinds; ``POST /api/v1/jobs`` only for ``submittable`` kinds.
+        their job kinds; ``POST /api/v1/jobs`` only for ``submittable`` kinds. A
+        ``local`` kind's job runs ``work`` in this process instead (local.py); it is
+        recorded before this returns, so it can be read at once.
         """
         kind = self.kind(kind_name)
+        if kind.local != (work is not None) or (kind.local and self.local is None):
+            raise ValueError(f"a {kind.name!r} job needs work given exactly when it is local")
         data = kind.validate(data)
         job = Job(
             id=new_id(),
@@ -95,6 +106,18 @@ class JobService:
             session.add(job)
             await session.flush()
             await repo.append_event(session, job.id, "status", {"status": "pending"})
+        if work is not None and self.local is not None:
+            self.local.start(job.id, work)
+        else:
+            await self._queue(job, kind)
+        self.hub.wake()
+        if self.audit is not None:
+            new = {"kind": job.kind, "input": job.input_summary}
+            self.audit.change("job.create", principal, job.id, new=new)
+        return job
+
+    async def _queue(self, job: Job, kind: JobKind) -> None:
+        """Hand the recorded job to the broker (:class:`JobsUnavailable` if it cannot)."""
         if self.on_submit is not None and self.on_submit():
             # A fresh worker: messages a dead one had taken are gone.
             await self.resend_pending(but=job.id)
@@ -107,11 +130,6 @@ class JobService:
                 only_if=(Job.status == "pending",),
             )  # fmt: skip
             raise JobsUnavailable("the job broker is unavailable; try again later") from exc
-        self.hub.wake()
-        if self.audit is not None:
-            new = {"kind": job.kind, "input": job.input_summary}
-            self.audit.change("job.create", principal, job.id, new=new)
-        return job
 
     async def submit_direct(
         self, principal: Principal, kind_name: str, data: dict[str, Any]
@@ -138,9 +156,14 @@ class JobService:
     async def get(self, principal: Principal, job_id: str) -> Job:
         """The job, if ``principal`` may see it; :class:`NotFound` otherwise."""
         principal.require("jobs:read")
+        return await self.own(principal, job_id)
+
+    async def own(self, principal: Principal, job_id: str, kind: str | None = None) -> Job:
+        """The job (of ``kind``, if given) if ``principal`` may see it, needing no
+        scope: a pillar's own view of the jobs its callers started (an MCP task)."""
         async with self.db.session() as session:
             job = await repo.get(session, job_id)
-        if job is None or not _visible(principal, job):
+        if job is None or not _visible(principal, job) or kind not in (None, job.kind):
             raise NotFound(f"no job {job_id!r}", code="job_not_found")
         return job
 
@@ -153,9 +176,12 @@ class JobService:
         limit: int = 50,
         before: datetime | None = None,
         everyone: bool = False,
+        check: bool = True,
     ) -> list[Job]:
-        """Newest first: the caller's jobs (an admin's ``everyone``: all jobs)."""
-        principal.require("jobs:read")
+        """Newest first: the caller's jobs (an admin's ``everyone``: all jobs).
+        ``check=False``: a pillar listing its callers' own jobs (no scope needed)."""
+        if check:
+            principal.require("jobs:read")
         owner = None if everyone and principal.is_admin else principal.user_id
         async with self.db.session() as session:
             rows = await repo.page(
@@ -187,10 +213,11 @@ class JobService:
         return job is not None and job.status != "review"
 
     # --- cancel -------------------------------------------------------------------
-    async def cancel(self, principal: Principal, job_id: str) -> Job:
+    async def cancel(self, principal: Principal, job_id: str, *, check: bool = True) -> Job:
         """Stop the job: a pending one at once; a running one cooperatively, and after
-        ``cancel_grace`` seconds by force. A settled job is returned as it is."""
-        job = await self.get(principal, job_id)
+        ``cancel_grace`` seconds by force. A settled job is returned as it is.
+        ``check=False``: the caller has checked access itself (:meth:`own`)."""
+        job = await (self.get(principal, job_id) if check else self._reload(job_id))
         if job.status in TERMINAL:
             return job
         if self.audit is not None:
@@ -202,6 +229,8 @@ class JobService:
             return await self._reload(job_id)
         async with self.db.session() as session:
             await repo.request_cancel(session, job_id)
+        if self.local is not None and self.local.stop(job_id):
+            await self.local.wait(job_id)  # settled here, at once
         deadline = time.monotonic() + self.cancel_grace
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -269,15 +298,16 @@ class JobService:
         sent = 0
         for job in pending:
             kind = self.kinds.get(job.kind)
-            if kind is not None and job.id != but:
+            if kind is not None and not kind.local and job.id != but:
                 await asyncio.to_thread(self.dispatcher.send, job.id, job.attempt, kind)
                 sent += 1
         return sent
 
     async def unfinished(self) -> int:
-        """How many jobs wait or run."""
+        """How many jobs wait for or run on a worker (local jobs need none)."""
+        local = [k for k in self.kinds.names() if (kind := self.kinds.get(k)) and kind.local]
         async with self.db.session() as session:
-            return await repo.unfinished_count(session)
+            return await repo.unfinished_count(session, but=local)
 
 
 def _visible(principal: Principal, job: Job) -> bool:

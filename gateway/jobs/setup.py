@@ -15,6 +15,7 @@ from gateway.jobs.bus import CeleryDispatcher, Notifier, make_notifier
 from gateway.jobs.celery_app import can_broadcast, create_celery
 from gateway.jobs.hub import EventHub
 from gateway.jobs.kinds import KindRegistry, builtin_kinds
+from gateway.jobs.local import LocalJobs, LocalRuntime
 from gateway.jobs.service import JobService
 from gateway.jobs.worker import EmbeddedWorker
 from gateway.jobs.writer import JobWriter
@@ -33,6 +34,7 @@ class Jobs:
     hub: EventHub
     notifier: Notifier
     worker: EmbeddedWorker | None
+    local: LocalJobs
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self, settings: Settings) -> None:
@@ -68,6 +70,7 @@ class Jobs:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.local.close()
         if self.worker is not None:
             await self.worker.stop()
         await self.notifier.close()
@@ -93,11 +96,13 @@ def build_jobs(
     hub = EventHub(db, poll, settings.redis_url)
     embedded = settings.runs_embedded_worker and (serving or settings.jobs_embedded_worker)
     worker = EmbeddedWorker(settings) if embedded else None
+    writer = JobWriter(db, notifier)
+    local = LocalJobs(LocalRuntime(settings, kinds, dispatcher, db, writer))
     service = JobService(
         db,
         kinds,
         dispatcher,
-        JobWriter(db, notifier),
+        writer,
         hub,
         cancel_grace=settings.jobs_cancel_grace_seconds,
         stale_after=settings.jobs_stale_seconds,
@@ -105,5 +110,6 @@ def build_jobs(
         on_submit=worker.ensure_started if worker is not None else None,
         sse_ping=settings.jobs_sse_ping_seconds,
         audit=audit,
+        local=local,
     )
-    return Jobs(service, hub, notifier, worker)
+    return Jobs(service, hub, notifier, worker, local)

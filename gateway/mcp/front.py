@@ -24,6 +24,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import ServerCapabilities
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
@@ -60,6 +61,7 @@ from gateway.mcp.sdk_compat import live_server_session
 from gateway.mcp.search import tuning as search_tuning
 from gateway.mcp.sessions import SessionRegistry, TrackedSessionManager
 from gateway.mcp.surface import FastLaneParts, ServersSurface
+from gateway.mcp.tasks import serve_tasks, with_handshake_tasks
 
 if TYPE_CHECKING:
     from gateway.mcp.surface import Surface
@@ -84,7 +86,24 @@ INSTRUCTIONS = (
 
 
 class _GatewayServer(Server[Any]):
-    """Announces list changes in the 2025-11-25 handshake (the gateway sends them)."""
+    """Announces list changes in the 2025-11-25 handshake (the gateway sends them), and
+    tasks: 2025-11-25's `capabilities.tasks`, 2026-07-28's tasks extension."""
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+        *,
+        protocol_version: str | None = None,
+    ) -> ServerCapabilities:
+        found = super().get_capabilities(
+            notification_options,
+            experimental_capabilities,
+            extensions,
+            protocol_version=protocol_version,
+        )
+        return with_handshake_tasks(found, self.extensions, protocol_version)
 
     def create_initialization_options(
         self,
@@ -196,6 +215,7 @@ class McpFront:
             return await call_next(ctx)
 
         server.middleware.append(remember)
+        serve_tasks(server, h, self.servers)
         if instructions is not None:  # /mcp, not one server's
             for surface in self.surfaces:
                 surface.install(server, lambda ctx: h.context(ctx)[0])

@@ -225,6 +225,17 @@ class ServersSurface(Protocol):
     def fast_lane(self, parts: FastLaneParts) -> FastLane | None:
         """Its fast path, if it has one."""
 
+    async def task_call(
+        self, ctx: Ctx, principal: Principal, target: str | None, params: Any
+    ) -> dict[str, Any] | None:
+        """A `tools/call` (raw params) made an MCP task: its wire result; None when the
+        call is an ordinary one."""
+
+    async def task_request(
+        self, ctx: Ctx, principal: Principal, method: str, params: Any
+    ) -> dict[str, Any]:
+        """A `tasks/*` request (raw params): its wire result."""
+
     def is_retry(self, ctx: Ctx, params: types.CallToolRequestParams) -> bool:
         """A retry of a call it parked for the agent's answers (2026-07-28)."""
 

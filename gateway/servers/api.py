@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 
 from gateway.auth.deps import CurrentPrincipal
 from gateway.errors import ERROR_RESPONSES, InvalidInput, error_responses
+from gateway.jobs.schemas import JobAccepted
 from gateway.mcp.front import McpFront
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
@@ -20,6 +22,7 @@ from gateway.servers.schemas import (
     ExecuteRequest,
     ExecuteResult,
     HealthOut,
+    KeywordsIn,
     SearchRequest,
     SearchResult,
     ServerCreate,
@@ -28,6 +31,7 @@ from gateway.servers.schemas import (
     ServerVersionOut,
 )
 from gateway.servers.service import ServerService
+from gateway.servers.tasks import CallTasks
 
 router = APIRouter(tags=["servers"])
 
@@ -175,7 +179,22 @@ def _catalog_out(entry: Any, server: str) -> CatalogItemOut:
         description=entry.description,
         definition=entry.definition,
         definition_hash=entry.definition_hash,
+        keywords=list(entry.keywords or ()),
     )
+
+
+@router.put(
+    "/servers/{name}/tools/{tool}/keywords",
+    response_model=CatalogItemOut,
+    responses=ERROR_RESPONSES,
+    summary="Set a tool's search keywords (matched by tool search like its name)",
+)
+async def set_tool_keywords(
+    request: Request, principal: CurrentPrincipal, name: str, tool: str, body: KeywordsIn
+) -> CatalogItemOut:
+    keywords = list(dict.fromkeys(body.keywords))
+    entry = await _servers(request).set_keywords(principal, name, tool, keywords)
+    return _catalog_out(entry, name)
 
 
 @router.get("/servers/{name}/tools", response_model=Page[CatalogItemOut], responses=ERROR_RESPONSES)
@@ -211,12 +230,18 @@ async def list_tools(
 @router.post(
     "/tools/execute",
     response_model=ExecuteResult,
-    responses=error_responses(404),
+    responses={
+        **error_responses(404),
+        202: {"model": JobAccepted, "description": '`"async": true`: the call\'s job'},
+    },
     summary="Call a tool; backend failures come back with isError=true",
 )
-async def execute_tool(
-    request: Request, principal: CurrentPrincipal, body: ExecuteRequest
-) -> dict[str, Any]:
+async def execute_tool(request: Request, principal: CurrentPrincipal, body: ExecuteRequest) -> Any:
+    if body.run_async:
+        tasks = provided(request, "call_tasks", CallTasks)
+        job = await tasks.execute(principal, body.tool, body.arguments, body.timeout)
+        accepted = JobAccepted(job_id=job.id, status=job.status)
+        return JSONResponse(accepted.model_dump(), status_code=202)
     return await _servers(request).execute(principal, body.tool, body.arguments, body.timeout)
 
 

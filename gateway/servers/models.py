@@ -71,4 +71,7 @@ class CatalogEntry(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)  # as the server sent it
     definition_hash: Mapped[str] = mapped_column(String(64))
+    # Search keywords an admin added (tools only): matched like the tool's name. Kept
+    # when the server changes the definition; gone with the tool.
+    keywords: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -103,6 +103,22 @@ class ServerRepository:
         await self.session.flush()
         return added, changed, len(gone)
 
+    async def set_keywords(
+        self, server_id: str, tool: str, keywords: list[str]
+    ) -> CatalogEntry | None:
+        """Set one tool's search keywords; None: the server has no such tool."""
+        row = await self.session.scalar(
+            select(CatalogEntry).where(
+                CatalogEntry.server_id == server_id,
+                CatalogEntry.kind == "tool",
+                CatalogEntry.name == tool,
+            )
+        )
+        if row is not None:
+            row.keywords = keywords or None
+            await self.session.flush()
+        return row
+
     async def catalog(
         self,
         *,

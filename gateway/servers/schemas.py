@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -450,12 +451,31 @@ class CatalogItemOut(BaseModel):
     description: str
     definition: dict[str, Any]
     definition_hash: str
+    keywords: list[str] = Field(
+        default_factory=list, description="Search keywords an admin added (tools only)."
+    )
+
+
+Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class KeywordsIn(Strict):
+    """A tool's search keywords: words or short phrases an agent may use for it that its
+    own name and description lack ("invoice" for ``create_bill``); an empty list
+    removes them."""
+
+    keywords: list[Keyword] = Field(max_length=32, examples=[["invoice", "billing"]])
 
 
 class ExecuteRequest(Strict):
     tool: str = Field(min_length=4, max_length=300, description="`{server}__{tool}`.")
     arguments: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = Field(None, gt=0, le=3600, description="Seconds; default from config.")
+    run_async: bool = Field(
+        False,
+        alias="async",
+        description="Answer 202 `{job_id}` at once; the call runs on as a job (docs/jobs.md).",
+    )
 
 
 class ExecuteResult(BaseModel):

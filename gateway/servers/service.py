@@ -24,7 +24,7 @@ from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.mcp.results import tool_error, tool_error_body
 from gateway.observability.masking import MASK
-from gateway.servers.calls import CallTarget, resolve_target
+from gateway.servers.calls import CallTarget, qualified, resolve_target
 from gateway.servers.catalog import add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
@@ -87,6 +87,8 @@ class ServerService:
         # The catalog in memory, by server name: what agents list without a DB read.
         self.catalogs: dict[str, Catalog] = {}
         self.catalog_version = 0  # bumped on every change, for caches built on top
+        # Search keywords admins added, by server and tool (see set_keywords).
+        self.keywords: dict[str, dict[str, tuple[str, ...]]] = {}
         self._catalog_digest = ""
         # Called (no arguments) after the in-memory catalog changed.
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
@@ -130,18 +132,23 @@ class ServerService:
                 server_ids=list(names), kind=None, limit=10_000_000
             )
         digest = hashlib.sha256(
-            "".join(f"{s}/{e.kind}/{e.name}/{e.definition_hash};" for e, s in entries).encode()
+            "".join(
+                f"{s}/{e.kind}/{e.name}/{e.definition_hash}/{e.keywords};" for e, s in entries
+            ).encode()
             + ",".join(sorted(names.values())).encode()
         ).hexdigest()
         if digest == self._catalog_digest:
             return  # nothing changed since we last looked (the common case)
         fresh: dict[str, Catalog] = {name: Catalog() for name in names.values()}
+        keywords: dict[str, dict[str, tuple[str, ...]]] = {}
         for entry, server in entries:
+            if entry.keywords:
+                keywords.setdefault(server, {})[entry.name] = tuple(map(str, entry.keywords))
             try:
                 add_to_catalog(fresh[server], entry.kind, entry.definition)
             except Exception:
                 log.warning("skipping unreadable catalog entry", extra={"server": server})
-        self.catalogs = fresh
+        self.catalogs, self.keywords = fresh, keywords
         self._catalog_digest = digest
         self._catalog_changed()
 
@@ -395,6 +402,29 @@ class ServerService:
             )
             return list(entries), total
 
+    async def set_keywords(
+        self, principal: Principal, name: str, tool: str, keywords: list[str]
+    ) -> CatalogEntry:
+        """Set the search keywords of one of a server's tools (admins' hints to tool
+        search, weighed like the tool's name); other replicas see them at their next
+        catalog reload."""
+        principal.require("servers:write")
+        async with self.db.session() as session:
+            row = await self._get_row(session, principal, name)
+            entry = await ServerRepository(session).set_keywords(row.id, tool, keywords)
+            if entry is None:
+                raise NotFound(f"server {name!r} has no tool {tool!r}", code="tool_not_found")
+            old = self.keywords.get(name, {}).get(tool, ())
+        self.audit.change(
+            "tool.keywords", principal, qualified(name, tool), old=list(old), new=keywords
+        )
+        tools = {t: k for t, k in self.keywords.get(name, {}).items() if t != tool}
+        if keywords:
+            tools[tool] = tuple(keywords)
+        self.keywords = {**self.keywords, name: tools}
+        self._catalog_changed()  # views (and their search indexes) are rebuilt
+        return entry
+
     # --- catalog refresh --------------------------------------------------------------
     async def refresh(self, name: str) -> tuple[int, int, int]:
         """Fetch every list from the live server and store it; (added, changed, removed)."""
@@ -534,6 +564,15 @@ class ServerService:
         target = self.resolve(principal, tool)
         started = time.perf_counter()
         ctx = CallContext(route="rest", timeout=timeout)
+        body = await self.call_body(principal, target, arguments, ctx)
+        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return body
+
+    async def call_body(
+        self, principal: Principal, target: CallTarget, arguments: dict[str, Any], ctx: CallContext
+    ) -> dict[str, Any]:
+        """:meth:`call`, answered as the JSON of REST `tools/execute` (also an async call's
+        job result): the tool result, or the backend's JSON-RPC error in ``backend_error``."""
         try:
             result = await self.call(principal, target, arguments, ctx)
             body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -545,5 +584,4 @@ class ServerService:
             body["backend_error"] = exc.error.model_dump(mode="json", exclude_none=True)
         body.pop("resultType", None)
         body.setdefault("isError", False)
-        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return body

@@ -50,9 +50,17 @@ class Servers:
         return runtime
 
 
+# Tools the backend runs as MCP tasks: servers/mcp/tasks.py decides on the SDK path.
+TASK_TOOLS = {("http", "crunch"): "optional", ("http", "must"): "required"}
+
+
 class View:
-    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
-        return {"type": "object"} if (server, tool) in CATALOG else None
+    def server_entry(
+        self, server: str, tool: str
+    ) -> tuple[dict[str, Any], str | None, bool] | None:
+        if (server, tool) in TASK_TOOLS:
+            return {"type": "object"}, TASK_TOOLS[(server, tool)], False
+        return ({"type": "object"}, None, False) if (server, tool) in CATALOG else None
 
 
 def _principal(role: str = "developer", scopes: tuple[str, ...] = ("*",)) -> Principal:
@@ -90,6 +98,9 @@ READ_ONLY_KEY = _principal(scopes=("tools:read",))
         (DEV, None, "noseparator", True, False),
         (DEV, None, "SEARCH_TOOLS", True, False),  # meta-tools are the front's
         (DEV, None, "EXECUTE_TOOL", True, False),
+        (DEV, None, "http__crunch", True, False),  # may run as a task: the SDK path decides
+        (DEV, None, "http__crunch", False, False),
+        (DEV, "http", "must", True, False),
         # Permission is the pipeline's authorize stage, on this path as on every other
         # (tests/integration/mcp/test_fastpath.py: the refusal is answered here).
         (VIEWER, None, "http__echo", True, True),
@@ -113,3 +124,30 @@ def test_route(
 def test_an_admin_reaches_every_teams_server() -> None:
     fast = _fast()
     assert fast._route(_principal("admin"), None, "team__echo", True) is not None
+
+
+def _scope(session: bool) -> dict[str, Any]:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json, text/event-stream"),
+        (b"host", b"gw.test"),
+        (b"mcp-protocol-version", b"2025-11-25"),
+    ]
+    return {"headers": [*headers, (b"mcp-session-id", b"s1")] if session else headers}
+
+
+@pytest.mark.parametrize(
+    ("params", "eligible"),
+    [
+        ({"name": "http__echo", "arguments": {}}, True),
+        # A 2025-11-25 task-augmented call, of any tool: servers/mcp/tasks.py serves it.
+        ({"name": "http__echo", "arguments": {}, "task": {"ttl": 1000}}, False),
+        ({"name": "http__echo", "arguments": {}, "task": {}}, False),
+    ],
+)
+def test_task_augmented_calls_take_the_sdk_path(params: dict[str, Any], eligible: bool) -> None:
+    message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+    fast = _fast()
+    fast.allowed_hosts = ["gw.test"]
+    found = fast._request(_scope(session=True), message)  # type: ignore[arg-type]
+    assert (found is not None) == eligible, found

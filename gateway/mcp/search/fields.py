@@ -27,6 +27,7 @@ class Fields(NamedTuple):
     description: tuple[str, ...]
     params: tuple[str, ...]
     param_descriptions: tuple[str, ...]
+    keywords: tuple[str, ...] = ()  # an admin's search keywords for the tool
 
 
 def split_name(qualified: str) -> tuple[str, str]:
@@ -71,12 +72,13 @@ _CACHE: dict[tuple[str, ...], Fields] = {}
 _CACHE_MAX = 200_000
 
 
-def fields_of(tool: types.Tool) -> Fields:
-    """The analysed fields of ``tool`` (cached by its text)."""
-    key = raw_text(tool)
+def fields_of(tool: types.Tool, keywords: tuple[str, ...] = ()) -> Fields:
+    """The analysed fields of ``tool`` and its admin-given ``keywords`` (cached by
+    their text)."""
+    key = (*raw_text(tool), " ".join(keywords))
     cached = _CACHE.get(key)
     if cached is None:
-        name, title, description, params, param_descriptions = key
+        name, title, description, params, param_descriptions, extra = key
         server, bare = split_name(name)
         cached = Fields(
             name=tuple(analyze(f"{bare} {title}")),
@@ -84,6 +86,7 @@ def fields_of(tool: types.Tool) -> Fields:
             description=tuple(analyze(description[:LEXICAL_TEXT_LIMIT])),
             params=tuple(analyze(params)),
             param_descriptions=tuple(analyze(param_descriptions)),
+            keywords=tuple(analyze(extra)),
         )
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
@@ -97,9 +100,12 @@ def plain_words(text: str) -> str:
     return " ".join(word for word in tokenize(text) if word not in STOPWORDS)
 
 
-def dense_text(tool: types.Tool, limit: int = DENSE_TEXT_LIMIT) -> str:
-    """What the embedding model reads: server, name words and the opening of the
-    description, ``limit`` characters in all."""
+def dense_text(
+    tool: types.Tool, limit: int = DENSE_TEXT_LIMIT, keywords: tuple[str, ...] = ()
+) -> str:
+    """What the embedding model reads: server, name words, an admin's keywords and the
+    opening of the description, ``limit`` characters in all."""
     server, bare = split_name(tool.name)
-    text = f"{server} {bare} {tool.title or ''} {tool.description or ''}"
+    said = "".join(f"{word} " for word in keywords)
+    text = f"{server} {bare} {tool.title or ''} {said}{tool.description or ''}"
     return plain_words(text[:limit])

@@ -15,14 +15,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from mcp import types
 
 from gateway.mcp.search import rerank
-from gateway.mcp.search.fields import Fields, dense_text, fields_of, plain_words
+from gateway.mcp.search.fields import Fields, dense_text, fields_of, plain_words, split_name
+from gateway.mcp.search.signals import installed
 from gateway.mcp.search.text import analyze, literals_as_kinds, stem, tokenize
 from gateway.mcp.search.tuning import Tuning, current
 from gateway.mcp.search.vocabulary import STOPWORDS, expand
@@ -50,16 +51,27 @@ class Hit(NamedTuple):
 class ToolIndex:
     """Hybrid (BM25F + static embeddings) search over a fixed list of tools."""
 
-    def __init__(self, tools: list[types.Tool], tuning: Tuning | None = None) -> None:
+    def __init__(
+        self,
+        tools: list[types.Tool],
+        tuning: Tuning | None = None,
+        keywords: Sequence[tuple[str, ...]] | None = None,
+    ) -> None:
+        """``keywords``: an admin's search keywords, one tuple a tool (aligned with
+        ``tools``; none by default)."""
         from gateway.mcp.search.lexical import LexicalIndex
 
         self.tools = tools
         self.tuning = tuning or current()
-        self._docs: list[Fields] = [fields_of(tool) for tool in tools]
+        self._keywords = list(keywords) if keywords is not None else [()] * len(tools)
+        self._docs: list[Fields] = [
+            fields_of(tool, words) for tool, words in zip(tools, self._keywords, strict=True)
+        ]
         self._lexical: LexicalIndex = LexicalIndex(self._docs, self.tuning)
         self._servers = self._server_positions()
         self._actions = [rerank.tool_action(doc) for doc in self._docs]
         self._own_names = [rerank.own_name_terms(doc) for doc in self._docs]
+        self._server_names = [split_name(tool.name)[0] for tool in tools]
         self._vectors: Future[Matrix] | None = None
         if tools and self.tuning.dense_model != "off":
             self._vectors = self._embed_in_background()
@@ -100,7 +112,10 @@ class ToolIndex:
         name = self.tuning.dense_model
         loading = dense.model(name)
         limit = self.tuning.dense_text_chars
-        texts = [dense_text(tool, limit) for tool in self.tools]
+        texts = [
+            dense_text(tool, limit, words)
+            for tool, words in zip(self.tools, self._keywords, strict=True)
+        ]
         return dense.background(lambda: dense.embed_cached(name, loading.result(), texts))
 
     def wait_dense(self, timeout: float | None = None) -> bool:
@@ -145,21 +160,29 @@ class ToolIndex:
         if mode == "hybrid":
             if named:
                 fused = fusion.boost_servers(fused, named, self.tuning)
-            self._rerank(query, fused, set(weights))
+            self._rerank(query, fused, set(weights), set(terms))
         return self._collect(query, fused, limit, allow, terms, weights, cosines)
 
-    def _rerank(self, query: str, fused: Scores, matched: set[str]) -> None:
-        """Second stage (see rerank.py), in place, over the best fused candidates."""
+    def _rerank(self, query: str, fused: Scores, matched: set[str], asked: set[str]) -> None:
+        """Second stage (see rerank.py), in place, over the best fused candidates; plus
+        the optional usage and linked-skill boosts (signals.py)."""
         from gateway.mcp.search import fusion
 
         tuning = self.tuning
         action = rerank.query_action(query)
+        signals = installed()
+        usage = signals.usage if tuning.usage_boost > 0 else {}
+        skilled = signals.skill_shares(asked) if tuning.skill_boost > 0 else {}
         for position in fusion.top(fused, tuning.rerank_depth):
             bonus = tuning.coverage_weight * rerank.coverage(
                 self._own_names[position], matched, action
             )
             if action & self._actions[position]:
                 bonus += tuning.action_weight
+            if usage:
+                bonus += tuning.usage_boost * usage.get(self.tools[position].name, 0.0)
+            if skilled:
+                bonus += tuning.skill_boost * skilled.get(self._server_names[position], 0.0)
             fused[position] += bonus
 
     def _query_weights(self, terms: list[str]) -> dict[str, float]:
@@ -213,11 +236,11 @@ class ToolIndex:
         while True:  # widen only when ``allow`` or de-duplication left too few
             ranked = fusion.top(fused, width)
             hits: list[tuple[int, list[int]]] = []
-            by_name: dict[tuple[str, ...], list[tuple[int, list[int]]]] = {}
+            by_name: dict[frozenset[str], list[tuple[int, list[int]]]] = {}
             for position in ranked:
                 if allow is not None and not allow(self.tools[position]):
                     continue  # before de-duplication: a hidden tool is no alternative
-                same_name = by_name.setdefault(self._docs[position].name, [])
+                same_name = by_name.setdefault(self._own_names[position], [])
                 twin = self._twin_of(position, same_name)
                 if twin is None:
                     hits.append((position, []))
@@ -242,9 +265,11 @@ class ToolIndex:
         ]
 
     def _twin_of(self, position: int, same_name: list[tuple[int, list[int]]]) -> list[int] | None:
-        """The folded list of an earlier hit of the same tool name this tool nearly
-        duplicates, if any: another server's, saying nearly the same (Jaccard of
-        description and parameter words at least ``dedupe_similarity``)."""
+        """The folded list of an earlier hit with the same name words (server words
+        aside: ``playwright_click`` on server playwright and ``puppeteer_click`` on
+        puppeteer) this tool nearly duplicates, if any: another server's, saying
+        nearly the same (Jaccard of description and parameter words at least
+        ``dedupe_similarity``)."""
         doc = self._docs[position]
         for kept, folded in same_name:
             other = self._docs[kept]

@@ -28,6 +28,7 @@ def _weighted_counts(doc: Fields, tuning: Tuning) -> dict[str, float]:
         (doc.description, tuning.weight_description),
         (doc.params, tuning.weight_params),
         (doc.param_descriptions, tuning.weight_param_descriptions),
+        (doc.keywords, tuning.weight_keywords),
     ):
         for term in terms:
             counts[term] += weight

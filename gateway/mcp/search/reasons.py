@@ -14,7 +14,7 @@ from gateway.mcp.search.fields import Fields
 if TYPE_CHECKING:
     from gateway.mcp.search.lexical import Scores
 
-_FIELDS = ("name", "server", "description", "params", "param_descriptions")
+_FIELDS = ("name", "keywords", "server", "description", "params", "param_descriptions")
 _LABELS = {"params": "parameters", "param_descriptions": "parameter text"}
 
 

@@ -90,6 +90,10 @@ _FILE = re.compile(
 )
 
 
+# A hash or hex id (a commit "a1b2c3d", a request id): digits and letters a-f, both.
+# Dropped: its pieces ("1", "2", "3") would match tools by accident, and the words
+# around it ("commit", "request") say what it is.
+_HEX = re.compile(r"(?<![\w.-])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}(?![\w.-])", re.I)
 # A dotted identifier that is neither a URL nor a file name: code (document.title).
 _CODE = re.compile(r"(?<![\w.])[a-z_]\w*(?:\.[a-z_]\w*)+(?:\(\))?(?![\w.])", re.IGNORECASE)
 
@@ -97,9 +101,10 @@ _CODE = re.compile(r"(?<![\w.])[a-z_]\w*(?:\.[a-z_]\w*)+(?:\(\))?(?![\w.])", re.
 def literals_as_kinds(query: str) -> str:
     """A query with the literal values an agent pastes in replaced by what they are:
     a URL by "url", an email address by "email", a file name by "file" ("image
-    file" for pictures), a dotted identifier by "code". Their own words ("post"
+    file" for pictures), a dotted identifier by "code"; a hash is dropped. Their own words ("post"
     in a blog URL, "draft" in draft.md) would otherwise match tools by accident."""
     query = _URL.sub(" url ", query)
     query = _EMAIL.sub(" email ", query)
+    query = _HEX.sub(" ", query)
     query = _FILE.sub(lambda m: " image file " if m.group(1) else " file ", query)
     return _CODE.sub(" code ", query)

@@ -27,6 +27,8 @@ class Tuning:
     weight_description: float = 1.5
     weight_params: float = 1.0
     weight_param_descriptions: float = 0.3
+    # An admin's search keywords for a tool weigh like its name (the benchmark has none).
+    weight_keywords: float = 3.0
     # A synonym counts this much of the word the query used.
     synonym_weight: float = 0.3
     # Dense (static embeddings from a model shipped in a wheel): "wordllama" or "off".
@@ -51,6 +53,11 @@ class Tuning:
     action_weight: float = 0.1
     coverage_weight: float = 0.1
     rerank_depth: int = 50
+    # Optional boosts (signals.py): times a tool's share of the calls (log-scaled, from
+    # the audit trail), and times the share of the query's words a skill linked to the
+    # tool's server has. Small: they break near-ties, they do not outvote the text.
+    usage_boost: float = 0.05
+    skill_boost: float = 0.1
     # Same tool name on two servers, description and parameter words this alike
     # (Jaccard): one hit, the others as its alternatives.
     dedupe_similarity: float = 0.8
@@ -91,6 +98,7 @@ def from_settings(settings: SearchSettings) -> Tuning:
         weight_description=settings.search_weight_description,
         weight_params=settings.search_weight_params,
         weight_param_descriptions=settings.search_weight_param_descriptions,
+        weight_keywords=settings.search_weight_keywords,
         synonym_weight=settings.search_synonym_weight,
         dense_model=settings.search_dense_model,
         dense_text_chars=settings.search_dense_text_chars,
@@ -103,5 +111,7 @@ def from_settings(settings: SearchSettings) -> Tuning:
         action_weight=settings.search_action_weight,
         coverage_weight=settings.search_coverage_weight,
         rerank_depth=settings.search_rerank_depth,
+        usage_boost=settings.search_usage_boost,
+        skill_boost=settings.search_skill_boost,
         synonym_groups=tuple(map(tuple, load_groups(settings.search_synonyms_file))),
     )

@@ -166,8 +166,10 @@ class FastPath:
         if listing:
             if not isinstance(params.get("cursor", ""), str):
                 return None
-        elif not isinstance(params.get("name"), str) or not isinstance(
-            params.get("arguments", {}), dict
+        elif (
+            not isinstance(params.get("name"), str)
+            or not isinstance(params.get("arguments", {}), dict)
+            or "task" in params  # a 2025-11-25 task-augmented call: servers/mcp/tasks.py
         ):
             return None
         if session_id is not None:
@@ -201,8 +203,10 @@ class FastPath:
             return None
         found = find_target(self.servers, principal, name, target)
         # A tool the catalog lists (a dict lookup): an unknown one goes the SDK path,
-        # which passes the backend's own error on.
-        if found is None or self.view.server_schema(found.server, found.tool) is None:
+        # which passes the backend's own error on; so does one that may run as an MCP
+        # task (servers/mcp/tasks.py decides there whether it does).
+        entry = self.view.server_entry(found.server, found.tool) if found is not None else None
+        if found is None or entry is None or entry[1] is not None:
             return None
         # The session of the agent's era where the backend keeps both (runtimes/dual.py).
         route = found.runtime.direct_route(modern=modern)

@@ -24,7 +24,7 @@ from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
-from mcp_types.jsonrpc import INVALID_PARAMS
+from mcp_types.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
@@ -36,11 +36,13 @@ from gateway.servers.calls import CallTarget, find_target, qualified, split_qual
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
+from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
 from gateway.servers.pipeline import CallContext, CallDenied
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
+from gateway.servers.tasks import CallTasks
 
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
@@ -107,9 +109,11 @@ class _InputRound:
 class ServersMcp:
     """The registered servers' surface on `/mcp` (:class:`gateway.mcp.surface.ServersSurface`)."""
 
-    def __init__(self, servers: ServerService) -> None:
+    def __init__(self, servers: ServerService, tasks: CallTasks | None = None) -> None:
         self.servers = servers
         self.view = CatalogView(servers)
+        # MCP tasks (both eras) over tool calls run as jobs; None: this front has none.
+        self.tasks = McpTasks(tasks, self.view) if tasks is not None else None
         # (server, backend uri) → agent sessions (or listen streams) subscribed to it
         self._subscribers: dict[tuple[str, str], dict[int, tuple[Any, str]]] = defaultdict(dict)
         # 2026-07-28 agents' calls waiting for their answers to a backend's questions.
@@ -175,6 +179,24 @@ class ServersMcp:
         if runtime is None:
             raise MCPError(INVALID_PARAMS, f"unknown {what}")
         return runtime
+
+    # --- tasks --------------------------------------------------------------------------
+    async def task_call(
+        self, ctx: Ctx, principal: Principal, target: str | None, params: Any
+    ) -> dict[str, Any] | None:
+        """A `tools/call` that becomes an MCP task: its wire result; else None."""
+        if self.tasks is None:
+            return None
+        return await self.tasks.call(ctx, principal, target, params)
+
+    async def task_request(
+        self, ctx: Ctx, principal: Principal, method: str, params: Any
+    ) -> dict[str, Any]:
+        """`tasks/get`, `tasks/update`, `tasks/cancel` (and 2025-11-25's `tasks/result`,
+        `tasks/list`): the wire result."""
+        if self.tasks is None:
+            raise MCPError(METHOD_NOT_FOUND, f"{method}: this gateway runs no tasks")
+        return await self.tasks.request(ctx, principal, method, params or {})
 
     # --- tools --------------------------------------------------------------------------
     @staticmethod

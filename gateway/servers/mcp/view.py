@@ -8,7 +8,7 @@ gateway/servers/calls.py).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mcp import types
@@ -18,6 +18,10 @@ from gateway.mcp.search import ToolIndex
 from gateway.servers.calls import qualified
 from gateway.servers.service import ServerService, can_see
 
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
+# A server's tool: (input schema, task support, asks for input before it is a task).
+ToolEntry = tuple[dict[str, Any], str | None, bool]
+
 
 @dataclass
 class ToolView:
@@ -25,6 +29,8 @@ class ToolView:
 
     tools: list[types.Tool]
     schemas: dict[str, dict[str, Any]]  # qualified name → input schema
+    # An admin's search keywords, one tuple a tool (aligned with ``tools``).
+    keywords: list[tuple[str, ...]] = field(default_factory=list)
     _index: ToolIndex | None = None
     _building: asyncio.Future[ToolIndex] | None = None
 
@@ -32,7 +38,7 @@ class ToolView:
     def index(self) -> ToolIndex:
         """The search index, built on first use and kept with the view."""
         if self._index is None:
-            self._index = ToolIndex(self.tools)
+            self._index = ToolIndex(self.tools, keywords=self.keywords or None)
         return self._index
 
     async def search_index(self) -> ToolIndex:
@@ -41,7 +47,9 @@ class ToolView:
         Searches that arrive meanwhile wait for the same build."""
         if self._index is None:
             if self._building is None:
-                self._building = asyncio.ensure_future(asyncio.to_thread(ToolIndex, self.tools))
+                self._building = asyncio.ensure_future(
+                    asyncio.to_thread(ToolIndex, self.tools, None, self.keywords or None)
+                )
             self._index = await asyncio.shield(self._building)
         return self._index
 
@@ -50,7 +58,7 @@ class CatalogView:
     def __init__(self, servers: ServerService) -> None:
         self.servers = servers
         self._cache: dict[tuple[int, int, bool, bool, tuple[str, ...]], ToolView] = {}
-        self._server_schemas: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+        self._server_schemas: dict[tuple[int, str], dict[str, ToolEntry]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
         """Enabled servers whose tools this caller may see, in stable (name) order."""
@@ -83,25 +91,57 @@ class CatalogView:
     def _build(self, names: list[str]) -> ToolView:
         tools: list[types.Tool] = []
         schemas: dict[str, dict[str, Any]] = {}
+        keywords: list[tuple[str, ...]] = []
         catalogs = self.servers.catalogs
         for server in names:
             catalog = catalogs.get(server)
             if catalog is None:
                 continue
+            given = self.servers.keywords.get(server, {})
             for tool in sorted(catalog.tools, key=lambda t: t.name):
                 name = qualified(server, tool.name)
                 schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
-        return ToolView(tools, schemas)
+                keywords.append(given.get(tool.name, ()))
+        return ToolView(tools, schemas, keywords)
 
-    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
-        """One server's tool schema by its original name (cached per catalog version)."""
+    def server_entry(self, server: str, tool: str) -> ToolEntry | None:
+        """One server's tool by its original name: its input schema, whether it runs as
+        an MCP task (``"optional"``/``"required"``, else None) and whether it asks for
+        input before it does; cached per catalog version: one dict lookup per call."""
         key = (self.servers.catalog_version, server)
         table = self._server_schemas.get(key)
         if table is None:
             catalog = self.servers.catalogs.get(server)
-            table = {t.name: t.input_schema for t in catalog.tools} if catalog else {}
+            tools = catalog.tools if catalog else []
+            table = {t.name: (t.input_schema, *task_support(t)) for t in tools}
             if len(self._server_schemas) > 1024:
                 self._server_schemas.clear()
             self._server_schemas[key] = table
         return table.get(tool)
+
+    def task_support(self, server: str, tool: str) -> tuple[str | None, bool]:
+        """Whether a server's tool runs as an MCP task (see :func:`task_support`)."""
+        entry = self.server_entry(server, tool)
+        return (entry[1], entry[2]) if entry is not None else (None, False)
+
+    def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
+        """One server's tool schema by its original name (cached per catalog version)."""
+        entry = self.server_entry(server, tool)
+        return entry[0] if entry is not None else None
+
+
+def task_support(tool: types.Tool) -> tuple[str | None, bool]:
+    """Whether the backend runs ``tool`` as a task: `execution.taskSupport` (2025-11-25
+    wire), or, from a backend whose 2026-07-28 tool list has no such field, the same
+    under the tool's `_meta["io.modelcontextprotocol/tasks"]`; and whether it first
+    gathers input (`inputFirst` there: its first `input_required` round is answered
+    before the call becomes a task)."""
+    support = tool.execution.task_support if tool.execution is not None else None
+    declared = (tool.meta or {}).get(TASKS_EXTENSION)
+    declared = declared if isinstance(declared, dict) else {}
+    if support is None:
+        support = declared.get("taskSupport")
+    if support not in ("optional", "required"):
+        return None, False
+    return support, declared.get("inputFirst") is True

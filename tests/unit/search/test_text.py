@@ -55,3 +55,33 @@ def test_dense_text_is_the_opening_of_server_name_and_description() -> None:
     assert len(dense_text(tool)) <= DENSE_TEXT_LIMIT
     # ...as long as MCPGW_SEARCH_DENSE_TEXT_CHARS says.
     assert len(dense_text(tool, 1000)) > 2 * len(dense_text(tool, 200))
+
+
+def test_pasted_values_become_their_kinds() -> None:
+    from gateway.mcp.search.text import literals_as_kinds
+
+    said = literals_as_kinds(
+        "mail bob@example.com the draft.md, chart.png and https://blog.example.com/post"
+    )
+    assert tokenize(said) == ["mail", "email", "the", "file", "image", "file", "and", "url"]
+    assert tokenize(literals_as_kinds("print document.title")) == ["print", "code"]
+    # A hash is no word: its digits would match "1, 2, 3" in some description.
+    assert tokenize(literals_as_kinds("what's in commit a1b2c3d")) == ["what", "s", "in", "commit"]
+    assert tokenize(literals_as_kinds("restart ec2 i-0abc123 and s3")) == [
+        "restart",
+        "ec",
+        "2",
+        "i",
+        "0",
+        "abc",
+        "123",
+        "and",
+        "s",
+        "3",
+    ]
+
+
+def test_indefinite_pronouns_are_stop_words() -> None:
+    # "everything" is no product here, though a test server is called that.
+    assert analyze("unstage everything I added") == ["unstag", "add"]
+    assert analyze("is anything or something running") == ["run"]
