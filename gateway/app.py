@@ -74,6 +74,8 @@ from sandboxes.mcp import SandboxesMcp
 from sandboxes.providers import build_providers
 from sandboxes.service import SandboxService
 from skills.api import router as skills_router
+from skills.generate.api import router as skill_generate_router
+from skills.generate.service import SkillGenerator
 from skills.mcp import SkillsMcp
 from skills.service import SkillService
 
@@ -432,6 +434,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             jobs.service, state.servers, secret_box(settings), settings
         )
         app.state.image_generator = ImageGenerator(jobs.service, settings)
+        app.state.skill_generator = SkillGenerator(jobs.service, state.skills, settings)
         jobs.start(settings)
         tasks = [
             asyncio.create_task(state.audit.writer.run(), name="audit-writer"),
@@ -555,6 +558,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(servers_router, prefix=API_PREFIX)
     app.include_router(connections_router, prefix=API_PREFIX)
     app.include_router(connections_browser_router)
+    app.include_router(skill_generate_router, prefix=API_PREFIX)
     app.include_router(skills_router, prefix=API_PREFIX)
     app.include_router(sandboxes_router, prefix=API_PREFIX)
     app.include_router(audit_router, prefix=API_PREFIX)

@@ -1,5 +1,6 @@
-"""``mcpgw servers generate``: make a draft MCP server from API documentation on a
-running gateway (``--url``/``--key``), then review it with ``mcpgw jobs approve``."""
+"""``mcpgw servers generate`` (a draft MCP server from API documentation) and ``mcpgw
+skills generate`` (a draft skill from an intent) on a running gateway
+(``--url``/``--key``); review the draft with ``mcpgw jobs approve|reject``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from gateway.cli_client import DEFAULT_URL, GatewayClient, KeyOption, UrlOption
 from gateway.cli_jobs import watch_job
 from gateway.cli_servers import _pairs, servers_app
+from gateway.cli_skills import skills_app
 
 
 @servers_app.command("generate")
@@ -56,6 +58,37 @@ def servers_generate(
     client = GatewayClient(url, key)
     body = {k: v for k, v in body.items() if v is not None}
     job_id = str(client.request("POST", "/api/v1/servers/generate", json=body)["job_id"])
+    typer.echo(job_id)
+    if watch:
+        watch_job(client, job_id)
+
+
+@skills_app.command("generate")
+def skills_generate(
+    intent: Annotated[str, typer.Argument(help="What the skill should teach (10-2000 chars).")],
+    server: Annotated[
+        list[str] | None,
+        typer.Option("--server", "-s", help="A server whose tools the skill teaches (repeat)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="The skill's name.")] = None,
+    model: Annotated[
+        bool | None,
+        typer.Option(
+            "--model/--template",
+            help="Have the model write it, or fill the template "
+            "(default: the model when one is configured).",
+        ),
+    ] = None,
+    watch: Annotated[bool, typer.Option(help="Follow the job until its draft is ready.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Start a skill generation; prints the job id (with --watch: follows it to the draft)."""
+    body: dict[str, Any] = {"intent": intent, "servers": server or [], "name": name,
+                            "model": model}  # fmt: skip
+    client = GatewayClient(url, key)
+    body = {k: v for k, v in body.items() if v is not None}
+    job_id = str(client.request("POST", "/api/v1/skills/generate", json=body)["job_id"])
     typer.echo(job_id)
     if watch:
         watch_job(client, job_id)

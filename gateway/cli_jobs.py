@@ -180,7 +180,8 @@ def approve(
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
 ) -> None:
-    """Approve a draft (a generated server is registered with the chosen tools)."""
+    """Approve a draft (a generated server is registered with the chosen tools; a
+    generated skill is stored with its links)."""
     body: dict[str, Any] = {"name": name, "base_url": base_url}
     if tools is not None:
         body["tools"] = [t.strip() for t in tools.split(",") if t.strip()]

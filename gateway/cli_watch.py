@@ -114,6 +114,9 @@ def _outcome(console: Any, kind: str, data: dict[str, Any]) -> None:
 
 def _draft(console: Any, draft: dict[str, Any]) -> None:
     """A draft waiting for review, in short: what it would register and its tools."""
+    if "skill" in draft:
+        _skill_draft(console, draft)
+        return
     server = draft.get("server") or {}
     console.print(
         f"draft [bold]{server.get('name')}[/bold] → {server.get('base_url') or '(no base URL)'}"
@@ -132,3 +135,16 @@ def _draft(console: Any, draft: dict[str, Any]) -> None:
     for warning in draft.get("warnings") or []:
         console.print(f"[yellow]warning[/yellow] {warning}")
     console.print("review: mcpgw jobs approve ID [--tools a,b] | mcpgw jobs reject ID")
+
+
+def _skill_draft(console: Any, draft: dict[str, Any]) -> None:
+    """A generated skill waiting for review: its files, the tools it names, its scripts."""
+    skill = draft.get("skill") or {}
+    console.print(f"draft skill [bold]{skill.get('name')}[/bold]: {skill.get('description')}")
+    for path in sorted(draft.get("files") or {}):
+        console.print(f"  {path}")
+    console.print(f"tools: {', '.join(draft.get('tools') or []) or '(none)'}")
+    for run in draft.get("scripts") or []:
+        verdict = "[green]ran ok[/green]" if run.get("ok") else "[red]failed[/red]"
+        console.print(f"  {run.get('path')} {verdict} (exit {run.get('exit_code')})")
+    console.print("review: mcpgw jobs approve ID | mcpgw jobs reject ID [--feedback TEXT]")

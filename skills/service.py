@@ -283,8 +283,11 @@ class SkillService:
         visibility: str | None = None,
         team_id: str | None = None,
         label: str = "the skill",
+        links: dict[str, str] | None = None,
     ) -> StoreResult:
-        """Validate and store ``package``; raises InvalidInput (422) with every problem."""
+        """Validate and store ``package``; raises InvalidInput (422) with every problem.
+        ``links`` ({server id: name}) are added to the skill's links in the same
+        transaction."""
         result = await self._store_package(
             principal,
             package,
@@ -293,6 +296,7 @@ class SkillService:
             visibility=visibility,
             team_id=team_id,
             label=label,
+            links=links,
         )
         if result.changed or visibility is not None or team_id is not None:
             await self._changed()  # committed by now
@@ -316,6 +320,7 @@ class SkillService:
         visibility: str | None = None,
         team_id: str | None = None,
         label: str = "the skill",
+        links: dict[str, str] | None = None,
     ) -> StoreResult:
         """:meth:`store_package` before its change is announced."""
         principal.require("skills:write")
@@ -340,6 +345,10 @@ class SkillService:
                     row = await self._create_row(repo, principal, parsed, visibility, team_id)
                 else:
                     self._check_writable(principal, row)
+                if links:  # added to the links it has, with the content
+                    known = {lk.server_id: lk.server_name for lk in await repo.links(row.id)}
+                    await repo.replace_links(row.id, {**known, **links})
+                if not created:
                     if visibility is not None or team_id is not None:
                         self._apply_visibility(principal, row, visibility, team_id)
                     current = await repo.version(row.id, row.version)

@@ -89,7 +89,8 @@ class JobAccepted(BaseModel):
 
 class JobApprove(BaseModel):
     """Approve a draft; what a reviewer may choose depends on the job's kind (a
-    generated server: `tools`, `name`, `base_url`)."""
+    generated server: `tools`, `name`, `base_url`; a generated skill: nothing, it is
+    stored under the name it was generated with)."""
 
     model_config = ConfigDict(extra="forbid")
 
