@@ -162,7 +162,10 @@ async def test_extension_lists_gets_and_serves_files(gw: Gateway, mode: str, era
     async with connect(gw.mcp, mode=mode) as client:
         assert client.protocol_version == era
         capabilities = client.server_capabilities
-        assert capabilities.extensions == {EXTENSION: {"directoryRead": True}}
+        # the skills extension, beside the tasks extension tool calls offer
+        assert capabilities.extensions is not None
+        assert capabilities.extensions[EXTENSION] == {"directoryRead": True}
+        assert set(capabilities.extensions) <= {EXTENSION, "io.modelcontextprotocol/tasks"}
         assert capabilities.resources is not None  # the extension requires it
 
         listed = await _list(client)
