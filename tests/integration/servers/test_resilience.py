@@ -256,14 +256,14 @@ async def test_idle_stdio_servers_are_stopped(gw: Gateway) -> None:
     runtime = pool.get("idle")
     assert runtime.running
     pool.idle_seconds = 0.01
-    # The catalog refresh that follows a connect may still be listing: a server with a
-    # request in flight is never idle, so wait for it to finish first.
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        if runtime.health.in_flight == 0:
-            break
-    await asyncio.sleep(0.05)
-    assert await pool.reap_idle() == ["idle"]
+
+    # The catalog refresh that follows a connect may still be listing (for seconds on a
+    # loaded machine): a server with a request in flight is never idle, so the reaper
+    # passes it over until that ends.
+    async def reaped() -> bool:
+        return await pool.reap_idle() == ["idle"]
+
+    await wait_for(reaped, timeout=60, interval=0.05, what="the idle server to be stopped")
     assert not runtime.running
     assert (await gw.health("idle"))["status"] == "stopped"
     # on demand again
