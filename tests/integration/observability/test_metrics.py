@@ -8,6 +8,7 @@ prometheus_client's own parser.
 # ruff: noqa: F811 (the `gateway` and `backend` fixtures come from test_fastpath)
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -111,8 +112,16 @@ def test_counters_move_with_calls(gateway: Server) -> None:
         )
         == 0
     )
-    # Audit rows were written for the calls (the writer is off the request path).
-    assert _value(after, "mcpgw_audit_rows", "mcpgw_audit_rows_total", result="written") > 0
+    # Audit rows are written for the calls, off the request path (a batch at most
+    # MCPGW_AUDIT_FLUSH_SECONDS later): the counter moves once the writer has run.
+    def written() -> float:
+        rows = _scrape(gateway)
+        return _value(rows, "mcpgw_audit_rows", "mcpgw_audit_rows_total", result="written")
+
+    deadline = time.monotonic() + 30
+    while written() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert written() > 0, "no audit row written within 30 s"
 
 
 def test_sessions_are_counted_by_era(gateway: Server) -> None:
