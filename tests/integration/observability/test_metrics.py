@@ -112,6 +112,7 @@ def test_counters_move_with_calls(gateway: Server) -> None:
         )
         == 0
     )
+
     # Audit rows are written for the calls, off the request path (a batch at most
     # MCPGW_AUDIT_FLUSH_SECONDS later): the counter moves once the writer has run.
     def written() -> float:
