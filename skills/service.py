@@ -24,19 +24,18 @@ from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.servers.service import ServerService
-from skills import archive, frontmatter
+from skills import archive, tool_check
 from skills.archive import Limits, SkillPackage
 from skills.models import Skill, SkillFile, SkillVersion
 from skills.records import (
     SkillView,
     StoreResult,
-    body_line,
     can_modify,
     can_see,
     content_digest,
     invalid_skill,
 )
-from skills.references import ToolReference, tool_references
+from skills.references import ToolReference
 from skills.repository import SkillRepository
 from skills.stats import UsageCounter
 from skills.validation import SKILL_MD, ParsedSkill, Report, validate
@@ -589,27 +588,4 @@ class SkillService:
 
     async def missing_tools(self, principal: Principal, view: SkillView) -> list[ToolReference]:
         """Tools named by the skill that its linked servers' catalogs lack."""
-        if not view.links:
-            return []
-        version = view.version
-        try:
-            allowed_line = frontmatter.load(version.frontmatter_raw).lines.get("allowed-tools")
-        except frontmatter.FrontmatterError:
-            allowed_line = None
-        refs = tool_references(
-            allowed_tools=[str(t) for t in version.allowed_tools],
-            allowed_tools_line=allowed_line,
-            body=version.body,
-            body_line=body_line(version.frontmatter_raw),
-            servers=view.links,
-        )
-        known: dict[str, set[str]] = {}
-        for server in {r.server for r in refs}:
-            try:
-                entries, _ = await self.servers.catalog(
-                    principal, server=server, kind="tool", limit=100_000
-                )
-                known[server] = {entry.name for entry, _ in entries}
-            except (NotFound, Forbidden):
-                known[server] = set()
-        return [r for r in refs if r.tool not in known[r.server]]
+        return await tool_check.missing_tools(self.servers.catalog, principal, view)
