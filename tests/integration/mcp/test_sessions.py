@@ -24,18 +24,10 @@ import pytest
 from tests.integration.mcp.test_endpoint import _new_key
 from tests.integration.mcp.test_fastpath import backend, gateway  # noqa: F401 (fixtures)
 from tests.support import BOOT, Server
+from tests.support_mcp import LEGACY_INIT
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INIT = LEGACY_INIT
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
 
 
