@@ -118,6 +118,26 @@ class GatewayProcess:
             out["main" if task.name == str(self.proc.pid) else "threads"] += seconds
         return out
 
+    def writer_cpu_seconds(self) -> float:
+        """CPU time so far of the gateway's audit writer process (gateway/audit/child.py),
+        which masks, hashes and stores its audit rows on another core."""
+        if self.proc is None:
+            return 0.0
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.proc.pid:
+                    continue
+                if b"gateway.audit.child" not in (entry / "cmdline").read_bytes():
+                    continue
+            except OSError:  # the process ended meanwhile
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def rss_mib(self) -> float:
         if self.proc is None:
             return 0.0

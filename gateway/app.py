@@ -20,7 +20,9 @@ from gateway import __version__, migrate, search_signals
 from gateway.asgi_replies import send_error
 from gateway.audit.api import router as audit_router
 from gateway.audit.service import AuditLog
-from gateway.audit.writer import SPILL_DIR, AuditWriter
+from gateway.audit.sink import InlineSink, ProcessSink
+from gateway.audit.store import SPILL_DIR, AuditStore
+from gateway.audit.writer import AuditWriter, Sink
 from gateway.auth.api import router as identity_router
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.housekeeping import run_pruner as run_identity_pruner
@@ -193,7 +195,7 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
                 "run `mcpgw db upgrade` (or set MCPGW_AUTO_MIGRATE=true)"
             )
         metrics = metrics or Metrics()
-        audit = build_audit(settings, db, metrics)
+        audit = build_audit(settings, db, metrics, process=True)
         identity = IdentityService(db, audit)
         key = settings.bootstrap_api_key
         outcome = await identity.bootstrap(
@@ -294,16 +296,40 @@ def build_connections(
     return connections
 
 
-def build_audit(settings: Settings, db: Database, metrics: Metrics | None = None) -> AuditLog:
-    """The audit trail and its writer (gateway/audit/), configured from ``settings``."""
+def build_audit(
+    settings: Settings, db: Database, metrics: Metrics | None = None, *, process: bool = False
+) -> AuditLog:
+    """The audit trail and its writer (gateway/audit/), configured from ``settings``.
+    ``process``: rows are stored by the audit writer process (a gateway's default,
+    ``MCPGW_AUDIT_WRITER``); otherwise, and for CLI commands, in this process."""
+    spill_dir = settings.data_dir.resolve() / SPILL_DIR
+    sink: Sink
+    if process and settings.audit_writer == "process" and settings.audit_enabled:
+        sink = ProcessSink(
+            db,
+            spill_dir,
+            retries=settings.audit_write_retries,
+            batch_size=settings.audit_batch_size,
+            interval=settings.audit_flush_seconds,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            metrics=metrics,
+        )
+    else:
+        store = AuditStore(
+            db,
+            spill_dir,
+            retries=settings.audit_write_retries,
+            reingest_batch=settings.audit_batch_size,
+            metrics=metrics,
+        )
+        sink = InlineSink(store)
     writer = AuditWriter(
-        db,
-        settings.data_dir.resolve() / SPILL_DIR,
+        sink,
         batch_size=settings.audit_batch_size,
         interval=settings.audit_flush_seconds,
         max_queue=settings.audit_queue_max,
         full_wait=settings.audit_queue_wait_seconds,
-        retries=settings.audit_write_retries,
         metrics=metrics,
     )
     return AuditLog(db, writer, enabled=settings.audit_enabled)
@@ -525,7 +551,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             await state.sandboxes.flush()
             await state.sandboxes.close()
             # Last: everything above may still have audited something.
-            await state.audit.flush()
+            await state.audit.close()
             await state.db.dispose()
             await asyncio.to_thread(telemetry.shutdown)
 

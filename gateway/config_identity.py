@@ -207,6 +207,12 @@ class IdentitySettings(BaseModel):
     audit_retention_days: float = Field(
         90.0, ge=0, description="Delete audit rows older than this, daily (0: keep forever)."
     )
+    audit_writer: Literal["process", "inline"] = Field(
+        "process",
+        description="Where a gateway masks, hashes and stores audit rows: `process` (a "
+        "writer process it starts beside itself, so that work runs on another core) or "
+        "`inline` (in the gateway's own process).",
+    )
     audit_batch_size: int = Field(
         500, ge=1, le=10_000, description="Audit rows written per database insert."
     )

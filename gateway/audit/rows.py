@@ -3,7 +3,7 @@ arguments and errors masked and capped, the result measured. Runs in the writer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,32 +161,31 @@ def _actor(entry: AuditEntry) -> tuple[Any, ...]:
     return _NO_ACTOR
 
 
-# What to_row gives, in order: every hashed column but the id and the stream's two
-# (the writer adds those when the row gets its place in the chain).
-CONTENT = HASHED[1:-2]
+# What from_wire gives, in order: every hashed column but the stream's two (the store
+# adds those when the row gets its place in the chain).
+CONTENT = HASHED[:-2]
+
+# A row on its way from the request path's process to the store: the id, the raw values
+# (arguments, detail and error unmasked), then the index of the server's secrets in the
+# batch's list of them. Plain JSON types only, so it can cross to the writer process.
+Wire = tuple[Any, ...]
+WIRE_LENGTH = 30
+_W_TARGET, _W_ARGUMENTS, _W_DETAIL, _W_ERROR, _W_LATENCY = 19, 21, 22, 25, 26
 
 
-def to_row(entry: AuditEntry) -> tuple[Any, ...]:
-    """The stored values of ``entry``, in :data:`CONTENT` order."""
-    secrets = entry.mask.values if entry.mask is not None else ()
+def to_wire(entry: AuditEntry, event_id: str, mask: Any) -> Wire:
+    """What the request path's process does to ``entry``: read out the actor, the client
+    and the answer's size (objects that live there). ``mask``: the server's secrets, as
+    the writer holds them (its SecretMask, then its index in a batch's list)."""
     scope = entry.scope or {}
     client = scope.get("client")
     state = scope.get("state") or {}
     name, version = state.get("mcp_client") or (None, None)
     agent, protocol = _client(scope)
     bytes_out = entry.bytes_out if entry.bytes_out is not None else result_size(entry.result)
-    error, target = entry.error, entry.target
-    if error is not None:  # PostgreSQL's text holds no NUL; a backend's message may
-        error = mask_text(error.replace("\x00", ""), secrets)[:MAX_ERROR_CHARS]
-    if target is not None and "\x00" in target:
-        target = target.replace("\x00", "")
-    arguments = stored_json(entry.arguments, secrets)
-    bytes_in = entry.bytes_in
-    if bytes_in is None and arguments is not None:
-        bytes_in = len(arguments)  # the arguments' JSON (as stored: masked, perhaps cut)
-    latency = entry.latency_ms
     return (
-        datetime.fromtimestamp(entry.ts, UTC),
+        event_id,
+        entry.ts,
         entry.request_id,
         entry.trace_id,
         *_actor(entry),
@@ -198,12 +197,54 @@ def to_row(entry: AuditEntry) -> tuple[Any, ...]:
         entry.action,
         entry.route,
         entry.server,
-        target,
+        entry.target,
         entry.via,
-        arguments,
-        stored_json(entry.detail, secrets) if entry.detail else None,
+        _plain(entry.arguments),
+        _plain(entry.detail) if entry.detail else None,
         entry.outcome,
         entry.error_code,
+        entry.error,
+        entry.latency_ms,
+        entry.bytes_in,
+        bytes_out,
+        mask,
+    )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if it is (almost certainly) plain JSON, else its masked JSON-like copy
+    with no secrets known yet (models and sets become what they would be stored as)."""
+    if value is None or type(value) in (dict, list, str, int, float, bool):
+        return value
+    return mask_value(value)
+
+
+def from_wire(wire: Wire, masks: Sequence[Sequence[str]]) -> tuple[Any, ...]:
+    """The stored values of a wired row, in :data:`CONTENT` order: masked, capped and
+    measured (the writer's work, off the request path)."""
+    mask = wire[-1]
+    secrets = tuple(masks[mask]) if mask is not None else ()
+    error, target = wire[_W_ERROR], wire[_W_TARGET]
+    if error is not None:  # PostgreSQL's text holds no NUL; a backend's message may
+        error = mask_text(str(error).replace("\x00", ""), secrets)[:MAX_ERROR_CHARS]
+    if target is not None and "\x00" in target:
+        target = target.replace("\x00", "")
+    arguments = stored_json(wire[_W_ARGUMENTS], secrets)
+    detail = wire[_W_DETAIL]
+    bytes_in, bytes_out = wire[_W_LATENCY + 1], wire[_W_LATENCY + 2]
+    if bytes_in is None and arguments is not None:
+        bytes_in = len(arguments)  # the arguments' JSON (as stored: masked, perhaps cut)
+    latency = wire[_W_LATENCY]
+    return (
+        wire[0],
+        datetime.fromtimestamp(wire[1], UTC),
+        *wire[2:_W_TARGET],  # request id, trace id, actor, client, action, route, server
+        target,
+        wire[_W_TARGET + 1],  # via
+        arguments,
+        stored_json(detail, secrets) if detail else None,
+        wire[_W_ERROR - 2],  # outcome
+        wire[_W_ERROR - 1],  # error code
         error,
         None if latency is None else round(latency, 3),
         bytes_in,

@@ -166,8 +166,14 @@ class AuditLog:
         await self.writer.room()
 
     async def flush(self) -> None:
+        """Return once everything recorded so far is stored (or spilled)."""
         if self._writer is not None:
             await self._writer.flush()
+
+    async def close(self) -> None:
+        """Flush and stop the writer's sink (shutdown)."""
+        if self._writer is not None:
+            await self._writer.close()
 
     # --- reading ------------------------------------------------------------------------
     @staticmethod

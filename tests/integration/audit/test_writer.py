@@ -5,6 +5,7 @@ flight at shutdown, retention."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from pathlib import Path
@@ -16,31 +17,50 @@ from sqlalchemy import func, select, text, update
 from gateway.audit.chain import HASHED, row_hash
 from gateway.audit.entry import AuditEntry
 from gateway.audit.models import AuditBoundary, AuditEvent
+from gateway.audit.rows import to_wire
 from gateway.audit.service import AuditLog
+from gateway.audit.sink import InlineSink
+from gateway.audit.store import AuditStore, Row
 from gateway.audit.writer import AuditWriter
 from gateway.db import Database
 from gateway.observability.masking import SecretMask
 
+_STORE_OPTIONS = ("retries", "retry_delay")
+_IDS = itertools.count()
 
-def _log(db: Database, tmp_path: Path, **kw: Any) -> AuditLog:
-    return AuditLog(db, AuditWriter(db, tmp_path / "spill", **kw))
+
+def _log(db: Database, tmp_path: Path, spill: str = "spill", **kw: Any) -> AuditLog:
+    """An audit log that stores in this process (the writer process has its own tests)."""
+    store = AuditStore(db, tmp_path / spill, **{k: kw.pop(k) for k in _STORE_OPTIONS if k in kw})
+    return AuditLog(db, AuditWriter(InlineSink(store), **kw))
+
+
+def _store(audit: AuditLog) -> AuditStore:
+    sink = audit.writer.sink
+    assert isinstance(sink, InlineSink)
+    return sink.store
+
+
+def _row(store: AuditStore, entry: AuditEntry) -> Row:
+    """``entry`` as the store would chain it (the writer's part done here)."""
+    return store.chained(to_wire(entry, f"{store.stream}-{next(_IDS)}", None), ())
 
 
 def _entry(i: int, **kw: Any) -> AuditEntry:
     return AuditEntry(action="tools/call", server="s", target=f"t{i}", arguments={"i": i}, **kw)
 
 
-def _refusing(writer: AuditWriter, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """Make ``writer``'s inserts fail (a stand-in for a database that is away) until the
+def _refusing(store: AuditStore, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make ``store``'s inserts fail (a stand-in for a database that is away) until the
     returned event is set."""
-    real, up = writer.insert, asyncio.Event()
+    real, up = store.insert, asyncio.Event()
 
     async def insert(rows: list[tuple[Any, ...]]) -> None:
         if not up.is_set():
             raise ConnectionError("database away")
         await real(rows)
 
-    monkeypatch.setattr(writer, "insert", insert)
+    monkeypatch.setattr(store, "insert", insert)
     return up
 
 
@@ -93,8 +113,8 @@ async def test_a_refused_write_is_spilled_then_read_back(
     """The database refusing writes is a stand-in here (the insert raises); the load
     bench (bench/audit_load.py) restarts a real PostgreSQL under load."""
     audit = _log(database, tmp_path, batch_size=5, retries=1, retry_delay=0.01)
-    writer = audit.writer
-    database_up = _refusing(writer, monkeypatch)
+    store = _store(audit)
+    database_up = _refusing(store, monkeypatch)
     for i in range(12):
         audit.record(_entry(i))
     await audit.flush()
@@ -109,7 +129,7 @@ async def test_a_refused_write_is_spilled_then_read_back(
     report = await audit.verify()
     assert (report.ok, report.rows) == (True, 13)
     # Reading back twice (a crash between insert and delete) stores nothing twice.
-    assert await writer.reingest() == 0
+    assert await store.reingest() == 0
 
 
 async def test_spill_from_an_earlier_process_is_read_back_at_start(
@@ -117,7 +137,7 @@ async def test_spill_from_an_earlier_process_is_read_back_at_start(
 ) -> None:
     first = _log(database, tmp_path, retries=0)
 
-    _refusing(first.writer, monkeypatch)
+    _refusing(_store(first), monkeypatch)
     for i in range(3):
         first.record(_entry(i))
     await first.flush()  # the process exits with its rows spilled
@@ -159,8 +179,8 @@ async def test_rows_being_written_at_shutdown_are_kept(
     database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     audit = _log(database, tmp_path, batch_size=10, interval=0.01)
-    writer = audit.writer
-    real = writer.insert
+    writer, store = audit.writer, _store(audit)
+    real = store.insert
     started = asyncio.Event()
 
     async def slow(rows: list[dict[str, Any]]) -> None:
@@ -168,7 +188,7 @@ async def test_rows_being_written_at_shutdown_are_kept(
         await asyncio.sleep(0.2)
         await real(rows)
 
-    monkeypatch.setattr(writer, "insert", slow)
+    monkeypatch.setattr(store, "insert", slow)
     task = asyncio.create_task(writer.run())
     for i in range(10):
         audit.record(_entry(i))
@@ -210,20 +230,17 @@ async def test_rows_neither_stored_nor_spilled_stay_in_memory_until_one_works(
     """The database refusing is a stand-in (the insert raises); the spill directory
     cannot be made (a file is in its way), as on a full or read-only disk."""
     (tmp_path / "blocked").write_text("a file where the spill directory would go")
-    audit = AuditLog(
-        database,
-        AuditWriter(database, tmp_path / "blocked" / "spill", retries=0, batch_size=4),
-    )
-    writer = audit.writer
-    database_up = _refusing(writer, monkeypatch)
+    audit = _log(database, tmp_path, "blocked/spill", retries=0, batch_size=4)
+    store = _store(audit)
+    database_up = _refusing(store, monkeypatch)
     for i in range(6):
         audit.record(_entry(i))
     await audit.flush()
-    assert await _count(database) == 0 and sum(len(b) for b in writer._held) == 6
+    assert await _count(database) == 0 and store.held == 6
     database_up.set()
     audit.record(_entry(6))
     await audit.flush()
-    assert await _count(database) == 7 and not writer._held
+    assert await _count(database) == 7 and not store.held
     assert (await audit.verify()).ok
 
 
@@ -233,7 +250,7 @@ async def test_awkward_values_round_trip_and_a_batch_written_twice_is_kept_once(
     """NUL characters (PostgreSQL's text refuses them), escapes, non-ASCII text, big
     numbers; then the same batch again, as after a commit whose answer was lost."""
     audit = _log(database, tmp_path)
-    writer = audit.writer
+    store = _store(audit)
     arguments = {"s": 'a\x00b\\c"d', "n": 2**40, "f": 1.5, "u": "é✓", "l": [None, True]}
     odd = AuditEntry(
         action="tools/call",
@@ -243,10 +260,10 @@ async def test_awkward_values_round_trip_and_a_batch_written_twice_is_kept_once(
         latency_ms=1.23456,
         bytes_out=10,
     )
-    rows = [writer._chained(odd), *(writer._chained(_entry(i)) for i in range(3))]
-    await writer.insert(rows)
-    await writer.insert(rows)
-    await writer.insert(rows[2:])
+    rows = [_row(store, odd), *(_row(store, _entry(i)) for i in range(3))]
+    await store.insert(rows)
+    await store.insert(rows)
+    await store.insert(rows[2:])
     assert await _count(database) == 4
     assert (await audit.verify()).ok
     async with database.session() as session:
@@ -260,9 +277,9 @@ async def test_a_batch_waits_for_another_writers_open_batch_and_lands_after_it(
 ) -> None:
     """Two replicas' writers: positions follow commit order, so the live tail (rows after
     position p) cannot skip a batch that commits late below p."""
-    first = _log(database, tmp_path / "a").writer
-    second = _log(database, tmp_path / "b").writer
-    early, late = [first._chained(_entry(1))], [second._chained(_entry(2))]
+    first = _store(_log(database, tmp_path, "a"))
+    second = _store(_log(database, tmp_path, "b"))
+    early, late = [_row(first, _entry(1))], [_row(second, _entry(2))]
     async with first.transaction() as conn:
         await first.insert_into(conn, early)
         waiting = asyncio.create_task(second.insert(late))
@@ -279,7 +296,8 @@ async def test_a_failed_write_is_logged_with_the_databases_reason_only(
 ) -> None:
     """The driver's message, short: not SQLAlchemy's statement and parameters (a batch's
     JSON is hundreds of kilobytes)."""
-    writer = _log(database, tmp_path, retries=0).writer
+    audit = _log(database, tmp_path, retries=0)
+    writer, store = audit.writer, _store(audit)
     async with database.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit_events RENAME TO audit_away"))
     try:
@@ -290,4 +308,4 @@ async def test_a_failed_write_is_logged_with_the_databases_reason_only(
             await conn.execute(text("ALTER TABLE audit_away RENAME TO audit_events"))
     [line] = [r.getMessage() for r in caplog.records if "could not write" in r.getMessage()]
     assert "audit_events" in line and "[SQL" not in line and len(line) < 500, line
-    assert await writer.reingest() == 1  # and the spilled row is not lost
+    assert await store.reingest() == 1  # and the spilled row is not lost
