@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from gateway.audit.chain import HASHED
 from gateway.audit.entry import AuditEntry
+from gateway.auth.principal import Principal
 from gateway.observability.masking import (
     MASK,
     MIN_SECRET_LENGTH,
@@ -140,8 +141,8 @@ _ACTOR_KEYS = ("user_id", "email", "key_id", "key_prefix", "team", "role", "auth
 _last_actor: list[Any] = [None, _NO_ACTOR]
 
 
-def _actor(entry: AuditEntry) -> tuple[Any, ...]:
-    principal = entry.principal
+def _actor(principal: Principal | None, who: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """The actor columns of ``principal`` (else of ``who``: an auth failure's fields)."""
     if principal is not None:
         if principal is _last_actor[0]:
             return _last_actor[1]  # type: ignore[no-any-return]
@@ -156,9 +157,12 @@ def _actor(entry: AuditEntry) -> tuple[Any, ...]:
         )
         _last_actor[:] = principal, actor
         return actor
-    if entry.actor:
-        return tuple(map(entry.actor.get, _ACTOR_KEYS))
+    if who:
+        return tuple(map(who.get, _ACTOR_KEYS))
     return _NO_ACTOR
+
+
+actor_of = _actor
 
 
 # What from_wire gives, in order: every hashed column but the stream's two (the store
@@ -177,23 +181,13 @@ def to_wire(entry: AuditEntry, event_id: str, mask: Any) -> Wire:
     """What the request path's process does to ``entry``: read out the actor, the client
     and the answer's size (objects that live there). ``mask``: the server's secrets, as
     the writer holds them (its SecretMask, then its index in a batch's list)."""
-    scope = entry.scope or {}
-    client = scope.get("client")
-    state = scope.get("state") or {}
-    name, version = state.get("mcp_client") or (None, None)
-    agent, protocol = _client(scope)
-    bytes_out = entry.bytes_out if entry.bytes_out is not None else result_size(entry.result)
-    return (
+    return wire(
         event_id,
         entry.ts,
         entry.request_id,
         entry.trace_id,
-        *_actor(entry),
-        client[0] if client else None,
-        agent,
-        name,
-        version,
-        protocol,
+        _actor(entry.principal, entry.actor),
+        entry.scope,
         entry.action,
         entry.route,
         entry.server,
@@ -206,6 +200,63 @@ def to_wire(entry: AuditEntry, event_id: str, mask: Any) -> Wire:
         entry.error,
         entry.latency_ms,
         entry.bytes_in,
+        entry.bytes_out if entry.bytes_out is not None else result_size(entry.result),
+        mask,
+    )
+
+
+def wire(
+    event_id: str,
+    ts: float,
+    request_id: str | None,
+    trace_id: str | None,
+    actor: tuple[Any, ...],
+    scope: Mapping[str, Any] | None,
+    action: str,
+    route: str | None,
+    server: str | None,
+    target: str | None,
+    via: str | None,
+    arguments: Any,
+    detail: Any,
+    outcome: str,
+    error_code: str | None,
+    error: str | None,
+    latency_ms: float | None,
+    bytes_in: int | None,
+    bytes_out: int | None,
+    mask: Any,
+) -> Wire:
+    """A row on the wire from its parts (:func:`to_wire` for an entry; a hot path with
+    the parts at hand calls this directly). ``actor``: :func:`actor_of`'s."""
+    scope = scope or {}
+    client = scope.get("client")
+    state = scope.get("state") or {}
+    name, version = state.get("mcp_client") or (None, None)
+    agent, protocol = _client(scope)
+    return (
+        event_id,
+        ts,
+        request_id,
+        trace_id,
+        *actor,
+        client[0] if client else None,
+        agent,
+        name,
+        version,
+        protocol,
+        action,
+        route,
+        server,
+        target,
+        via,
+        arguments,
+        detail,
+        outcome,
+        error_code,
+        error,
+        latency_ms,
+        bytes_in,
         bytes_out,
         mask,
     )

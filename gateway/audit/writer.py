@@ -42,11 +42,11 @@ class WriterMetrics(StoreMetrics, Protocol):
 
 
 class Deferred(Protocol):
-    """What a hot path may queue instead of an :class:`AuditEntry`: the objects it has at
-    hand, turned into the entry by the writer, off the path."""
+    """What a hot path may record instead of an :class:`AuditEntry`: the objects it has
+    at hand, read out straight into a row on the wire (rows.wire)."""
 
-    def audit_entry(self) -> AuditEntry:
-        """The entry to record."""
+    def audit_wire(self, event_id: str) -> Wire:
+        """The row, under ``event_id`` (called at once, in the recording context)."""
 
 
 class Sink(Protocol):
@@ -115,9 +115,10 @@ class AuditWriter:
         # Unique without a random read per row: the writer's random part and a count.
         event_id = f"{self._id_prefix}{seq:012x}"
         try:
-            if not isinstance(entry, AuditEntry):
-                entry = entry.audit_entry()
-            queue.append(to_wire(entry, event_id, entry.mask))
+            if isinstance(entry, AuditEntry):
+                queue.append(to_wire(entry, event_id, entry.mask or None))
+            else:
+                queue.append(entry.audit_wire(event_id))
         except Exception:  # a row that cannot be read out is still recorded, plainly
             log.exception("could not form an audit row")
             plain = AuditEntry(action="unknown", outcome="error", error="unrecordable")
