@@ -317,22 +317,35 @@ class AuditLog:
         return out
 
     # --- the chain and retention --------------------------------------------------------
-    async def call_counts(self, since: datetime) -> dict[tuple[str, str], int]:
-        """Tool calls since ``since`` by (server, tool), every caller's (for tool
-        search's usage boost, read periodically off the request path)."""
-        stmt = (
-            select(AuditEvent.server, AuditEvent.target, func.count())
-            .where(
-                AuditEvent.action == "tools/call",
-                AuditEvent.ts >= since,
-                AuditEvent.server.is_not(None),
-                AuditEvent.target.is_not(None),
-            )
-            .group_by(AuditEvent.server, AuditEvent.target)
-        )
+    async def call_counts(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        after: int | None = None,
+        upto: int | None = None,
+    ) -> dict[tuple[str, str], int]:
+        """Tool calls at or after ``since`` (and before ``until``) by (server, tool),
+        every caller's, among the rows stored after position ``after`` and up to ``upto``
+        (for tool search's usage boost, read periodically off the request path)."""
+        e = AuditEvent
+        terms = [e.action == "tools/call", e.ts >= since]
+        terms += [e.server.is_not(None), e.target.is_not(None)]
+        if until is not None:
+            terms.append(e.ts < until)
+        if after is not None:
+            terms.append(e.pos > after)
+        if upto is not None:
+            terms.append(e.pos <= upto)
+        stmt = select(e.server, e.target, func.count()).where(*terms).group_by(e.server, e.target)
         async with self.db.session() as session:
             rows = (await session.execute(stmt)).all()
         return {(str(server), str(tool)): int(n) for server, tool, n in rows}
+
+    async def last_position(self) -> int:
+        """The position of the newest stored row (0: none)."""
+        async with self.db.session() as session:
+            return await AuditRepository(session).last_pos()
 
     async def verify(self, since: datetime | None = None) -> VerifyOut:
         """Recompute every stream's chain; the first broken link, if any (chain.py)."""
