@@ -22,10 +22,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from gateway.observability.families import CountFamily, TimingFamily
+
 log = logging.getLogger("gateway.metrics")
-# Label children cached per family, at most (a runaway label value cannot grow memory).
-_MAX_CHILDREN = 10_000
 _STATUSES = ("healthy", "degraded", "unhealthy", "stopped")
+_STATUS = {code: str(code) for code in (200, 201, 202, 204, 400, 401, 403, 404, 409, 422, 500)}
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -55,14 +56,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.tool_calls = Counter(
+        self.tool_calls = CountFamily(
             "mcpgw_tool_calls",
             "tools/call requests answered, by server, tool, path (rest, sdk or direct) and "
             "outcome (ok, error or denied).",
             ["server", "tool", "route", "outcome"],
             registry=self.registry,
         )
-        self.tool_call_seconds = Histogram(
+        self.tool_call_seconds = TimingFamily(
             "mcpgw_tool_call_seconds",
             "Time from receiving a tools/call to answering it, by server, tool and path "
             "(exemplars: the trace id of traced calls).",
@@ -77,13 +78,13 @@ class Metrics:
             ["server", "reason"],
             registry=self.registry,
         )
-        self.http_requests = Counter(
+        self.http_requests = CountFamily(
             "mcpgw_http_requests",
             "HTTP requests answered, by method, route template (ids not expanded) and status.",
             ["method", "route", "status"],
             registry=self.registry,
         )
-        self.http_request_seconds = Histogram(
+        self.http_request_seconds = TimingFamily(
             "mcpgw_http_request_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
@@ -139,7 +140,7 @@ class Metrics:
             ["kind", "status"],
             registry=self.registry,
         )
-        self.result_tokens = Counter(
+        self.result_tokens = CountFamily(
             "mcpgw_tool_result_tokens",
             "Estimated tokens (bytes / 4) of tool results sent to agents, by server.",
             ["server"],
@@ -148,7 +149,6 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         # Refreshed when scraped (gauges of state kept elsewhere: sessions, sandboxes, jobs).
         self.on_scrape: list[Callable[[Metrics], Awaitable[None]]] = []
-        self._http: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.backend_in_flight = Gauge(
             "mcpgw_backend_in_flight",
             "Requests in flight to each backend server.",
@@ -184,9 +184,6 @@ class Metrics:
             ["timed_out"],
             registry=self.registry,
         )
-        self._calls: dict[tuple[str, str, str, str], Counter] = {}
-        self._durations: dict[tuple[str, str, str], Histogram] = {}
-        self._tokens: dict[str, Counter] = {}
 
     def record_call(
         self,
@@ -198,50 +195,27 @@ class Metrics:
         trace_id: str | None = None,
         result_bytes: int | None = None,
     ) -> None:
-        """Count one answered `tools/call` (children cached: `labels()` costs µs).
+        """Count one answered `tools/call`.
 
         ``outcome`` is the call pipeline's: `ok` and `denied` are counted as such, every
         other (a tool error, a failure, a cancel) as `error`. A traced call's id becomes
         the duration's exemplar (shown in the OpenMetrics exposition)."""
-        key = (server, tool, route, outcome if outcome in ("ok", "denied") else "error")
-        counter = self._calls.get(key)
-        if counter is None:
-            if len(self._calls) >= _MAX_CHILDREN:
-                self._calls.clear()
-            counter = self._calls[key] = self.tool_calls.labels(*key)
-        counter.inc()
-        timing = key[:3]
-        histogram = self._durations.get(timing)
-        if histogram is None:
-            if len(self._durations) >= _MAX_CHILDREN:
-                self._durations.clear()
-            histogram = self._durations[timing] = self.tool_call_seconds.labels(*timing)
-        if trace_id is None:
-            histogram.observe(seconds)
-        else:
-            histogram.observe(seconds, {"trace_id": trace_id})
+        self.tool_calls.inc(
+            (server, tool, route, outcome if outcome in ("ok", "denied") else "error")
+        )
+        self.tool_call_seconds.observe(
+            (server, tool, route), seconds, None if trace_id is None else {"trace_id": trace_id}
+        )
         if result_bytes:
-            tokens = self._tokens.get(server)
-            if tokens is None:
-                tokens = self._tokens[server] = self.result_tokens.labels(server)
-            tokens.inc(-(-result_bytes // 4))
+            self.result_tokens.inc((server,), -(-result_bytes // 4))
 
     def refused(self, server: str, reason: str) -> None:
         self.calls_refused.labels(server, reason).inc()
 
     def record_http(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request under its route template."""
-        key = (method, route, status)
-        children = self._http.get(key)
-        if children is None:
-            if len(self._http) >= _MAX_CHILDREN:
-                self._http.clear()
-            children = self._http[key] = (
-                self.http_requests.labels(method, route, str(status)),
-                self.http_request_seconds.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self.http_requests.inc((method, route, _STATUS.get(status) or str(status)))
+        self.http_request_seconds.observe((method, route), seconds)
 
     def set_backends(self, health: dict[str, tuple[str, float | None, int]]) -> None:
         """Each backend's (status, last ping ms, restarts), as gauges."""
