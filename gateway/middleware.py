@@ -92,7 +92,7 @@ class RequestContextMiddleware:
         rid_header = (b"x-request-id", request_id.encode())
         trace = trace_token = None
         if self.telemetry is not None and self.telemetry.enabled:
-            trace = RequestTrace(header_carrier(scope["headers"]))
+            trace = RequestTrace(header_carrier(scope["headers"]), None, self.telemetry.generation)
             trace_token = REQUEST_TRACE.set(trace)
             scope.setdefault("state", {})[TRACE_STATE_KEY] = trace
 

@@ -25,6 +25,7 @@ from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from gateway.observability.tracing import operation
 from sandboxes.activity import Activity
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
 from sandboxes.files import WorkspaceFiles
@@ -207,7 +208,9 @@ class SandboxService:
             await repo.add(row)
         started = time.perf_counter()
         try:
-            state = await provider.create(self.spec(row, template))
+            attributes = {"mcpgw.sandbox.id": row.id, "mcpgw.sandbox.provider": provider_name}
+            with operation("sandbox.create", attributes):
+                state = await provider.create(self.spec(row, template))
         except ProviderError as exc:
             await self._set(row.id, status="error", error=exc.message)
             self._audit(principal, row.id, "create", detail={"error": exc.message})
@@ -326,7 +329,11 @@ class SandboxService:
         self.inflight[sandbox_id] = self.inflight.get(sandbox_id, 0) + 1
         result: ExecResult | None = None
         try:
-            result = await provider.exec(prepared.spec, prepared.request, sink)
+            attributes = {"mcpgw.sandbox.id": sandbox_id, "mcpgw.sandbox.provider": row.provider}
+            with operation("sandbox.exec", attributes) as span:
+                result = await provider.exec(prepared.spec, prepared.request, sink)
+                if span is not None:
+                    span.set_attribute("process.exit.code", result.exit_code)
             return result
         except ProviderError as exc:
             raise provider_error(exc) from exc

@@ -23,6 +23,7 @@ from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gateway.observability.tracing import operation
 from gateway.servers.service import ServerService
 from skills import archive, tool_check
 from skills.archive import Limits, SkillPackage
@@ -178,8 +179,9 @@ class SkillService:
         self, principal: Principal, name: str, version: int | None = None
     ) -> tuple[str, bytes]:
         """The skill as a ``.skill`` package: (file name, bytes)."""
-        name, contents, executable = await self.files(principal, name, version)
-        data = await asyncio.to_thread(archive.build_archive, name, contents, executable)
+        with operation("skills.download", {"mcpgw.skill.name": name}):
+            name, contents, executable = await self.files(principal, name, version)
+            data = await asyncio.to_thread(archive.build_archive, name, contents, executable)
         self.usage.record_download(name)
         self.audit.record(
             AuditEntry(

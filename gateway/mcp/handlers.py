@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from mcp import types
@@ -27,6 +28,7 @@ from mcp.shared.subscriptions import (
 )
 from mcp_types.jsonrpc import INVALID_REQUEST
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from opentelemetry.trace import SpanKind
 
 from gateway.auth.principal import Principal
 from gateway.mcp import pages
@@ -41,6 +43,7 @@ from gateway.mcp.meta import (
 from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.search import ToolIndex
 from gateway.mcp.surface import ServersSurface, Surface
+from gateway.observability.tracing import TRACE_STATE_KEY, operation
 
 log = logging.getLogger("gateway.mcp")
 
@@ -87,6 +90,33 @@ class GatewayHandlers:
             raise MCPError(INVALID_REQUEST, "unauthenticated")
         self.remember_connection(ctx)
         return principal, scope.get(TARGET_KEY)
+
+    @staticmethod
+    def span(
+        ctx: Ctx, method: str, target: str, attributes: dict[str, Any]
+    ) -> AbstractContextManager[Any]:
+        """The span of a request the call pipeline does not trace (tracing.operation),
+        named and described as the MCP semantic conventions ask."""
+        scope = getattr(ctx.request, "scope", None) or {}
+        trace = (scope.get("state") or {}).get(TRACE_STATE_KEY)
+        if trace is None:  # tracing is off
+            return nullcontext()
+        headers = getattr(ctx.request, "headers", None)
+        session = headers.get("mcp-session-id") if headers is not None else None
+        described = {
+            "mcp.method.name": method,
+            **attributes,
+            **({"mcp.session.id": session} if session else {}),
+            **({"jsonrpc.request.id": str(ctx.request_id)} if ctx.request_id is not None else {}),
+            **({"mcp.protocol.version": ctx.protocol_version} if ctx.protocol_version else {}),
+        }
+        return operation(
+            f"{method} {target}",
+            described,
+            request=trace,
+            meta=ctx.meta,
+            kind=SpanKind.SERVER,
+        )
 
     def remember_connection(self, ctx: Ctx) -> None:
         """Keep a 2025-11-25 agent connection for list_changed notifications. Called
@@ -212,7 +242,10 @@ class GatewayHandlers:
             return await self.servers.call_tool(ctx, principal, target, params, arguments)
         surface = self.surface_for(params.name) if target is None else None
         if surface is not None:
-            return await surface.call_tool(principal, params.name, arguments, self.session_key(ctx))
+            with self.span(ctx, "tools/call", params.name, {"gen_ai.tool.name": params.name}):
+                return await surface.call_tool(
+                    principal, params.name, arguments, self.session_key(ctx)
+                )
         if target is None and params.name == SEARCH_TOOLS:  # reading, not calling
             return await self.search(principal, arguments)
         via = None
@@ -222,9 +255,11 @@ class GatewayHandlers:
                 return unpacked
             surface = self.surface_for(unpacked[0])
             if surface is not None:
-                return await surface.call_tool(
-                    principal, unpacked[0], unpacked[1], self.session_key(ctx)
-                )
+                attributes = {"gen_ai.tool.name": unpacked[0], "mcpgw.via": EXECUTE_TOOL}
+                with self.span(ctx, "tools/call", unpacked[0], attributes):
+                    return await surface.call_tool(
+                        principal, unpacked[0], unpacked[1], self.session_key(ctx)
+                    )
             params = params.model_copy(update={"name": unpacked[0]})
             arguments, via = unpacked[1], EXECUTE_TOOL
         return await self.servers.call_tool(ctx, principal, target, params, arguments, via)
@@ -260,11 +295,13 @@ class GatewayHandlers:
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
         principal, target = self.context(ctx)
-        for surface in self._surfaces_for(target):
-            if surface.owns_uri(str(params.uri)):
-                return await surface.read_resource(principal, str(params.uri))
-        self._need(principal, "tools:read")
-        return await self.servers.read_resource(ctx, principal, target, params)
+        uri = str(params.uri)
+        with self.span(ctx, "resources/read", uri, {"mcp.resource.uri": uri}):
+            for surface in self._surfaces_for(target):
+                if surface.owns_uri(uri):
+                    return await surface.read_resource(principal, uri)
+            self._need(principal, "tools:read")
+            return await self.servers.read_resource(ctx, principal, target, params)
 
     async def subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
         await self.subscription(ctx, str(params.uri), True)
@@ -301,11 +338,12 @@ class GatewayHandlers:
         self, ctx: Ctx, params: types.GetPromptRequestParams
     ) -> types.GetPromptResult:
         principal, target = self.context(ctx)
-        for surface in self._surfaces_for(target):
-            if surface.handles_prompt(params.name):
-                return await surface.get_prompt(principal, params.name, params.arguments)
-        self._need(principal, "tools:read")
-        return await self.servers.get_prompt(ctx, principal, target, params)
+        with self.span(ctx, "prompts/get", params.name, {"gen_ai.prompt.name": params.name}):
+            for surface in self._surfaces_for(target):
+                if surface.handles_prompt(params.name):
+                    return await surface.get_prompt(principal, params.name, params.arguments)
+            self._need(principal, "tools:read")
+            return await self.servers.get_prompt(ctx, principal, target, params)
 
     async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
         principal, target = self.context(ctx)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanContext, Tracer, get_current_span
+from opentelemetry.trace import Span, SpanContext, SpanKind, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
@@ -63,6 +65,7 @@ class RequestTrace:
 
     incoming: dict[str, str] | None = None
     span: SpanContext | None = None
+    generation: Generation | None = None  # the tracing configuration it began under
 
     def served(self) -> str | None:
         """The response's ``traceparent``: the serving span's context, or, when the
@@ -82,6 +85,54 @@ REQUEST_TRACE: ContextVar[RequestTrace | None] = ContextVar("mcpgw_request_trace
 # The context a backend request carries on (``_meta`` and headers), set by the call
 # pipeline's tracer for the backend stage; read by the SDK client's request hook.
 OUTGOING: ContextVar[dict[str, str] | None] = ContextVar("mcpgw_trace_outgoing", default=None)
+
+
+@contextmanager
+def operation(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    request: RequestTrace | None = None,
+    meta: Mapping[str, Any] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span | None]:
+    """A span for work that is not a tool call through the pipeline (a resource read, a
+    prompt, a pillar's tool, a skill load, a sandbox's exec or files), made current so
+    that what runs inside nests under it. Its parent: the span being served, else the
+    agent's W3C context (``meta``: a request's ``params._meta``; then the request's
+    headers); with none, a new trace at the configured ratio. Nothing (None) while
+    tracing is off or outside a traced request: one context-variable read."""
+    request = request or REQUEST_TRACE.get()
+    generation = request.generation if request is not None else None
+    if request is None or generation is None or generation.retired:
+        yield None
+        return
+    parent: Context | None = None
+    if not get_current_span().get_span_context().is_valid:
+        parent = extract(_meta_carrier(meta)) or extract(request.incoming)
+        if parent is None and random.random() >= generation.ratio:
+            yield None
+            return
+    generation.begin()
+    try:
+        with generation.tracer.start_as_current_span(
+            name, context=parent, kind=kind, attributes=attributes
+        ) as span:
+            if request.span is None and span.is_recording():
+                request.span = span.get_span_context()
+            yield span
+    finally:
+        generation.end()
+
+
+def _meta_carrier(meta: Mapping[str, Any] | None) -> dict[str, str] | None:
+    if not meta or not isinstance(meta.get(TRACEPARENT), str):
+        return None
+    state = meta.get(TRACESTATE)
+    carrier = {TRACEPARENT: meta[TRACEPARENT]}
+    if isinstance(state, str):
+        carrier[TRACESTATE] = state
+    return carrier
 
 
 def extract(carrier: Mapping[str, str] | None) -> Context | None:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.support import BOOT, Server, free_port, spawn_http
-from tests.support_mcp import ACCEPT, LEGACY_INIT, modern_call
+from tests.support_mcp import ACCEPT, LEGACY_INIT, last_message, modern_call
 from tests.support_otlp import OtlpReceiver, ReceivedSpan
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "traced_backend.py"
@@ -306,3 +306,70 @@ def test_an_in_process_backend_gets_the_context_in_meta(
     )
     client = next(s for s in spans if s.trace_id == trace_id and s.name == "tools/call where")
     assert client.kind == CLIENT_KIND and got_parent == client.span_id
+
+
+def test_reads_prompts_and_sandbox_work_get_spans_in_the_agents_trace(
+    gateway: Server, receiver: OtlpReceiver
+) -> None:
+    """Work the call pipeline does not trace gets spans too (tracing.operation): a
+    resource read and a prompt through /mcp (the SDK's session path), a sandbox's
+    create and exec through REST, each under the agent's traceparent."""
+    headers = _legacy_session(gateway)
+
+    def rpc(method: str, params: dict[str, Any], parent: str) -> Any:
+        body = {"jsonrpc": "2.0", "id": 9, "method": method, "params": params}
+        r = httpx.post(
+            f"{gateway.url}/mcp", json=body, headers={**headers, "traceparent": parent}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        return last_message(r)["result"]
+
+    _, _, untraced = _agent_context()
+    uri = next(
+        r["uri"] for r in rpc("resources/list", {}, untraced)["resources"] if "hello" in r["uri"]
+    )
+    prompt = next(
+        p["name"] for p in rpc("prompts/list", {}, untraced)["prompts"] if "greet" in p["name"]
+    )
+    expected: dict[str, tuple[str, str]] = {}
+    trace_id, agent_span, parent = _agent_context()
+    assert rpc("resources/read", {"uri": uri}, parent)["contents"][0]["text"] == "hello"
+    expected[trace_id] = (f"resources/read {uri}", agent_span)
+    trace_id, agent_span, parent = _agent_context()
+    assert rpc("prompts/get", {"name": prompt, "arguments": {"name": "Ann"}}, parent)
+    expected[trace_id] = (f"prompts/get {prompt}", agent_span)
+    trace_id, agent_span, parent = _agent_context()
+    traced = {**AUTH, "traceparent": parent}
+    r = httpx.post(f"{gateway.url}/api/v1/sandboxes", json={}, headers=traced, timeout=60)
+    assert r.status_code == 201, r.text
+    box = r.json()["id"]
+    r = httpx.post(
+        f"{gateway.url}/api/v1/sandboxes/{box}/exec",
+        json={"command": "echo hi"},
+        headers=traced,
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+
+    def arrived(spans: list[ReceivedSpan]) -> bool:
+        names = {(s.trace_id, s.name) for s in spans}
+        return (
+            all((t, name) in names for t, (name, _) in expected.items())
+            and {
+                (trace_id, "sandbox.create"),
+                (trace_id, "sandbox.exec"),
+            }
+            <= names
+        )
+
+    spans = receiver.wait_for(arrived)
+    for t, (name, agent) in expected.items():
+        span = next(s for s in spans if s.trace_id == t and s.name == name)
+        assert span.parent_span_id == agent and span.kind == SERVER_KIND
+        assert span.attributes["mcp.method.name"] == name.split()[0]
+        assert span.attributes["mcp.session.id"] == headers["Mcp-Session-Id"]
+    sandbox = [s for s in spans if s.trace_id == trace_id and s.name.startswith("sandbox.")]
+    assert {s.parent_span_id for s in sandbox} == {agent_span}
+    exec_span = next(s for s in sandbox if s.name == "sandbox.exec")
+    assert exec_span.attributes["mcpgw.sandbox.id"] == box
+    assert exec_span.attributes["process.exit.code"] == 0
