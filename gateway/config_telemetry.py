@@ -26,6 +26,11 @@ class TelemetrySettings(BaseModel):
     )
     telemetry_api_key: SecretStr | None = Field(None, description="The preset's ingest key.")
     telemetry_region: str | None = Field(None, description="The preset's region, site or realm.")
+    telemetry_export_logs: bool = Field(
+        False,
+        description="Also send log lines (masked, with trace ids) as OTLP logs to the same "
+        "place as the spans (or OTEL_LOGS_EXPORTER=otlp).",
+    )
     telemetry_sample_ratio: float = Field(
         0.01,
         ge=0.0,

@@ -1,9 +1,11 @@
-"""An OTLP/HTTP trace receiver on loopback: a stand-in for an OpenTelemetry Collector.
+"""An OTLP/HTTP trace and log receiver on loopback: a stand-in for an OpenTelemetry
+Collector.
 
 No Collector binary can be installed here, so tests point the gateway (and traced
 backends) at this receiver. It speaks the real wire format: each `POST /v1/traces`
-body is decoded as an `ExportTraceServiceRequest` with `opentelemetry-proto` (the
-protobuf messages a Collector decodes), and the spans in it are kept for the test.
+body is decoded as an `ExportTraceServiceRequest`, each `POST /v1/logs` body as an
+`ExportLogsServiceRequest`, with `opentelemetry-proto` (the protobuf messages a
+Collector decodes); the spans and log records in them are kept for the test.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -37,6 +43,18 @@ class ReceivedSpan:
     headers: dict[str, str] = field(default_factory=dict)  # of the export request
 
 
+@dataclass
+class ReceivedLog:
+    """One log record as it arrived."""
+
+    service: str
+    body: str
+    severity: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
 def _value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
@@ -47,6 +65,7 @@ class OtlpReceiver:
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        self.logs: list[ReceivedLog] = []
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -54,14 +73,20 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.path != "/v1/traces":
+                if self.path == "/v1/logs":
+                    logs = ExportLogsServiceRequest()
+                    logs.ParseFromString(body)
+                    receiver._keep_logs(logs)
+                    reply = ExportLogsServiceResponse().SerializeToString()
+                elif self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest()
+                    request.ParseFromString(body)
+                    receiver._keep(request, dict(self.headers.items()))
+                    reply = ExportTraceServiceResponse().SerializeToString()
+                else:
                     self.send_response(404)
                     self.end_headers()
                     return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._keep(request, dict(self.headers.items()))
-                reply = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(reply)))
@@ -96,6 +121,37 @@ class OtlpReceiver:
         with self._lock:
             self.requests += 1
             self.spans.extend(found)
+
+    def _keep_logs(self, request: ExportLogsServiceRequest) -> None:
+        found = []
+        for resource_logs in request.resource_logs:
+            resource = {a.key: _value(a.value) for a in resource_logs.resource.attributes}
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    found.append(
+                        ReceivedLog(
+                            service=str(resource.get("service.name")),
+                            body=str(_value(record.body)),
+                            severity=record.severity_text,
+                            trace_id=record.trace_id.hex(),
+                            span_id=record.span_id.hex(),
+                            attributes={a.key: _value(a.value) for a in record.attributes},
+                        )
+                    )
+        with self._lock:
+            self.logs.extend(found)
+
+    def wait_for_logs(
+        self, predicate: Callable[[list[ReceivedLog]], bool], timeout: float = 20.0
+    ) -> list[ReceivedLog]:
+        """The log records received, once ``predicate`` holds for them (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                logs = list(self.logs)
+            if predicate(logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.05)
 
     def __enter__(self) -> OtlpReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

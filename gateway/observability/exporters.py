@@ -87,6 +87,12 @@ class TelemetryConfig(BaseModel):
     capture_max_bytes: int = Field(
         2048, ge=64, le=65536, description="Bytes of each captured payload, at most."
     )
+    export_logs: bool = Field(
+        False,
+        description="Also send the gateway's log lines (INFO and above, masked, with the "
+        "trace and span ids of the call they were written in) as OTLP logs, to the same "
+        "place as the spans.",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -147,6 +153,10 @@ def problems(config: TelemetryConfig) -> list[tuple[str, str]]:
             found.append(("region", "the grafana_cloud preset needs the zone (prod-eu-west-2)"))
     if config.preset == "splunk" and not config.region:
         found.append(("region", "the splunk preset needs the realm (e.g. us1)"))
+    if config.preset == "splunk" and config.export_logs:
+        found.append(
+            ("export_logs", "the splunk preset takes traces only; send logs through a Collector")
+        )
     if config.preset == "custom" and config.endpoint is None and not _otel_endpoint_set():
         found.append(("endpoint", "the custom preset needs an endpoint"))
     return found
@@ -253,4 +263,5 @@ def from_environment(env: Mapping[str, str], settings: Any) -> TelemetryConfig:
         ),
         region=settings.telemetry_region,
         sample_ratio=ratio,
+        export_logs=settings.telemetry_export_logs or env.get("OTEL_LOGS_EXPORTER") == "otlp",
     )

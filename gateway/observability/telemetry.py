@@ -10,14 +10,24 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind
 
 from gateway.observability.exporters import TelemetryConfig, build_exporter, resolve
+from gateway.observability.log_export import build_log_exporter
 from gateway.observability.tracing import Telemetry
 
 log = logging.getLogger("gateway.telemetry")
 
 
 def start_telemetry(telemetry: Telemetry, config: TelemetryConfig) -> None:
-    """Export as ``config`` says from now on (``exporter: none``: tracing off)."""
+    """Export as ``config`` says from now on (``exporter: none``: tracing off; log lines
+    too when ``export_logs``)."""
     target = resolve(config)
+    if target is None or not config.export_logs:
+        if telemetry.logs.enabled:
+            telemetry.logs.apply(None)
+    else:
+        exporter = build_log_exporter(
+            target.protocol, target.endpoint, target.headers, config.insecure
+        )
+        telemetry.logs.apply(exporter, target.description)
     if target is None:
         if telemetry.enabled:
             telemetry.configure(None)

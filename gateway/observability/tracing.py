@@ -38,6 +38,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Tracer, get_current
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
+from gateway.observability.log_export import LogExport
 from gateway.observability.otlp import (
     EncodedBatches,
     EncodedGrpcExporter,
@@ -232,6 +233,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.generation: Generation | None = None
+        self.logs = LogExport()  # log lines as OTLP logs, when configured
         self.listeners: list[Callable[[Telemetry], None]] = []
         self._retiring: set[Generation] = set()
 
@@ -295,10 +297,12 @@ class Telemetry:
     def flush(self, timeout_ms: int = 5000) -> bool:
         """Export every finished span now (blocking); True when all went out."""
         generation = self.generation
-        return generation is None or generation.provider.force_flush(timeout_ms)
+        logs = self.logs.flush(timeout_ms)
+        return (generation is None or generation.provider.force_flush(timeout_ms)) and logs
 
     def shutdown(self) -> None:
         """Flush and stop every generation (the app's end)."""
+        self.logs.shutdown()
         generations = [g for g in (self.generation, *self._retiring) if g is not None]
         self.generation = None
         self._retiring.clear()

@@ -373,3 +373,39 @@ def test_reads_prompts_and_sandbox_work_get_spans_in_the_agents_trace(
     exec_span = next(s for s in sandbox if s.name == "sandbox.exec")
     assert exec_span.attributes["mcpgw.sandbox.id"] == box
     assert exec_span.attributes["process.exit.code"] == 0
+
+
+def test_log_lines_go_out_as_otlp_logs_with_the_calls_trace(
+    server_factory: type[Server], backend: str, receiver: OtlpReceiver
+) -> None:
+    """MCPGW_TELEMETRY_EXPORT_LOGS: the access line of a traced call arrives at the
+    receiver's /v1/logs with the call's trace id; nothing of the exporter's own."""
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_ALLOW_PRIVATE_URLS="true",
+        MCPGW_TELEMETRY_EXPORTER="otlp_http",
+        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+        MCPGW_TELEMETRY_EXPORT_LOGS="true",
+    )
+    server.wait_ready()
+    r = httpx.post(
+        f"{server.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "tb", "type": "remote", "config": {"url": backend}},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    trace_id, _, parent = _agent_context()
+    assert _call(server, "modern-fast", "echo", parent).status_code == 200
+
+    def arrived(logs: list[Any]) -> bool:
+        return any(log.trace_id == trace_id and log.body == "request" for log in logs)
+
+    logs = receiver.wait_for_logs(arrived)
+    line = next(log for log in logs if log.trace_id == trace_id and log.body == "request")
+    assert line.service == "mcp-gateway" and line.severity == "INFO"
+    assert line.attributes["path"] == "/mcp" and line.attributes["status"] == 200
+    assert not any(
+        log.attributes.get("code.namespace", "").startswith("opentelemetry") for log in logs
+    )
