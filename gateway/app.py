@@ -49,6 +49,7 @@ from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.observability.api import router as telemetry_router
 from gateway.observability.exporters import from_environment
+from gateway.observability.metric_export import MetricExport
 from gateway.observability.metrics import Metrics
 from gateway.observability.settings import TelemetryService
 from gateway.observability.tracing import Telemetry
@@ -427,6 +428,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     # Off until an exporter is configured (environment now, the settings API later).
     telemetry = Telemetry()
     metrics = Metrics()  # made here: the request middleware counts into it
+    metric_export = telemetry.metric_export = MetricExport(metrics.registry, metrics.refresh)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -493,6 +495,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 app.state.telemetry_settings.run_follower(), name="telemetry-follower"
             )
         )
+        tasks.append(asyncio.create_task(metric_export.run(), name="metric-export"))
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(

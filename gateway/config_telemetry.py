@@ -26,6 +26,14 @@ class TelemetrySettings(BaseModel):
     )
     telemetry_api_key: SecretStr | None = Field(None, description="The preset's ingest key.")
     telemetry_region: str | None = Field(None, description="The preset's region, site or realm.")
+    telemetry_export_metrics: bool = Field(
+        False,
+        description="Also push the metrics /metrics shows as OTLP metrics to the same place "
+        "as the spans (or OTEL_METRICS_EXPORTER=otlp).",
+    )
+    telemetry_metrics_interval_seconds: float = Field(
+        60.0, ge=1, le=3600, description="How often OTLP metrics are pushed."
+    )
     telemetry_export_logs: bool = Field(
         False,
         description="Also send log lines (masked, with trace ids) as OTLP logs to the same "

@@ -21,6 +21,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -55,6 +59,18 @@ class ReceivedLog:
     attributes: dict[str, Any]
 
 
+@dataclass
+class ReceivedMetric:
+    """One metric of one export: its kind (``sum``, ``gauge``, ``histogram``) and its
+    points as (attributes, value; a histogram point's value is its count)."""
+
+    service: str
+    name: str
+    kind: str
+    monotonic: bool
+    points: list[tuple[dict[str, Any], float]]
+
+
 def _value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     return getattr(value, kind) if kind else None
@@ -66,6 +82,7 @@ class OtlpReceiver:
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self.logs: list[ReceivedLog] = []
+        self.metrics: list[ReceivedMetric] = []
         self.requests = 0
         self._lock = threading.Lock()
         receiver = self
@@ -73,7 +90,12 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                if self.path == "/v1/logs":
+                if self.path == "/v1/metrics":
+                    metrics = ExportMetricsServiceRequest()
+                    metrics.ParseFromString(body)
+                    receiver._keep_metrics(metrics)
+                    reply = ExportMetricsServiceResponse().SerializeToString()
+                elif self.path == "/v1/logs":
                     logs = ExportLogsServiceRequest()
                     logs.ParseFromString(body)
                     receiver._keep_logs(logs)
@@ -140,6 +162,49 @@ class OtlpReceiver:
                     )
         with self._lock:
             self.logs.extend(found)
+
+    def _keep_metrics(self, request: ExportMetricsServiceRequest) -> None:
+        found = []
+        for resource_metrics in request.resource_metrics:
+            resource = {a.key: _value(a.value) for a in resource_metrics.resource.attributes}
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    kind = metric.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(metric, kind)
+                    points = [
+                        (
+                            {a.key: _value(a.value) for a in p.attributes},
+                            float(p.count)
+                            if kind == "histogram"
+                            else float(getattr(p, p.WhichOneof("value") or "as_double")),
+                        )
+                        for p in data.data_points
+                    ]
+                    found.append(
+                        ReceivedMetric(
+                            service=str(resource.get("service.name")),
+                            name=metric.name,
+                            kind=kind,
+                            monotonic=bool(getattr(data, "is_monotonic", False)),
+                            points=points,
+                        )
+                    )
+        with self._lock:
+            self.metrics.extend(found)
+
+    def wait_for_metrics(
+        self, predicate: Callable[[list[ReceivedMetric]], bool], timeout: float = 20.0
+    ) -> list[ReceivedMetric]:
+        """The metrics received, once ``predicate`` holds for them (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                metrics = list(self.metrics)
+            if predicate(metrics) or time.monotonic() > deadline:
+                return metrics
+            time.sleep(0.05)
 
     def wait_for_logs(
         self, predicate: Callable[[list[ReceivedLog]], bool], timeout: float = 20.0

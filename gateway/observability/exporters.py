@@ -87,6 +87,14 @@ class TelemetryConfig(BaseModel):
     capture_max_bytes: int = Field(
         2048, ge=64, le=65536, description="Bytes of each captured payload, at most."
     )
+    export_metrics: bool = Field(
+        False,
+        description="Also push the gateway's metrics (the families /metrics shows) as OTLP "
+        "metrics, every metrics_interval_seconds, to the same place as the spans.",
+    )
+    metrics_interval_seconds: float = Field(
+        60.0, ge=1, le=3600, description="How often metrics are pushed (export_metrics)."
+    )
     export_logs: bool = Field(
         False,
         description="Also send the gateway's log lines (INFO and above, masked, with the "
@@ -153,10 +161,12 @@ def problems(config: TelemetryConfig) -> list[tuple[str, str]]:
             found.append(("region", "the grafana_cloud preset needs the zone (prod-eu-west-2)"))
     if config.preset == "splunk" and not config.region:
         found.append(("region", "the splunk preset needs the realm (e.g. us1)"))
-    if config.preset == "splunk" and config.export_logs:
-        found.append(
-            ("export_logs", "the splunk preset takes traces only; send logs through a Collector")
-        )
+    for field, wanted in (
+        ("export_logs", config.export_logs),
+        ("export_metrics", config.export_metrics),
+    ):
+        if config.preset == "splunk" and wanted:
+            found.append((field, "the splunk preset takes traces only; use a Collector for more"))
     if config.preset == "custom" and config.endpoint is None and not _otel_endpoint_set():
         found.append(("endpoint", "the custom preset needs an endpoint"))
     return found
@@ -221,14 +231,30 @@ def resolve(config: TelemetryConfig) -> Target | None:
     return Target(protocol, endpoint, headers, f"{config.preset} ({config.exporter})")
 
 
+def sibling_endpoint(target: Target, signal: str) -> str | None:
+    """Where ``target``'s logs or metrics go (``signal``: ``logs``, ``metrics``): over
+    HTTP its ``/v1/traces`` becomes ``/v1/{signal}``; gRPC has one endpoint for all."""
+    endpoint = target.endpoint
+    if target.protocol == "grpc" or endpoint is None:
+        return endpoint
+    base = endpoint.rstrip("/")
+    base = base[: -len("/v1/traces")] if base.endswith("/v1/traces") else base
+    return f"{base}/v1/{signal}"
+
+
+def grpc_insecure(target: Target, insecure: bool) -> bool | None:
+    """gRPC without TLS: asked for, or implied by an ``http://`` endpoint."""
+    endpoint = target.endpoint
+    return (insecure or (endpoint is not None and endpoint.startswith("http://"))) or None
+
+
 def build_exporter(target: Target, insecure: bool = False) -> SpanExporter:
     """The OTLP span exporter for ``target`` (unset fields: the ``OTEL_*`` defaults)."""
     if target.protocol == "grpc":
-        endpoint = target.endpoint
-        if endpoint is not None and endpoint.startswith("http://"):
-            insecure = True
         return EncodedGrpcExporter(
-            endpoint=endpoint, headers=target.headers or None, insecure=insecure or None
+            endpoint=target.endpoint,
+            headers=target.headers or None,
+            insecure=grpc_insecure(target, insecure),
         )
     return EncodedHttpExporter(endpoint=target.endpoint, headers=target.headers or None, timeout=10)
 
@@ -264,4 +290,8 @@ def from_environment(env: Mapping[str, str], settings: Any) -> TelemetryConfig:
         region=settings.telemetry_region,
         sample_ratio=ratio,
         export_logs=settings.telemetry_export_logs or env.get("OTEL_LOGS_EXPORTER") == "otlp",
+        export_metrics=(
+            settings.telemetry_export_metrics or env.get("OTEL_METRICS_EXPORTER") == "otlp"
+        ),
+        metrics_interval_seconds=settings.telemetry_metrics_interval_seconds,
     )

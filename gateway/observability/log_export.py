@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from contextvars import Token
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -40,6 +39,7 @@ from opentelemetry.trace import (
 )
 
 from gateway import __version__
+from gateway.observability.exporters import Target, grpc_insecure, sibling_endpoint
 from gateway.observability.masking import mask_text
 
 log = logging.getLogger("gateway.telemetry")
@@ -144,21 +144,12 @@ def _shut_down(provider: LoggerProvider) -> None:
     threading.Thread(target=provider.shutdown, name="otel-logs-retire", daemon=True).start()
 
 
-def build_log_exporter(
-    protocol: str, traces_endpoint: str | None, headers: dict[str, str], insecure: bool
-) -> LogRecordExporter:
-    """The OTLP log exporter beside a span exporter with these settings (unset fields:
-    the ``OTEL_*`` defaults)."""
-    if protocol == "grpc":
-        if traces_endpoint is not None and traces_endpoint.startswith("http://"):
-            insecure = True
+def build_log_exporter(target: Target, insecure: bool) -> LogRecordExporter:
+    """The OTLP log exporter beside ``target``'s span exporter (unset fields: the
+    ``OTEL_*`` defaults)."""
+    endpoint, headers = sibling_endpoint(target, "logs"), target.headers or None
+    if target.protocol == "grpc":
         return GrpcLogExporter(
-            endpoint=traces_endpoint, headers=headers or None, insecure=insecure or None
+            endpoint=endpoint, headers=headers, insecure=grpc_insecure(target, insecure)
         )
-    endpoint = traces_endpoint
-    if endpoint is not None:
-        base = endpoint.rstrip("/")
-        base = base[: -len("/v1/traces")] if base.endswith("/v1/traces") else base
-        endpoint = base + "/v1/logs"
-    kwargs: dict[str, Any] = {"endpoint": endpoint, "headers": headers or None, "timeout": 10}
-    return HttpLogExporter(**kwargs)
+    return HttpLogExporter(endpoint=endpoint, headers=headers, timeout=10)

@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from gateway.observability.exporters import TelemetryConfig, build_exporter, resolve
 from gateway.observability.log_export import build_log_exporter
+from gateway.observability.metric_export import build_metric_exporter
 from gateway.observability.tracing import Telemetry
 
 log = logging.getLogger("gateway.telemetry")
@@ -24,10 +25,18 @@ def start_telemetry(telemetry: Telemetry, config: TelemetryConfig) -> None:
         if telemetry.logs.enabled:
             telemetry.logs.apply(None)
     else:
-        exporter = build_log_exporter(
-            target.protocol, target.endpoint, target.headers, config.insecure
-        )
-        telemetry.logs.apply(exporter, target.description)
+        telemetry.logs.apply(build_log_exporter(target, config.insecure), target.description)
+    metrics = telemetry.metric_export
+    if metrics is not None:
+        if target is None or not config.export_metrics:
+            if metrics.enabled:
+                metrics.apply(None)
+        else:
+            metrics.apply(
+                build_metric_exporter(target, config.insecure),
+                config.metrics_interval_seconds,
+                target.description,
+            )
     if target is None:
         if telemetry.enabled:
             telemetry.configure(None)

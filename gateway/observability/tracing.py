@@ -39,6 +39,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway import __version__
 from gateway.observability.log_export import LogExport
+from gateway.observability.metric_export import MetricExport
 from gateway.observability.otlp import (
     EncodedBatches,
     EncodedGrpcExporter,
@@ -234,6 +235,8 @@ class Telemetry:
     def __init__(self) -> None:
         self.generation: Generation | None = None
         self.logs = LogExport()  # log lines as OTLP logs, when configured
+        # Metrics pushed as OTLP, when configured (the app sets it: it owns the registry).
+        self.metric_export: MetricExport | None = None
         self.listeners: list[Callable[[Telemetry], None]] = []
         self._retiring: set[Generation] = set()
 
@@ -303,6 +306,8 @@ class Telemetry:
     def shutdown(self) -> None:
         """Flush and stop every generation (the app's end)."""
         self.logs.shutdown()
+        if self.metric_export is not None:
+            self.metric_export.shutdown()
         generations = [g for g in (self.generation, *self._retiring) if g is not None]
         self.generation = None
         self._retiring.clear()

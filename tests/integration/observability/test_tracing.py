@@ -409,3 +409,44 @@ def test_log_lines_go_out_as_otlp_logs_with_the_calls_trace(
     assert not any(
         log.attributes.get("code.namespace", "").startswith("opentelemetry") for log in logs
     )
+
+
+def test_metrics_are_pushed_as_otlp_metrics(
+    server_factory: type[Server], backend: str, receiver: OtlpReceiver
+) -> None:
+    """MCPGW_TELEMETRY_EXPORT_METRICS: the families /metrics shows arrive at the
+    receiver's /v1/metrics: counters as monotonic sums, histograms, gauges."""
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_ALLOW_PRIVATE_URLS="true",
+        MCPGW_TELEMETRY_EXPORTER="otlp_http",
+        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+        MCPGW_TELEMETRY_EXPORT_METRICS="true",
+        MCPGW_TELEMETRY_METRICS_INTERVAL_SECONDS="1",
+    )
+    server.wait_ready()
+    r = httpx.post(
+        f"{server.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": "tb", "type": "remote", "config": {"url": backend}},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    _, _, parent = _agent_context()
+    assert _call(server, "modern-fast", "echo", parent).status_code == 200
+    echo = {"server": "tb", "tool": "echo", "route": "direct"}
+
+    def called(metric: Any) -> bool:
+        return any(echo.items() <= labels.items() and n >= 1 for labels, n in metric.points)
+
+    def arrived(metrics: list[Any]) -> bool:
+        names = {m.name for m in metrics if called(m) or m.kind == "gauge"}
+        return {"mcpgw_tool_calls", "mcpgw_tool_call_seconds"} <= names
+
+    metrics = receiver.wait_for_metrics(arrived)
+    kinds = {m.name: (m.kind, m.monotonic) for m in metrics if m.service == "mcp-gateway"}
+    assert kinds["mcpgw_tool_calls"] == ("sum", True)
+    assert kinds["mcpgw_tool_call_seconds"][0] == "histogram"
+    assert kinds["process_resident_memory_bytes"][0] == "gauge"
+    assert any(m.name == "mcpgw_tool_calls" and called(m) for m in metrics)
