@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from gateway.audit.sink import FRAME
+from gateway.audit.frames import FRAME
 from gateway.audit.store import AuditStore
 from gateway.db import Database
 from gateway.observability.logging import configure_logging

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import sys
 import time
 from collections import deque
@@ -32,13 +31,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from gateway.audit.rows import Wire
+from gateway.audit.forming import Wire
+from gateway.audit.frames import FRAME
 from gateway.audit.store import AuditStore, StoreMetrics
 from gateway.db import Database
 
 log = logging.getLogger("gateway.audit")
 
-FRAME = struct.Struct(">I")
 DEATHS_BEFORE_INLINE = 3  # within DEATH_WINDOW seconds
 DEATH_WINDOW = 60.0
 DRAIN_TIMEOUT = 120.0  # longest a flush waits for the process (its retries take ~6 s)

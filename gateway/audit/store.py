@@ -32,8 +32,8 @@ from sqlalchemy import BigInteger, DateTime, Float, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit.chain import GENESIS, HASHED, values_hash
+from gateway.audit.forming import WIRE_LENGTH, Wire, from_wire
 from gateway.audit.models import AuditEvent
-from gateway.audit.rows import WIRE_LENGTH, Wire, from_wire
 from gateway.db import Database
 from gateway.observability.masking import mask_text
 

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.observability.masking import mask_mapping, mask_text
-from gateway.observability.tracing import current_ids
 
 _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -53,7 +52,10 @@ class JsonFormatter(logging.Formatter):
         request_id = _request_id.get()
         if request_id:
             payload["request_id"] = request_id
-        ids = current_ids()
+        # Only a process that traces has imported tracing (the audit writer process
+        # has not, and starts faster for it).
+        tracing = sys.modules.get("gateway.observability.tracing")
+        ids = tracing.current_ids() if tracing is not None else None
         if ids is not None:
             payload["trace_id"], payload["span_id"] = ids
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}

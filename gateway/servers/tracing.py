@@ -23,7 +23,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
 from opentelemetry.trace import set_span_in_context as with_span
 
-from gateway.audit.rows import stored_json
+from gateway.audit.forming import stored_json
 from gateway.observability import otlp
 from gateway.observability.tracing import (
     OUTGOING,

@@ -13,7 +13,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.audit.rows import mask_value, stored_json
+from gateway.audit.forming import mask_value, stored_json
 from gateway.observability.masking import (
     _ANY,
     SECRET_FIELD_NAMES,
