@@ -337,7 +337,7 @@ async def test_admins_manage_providers_in_the_database(
     assert (await c.get("/auth/login/dbcorp")).status_code == 404
     await gateway.app.state.audit.flush()  # type: ignore[attr-defined]
     async with database.session() as s:
-        rows = (await s.scalars(select(AuditEvent))).all()
+        rows = (await s.scalars(select(AuditEvent).order_by(AuditEvent.pos))).all()
         raw = await s.execute(select(AuditEvent.detail))
     actions = [r.action for r in rows if r.action.startswith("sso_provider.")]
     assert actions == ["sso_provider.create", "sso_provider.update", "sso_provider.delete"]
