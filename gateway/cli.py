@@ -202,7 +202,7 @@ def admin_create_key(
         raise typer.BadParameter("must be an email address", param_hint="--user")
 
     async def go() -> tuple[Any, Any, str, bool]:
-        from gateway.app import build_audit
+        from gateway.builders import build_audit
 
         db = Database(settings.resolved_database_url)
         audit = build_audit(settings, db)

@@ -6,10 +6,12 @@ leaves every row stored and no process behind. Real child processes, real databa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,22 @@ def _log(db: Database, tmp_path: Path, **kw: Any) -> tuple[AuditLog, ProcessSink
     return AuditLog(db, writer), sink
 
 
+@contextlib.asynccontextmanager
+async def _running(
+    db: Database, tmp_path: Path, **kw: Any
+) -> AsyncIterator[tuple[AuditLog, ProcessSink]]:
+    """An audit log whose writer runs (and hands batches to a writer process) inside
+    the block, closed after it (the process ends)."""
+    audit, sink = _log(db, tmp_path, **kw)
+    task = asyncio.create_task(audit.writer.run())
+    try:
+        yield audit, sink
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await audit.close()
+
+
 def _entry(i: int, **kw: Any) -> AuditEntry:
     kw.setdefault("arguments", {"i": i})
     return AuditEntry(action="tools/call", server="s", target=f"t{i}", **kw)
@@ -70,9 +88,7 @@ async def _count(db: Database) -> int:
 async def test_rows_are_masked_chained_and_stored_by_the_writer_process(
     database: Database, tmp_path: Path
 ) -> None:
-    audit, sink = _log(database, tmp_path)
-    task = asyncio.create_task(audit.writer.run())
-    try:
+    async with _running(database, tmp_path) as (audit, sink):
         mask = SecretMask(["sealed-value-123"])
         for i in range(120):
             audit.record(_entry(i, mask=mask, error="echoed sealed-value-123"))
@@ -92,19 +108,13 @@ async def test_rows_are_masked_chained_and_stored_by_the_writer_process(
         assert '"api_key":"***"' in (args or "")
         assert audit.writer.metrics is not None
         assert sum(sink.metrics.batches) == 121  # type: ignore[union-attr]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await audit.close()
     assert sink._proc is not None and sink._proc.returncode == 0  # it exited by itself
 
 
 async def test_a_killed_writer_process_is_replaced_and_no_row_is_lost_or_doubled(
     database: Database, tmp_path: Path
 ) -> None:
-    audit, sink = _log(database, tmp_path)
-    task = asyncio.create_task(audit.writer.run())
-    try:
+    async with _running(database, tmp_path) as (audit, sink):
         for i in range(200):
             audit.record(_entry(i))
         await audit.flush()
@@ -124,10 +134,6 @@ async def test_a_killed_writer_process_is_replaced_and_no_row_is_lost_or_doubled
         assert sorted(targets) == sorted(f"t{i}" for i in range(2500))  # none twice
         report = await audit.verify()
         assert report.ok and report.rows == 2500 and report.streams == 2
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await audit.close()
 
 
 async def test_rows_a_dead_process_stored_are_skipped_when_sent_again(
@@ -156,9 +162,7 @@ async def test_rows_a_dead_process_stored_are_skipped_when_sent_again(
 async def test_the_gateway_stores_rows_itself_when_the_process_will_not_run(
     database: Database, tmp_path: Path, command: tuple[str, ...], caplog: pytest.LogCaptureFixture
 ) -> None:
-    audit, sink = _log(database, tmp_path, command=command)
-    task = asyncio.create_task(audit.writer.run())
-    try:
+    async with _running(database, tmp_path, command=command) as (audit, sink):
         for i in range(30):
             audit.record(_entry(i))
         await audit.flush()
@@ -168,10 +172,6 @@ async def test_the_gateway_stores_rows_itself_when_the_process_will_not_run(
         await audit.flush()
         assert await _count(database) == 40
         assert (await audit.verify()).ok
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await audit.close()
     assert any("given up" in r.getMessage() for r in caplog.records)
 
 

@@ -49,25 +49,36 @@ def backend(receiver: OtlpReceiver) -> Iterator[str]:
 
 @pytest.fixture
 def gateway(server_factory: type[Server], backend: str, receiver: OtlpReceiver) -> Server:
+    server = _exporting_gateway(server_factory, receiver)
+    # The same backend twice: `tb` as it negotiates (2026-07-28), `tb25` pinned to
+    # 2025-11-25, which a 2025-11-25 agent's calls reach on the fast path.
+    _register(server, "tb", backend)
+    _register(server, "tb25", backend, protocol=LEGACY)
+    return server
+
+
+def _exporting_gateway(server_factory: type[Server], receiver: OtlpReceiver, **env: str) -> Server:
+    """A gateway that exports to ``receiver`` (``env``: more settings), ready."""
     server = server_factory(
         MCPGW_BOOTSTRAP_API_KEY=BOOT,
         MCPGW_ALLOW_PRIVATE_URLS="true",
         MCPGW_TELEMETRY_EXPORTER="otlp_http",
         MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+        **env,
     )
     server.wait_ready()
-    # The same backend twice: `tb` as it negotiates (2026-07-28), `tb25` pinned to
-    # 2025-11-25, which a 2025-11-25 agent's calls reach on the fast path.
-    for name, extra in (("tb", {}), ("tb25", {"protocol": LEGACY})):
-        r = httpx.post(
-            f"{server.url}/api/v1/servers",
-            params={"wait": True},
-            json={"name": name, "type": "remote", "config": {"url": backend, **extra}},
-            headers=AUTH,
-            timeout=60,
-        )
-        assert r.status_code == 201, r.text
     return server
+
+
+def _register(server: Server, name: str, backend: str, **config: str) -> None:
+    r = httpx.post(
+        f"{server.url}/api/v1/servers",
+        params={"wait": True},
+        json={"name": name, "type": "remote", "config": {"url": backend, **config}},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
 
 
 def _agent_context() -> tuple[str, str, str]:
@@ -380,22 +391,8 @@ def test_log_lines_go_out_as_otlp_logs_with_the_calls_trace(
 ) -> None:
     """MCPGW_TELEMETRY_EXPORT_LOGS: the access line of a traced call arrives at the
     receiver's /v1/logs with the call's trace id; nothing of the exporter's own."""
-    server = server_factory(
-        MCPGW_BOOTSTRAP_API_KEY=BOOT,
-        MCPGW_ALLOW_PRIVATE_URLS="true",
-        MCPGW_TELEMETRY_EXPORTER="otlp_http",
-        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
-        MCPGW_TELEMETRY_EXPORT_LOGS="true",
-    )
-    server.wait_ready()
-    r = httpx.post(
-        f"{server.url}/api/v1/servers",
-        params={"wait": True},
-        json={"name": "tb", "type": "remote", "config": {"url": backend}},
-        headers=AUTH,
-        timeout=60,
-    )
-    assert r.status_code == 201, r.text
+    server = _exporting_gateway(server_factory, receiver, MCPGW_TELEMETRY_EXPORT_LOGS="true")
+    _register(server, "tb", backend)
     trace_id, _, parent = _agent_context()
     assert _call(server, "modern-fast", "echo", parent).status_code == 200
 
@@ -416,23 +413,13 @@ def test_metrics_are_pushed_as_otlp_metrics(
 ) -> None:
     """MCPGW_TELEMETRY_EXPORT_METRICS: the families /metrics shows arrive at the
     receiver's /v1/metrics: counters as monotonic sums, histograms, gauges."""
-    server = server_factory(
-        MCPGW_BOOTSTRAP_API_KEY=BOOT,
-        MCPGW_ALLOW_PRIVATE_URLS="true",
-        MCPGW_TELEMETRY_EXPORTER="otlp_http",
-        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+    server = _exporting_gateway(
+        server_factory,
+        receiver,
         MCPGW_TELEMETRY_EXPORT_METRICS="true",
         MCPGW_TELEMETRY_METRICS_INTERVAL_SECONDS="1",
     )
-    server.wait_ready()
-    r = httpx.post(
-        f"{server.url}/api/v1/servers",
-        params={"wait": True},
-        json={"name": "tb", "type": "remote", "config": {"url": backend}},
-        headers=AUTH,
-        timeout=60,
-    )
-    assert r.status_code == 201, r.text
+    _register(server, "tb", backend)
     _, _, parent = _agent_context()
     assert _call(server, "modern-fast", "echo", parent).status_code == 200
     echo = {"server": "tb", "tool": "echo", "route": "direct"}

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gateway.app import build_server_service
 from gateway.auth.models import User
 from gateway.auth.principal import Principal
+from gateway.builders import build_server_service
 from gateway.db import Database
 from gateway.errors import Forbidden, InvalidInput
 from skills.archive import UnsafeArchive
