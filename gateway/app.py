@@ -50,6 +50,9 @@ from gateway.observability.metric_export import MetricExport
 from gateway.observability.metrics import Metrics
 from gateway.observability.settings import TelemetryService
 from gateway.observability.tracing import Telemetry
+from gateway.policy.api import router as policies_router
+from gateway.policy.api import usage_router
+from gateway.policy.service import PolicyService
 from gateway.scrape import register_collectors
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
@@ -240,7 +243,9 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
         oauth=oauth if settings.own_authorization_server else None,
         sessions=sessions,
     )
-    servers = build_server_service(settings, db, metrics, audit)
+    policies = PolicyService(db, audit)
+    await policies.load()
+    servers = build_server_service(settings, db, metrics, audit, policies)
     connections = build_connections(settings, db, servers, audit)
     await connections.sync()
     await servers.load()
@@ -262,6 +267,7 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
         oauth=oauth,
         sso=sso,
         connections=connections,
+        policies=policies,
     )
 
 
@@ -314,8 +320,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             "sandboxes",
             "audit",
             "connections",
+            "policies",
         ):
             setattr(app.state, name, getattr(state, name))
+        app.state.limiter = state.servers.limiter
         jobs = build_jobs(
             settings, state.db, serving=serving, kinds=platform_kinds(), audit=state.audit
         )
@@ -359,6 +367,13 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             )
         )
         tasks.append(asyncio.create_task(metric_export.run(), name="metric-export"))
+        if state.policies is not None:
+            tasks.append(
+                asyncio.create_task(
+                    state.policies.run_follower(settings.policy_refresh_seconds),
+                    name="policy-follower",
+                )
+            )
         if settings.oauth_authorization_server:  # said in the log, start-up goes on
             tasks.append(
                 asyncio.create_task(
@@ -456,6 +471,8 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(audit_router, prefix=API_PREFIX)
     app.include_router(jobs_router, prefix=API_PREFIX)
     app.include_router(telemetry_router, prefix=API_PREFIX)
+    app.include_router(policies_router, prefix=API_PREFIX)
+    app.include_router(usage_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):
         app.router.routes.append(_mcp_route(path, mcp_endpoint, "GET", "POST", "DELETE"))

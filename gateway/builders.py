@@ -14,9 +14,12 @@ from gateway.config import Settings
 from gateway.crypto import secret_box
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
+from gateway.policy.limits import Limiter
+from gateway.policy.service import PolicyService
 from gateway.servers.connections.oauth import OAuthApp
 from gateway.servers.connections.service import ConnectionService, RefreshPolicy
-from gateway.servers.pipeline import Authorize, Pipeline, Record, Stage
+from gateway.servers.controls import follow_limits
+from gateway.servers.pipeline import AnnotationLookup, Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
@@ -91,6 +94,7 @@ def build_server_service(
     db: Database,
     metrics: Metrics | None = None,
     audit: AuditLog | None = None,
+    policies: PolicyService | None = None,
 ) -> ServerService:
     """The servers pillar: secret box, runtime context, session pool, service, and the
     call pipeline's stages (calls are counted in ``metrics`` and audited in ``audit``
@@ -133,16 +137,36 @@ def build_server_service(
         call_timeout=settings.server_call_timeout_seconds,
         default_concurrency=settings.server_max_concurrency,
         allow_private_urls=settings.allow_private_urls,
-        pipeline=build_pipeline(metrics, audit),
+        pipeline=build_pipeline(
+            metrics,
+            audit,
+            policies,
+            annotations=lambda server, tool: service.tool_annotations(server, tool),
+        ),
         audit=audit,
     )
+    service.policies = policies
+    if policies is not None:
+        limiter = Limiter(
+            settings.redis_url,
+            failure_mode=settings.rate_limit_failure_mode,
+            key_prefix=settings.rate_limit_key_prefix,
+        )
+        service.limiter = limiter
+        follow_limits(policies, service.pipeline, limiter)
     return service
 
 
-def build_pipeline(metrics: Metrics | None, audit: AuditLog | None = None) -> Pipeline:
-    """The stages every tool call passes (gateway/servers/pipeline.py): the ones that
-    exist today; later controls are installed here by name."""
-    stages: dict[str, Stage] = {"authorize": Authorize()}
+def build_pipeline(
+    metrics: Metrics | None,
+    audit: AuditLog | None = None,
+    policies: PolicyService | None = None,
+    annotations: AnnotationLookup | None = None,
+) -> Pipeline:
+    """The stages every tool call passes (gateway/servers/pipeline.py): authorize (the
+    baseline and the policy in force) and record; ``limit`` is installed while the
+    policy has limits (:func:`follow_limits`); later controls are installed by name."""
+    stages: dict[str, Stage] = {"authorize": Authorize(policies, annotations)}
     if metrics is not None or (audit is not None and audit.enabled):
         recorder = metrics.record_call if metrics is not None else None
         refusals = metrics.refused if metrics is not None else None

@@ -27,6 +27,7 @@ from pydantic_settings import (
 from gateway.config_identity import IdentitySettings, split_commas
 from gateway.config_jobs import JobSettings
 from gateway.config_llm import LlmSettings
+from gateway.config_policy import PolicySettings
 from gateway.config_search import SearchSettings
 from gateway.config_telemetry import TelemetrySettings
 
@@ -78,7 +79,13 @@ def _config_file() -> Path | None:
 
 
 class Settings(
-    IdentitySettings, JobSettings, LlmSettings, SearchSettings, TelemetrySettings, BaseSettings
+    IdentitySettings,
+    JobSettings,
+    LlmSettings,
+    PolicySettings,
+    SearchSettings,
+    TelemetrySettings,
+    BaseSettings,
 ):
     """Every tunable of the gateway. Field ``foo_bar`` is env ``MCPGW_FOO_BAR``."""
 

@@ -122,6 +122,10 @@ class AppError(Exception):
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **self.details}
 
+    def headers(self) -> dict[str, str] | None:
+        """Response headers that go with the error (``Retry-After`` on a 429)."""
+        return None
+
 
 class InvalidInput(AppError):
     status_code = 422
@@ -209,7 +213,7 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Forbidden):
         _audit_denial(request, exc)
     headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
-    return JSONResponse(exc.body(), exc.status_code, headers=headers)
+    return JSONResponse(exc.body(), exc.status_code, headers=headers or exc.headers())
 
 
 def _audit_denial(request: Request, exc: Forbidden) -> None:

@@ -6,6 +6,7 @@ from gateway.auth.oauth import models as oauth_models
 from gateway.db import Base
 from gateway.jobs import models as job_models
 from gateway.observability import models as settings_models
+from gateway.policy import models as policy_models
 from gateway.servers import models as server_models
 from gateway.servers.connections import models as connection_models
 from sandboxes import models as sandbox_models
@@ -20,6 +21,7 @@ __all__ = [
     "job_models",
     "metadata",
     "oauth_models",
+    "policy_models",
     "sandbox_models",
     "server_models",
     "settings_models",

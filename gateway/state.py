@@ -15,6 +15,7 @@ from gateway.auth.sso.flow import SsoService
 from gateway.config import Settings
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
+from gateway.policy.service import PolicyService
 from gateway.servers.connections.service import ConnectionService
 from gateway.servers.service import ServerService
 from sandboxes.service import SandboxService
@@ -37,6 +38,7 @@ class GatewayState:
     oauth: OAuthService | None = None
     sso: SsoService | None = None
     connections: ConnectionService | None = None
+    policies: PolicyService | None = None
 
 
 def get_state(request: Request) -> GatewayState:

@@ -68,6 +68,11 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scopes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     interface_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Labels policies can match (subjects.key_tags), and the key's own tool globs:
+    # only these tools (None: any) and never these (gateway/policy/engine.py).
+    tags: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    tools_allow: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    tools_deny: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

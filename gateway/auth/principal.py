@@ -27,6 +27,12 @@ class Principal:
     auth_method: str = "api_key"
     # An OAuth access token is good for one resource (RFC 8707): its URL. None: any.
     audience: str | None = None
+    # What policies match on besides the above (gateway/policy/engine.py): the teams'
+    # names, the key's tags, and the key's own tool globs (None: any tool).
+    team_names: tuple[str, ...] = ()
+    key_tags: tuple[str, ...] = ()
+    tools_allow: tuple[str, ...] | None = None
+    tools_deny: tuple[str, ...] = ()
 
     @property
     def is_admin(self) -> bool:

@@ -31,6 +31,7 @@ RESOURCES = frozenset(
         "jobs",
         "audit",
         "settings",
+        "policies",
     }
 )
 ACTIONS = frozenset({"read", "write", "execute"})
@@ -50,6 +51,7 @@ ROLE_GRANTS: dict[Role, frozenset[str]] = {
             "keys:read",
             "keys:write",
             "settings:read",
+            "policies:read",
         }
     ),
     Role.DEVELOPER: frozenset(

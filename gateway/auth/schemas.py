@@ -9,6 +9,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.auth.rbac import Role, validate_scope
+from gateway.policy import globs
 from gateway.schemas import Strict
 
 T = TypeVar("T")
@@ -103,6 +104,14 @@ class TeamOut(BaseModel):
 
 
 # --- keys -----------------------------------------------------------------------------
+def _tool_glob(value: str) -> str:
+    return globs.check(value)
+
+
+KeyTag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+ToolGlob = Annotated[str, AfterValidator(_tool_glob)]
+
+
 class KeyCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Scope] = Field(default_factory=lambda: ["*"], min_length=1, max_length=50)
@@ -111,6 +120,17 @@ class KeyCreate(Strict):
     user_id: str | None = Field(None, description="Admins may create a key for another user.")
     interface_mode: InterfaceMode | None = Field(
         None, description="How /mcp presents tools to this key (default: team's, else global)."
+    )
+    tags: list[KeyTag] = Field(
+        default_factory=list, max_length=20, description="Labels policies can match."
+    )
+    tools_allow: list[ToolGlob] | None = Field(
+        None,
+        max_length=100,
+        description="Only tools matching one of these globs (`server__tool`); omit: any.",
+    )
+    tools_deny: list[ToolGlob] = Field(
+        default_factory=list, max_length=100, description="Never tools matching these globs."
     )
 
     @field_validator("expires_at")
@@ -134,6 +154,9 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
     revoked_at: datetime | None
     interface_mode: str | None = None
+    tags: list[str] | None = None
+    tools_allow: list[str] | None = None
+    tools_deny: list[str] | None = None
 
 
 class KeyCreated(KeyOut):

@@ -443,6 +443,8 @@ class IdentityService:
                 owner_id, data.name, secret, list(dict.fromkeys(data.scopes)), expires_at
             )
             key.interface_mode = data.interface_mode
+            key.tags = list(dict.fromkeys(data.tags)) or None
+            key.tools_allow, key.tools_deny = _key_globs(principal, data)
             await repo.add(key)
         self.audit.change("key.create", principal, key.id, new=_key(key))
         return key, secret
@@ -511,6 +513,24 @@ def _check_within_expiry(
     )
 
 
+def _key_globs(principal: Principal, data: KeyCreate) -> tuple[list[str] | None, list[str] | None]:
+    """A new key's tool globs, never wider than the key minting it: its deny globs are
+    kept, and a minting key limited to some tools mints keys limited to (some of) them."""
+    deny = list(dict.fromkeys([*principal.tools_deny, *data.tools_deny]))
+    allow = data.tools_allow
+    granted = principal.tools_allow
+    if granted is not None:
+        if allow is None:
+            allow = list(granted)
+        outside = [p for p in allow if p not in granted]
+        if outside:
+            raise Forbidden(
+                f"a key cannot reach more tools than the key creating it: {outside} not in "
+                f"its tools_allow {list(granted)}"
+            )
+    return (list(dict.fromkeys(allow)) if allow is not None else None), deny or None
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRules:
     """How an external token's claims become a user (the ``MCPGW_JWT_*`` settings)."""
@@ -541,6 +561,10 @@ def _principal(
         interface_mode=(key.interface_mode if key else None) or team_mode,
         key_prefix=key.prefix if key else None,
         auth_method=auth_method,
+        team_names=tuple(t.name for t, _ in teams),
+        key_tags=tuple(key.tags or ()) if key else (),
+        tools_allow=tuple(key.tools_allow) if key and key.tools_allow is not None else None,
+        tools_deny=tuple(key.tools_deny or ()) if key else (),
     )
 
 
@@ -573,4 +597,7 @@ def _key(key: ApiKey) -> dict[str, object]:
         "prefix": key.prefix,
         "scopes": list(key.scopes),
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "tags": key.tags,
+        "tools_allow": key.tools_allow,
+        "tools_deny": key.tools_deny,
     }

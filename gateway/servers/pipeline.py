@@ -41,12 +41,17 @@ from gateway.auth.principal import Principal
 from gateway.errors import Forbidden
 from gateway.observability.logging import current_request_id
 from gateway.observability.tracing import RequestTrace
-from gateway.servers.calls import CallTarget
+from gateway.policy.engine import Request
+from gateway.policy.limits import Admission, LimitExceeded
+from gateway.policy.service import PolicyService
+from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.runtimes.relay import Relay
 
 STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
-Outcome = Literal["ok", "tool_error", "error", "denied", "timeout", "cancelled", "not_sent"]
+Outcome = Literal[
+    "ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled", "not_sent"
+]
 # (server, tool, route, seconds, outcome, trace id, result bytes): what the record stage
 # reports for each call.
 CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], None]
@@ -83,6 +88,10 @@ class Call:
     origin: TraceSource | None = None
     # Its spans while tracing is on (set by the tracer; None otherwise).
     trace: CallTrace | None = None
+    # The policy rule or limit that refused it (audited in the row's detail).
+    rule: str | None = None
+    # What the limit stage counted in, to count out when the call ends (controls.py).
+    admission: Admission | None = None
 
     @property
     def server(self) -> str:
@@ -301,15 +310,57 @@ class Pipeline:
         return result
 
 
+class PolicyDenied(CallDenied):
+    """A policy rule (or the key's own tool globs) refused the call."""
+
+    code = "policy_denied"
+
+
+# A tool's annotations (readOnlyHint, destructiveHint, ...) by server and tool name.
+AnnotationLookup = Callable[[str, str], Mapping[str, Any] | None]
+
+
 class Authorize(StageDefaults):
     """The caller's key and role must allow calling tools (visibility was settled when
-    the target was resolved). Policy rules join this stage."""
+    the target was resolved), then the policy in force must (gateway/policy/): its
+    rules, and the key's own tool globs. A refusal names the deciding rule only."""
 
     refusal = "this key may not call tools (needs 'tools:execute')"
 
+    def __init__(
+        self, policies: PolicyService | None = None, annotations: AnnotationLookup | None = None
+    ) -> None:
+        self.policies = policies
+        self.annotations = annotations
+
     async def enter(self, call: Call) -> None:
-        if not call.principal.can("tools:execute"):
+        principal = call.principal
+        if not principal.can("tools:execute"):
             raise CallDenied(self.refusal)
+        if self.policies is None:
+            return
+        policy = self.policies.current
+        if policy.empty and principal.tools_allow is None and not principal.tools_deny:
+            return
+        server, tool = call.target.server, call.target.tool
+        target = qualified(server, tool)
+        decision = policy.decide(principal, "tools/call", target, self._request(call))
+        if decision.allowed:
+            return
+        call.rule = decision.rule
+        raise PolicyDenied(decision.reason("tools/call", target), rule=decision.rule)
+
+    def _request(self, call: Call) -> Request:
+        lookup, server, tool = self.annotations, call.target.server, call.target.tool
+        scope = REQUEST_SCOPE.get() or {}
+        client = (scope.get("state") or {}).get("mcp_client")
+        return Request(
+            arguments=call.arguments,
+            client=tuple(client) if client else None,
+            server=server,
+            tool=tool,
+            annotations=(lambda: lookup(server, tool)) if lookup is not None else None,
+        )
 
 
 # The audit trail's name for each path a call can take.
@@ -345,7 +396,12 @@ class Record(StageDefaults):
             return
         error_code = None
         if error is not None:
-            if isinstance(error, CallDenied):
+            if isinstance(error, LimitExceeded):
+                call.outcome, error_code, call.error = "rate_limited", error.code, error.message
+                call.rule = error.limit
+                if self.refusals is not None:
+                    self.refusals(call.server, error.code)
+            elif isinstance(error, CallDenied):
                 call.outcome, error_code = "denied", error.code
                 call.error = error.message
                 if self.refusals is not None:
@@ -398,7 +454,7 @@ class CallRecord:
             call.tool,
             call.via,
             call.arguments,
-            None,
+            {"rule": call.rule} if call.rule is not None else None,
             call.outcome,
             self.error_code,
             call.error,

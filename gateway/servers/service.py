@@ -24,6 +24,9 @@ from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.mcp.results import tool_error, tool_error_body
 from gateway.observability.masking import MASK
+from gateway.policy.engine import CompiledPolicy, Request
+from gateway.policy.limits import Limiter
+from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified, resolve_target
 from gateway.servers.catalog import add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
@@ -35,6 +38,7 @@ from gateway.servers.pipeline import (
     CallContext,
     CallResult,
     Pipeline,
+    PolicyDenied,
 )
 from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
@@ -53,6 +57,14 @@ from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
 log = logging.getLogger("gateway.servers")
+# The action whose unconditional denial hides a catalog entry of each kind.
+_LIST_ACTION = {
+    "tool": "tools/call",
+    "resource": "resources/read",
+    "resource_template": "resources/read",
+    "prompt": "prompts/get",
+}
+_ALL = 1_000_000
 
 
 def can_see(principal: Principal, team_id: str | None) -> bool:
@@ -78,6 +90,9 @@ class ServerService:
         self.audit = audit or AuditLog.off()
         # The stages every call of a server's tool passes (pipeline.py), whatever its path.
         self.pipeline = pipeline or Pipeline({"authorize": Authorize()})
+        # The policy in force and its limits, counted (set by the composition root).
+        self.policies: PolicyService | None = None
+        self.limiter: Limiter | None = None
         self.box = box
         self.pool = pool
         self.call_timeout = call_timeout
@@ -397,10 +412,22 @@ class ServerService:
             else:
                 rows, _ = await repo.list_servers(team_ids=list(principal.team_ids))
                 ids = [r.id for r in rows]
-            entries, total = await repo.catalog(
-                server_ids=ids, kind=kind, query=query, limit=limit, offset=offset
+            policy = self.policy_for(principal)
+            if policy is None:
+                entries, total = await repo.catalog(
+                    server_ids=ids, kind=kind, query=query, limit=limit, offset=offset
+                )
+                return list(entries), total
+            # What the policy hides is not listed: filtered before paging.
+            entries, _ = await repo.catalog(
+                server_ids=ids, kind=kind, query=query, limit=_ALL, offset=0
             )
-            return list(entries), total
+        shown = [
+            (entry, name)
+            for entry, name in entries
+            if policy.listable(principal, _LIST_ACTION[entry.kind], qualified(name, entry.name))
+        ]
+        return shown[offset : offset + limit], len(shown)
 
     async def set_keywords(
         self, principal: Principal, name: str, tool: str, keywords: list[str]
@@ -498,6 +525,45 @@ class ServerService:
     def resolve(self, principal: Principal, name: str, server: str | None = None) -> CallTarget:
         """What a call of ``name`` by ``principal`` reaches (see calls.py)."""
         return resolve_target(self, principal, name, server)
+
+    def policy_for(self, principal: Principal) -> CompiledPolicy | None:
+        """The policy in force when it may refuse ``principal`` something (rules, or the
+        key's own tool globs); None: only the baseline applies."""
+        policy = self.policies.current if self.policies is not None else None
+        if policy is None or (
+            policy.empty and principal.tools_allow is None and not principal.tools_deny
+        ):
+            return None
+        return policy
+
+    def check_policy(
+        self,
+        principal: Principal,
+        action: str,
+        server: str,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """Raise :class:`PolicyDenied` unless the policy allows ``action`` on the
+        server's ``name`` (a resource URI or a prompt; tool calls: the pipeline)."""
+        policy = self.policy_for(principal)
+        if policy is None:
+            return
+        target = qualified(server, name)
+        request = Request(arguments=arguments, server=server, tool=name)
+        decision = policy.decide(principal, action, target, request)
+        if not decision.allowed:
+            raise PolicyDenied(decision.reason(action, target), rule=decision.rule)
+
+    def tool_annotations(self, server: str, tool: str) -> dict[str, Any] | None:
+        """A tool's annotations (readOnlyHint, destructiveHint, ...) from the catalog, as
+        policy conditions see them; None when the catalog has no such tool."""
+        catalog = self.catalogs.get(server)
+        for item in catalog.tools if catalog else ():
+            if item.name == tool:
+                hints = item.annotations
+                return hints.model_dump(by_alias=True, exclude_none=True) if hints else {}
+        return None
 
     async def call(
         self,

@@ -22,6 +22,7 @@ from gateway.mcp.fastlist import SERVER_INFO_META_KEY
 from gateway.mcp.results import tool_error_body
 from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.servers.calls import CallTarget
+from gateway.servers.controls import WARNINGS_META
 from gateway.servers.mcp.fastrelay import ask_agent, hand_over
 from gateway.servers.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.servers.pipeline import TraceOrigin
@@ -58,6 +59,7 @@ class FastCall:
     failure: str | None = None  # the error the agent was told, if any
     sent: int | None = None  # bytes of the answer
     _task: asyncio.Task[Any] | None = None  # the task running the call, while it runs
+    warnings: list[str] | None = None  # the limit stage's, for the result's _meta
 
     def __init__(
         self,
@@ -318,6 +320,10 @@ class FastCall:
         result = message.get("result")
         ok = "error" not in message
         if isinstance(result, dict):
+            if self.warnings:  # a budget nearly spent (the limit stage's, controls.py)
+                meta = result.get("_meta")
+                kept = meta if isinstance(meta, dict) else {}
+                result["_meta"] = {**kept, WARNINGS_META: self.warnings}
             if self.request.modern:
                 # Required in 2026-07-28; older backends (and some newer) leave it out.
                 result.setdefault("resultType", "complete")
@@ -346,6 +352,11 @@ class FastCall:
         if hasattr(result, "model_dump"):
             result = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": dict(result)})
+
+    async def reject(self, code: int, message: str, data: dict[str, Any]) -> None:
+        """Answer with a JSON-RPC error before anything was sent (a limit refused it)."""
+        error = {"code": code, "message": message, "data": data}
+        await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "error": error})
 
     async def refuse(self, text: str) -> None:
         """Answer that the call was refused (by a pipeline stage) before it was sent."""

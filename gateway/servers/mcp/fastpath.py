@@ -41,6 +41,7 @@ from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
+from gateway.policy.limits import JSONRPC_CODE, LimitExceeded
 from gateway.servers.calls import CallTarget, find_target
 from gateway.servers.mcp.fastcall import FastCall
 from gateway.servers.mcp.fastrelay import abandon, settle
@@ -334,6 +335,13 @@ class FastPath:
             await call.refuse(exc.message)
             call.scope.setdefault("state", {})["route"] = "direct"
             return None
+        except LimitExceeded as exc:
+            await call.reject(JSONRPC_CODE, exc.message, exc.rpc_data())
+            call.scope.setdefault("state", {})["route"] = "direct"
+            return None
+        admission = piped.admission
+        if admission is not None and admission.warnings:
+            call.warnings = admission.warnings
         if piped.answer is not None:
             await call.answer_with(piped.answer)
             pipeline.leave(piped, entered, None)

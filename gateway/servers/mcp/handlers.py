@@ -33,13 +33,14 @@ from gateway.mcp.results import tool_error
 from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.surface import FastLane, FastLaneParts
 from gateway.observability.tracing import TRACE_STATE_KEY
+from gateway.policy.limits import LimitExceeded
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
-from gateway.servers.pipeline import CallContext, CallDenied, TraceOrigin
+from gateway.servers.pipeline import CallContext, CallDenied, PolicyDenied, TraceOrigin
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
@@ -280,6 +281,8 @@ class ServersMcp:
             return await self.servers.call(principal, found, arguments, ctx)
         except CallDenied as exc:
             return tool_error(exc.message)
+        except LimitExceeded as exc:  # a JSON-RPC error: clients can retry on its data
+            raise to_mcp_error(exc) from None
         except BackendRequestError as exc:
             # The backend refused the request itself (unknown tool, bad params, bad
             # requestState): a protocol error, passed on as one.
@@ -291,11 +294,29 @@ class ServersMcp:
             return []
         return [target] if target is not None else self.view.visible_servers(principal)
 
+    def _allowed(
+        self,
+        principal: Principal,
+        action: str,
+        server: str,
+        name: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """The policy's decision on a resource read or prompt get, as a JSON-RPC error."""
+        try:
+            self.servers.check_policy(principal, action, server, name, arguments)
+        except PolicyDenied as exc:
+            raise to_mcp_error(exc) from None
+
     async def resources(self, principal: Principal, target: str | None) -> list[types.Resource]:
         items: list[types.Resource] = []
+        policy = self.servers.policy_for(principal)
         for server in self._servers_for(principal, target):
             catalog = self.servers.catalogs.get(server)
             for resource in catalog.resources if catalog else []:
+                name = qualified(server, str(resource.uri))
+                if policy is not None and not policy.listable(principal, "resources/read", name):
+                    continue
                 if target is None:
                     resource = resource.model_copy(
                         update={"uri": uris.wrap(server, str(resource.uri))}
@@ -334,6 +355,7 @@ class ServersMcp:
         ) as entry:
             runtime = self._runtime(principal, server, "resource")
             entry.mask = runtime.spec.secrets
+            self._allowed(principal, "resources/read", server, uri)
             token = CURRENT_RELAY.set(FrontRelay(ctx, params))
             try:
                 result = await runtime.read_resource(uri, self.timeout)
@@ -398,9 +420,13 @@ class ServersMcp:
     # --- prompts and completion -----------------------------------------------------------
     async def prompts(self, principal: Principal, target: str | None) -> list[types.Prompt]:
         items: list[types.Prompt] = []
+        policy = self.servers.policy_for(principal)
         for server in self._servers_for(principal, target):
             catalog = self.servers.catalogs.get(server)
             for prompt in catalog.prompts if catalog else []:
+                name = qualified(server, prompt.name)
+                if policy is not None and not policy.listable(principal, "prompts/get", name):
+                    continue
                 if target is None:
                     prompt = prompt.model_copy(update={"name": qualified(server, prompt.name)})
                 items.append(prompt)
@@ -424,6 +450,7 @@ class ServersMcp:
         ) as entry:  # fmt: skip
             runtime = self._runtime(principal, server, f"prompt {params.name!r}")
             entry.mask = runtime.spec.secrets
+            self._allowed(principal, "prompts/get", server, name, params.arguments)
             token = CURRENT_RELAY.set(FrontRelay(ctx, params))
             try:
                 result = await runtime.get_prompt(name, params.arguments, self.timeout)

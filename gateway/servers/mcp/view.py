@@ -8,13 +8,16 @@ gateway/servers/calls.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from mcp import types
 
 from gateway.auth.principal import Principal
 from gateway.mcp.search import ToolIndex
+from gateway.policy.engine import CompiledPolicy
 from gateway.servers.calls import qualified
 from gateway.servers.service import ServerService, can_see
 
@@ -57,7 +60,7 @@ class ToolView:
 class CatalogView:
     def __init__(self, servers: ServerService) -> None:
         self.servers = servers
-        self._cache: dict[tuple[int, int, bool, bool, tuple[str, ...]], ToolView] = {}
+        self._cache: dict[tuple[Any, ...], ToolView] = {}
         self._server_schemas: dict[tuple[int, str], dict[str, ToolEntry]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
@@ -73,26 +76,39 @@ class CatalogView:
     def tools_for(self, principal: Principal) -> ToolView:
         # Asked on every call: keyed by what decides visibility (see can_see), so the
         # servers are not walked per request and callers alike share one view.
+        policy = self.servers.policy_for(principal)
         key = (
             self.servers.catalog_version,
             self.servers.pool.generation,
             principal.can("tools:read"),
             principal.is_admin,
             principal.team_ids,
+            # What the policy decides for this caller: callers alike share one view.
+            policy.signature(principal) if policy is not None else None,
         )
         view = self._cache.get(key)
         if view is None:
-            view = self._build(self.visible_servers(principal))
+            view = self._build(self.visible_servers(principal), policy, principal)
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = view
         return view
 
-    def _build(self, names: list[str]) -> ToolView:
+    def _build(
+        self,
+        names: list[str],
+        policy: CompiledPolicy | None = None,
+        principal: Principal | None = None,
+    ) -> ToolView:
         tools: list[types.Tool] = []
         schemas: dict[str, dict[str, Any]] = {}
         keywords: list[tuple[str, ...]] = []
         catalogs = self.servers.catalogs
+        shown: Callable[[str], bool] = (
+            (lambda name: True)
+            if policy is None or principal is None
+            else partial(policy.listable, principal, "tools/call")
+        )
         for server in names:
             catalog = catalogs.get(server)
             if catalog is None:
@@ -100,6 +116,8 @@ class CatalogView:
             given = self.servers.keywords.get(server, {})
             for tool in sorted(catalog.tools, key=lambda t: t.name):
                 name = qualified(server, tool.name)
+                if not shown(name):
+                    continue  # the policy denies it: not shown
                 schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
                 keywords.append(given.get(tool.name, ()))

@@ -367,20 +367,22 @@ def test_jwt_access_token_for_a_resource(idp: OidcProvider, browser: httpx.Clien
 async def test_refresh_after_a_short_lived_access_token(
     oidc_provider_factory: OidcProviderFactory, browser: httpx.Client
 ) -> None:
-    idp = oidc_provider_factory({**CONFIG, "ttl": {"access_token": 1}})
+    # 3 s, not 1: on a loaded CI machine the sign-in and the first /me call can
+    # take over a second, and a 1 s token then expires before it is first used.
+    idp = oidc_provider_factory({**CONFIG, "ttl": {"access_token": 3}})
     client, token, _ = sign_in(idp, browser, "generic-app", "alice")
     me = f"{idp.issuer}/me"
 
     def status(access_token: str) -> int:
         return httpx.get(me, headers={"Authorization": f"Bearer {access_token}"}).status_code
 
-    assert token["expires_in"] == 1
+    assert token["expires_in"] == 3
     assert status(token["access_token"]) == 200
 
     await wait_for(
         lambda: status(token["access_token"]) == 401,
-        timeout=5,
-        what="the 1 s access token to expire",
+        timeout=10,
+        what="the 3 s access token to expire",
     )
     fresh = client.refresh_token(idp.token_url, refresh_token=token["refresh_token"])
     assert fresh["access_token"] != token["access_token"]
