@@ -50,7 +50,9 @@ class AuditItem(BaseModel):
     via: str | None
     arguments: Any = Field(None, description="Masked; cut beyond 8 KiB with `_truncated`.")
     detail: Any = None
-    outcome: str = Field(examples=["ok", "tool_error", "error", "denied", "timeout"])
+    outcome: str = Field(
+        examples=["ok", "tool_error", "error", "denied", "rate_limited", "timeout"]
+    )
     error: ErrorOut | None
     latency_ms: float | None
     bytes_in: int | None

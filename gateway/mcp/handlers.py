@@ -161,7 +161,7 @@ class GatewayHandlers:
         the fast path can cache the serialised page by their identity."""
         params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
         if target is not None:
-            catalog, tools = self.servers.server_tools(target)
+            catalog, tools = self.servers.server_tools(principal, target)
             chunk, following = self._page(tools, params)
             return types.ListToolsResult(tools=chunk, next_cursor=following), (catalog,)
         view = self.servers.tool_view(principal)

@@ -206,7 +206,7 @@ class ServersSurface(Protocol):
     def tool_view(self, principal: Principal) -> ToolList:
         """The caller's tools on `/mcp` (an object replaced, never changed)."""
 
-    def server_tools(self, target: str) -> tuple[object, list[types.Tool]]:
+    def server_tools(self, principal: Principal, target: str) -> tuple[object, list[types.Tool]]:
         """One server's tools, and the object they came from (replaced on change)."""
 
     def input_schema(

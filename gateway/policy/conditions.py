@@ -12,7 +12,9 @@ applied):
 - ``args``: the call's arguments (a map; test optional ones with ``has(args.x)``)
 - ``subject``: ``{role, user, email, teams, key, key_tags, auth_method}``
 - ``action``, ``target`` (``server__tool``, a URI, a name), ``server``, ``tool``
-- ``annotations``: the tool's hints (``destructiveHint``, ``readOnlyHint``, ...)
+- ``annotations``: the tool's hints (``readOnlyHint``, ``destructiveHint``,
+  ``idempotentHint``, ``openWorldHint``; the specification's defaults where the tool
+  gives none: a tool is assumed to write, destructively)
 - ``client``: ``{name, version}`` as the agent's client announced itself
 - ``now``: a timestamp; ``time``: ``{hour, minute, weekday (1 = Monday), date}`` in the
   rule's ``timezone`` (UTC unless set)

@@ -32,6 +32,14 @@ from gateway.policy.document import ACTIONS, PolicyDocument, Rule, Subjects
 log = logging.getLogger("gateway.policy")
 
 _CACHE_MAX = 65_536
+# A tool's hints where it gives none: the MCP specification's defaults (a tool is
+# assumed to write, destructively, to an open world, unless it says otherwise).
+HINT_DEFAULTS = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
 _EFFECT_RANK = {"deny": 0, "require_approval": 1, "allow": 2}
 
 
@@ -365,7 +373,7 @@ def _activation(
         "target": target,
         "server": request.server or "",
         "tool": request.tool or "",
-        "annotations": dict(annotations or {}),
+        "annotations": {**HINT_DEFAULTS, **(annotations or {})},
         "client": {"name": name or "", "version": version or ""},
         "now": request.now or datetime.now(UTC),
     }

@@ -136,6 +136,8 @@ class ServersMcp:
         self.inputs = SdkInputs()
         # Where a resource update for a 2026-07-28 listen stream goes (the front's bus).
         self._publish: Callable[[str], Awaitable[None]] | None = None
+        # One server's tools as a policy shows them: (server, signature) → (catalog, tools).
+        self._server_views: dict[tuple[str, Any], tuple[object, list[types.Tool]]] = {}
 
     # --- what the front asks of every request ------------------------------------------
     @property
@@ -154,10 +156,26 @@ class ServersMcp:
         """The caller's namespaced tools on `/mcp` (cached per visibility)."""
         return self.view.tools_for(principal)
 
-    def server_tools(self, target: str) -> tuple[object, list[types.Tool]]:
-        """One server's own tools, and the object they came from (replaced on change)."""
+    def server_tools(self, principal: Principal, target: str) -> tuple[object, list[types.Tool]]:
+        """One server's own tools as ``principal`` may see them, and the object they came
+        from (replaced on change: a catalog, or the policy's filtered list of it)."""
         catalog = self.servers.catalogs.get(target)
-        return catalog, list(catalog.tools) if catalog else []
+        tools = list(catalog.tools) if catalog else []
+        policy = self.servers.policy_for(principal)
+        if policy is None or catalog is None:
+            return catalog, tools
+        key = (target, policy.signature(principal))
+        cached = self._server_views.get(key)
+        if cached is None or cached[0] is not catalog:
+            shown = [
+                t
+                for t in tools
+                if policy.listable(principal, "tools/call", qualified(target, t.name))
+            ]
+            if len(self._server_views) > 256:
+                self._server_views.clear()
+            cached = self._server_views[key] = (catalog, shown)
+        return cached[1], list(cached[1])
 
     def input_schema(
         self, principal: Principal, target: str | None, name: str
