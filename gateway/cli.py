@@ -20,6 +20,7 @@ from gateway.cli_client import DEFAULT_URL, KeyOption, UrlOption
 from gateway.cli_generate import servers_generate  # noqa: F401  (adds `servers generate`)
 from gateway.cli_jobs import jobs_app, worker
 from gateway.cli_login import login, logout
+from gateway.cli_policies import policies_app
 from gateway.cli_sandboxes import sandboxes_app
 from gateway.cli_servers import servers_app, tools_app
 from gateway.cli_skills import skills_app
@@ -45,6 +46,7 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(skills_app, name="skills")
 app.add_typer(sandboxes_app, name="sandboxes")
 app.add_typer(audit_app, name="audit")
+app.add_typer(policies_app, name="policies")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(telemetry_app, name="telemetry")
 app.command("worker")(worker)

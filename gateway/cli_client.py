@@ -37,20 +37,32 @@ class GatewayClient:
             timeout=timeout,
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, *, raw: bool = False, **kwargs: Any) -> Any:
+        """The JSON answer (``raw``: the text), or exit with the error printed: its code,
+        message and each field error."""
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             typer.echo(f"error: cannot reach the gateway at {self.http.base_url}: {exc}", err=True)
             raise typer.Exit(3) from exc
         if response.status_code >= 400:
+            errors: list[Any] = []
             try:
                 body = response.json()
                 message = f"{body.get('code')}: {body.get('message')}"
+                errors = body.get("errors") or []
             except (ValueError, AttributeError):
                 message = response.text[:500]
             typer.echo(f"error ({response.status_code}) {message}", err=True)
+            for error in errors[:50] if len(errors) > 1 else []:
+                if isinstance(error, dict):
+                    where = " ".join(
+                        str(error[k]) for k in ("rule", "field") if error.get(k) is not None
+                    )
+                    typer.echo(f"  {where}: {error.get('message')}", err=True)
             raise typer.Exit(1)
+        if raw:
+            return response.text
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

@@ -286,7 +286,13 @@ def parse_text(text: str) -> PolicyDocument:
 
 def to_yaml(document: PolicyDocument) -> str:
     """The document as YAML, in a stable form (export → apply → export is identical)."""
-    return yaml.safe_dump(document.canonical(), sort_keys=False, allow_unicode=True, width=100)
+    return yaml.safe_dump(
+        document.canonical(),
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=None,  # short lists on one line, as people write them
+    )
 
 
 def _named(data: dict[str, Any], error: Any) -> dict[str, Any]:

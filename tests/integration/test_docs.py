@@ -29,6 +29,7 @@ def test_docs_have_tested_examples() -> None:
         "identity.md",
         "jobs.md",
         "operations.md",
+        "policy.md",
         "servers.md",
         "mcp.md",
         "observability.md",
