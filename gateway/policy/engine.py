@@ -256,9 +256,10 @@ class CompiledPolicy:
         subject: SubjectLike,
         action: str,
         target: str,
-        request: Request | None = None,
+        request: Request | Callable[[], Request] | None = None,
     ) -> Decision:
-        """The decision for ``subject`` doing ``action`` on ``target``."""
+        """The decision for ``subject`` doing ``action`` on ``target``; ``request`` (or
+        a function making it, called only if a condition is evaluated) for conditions."""
         keyed = _key_decision(subject, action, target)
         if keyed is not None:
             return keyed
@@ -277,8 +278,10 @@ class CompiledPolicy:
             if rule.condition is not None:
                 if activation is None:
                     activation = _activation(subject, action, target, request)
+                if "time" in rule.condition.variables:
+                    _timed(activation, rule.zone)
                 try:
-                    if not rule.condition.holds(_timed(activation, rule.zone)):
+                    if not rule.condition.holds(activation):
                         continue
                 except ConditionError as exc:
                     # Fail closed: the rule denies, whatever its effect, and is reported.
@@ -352,31 +355,50 @@ def _key_decision(subject: SubjectLike, action: str, target: str) -> Decision | 
     return None
 
 
+class _Activation(dict[str, Any]):
+    """A request's variables for conditions, each made when a condition first reads it
+    (the tool's annotations, say, are looked up only if a condition names them)."""
+
+    def __init__(self, makers: dict[str, Callable[[], Any]]) -> None:
+        super().__init__()
+        self.makers = makers
+
+    def __missing__(self, name: str) -> Any:
+        value = self[name] = self.makers[name]()
+        return value
+
+
 def _activation(
-    subject: SubjectLike, action: str, target: str, request: Request | None
+    subject: SubjectLike, action: str, target: str, request: Request | Callable[[], Request] | None
 ) -> dict[str, Any]:
-    request = request or Request()
-    annotations = request.annotations() if request.annotations is not None else None
-    name, version = request.client or (None, None)
-    return {
-        "args": dict(request.arguments or {}),
-        "subject": {
-            "role": subject.role,
-            "user": subject.user_id,
-            "email": subject.email,
-            "teams": list(subject.team_names) + list(subject.team_ids),
-            "key": subject.key_prefix or "",
-            "key_tags": list(subject.key_tags),
-            "auth_method": subject.auth_method,
-        },
-        "action": action,
-        "target": target,
-        "server": request.server or "",
-        "tool": request.tool or "",
-        "annotations": {**HINT_DEFAULTS, **(annotations or {})},
-        "client": {"name": name or "", "version": version or ""},
-        "now": request.now or datetime.now(UTC),
-    }
+    given = (request() if callable(request) else request) or Request()
+    name, version = given.client or (None, None)
+
+    def annotations() -> dict[str, Any]:
+        found = given.annotations() if given.annotations is not None else None
+        return {**HINT_DEFAULTS, **(found or {})}
+
+    return _Activation(
+        {
+            "args": lambda: dict(given.arguments or {}),
+            "subject": lambda: {
+                "role": subject.role,
+                "user": subject.user_id,
+                "email": subject.email,
+                "teams": list(subject.team_names) + list(subject.team_ids),
+                "key": subject.key_prefix or "",
+                "key_tags": list(subject.key_tags),
+                "auth_method": subject.auth_method,
+            },
+            "action": lambda: action,
+            "target": lambda: target,
+            "server": lambda: given.server or "",
+            "tool": lambda: given.tool or "",
+            "annotations": annotations,
+            "client": lambda: {"name": name or "", "version": version or ""},
+            "now": lambda: given.now or datetime.now(UTC),
+        }
+    )
 
 
 def _timed(activation: dict[str, Any], zone: tzinfo) -> dict[str, Any]:

@@ -3,11 +3,13 @@ the call pipeline's ``limit`` stage.
 
 Counts live in the ``limits`` library's storage: in process for the embedded default,
 on Redis (``MCPGW_REDIS_URL``) so that every gateway process shares them, with atomic
-operations (a Lua script per moving-window hit, INCRBY for counters).
+operations (a Lua script per window hit, INCRBY for counters).
 
-- **rate** ``N/unit`` with ``burst`` B: a moving window of B calls per B/N units, so
-  the average is N per unit and no more than B go at once (a token bucket's promise,
-  kept by the library's exact moving window).
+- **rate** ``N/unit`` with ``burst`` B: at most B calls per window of B/N units, so the
+  average is N per unit and no more than B go at once (a token bucket's promise). The
+  library's sliding window counter keeps it in O(1) per call: two counters, the last
+  window's weighted by how much of it still overlaps (its moving window keeps every
+  hit, which costs a list operation the size of the burst per call).
 - **concurrency**: calls in flight, counted up on entry and down on exit.
 - **quota** ``N/day|month``: a counter per calendar period (UTC), reset at its boundary.
 - **budget**: an estimated cost per call summed per period; past ``log_at`` it is
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +34,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import RedisStorage as AsyncRedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.errors import AppError
 from gateway.policy import globs
@@ -112,7 +117,7 @@ class CompiledLimit:
     kind: str
     excluded: globs.Matcher | None = None
     subject: Callable[[SubjectLike], bool] | None = None
-    item: Any = None  # the moving window (rate)
+    item: Any = None  # the window (rate)
     count: int = 0  # calls (rate burst, concurrency, quota) or micro-units (budget)
     period: str = ""  # quota/budget: day or month
 
@@ -142,6 +147,72 @@ def period_bounds(now: float, period: str) -> tuple[str, datetime]:
     return f"{year:04d}-{month:02d}", end
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """``limits``' in-process storage, sweeping expired counts at most once a second.
+
+    The library's own schedules its sweep (a timer thread) after every operation once
+    the last sweep is over: a thread started every 10 ms under load. Expired counts are
+    dropped when read anyway; the sweep only frees memory."""
+
+    _swept = 0.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the base's, by its mangled name
+        now = time.monotonic()
+        if now - self._swept >= 1.0 and not self.timer.is_alive():
+            self._swept = now
+            sweep = getattr(self, "_MemoryStorage__expire_events")  # noqa: B009 (mangled)
+            self.timer = threading.Timer(0.01, sweep)
+            self.timer.daemon = True
+            self.timer.start()
+
+
+class Counts:
+    """``limits``' storage and sliding-window strategy behind one awaitable interface:
+    on Redis its asyncio flavour; in process its plain one, called directly (the
+    asyncio flavour wraps each of the dozen storage steps of a hit in coroutines of its
+    own, which is most of what a limit costs a call)."""
+
+    def __init__(self, redis_url: str | None, key_prefix: str) -> None:
+        self.storage: Any
+        self.windows: Any
+        self.blocking = redis_url is not None
+        if redis_url:
+            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
+            self.storage = AsyncRedisStorage(
+                uri,
+                implementation="redispy",
+                key_prefix=f"{key_prefix}:limits",
+                wrap_exceptions=True,
+                socket_timeout=1.0,
+                socket_connect_timeout=1.0,
+            )
+            self.windows = AsyncSlidingWindow(self.storage)
+        else:
+            self.storage = SweptMemoryStorage()
+            self.windows = SlidingWindowCounterRateLimiter(self.storage)
+
+    async def hit(self, item: Any, ids: tuple[str, ...]) -> bool:
+        if self.blocking:
+            return bool(await self.windows.hit(item, *ids))
+        return bool(self.windows.hit(item, *ids))
+
+    async def window(self, item: Any, ids: tuple[str, ...]) -> Any:
+        """(reset time, remaining) of a rate's window."""
+        if self.blocking:
+            return await self.windows.get_window_stats(item, *ids)
+        return self.windows.get_window_stats(item, *ids)
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        if self.blocking:
+            return int(await self.storage.incr(key, expiry, amount))
+        return int(self.storage.incr(key, expiry, amount))
+
+    async def get(self, key: str) -> int:
+        if self.blocking:
+            return int(await self.storage.get(key))
+        return int(self.storage.get(key))
+
+
 class Limiter:
     """The limits of the policy in force, counted in one storage."""
 
@@ -153,21 +224,8 @@ class Limiter:
         key_prefix: str = "mcpgw",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.storage: Storage
-        if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
-            self.storage = RedisStorage(
-                uri,
-                implementation="redispy",
-                key_prefix=f"{key_prefix}:limits",
-                wrap_exceptions=True,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-            )
-        else:
-            self.storage = MemoryStorage()
+        self.counts = Counts(redis_url, key_prefix)
         self.kind = "redis" if redis_url else "memory"
-        self.windows = MovingWindowRateLimiter(self.storage)
         self.failure_mode = failure_mode
         self.prefix = key_prefix
         self.clock = clock
@@ -256,16 +314,16 @@ class Limiter:
     ) -> Admission | None:
         ids = (limit.id, *(f"{k}={v}" for k, v in scope.items()))
         if limit.kind == "rate":
-            if not await self.windows.hit(limit.item, *ids):
-                stats = await self.windows.get_window_stats(limit.item, *ids)
+            if not await self.counts.hit(limit.item, ids):
+                stats = await self.counts.window(limit.item, ids)
                 retry = stats.reset_time - time.time()
                 raise self._exceeded(limit, scope, "rate_limited", retry, None)
             return admission
         key = ":".join(ids)
         if limit.kind == "concurrency":
             key = f"inflight:{key}"
-            if await self.storage.incr(key, _IN_FLIGHT_TTL) > limit.count:
-                await self.storage.incr(key, _IN_FLIGHT_TTL, -1)
+            if await self.counts.incr(key, _IN_FLIGHT_TTL) > limit.count:
+                await self.counts.incr(key, _IN_FLIGHT_TTL, -1)
                 raise self._exceeded(limit, scope, "concurrency_limited", 1, None)
             admission = admission or Admission()
             admission.in_flight.append(key)
@@ -275,11 +333,11 @@ class Limiter:
         ttl = max(1, math.ceil(ends.timestamp() - now)) + 60
         key = f"{limit.kind}:{key}:{name}"
         if limit.kind == "quota":
-            if await self.storage.incr(key, ttl) > limit.count:
-                await self.storage.incr(key, ttl, -1)
+            if await self.counts.incr(key, ttl) > limit.count:
+                await self.counts.incr(key, ttl, -1)
                 raise self._exceeded(limit, scope, "quota_exceeded", ends.timestamp() - now, ends)
             return admission
-        spent = await self.storage.get(key)
+        spent = await self.counts.get(key)
         if spent >= limit.count:
             raise self._exceeded(limit, scope, "budget_exceeded", ends.timestamp() - now, ends)
         admission = admission or Admission()
@@ -359,10 +417,10 @@ class Limiter:
     async def _release(self, admission: Admission, cost: int) -> None:
         try:
             for key in admission.in_flight:
-                await self.storage.incr(key, _IN_FLIGHT_TTL, -1)
+                await self.counts.incr(key, _IN_FLIGHT_TTL, -1)
             if cost > 0:
                 for limit, key, ttl in admission.budgets:
-                    spent = await self.storage.incr(key, ttl, cost)
+                    spent = await self.counts.incr(key, ttl, cost)
                     self._crossed(limit, spent - cost, spent)
         except Exception as exc:
             self.failures += 1
@@ -405,14 +463,14 @@ class Limiter:
         allowed: float = limit.count
         resets: datetime | None = None
         if limit.kind == "rate":
-            stats = await self.windows.get_window_stats(limit.item, *ids)
+            stats = await self.counts.window(limit.item, ids)
             used: float = limit.count - stats.remaining
             resets = datetime.fromtimestamp(stats.reset_time, UTC) if used else None
         elif limit.kind == "concurrency":
-            used = await self.storage.get(f"inflight:{':'.join(ids)}")
+            used = await self.counts.get(f"inflight:{':'.join(ids)}")
         else:
             name, resets = period_bounds(self.clock(), limit.period)
-            used = await self.storage.get(f"{limit.kind}:{':'.join(ids)}:{name}")
+            used = await self.counts.get(f"{limit.kind}:{':'.join(ids)}:{name}")
             if limit.kind == "budget":
                 used, allowed = used / _MICRO, limit.count / _MICRO
         return {

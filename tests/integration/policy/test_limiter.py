@@ -54,9 +54,8 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Li
         url = REDIS if request.param == "redis" else None
         limiter = Limiter(url, key_prefix=prefix, **({"clock": clock} if clock else {}), **kw)
         if url is None and "memory" in shared:  # one process: one storage
-            limiter.storage = shared["memory"]
-            limiter.windows.storage = shared["memory"]
-        shared.setdefault("memory", limiter.storage)
+            limiter.counts = shared["memory"]
+        shared.setdefault("memory", limiter.counts)
         limiter.load(CompiledPolicy(parse({"limits": limits}), 1))
         made.append(limiter)
         return limiter
