@@ -25,6 +25,8 @@ from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from gateway.policy import globs
 from gateway.policy.conditions import Condition, ConditionError
 from gateway.policy.document import ACTIONS, PolicyDocument, Rule, Subjects
@@ -109,6 +111,51 @@ class Request:
     tool: str | None = None
     annotations: Callable[[], Mapping[str, Any] | None] | None = None
     now: datetime | None = None
+
+
+class _ByArguments:
+    """Rules whose conditions read nothing but some of the call's arguments: their
+    decision is remembered by those arguments' values (CEL is deterministic), so a
+    repeated call costs one lookup rather than an evaluation per condition."""
+
+    __slots__ = ("fields", "memo", "rules")
+
+    def __init__(self, rules: tuple[CompiledRule, ...], fields: tuple[str, ...]) -> None:
+        self.rules, self.fields = rules, fields
+        self.memo: dict[bytes, Decision] = {}
+
+    @classmethod
+    def of(
+        cls, rules: tuple[CompiledRule, ...], conditions: list[Condition]
+    ) -> _ByArguments | None:
+        fields: set[str] = set()
+        for condition in conditions:
+            if condition.arg_fields is None or set(condition.variables) - {"args"}:
+                return None
+            fields.update(condition.arg_fields)
+        return cls(rules, tuple(sorted(fields)))
+
+    def decide(
+        self,
+        policy: CompiledPolicy,
+        subject: SubjectLike,
+        action: str,
+        target: str,
+        request: Request | Callable[[], Request] | None,
+    ) -> Decision:
+        given = (request() if callable(request) else request) or _NO_REQUEST
+        args = given.arguments or {}
+        try:
+            key = orjson.dumps({f: args[f] for f in self.fields if f in args})
+        except TypeError:
+            return policy._evaluate(self.rules, subject, action, target, given)
+        found = self.memo.get(key)
+        if found is None:
+            found = policy._evaluate(self.rules, subject, action, target, given)
+            if len(self.memo) >= _CACHE_MAX:
+                self.memo.clear()
+            self.memo[key] = found
+        return found
 
 
 class SubjectMatch:
@@ -215,6 +262,9 @@ class CompiledPolicy:
         self._indexes: dict[str, TargetIndex[CompiledRule]] = {a: TargetIndex() for a in ACTIONS}
         self._cache: dict[tuple[str, str], tuple[CompiledRule, ...]] = {}
         self._signatures: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        # Per caller object: (the caller, (action, target) → its decision or the rules
+        # left to evaluate per call). Callers are the authenticator's cached objects.
+        self._subjects: dict[int, tuple[SubjectLike, dict[tuple[str, str], Any]]] = {}
         self.rules = [self._compile(i, rule) for i, rule in enumerate(document.rules)]
 
     def _compile(self, i: int, rule: Rule) -> CompiledRule:
@@ -260,28 +310,68 @@ class CompiledPolicy:
     ) -> Decision:
         """The decision for ``subject`` doing ``action`` on ``target``; ``request`` (or
         a function making it, called only if a condition is evaluated) for conditions."""
-        keyed = _key_decision(subject, action, target)
-        if keyed is not None:
-            return keyed
-        rules = self.candidates(action, target)
-        if not rules:
-            return self.default
+        prepared = self._prepared(subject, action, target)
+        if isinstance(prepared, Decision):
+            return prepared
+        if isinstance(prepared, _ByArguments):
+            return prepared.decide(self, subject, action, target, request)
+        return self._evaluate(prepared, subject, action, target, request)
+
+    def _prepared(
+        self, subject: SubjectLike, action: str, target: str
+    ) -> Decision | _ByArguments | tuple[CompiledRule, ...]:
+        """What is left to decide per call for this caller and target: the decision
+        itself when no rule that applies has a condition, else the rules that apply
+        to the caller (worked out once per caller object and target)."""
+        mine = self._subjects.get(id(subject))
+        if mine is None or mine[0] is not subject:
+            if len(self._subjects) >= 4096:
+                self._subjects.clear()
+            mine = self._subjects[id(subject)] = (subject, {})
+        found = mine[1].get((action, target))
+        if found is None:
+            found = _key_decision(subject, action, target)
+            if found is None:
+                rules = tuple(
+                    r
+                    for r in self.candidates(action, target)
+                    if r.subject is None or r.subject(subject)
+                )
+                conditions = [r.condition for r in rules if r.condition is not None]
+                if not conditions:
+                    found = self._evaluate(rules, subject, action, target)
+                else:
+                    found = _ByArguments.of(rules, conditions) or rules
+            if len(mine[1]) >= 4096:
+                mine[1].clear()
+            mine[1][(action, target)] = found
+        return found
+
+    def _evaluate(
+        self,
+        rules: tuple[CompiledRule, ...],
+        subject: SubjectLike,
+        action: str,
+        target: str,
+        request: Request | Callable[[], Request] | None = None,
+    ) -> Decision:
+        """Precedence over ``rules`` (all of which apply to ``subject``), conditions
+        evaluated."""
         deciding: CompiledRule | None = None
         effect = ""
         matched: list[str] = []
         errors: list[tuple[str, str]] = []
         activation: dict[str, Any] | None = None
         for rule in rules:
-            if rule.subject is not None and not rule.subject(subject):
-                continue
             verdict = rule.effect
-            if rule.condition is not None:
+            condition = rule.condition
+            if condition is not None:
                 if activation is None:
-                    activation = _activation(subject, action, target, request)
-                if "time" in rule.condition.variables:
+                    activation = _Activation(subject, action, target, request)
+                if "time" in condition.variables:
                     _timed(activation, rule.zone)
                 try:
-                    if not rule.condition.holds(activation):
+                    if not condition.holds(activation):
                         continue
                 except ConditionError as exc:
                     # Fail closed: the rule denies, whatever its effect, and is reported.
@@ -359,46 +449,66 @@ class _Activation(dict[str, Any]):
     """A request's variables for conditions, each made when a condition first reads it
     (the tool's annotations, say, are looked up only if a condition names them)."""
 
-    def __init__(self, makers: dict[str, Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        subject: SubjectLike,
+        action: str,
+        target: str,
+        request: Request | Callable[[], Request] | None,
+    ) -> None:
         super().__init__()
-        self.makers = makers
+        self.subject, self.action, self.target, self.request = subject, action, target, request
 
     def __missing__(self, name: str) -> Any:
-        value = self[name] = self.makers[name]()
+        value = self[name] = getattr(self, f"_{name}")()
         return value
 
+    def _given(self) -> Request:
+        request = self.request
+        if callable(request):
+            request = self.request = request()
+        return request or _NO_REQUEST
 
-def _activation(
-    subject: SubjectLike, action: str, target: str, request: Request | Callable[[], Request] | None
-) -> dict[str, Any]:
-    given = (request() if callable(request) else request) or Request()
-    name, version = given.client or (None, None)
+    def _args(self) -> Any:
+        return self._given().arguments or {}
 
-    def annotations() -> dict[str, Any]:
-        found = given.annotations() if given.annotations is not None else None
-        return {**HINT_DEFAULTS, **(found or {})}
-
-    return _Activation(
-        {
-            "args": lambda: dict(given.arguments or {}),
-            "subject": lambda: {
-                "role": subject.role,
-                "user": subject.user_id,
-                "email": subject.email,
-                "teams": list(subject.team_names) + list(subject.team_ids),
-                "key": subject.key_prefix or "",
-                "key_tags": list(subject.key_tags),
-                "auth_method": subject.auth_method,
-            },
-            "action": lambda: action,
-            "target": lambda: target,
-            "server": lambda: given.server or "",
-            "tool": lambda: given.tool or "",
-            "annotations": annotations,
-            "client": lambda: {"name": name or "", "version": version or ""},
-            "now": lambda: given.now or datetime.now(UTC),
+    def _subject(self) -> dict[str, Any]:
+        s = self.subject
+        return {
+            "role": s.role,
+            "user": s.user_id,
+            "email": s.email,
+            "teams": list(s.team_names) + list(s.team_ids),
+            "key": s.key_prefix or "",
+            "key_tags": list(s.key_tags),
+            "auth_method": s.auth_method,
         }
-    )
+
+    def _action(self) -> str:
+        return self.action
+
+    def _target(self) -> str:
+        return self.target
+
+    def _server(self) -> str:
+        return self._given().server or ""
+
+    def _tool(self) -> str:
+        return self._given().tool or ""
+
+    def _annotations(self) -> dict[str, Any]:
+        lookup = self._given().annotations
+        return {**HINT_DEFAULTS, **((lookup() if lookup is not None else None) or {})}
+
+    def _client(self) -> dict[str, str]:
+        name, version = self._given().client or (None, None)
+        return {"name": name or "", "version": version or ""}
+
+    def _now(self) -> datetime:
+        return self._given().now or datetime.now(UTC)
+
+
+_NO_REQUEST = Request()
 
 
 def _timed(activation: dict[str, Any], zone: tzinfo) -> dict[str, Any]:

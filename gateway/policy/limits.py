@@ -126,6 +126,22 @@ class CompiledLimit:
         return self.spec.id
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """One count a call is held to: a limit, for one combination of scope values."""
+
+    limit: CompiledLimit
+    scope: dict[str, str]
+    ids: tuple[str, ...]
+    window: str  # the rate window's storage key
+
+    @classmethod
+    def of(cls, limit: CompiledLimit, scope: dict[str, str]) -> Counted:
+        ids = (limit.id, *(f"{k}={v}" for k, v in scope.items()))
+        window = limit.item.key_for(*ids) if limit.item is not None else ""
+        return cls(limit, scope, ids, window)
+
+
 @dataclass(slots=True)
 class Admission:
     """What a call took that its end gives back or adds to."""
@@ -191,10 +207,14 @@ class Counts:
             self.storage = SweptMemoryStorage()
             self.windows = SlidingWindowCounterRateLimiter(self.storage)
 
-    async def hit(self, item: Any, ids: tuple[str, ...]) -> bool:
+    async def hit(self, key: str, item: Any) -> bool:
+        """One call into the sliding window under ``key`` (what the strategy's ``hit``
+        does, with the key made once per caller and tool rather than per call)."""
         if self.blocking:
-            return bool(await self.windows.hit(item, *ids))
-        return bool(self.windows.hit(item, *ids))
+            return bool(
+                await self.storage.acquire_sliding_window_entry(key, item.amount, item.get_expiry())
+            )
+        return bool(self.storage.acquire_sliding_window_entry(key, item.amount, item.get_expiry()))
 
     async def window(self, item: Any, ids: tuple[str, ...]) -> Any:
         """(reset time, remaining) of a rate's window."""
@@ -233,6 +253,7 @@ class Limiter:
         self.costs: list[tuple[globs.Matcher, float]] = []
         self._index: TargetIndex[CompiledLimit] = TargetIndex()
         self._cache: dict[str, tuple[CompiledLimit, ...]] = {}
+        self._plans: dict[int, tuple[SubjectLike, dict[str, tuple[Counted, ...]]]] = {}
         self._pending: set[asyncio.Task[None]] = set()
         self.failures = 0  # storage errors seen (reported on /metrics)
 
@@ -264,7 +285,7 @@ class Limiter:
                 index.add(pattern, limit)
             compiled.append(limit)
         self.costs = [(globs.compile_any(tuple(c.targets)), c.cost) for c in policy.document.costs]
-        self.limits, self._index, self._cache = compiled, index, {}
+        self.limits, self._index, self._cache, self._plans = compiled, index, {}, {}
 
     @property
     def active(self) -> bool:
@@ -292,29 +313,42 @@ class Limiter:
         """Count a call in, or raise :class:`LimitExceeded` naming the limit it is over.
         None: nothing to give back when it ends."""
         admission: Admission | None = None
-        for limit in self.covering(target):
-            if limit.subject is not None and not limit.subject(subject):
-                continue
-            for scope in _scopes(limit.spec.scope, subject, server, target):
+        for counted in self._plan(subject, server, target):
+            try:
                 try:
-                    try:
-                        admission = await self._admit(limit, scope, admission)
-                    except LimitExceeded:
-                        raise
-                    except Exception as exc:  # the storage failed (Redis down)
-                        self._failed(exc, limit)
+                    admission = await self._admit(counted, admission)
                 except LimitExceeded:
-                    if admission is not None:  # give back what earlier limits took
-                        self.release(admission, target, None)
                     raise
+                except Exception as exc:  # the storage failed (Redis down)
+                    self._failed(exc, counted.limit)
+            except LimitExceeded:
+                if admission is not None:  # give back what earlier limits took
+                    self.release(admission, target, None)
+                raise
         return admission
 
-    async def _admit(
-        self, limit: CompiledLimit, scope: dict[str, str], admission: Admission | None
-    ) -> Admission | None:
-        ids = (limit.id, *(f"{k}={v}" for k, v in scope.items()))
+    def _plan(self, subject: SubjectLike, server: str, target: str) -> tuple[Counted, ...]:
+        """What a call of ``target`` by ``subject`` counts against, worked out once per
+        caller and target (callers are the authenticator's cached objects)."""
+        mine = self._plans.get(id(subject))
+        if mine is None or mine[0] is not subject:
+            if len(self._plans) >= 4096:
+                self._plans.clear()
+            mine = self._plans[id(subject)] = (subject, {})
+        plan = mine[1].get(target)
+        if plan is None:
+            plan = mine[1][target] = tuple(
+                Counted.of(limit, scope)
+                for limit in self.covering(target)
+                if limit.subject is None or limit.subject(subject)
+                for scope in _scopes(limit.spec.scope, subject, server, target)
+            )
+        return plan
+
+    async def _admit(self, counted: Counted, admission: Admission | None) -> Admission | None:
+        limit, scope, ids = counted.limit, counted.scope, counted.ids
         if limit.kind == "rate":
-            if not await self.counts.hit(limit.item, ids):
+            if not await self.counts.hit(counted.window, limit.item):
                 stats = await self.counts.window(limit.item, ids)
                 retry = stats.reset_time - time.time()
                 raise self._exceeded(limit, scope, "rate_limited", retry, None)
