@@ -250,8 +250,10 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
     await connections.sync()
     await servers.load()
     await servers.warm_up()
-    skills = SkillService(db, servers, settings, audit=audit)
-    sandboxes = SandboxService(db, settings, build_providers(settings), audit=audit)
+    skills = SkillService(db, servers, settings, audit=audit, policies=policies)
+    sandboxes = SandboxService(
+        db, settings, build_providers(settings), audit=audit, policies=policies
+    )
     return GatewayState(
         settings,
         db,

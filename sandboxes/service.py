@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from gateway.observability.tracing import operation
+from gateway.policy.service import PolicyService
 from sandboxes.activity import Activity
 from sandboxes.audit import AuditRecord, AuditTrail, masker, secret_values
 from sandboxes.files import WorkspaceFiles
@@ -74,10 +75,13 @@ class SandboxService:
         providers: dict[str, SandboxProvider],
         *,
         audit: AuditLog | None = None,
+        policies: PolicyService | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.providers = providers
+        # The policy in force: `sandboxes/exec` rules on what runs where.
+        self.policies = policies
         self.audit_log = audit or AuditLog.off()
         self.audit = AuditTrail(self.audit_log)
         self.templates = TemplateStore(db)
@@ -303,6 +307,9 @@ class SandboxService:
         mask = masker(secrets)
         shown = body.code if body.code is not None else body.command
         command = shown if isinstance(shown, str) else " ".join(shown or [])
+        if self.policies is not None:
+            asked = {"command": command, "language": body.language or "", "code": body.code or ""}
+            self.policies.check(principal, "sandboxes/exec", row.name or row.id, asked)
         timeout = body.timeout or self.settings.sandbox_exec_timeout_seconds
         request = ExecRequest(
             argv=argv,

@@ -40,6 +40,7 @@ from gateway.errors import Forbidden, NotFound
 from gateway.mcp import pages
 from gateway.mcp.results import tool_error
 from gateway.mcp.surface import SurfaceDefaults
+from gateway.policy.service import PolicyDenied
 from skills.catalog import (
     CATALOG_MAX_AGE,
     DIRECTORY,
@@ -139,10 +140,25 @@ class SkillsMcp(SurfaceDefaults):
         if not principal.can("skills:read"):
             return _NOTHING
         entries = await self._catalog()
-        key = (self.generation, principal.is_admin, principal.user_id, principal.team_ids)
+        policies = self.service.policies
+        policy = policies.policy_for(principal) if policies is not None else None
+        key = (
+            self.generation,
+            principal.is_admin,
+            principal.user_id,
+            principal.team_ids,
+            policy.signature(principal) if policy is not None else None,
+        )
         view = self._views.get(key)
         if view is None:
-            view = CallerSkills([e for e in entries if can_see(principal, e.row)])
+            view = CallerSkills(
+                [
+                    e
+                    for e in entries
+                    if can_see(principal, e.row)
+                    and (policy is None or policy.listable(principal, "skills/load", e.name))
+                ]
+            )
             if len(self._views) > 1024:
                 self._views.clear()
             self._views[key] = view
@@ -196,6 +212,8 @@ class SkillsMcp(SurfaceDefaults):
     async def _load(self, principal: Principal, name: str) -> types.CallToolResult:
         try:
             view = await self.service.get(principal, name)
+        except PolicyDenied as exc:
+            return tool_error(exc.message)
         except (NotFound, Forbidden):
             return tool_error(f"no skill named {name!r}; LOAD_SKILL's description lists yours")
         self.service.record_load(view.skill.name, principal)

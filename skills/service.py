@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.observability.tracing import operation
+from gateway.policy.service import PolicyService
 from gateway.servers.service import ServerService
 from skills import archive, tool_check
 from skills.archive import Limits, SkillPackage
@@ -54,10 +55,13 @@ class SkillService:
         settings: Settings,
         *,
         audit: AuditLog | None = None,
+        policies: PolicyService | None = None,
     ) -> None:
         self.db = db
         self.audit = audit or AuditLog.off()
         self.servers = servers
+        # The policy in force: `skills/load` rules on reading a skill's content.
+        self.policies = policies
         self.settings = settings
         self.limits = Limits(
             max_bytes=settings.skills_max_bytes,
@@ -139,8 +143,14 @@ class SkillService:
             )
             return list(rows), total
 
+    def check_load(self, principal: Principal, name: str) -> None:
+        """Raise PolicyDenied unless the policy lets ``principal`` load skill ``name``."""
+        if self.policies is not None:
+            self.policies.check(principal, "skills/load", name)
+
     async def get(self, principal: Principal, name: str, version: int | None = None) -> SkillView:
         principal.require("skills:read")
+        self.check_load(principal, name)
         async with self.db.session() as session:
             repo = SkillRepository(session)
             return await self._view(repo, await self._get_row(repo, principal, name), version)
@@ -150,6 +160,7 @@ class SkillService:
     ) -> tuple[SkillFile, bytes]:
         """One file of a skill (default: the current version) and its bytes."""
         principal.require("skills:read")
+        self.check_load(principal, name)
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
@@ -166,6 +177,7 @@ class SkillService:
         """Every file of a skill (default: its current version): its name, the files by
         path and the paths of the executable ones."""
         principal.require("skills:read")
+        self.check_load(principal, name)
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)

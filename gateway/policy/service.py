@@ -24,7 +24,7 @@ from gateway.audit.service import AuditLog
 from gateway.auth.models import ApiKey, Team, TeamMember, User
 from gateway.auth.principal import Principal
 from gateway.db import Database
-from gateway.errors import Conflict, InvalidInput
+from gateway.errors import Conflict, Forbidden, InvalidInput
 from gateway.policy.document import PolicyDocument, parse
 from gateway.policy.engine import CompiledPolicy, Decision, Request
 from gateway.policy.limits import Limiter
@@ -53,6 +53,12 @@ BASELINE = {
     "skills/load": "skills:read",
     "sandboxes/exec": "sandboxes:execute",
 }
+
+
+class PolicyDenied(Forbidden):
+    """A policy rule (or a key's own tool globs) refused the action; ``rule`` names it."""
+
+    code = "policy_denied"
 
 
 def _digest(document: dict[str, Any]) -> str:
@@ -102,6 +108,32 @@ class PolicyService:
                 await self.follow()
             except Exception:
                 log.warning("could not read the policy version", exc_info=True)
+
+    def policy_for(self, principal: Principal) -> CompiledPolicy | None:
+        """The policy in force when it may refuse ``principal`` something (rules, or the
+        key's own tool globs); None: only the baseline applies."""
+        policy = self.current
+        if policy.empty and principal.tools_allow is None and not principal.tools_deny:
+            return None
+        return policy
+
+    def check(
+        self,
+        principal: Principal,
+        action: str,
+        target: str,
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
+        """Raise :class:`PolicyDenied` unless the policy allows ``action`` on ``target``
+        (tool calls: the pipeline's authorize stage asks the engine itself)."""
+        policy = self.policy_for(principal)
+        if policy is None:
+            return
+        server, _, name = target.partition("__")
+        request = Request(arguments=arguments, server=server if name else None, tool=name or None)
+        decision = policy.decide(principal, action, target, request)
+        if not decision.allowed:
+            raise PolicyDenied(decision.reason(action, target), rule=decision.rule)
 
     # --- reading and changing it -------------------------------------------------------
     async def show(self, principal: Principal) -> PolicyOut:

@@ -43,6 +43,7 @@ from gateway.observability.logging import current_request_id
 from gateway.observability.tracing import RequestTrace
 from gateway.policy.engine import Request
 from gateway.policy.limits import Admission, LimitExceeded
+from gateway.policy.service import PolicyDenied as Refused
 from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.runtimes.relay import Relay
@@ -310,7 +311,7 @@ class Pipeline:
         return result
 
 
-class PolicyDenied(CallDenied):
+class PolicyDenied(CallDenied, Refused):
     """A policy rule (or the key's own tool globs) refused the call."""
 
     code = "policy_denied"
@@ -337,10 +338,8 @@ class Authorize(StageDefaults):
         principal = call.principal
         if not principal.can("tools:execute"):
             raise CallDenied(self.refusal)
-        if self.policies is None:
-            return
-        policy = self.policies.current
-        if policy.empty and principal.tools_allow is None and not principal.tools_deny:
+        policy = self.policies.policy_for(principal) if self.policies is not None else None
+        if policy is None:
             return
         server, tool = call.target.server, call.target.tool
         target = qualified(server, tool)

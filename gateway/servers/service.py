@@ -24,7 +24,7 @@ from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
 from gateway.mcp.results import tool_error, tool_error_body
 from gateway.observability.masking import MASK
-from gateway.policy.engine import CompiledPolicy, Request
+from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified, resolve_target
@@ -38,7 +38,6 @@ from gateway.servers.pipeline import (
     CallContext,
     CallResult,
     Pipeline,
-    PolicyDenied,
 )
 from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
@@ -527,14 +526,9 @@ class ServerService:
         return resolve_target(self, principal, name, server)
 
     def policy_for(self, principal: Principal) -> CompiledPolicy | None:
-        """The policy in force when it may refuse ``principal`` something (rules, or the
-        key's own tool globs); None: only the baseline applies."""
-        policy = self.policies.current if self.policies is not None else None
-        if policy is None or (
-            policy.empty and principal.tools_allow is None and not principal.tools_deny
-        ):
-            return None
-        return policy
+        """The policy in force when it may refuse ``principal`` something (None: only
+        the baseline applies); see :meth:`PolicyService.policy_for`."""
+        return self.policies.policy_for(principal) if self.policies is not None else None
 
     def check_policy(
         self,
@@ -546,14 +540,8 @@ class ServerService:
     ) -> None:
         """Raise :class:`PolicyDenied` unless the policy allows ``action`` on the
         server's ``name`` (a resource URI or a prompt; tool calls: the pipeline)."""
-        policy = self.policy_for(principal)
-        if policy is None:
-            return
-        target = qualified(server, name)
-        request = Request(arguments=arguments, server=server, tool=name)
-        decision = policy.decide(principal, action, target, request)
-        if not decision.allowed:
-            raise PolicyDenied(decision.reason(action, target), rule=decision.rule)
+        if self.policies is not None:
+            self.policies.check(principal, action, qualified(server, name), arguments)
 
     def tool_annotations(self, server: str, tool: str) -> dict[str, Any] | None:
         """A tool's annotations (readOnlyHint, destructiveHint, ...) from the catalog, as

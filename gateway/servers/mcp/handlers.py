@@ -34,13 +34,14 @@ from gateway.mcp.sdk_compat import agent_connection
 from gateway.mcp.surface import FastLane, FastLaneParts
 from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.policy.limits import LimitExceeded
+from gateway.policy.service import PolicyDenied
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
-from gateway.servers.pipeline import CallContext, CallDenied, PolicyDenied, TraceOrigin
+from gateway.servers.pipeline import CallContext, CallDenied, TraceOrigin
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
