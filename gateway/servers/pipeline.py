@@ -62,6 +62,8 @@ RefusalRecorder = Callable[[str, str], None]
 # then the rest as listed in STAGES.
 _ENTERING = ("record", "authorize", "limit", "cache", "breaker")
 CallResult = types.CallToolResult | types.InputRequiredResult
+# Asks the agent's user a question (why approval is needed); True: approved.
+Approver = Callable[[str], Awaitable[bool]]
 
 
 @dataclass(slots=True)
@@ -89,8 +91,13 @@ class Call:
     origin: TraceSource | None = None
     # Its spans while tracing is on (set by the tracer; None otherwise).
     trace: CallTrace | None = None
-    # The policy rule or limit that refused it (audited in the row's detail).
+    # The policy rule or limit that refused it, or the rule its user approved it under
+    # (``approved``), audited in the row's detail.
     rule: str | None = None
+    approved: bool = False
+    # Asks the agent's user to approve the call (a `require_approval` rule); None: this
+    # path cannot ask.
+    approve: Approver | None = None
     # What the limit stage counted in, to count out when the call ends (controls.py).
     admission: Admission | None = None
 
@@ -117,6 +124,7 @@ class CallContext:
     relay: Relay | None = None
     exchange: Callable[[], Awaitable[CallResult]] | None = None
     origin: TraceSource | None = None
+    approve: Approver | None = None
 
 
 class CallDenied(Forbidden):
@@ -347,7 +355,25 @@ class Authorize(StageDefaults):
         if decision.allowed:
             return
         call.rule = decision.rule
-        raise PolicyDenied(decision.reason("tools/call", target), rule=decision.rule)
+        reason = decision.reason("tools/call", target)
+        if decision.effect == "require_approval":
+            await self._ask(call, reason)
+            return
+        raise PolicyDenied(reason, rule=decision.rule)
+
+    @staticmethod
+    async def _ask(call: Call, reason: str) -> None:
+        """Have the agent's user approve the call (an elicitation), or refuse it."""
+        if call.approve is None:
+            if call.route == "direct":
+                raise NotSent  # the SDK path asks, where the client can be asked
+            raise PolicyDenied(
+                f"{reason}; this client cannot be asked (it supports no elicitation)",
+                rule=call.rule,
+            )
+        if not await call.approve(reason):
+            raise PolicyDenied(f"{reason}; the user did not approve it", rule=call.rule)
+        call.approved = True
 
     def _request(self, call: Call) -> Request:
         lookup, server, tool = self.annotations, call.target.server, call.target.tool
@@ -426,6 +452,13 @@ class Record(StageDefaults):
             self.audit.record(CallRecord(call, seconds * 1000, error_code))
 
 
+def _detail(call: Call) -> dict[str, Any] | None:
+    """The audit row's detail: the deciding rule (and whether the user approved)."""
+    if call.rule is None:
+        return None
+    return {"rule": call.rule, "approved": True} if call.approved else {"rule": call.rule}
+
+
 class CallRecord:
     """A finished call as the audit trail takes it: read out at once, into a row on the
     wire (audit/rows.py), without an AuditEntry in between (a µs per call)."""
@@ -453,7 +486,7 @@ class CallRecord:
             call.tool,
             call.via,
             call.arguments,
-            {"rule": call.rule} if call.rule is not None else None,
+            _detail(call),
             call.outcome,
             self.error_code,
             call.error,

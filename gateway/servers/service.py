@@ -567,7 +567,9 @@ class ServerService:
         Raises :class:`CallDenied` when a stage refuses, and BackendRequestError when the
         backend answered with a JSON-RPC error (each front words that its own way)."""
         ctx = ctx or CallContext()
-        call = Call(principal, target, arguments, ctx.route, ctx.via, origin=ctx.origin)
+        call = Call(
+            principal, target, arguments, ctx.route, ctx.via, origin=ctx.origin, approve=ctx.approve
+        )
         return cast(CallResult, await self.pipeline.run(call, partial(self._reach, ctx=ctx)))
 
     async def _reach(self, call: Call, *, ctx: CallContext) -> CallResult:

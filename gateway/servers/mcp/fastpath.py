@@ -275,7 +275,10 @@ class FastPath:
         owner = (principal.user_id, principal.key_id)
         call = FastCall(self, route, request, backend_id, scope, send, owner, called)
         piped = Call(principal, called, params.get("arguments") or {}, "direct", origin=call)
-        entered = await self._enter(piped, call)
+        try:
+            entered = await self._enter(piped, call)
+        except NotSent:  # a stage wants what only the SDK path does (ask for approval)
+            return False
         if entered is None:
             return True  # refused, or answered by a stage
         headers: dict[str, str] | bytes

@@ -41,7 +41,7 @@ from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
-from gateway.servers.pipeline import CallContext, CallDenied, TraceOrigin
+from gateway.servers.pipeline import Approver, CallContext, CallDenied, TraceOrigin
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
@@ -110,6 +110,34 @@ class FrontRelay:
             self.call.note(lambda relay: relay.progress(progress, total, message))
             return
         await self.ctx.session.report_progress(progress, total, message)
+
+
+# What an approval question asks for: one yes/no.
+_APPROVAL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
+    "required": ["approve"],
+}
+
+
+def _approver(ctx: Ctx, relay: FrontRelay) -> Approver | None:
+    """How to ask the agent's user to approve a call (a `require_approval` rule): an
+    elicitation, when the agent's 2025-11-25 session declared it can answer one."""
+    if relay.modern:
+        return None  # 2026-07-28 asks through input rounds: not yet for approvals
+    capabilities = getattr(ctx.session, "client_capabilities", None)
+    if capabilities is None or capabilities.elicitation is None:
+        return None
+
+    async def approve(reason: str) -> bool:
+        params = types.ElicitRequestFormParams(
+            message=f"{reason}. Approve it?", requested_schema=_APPROVAL_SCHEMA
+        )
+        answer = await relay.request("elicitation/create", params)
+        content = getattr(answer, "content", None) or {}
+        return getattr(answer, "action", None) == "accept" and content.get("approve") is True
+
+    return approve
 
 
 class _InputRound:
@@ -270,7 +298,9 @@ class ServersMcp:
         if relay.modern:
             relay.call = SdkCall(owner, found.server, target=found)
             exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
-        call_ctx = CallContext("sdk", via, self.timeout, relay, exchange, origin=relay)
+        call_ctx = CallContext(
+            "sdk", via, self.timeout, relay, exchange, origin=relay, approve=_approver(ctx, relay)
+        )
         return await self._call(principal, found, arguments, call_ctx)
 
     async def _first_round(

@@ -276,3 +276,70 @@ async def test_resources_and_prompts(gateway: Server, developer: str) -> None:
         with pytest.raises(MCPError, match="no-plain"):
             await client.get_prompt(plain.name)
     applied(gateway, {})
+
+
+async def test_require_approval_asks_the_user_where_the_client_can_be_asked(
+    gateway: Server, developer: str
+) -> None:
+    """2025-11-25 sessions that declared elicitation are asked (the fast path hands the
+    call to the SDK path to ask); a client that cannot be asked is refused with why."""
+    from mcp import Client, types
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    applied(
+        gateway,
+        {
+            "rules": [
+                {
+                    "id": "approve-echo",
+                    "effect": "require_approval",
+                    "actions": ["tools/call"],
+                    "targets": ["fix__echo"],
+                }
+            ]
+        },
+    )
+    asked: list[str] = []
+    answers = iter(["accept", "decline"])
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        action = next(answers)
+        return types.ElicitResult(
+            action=action, content={"approve": True} if action == "accept" else None
+        )
+
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {developer}"})
+    transport = streamable_http_client(f"{gateway.url}/mcp", http_client=http)
+    async with (
+        http,
+        Client(transport, cache=None, mode="legacy", elicitation_callback=elicitation) as client,  # type: ignore[arg-type]
+    ):
+        approved = await client.call_tool("fix__echo", {"text": "go"})
+        assert approved.is_error is False and approved.content[0].text == "go"  # type: ignore[union-attr]
+        declined = await client.call_tool("fix__echo", {"text": "go"})
+        assert declined.is_error and "did not approve" in declined.content[0].text  # type: ignore[union-attr]
+    assert len(asked) == 2 and "approve-echo" in asked[0]
+    # No elicitation: refused, saying why (REST cannot ask either).
+    async with connect(f"{gateway.url}/mcp", developer, mode="legacy") as client:
+        refused = await client.call_tool("fix__echo", {"text": "go"})
+        assert refused.is_error and "cannot be asked" in refused.content[0].text  # type: ignore[union-attr]
+    r = rest(gateway, developer, "fix__echo", {"text": "go"})
+    assert r.status_code == 403 and r.json()["rule"] == "approve-echo"
+
+    async def audited() -> list[dict[str, Any]] | None:
+        rows = httpx.get(
+            f"{gateway.url}/api/v1/audit",
+            params={"action": "tools/call", "target": "echo", "limit": 100},
+            headers=AUTH,
+        ).json()["items"]
+        found = [x for x in rows if (x["detail"] or {}).get("rule") == "approve-echo"]
+        return found if len(found) >= 4 else None
+
+    rows = await wait_for(audited, timeout=10, what="four audited calls under approve-echo")
+    assert sorted(r["outcome"] for r in rows) == ["denied", "denied", "denied", "ok"]
+    assert [r["detail"] for r in rows if r["outcome"] == "ok"] == [
+        {"rule": "approve-echo", "approved": True}
+    ]
+    applied(gateway, {})
