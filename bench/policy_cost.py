@@ -1,13 +1,17 @@
-"""What a policy and a rate limit cost a tool call: two gateways on one backend, one
-with a realistic policy (100 rules, three of them on the benchmarked tool: a condition
-over its arguments, a role rule, a deny glob) and a rate limit on it (per key and tool,
-high enough never to refuse), one without; measured run by run in alternation.
+"""What a policy and a rate limit cost a tool call: one gateway on one backend, a
+realistic policy (100 rules, three of them on the benchmarked tool: a condition over
+its arguments, a role rule, a deny glob) and a rate limit on it (per key and tool, high
+enough never to refuse) applied and removed run by run (`PUT /api/v1/policies`), so
+on and off are measured in the same process, alternating.
+
+Why one process: two gateway processes on this 2-core machine differ by up to ±10 %
+in CPU per call with identical settings (where each lands, what it shares a core
+with), more than the cost measured here.
 
 ``--limits memory`` counts in process (the embedded default); ``--limits redis`` on the
-Redis at ``MCPGW_TEST_REDIS_URL`` (both gateways get ``MCPGW_REDIS_URL``, so only the
-policy differs). Prints the median gateway CPU per call with and without, their ratio
-(the steady figure) and the p50 difference. Issue 17's budget at 16 agents: +15 %
-(in-process limits), +30 % (Redis limits).
+Redis at ``MCPGW_TEST_REDIS_URL``. Prints the median gateway CPU per call with and
+without, their ratio (the steady figure) and the p50 difference. Issue 17's budget at
+16 agents: +15 % (in-process limits), +30 % (Redis limits).
 
     python -m bench.policy_cost --backend raw sdk --limits memory redis --runs 5
 """
@@ -99,27 +103,25 @@ def _targets(gateway: GatewayProcess, kind: str) -> dict[str, Target]:
 def _bench(kind: str, limits: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     port = free_port()
     backend = start_backend(port, kind)
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    gateways = {"on": _gateway(limits, prefix), "off": _gateway(limits, prefix)}
+    gateway = _gateway(limits, f"bench-{uuid.uuid4().hex[:8]}")
+    policy = bench_policy()
     rows = []
     try:
-        for gateway in gateways.values():
-            gateway.start()
-            gateway.add_remote("fast", f"http://127.0.0.1:{port}/mcp")
-            if kind != "raw":
-                gateway.add_remote("pinned", f"http://127.0.0.1:{port}/mcp", protocol="2026-07-28")
-        _apply(gateways["on"], bench_policy())
-        names = list(_targets(gateways["on"], kind))
+        gateway.start()
+        gateway.add_remote("fast", f"http://127.0.0.1:{port}/mcp")
+        if kind != "raw":
+            gateway.add_remote("pinned", f"http://127.0.0.1:{port}/mcp", protocol="2026-07-28")
+        targets = _targets(gateway, kind)
         for concurrency in args.concurrency:
             samples: dict[tuple[str, str], list[dict[str, float]]] = {}
             for run in range(args.runs):
-                for name in names:
-                    order = list(gateways.items())  # who goes first alternates too
-                    for mode, gateway in order if run % 2 else reversed(order):
-                        target = _targets(gateway, kind)[name]
+                # Which goes first alternates too: a fixed order biases the figures.
+                for mode in ("on", "off") if run % 2 else ("off", "on"):
+                    _apply(gateway, policy if mode == "on" else {})
+                    for name, target in targets.items():
                         found = _measure("raw", target, concurrency, args.calls, gateway)
                         samples.setdefault((name, mode), []).append(found)
-            for name in names:
+            for name in targets:
                 on, off = samples[(name, "on")], samples[(name, "off")]
                 ratios = [
                     a["gw_cpu_us"] / b["gw_cpu_us"] if b["gw_cpu_us"] else float("nan")
@@ -142,8 +144,7 @@ def _bench(kind: str, limits: str, args: argparse.Namespace) -> list[dict[str, A
                     }
                 )
     finally:
-        for gateway in gateways.values():
-            gateway.stop()
+        gateway.stop()
         backend.kill()
     return rows
 

@@ -142,16 +142,19 @@ class _ByArguments:
         action: str,
         target: str,
         request: Request | Callable[[], Request] | None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> Decision:
-        given = (request() if callable(request) else request) or _NO_REQUEST
-        args = given.arguments or {}
+        args = arguments
+        if args is None:
+            given = (request() if callable(request) else request) or _NO_REQUEST
+            args, request = given.arguments or {}, given
         try:
             key = orjson.dumps({f: args[f] for f in self.fields if f in args})
         except TypeError:
-            return policy._evaluate(self.rules, subject, action, target, given)
+            return policy._evaluate(self.rules, subject, action, target, request)
         found = self.memo.get(key)
         if found is None:
-            found = policy._evaluate(self.rules, subject, action, target, given)
+            found = policy._evaluate(self.rules, subject, action, target, request)
             if len(self.memo) >= _CACHE_MAX:
                 self.memo.clear()
             self.memo[key] = found
@@ -307,14 +310,16 @@ class CompiledPolicy:
         action: str,
         target: str,
         request: Request | Callable[[], Request] | None = None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> Decision:
         """The decision for ``subject`` doing ``action`` on ``target``; ``request`` (or
-        a function making it, called only if a condition is evaluated) for conditions."""
+        a function making it, called only if a condition is evaluated) for conditions,
+        ``arguments`` the call's (when conditions read nothing else, no request is made)."""
         prepared = self._prepared(subject, action, target)
         if isinstance(prepared, Decision):
             return prepared
         if isinstance(prepared, _ByArguments):
-            return prepared.decide(self, subject, action, target, request)
+            return prepared.decide(self, subject, action, target, request, arguments)
         return self._evaluate(prepared, subject, action, target, request)
 
     def _prepared(

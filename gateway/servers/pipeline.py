@@ -351,7 +351,9 @@ class Authorize(StageDefaults):
             return
         server, tool = call.target.server, call.target.tool
         target = qualified(server, tool)
-        decision = policy.decide(principal, "tools/call", target, lambda: self._request(call))
+        decision = policy.decide(
+            principal, "tools/call", target, lambda: self._request(call), call.arguments
+        )
         if decision.allowed:
             return
         call.rule = decision.rule
