@@ -26,7 +26,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import cel
 import orjson
 
 VARIABLES = frozenset(
@@ -63,6 +62,10 @@ class Condition:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        # Imported on first use: the package's __init__ also loads its command-line
+        # tool (prompt_toolkit), 0.14 s that a gateway without conditions never needs.
+        import cel
+
         try:
             self.program = cel.compile(source)
         except (ValueError, RuntimeError) as exc:

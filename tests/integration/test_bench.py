@@ -40,6 +40,16 @@ ROOT = Path(__file__).resolve().parents[2]
             "catalog scale",
         ),
         ("bench.token_cost", ["--tools", "5", "40"], "token cost of the tool surface"),
+        (
+            "bench.policy_decision",
+            ["--rules", "200", "--runs", "1", "--decisions", "200"],
+            "one policy decision in process",
+        ),
+        (
+            "bench.policy_cost",
+            ["--runs", "1", "--calls", "10", "--backend", "raw", "--limits", "memory", "redis"],
+            "policy + rate limit on vs off",
+        ),
         ("bench.search_quality", [], "search quality"),
         (
             "bench.search_quality.scale",
