@@ -21,7 +21,7 @@ class PolicySettings(BaseModel):
     rate_limit_failure_mode: Literal["open", "closed"] = Field(
         "open",
         description="When the limit storage (Redis) is unreachable: `open` allows calls and "
-        "reports it (log, /metrics); `closed` refuses them (503).",
+        "logs it; `closed` refuses them (503).",
     )
     rate_limit_key_prefix: str = Field(
         "mcpgw",
