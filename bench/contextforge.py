@@ -280,7 +280,9 @@ class ContextForge:
         ready = time.perf_counter() - started
         mint = [self.python, "-m", "mcpgateway.utils.create_jwt_token"]
         mint += ["--username", ADMIN_EMAIL, "--exp", "240"]
-        mint += ["--secret", self.settings["JWT_SECRET_KEY"]]
+        # One argument: a URL-safe secret can start with "-", which argparse would read
+        # as an option (1 run in 64 failed so).
+        mint += [f"--secret={self.settings['JWT_SECRET_KEY']}"]
         minted = subprocess.run(
             mint,
             cwd=data,
