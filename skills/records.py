@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from gateway.auth.principal import Principal
-from gateway.errors import InvalidInput
+from gateway.errors import Conflict, Forbidden, InvalidInput
 from skills.models import Skill, SkillFile, SkillVersion
 from skills.references import ToolReference
 from skills.validation import Problem, Report
@@ -78,3 +78,35 @@ def invalid_skill(report: Report, label: str) -> InvalidInput:
         errors=[p.as_dict() for p in report.errors],
         warnings=[p.as_dict() for p in report.warnings],
     )
+
+
+VISIBILITIES = ("private", "team", "public")
+
+
+def apply_visibility(
+    principal: Principal, row: Skill, visibility: str | None, team_id: str | None
+) -> None:
+    if team_id is not None:
+        if not (principal.is_admin or team_id in principal.team_ids):
+            raise Forbidden("you can only give skills to teams you belong to")
+        row.team_id = team_id
+    if visibility is not None:
+        if visibility not in VISIBILITIES:
+            raise InvalidInput(
+                f"visibility must be one of {', '.join(VISIBILITIES)}",
+                errors=[{"field": "visibility", "line": None, "message": "unknown value"}],
+            )
+        if visibility == "team" and row.team_id is None:
+            raise InvalidInput(
+                "visibility 'team' needs a team_id",
+                errors=[{"field": "team_id", "line": None, "message": "required for team"}],
+            )
+        row.visibility = visibility
+
+
+def check_writable(principal: Principal, row: Skill) -> None:
+    if not can_see(principal, row):
+        # Another user's private skill: say the name is taken, nothing more.
+        raise Conflict(f"a skill named {row.name!r} already exists", code="name_taken")
+    if not can_modify(principal, row):
+        raise Forbidden(f"only the owner, its team or an admin may change {row.name!r}")

@@ -22,7 +22,7 @@ from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.config import Settings
 from gateway.db import Database, utcnow
-from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
+from gateway.errors import Conflict, NotFound
 from gateway.observability.tracing import operation
 from gateway.policy.service import PolicyService
 from gateway.servers.service import ServerService
@@ -32,8 +32,9 @@ from skills.models import Skill, SkillFile, SkillVersion
 from skills.records import (
     SkillView,
     StoreResult,
-    can_modify,
+    apply_visibility,
     can_see,
+    check_writable,
     content_digest,
     invalid_skill,
 )
@@ -43,8 +44,6 @@ from skills.stats import UsageCounter
 from skills.validation import SKILL_MD, ParsedSkill, Report, validate
 
 log = logging.getLogger("skills")
-
-VISIBILITIES = ("private", "team", "public")
 
 
 class SkillService:
@@ -357,13 +356,13 @@ class SkillService:
                 if row is None:
                     row = await self._create_row(repo, principal, parsed, visibility, team_id)
                 else:
-                    self._check_writable(principal, row)
+                    check_writable(principal, row)
                 if links:  # added to the links it has, with the content
                     known = {lk.server_id: lk.server_name for lk in await repo.links(row.id)}
                     await repo.replace_links(row.id, {**known, **links})
                 if not created:
                     if visibility is not None or team_id is not None:
-                        self._apply_visibility(principal, row, visibility, team_id)
+                        apply_visibility(principal, row, visibility, team_id)
                     current = await repo.version(row.id, row.version)
                     if current is not None and current.digest == digest:
                         view = await self._view(repo, row, None)
@@ -415,40 +414,9 @@ class SkillService:
             version=1,
             visibility="private",
         )
-        self._apply_visibility(
-            principal, row, visibility or ("team" if team_id else "private"), team_id
-        )
+        apply_visibility(principal, row, visibility or ("team" if team_id else "private"), team_id)
         await repo.add(row)
         return row
-
-    @staticmethod
-    def _apply_visibility(
-        principal: Principal, row: Skill, visibility: str | None, team_id: str | None
-    ) -> None:
-        if team_id is not None:
-            if not (principal.is_admin or team_id in principal.team_ids):
-                raise Forbidden("you can only give skills to teams you belong to")
-            row.team_id = team_id
-        if visibility is not None:
-            if visibility not in VISIBILITIES:
-                raise InvalidInput(
-                    f"visibility must be one of {', '.join(VISIBILITIES)}",
-                    errors=[{"field": "visibility", "line": None, "message": "unknown value"}],
-                )
-            if visibility == "team" and row.team_id is None:
-                raise InvalidInput(
-                    "visibility 'team' needs a team_id",
-                    errors=[{"field": "team_id", "line": None, "message": "required for team"}],
-                )
-            row.visibility = visibility
-
-    @staticmethod
-    def _check_writable(principal: Principal, row: Skill) -> None:
-        if not can_see(principal, row):
-            # Another user's private skill: say the name is taken, nothing more.
-            raise Conflict(f"a skill named {row.name!r} already exists", code="name_taken")
-        if not can_modify(principal, row):
-            raise Forbidden(f"only the owner, its team or an admin may change {row.name!r}")
 
     @staticmethod
     def _version_row(
@@ -485,9 +453,9 @@ class SkillService:
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
-            self._check_writable(principal, row)
+            check_writable(principal, row)
             old = {"visibility": row.visibility, "team_id": row.team_id}
-            self._apply_visibility(principal, row, visibility, team_id)
+            apply_visibility(principal, row, visibility, team_id)
             row.updated_at = utcnow()
             view = await self._view(repo, row, None)
         await self._changed()
@@ -501,7 +469,7 @@ class SkillService:
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
-            self._check_writable(principal, row)
+            check_writable(principal, row)
             old = await self._version(repo, row, number)
             current = await self._version(repo, row, None)
             if old.digest == current.digest:
@@ -555,7 +523,7 @@ class SkillService:
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
-            self._check_writable(principal, row)
+            check_writable(principal, row)
             await repo.delete(row)
         self.audit.change("skill.delete", principal, name, old={"version": row.version})
         self.usage.forget(name)
@@ -582,7 +550,7 @@ class SkillService:
         async with self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
-            self._check_writable(principal, row)
+            check_writable(principal, row)
             if not replace:
                 resolved.update({lk.server_id: lk.server_name for lk in await repo.links(row.id)})
             await repo.replace_links(row.id, resolved)

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.audit.service import AuditLog
 from gateway.auth.keys import generate_key, hash_key, visible_prefix
+from gateway.auth.minting import check_within_expiry, key_globs
 from gateway.auth.models import ApiKey, Team, TeamMember, User
 from gateway.auth.principal import Principal
 from gateway.auth.rbac import Role, scopes_within
@@ -433,7 +434,7 @@ class IdentityService:
             if principal.key_id is not None:
                 minting = await repo.get_key(principal.key_id)
                 limit = minting.expires_at if minting is not None else None
-                _check_within_expiry(expires_at, limit, data)
+                check_within_expiry(expires_at, limit, data)
             if await repo.get_user(owner_id) is None:
                 raise InvalidInput(
                     f"no user with id {owner_id!r}",
@@ -444,7 +445,7 @@ class IdentityService:
             )
             key.interface_mode = data.interface_mode
             key.tags = list(dict.fromkeys(data.tags)) or None
-            key.tools_allow, key.tools_deny = _key_globs(principal, data)
+            key.tools_allow, key.tools_deny = key_globs(principal, data)
             await repo.add(key)
         self.audit.change("key.create", principal, key.id, new=_key(key))
         return key, secret
@@ -488,47 +489,6 @@ class IdentityService:
     async def key_ids_of_user(self, user_id: str) -> list[str]:
         async with self.db.session() as session:
             return list(await IdentityRepository(session).key_ids_of_user(user_id))
-
-
-def _check_within_expiry(
-    expires_at: datetime | None, limit: datetime | None, data: KeyCreate
-) -> None:
-    """Refuse a key that would outlive the key minting it.
-
-    An expiring key must not be able to extend its own life by minting a longer-lived
-    (or never-expiring) successor; that holds for admins creating keys for others too.
-    Refusing (rather than silently clamping) lets the caller see the limit and choose.
-    """
-    if limit is None or (expires_at is not None and expires_at <= limit):
-        return
-    field = "expires_in_days" if data.expires_in_days is not None else "expires_at"
-    asked = "never expire" if expires_at is None else f"expire at {expires_at.isoformat()}"
-    message = (
-        f"a key cannot outlive the key creating it: that key expires at "
-        f"{limit.isoformat()}, the new key would {asked}"
-    )
-    raise InvalidInput(
-        message,
-        errors=[{"field": field, "message": f"must be no later than {limit.isoformat()}"}],
-    )
-
-
-def _key_globs(principal: Principal, data: KeyCreate) -> tuple[list[str] | None, list[str] | None]:
-    """A new key's tool globs, never wider than the key minting it: its deny globs are
-    kept, and a minting key limited to some tools mints keys limited to (some of) them."""
-    deny = list(dict.fromkeys([*principal.tools_deny, *data.tools_deny]))
-    allow = data.tools_allow
-    granted = principal.tools_allow
-    if granted is not None:
-        if allow is None:
-            allow = list(granted)
-        outside = [p for p in allow if p not in granted]
-        if outside:
-            raise Forbidden(
-                f"a key cannot reach more tools than the key creating it: {outside} not in "
-                f"its tools_allow {list(granted)}"
-            )
-    return (list(dict.fromkeys(allow)) if allow is not None else None), deny or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from gateway.mcp.front import McpFront
 from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
+from gateway.servers import rest_calls
 from gateway.servers.calls import qualified
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
@@ -242,7 +243,9 @@ async def execute_tool(request: Request, principal: CurrentPrincipal, body: Exec
         job = await tasks.execute(principal, body.tool, body.arguments, body.timeout)
         accepted = JobAccepted(job_id=job.id, status=job.status)
         return JSONResponse(accepted.model_dump(), status_code=202)
-    return await _servers(request).execute(principal, body.tool, body.arguments, body.timeout)
+    return await rest_calls.execute(
+        _servers(request), principal, body.tool, body.arguments, body.timeout
+    )
 
 
 @router.post(

@@ -14,6 +14,15 @@ from mcp import types
 
 from gateway.servers.runtimes.base import Catalog
 
+# The action whose unconditional denial hides a catalog entry of each kind.
+LIST_ACTION = {
+    "tool": "tools/call",
+    "resource": "resources/read",
+    "resource_template": "resources/read",
+    "prompt": "prompts/get",
+}
+ALL_ENTRIES = 1_000_000  # a catalog query for everything (filtered, then paged)
+
 
 def digest(definition: dict[str, Any]) -> str:
     """A stable digest of one item's definition."""

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, cast
@@ -22,13 +21,13 @@ from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gateway.mcp.results import tool_error, tool_error_body
+from gateway.mcp.results import tool_error
 from gateway.observability.masking import MASK
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified, resolve_target
-from gateway.servers.catalog import add_to_catalog, catalog_rows
+from gateway.servers.catalog import ALL_ENTRIES, LIST_ACTION, add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
@@ -56,14 +55,6 @@ from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
 log = logging.getLogger("gateway.servers")
-# The action whose unconditional denial hides a catalog entry of each kind.
-_LIST_ACTION = {
-    "tool": "tools/call",
-    "resource": "resources/read",
-    "resource_template": "resources/read",
-    "prompt": "prompts/get",
-}
-_ALL = 1_000_000
 
 
 def can_see(principal: Principal, team_id: str | None) -> bool:
@@ -419,12 +410,12 @@ class ServerService:
                 return list(entries), total
             # What the policy hides is not listed: filtered before paging.
             entries, _ = await repo.catalog(
-                server_ids=ids, kind=kind, query=query, limit=_ALL, offset=0
+                server_ids=ids, kind=kind, query=query, limit=ALL_ENTRIES, offset=0
             )
         shown = [
             (entry, name)
             for entry, name in entries
-            if policy.listable(principal, _LIST_ACTION[entry.kind], qualified(name, entry.name))
+            if policy.listable(principal, LIST_ACTION[entry.kind], qualified(name, entry.name))
         ]
         return shown[offset : offset + limit], len(shown)
 
@@ -602,42 +593,3 @@ class ServerService:
             result = type(result).model_validate(data)
         call.result = result
         return result
-
-    async def execute(
-        self,
-        principal: Principal,
-        tool: str,
-        arguments: dict[str, Any],
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """REST `tools/execute`: :meth:`resolve` and :meth:`call` ``{server}__{tool}``,
-        answered as JSON with the call's duration.
-
-        A backend that answers the call with a JSON-RPC error (bad arguments, unknown
-        tool) is reported as such: its code and message in the text and, for
-        programs, in ``backend_error`` (what `/mcp` passes on as the JSON-RPC error).
-        """
-        target = self.resolve(principal, tool)
-        started = time.perf_counter()
-        ctx = CallContext(route="rest", timeout=timeout)
-        body = await self.call_body(principal, target, arguments, ctx)
-        body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        return body
-
-    async def call_body(
-        self, principal: Principal, target: CallTarget, arguments: dict[str, Any], ctx: CallContext
-    ) -> dict[str, Any]:
-        """:meth:`call`, answered as the JSON of REST `tools/execute` (also an async call's
-        job result): the tool result, or the backend's JSON-RPC error in ``backend_error``."""
-        try:
-            result = await self.call(principal, target, arguments, ctx)
-            body = result.model_dump(by_alias=True, exclude_none=True, mode="json")
-        except BackendRequestError as exc:
-            body = tool_error_body(
-                f"server {target.server!r} answered tool {target.tool!r} with JSON-RPC "
-                f"error {exc.error.code}: {exc.error.message}"
-            )
-            body["backend_error"] = exc.error.model_dump(mode="json", exclude_none=True)
-        body.pop("resultType", None)
-        body.setdefault("isError", False)
-        return body

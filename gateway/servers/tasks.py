@@ -37,6 +37,7 @@ from gateway.errors import InvalidInput
 from gateway.jobs.kinds import JobContext, JobKind
 from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job
 from gateway.jobs.service import JobService
+from gateway.servers import rest_calls
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.mcp.sdk_input import REQUESTS
 from gateway.servers.pipeline import CallContext, Route
@@ -218,7 +219,7 @@ class CallTasks:
     ) -> dict[str, Any]:
         """One backend round of the call, through the call pipeline."""
         call_ctx = CallContext(route, timeout=timeout, relay=relay)
-        return await self.servers.call_body(principal, target, arguments, call_ctx)
+        return await rest_calls.call_body(self.servers, principal, target, arguments, call_ctx)
 
     @staticmethod
     async def _ask(
