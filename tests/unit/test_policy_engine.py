@@ -13,6 +13,7 @@ from gateway.errors import InvalidInput
 from gateway.policy.document import parse, parse_text, to_yaml
 from gateway.policy.engine import CompiledPolicy, Request
 from gateway.policy.plan import plan
+from tests.support_policy import CONTRACT
 
 
 def who(role: str = "developer", **extra: Any) -> Principal:
@@ -40,22 +41,6 @@ def rule(id: str, effect: str = "deny", targets: Any = ("*",), **extra: Any) -> 
         "targets": list(targets),
         **extra,
     }
-
-
-CONTRACT = """\
-rules:
-  - id: no-calculator-for-developers
-    effect: deny
-    subjects: {roles: [developer]}
-    actions: [tools/call]
-    targets: ["essentials__calculator_*"]
-limits:
-  - id: echo-per-key
-    scope: [key, tool]
-    targets: ["everything__*"]
-    rate: 5/minute
-    burst: 5
-"""
 
 
 def test_the_contract_document_decides_as_written() -> None:

@@ -11,21 +11,7 @@ import pytest
 from tests.integration.mcp.test_endpoint import _new_key
 from tests.integration.policy.conftest import AUTH, applied, apply
 from tests.support import Server
-
-CONTRACT = """\
-rules:
-  - id: no-calculator-for-developers
-    effect: deny
-    subjects: {roles: [developer]}
-    actions: [tools/call]
-    targets: ["essentials__calculator_*"]
-limits:
-  - id: echo-per-key
-    scope: [key, tool]
-    targets: ["everything__*"]
-    rate: 5/minute
-    burst: 5
-"""
+from tests.support_policy import CONTRACT
 
 
 def export(server: Server) -> str:
