@@ -143,10 +143,24 @@ def _bench(kind: str, limits: str, args: argparse.Namespace) -> list[dict[str, A
                         "calls_per_s_on": median([s["calls_per_s"] for s in on]),
                     }
                 )
+        if limits == "redis":  # how many calls the replica's shares spared a round trip
+            calls_on = args.runs * args.calls * len(targets) * len(args.concurrency)
+            for row in rows:
+                row["redis_trips_per_call"] = _round_trips(gateway) / calls_on
     finally:
         gateway.stop()
         backend.kill()
     return rows
+
+
+def _round_trips(gateway: GatewayProcess) -> float:
+    text = httpx.get(
+        f"{gateway.url}/metrics", headers={"Authorization": f"Bearer {BENCH_KEY}"}, timeout=30
+    ).text
+    for line in text.splitlines():
+        if line.startswith('mcpgw_limit_round_trips_total{storage="redis"}'):
+            return float(line.split()[-1])
+    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from gateway.jobs.models import Job
 from gateway.observability.metrics import Metrics
+from gateway.policy.engine import CONDITION_ERRORS
 from sandboxes.models import Sandbox
 
 if TYPE_CHECKING:
@@ -68,4 +69,12 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
         for kind, status, count in jobs:
             metrics.jobs.labels(kind, status).set(count)
 
-    state.metrics.on_scrape[:] = [backends, sessions, stored]
+    async def policy(metrics: Metrics) -> None:
+        limiter = state.servers.limiter
+        if limiter is not None:
+            metrics.limit_storage_failures.set_total((limiter.kind,), limiter.failures)
+            metrics.limit_round_trips.set_total((limiter.kind,), limiter.counts.round_trips)
+        for rule, count in CONDITION_ERRORS.items():
+            metrics.policy_condition_errors.set_total((rule,), count)
+
+    state.metrics.on_scrape[:] = [backends, sessions, stored, policy]

@@ -54,6 +54,13 @@ class CountFamily(Collector):
     def get(self, key: tuple[str, ...]) -> float:
         return self.values.get(key, 0.0)
 
+    def set_total(self, key: tuple[str, ...], value: float) -> None:
+        """The series of ``key`` is ``value``: for a count kept elsewhere, read when
+        scraped (it only ever grows there)."""
+        key = _bounded(self.values, key)  # type: ignore[arg-type]
+        self._created.setdefault(key, time.time())
+        self.values[key] = value
+
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
         for key, value in list(self.values.items()):

@@ -178,6 +178,27 @@ class Metrics:
             "Attempts to write a batch of audit rows that failed (retried, then spilled).",
             registry=self.registry,
         )
+        self.limit_storage_failures = CountFamily(
+            "mcpgw_limit_storage_failures",
+            "Limit counts that could not be read or written (the limit storage, Redis, "
+            "unreachable): calls allowed or refused by MCPGW_RATE_LIMIT_FAILURE_MODE.",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.limit_round_trips = CountFamily(
+            "mcpgw_limit_round_trips",
+            "Round trips to the shared limit storage (Redis) for calls' rates and quotas; "
+            "calls admitted from this replica's shares need none.",
+            ["storage"],
+            registry=self.registry,
+        )
+        self.policy_condition_errors = CountFamily(
+            "mcpgw_policy_condition_errors",
+            "Policy rule conditions that failed to evaluate (the rule denied: fail closed), "
+            "by rule id.",
+            ["rule"],
+            registry=self.registry,
+        )
         self.audit_waits_total = Counter(
             "mcpgw_audit_queue_waits",
             "Calls that waited for room in a full audit queue (timed_out: stopped waiting).",

@@ -18,6 +18,7 @@ key itself) narrow it too, as if they were rules named ``key:allow``/``key:deny`
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -32,6 +33,9 @@ from gateway.policy.conditions import Condition, ConditionError
 from gateway.policy.document import ACTIONS, PolicyDocument, Rule, Subjects
 
 log = logging.getLogger("gateway.policy")
+# Conditions that failed to evaluate (their rules denied), by rule id, in this process
+# (/metrics: mcpgw_policy_condition_errors_total).
+CONDITION_ERRORS: Counter[str] = Counter()
 
 _CACHE_MAX = 65_536
 # A tool's hints where it gives none: the MCP specification's defaults (a tool is
@@ -381,6 +385,7 @@ class CompiledPolicy:
                 except ConditionError as exc:
                     # Fail closed: the rule denies, whatever its effect, and is reported.
                     errors.append((rule.id, str(exc)))
+                    CONDITION_ERRORS[rule.id] += 1
                     log.warning("policy rule %r could not be evaluated: %s", rule.id, exc)
                     verdict = "deny"
             matched.append(rule.id)

@@ -1,9 +1,10 @@
 """Rate limits, concurrency limits, calendar quotas and budgets: the counting behind
 the call pipeline's ``limit`` stage.
 
-Counts live in the ``limits`` library's storage: in process for the embedded default,
-on Redis (``MCPGW_REDIS_URL``) so that every gateway process shares them, with atomic
-operations (a Lua script per window hit, INCRBY for counters).
+Counts live in the ``limits`` library's storage (gateway/policy/counts.py): in process
+for the embedded default, on Redis (``MCPGW_REDIS_URL``) so that every gateway process
+shares them, with atomic operations (a Lua script per window hit, INCRBY for counters),
+rates and quotas taken in shares so that most calls need no round trip.
 
 - **rate** ``N/unit`` with ``burst`` B: at most B calls per window of B/N units, so the
   average is N per unit and no more than B go at once (a token bucket's promise). The
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +34,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage as AsyncRedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 
 from gateway.errors import AppError
 from gateway.policy import globs
+from gateway.policy.counts import Counts
 from gateway.policy.document import Limit, parse_quota, parse_rate
 from gateway.policy.engine import CompiledPolicy, SubjectLike, SubjectMatch, TargetIndex
 
@@ -134,13 +131,15 @@ class Counted:
     limit: CompiledLimit
     scope: dict[str, str]
     ids: tuple[str, ...]
-    window: str  # the rate window's storage key
+    key: str  # the count's name: a rate's window key, the stem of the others' keys
+    shared: bool  # counted in shares on Redis (rates and quotas)
 
     @classmethod
     def of(cls, limit: CompiledLimit, scope: dict[str, str]) -> Counted:
         ids = (limit.id, *(f"{k}={v}" for k, v in scope.items()))
-        window = limit.item.key_for(*ids) if limit.item is not None else ""
-        return cls(limit, scope, ids, window)
+        if limit.item is not None:
+            return cls(limit, scope, ids, limit.item.key_for(*ids), True)
+        return cls(limit, scope, ids, f"{limit.kind}:{':'.join(ids)}", limit.kind == "quota")
 
 
 @dataclass(slots=True)
@@ -162,82 +161,6 @@ def period_bounds(now: float, period: str) -> tuple[str, datetime]:
     year, month = moment.year, moment.month
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return f"{year:04d}-{month:02d}", end
-
-
-class SweptMemoryStorage(MemoryStorage):
-    """``limits``' in-process storage, sweeping expired counts at most once a second.
-
-    The library's own schedules its sweep (a timer thread) after every operation once
-    the last sweep is over: a thread started every 10 ms under load. Expired counts are
-    dropped when read anyway; the sweep only frees memory."""
-
-    _swept = 0.0
-
-    def _MemoryStorage__schedule_expiry(self) -> None:  # the base's, by its mangled name
-        now = time.monotonic()
-        if now - self._swept >= 1.0 and not self.timer.is_alive():
-            self._swept = now
-            sweep = getattr(self, "_MemoryStorage__expire_events")  # noqa: B009 (mangled)
-            self.timer = threading.Timer(0.01, sweep)
-            self.timer.daemon = True
-            self.timer.start()
-
-
-# limits wraps these methods of every storage class (its own and subclasses, so twice
-# here) to turn backend errors into its StorageError; the in-process storage raises
-# none, and the wrappers were a third of a counted call's cost.
-for _method in ("incr", "get", "get_expiry", "check", "reset", "clear"):
-    _plain = getattr(MemoryStorage, _method)
-    setattr(SweptMemoryStorage, _method, getattr(_plain, "__wrapped__", _plain))
-
-
-class Counts:
-    """``limits``' storage and sliding-window strategy behind one awaitable interface:
-    on Redis its asyncio flavour; in process its plain one, called directly (the
-    asyncio flavour wraps each of the dozen storage steps of a hit in coroutines of its
-    own, which is most of what a limit costs a call)."""
-
-    def __init__(self, redis_url: str | None, key_prefix: str) -> None:
-        self.storage: Any
-        self.windows: Any
-        self.blocking = redis_url is not None
-        if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
-            self.storage = AsyncRedisStorage(
-                uri,
-                implementation="redispy",
-                key_prefix=f"{key_prefix}:limits",
-                wrap_exceptions=True,
-                socket_timeout=1.0,
-                socket_connect_timeout=1.0,
-            )
-            self.windows = AsyncSlidingWindow(self.storage)
-        else:
-            self.storage = SweptMemoryStorage()
-            self.windows = SlidingWindowCounterRateLimiter(self.storage)
-
-    async def hit(self, key: str, limit: int, window: int) -> bool:
-        """One call into the sliding window under ``key`` (what the strategy's ``hit``
-        does, with the key made once per caller and tool rather than per call)."""
-        if self.blocking:
-            return bool(await self.storage.acquire_sliding_window_entry(key, limit, window))
-        return bool(self.storage.acquire_sliding_window_entry(key, limit, window))
-
-    async def window(self, item: Any, ids: tuple[str, ...]) -> Any:
-        """(reset time, remaining) of a rate's window."""
-        if self.blocking:
-            return await self.windows.get_window_stats(item, *ids)
-        return self.windows.get_window_stats(item, *ids)
-
-    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        if self.blocking:
-            return int(await self.storage.incr(key, expiry, amount))
-        return int(self.storage.incr(key, expiry, amount))
-
-    async def get(self, key: str) -> int:
-        if self.blocking:
-            return int(await self.storage.get(key))
-        return int(self.storage.get(key))
 
 
 class Limiter:
@@ -323,7 +246,10 @@ class Limiter:
         plan = self._plan(subject, server, target)
         if not plan:
             return None
-        if not self.counts.blocking and all(c.limit.kind == "rate" for c in plan):
+        if self.counts.blocking:
+            if self._from_shares(plan):  # on Redis: admitted from what this replica holds
+                return None
+        elif all(c.limit.kind == "rate" for c in plan):
             self._rates_now(plan)  # in process: no coroutine per limit
             return None
         admission: Admission | None = None
@@ -359,13 +285,30 @@ class Limiter:
             )
         return plan
 
+    def _from_shares(self, plan: tuple[Counted, ...]) -> bool:
+        """Admit a call from this replica's shares of every count it is held to, without
+        a round trip to Redis; False (nothing taken) unless every one holds a call."""
+        shares = self.counts.shares
+        now = time.monotonic()
+        held = []
+        for counted in plan:
+            share = shares.get(counted.key) if counted.shared else None
+            if share is None or share.left <= 0 or now >= share.until:
+                return False
+            if share.ends != math.inf and self.clock() >= share.ends:
+                return False  # a quota's period is over
+            held.append(share)
+        for share in held:
+            share.left -= 1
+        return True
+
     def _rates_now(self, plan: tuple[Counted, ...]) -> None:
         """Count rates kept in process (what :meth:`_admit` does for them, without its
         awaits: the plain storage answers at once)."""
         storage = self.counts.storage
         for counted in plan:
             limit = counted.limit
-            if not storage.acquire_sliding_window_entry(counted.window, limit.count, limit.window):
+            if not storage.acquire_sliding_window_entry(counted.key, limit.count, limit.window):
                 stats = self.counts.windows.get_window_stats(limit.item, *counted.ids)
                 retry = stats.reset_time - time.time()
                 raise self._exceeded(limit, counted.scope, "rate_limited", retry, None)
@@ -373,14 +316,12 @@ class Limiter:
     async def _admit(self, counted: Counted, admission: Admission | None) -> Admission | None:
         limit, scope, ids = counted.limit, counted.scope, counted.ids
         if limit.kind == "rate":
-            if not await self.counts.hit(counted.window, limit.count, limit.window):
-                stats = await self.counts.window(limit.item, ids)
-                retry = stats.reset_time - time.time()
-                raise self._exceeded(limit, scope, "rate_limited", retry, None)
+            resets = await self.counts.hit(counted.key, limit.count, limit.window, limit.item, ids)
+            if resets is not None:
+                raise self._exceeded(limit, scope, "rate_limited", resets - time.time(), None)
             return admission
-        key = ":".join(ids)
         if limit.kind == "concurrency":
-            key = f"inflight:{key}"
+            key = f"inflight:{':'.join(ids)}"
             if await self.counts.incr(key, _IN_FLIGHT_TTL) > limit.count:
                 await self.counts.incr(key, _IN_FLIGHT_TTL, -1)
                 raise self._exceeded(limit, scope, "concurrency_limited", 1, None)
@@ -390,10 +331,9 @@ class Limiter:
         now = self.clock()
         name, ends = period_bounds(now, limit.period)
         ttl = max(1, math.ceil(ends.timestamp() - now)) + 60
-        key = f"{limit.kind}:{key}:{name}"
+        key = f"{counted.key}:{name}"
         if limit.kind == "quota":
-            if await self.counts.incr(key, ttl) > limit.count:
-                await self.counts.incr(key, ttl, -1)
+            if not await self.counts.count_in(key, counted.key, limit.count, ttl, ends.timestamp()):
                 raise self._exceeded(limit, scope, "quota_exceeded", ends.timestamp() - now, ends)
             return admission
         spent = await self.counts.get(key)

@@ -157,6 +157,10 @@ async def test_conditions_decide_per_call_and_fail_closed(gateway: Server, devel
     r = rest(gateway, developer, "fix2__echo", {"text": "x"})
     assert r.status_code == 403 and r.json()["rule"] == "broken"
     assert "could not be evaluated" in r.json()["message"]
+    # Operators see it on /metrics, by rule.
+    scraped = httpx.get(f"{gateway.url}/metrics", headers=AUTH, timeout=30).text
+    assert 'mcpgw_policy_condition_errors_total{rule="broken"}' in scraped
+    assert 'mcpgw_limit_storage_failures_total{storage="memory"} 0.0' in scraped
     # The tool still shows: a condition is decided per call.
     async with connect(f"{gateway.url}/mcp", developer) as client:
         assert "fix__echo" in {t.name for t in (await client.list_tools()).tools}
