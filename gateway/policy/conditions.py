@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -129,3 +130,13 @@ class Condition:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@lru_cache(maxsize=4096)
+def compiled(source: str) -> Condition:
+    """The one :class:`Condition` of ``source``: rules (and policy versions) with the
+    same expression share its program and its remembered answers. Large policies repeat
+    a few conditions over many rules (the same check on every server); compiled once,
+    a policy of 10,000 rules loads faster and a condition already answered for one rule
+    is answered for all."""
+    return Condition(source)

@@ -38,7 +38,7 @@ from pydantic import (
 from gateway.auth.rbac import Role
 from gateway.errors import InvalidInput
 from gateway.policy import globs
-from gateway.policy.conditions import Condition
+from gateway.policy.conditions import compiled
 
 ACTIONS = ("tools/call", "resources/read", "prompts/get", "skills/load", "sandboxes/exec", "list")
 Action = Literal[
@@ -57,7 +57,7 @@ def _glob(value: str) -> str:
 
 
 def _cel(value: str) -> str:
-    Condition(value)  # raises ValueError with the parser's words
+    compiled(value)  # raises ValueError with the parser's words
     return value
 
 

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from gateway.policy import globs
-from gateway.policy.conditions import Condition, ConditionError
+from gateway.policy.conditions import Condition, ConditionError, compiled
 from gateway.policy.document import ACTIONS, PolicyDocument, Rule, Subjects
 
 log = logging.getLogger("gateway.policy")
@@ -275,21 +275,21 @@ class CompiledPolicy:
         self.rules = [self._compile(i, rule) for i, rule in enumerate(document.rules)]
 
     def _compile(self, i: int, rule: Rule) -> CompiledRule:
-        compiled = CompiledRule(
+        made = CompiledRule(
             index=i,
             id=rule.id,
             effect=rule.effect,
             subject=None if rule.subjects.everyone else SubjectMatch(rule.subjects),
             excluded=globs.compile_any(tuple(rule.except_targets)) if rule.except_targets else None,
-            condition=Condition(rule.condition) if rule.condition else None,
+            condition=compiled(rule.condition) if rule.condition else None,
             zone=UTC if rule.timezone == "UTC" else ZoneInfo(rule.timezone),
             message=rule.message,
         )
         actions = ACTIONS if "*" in rule.actions else rule.actions
         for action in dict.fromkeys(actions):
             for pattern in dict.fromkeys(rule.targets):
-                self._indexes[action].add(pattern, compiled)
-        return compiled
+                self._indexes[action].add(pattern, made)
+        return made
 
     @property
     def empty(self) -> bool:
