@@ -37,6 +37,7 @@ from gateway.policy.limits import LimitExceeded
 from gateway.policy.service import PolicyDenied
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.mcp import uris
+from gateway.servers.mcp.approvals import AskFirst, approver, park_for_approval, retry_approver
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
@@ -112,32 +113,12 @@ class FrontRelay:
         await self.ctx.session.report_progress(progress, total, message)
 
 
-# What an approval question asks for: one yes/no.
-_APPROVAL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
-    "required": ["approve"],
-}
-
-
 def _approver(ctx: Ctx, relay: FrontRelay) -> Approver | None:
-    """How to ask the agent's user to approve a call (a `require_approval` rule): an
-    elicitation, when the agent's 2025-11-25 session declared it can answer one."""
-    if relay.modern:
-        return None  # 2026-07-28 asks through input rounds: not yet for approvals
+    """How to ask the agent's user to approve a call (approvals.py): in its 2025-11-25
+    session, or in an `input_required` round for a 2026-07-28 request; None when the
+    client declared no elicitation."""
     capabilities = getattr(ctx.session, "client_capabilities", None)
-    if capabilities is None or capabilities.elicitation is None:
-        return None
-
-    async def approve(reason: str) -> bool:
-        params = types.ElicitRequestFormParams(
-            message=f"{reason}. Approve it?", requested_schema=_APPROVAL_SCHEMA
-        )
-        answer = await relay.request("elicitation/create", params)
-        content = getattr(answer, "content", None) or {}
-        return getattr(answer, "action", None) == "accept" and content.get("approve") is True
-
-    return approve
+    return approver(capabilities, relay, relay.modern)
 
 
 class _InputRound:
@@ -288,7 +269,14 @@ class ServersMcp:
             def resume() -> Awaitable[CallResult]:
                 return self.inputs.resume(parked, ctx.params, relay, self.timeout)
 
-            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume, origin=relay)
+            asked = parked.verdict is not None  # its user was asked to approve it
+            ctx_call = CallContext(
+                "sdk",
+                timeout=self.timeout,
+                exchange=resume,
+                origin=relay,
+                approve=retry_approver(self.inputs, parked, ctx.params) if asked else None,
+            )
             return await self._call(principal, parked.target, arguments, ctx_call)
         found = find_target(self.servers, principal, params.name, target)
         if found is None:
@@ -301,7 +289,16 @@ class ServersMcp:
         call_ctx = CallContext(
             "sdk", via, self.timeout, relay, exchange, origin=relay, approve=_approver(ctx, relay)
         )
-        return await self._call(principal, found, arguments, call_ctx)
+        try:
+            return await self._call(principal, found, arguments, call_ctx)
+        except AskFirst as first:  # a 2026 agent's user approves the call in a round first
+            assert relay.call is not None
+            park_for_approval(
+                self.inputs, relay.call, relay, found.runtime, found.tool, arguments, first.reason
+            )
+            return cast(
+                CallResult, await self.inputs.follow(relay.call, FrontRelay(ctx), self.timeout)
+            )
 
     async def _first_round(
         self,

@@ -56,6 +56,9 @@ class SdkCall(Parked):
         default_factory=dict, kw_only=True
     )
     _ids: itertools.count[int] = field(default_factory=itertools.count, kw_only=True)
+    # A call its agent's user is asked to approve first (approvals.py): the answer,
+    # once the agent's retry brings it.
+    verdict: asyncio.Future[bool] | None = field(default=None, kw_only=True)
 
     async def ask(self, method: str, params: Any) -> Any:
         """Ask the agent (on its next round); the typed answer, or an ErrorData."""

@@ -6,6 +6,7 @@ audit row of a denial."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -346,4 +347,74 @@ async def test_require_approval_asks_the_user_where_the_client_can_be_asked(
     assert [r["detail"] for r in rows if r["outcome"] == "ok"] == [
         {"rule": "approve-echo", "approved": True}
     ]
+    applied(gateway, {})
+
+
+async def test_require_approval_asks_a_2026_agent_in_an_input_round(
+    gateway: Server, developer: str
+) -> None:
+    """A 2026-07-28 request that declares elicitation is answered `input_required` with
+    the approval question, nothing sent to the backend; the retry with the answer is
+    authorized and audited on it (the official Python SDK client in its 2026 mode,
+    which answers rounds through its elicitation callback)."""
+    from mcp import Client, types
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    rule = f"approve-{uuid.uuid4().hex[:6]}"
+    applied(
+        gateway,
+        {
+            "rules": [
+                {
+                    "id": rule,
+                    "effect": "require_approval",
+                    "actions": ["tools/call"],
+                    "targets": ["fix__echo", "fix__ask"],
+                }
+            ]
+        },
+    )
+    asked: list[str] = []
+    answers = iter(["accept", "decline", "accept", "accept"])
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        action = next(answers)
+        content = {"approve": True} if "Approve it?" in params.message else {"name": "Ada"}
+        return types.ElicitResult(action=action, content=content if action == "accept" else None)
+
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {developer}"})
+    transport = streamable_http_client(f"{gateway.url}/mcp", http_client=http)
+    async with http, Client(transport, cache=None, elicitation_callback=elicitation) as client:  # type: ignore[arg-type]
+        approved = await client.call_tool("fix__echo", {"text": "go"})
+        assert approved.is_error is False and approved.content[0].text == "go"  # type: ignore[union-attr]
+        declined = await client.call_tool("fix__echo", {"text": "no"})
+        assert declined.is_error and "did not approve" in declined.content[0].text  # type: ignore[union-attr]
+        # Approved once, the backend's own question is a later round, not asked again.
+        both = await client.call_tool("fix__ask", {})
+        assert both.is_error is False and "Ada" in both.content[0].text, both  # type: ignore[union-attr]
+    assert len(asked) == 4 and rule in asked[0] and "Approve it?" not in asked[3]
+    # No elicitation declared: refused, saying why.
+    body, headers = modern_call("fix__echo", {"text": "go"}, key=developer)
+    r = httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30)
+    refused = r.json()["result"]
+    assert refused["isError"] and "cannot be asked" in refused["content"][0]["text"]
+
+    async def audited() -> list[dict[str, Any]] | None:
+        rows = httpx.get(
+            f"{gateway.url}/api/v1/audit",
+            params={"action": "tools/call", "limit": 100},
+            headers=AUTH,
+        ).json()["items"]
+        found = [x for x in rows if (x["detail"] or {}).get("rule") == rule]
+        return found if len(found) >= 4 else None
+
+    rows = await wait_for(audited, timeout=10, what=f"audited calls under {rule}")
+    # One row a call that reached a verdict (the question's round is not one): the
+    # approved echo, the declined one, the approved ask (each of its rounds) and
+    # the refused one; the approved ones carry it.
+    outcomes = sorted(r["outcome"] for r in rows)
+    assert outcomes.count("denied") == 2 and outcomes.count("ok") >= 2, rows
+    assert all(r["detail"]["approved"] for r in rows if r["outcome"] == "ok")
     applied(gateway, {})
