@@ -53,6 +53,7 @@ from gateway.observability.tracing import Telemetry
 from gateway.policy.api import router as policies_router
 from gateway.policy.api import usage_router
 from gateway.policy.service import PolicyService
+from gateway.policy.team_api import router as team_policies_router
 from gateway.scrape import register_collectors
 from gateway.servers.api import router as servers_router
 from gateway.servers.connections.api import browser_router as connections_browser_router
@@ -62,6 +63,7 @@ from gateway.servers.generate.api import router as generate_router
 from gateway.servers.generate.service import ServerGenerator
 from gateway.servers.mcp.handlers import ServersMcp
 from gateway.servers.monitor import run_monitor
+from gateway.servers.repository import count_team_servers
 from gateway.servers.tasks import CallTasks
 from gateway.servers.tracing import install as install_tracing
 from gateway.state import GatewayState
@@ -69,11 +71,13 @@ from sandboxes.api import router as sandboxes_router
 from sandboxes.image_job import ImageGenerator
 from sandboxes.mcp import SandboxesMcp
 from sandboxes.providers import build_providers
+from sandboxes.repository import count_team_sandboxes
 from sandboxes.service import SandboxService
 from skills.api import router as skills_router
 from skills.generate.api import router as skill_generate_router
 from skills.generate.service import SkillGenerator
 from skills.mcp import SkillsMcp
+from skills.repository import count_team_skills
 from skills.service import SkillService
 
 log = logging.getLogger("gateway")
@@ -253,6 +257,10 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
     skills = SkillService(db, servers, settings, audit=audit, policies=policies)
     sandboxes = SandboxService(
         db, settings, build_providers(settings), audit=audit, policies=policies
+    )
+    # What each pillar counts of a team's, for its quotas (gateway/policy/quotas.py).
+    policies.quotas.counters.update(
+        servers=count_team_servers, skills=count_team_skills, sandboxes=count_team_sandboxes
     )
     return GatewayState(
         settings,
@@ -474,6 +482,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.include_router(jobs_router, prefix=API_PREFIX)
     app.include_router(telemetry_router, prefix=API_PREFIX)
     app.include_router(policies_router, prefix=API_PREFIX)
+    app.include_router(team_policies_router, prefix=API_PREFIX)
     app.include_router(usage_router, prefix=API_PREFIX)
     mcp_endpoint = _McpEndpoint(app)
     for path in ("/mcp", "/mcp/servers/{name}"):

@@ -1,12 +1,14 @@
 """``mcpgw policies …``: the policy of a running gateway as one YAML document (export,
 apply with a plan and ``--dry-run``), its versions, and explain (``--url``/``--key``;
-reading needs ``policies:read``, applying an admin)."""
+reading needs ``policies:read``, applying an admin). ``--team NAME``: that team's own
+document instead (its members read it, its owners and admins apply it)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -20,6 +22,19 @@ from gateway.cli_client import (
     print_table,
 )
 
+TeamOption = Annotated[
+    str | None,
+    typer.Option("--team", help="A team's own document (name or id) instead of the platform's."),
+]
+
+
+def _path(team: str | None) -> str:
+    """The document's REST path: the platform's, or a team's."""
+    if team is None:
+        return "/api/v1/policies"
+    return f"/api/v1/teams/{quote(team, safe='')}/policy"
+
+
 policies_app = typer.Typer(
     help="Rules and limits as one YAML document: export, apply (plan, --dry-run), explain."
 )
@@ -32,11 +47,10 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
+    team: TeamOption = None,
 ) -> None:
     """Print the policy in force as YAML (what `apply -f` takes back unchanged)."""
-    text = GatewayClient(url, key).request(
-        "GET", "/api/v1/policies", params={"format": "yaml"}, raw=True
-    )
+    text = GatewayClient(url, key).request("GET", _path(team), params={"format": "yaml"}, raw=True)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -54,6 +68,7 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; store nothing.")
     ] = False,
+    team: TeamOption = None,
 ) -> None:
     """Make the document the policy: print the plan (+ added, - removed, ~ changed),
     then apply it unless --dry-run. An invalid document changes nothing (exit 1)."""
@@ -66,7 +81,7 @@ def apply(
         text = path.read_text()
     out = GatewayClient(url, key).request(
         "PUT",
-        "/api/v1/policies",
+        _path(team),
         content=text.encode(),
         headers={"Content-Type": "application/yaml"},
         params={"dry_run": "true"} if dry_run else {},

@@ -57,6 +57,7 @@ def sandbox_out(service: SandboxService, row: Sandbox, usage: Usage | None = Non
         id=row.id,
         name=row.name,
         owner_id=row.owner_id,
+        team_id=row.team_id,
         template=row.template,
         image=row.image,
         provider=row.provider,

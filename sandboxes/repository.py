@@ -109,3 +109,14 @@ class SandboxRepository:
     async def delete_template(self, row: SandboxTemplate) -> None:
         await self.session.delete(row)
         await self.session.flush()
+
+
+async def count_team_sandboxes(session: AsyncSession, team_id: str) -> int:
+    """A team's sandboxes not destroyed (its ``max_sandboxes`` quota,
+    gateway/policy/quotas.py)."""
+    query = (
+        select(func.count())
+        .select_from(Sandbox)
+        .where(Sandbox.team_id == team_id, Sandbox.status != "destroyed")
+    )
+    return int(await session.scalar(query) or 0)

@@ -42,6 +42,12 @@ class SandboxCreate(BaseModel):
         None, description="Lower than the defaults for anyone; higher for admins only."
     )
     network: Network = Field("none", description="`egress` needs MCPGW_SANDBOX_ALLOW_NETWORK.")
+    team_id: str | None = Field(
+        None,
+        max_length=36,
+        description="The team it counts against (its max_sandboxes quota). Default: the "
+        "creator's team when they are in exactly one; none when in none.",
+    )
 
 
 class UsageOut(BaseModel):
@@ -57,6 +63,7 @@ class SandboxOut(BaseModel):
     id: str
     name: str
     owner_id: str | None
+    team_id: str | None = None
     template: str
     image: str | None
     provider: str

@@ -194,12 +194,23 @@ class SandboxService:
             await provider.check()
         except ProviderUnavailable as exc:
             raise Unavailable(exc.message) from exc
-        async with self.quotas.lock(principal.user_id), self.db.session() as session:
+        team_id = self._team_of(principal, body.team_id)
+        teams = self.policies.quotas if self.policies is not None else None
+        async with (
+            self.quotas.lock(principal.user_id),
+            teams.lock(team_id) if teams is not None else contextlib.nullcontext(),
+            self.db.session() as session,
+        ):
             repo = SandboxRepository(session)
             await self.quotas.check(repo, principal.user_id, limits)
+            if teams is not None:  # the team's max_sandboxes, checked and held until commit
+                if team_id is None and len(principal.team_ids) > 1:
+                    await teams.require_team(session, principal.team_ids, "sandboxes")
+                await teams.check(session, team_id, "sandboxes")
             row = Sandbox(
                 name=body.name,
                 owner_id=principal.user_id,
+                team_id=team_id,
                 template=template.name,
                 image=template.image if provider_name != "local" else None,
                 provider=provider_name,
@@ -231,6 +242,16 @@ class SandboxService:
             detail={"template": row.template, "provider": row.provider},
         )
         return row
+
+    @staticmethod
+    def _team_of(principal: Principal, asked: str | None) -> str | None:
+        """The team a new sandbox counts against: the one asked for (a team of the
+        creator's, or any for an admin), else the creator's only team, else none."""
+        if asked is not None:
+            if not (principal.is_admin or asked in principal.team_ids):
+                raise Forbidden("you can only create sandboxes for teams you belong to")
+            return asked
+        return principal.team_ids[0] if len(principal.team_ids) == 1 else None
 
     async def get(self, principal: Principal, sandbox_id: str) -> Sandbox:
         principal.require("sandboxes:read")

@@ -206,3 +206,9 @@ class SkillRepository:
         if downloaded is not None:
             values["last_downloaded_at"] = downloaded
         await self.session.execute(update(Skill).where(Skill.name == name).values(**values))
+
+
+async def count_team_skills(session: AsyncSession, team_id: str) -> int:
+    """Skills of a team (its ``max_skills`` quota, gateway/policy/quotas.py)."""
+    query = select(func.count()).select_from(Skill).where(Skill.team_id == team_id)
+    return int(await session.scalar(query) or 0)

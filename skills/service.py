@@ -9,6 +9,7 @@ change makes a new immutable version, the same content makes none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.entry import AuditEntry
 from gateway.audit.service import AuditLog
@@ -349,14 +351,16 @@ class SkillService:
         digest = content_digest(digests, executable)
         parsed = report.skill
         try:
-            async with self.db.session() as session:
+            async with self._team_lock(team_id), self.db.session() as session:
                 repo = SkillRepository(session)
                 row = await repo.get_by_name(parsed.name)
                 created = row is None
                 if row is None:
+                    await self._check_team(session, None, team_id)
                     row = await self._create_row(repo, principal, parsed, visibility, team_id)
                 else:
                     check_writable(principal, row)
+                    await self._check_team(session, row, team_id)
                 if links:  # added to the links it has, with the content
                     known = {lk.server_id: lk.server_name for lk in await repo.links(row.id)}
                     await repo.replace_links(row.id, {**known, **links})
@@ -398,6 +402,20 @@ class SkillService:
         )
         missing = await self.missing_tools(principal, view)
         return StoreResult(view, created, True, report.warnings, missing)
+
+    def _team_lock(self, team_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held while a skill is given to ``team_id`` (its max_skills quota)."""
+        if self.policies is None:
+            return contextlib.nullcontext()
+        return self.policies.quotas.lock(team_id)
+
+    async def _check_team(
+        self, session: AsyncSession, row: Skill | None, team_id: str | None
+    ) -> None:
+        """The team's max_skills quota, when ``row`` (None: a new skill) joins it."""
+        if self.policies is None or team_id is None or (row and row.team_id == team_id):
+            return
+        await self.policies.quotas.check(session, team_id, "skills")
 
     async def _create_row(
         self,
@@ -450,10 +468,11 @@ class SkillService:
     ) -> SkillView:
         """Change who sees a skill (not a content change: no new version)."""
         principal.require("skills:write")
-        async with self.db.session() as session:
+        async with self._team_lock(team_id), self.db.session() as session:
             repo = SkillRepository(session)
             row = await self._get_row(repo, principal, name)
             check_writable(principal, row)
+            await self._check_team(session, row, team_id)
             old = {"visibility": row.visibility, "team_id": row.team_id}
             apply_visibility(principal, row, visibility, team_id)
             row.updated_at = utcnow()

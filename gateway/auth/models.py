@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base, UTCDateTime, new_id, utcnow
@@ -34,6 +34,11 @@ class Team(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     interface_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Quotas platform admins set (gateway/policy/quotas.py); None: unlimited.
+    max_servers: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_sandboxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_skills: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    calls_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     members: Mapped[list[TeamMember]] = relationship(
         back_populates="team", cascade="all, delete-orphan", lazy="raise"

@@ -48,7 +48,7 @@ class InvalidJson(AppError):
     code = "invalid_json"
 
 
-def _wants_yaml(request: Request, format: str | None) -> bool:
+def wants_yaml(request: Request, format: str | None) -> bool:
     if format is not None:
         return format == "yaml"
     accept = request.headers.get("accept", "")
@@ -71,7 +71,7 @@ async def get_policy(
 ) -> Any:
     """The policy in force: JSON with its version, or the YAML document alone
     (``?format=yaml`` or ``Accept: application/yaml``), as ``mcpgw policies export``."""
-    if _wants_yaml(request, format):
+    if wants_yaml(request, format):
         return Response(to_yaml(service.document(principal)), media_type="application/yaml")
     return await service.show(principal)
 
@@ -99,17 +99,21 @@ async def put_policy(
     """Replace the policy with the document in the body (YAML or JSON). The answer is
     the plan (rules and limits added, removed, changed); with ``dry_run`` nothing is
     stored. An invalid document is refused whole (422 naming the rule and field)."""
+    return await service.apply(principal, await read_document(request), dry_run=dry_run)
+
+
+async def read_document(request: Request) -> Any:
+    """The request body as a parsed document: JSON as given (validated by the service,
+    so errors name rules), YAML parsed (its syntax errors said here)."""
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     text = body.decode("utf-8", errors="replace")
     if content_type == "application/json":
         try:
-            data = json.loads(text) if text.strip() else None
+            return json.loads(text) if text.strip() else None
         except ValueError as exc:
             raise InvalidJson(f"request body is not valid JSON: {exc}") from None
-        return await service.apply(principal, data, dry_run=dry_run)
-    document = parse_text(text)
-    return await service.apply(principal, document.model_dump(mode="json"), dry_run=dry_run)
+    return parse_text(text).model_dump(mode="json")
 
 
 @router.get("/policies/versions", responses=ERROR_RESPONSES)

@@ -262,10 +262,15 @@ class TargetIndex(Generic[T]):
 class CompiledPolicy:
     """One version of the policy, ready to decide."""
 
-    def __init__(self, document: PolicyDocument, version: int = 0) -> None:
+    def __init__(self, document: PolicyDocument, version: int = 0, label: str = "") -> None:
         self.document = document
         self.version = version
+        # A team's document: its rule ids carry ``team:<name>/`` (see :meth:`within`).
+        self.label = label
         self.default = Decision(document.default)
+        # Team id → that team's compiled document, each deciding for its members only
+        # (set by the policy service, replaced whole when a team document changes).
+        self.teams: Mapping[str, CompiledPolicy] = {}
         self._indexes: dict[str, TargetIndex[CompiledRule]] = {a: TargetIndex() for a in ACTIONS}
         self._cache: dict[tuple[str, str], tuple[CompiledRule, ...]] = {}
         self._signatures: dict[tuple[Any, ...], tuple[Any, ...]] = {}
@@ -277,7 +282,7 @@ class CompiledPolicy:
     def _compile(self, i: int, rule: Rule) -> CompiledRule:
         made = CompiledRule(
             index=i,
-            id=rule.id,
+            id=self.label + rule.id,
             effect=rule.effect,
             subject=None if rule.subjects.everyone else SubjectMatch(rule.subjects),
             excluded=globs.compile_any(tuple(rule.except_targets)) if rule.except_targets else None,
@@ -321,10 +326,51 @@ class CompiledPolicy:
         ``arguments`` the call's (when conditions read nothing else, no request is made)."""
         prepared = self._prepared(subject, action, target)
         if isinstance(prepared, Decision):
-            return prepared
-        if isinstance(prepared, _ByArguments):
-            return prepared.decide(self, subject, action, target, request, arguments)
-        return self._evaluate(prepared, subject, action, target, request)
+            decision = prepared
+        elif isinstance(prepared, _ByArguments):
+            decision = prepared.decide(self, subject, action, target, request, arguments)
+        else:
+            decision = self._evaluate(prepared, subject, action, target, request)
+        if self.teams and decision.effect != "deny":
+            return self.within(decision, subject, action, target, request, arguments)
+        return decision
+
+    def within(
+        self,
+        decision: Decision,
+        subject: SubjectLike,
+        action: str,
+        target: str,
+        request: Request | Callable[[], Request] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """``decision`` (the platform's) narrowed by the documents of the caller's teams:
+        each must allow too; the most restrictive effect wins, and every rule that
+        matched is reported (team rules as ``team:<name>/<id>``)."""
+        teams = self.teams
+        for team_id in subject.team_ids:
+            team = teams.get(team_id)
+            if team is None:
+                continue
+            found = team.decide(subject, action, target, request, arguments)
+            if found.rule is None and not found.allowed:  # the team document's default
+                name = team.label.removesuffix("/")
+                said = f"{name}'s policy allows only what its rules allow"
+                found = Decision(found.effect, name, found.matched, found.errors, said)
+            if not found.matched and found.allowed:
+                continue
+            if _EFFECT_RANK[found.effect] < _EFFECT_RANK[decision.effect]:
+                deciding = found
+            else:
+                deciding = decision
+            decision = Decision(
+                deciding.effect,
+                deciding.rule,
+                decision.matched + found.matched,
+                decision.errors + found.errors,
+                deciding.message,
+            )
+        return decision
 
     def _prepared(
         self, subject: SubjectLike, action: str, target: str
@@ -398,9 +444,16 @@ class CompiledPolicy:
     def listable(self, subject: SubjectLike, action: str, target: str) -> bool:
         """Whether a listing shows ``target`` to ``subject``: everything but what a rule
         (without a condition) denies it, for ``action`` or for listing. Conditions
-        depend on the call, so a conditional rule neither hides nor shows."""
+        depend on the call, so a conditional rule neither hides nor shows. The
+        documents of the caller's teams must each show it too."""
         if _key_decision(subject, action, target) is not None:
             return False
+        teams = self.teams
+        if teams:
+            for team_id in subject.team_ids:
+                team = teams.get(team_id)
+                if team is not None and not team.listable(subject, action, target):
+                    return False
         allowed = self.default.allowed
         for act in (action, "list"):
             for rule in self.candidates(act, target):
@@ -433,6 +486,11 @@ class CompiledPolicy:
             if len(self._signatures) >= _CACHE_MAX:
                 self._signatures.clear()
             self._signatures[key] = found
+        teams = self.teams
+        if teams:  # each team document the caller is under (its version changes with it)
+            mine = tuple(teams[t].signature(subject) for t in subject.team_ids if t in teams)
+            if mine:
+                return (*found, mine)
         return found
 
 

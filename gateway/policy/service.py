@@ -5,6 +5,8 @@ applied through other replicas.
 Every replica holds the compiled policy in memory: the call path never reads the
 database. A version applied here is in force here at once; other replicas pick it up
 within ``refresh`` seconds (they compare the newest version number, one indexed read).
+Team documents and quotas (gateway/policy/teams.py, quotas.py) are followed the same
+way, by the tenancy revision read in the same query.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from gateway.errors import Conflict, Forbidden, InvalidInput
 from gateway.policy.document import PolicyDocument, parse
 from gateway.policy.engine import CompiledPolicy, Decision, Request
 from gateway.policy.limits import Limiter
-from gateway.policy.models import PolicyVersion
+from gateway.policy.models import PolicyVersion, TenancyRevision
 from gateway.policy.plan import plan
+from gateway.policy.quotas import TeamQuotas
 from gateway.policy.schemas import (
     ApplyOut,
     EvaluateIn,
@@ -41,6 +44,7 @@ from gateway.policy.schemas import (
     UsageOut,
     VersionOut,
 )
+from gateway.policy.teams import TeamPolicies, TeamState, load_state
 
 log = logging.getLogger("gateway.policy")
 
@@ -72,12 +76,19 @@ class PolicyService:
         self.db = db
         self.audit = audit
         self.current = CompiledPolicy(PolicyDocument(), 0)
-        # Called with the new policy whenever one comes into force (limits reload).
+        self.team_state = TeamState()
+        self._teams_loaded = False
+        self.teams = TeamPolicies(db, audit, self.load_teams)
+        self.quotas = TeamQuotas(db, audit, self.load_teams)
+        # Called with :attr:`counted` whenever the platform's or a team's rules, limits
+        # or quotas change (the limit stage reloads).
         self.listeners: list[Callable[[CompiledPolicy], None]] = []
 
     # --- the policy in force -----------------------------------------------------------
     async def load(self) -> None:
-        """Bring the newest stored version into force."""
+        """Bring the newest stored version into force (and the teams' on first load)."""
+        if not self._teams_loaded:
+            await self.load_teams()
         async with self.db.session() as session:
             row = await session.scalar(
                 select(PolicyVersion).order_by(PolicyVersion.version.desc()).limit(1)
@@ -85,20 +96,63 @@ class PolicyService:
         if row is not None and row.version != self.current.version:
             self._install(_stored(row.document), row.version)
 
+    async def load_teams(self) -> None:
+        """Bring every team's newest document and quotas into force."""
+        async with self.db.session() as session:
+            state = await load_state(session)
+        self.team_state, self._teams_loaded = state, True
+        self.current.teams = state.policies
+        self._notify()
+
     def _install(self, document: PolicyDocument, version: int) -> None:
-        self.current = CompiledPolicy(document, version)
+        policy = CompiledPolicy(document, version)
+        policy.teams = self.team_state.policies
+        self.current = policy
+        self._notify()
+
+    def _notify(self) -> None:
+        counted = self.counted
         for listener in self.listeners:
-            listener(self.current)
+            listener(counted)
+
+    @property
+    def counted(self) -> CompiledPolicy:
+        """The policy whose limits the limit stage counts: the platform's limits and
+        costs, each team document's limits and each team's calls_per_day quota."""
+        policy = self.current
+        extra = self.team_state.limits
+        if not extra:
+            return policy
+        document = policy.document.model_copy(
+            update={"rules": [], "limits": [*policy.document.limits, *extra]}
+        )
+        return CompiledPolicy(document, policy.version)
 
     async def follow(self) -> bool:
-        """Bring a version applied through another replica into force; True if one was."""
+        """Bring a version (or team change) applied through another replica into force;
+        True if one was. One query: the newest version and the tenancy revision."""
         async with self.db.session() as session:
-            newest = await session.scalar(select(func.max(PolicyVersion.version)))
-        if (newest or 0) == self.current.version:
-            return False
-        await self.load()
-        log.info("policy version %s is in force (applied elsewhere)", self.current.version)
-        return True
+            row = (
+                await session.execute(
+                    select(
+                        select(func.max(PolicyVersion.version)).scalar_subquery(),
+                        select(TenancyRevision.revision)
+                        .where(TenancyRevision.id == 1)
+                        .scalar_subquery(),
+                    )
+                )
+            ).one()
+        newest, revision = row[0] or 0, row[1] or 0
+        followed = False
+        if revision != self.team_state.revision:
+            await self.load_teams()
+            log.info("team policies at revision %s are in force (changed elsewhere)", revision)
+            followed = True
+        if newest != self.current.version:
+            await self.load()
+            log.info("policy version %s is in force (applied elsewhere)", self.current.version)
+            followed = True
+        return followed
 
     async def run_follower(self, interval: float = 1.0) -> None:
         """Follow versions applied through other replicas, every ``interval`` seconds."""
@@ -114,7 +168,9 @@ class PolicyService:
         key's own tool globs); None: only the baseline applies."""
         policy = self.current
         if policy.empty and principal.tools_allow is None and not principal.tools_deny:
-            return None
+            teams = policy.teams
+            if not teams or teams.keys().isdisjoint(principal.team_ids):
+                return None
         return policy
 
     def check(

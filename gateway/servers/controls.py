@@ -62,4 +62,4 @@ def follow_limits(policies: PolicyService, pipeline: Pipeline, limiter: Limiter)
         pipeline.install("limit", stage if limiter.active else None)
 
     policies.listeners.append(changed)
-    changed(policies.current)
+    changed(policies.counted)

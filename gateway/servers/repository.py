@@ -160,3 +160,9 @@ class ServerRepository:
             .group_by(CatalogEntry.server_id)
         )
         return {server_id: int(count) for server_id, count in rows.all()}
+
+
+async def count_team_servers(session: AsyncSession, team_id: str) -> int:
+    """Servers owned by a team (its ``max_servers`` quota, gateway/policy/quotas.py)."""
+    query = select(func.count()).select_from(McpServer).where(McpServer.team_id == team_id)
+    return int(await session.scalar(query) or 0)

@@ -247,11 +247,15 @@ class ServerService:
             code="name_taken",
             errors=[{"field": "name", "message": "already registered"}],
         )
-        try:
-            async with self.db.session() as session:
+        quotas = self.policies.quotas if self.policies is not None else None
+        lock = quotas.lock(data.team_id) if quotas else contextlib.nullcontext()
+        try:  # the team's max_servers: checked, and held until the row is committed
+            async with lock, self.db.session() as session:
                 repo = ServerRepository(session)
                 if await repo.get_by_name(data.name) is not None:
                     raise name_taken
+                if quotas is not None:
+                    await quotas.check(session, data.team_id, "servers")
                 await repo.add(row)
                 names = {"env": list(data.secrets), "headers": list(data.secret_headers)}
                 await repo.add(
