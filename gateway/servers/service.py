@@ -30,6 +30,8 @@ from gateway.servers.calls import CallTarget, qualified, resolve_target
 from gateway.servers.catalog import ALL_ENTRIES, LIST_ACTION, add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
+from gateway.servers.controls import ArgumentsSize
+from gateway.servers.limits import LimitsIn, RequestLimits
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -72,6 +74,7 @@ class ServerService:
         call_timeout: float,
         default_concurrency: int,
         allow_private_urls: bool,
+        max_request_bytes: int | None = None,
         pipeline: Pipeline | None = None,
         audit: AuditLog | None = None,
     ) -> None:
@@ -85,7 +88,9 @@ class ServerService:
         self.limiter: Limiter | None = None
         self.box = box
         self.pool = pool
+        # The global request limits; a server's or tool's own override them (limits.py).
         self.call_timeout = call_timeout
+        self.max_request_bytes = max_request_bytes
         self.default_concurrency = default_concurrency
         self.allow_private_urls = allow_private_urls
         self._refreshing: dict[str, asyncio.Lock] = {}
@@ -116,6 +121,7 @@ class ServerService:
             max_concurrency=row.max_concurrency or self.default_concurrency,
             team_id=row.team_id,
             enabled=row.enabled,
+            limits=RequestLimits.parse(row.limits),
         )
 
     async def load(self) -> None:
@@ -129,6 +135,9 @@ class ServerService:
             except Exception as exc:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
         await self.pool.sync(specs)
+        # The size check is a stage only while some server has a size limit of its own.
+        bounded = any(s.enabled and s.limits is not None and s.limits.bounds_size for s in specs)
+        self.pipeline.install("size", ArgumentsSize() if bounded else None)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
 
     async def _load_catalogs(self, names: dict[str, str]) -> None:
@@ -217,8 +226,24 @@ class ServerService:
     def _sealed_names(self, row: McpServer) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.box.open(row.secrets_sealed).items()}
 
+    def _check_limits(self, limits: LimitsIn | None) -> dict[str, Any] | None:
+        """``limits`` as stored; a size above the global limit is a 422 naming its field
+        (the global limit is checked on the whole body first, so it would never apply)."""
+        if limits is None:
+            return None
+        cap = self.max_request_bytes
+        over = [(f, v) for f, v in limits.sizes() if cap is not None and v > cap]
+        if over:
+            message = f"at most MCPGW_MAX_REQUEST_BYTES ({cap}), the global body limit"
+            raise InvalidInput(
+                f"{over[0][0]}: {message}",
+                errors=[{"field": f, "message": message} for f, _ in over],
+            )
+        return limits.stored()
+
     async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
         principal.require("servers:write")
+        limits = self._check_limits(data.limits)
         config, client_secret = take_client_secret(
             await self._validate(data.type, data.config, principal)
         )
@@ -238,6 +263,7 @@ class ServerService:
             tags=data.tags,
             enabled=data.enabled,
             max_concurrency=data.max_concurrency,
+            limits=limits,
             owner_id=principal.user_id,
             team_id=data.team_id,
             version=1,
@@ -277,6 +303,7 @@ class ServerService:
 
     async def update(self, principal: Principal, name: str, data: ServerUpdate) -> McpServer:
         principal.require("servers:write")
+        limits = self._check_limits(data.limits)
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
             before = snapshot(row, self._sealed_names(row))
@@ -296,6 +323,9 @@ class ServerService:
                 if value is not None and value != getattr(row, field):
                     setattr(row, field, value)
                     changes.append(field)
+            if data.limits is not None and limits != row.limits:
+                row.limits = limits
+                changes.append("limits")
             for key, patch in (("env", data.secrets), ("headers", data.secret_headers)):
                 if patch:
                     current = dict(sealed.get(key, {}))
@@ -544,6 +574,14 @@ class ServerService:
                 return hints.model_dump(by_alias=True, exclude_none=True) if hints else {}
         return None
 
+    def timeout_for(self, target: CallTarget) -> float:
+        """Seconds a call of ``target`` may take: the tool's own timeout, the server's,
+        else the global one (an attribute read and a dict lookup: no database read)."""
+        limits = target.runtime.spec.limits
+        if limits is None:
+            return self.call_timeout
+        return limits.timeout_for(target.tool, self.call_timeout)
+
     async def call(
         self,
         principal: Principal,
@@ -573,7 +611,7 @@ class ServerService:
             else:
                 token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
                 try:
-                    timeout = ctx.timeout or self.call_timeout
+                    timeout = ctx.timeout or self.timeout_for(call.target)
                     result = await runtime.call_tool(call.tool, call.arguments, timeout)
                 finally:
                     if token is not None:

@@ -36,6 +36,7 @@ from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.policy.limits import LimitExceeded
 from gateway.policy.service import PolicyDenied
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
+from gateway.servers.controls import ArgumentsTooLarge
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.fastpath import FastPath
 from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
@@ -285,10 +286,12 @@ class ServersMcp:
             parked = self.inputs.take(cast(str, params.request_state), owner)
             relay = FrontRelay(ctx)
 
-            def resume() -> Awaitable[CallResult]:
-                return self.inputs.resume(parked, ctx.params, relay, self.timeout)
+            timeout = self.servers.timeout_for(parked.target)
 
-            ctx_call = CallContext("sdk", timeout=self.timeout, exchange=resume, origin=relay)
+            def resume() -> Awaitable[CallResult]:
+                return self.inputs.resume(parked, ctx.params, relay, timeout)
+
+            ctx_call = CallContext("sdk", timeout=timeout, exchange=resume, origin=relay)
             return await self._call(principal, parked.target, arguments, ctx_call)
         found = find_target(self.servers, principal, params.name, target)
         if found is None:
@@ -299,7 +302,13 @@ class ServersMcp:
             relay.call = SdkCall(owner, found.server, target=found)
             exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
         call_ctx = CallContext(
-            "sdk", via, self.timeout, relay, exchange, origin=relay, approve=_approver(ctx, relay)
+            "sdk",
+            via,
+            self.servers.timeout_for(found),
+            relay,
+            exchange,
+            origin=relay,
+            approve=_approver(ctx, relay),
         )
         return await self._call(principal, found, arguments, call_ctx)
 
@@ -320,7 +329,8 @@ class ServersMcp:
             self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
         finally:
             CURRENT_RELAY.reset(token)
-        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), self.timeout))
+        timeout = self.servers.timeout_for(found)
+        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), timeout))
 
     async def _call(
         self, principal: Principal, found: CallTarget, arguments: dict[str, Any], ctx: CallContext
@@ -328,6 +338,8 @@ class ServersMcp:
         """The pillar's one call use case, its refusals and backend errors in MCP terms."""
         try:
             return await self.servers.call(principal, found, arguments, ctx)
+        except ArgumentsTooLarge as exc:  # as a body over the global limit: a JSON-RPC error
+            raise MCPError(exc.rpc_code, exc.message, exc.rpc_data()) from None
         except CallDenied as exc:
             return tool_error(exc.message)
         except LimitExceeded as exc:  # a JSON-RPC error: clients can retry on its data
