@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from pydantic import Field, field_validator
 
+from gateway.errors import InvalidInput
 from gateway.schemas import Strict
 
 # The bound of MCPGW_SERVER_CALL_TIMEOUT_SECONDS (gateway/config.py).
@@ -135,6 +136,22 @@ class RequestLimits:
     def bounds_size(self) -> bool:
         """Whether any call of this server has a size limit of its own."""
         return self.max_bytes is not None or bool(self.sizes)
+
+
+def stored_limits(limits: LimitsIn | None, global_max: int | None) -> dict[str, Any] | None:
+    """``limits`` as stored with a server; a size above ``global_max`` (the global body
+    limit, checked on the whole body first, so it would never apply) is a 422 naming
+    its field."""
+    if limits is None:
+        return None
+    over = [(f, v) for f, v in limits.sizes() if global_max is not None and v > global_max]
+    if over:
+        message = f"at most MCPGW_MAX_REQUEST_BYTES ({global_max}), the global body limit"
+        raise InvalidInput(
+            f"{over[0][0]}: {message}",
+            errors=[{"field": f, "message": message} for f, _ in over],
+        )
+    return limits.stored()
 
 
 def arguments_size(arguments: Mapping[str, Any]) -> int:

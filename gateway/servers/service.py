@@ -21,7 +21,6 @@ from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gateway.mcp.results import tool_error
 from gateway.observability.masking import MASK
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
@@ -31,7 +30,7 @@ from gateway.servers.catalog import ALL_ENTRIES, LIST_ACTION, add_to_catalog, ca
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
 from gateway.servers.controls import ArgumentsSize
-from gateway.servers.limits import LimitsIn, RequestLimits
+from gateway.servers.limits import RequestLimits, stored_limits
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -41,18 +40,16 @@ from gateway.servers.pipeline import (
     Pipeline,
 )
 from gateway.servers.pool import SessionPool
+from gateway.servers.reach import reach
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import (
     BackendError,
-    BackendRequestError,
-    BackendTimeout,
     Catalog,
     Health,
     ServerRuntime,
     ServerSpec,
 )
 from gateway.servers.runtimes.isolation import forget
-from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
@@ -135,9 +132,11 @@ class ServerService:
             except Exception as exc:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
         await self.pool.sync(specs)
-        # The size check is a stage only while some server has a size limit of its own.
+        # The size check is a stage only while some server has a size limit of its own
+        # (installed or removed when that changes, not at every reconcile).
         bounded = any(s.enabled and s.limits is not None and s.limits.bounds_size for s in specs)
-        self.pipeline.install("size", ArgumentsSize() if bounded else None)
+        if bounded != ("size" in self.pipeline.names):
+            self.pipeline.install("size", ArgumentsSize() if bounded else None)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
 
     async def _load_catalogs(self, names: dict[str, str]) -> None:
@@ -226,24 +225,9 @@ class ServerService:
     def _sealed_names(self, row: McpServer) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.box.open(row.secrets_sealed).items()}
 
-    def _check_limits(self, limits: LimitsIn | None) -> dict[str, Any] | None:
-        """``limits`` as stored; a size above the global limit is a 422 naming its field
-        (the global limit is checked on the whole body first, so it would never apply)."""
-        if limits is None:
-            return None
-        cap = self.max_request_bytes
-        over = [(f, v) for f, v in limits.sizes() if cap is not None and v > cap]
-        if over:
-            message = f"at most MCPGW_MAX_REQUEST_BYTES ({cap}), the global body limit"
-            raise InvalidInput(
-                f"{over[0][0]}: {message}",
-                errors=[{"field": f, "message": message} for f, _ in over],
-            )
-        return limits.stored()
-
     async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
         principal.require("servers:write")
-        limits = self._check_limits(data.limits)
+        limits = stored_limits(data.limits, self.max_request_bytes)
         config, client_secret = take_client_secret(
             await self._validate(data.type, data.config, principal)
         )
@@ -303,7 +287,7 @@ class ServerService:
 
     async def update(self, principal: Principal, name: str, data: ServerUpdate) -> McpServer:
         principal.require("servers:write")
-        limits = self._check_limits(data.limits)
+        limits = stored_limits(data.limits, self.max_request_bytes)
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
             before = snapshot(row, self._sealed_names(row))
@@ -602,32 +586,5 @@ class ServerService:
         return cast(CallResult, await self.pipeline.run(call, partial(self._reach, ctx=ctx)))
 
     async def _reach(self, call: Call, *, ctx: CallContext) -> CallResult:
-        """The backend stage of :meth:`call`."""
-        runtime = call.target.runtime
-        result: CallResult
-        try:
-            if ctx.exchange is not None:
-                result = await ctx.exchange()
-            else:
-                token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
-                try:
-                    timeout = ctx.timeout or self.timeout_for(call.target)
-                    result = await runtime.call_tool(call.tool, call.arguments, timeout)
-                finally:
-                    if token is not None:
-                        CURRENT_RELAY.reset(token)
-        except BackendRequestError:
-            call.outcome = "error"
-            raise
-        except BackendError as exc:  # unreachable, failing or slow: the agent reads why
-            call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
-            call.error = runtime.spec.secrets.text(str(exc))
-            return tool_error(call.error)
-        # An input_required round has no isError: the call goes on.
-        call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
-        secrets = runtime.spec.secrets
-        if secrets:
-            data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
-            result = type(result).model_validate(data)
-        call.result = result
-        return result
+        """The backend stage of :meth:`call` (reach.py), with the call's timeout."""
+        return await reach(call, ctx, ctx.timeout or self.timeout_for(call.target))
