@@ -156,6 +156,7 @@ async def test_a_tool_timeout_shorter_than_the_servers_times_only_that_tool_out(
 @pytest.mark.timeout(120)
 async def test_a_server_size_limit_refuses_before_the_backend(limited: Server) -> None:
     big = {"text": "x" * 2000}  # over `lim`'s 1024 bytes, far under the global 12 MiB
+    statuses: dict[str, int] = {}
     for path in PATHS:
         # The same call on `fix` goes through ...
         (status, answer), _ = call(limited, path, "fix__echo", big)
@@ -180,11 +181,14 @@ async def test_a_server_size_limit_refuses_before_the_backend(limited: Server) -
                 "size": 2011,
             }, (path, answer)
             message = error["message"]
+            statuses[path] = status
         assert "'lim'" in message and "lim__echo" in message and "1024" in message, message
         # Under the limit, `lim` serves it.
         (status, answer), _ = call(limited, path, "lim__echo", {"text": "y" * 500})
         result = answer if path == "rest" else answer["result"]
         assert result["isError"] is False, (path, answer)
+    # 2026-07-28 maps the JSON-RPC error to an HTTP status, the same on every MCP path.
+    assert set(statuses.values()) == {400}, statuses
     # A tool's own limit: 40 bytes for `whoami`, the server's 1024 for `echo`.
     (status, answer), _ = call(limited, "rest", "lim__whoami", {"pad": "z" * 40})
     assert status == 413 and answer["limit"] == 40 and "tool 'whoami'" in answer["message"]
