@@ -137,6 +137,7 @@ def build_server_service(
         call_timeout=settings.server_call_timeout_seconds,
         default_concurrency=settings.server_max_concurrency,
         allow_private_urls=settings.allow_private_urls,
+        max_request_bytes=settings.max_request_bytes,
         pipeline=build_pipeline(
             metrics,
             audit,

@@ -54,6 +54,36 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
+def parse_limits(
+    call_timeout: float | None,
+    max_request_bytes: int | None,
+    tool_timeout: list[str] | None,
+    tool_max_bytes: list[str] | None,
+) -> dict[str, Any] | None:
+    """The server's ``limits`` from the CLI options (None: none given); the gateway
+    validates the values (a 422 names the field)."""
+    limits: dict[str, Any] = {}
+    if call_timeout is not None:
+        limits["call_timeout_seconds"] = call_timeout
+    if max_request_bytes is not None:
+        limits["max_request_bytes"] = max_request_bytes
+    tools: dict[str, dict[str, Any]] = {}
+    for option, field, values, kind in (
+        ("--tool-timeout", "call_timeout_seconds", tool_timeout, float),
+        ("--tool-max-bytes", "max_request_bytes", tool_max_bytes, int),
+    ):
+        for tool, value in _pairs(values, option).items():
+            try:
+                tools.setdefault(tool, {})[field] = kind(value)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"{tool}: {value!r} is not a number", param_hint=option
+                ) from None
+    if tools:
+        limits["tools"] = tools
+    return limits or None
+
+
 def parse_command(command: list[str]) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Turn ``npx …``/``uvx …``/``docker run …``/a URL into (type, config, env)."""
     if not command:
@@ -150,6 +180,22 @@ def servers_add(
             "secrets (admins only; dangerous)."
         ),
     ] = None,
+    call_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a call of its tools may take (default: the global)."),
+    ] = None,
+    max_request_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest arguments of a call, in bytes (at most the global limit)."),
+    ] = None,
+    tool_timeout: Annotated[
+        list[str] | None,
+        typer.Option(help="TOOL=SECONDS: one tool's own call timeout (repeatable)."),
+    ] = None,
+    tool_max_bytes: Annotated[
+        list[str] | None,
+        typer.Option(help="TOOL=BYTES: one tool's own arguments size limit (repeatable)."),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until connected and catalogued.")] = True,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -184,6 +230,9 @@ def servers_add(
         "secrets": _pairs(secret, "--secret"),
         "secret_headers": _pairs(secret_header, "--secret-header"),
     }
+    limits = parse_limits(call_timeout, max_request_bytes, tool_timeout, tool_max_bytes)
+    if limits is not None:
+        body["limits"] = limits
     created = GatewayClient(url, key, timeout=180).request(
         "POST", "/api/v1/servers", json=body, params={"wait": wait}
     )

@@ -128,7 +128,11 @@ class Settings(
         "(SSRF guard off for those). Off: such URLs are refused.",
     )
     server_call_timeout_seconds: float = Field(
-        60.0, gt=0, le=3600, description="Default timeout of one tools/call to a backend."
+        60.0,
+        gt=0,
+        le=3600,
+        description="Default timeout of one tools/call to a backend (a server's or tool's "
+        "own `limits.call_timeout_seconds` overrides it).",
     )
     server_connect_timeout_seconds: float = Field(
         60.0, gt=0, le=600, description="How long starting/connecting a backend may take."
@@ -421,7 +425,8 @@ class Settings(
     max_request_bytes: int = Field(
         12 * 1024 * 1024,
         ge=1024,
-        description="Largest request body accepted; larger ones get 413.",
+        description="Largest request body accepted; larger ones get 413. Servers and tools "
+        "may have smaller limits of their own (`limits.max_request_bytes`).",
     )
 
     @field_validator(

@@ -78,6 +78,7 @@ def _server_out(service: ServerService, row: McpServer, tool_count: int) -> Serv
         team_id=row.team_id,
         owner_id=row.owner_id,
         max_concurrency=row.max_concurrency,
+        limits=row.limits,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,

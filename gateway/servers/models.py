@@ -27,6 +27,9 @@ class McpServer(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     max_concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Request limits of its own (timeout, arguments size; per tool too): see limits.py.
+    # None: the global settings apply.
+    limits: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     owner_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

@@ -4,7 +4,7 @@ REST `tools/execute`, the `/mcp` SDK path, `EXECUTE_TOOL` and the fast path each
 how to reach a backend (a runtime call, or raw JSON-RPC forwarded on a pooled
 connection); everything around that is here, once, in this order::
 
-    authorize → limit → cache → breaker → backend → record
+    authorize → size → limit → cache → breaker → backend → record
 
 A stage has two halves. ``enter`` runs before the backend, in that order: it may
 refuse the call (raise :class:`CallDenied`) or answer it without the backend (set
@@ -48,7 +48,7 @@ from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.runtimes.relay import Relay
 
-STAGES = ("authorize", "limit", "cache", "breaker", "backend", "record")
+STAGES = ("authorize", "size", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal[
     "ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled", "not_sent"
@@ -60,7 +60,7 @@ CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], Non
 RefusalRecorder = Callable[[str, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
 # then the rest as listed in STAGES.
-_ENTERING = ("record", "authorize", "limit", "cache", "breaker")
+_ENTERING = ("record", "authorize", "size", "limit", "cache", "breaker")
 CallResult = types.CallToolResult | types.InputRequiredResult
 # Asks the agent's user a question (why approval is needed); True: approved.
 Approver = Callable[[str], Awaitable[bool]]

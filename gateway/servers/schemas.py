@@ -21,6 +21,7 @@ from gateway.errors import InvalidInput
 from gateway.procenv import check_env
 from gateway.schemas import Strict
 from gateway.servers.connections.schemas import Credentials
+from gateway.servers.limits import LimitsIn
 from gateway.servers.runtimes.backend_tls import CLIENT_CERT, CLIENT_KEY, tls_context
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
@@ -357,6 +358,11 @@ class ServerCreate(Strict):
     )
     team_id: str | None = Field(None, max_length=36)
     max_concurrency: int | None = Field(None, ge=1, le=10_000)
+    limits: LimitsIn | None = Field(
+        None,
+        description="Request limits of this server and its tools (timeout, arguments "
+        "size); unset: the global settings. See docs/calls.md#request-limits.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -393,6 +399,9 @@ class ServerUpdate(Strict):
     secrets: dict[str, str | None] | None = Field(None, max_length=100)
     secret_headers: dict[str, str | None] | None = Field(None, max_length=32)
     max_concurrency: int | None = Field(None, ge=1, le=10_000)
+    limits: LimitsIn | None = Field(
+        None, description="Replaces the server's request limits as a whole; `{}` removes them."
+    )
 
     @field_validator("env", "secrets")
     @classmethod
@@ -426,6 +435,9 @@ class ServerOut(BaseModel):
     team_id: str | None
     owner_id: str | None
     max_concurrency: int | None
+    limits: dict[str, Any] | None = Field(
+        None, description="Its request limits as set (the shape of `limits` in; null: none)."
+    )
     version: int
     created_at: datetime
     updated_at: datetime

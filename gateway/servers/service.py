@@ -21,7 +21,6 @@ from gateway.auth.principal import Principal
 from gateway.crypto import SecretBox
 from gateway.db import Database, utcnow
 from gateway.errors import Conflict, Forbidden, InvalidInput, NotFound
-from gateway.mcp.results import tool_error
 from gateway.observability.masking import MASK
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
@@ -30,6 +29,8 @@ from gateway.servers.calls import CallTarget, qualified, resolve_target
 from gateway.servers.catalog import ALL_ENTRIES, LIST_ACTION, add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
+from gateway.servers.controls import ArgumentsSize
+from gateway.servers.limits import RequestLimits, stored_limits
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -39,18 +40,16 @@ from gateway.servers.pipeline import (
     Pipeline,
 )
 from gateway.servers.pool import SessionPool
+from gateway.servers.reach import reach
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import (
     BackendError,
-    BackendRequestError,
-    BackendTimeout,
     Catalog,
     Health,
     ServerRuntime,
     ServerSpec,
 )
 from gateway.servers.runtimes.isolation import forget
-from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
@@ -72,6 +71,7 @@ class ServerService:
         call_timeout: float,
         default_concurrency: int,
         allow_private_urls: bool,
+        max_request_bytes: int | None = None,
         pipeline: Pipeline | None = None,
         audit: AuditLog | None = None,
     ) -> None:
@@ -85,7 +85,9 @@ class ServerService:
         self.limiter: Limiter | None = None
         self.box = box
         self.pool = pool
+        # The global request limits; a server's or tool's own override them (limits.py).
         self.call_timeout = call_timeout
+        self.max_request_bytes = max_request_bytes
         self.default_concurrency = default_concurrency
         self.allow_private_urls = allow_private_urls
         self._refreshing: dict[str, asyncio.Lock] = {}
@@ -116,6 +118,7 @@ class ServerService:
             max_concurrency=row.max_concurrency or self.default_concurrency,
             team_id=row.team_id,
             enabled=row.enabled,
+            limits=RequestLimits.parse(row.limits),
         )
 
     async def load(self) -> None:
@@ -129,6 +132,11 @@ class ServerService:
             except Exception as exc:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
         await self.pool.sync(specs)
+        # The size check is a stage only while some server has a size limit of its own
+        # (installed or removed when that changes, not at every reconcile).
+        bounded = any(s.enabled and s.limits is not None and s.limits.bounds_size for s in specs)
+        if bounded != ("size" in self.pipeline.names):
+            self.pipeline.install("size", ArgumentsSize() if bounded else None)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
 
     async def _load_catalogs(self, names: dict[str, str]) -> None:
@@ -219,6 +227,7 @@ class ServerService:
 
     async def register(self, principal: Principal, data: ServerCreate) -> McpServer:
         principal.require("servers:write")
+        limits = stored_limits(data.limits, self.max_request_bytes)
         config, client_secret = take_client_secret(
             await self._validate(data.type, data.config, principal)
         )
@@ -238,6 +247,7 @@ class ServerService:
             tags=data.tags,
             enabled=data.enabled,
             max_concurrency=data.max_concurrency,
+            limits=limits,
             owner_id=principal.user_id,
             team_id=data.team_id,
             version=1,
@@ -281,6 +291,7 @@ class ServerService:
 
     async def update(self, principal: Principal, name: str, data: ServerUpdate) -> McpServer:
         principal.require("servers:write")
+        limits = stored_limits(data.limits, self.max_request_bytes)
         async with self.db.session() as session:
             row = await self._get_row(session, principal, name)
             before = snapshot(row, self._sealed_names(row))
@@ -300,6 +311,9 @@ class ServerService:
                 if value is not None and value != getattr(row, field):
                     setattr(row, field, value)
                     changes.append(field)
+            if data.limits is not None and limits != row.limits:
+                row.limits = limits
+                changes.append("limits")
             for key, patch in (("env", data.secrets), ("headers", data.secret_headers)):
                 if patch:
                     current = dict(sealed.get(key, {}))
@@ -548,6 +562,14 @@ class ServerService:
                 return hints.model_dump(by_alias=True, exclude_none=True) if hints else {}
         return None
 
+    def timeout_for(self, target: CallTarget) -> float:
+        """Seconds a call of ``target`` may take: the tool's own timeout, the server's,
+        else the global one (an attribute read and a dict lookup: no database read)."""
+        limits = target.runtime.spec.limits
+        if limits is None:
+            return self.call_timeout
+        return limits.timeout_for(target.tool, self.call_timeout)
+
     async def call(
         self,
         principal: Principal,
@@ -568,32 +590,5 @@ class ServerService:
         return cast(CallResult, await self.pipeline.run(call, partial(self._reach, ctx=ctx)))
 
     async def _reach(self, call: Call, *, ctx: CallContext) -> CallResult:
-        """The backend stage of :meth:`call`."""
-        runtime = call.target.runtime
-        result: CallResult
-        try:
-            if ctx.exchange is not None:
-                result = await ctx.exchange()
-            else:
-                token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
-                try:
-                    timeout = ctx.timeout or self.call_timeout
-                    result = await runtime.call_tool(call.tool, call.arguments, timeout)
-                finally:
-                    if token is not None:
-                        CURRENT_RELAY.reset(token)
-        except BackendRequestError:
-            call.outcome = "error"
-            raise
-        except BackendError as exc:  # unreachable, failing or slow: the agent reads why
-            call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
-            call.error = runtime.spec.secrets.text(str(exc))
-            return tool_error(call.error)
-        # An input_required round has no isError: the call goes on.
-        call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
-        secrets = runtime.spec.secrets
-        if secrets:
-            data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
-            result = type(result).model_validate(data)
-        call.result = result
-        return result
+        """The backend stage of :meth:`call` (reach.py), with the call's timeout."""
+        return await reach(call, ctx, ctx.timeout or self.timeout_for(call.target))

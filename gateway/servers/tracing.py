@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 _ROUTES = {"rest": "rest", "sdk": "sdk", "direct": "fast"}
 # The stages whose work is worth a span (record's enter only waits while the audit
 # queue is full: that shows as the gap before the next stage).
-_SPANNED = frozenset({"authorize", "limit", "cache", "breaker"})
+_SPANNED = frozenset({"authorize", "size", "limit", "cache", "breaker"})
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 

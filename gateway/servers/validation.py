@@ -89,6 +89,7 @@ def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, An
         "env": row.env,
         "secrets": {k: sorted(secret_names.get(k, [])) for k in ("env", "headers")},
         "max_concurrency": row.max_concurrency,
+        "limits": row.limits,
     }
 
 

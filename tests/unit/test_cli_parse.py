@@ -1,7 +1,7 @@
 import pytest
 import typer
 
-from gateway.cli_servers import parse_command
+from gateway.cli_servers import parse_command, parse_limits
 
 
 @pytest.mark.parametrize(
@@ -41,3 +41,19 @@ def test_commands_like_claude_mcp_add(command: list[str], expected: tuple[object
 def test_unsupported_commands_say_what_works(command: list[str]) -> None:
     with pytest.raises(typer.BadParameter):
         parse_command(command)
+
+
+def test_limits_options_become_the_servers_limits() -> None:
+    assert parse_limits(None, None, None, None) is None
+    assert parse_limits(120, 65536, ["slow=300", "big=5"], ["big=1024"]) == {
+        "call_timeout_seconds": 120,
+        "max_request_bytes": 65536,
+        "tools": {
+            "slow": {"call_timeout_seconds": 300.0},
+            "big": {"call_timeout_seconds": 5.0, "max_request_bytes": 1024},
+        },
+    }
+    with pytest.raises(typer.BadParameter):
+        parse_limits(None, None, ["slow=soon"], None)
+    with pytest.raises(typer.BadParameter):
+        parse_limits(None, None, ["slow"], None)

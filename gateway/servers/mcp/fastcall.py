@@ -304,7 +304,7 @@ class FastCall:
                     text = event.data.decode()
                     return await self._finish_error(f"server {self.route.server!r} {text}")
                 elif event.message is not None:  # a question: one per round
-                    timeout = self.fast.servers.call_timeout
+                    timeout = self.fast.servers.timeout_for(self.target)
                     result = self.fast.bridge.park(call, [event.message], timeout)
                     await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
                     return True

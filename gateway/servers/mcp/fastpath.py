@@ -43,6 +43,7 @@ from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.policy.limits import JSONRPC_CODE, LimitExceeded
 from gateway.servers.calls import CallTarget, find_target
+from gateway.servers.controls import ArgumentsTooLarge
 from gateway.servers.mcp.fastcall import FastCall
 from gateway.servers.mcp.fastrelay import abandon, settle
 from gateway.servers.mcp.input_bridge import InputBridge
@@ -298,6 +299,12 @@ class FastPath:
         key = (request.session_id, request.id) if request.session_id else None
         if key is not None:
             self._in_flight[key] = call
+        # The tool's, the server's or the global timeout (limits.py): a None check when
+        # the server has no limits of its own.
+        limits = called.runtime.spec.limits
+        timeout = self.servers.call_timeout
+        if limits is not None:
+            timeout = limits.timeout_for(tool, timeout)
         limiter = route.semaphore
         route.health.in_flight += 1
         # A caller of the backend's session while in flight: what the backend asks on the
@@ -308,9 +315,7 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(
-                    lambda: call.exchange(payload, headers), self.servers.call_timeout, receive
-                )
+                done = await call.run(lambda: call.exchange(payload, headers), timeout, receive)
             finally:
                 limiter.release()
         except BaseException as exc:
@@ -334,6 +339,10 @@ class FastPath:
         pipeline = self.servers.pipeline
         try:
             entered = await pipeline.enter(piped)
+        except ArgumentsTooLarge as exc:  # as a body over the global limit: a JSON-RPC error
+            await call.reject(exc.rpc_code, exc.message, exc.rpc_data())
+            call.scope.setdefault("state", {})["route"] = "direct"
+            return None
         except CallDenied as exc:
             await call.refuse(exc.message)
             call.scope.setdefault("state", {})["route"] = "direct"
@@ -397,7 +406,8 @@ class FastPath:
         if entered is None:
             return True
         try:
-            done = await call.run(answer_then_follow, self.servers.call_timeout, receive)
+            timeout = self.servers.timeout_for(pending.target)
+            done = await call.run(answer_then_follow, timeout, receive)
         except BaseException as exc:
             self.servers.pipeline.leave(piped, entered, exc)
             raise

@@ -70,7 +70,7 @@ async def ask_agent(call: FastCall, method: str, params: Any) -> Any:
     if call.asking is None:
         call.asking = []
     call.asking.append(answer)
-    timeout = call.fast.servers.call_timeout
+    timeout = call.fast.servers.timeout_for(call.target)
     try:
         if request.modern:
             await _ask_modern(call, orjson.loads(relayed), timeout)

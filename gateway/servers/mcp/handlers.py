@@ -36,6 +36,7 @@ from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.policy.limits import LimitExceeded
 from gateway.policy.service import PolicyDenied
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
+from gateway.servers.controls import ArgumentsTooLarge
 from gateway.servers.mcp import uris
 from gateway.servers.mcp.approvals import AskFirst, approver, park_for_approval, retry_approver
 from gateway.servers.mcp.fastpath import FastPath
@@ -266,13 +267,15 @@ class ServersMcp:
             parked = self.inputs.take(cast(str, params.request_state), owner)
             relay = FrontRelay(ctx)
 
+            timeout = self.servers.timeout_for(parked.target)
+
             def resume() -> Awaitable[CallResult]:
-                return self.inputs.resume(parked, ctx.params, relay, self.timeout)
+                return self.inputs.resume(parked, ctx.params, relay, timeout)
 
             asked = parked.verdict is not None  # its user was asked to approve it
             ctx_call = CallContext(
                 "sdk",
-                timeout=self.timeout,
+                timeout=timeout,
                 exchange=resume,
                 origin=relay,
                 approve=retry_approver(self.inputs, parked, ctx.params) if asked else None,
@@ -287,7 +290,13 @@ class ServersMcp:
             relay.call = SdkCall(owner, found.server, target=found)
             exchange = partial(self._first_round, relay, relay.call, found, arguments, ctx)
         call_ctx = CallContext(
-            "sdk", via, self.timeout, relay, exchange, origin=relay, approve=_approver(ctx, relay)
+            "sdk",
+            via,
+            self.servers.timeout_for(found),
+            relay,
+            exchange,
+            origin=relay,
+            approve=_approver(ctx, relay),
         )
         try:
             return await self._call(principal, found, arguments, call_ctx)
@@ -296,9 +305,9 @@ class ServersMcp:
             park_for_approval(
                 self.inputs, relay.call, relay, found.runtime, found.tool, arguments, first.reason
             )
-            return cast(
-                CallResult, await self.inputs.follow(relay.call, FrontRelay(ctx), self.timeout)
-            )
+            timeout = call_ctx.timeout or self.timeout
+            follow = self.inputs.follow(relay.call, FrontRelay(ctx), timeout)
+            return cast(CallResult, await follow)
 
     async def _first_round(
         self,
@@ -317,7 +326,8 @@ class ServersMcp:
             self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
         finally:
             CURRENT_RELAY.reset(token)
-        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), self.timeout))
+        timeout = self.servers.timeout_for(found)
+        return cast(CallResult, await self.inputs.follow(call, FrontRelay(ctx), timeout))
 
     async def _call(
         self, principal: Principal, found: CallTarget, arguments: dict[str, Any], ctx: CallContext
@@ -325,6 +335,8 @@ class ServersMcp:
         """The pillar's one call use case, its refusals and backend errors in MCP terms."""
         try:
             return await self.servers.call(principal, found, arguments, ctx)
+        except ArgumentsTooLarge as exc:  # as a body over the global limit: a JSON-RPC error
+            raise MCPError(exc.rpc_code, exc.message, exc.rpc_data()) from None
         except CallDenied as exc:
             return tool_error(exc.message)
         except LimitExceeded as exc:  # a JSON-RPC error: clients can retry on its data

@@ -35,7 +35,7 @@ from gateway.servers.mcp.input_bridge import (
     InputBridge,
     Parked,
 )
-from gateway.servers.runtimes.base import BackendError
+from gateway.servers.runtimes.base import BackendTimeout
 from gateway.servers.runtimes.relay import Relay
 
 # Server-to-client requests: their request and result types.
@@ -134,13 +134,14 @@ class SdkInputs:
     async def follow(self, call: SdkCall, relay: Relay, timeout: float) -> Any:
         """Serve one round: send notifications on through ``relay`` (this round's), then
         return the call's result or an `input_required` result for its next question.
-        Raises what the backend call raised, or BackendError when ``timeout`` passes."""
+        Raises what the backend call raised, or BackendTimeout when ``timeout`` passes
+        (audited with outcome ``timeout``, as on the other paths)."""
         try:
             async with asyncio.timeout(timeout):
                 event = await _next(call, relay)
         except TimeoutError:
             await self.bridge.close(call, "timed out")
-            raise BackendError(
+            raise BackendTimeout(
                 f"tool call on server {call.server!r} timed out after {timeout:g}s"
             ) from None
         except asyncio.CancelledError:  # the agent went away (or shutdown)

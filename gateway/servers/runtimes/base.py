@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from mcp import types
 
 from gateway.observability.masking import SecretMask
+from gateway.servers.limits import RequestLimits
 
 if TYPE_CHECKING:
     from gateway.servers.runtimes.direct import DirectRoute
@@ -45,6 +46,8 @@ class ServerSpec:
     max_concurrency: int = 32
     team_id: str | None = None
     enabled: bool = True
+    # Its own request limits (timeout, arguments size; per tool too); None: the global ones.
+    limits: RequestLimits | None = None
 
     def secret_values(self) -> tuple[str, ...]:
         """Values to mask wherever this server's output or errors are shown."""

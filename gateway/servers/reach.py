@@ -1,0 +1,48 @@
+"""The backend stage of a runtime call (REST `tools/execute`, the `/mcp` SDK path,
+`EXECUTE_TOOL`, jobs): the call made on the server's runtime within its timeout, a
+failing or slow backend as a tool error, the server's secrets masked in the result.
+
+The fast path has its own backend stage (raw JSON-RPC forwarded, mcp/fastpath.py); both
+run inside the same pipeline (pipeline.py).
+"""
+
+from __future__ import annotations
+
+from gateway.mcp.results import tool_error
+from gateway.servers.pipeline import Call, CallContext, CallResult
+from gateway.servers.runtimes.base import BackendError, BackendRequestError, BackendTimeout
+from gateway.servers.runtimes.relay import CURRENT_RELAY
+
+
+async def reach(call: Call, ctx: CallContext, timeout: float) -> CallResult:
+    """Call ``call``'s tool on its runtime (or run ``ctx.exchange``) within ``timeout``
+    seconds; sets the call's outcome (``timeout`` for a backend out of time).
+
+    Raises BackendRequestError when the backend answered with a JSON-RPC error."""
+    runtime = call.target.runtime
+    result: CallResult
+    try:
+        if ctx.exchange is not None:
+            result = await ctx.exchange()
+        else:
+            token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
+            try:
+                result = await runtime.call_tool(call.tool, call.arguments, timeout)
+            finally:
+                if token is not None:
+                    CURRENT_RELAY.reset(token)
+    except BackendRequestError:
+        call.outcome = "error"
+        raise
+    except BackendError as exc:  # unreachable, failing or slow: the agent reads why
+        call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
+        call.error = runtime.spec.secrets.text(str(exc))
+        return tool_error(call.error)
+    # An input_required round has no isError: the call goes on.
+    call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
+    secrets = runtime.spec.secrets
+    if secrets:
+        data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
+        result = type(result).model_validate(data)
+    call.result = result
+    return result
