@@ -28,12 +28,13 @@ class SkillRepository:
     async def list_skills(
         self,
         *,
-        limit: int = 100,
+        limit: int | None = 100,
         offset: int = 0,
         viewer: tuple[str, Sequence[str]] | None = None,
         query: str | None = None,
     ) -> tuple[Sequence[Skill], int]:
-        """Skills a viewer (user id, team ids) may see, or all when ``viewer`` is None."""
+        """Skills a viewer (user id, team ids) may see, or all when ``viewer`` is None
+        (``limit`` None: every one)."""
         stmt = select(Skill)
         if viewer is not None:
             user_id, team_ids = viewer

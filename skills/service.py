@@ -138,11 +138,19 @@ class SkillService:
     ) -> tuple[list[Skill], int]:
         principal.require("skills:read")
         viewer = None if principal.is_admin else (principal.user_id, principal.team_ids)
+        policy = self.policies.policy_for(principal) if self.policies is not None else None
         async with self.db.session() as session:
-            rows, total = await SkillRepository(session).list_skills(
-                limit=limit, offset=offset, viewer=viewer, query=query
-            )
-            return list(rows), total
+            repo = SkillRepository(session)
+            if policy is None:
+                rows, total = await repo.list_skills(
+                    limit=limit, offset=offset, viewer=viewer, query=query
+                )
+                return list(rows), total
+            # What the policy hides (skills/load rules) is left out before paging, as
+            # the MCP listings do: pages and totals count only what the caller may load.
+            every, _ = await repo.list_skills(limit=None, offset=0, viewer=viewer, query=query)
+        kept = [r for r in every if policy.listable(principal, "skills/load", r.name)]
+        return kept[offset : offset + limit], len(kept)
 
     def check_load(self, principal: Principal, name: str) -> None:
         """Raise PolicyDenied unless the policy lets ``principal`` load skill ``name``."""

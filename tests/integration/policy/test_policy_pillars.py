@@ -45,6 +45,13 @@ async def test_skill_rules(gateway: Server) -> None:
     assert httpx.get(f"{gateway.url}/api/v1/skills/secret-recipe", headers=AUTH).status_code == 200
     r = httpx.get(f"{gateway.url}/api/v1/skills/secret-recipe/download", headers=headers)
     assert r.status_code == 403
+    # The REST list leaves it out too, before paging: totals count what may be loaded.
+    listed = httpx.get(f"{gateway.url}/api/v1/skills", headers=headers).json()
+    names = [s["name"] for s in listed["items"]]
+    assert "secret-recipe" not in names and "open-notes" in names
+    assert listed["total"] == len(names)
+    everyone = httpx.get(f"{gateway.url}/api/v1/skills", headers=AUTH).json()
+    assert "secret-recipe" in [s["name"] for s in everyone["items"]]
     async with connect(f"{gateway.url}/mcp", developer) as client:
         listed = await client.call_tool("LIST_SKILLS", {})
         text = listed.content[0].text  # type: ignore[union-attr]
