@@ -243,14 +243,19 @@ class TargetIndex(Generic[T]):
 
     def find(self, target: str) -> tuple[T, ...]:
         """The items covering ``target``, in document order."""
-        found: dict[int, T] = {i.index: i for i in self.exact.get(target, ())}
-        size = len(target)
+        exact = self.exact.get(target)
+        found: dict[int, T] = {i.index: i for i in exact} if exact else {}
+        size, by_prefix = len(target), self.by_prefix
         for n in self.lengths:
             if n > size:
                 break
-            for match, item in self.by_prefix.get(target[:n], ()):
-                if item.index not in found and match(target):
-                    found[item.index] = item
+            bucket = by_prefix.get(target[:n])
+            if bucket:
+                for match, item in bucket:
+                    if item.index not in found and match(target):
+                        found[item.index] = item
+        if not found:
+            return ()
         kept = []
         for i in sorted(found):
             excluded = found[i].excluded

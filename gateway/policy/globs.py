@@ -17,7 +17,9 @@ from collections.abc import Callable
 _WILD = frozenset("*?[")
 MAX_LENGTH = 512
 
-Matcher = Callable[[str], bool]
+# Tells whether a name matches: truthy when it does (a bound regex match: no Python
+# frame of its own per test).
+Matcher = Callable[[str], object]
 
 
 def check(pattern: str) -> str:
@@ -70,8 +72,7 @@ def compile_glob(pattern: str) -> Matcher:
     """A function telling whether a name matches ``pattern`` (case-sensitive)."""
     if is_literal(pattern):
         return pattern.__eq__
-    regex = re.compile(fnmatch.translate(pattern), re.DOTALL)
-    return lambda name: regex.match(name) is not None
+    return re.compile(fnmatch.translate(pattern), re.DOTALL).match
 
 
 def compile_any(patterns: tuple[str, ...]) -> Matcher:
@@ -80,5 +81,4 @@ def compile_any(patterns: tuple[str, ...]) -> Matcher:
         return lambda name: False
     if len(patterns) == 1:
         return compile_glob(patterns[0])
-    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL)
-    return lambda name: regex.match(name) is not None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL).match
