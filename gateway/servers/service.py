@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import IntegrityError
 
@@ -40,10 +40,12 @@ from gateway.servers.pipeline import (
 )
 from gateway.servers.pool import SessionPool
 from gateway.servers.repository import ServerRepository
+from gateway.servers.resilience import retry
 from gateway.servers.runtimes.base import (
     BackendError,
     BackendRequestError,
     BackendTimeout,
+    BackendUnavailable,
     Catalog,
     Health,
     ServerRuntime,
@@ -53,6 +55,9 @@ from gateway.servers.runtimes.isolation import forget
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
+
+if TYPE_CHECKING:
+    from gateway.servers.resilience.stage import Resilience
 
 log = logging.getLogger("gateway.servers")
 
@@ -83,6 +88,10 @@ class ServerService:
         # The policy in force and its limits, counted (set by the composition root).
         self.policies: PolicyService | None = None
         self.limiter: Limiter | None = None
+        # The breakers and retry plans (the pipeline's breaker stage, resilience/).
+        self.resilience: Resilience | None = None
+        # Called with every server's spec after each load (the registry may have changed).
+        self.spec_listeners: list[Callable[[list[ServerSpec]], None]] = []
         self.box = box
         self.pool = pool
         self.call_timeout = call_timeout
@@ -130,6 +139,8 @@ class ServerService:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
         await self.pool.sync(specs)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
+        for listener in self.spec_listeners:
+            listener(specs)
 
     async def _load_catalogs(self, names: dict[str, str]) -> None:
         async with self.db.session() as session:
@@ -578,15 +589,18 @@ class ServerService:
                 token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
                 try:
                     timeout = ctx.timeout or self.call_timeout
-                    result = await runtime.call_tool(call.tool, call.arguments, timeout)
+                    result = await retry.call_tool(runtime, call, timeout)
                 finally:
                     if token is not None:
                         CURRENT_RELAY.reset(token)
-        except BackendRequestError:
+        except BackendRequestError as exc:
             call.outcome = "error"
+            if retry.http_failure(exc):
+                call.fault = "server"
             raise
         except BackendError as exc:  # unreachable, failing or slow: the agent reads why
             call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
+            call.fault = "server" if isinstance(exc, BackendUnavailable) else "call"
             call.error = runtime.spec.secrets.text(str(exc))
             return tool_error(call.error)
         # An input_required round has no isError: the call goes on.

@@ -25,6 +25,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -43,11 +44,12 @@ from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.policy.limits import JSONRPC_CODE, LimitExceeded
 from gateway.servers.calls import CallTarget, find_target
-from gateway.servers.mcp.fastcall import FastCall
+from gateway.servers.mcp.fastcall import FastCall, Retrying
 from gateway.servers.mcp.fastrelay import abandon, settle
 from gateway.servers.mcp.input_bridge import InputBridge
 from gateway.servers.mcp.view import CatalogView
 from gateway.servers.pipeline import Call, CallDenied, NotSent
+from gateway.servers.resilience.retry import last_start
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError, encode_headers
 from gateway.servers.service import ServerService
@@ -293,6 +295,18 @@ class FastPath:
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": backend_id, "method": "tools/call", "params": params}
         )
+        timeout = self.servers.call_timeout
+        work = partial(call.exchange, payload, headers)
+        plan = piped.resilience.retry if piped.resilience is not None else None
+        if plan is not None:  # a retry-safe tool (resilience/retry.py)
+            latest = last_start(plan, asyncio.get_running_loop().time(), timeout)
+            body = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
+            work = partial(
+                call.exchange_retrying,
+                lambda attempt_id: orjson.dumps({**body, "id": attempt_id}),
+                headers,
+                Retrying(piped.resilience, latest),
+            )
         # The backend stage, inline: a frame of its own would be resumed each time the
         # exchange waits (see pipeline.py).
         key = (request.session_id, request.id) if request.session_id else None
@@ -308,9 +322,7 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(
-                    lambda: call.exchange(payload, headers), self.servers.call_timeout, receive
-                )
+                done = await call.run(work, timeout, receive)
             finally:
                 limiter.release()
         except BaseException as exc:
@@ -358,7 +370,7 @@ class FastPath:
             self.servers.pipeline.leave(piped, entered, NotSent())
             return False
         piped.outcome = call.outcome  # type: ignore[assignment]
-        piped.error, piped.bytes_out = call.failure, call.sent
+        piped.error, piped.bytes_out, piped.fault = call.failure, call.sent, call.fault
         self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True
