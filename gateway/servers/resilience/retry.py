@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcp import types
 from mcp.types import INTERNAL_ERROR
@@ -32,6 +32,7 @@ from gateway.servers.resilience.settings import RetryPolicy
 
 if TYPE_CHECKING:
     from gateway.servers.pipeline import Call
+    from gateway.servers.resilience.stage import ToolState
     from gateway.servers.runtimes.base import ServerRuntime
 
 log = logging.getLogger("gateway.servers")
@@ -65,17 +66,27 @@ def last_start(policy: RetryPolicy, started: float, timeout: float) -> float:
 async def call_tool(runtime: ServerRuntime, call: Call, timeout: float) -> types.CallToolResult:
     """The SDK path's backend call: ``runtime.call_tool``, repeated per the call's
     retry plan (``Call.resilience``) when it has one (see the module docstring)."""
-    state = call.resilience
+    return await repeat(runtime, call.tool, call.arguments, timeout, call.resilience)
+
+
+async def repeat(
+    runtime: ServerRuntime,
+    tool: str,
+    arguments: dict[str, Any],
+    timeout: float,
+    state: ToolState | None,
+) -> types.CallToolResult:
+    """``runtime.call_tool``, repeated per ``state``'s retry plan when it has one."""
     plan = state.retry if state is not None else None
-    if plan is None:
-        return await runtime.call_tool(call.tool, call.arguments, timeout)
+    if plan is None or state is None:
+        return await runtime.call_tool(tool, arguments, timeout)
     loop = asyncio.get_running_loop()
     started = loop.time()
     end, latest = started + timeout, last_start(plan, started, timeout)
     attempt = 1
     while True:
         try:
-            return await runtime.call_tool(call.tool, call.arguments, end - loop.time())
+            return await runtime.call_tool(tool, arguments, end - loop.time())
         except BackendTimeout:
             raise  # the call's time is spent
         except BackendError as exc:
@@ -86,7 +97,7 @@ async def call_tool(runtime: ServerRuntime, call: Call, timeout: float) -> types
                 raise
             log.info(
                 "retrying a call",
-                extra={"server": call.server, "tool": call.tool, "attempt": attempt + 1,
+                extra={"server": state.server.name, "tool": tool, "attempt": attempt + 1,
                        "error": str(exc)},
             )  # fmt: skip
         state.server.retries += 1

@@ -268,6 +268,12 @@ class Resilience:
         loop.call_later(delay, start)
 
     # --- what others read ----------------------------------------------------------------
+    def state_of(self, server: str, tool: str) -> ToolState | None:
+        """A tool's state (its retry plan), for a backend call made outside the stage's
+        sight (the SDK path's 2026-07-28 rounds run it in a task of their own)."""
+        found = self._servers.get(server)
+        return found.tools.get(tool) if found is not None else None
+
     def describe(self, server: str) -> dict[str, Any] | None:
         """A server's breakers for its health: its own, and its tools' that are not
         closed or have failed lately (None: no call has been seen)."""

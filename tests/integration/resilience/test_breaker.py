@@ -47,7 +47,7 @@ async def test_a_breaker_opens_answers_at_once_then_recovers(
     assert answer.meta["io.mcpgw/unavailable"]["retryAfter"] >= 1
     assert counts(backend)["requests"]["write"] == 3  # nothing sent while open
     breaker = health(gateway, server)["breaker"]
-    opened = [breaker] + list(breaker["tools"].values())
+    opened = [breaker, *breaker["tools"].values()]
     assert any(b["state"] == "open" and "retry_at" in b for b in opened), breaker
     # Half-open after 1.5 s: the backend works again, the probe succeeds, it closes.
     control(backend, reset=True)
@@ -111,7 +111,12 @@ async def test_a_server_that_is_down_opens_the_servers_breaker(
         # The catalog still lists its tools (fail open for listing, closed for calls).
         r = httpx.get(f"{gateway.url}/api/v1/servers/{server}/tools", headers=AUTH)
         assert {t["name"] for t in r.json()["items"]} == {"read", "put", "write", "echo"}
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": modern_meta()}}
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/list",
+            "params": {"_meta": modern_meta()},
+        }
         headers = {**AUTH, "Accept": ACCEPT, "MCP-Protocol-Version": MODERN}
         listed = httpx.post(
             f"{gateway.url}/mcp", json=body, headers={**headers, "Mcp-Method": "tools/list"}
