@@ -21,6 +21,8 @@ from gateway.servers.connections.service import ConnectionService, RefreshPolicy
 from gateway.servers.controls import follow_limits
 from gateway.servers.pipeline import AnnotationLookup, Authorize, Pipeline, Record, Stage
 from gateway.servers.pool import SessionPool
+from gateway.servers.resilience.settings import Defaults
+from gateway.servers.resilience.stage import follow_servers
 from gateway.servers.runtimes.base import Health, RuntimeContext
 from gateway.servers.service import ServerService
 
@@ -147,6 +149,7 @@ def build_server_service(
         audit=audit,
     )
     service.policies = policies
+    follow_servers(service, Defaults.of(settings))
     if policies is not None:
         limiter = Limiter(
             settings.redis_url,

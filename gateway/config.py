@@ -28,6 +28,7 @@ from gateway.config_identity import IdentitySettings, split_commas
 from gateway.config_jobs import JobSettings
 from gateway.config_llm import LlmSettings
 from gateway.config_policy import PolicySettings
+from gateway.config_resilience import ResilienceSettings
 from gateway.config_search import SearchSettings
 from gateway.config_telemetry import TelemetrySettings
 
@@ -83,6 +84,7 @@ class Settings(
     JobSettings,
     LlmSettings,
     PolicySettings,
+    ResilienceSettings,
     SearchSettings,
     TelemetrySettings,
     BaseSettings,

@@ -77,4 +77,15 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
         for rule, count in CONDITION_ERRORS.items():
             metrics.policy_condition_errors.set_total((rule,), count)
 
-    state.metrics.on_scrape[:] = [backends, sessions, stored, policy]
+    async def breakers(metrics: Metrics) -> None:
+        resilience = state.servers.resilience
+        if resilience is None:
+            return
+        metrics.breaker_state.clear()
+        for server, tool, breaker, retries, rejected in resilience.series():
+            metrics.breaker_state.labels(server, tool).set(breaker)
+            if not tool:
+                metrics.call_retries.set_total((server,), retries)
+                metrics.breaker_rejected.set_total((server,), rejected)
+
+    state.metrics.on_scrape[:] = [backends, sessions, stored, policy, breakers]

@@ -15,7 +15,9 @@ from gateway.observability.logging import current_request_id
 from gateway.observability.masking import SecretMask
 from gateway.observability.tracing import current_trace_id
 
-Outcome = Literal["ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled"]
+Outcome = Literal[
+    "ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled", "unavailable"
+]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 ROUTES: tuple[str, ...] = ("rest", "mcp", "mcp-fast", "meta", "cli")
 

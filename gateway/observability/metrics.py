@@ -199,6 +199,25 @@ class Metrics:
             ["rule"],
             registry=self.registry,
         )
+        self.breaker_state = Gauge(
+            "mcpgw_breaker_state",
+            "Each circuit breaker's state: 0 closed, 1 half-open, 2 open (tool empty: the "
+            "server's own breaker; tools shown once theirs has opened).",
+            ["server", "tool"],
+            registry=self.registry,
+        )
+        self.call_retries = CountFamily(
+            "mcpgw_call_retries",
+            "Backend calls repeated (retry-safe tools only: docs/resilience.md).",
+            ["server"],
+            registry=self.registry,
+        )
+        self.breaker_rejected = CountFamily(
+            "mcpgw_breaker_rejected",
+            "Calls answered `unavailable` at once because a circuit breaker was open.",
+            ["server"],
+            registry=self.registry,
+        )
         self.audit_waits_total = Counter(
             "mcpgw_audit_queue_waits",
             "Calls that waited for room in a full audit queue (timed_out: stopped waiting).",

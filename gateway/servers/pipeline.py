@@ -27,6 +27,7 @@ are not installed cost nothing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,15 @@ from gateway.servers.runtimes.relay import Relay
 STAGES = ("authorize", "size", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal[
-    "ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled", "not_sent"
+    "ok",
+    "tool_error",
+    "error",
+    "denied",
+    "rate_limited",
+    "timeout",
+    "cancelled",
+    "not_sent",
+    "unavailable",
 ]
 # (server, tool, route, seconds, outcome, trace id, result bytes): what the record stage
 # reports for each call.
@@ -100,6 +109,11 @@ class Call:
     approve: Approver | None = None
     # What the limit stage counted in, to count out when the call ends (controls.py).
     admission: Admission | None = None
+    # The backend failed to answer (set by the backend stages, counted by the breakers):
+    # "server" (unreachable, cut short) or "call" (timed out, unreadable answer).
+    fault: str | None = None
+    # The tool's breaker and retry plan (resilience/stage.py's ToolState), when installed.
+    resilience: Any = None
 
     @property
     def server(self) -> str:
@@ -143,7 +157,8 @@ class Stage(Protocol):
 
     async def enter(self, call: Call) -> None:
         """Before the backend: raise :class:`CallDenied` to refuse, set ``call.answer``
-        to answer in its place, or return to let the call go on."""
+        to answer in its place, or return to let the call go on. (A stage that never
+        waits may define a plain function instead: it is called, not awaited.)"""
 
     def leave(self, call: Call, error: BaseException | None) -> None:
         """After the backend (or a later stage's refusal or answer): ``error`` is what
@@ -213,9 +228,9 @@ class Pipeline:
     def __init__(self, stages: dict[str, Stage] | None = None) -> None:
         self._stages: dict[str, Stage] = {}
         self._entering: tuple[Stage, ...] = ()
-        # Per stage: its enter does something (one awaited coroutine fewer per call for
-        # the others, e.g. record's).
-        self._acts: tuple[bool, ...] = ()
+        # Per stage: what its enter is: 0 nothing (one awaited coroutine fewer per call,
+        # e.g. record's), 1 a coroutine, 2 a plain function (no coroutine at all).
+        self._acts: tuple[int, ...] = ()
         self._names: tuple[str, ...] = ()
         # The tracing hook (None while tracing is off: then it costs one check per call).
         self._tracer: CallTracer | None = None
@@ -241,9 +256,7 @@ class Pipeline:
             self._stages[name] = stage
         self._names = tuple(n for n in _ENTERING if n in self._stages)
         self._entering = tuple(self._stages[n] for n in self._names)
-        self._acts = tuple(
-            getattr(type(s), "enter", None) is not StageDefaults.enter for s in self._entering
-        )
+        self._acts = tuple(_enter_kind(s) for s in self._entering)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -261,8 +274,10 @@ class Pipeline:
         entered = 0
         try:
             for stage, acts in zip(self._entering, self._acts, strict=True):
-                if acts:
+                if acts == 1:
                     await stage.enter(call)
+                elif acts:  # a plain function: nothing to await
+                    stage.enter(call)  # type: ignore[unused-coroutine]
                 entered += 1
                 if call.answer is not None:
                     break
@@ -279,7 +294,10 @@ class Pipeline:
                 if acts:
                     span = trace.stage(name)
                     try:
-                        await stage.enter(call)
+                        if acts == 1:
+                            await stage.enter(call)
+                        else:
+                            stage.enter(call)  # type: ignore[unused-coroutine]
                     except BaseException as exc:
                         trace.done(span, exc)
                         raise
@@ -317,6 +335,14 @@ class Pipeline:
             raise
         self.leave(call, entered, None)
         return result
+
+
+def _enter_kind(stage: Stage) -> int:
+    """0: the stage's enter does nothing; 1: a coroutine function; 2: a plain one."""
+    enter = getattr(type(stage), "enter", None)
+    if enter is None or enter is StageDefaults.enter:
+        return 0
+    return 1 if inspect.iscoroutinefunction(enter) else 2
 
 
 class PolicyDenied(CallDenied, Refused):

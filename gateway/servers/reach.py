@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from gateway.mcp.results import tool_error
 from gateway.servers.pipeline import Call, CallContext, CallResult
-from gateway.servers.runtimes.base import BackendError, BackendRequestError, BackendTimeout
+from gateway.servers.resilience import retry
+from gateway.servers.runtimes.base import (
+    BackendError,
+    BackendRequestError,
+    BackendTimeout,
+    BackendUnavailable,
+)
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
 
@@ -27,15 +33,18 @@ async def reach(call: Call, ctx: CallContext, timeout: float) -> CallResult:
         else:
             token = CURRENT_RELAY.set(ctx.relay) if ctx.relay is not None else None
             try:
-                result = await runtime.call_tool(call.tool, call.arguments, timeout)
+                result = await retry.call_tool(runtime, call, timeout)
             finally:
                 if token is not None:
                     CURRENT_RELAY.reset(token)
-    except BackendRequestError:
+    except BackendRequestError as exc:
         call.outcome = "error"
+        if retry.http_failure(exc):
+            call.fault = "server"
         raise
     except BackendError as exc:  # unreachable, failing or slow: the agent reads why
         call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
+        call.fault = "server" if isinstance(exc, BackendUnavailable) else "call"
         call.error = runtime.spec.secrets.text(str(exc))
         return tool_error(call.error)
     # An input_required round has no isError: the call goes on.

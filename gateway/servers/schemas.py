@@ -417,6 +417,12 @@ class HealthOut(BaseModel):
     restarts: int = 0
     in_flight: int = 0
     protocol_version: str | None = Field(None, description="MCP version the session speaks.")
+    breaker: dict[str, Any] | None = Field(
+        None,
+        description="Its circuit breakers: the server's (`state`: closed, half_open or open; "
+        "`retry_at` while not closed), its tools' that failed lately (`tools`), calls "
+        "retried and answered `unavailable` (docs/resilience.md). Null: no call seen yet.",
+    )
 
 
 class ServerOut(BaseModel):

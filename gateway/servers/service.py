@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.exc import IntegrityError
 
@@ -53,6 +53,9 @@ from gateway.servers.runtimes.isolation import forget
 from gateway.servers.schemas import ServerCreate, ServerUpdate
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
+if TYPE_CHECKING:
+    from gateway.servers.resilience.stage import Resilience
+
 log = logging.getLogger("gateway.servers")
 
 
@@ -83,6 +86,10 @@ class ServerService:
         # The policy in force and its limits, counted (set by the composition root).
         self.policies: PolicyService | None = None
         self.limiter: Limiter | None = None
+        # The breakers and retry plans (the pipeline's breaker stage, resilience/).
+        self.resilience: Resilience | None = None
+        # Called with every server's spec after each load (the registry may have changed).
+        self.spec_listeners: list[Callable[[list[ServerSpec]], None]] = []
         self.box = box
         self.pool = pool
         # The global request limits; a server's or tool's own override them (limits.py).
@@ -138,6 +145,8 @@ class ServerService:
         if bounded != ("size" in self.pipeline.names):
             self.pipeline.install("size", ArgumentsSize() if bounded else None)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
+        for listener in self.spec_listeners:
+            listener(specs)
 
     async def _load_catalogs(self, names: dict[str, str]) -> None:
         async with self.db.session() as session:

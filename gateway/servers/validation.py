@@ -13,6 +13,7 @@ from gateway.db import Database
 from gateway.errors import Forbidden, InvalidInput
 from gateway.servers.models import McpServer
 from gateway.servers.repository import ServerRepository
+from gateway.servers.resilience.settings import CONFIG_KEY, parse_resilience, split_config
 from gateway.servers.runtimes.base import BackendError
 from gateway.servers.schemas import GeneratedConfig, RemoteConfig, parse_config
 from gateway.ssrf import check_url
@@ -39,7 +40,9 @@ async def validate_config(
 ) -> dict[str, Any]:
     """The config parsed for ``server_type``, refused (422/403) when it is wrong or
     asks for more than ``principal`` may (generated code, no isolation, a bad URL, an
-    unknown bundle member)."""
+    unknown bundle member); its `resilience` settings are checked apart (the runtimes
+    never read them: resilience/settings.py)."""
+    config, resilience = split_config(config)
     parsed = parse_config(server_type, config)
     runs_code = isinstance(parsed, GeneratedConfig) and parsed.openapi is None
     if runs_code and not principal.is_admin:
@@ -74,7 +77,10 @@ async def validate_config(
                     )
                 if member.get("type") == "generated" and not principal.is_admin:
                     raise Forbidden("only admins may add generated members")
-    return parsed.model_dump(exclude_none=True)
+    checked = parsed.model_dump(exclude_none=True)
+    if resilience is not None:
+        checked[CONFIG_KEY] = parse_resilience(resilience)
+    return checked
 
 
 def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:

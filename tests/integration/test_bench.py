@@ -50,6 +50,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "1", "--calls", "10", "--backend", "raw", "--limits", "memory", "redis"],
             "policy + rate limit on vs off",
         ),
+        (
+            "bench.resilience_cost",
+            ["--runs", "1", "--calls", "10", "--backend", "raw"],
+            "breakers + retries on vs off",
+        ),
         ("bench.search_quality", [], "search quality"),
         (
             "bench.search_quality.scale",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,7 +27,8 @@ from gateway.servers.controls import WARNINGS_META
 from gateway.servers.mcp.fastrelay import ask_agent, hand_over
 from gateway.servers.mcp.input_bridge import BRIDGED_METHODS, Event, PendingCall
 from gateway.servers.pipeline import TraceOrigin
-from gateway.servers.runtimes.direct import DirectRoute
+from gateway.servers.resilience.retry import backoff
+from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.direct_stream import backend_messages
 from gateway.servers.runtimes.http_channel import ChannelError
 
@@ -59,6 +61,8 @@ class FastCall:
     failure: str | None = None  # the error the agent was told, if any
     sent: int | None = None  # bytes of the answer
     _task: asyncio.Task[Any] | None = None  # the task running the call, while it runs
+    fault: str | None = None  # how the backend failed, for the breakers ("server", "call")
+    retrying: bool = False  # a failure now is retried (exchange_retrying), not answered
     warnings: list[str] | None = None  # the limit stage's, for the result's _meta
 
     def __init__(
@@ -163,7 +167,8 @@ class FastCall:
                 await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "error": error})
                 return False
             await self._finish_error(
-                f"tool call on server {self.route.server!r} timed out after {timeout:g}s"
+                f"tool call on server {self.route.server!r} timed out after {timeout:g}s",
+                "call",
             )
             self.outcome = "timeout"
             return False
@@ -171,7 +176,7 @@ class FastCall:
             if not exc.sent:
                 return None
             return await self._finish_error(
-                f"server {self.route.server!r} failed during the call: {exc}"
+                f"server {self.route.server!r} failed during the call: {exc}", "server"
             )
         finally:
             self._task = None
@@ -214,12 +219,42 @@ class FastCall:
                     if self.asked is not None:  # a question for a sessionless agent
                         return await self._park(messages, stack)
                 return await self._finish_error(
-                    f"server {route.server!r} closed the stream without answering"
+                    f"server {route.server!r} closed the stream without answering", "server"
                 )
             await response.read()
             return await self._finish_error(
-                f"server {route.server!r} answered HTTP {response.status}"
+                f"server {route.server!r} answered HTTP {response.status}", "server"
             )
+
+    async def exchange_retrying(
+        self, payload: Callable[[str], bytes], headers: dict[str, str] | bytes, plan: Retrying
+    ) -> bool | None:
+        """:meth:`exchange`, repeated while the backend fails to answer and ``plan``
+        allows (a retry-safe tool: resilience/retry.py), each attempt with an id of its
+        own; the last failure is answered as usual."""
+        loop = asyncio.get_running_loop()
+        policy, attempt = plan.tool.retry, 1
+        try:
+            while True:
+                self.retrying, self.fault = attempt < policy.attempts, None
+                try:
+                    return await self.exchange(payload(self.backend_id), headers)
+                except (_Failed, ChannelError) as exc:
+                    failed = isinstance(exc, _Failed)
+                    if not failed and (not exc.sent or not self.retrying):  # type: ignore[union-attr]
+                        raise  # not sent: the SDK path makes the call
+                    delay = backoff(policy, attempt)
+                    if loop.time() + delay >= plan.latest:
+                        self.retrying = False
+                        if failed:
+                            return await self._finish_error(str(exc), self.fault)
+                        raise
+                plan.tool.server.retries += 1
+                attempt += 1
+                self.backend_id = next_id()
+                await asyncio.sleep(delay)
+        finally:
+            self.retrying = False
 
     async def _message(self, data: bytes, *, final_only: bool) -> bool | None:
         """Handle one backend message; returns the call's outcome once it is answered."""
@@ -230,15 +265,17 @@ class FastCall:
             try:
                 message = orjson.loads(data.decode("utf-8", errors="replace"))
             except orjson.JSONDecodeError:
-                return await self._finish_error(f"server {self.route.server!r} sent invalid JSON")
+                return await self._finish_error(
+                    f"server {self.route.server!r} sent invalid JSON", "call"
+                )
             data = orjson.dumps(message)
         if not isinstance(message, dict):
-            return await self._finish_error(f"server {self.route.server!r} sent a batch")
+            return await self._finish_error(f"server {self.route.server!r} sent a batch", "call")
         if message.get("id") == self.backend_id and "method" not in message:
             return await self._answer(message)
         if final_only:
             return await self._finish_error(
-                f"server {self.route.server!r} answered another request"
+                f"server {self.route.server!r} answered another request", "call"
             )
         if "method" in message and "id" in message:
             if self.request.modern and message["method"] in BRIDGED_METHODS:
@@ -302,7 +339,8 @@ class FastCall:
                     return await self._answer(event.message)
                 elif event.kind == "broken":
                     text = event.data.decode()
-                    return await self._finish_error(f"server {self.route.server!r} {text}")
+                    server = self.route.server
+                    return await self._finish_error(f"server {server!r} {text}", "server")
                 elif event.message is not None:  # a question: one per round
                     timeout = self.fast.servers.timeout_for(self.target)
                     result = self.fast.bridge.park(call, [event.message], timeout)
@@ -362,8 +400,14 @@ class FastCall:
         """Answer that the call was refused (by a pipeline stage) before it was sent."""
         await self._finish_error(text)
 
-    async def _finish_error(self, text: str) -> bool:
-        """The call failed at the backend: a tool error result, as on the SDK path."""
+    async def _finish_error(self, text: str, fault: str | None = None) -> bool:
+        """The call failed at the backend: a tool error result, as on the SDK path.
+        ``fault`` says how, for the breakers (pipeline.py's ``Call.fault``); while a
+        retry is allowed (and the agent has been sent nothing yet) it is raised instead."""
+        if fault is not None:
+            self.fault = fault
+            if self.retrying and not self.streaming:
+                raise _Failed(text)
         result = tool_error_body(text)
         if self.request.modern:
             result["resultType"] = "complete"
@@ -394,6 +438,19 @@ class FastCall:
                 "more_body": True,
             }
         )
+
+
+class _Failed(Exception):
+    """An attempt failed and may be retried (its text: what the agent would be told)."""
+
+
+@dataclass(slots=True)
+class Retrying:
+    """A fast call's retry plan: the tool's state (its policy, its server's retry count)
+    and the latest loop time a retry may start."""
+
+    tool: Any
+    latest: float
 
 
 def _stamp(result: dict[str, Any], server_info: dict[str, Any] | None) -> None:

@@ -25,6 +25,7 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -44,11 +45,12 @@ from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
 from gateway.policy.limits import JSONRPC_CODE, LimitExceeded
 from gateway.servers.calls import CallTarget, find_target
 from gateway.servers.controls import ArgumentsTooLarge
-from gateway.servers.mcp.fastcall import FastCall
+from gateway.servers.mcp.fastcall import FastCall, Retrying
 from gateway.servers.mcp.fastrelay import abandon, settle
 from gateway.servers.mcp.input_bridge import InputBridge
 from gateway.servers.mcp.view import CatalogView
 from gateway.servers.pipeline import Call, CallDenied, NotSent
+from gateway.servers.resilience.retry import last_start
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError, encode_headers
 from gateway.servers.service import ServerService
@@ -294,17 +296,28 @@ class FastPath:
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": backend_id, "method": "tools/call", "params": params}
         )
-        # The backend stage, inline: a frame of its own would be resumed each time the
-        # exchange waits (see pipeline.py).
-        key = (request.session_id, request.id) if request.session_id else None
-        if key is not None:
-            self._in_flight[key] = call
         # The tool's, the server's or the global timeout (limits.py): a None check when
         # the server has no limits of its own.
         limits = called.runtime.spec.limits
         timeout = self.servers.call_timeout
         if limits is not None:
             timeout = limits.timeout_for(tool, timeout)
+        work = partial(call.exchange, payload, headers)
+        plan = piped.resilience.retry if piped.resilience is not None else None
+        if plan is not None:  # a retry-safe tool (resilience/retry.py)
+            latest = last_start(plan, asyncio.get_running_loop().time(), timeout)
+            body = {"jsonrpc": "2.0", "method": "tools/call", "params": params}
+            work = partial(
+                call.exchange_retrying,
+                lambda attempt_id: orjson.dumps({**body, "id": attempt_id}),
+                headers,
+                Retrying(piped.resilience, latest),
+            )
+        # The backend stage, inline: a frame of its own would be resumed each time the
+        # exchange waits (see pipeline.py).
+        key = (request.session_id, request.id) if request.session_id else None
+        if key is not None:
+            self._in_flight[key] = call
         limiter = route.semaphore
         route.health.in_flight += 1
         # A caller of the backend's session while in flight: what the backend asks on the
@@ -315,7 +328,7 @@ class FastPath:
             if not limiter.try_acquire():
                 await limiter.acquire()
             try:
-                done = await call.run(lambda: call.exchange(payload, headers), timeout, receive)
+                done = await call.run(work, timeout, receive)
             finally:
                 limiter.release()
         except BaseException as exc:
@@ -367,7 +380,7 @@ class FastPath:
             self.servers.pipeline.leave(piped, entered, NotSent())
             return False
         piped.outcome = call.outcome  # type: ignore[assignment]
-        piped.error, piped.bytes_out = call.failure, call.sent
+        piped.error, piped.bytes_out, piped.fault = call.failure, call.sent, call.fault
         self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True

@@ -44,6 +44,7 @@ from gateway.servers.mcp.sdk_input import REQUESTS, SdkCall, SdkInputs
 from gateway.servers.mcp.tasks import McpTasks
 from gateway.servers.mcp.view import CatalogView, ToolView
 from gateway.servers.pipeline import Approver, CallContext, CallDenied, TraceOrigin
+from gateway.servers.resilience import retry
 from gateway.servers.runtimes.base import BackendError, BackendRequestError, ServerRuntime
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
@@ -322,8 +323,9 @@ class ServersMcp:
         has the call timeout."""
         token = CURRENT_RELAY.set(relay)
         try:
-            runtime, tool = found.runtime, found.tool
-            self.inputs.start(call, lambda: runtime.call_tool(tool, arguments, math.inf))
+            runtime, tool, breakers = found.runtime, found.tool, self.servers.resilience
+            state = breakers.state_of(found.server, tool) if breakers is not None else None
+            self.inputs.start(call, lambda: retry.repeat(runtime, tool, arguments, math.inf, state))
         finally:
             CURRENT_RELAY.reset(token)
         timeout = self.servers.timeout_for(found)

@@ -40,7 +40,10 @@ PATHS = ("rest", "direct", "sdk", "execute_tool", "server_endpoint")
 
 
 def _register(server: Server, name: str, url: str, limits: Any = None) -> httpx.Response:
-    body: dict[str, Any] = {"name": name, "type": "remote", "config": {"url": url}}
+    # Breakers off: these tests time the same tool out on every path, which would open
+    # its breaker (on by default) after five (tests/integration/resilience test that).
+    config = {"url": url, "resilience": {"breaker": {"enabled": False}}}
+    body: dict[str, Any] = {"name": name, "type": "remote", "config": config}
     if limits is not None:
         body["limits"] = limits
     return httpx.post(
