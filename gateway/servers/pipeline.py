@@ -100,6 +100,11 @@ class Call:
     approve: Approver | None = None
     # What the limit stage counted in, to count out when the call ends (controls.py).
     admission: Admission | None = None
+    # The request's `_meta` (the response cache reads its `io.mcpgw/cache` directive).
+    meta: Mapping[str, Any] | None = None
+    # The response cache's part in the call (servers/cache/stage.py): None until it
+    # decides; an entry point sets "skip" for a call never to be cached.
+    cache: Any = None
 
     @property
     def server(self) -> str:
@@ -125,6 +130,8 @@ class CallContext:
     exchange: Callable[[], Awaitable[CallResult]] | None = None
     origin: TraceSource | None = None
     approve: Approver | None = None
+    meta: Mapping[str, Any] | None = None  # the request's `_meta`
+    cacheable: bool = True  # False: never answered from, nor kept in, the response cache
 
 
 class CallDenied(Forbidden):
@@ -244,6 +251,10 @@ class Pipeline:
         self._acts = tuple(
             getattr(type(s), "enter", None) is not StageDefaults.enter for s in self._entering
         )
+
+    def stage(self, name: str) -> Stage | None:
+        """The stage in the slot ``name`` (None: empty)."""
+        return self._stages.get(name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -455,10 +466,17 @@ class Record(StageDefaults):
 
 
 def _detail(call: Call) -> dict[str, Any] | None:
-    """The audit row's detail: the deciding rule (and whether the user approved)."""
+    """The audit row's detail: the deciding rule (and whether the user approved), and
+    the response cache's part (``hit``: answered from it; ``bypass``: asked not to be)."""
+    cached = getattr(call.cache, "audit", None)
     if call.rule is None:
-        return None
-    return {"rule": call.rule, "approved": True} if call.approved else {"rule": call.rule}
+        return None if cached is None else {"cache": cached}
+    detail: dict[str, Any] = {"rule": call.rule}
+    if call.approved:
+        detail["approved"] = True
+    if cached is not None:
+        detail["cache"] = cached
+    return detail
 
 
 class CallRecord:

@@ -11,6 +11,7 @@ import orjson
 from gateway.auth.principal import Principal
 from gateway.db import Database
 from gateway.errors import Forbidden, InvalidInput
+from gateway.servers.cache.rules import split_cache
 from gateway.servers.models import McpServer
 from gateway.servers.repository import ServerRepository
 from gateway.servers.runtimes.base import BackendError
@@ -40,6 +41,7 @@ async def validate_config(
     """The config parsed for ``server_type``, refused (422/403) when it is wrong or
     asks for more than ``principal`` may (generated code, no isolation, a bad URL, an
     unknown bundle member)."""
+    config, cache = split_cache(config)  # the response cache's settings (cache/rules.py)
     parsed = parse_config(server_type, config)
     runs_code = isinstance(parsed, GeneratedConfig) and parsed.openapi is None
     if runs_code and not principal.is_admin:
@@ -74,7 +76,8 @@ async def validate_config(
                     )
                 if member.get("type") == "generated" and not principal.is_admin:
                     raise Forbidden("only admins may add generated members")
-    return parsed.model_dump(exclude_none=True)
+    valid = parsed.model_dump(exclude_none=True)
+    return valid if cache is None else {**valid, "cache": cache}
 
 
 def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:
