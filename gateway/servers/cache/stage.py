@@ -124,28 +124,38 @@ class ResponseCache(StageDefaults):
 
     @staticmethod
     def key(
-        server: str, kind: str, name: str, principal: Principal, rules: CacheRules, args: Any
+        spec: ServerSpec,
+        server: str,
+        kind: str,
+        name: str,
+        principal: Principal,
+        rules: CacheRules,
+        args: Any,
     ) -> Key | None:
-        """The entry's key; None when the arguments have no canonical JSON."""
+        """The entry's key; None when the arguments have no canonical JSON. The scope
+        names the server's registration and version too: a changed (or removed and
+        registered again) server starts afresh."""
         try:
             canonical = orjson.dumps(args, option=orjson.OPT_SORT_KEYS) if args else b"{}"
         except TypeError:
             return None
-        return (server, kind, name, "*" if rules.shared else principal.user_id, canonical)
+        caller = "*" if rules.shared else principal.user_id
+        return (server, kind, name, f"{spec.id}.{spec.version}:{caller}", canonical)
 
     # --- the stage ----------------------------------------------------------------------
     async def enter(self, call: Call) -> None:
         if call.cache is not None:  # an entry point said: not this one
             return
         target = call.target
-        rules = self.rules(target.runtime.spec)
+        spec = target.runtime.spec
+        rules = self.rules(spec)
         if rules is None:
             return
         server, tool = target.server, target.tool
         ttl = rules.tool_ttl(tool, self.read_only(server, tool))
         if ttl is None:
             return
-        key = self.key(server, "tool", tool, call.principal, rules, call.arguments)
+        key = self.key(spec, server, "tool", tool, call.principal, rules, call.arguments)
         if key is None:
             return
         if no_cache(call.meta):
@@ -206,7 +216,7 @@ class ResponseCache(StageDefaults):
         rules = self.rules(spec)
         if rules is None or not rules.resources:
             return await read(), None
-        key = self.key(server, "resource", uri, principal, rules, None)
+        key = self.key(spec, server, "resource", uri, principal, rules, None)
         assert key is not None
         verdict = "bypass" if no_cache(meta) else None
         if verdict is None:
