@@ -46,6 +46,7 @@ class MemoryStore:
         self.largest = max(1, max_bytes // 16)
         self.bytes = 0
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._per_server: dict[str, int] = {}  # entries held, by server (for figures)
 
     def get(self, key: Key) -> Entry | None:
         """The live entry of ``key`` (an expired one is dropped)."""
@@ -68,6 +69,7 @@ class MemoryStore:
         self._pop(key)
         self._entries[key] = entry
         self.bytes += size
+        self._per_server[key[0]] = self._per_server.get(key[0], 0) + 1
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self._pop(next(iter(self._entries)))
 
@@ -75,6 +77,11 @@ class MemoryStore:
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.bytes -= len(entry.body)
+            left = self._per_server[key[0]] - 1
+            if left:
+                self._per_server[key[0]] = left
+            else:
+                del self._per_server[key[0]]
 
     def drop(self, server: str, kind: str | None = None, name: str | None = None) -> int:
         """Forget ``server``'s entries (only those of ``kind``/``name`` when given)."""
@@ -89,7 +96,7 @@ class MemoryStore:
 
     def count(self, server: str) -> int:
         """How many entries of ``server`` are held (expired ones included until read)."""
-        return sum(1 for k in self._entries if k[0] == server)
+        return self._per_server.get(server, 0)
 
 
 class RedisStore:
