@@ -7,6 +7,7 @@ import sys
 from bench import (
     audit_cost,
     auth_overhead,
+    cache_cost,
     catalog_scale,
     jobs,
     peer_contextforge,
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "policy_decision": policy_decision.main,
     "policy_cost": policy_cost.main,
     "resilience_cost": resilience_cost.main,
+    "cache_cost": cache_cost.main,
     "sandboxes": sandboxes.main,
     "jobs": jobs.main,
     "server_isolation": server_isolation.main,

@@ -10,12 +10,14 @@ from gateway.audit.service import AuditLog
 from gateway.audit.sink import InlineSink, ProcessSink
 from gateway.audit.store import SPILL_DIR, AuditStore
 from gateway.audit.writer import AuditWriter, Sink
-from gateway.config import Settings
+from gateway.config import ConfigError, Settings
 from gateway.crypto import secret_box
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
+from gateway.servers.cache.stage import ResponseCache
+from gateway.servers.cache.store import MemoryStore, RedisStore
 from gateway.servers.connections.oauth import OAuthApp
 from gateway.servers.connections.service import ConnectionService, RefreshPolicy
 from gateway.servers.controls import follow_limits
@@ -112,13 +114,19 @@ def build_server_service(
         )
     service: ServerService
 
+    cache: ResponseCache | None = None
+
     async def on_list_changed(name: str, announced: bool = False) -> None:
+        if announced and cache is not None:  # what it answered may have changed too
+            cache.invalidate_soon(name.split(".", 1)[0])
         await service.on_list_changed(name, announced=announced)
 
     async def on_health_changed(name: str, health: Health) -> None:
         await service.on_health_changed(name, health)
 
     async def on_resource_updated(server: str, uri: str) -> None:
+        if cache is not None:
+            cache.invalidate_soon(server.split(".", 1)[0])
         await service.on_resource_updated(server, uri)
 
     ctx = RuntimeContext(
@@ -150,6 +158,7 @@ def build_server_service(
     )
     service.policies = policies
     follow_servers(service, Defaults.of(settings))
+    cache = build_cache(settings, service, metrics)
     if policies is not None:
         limiter = Limiter(
             settings.redis_url,
@@ -178,3 +187,31 @@ def build_pipeline(
             recorder, audit if audit is not None and audit.enabled else None, refusals
         )
     return Pipeline(stages)
+
+
+def build_cache(
+    settings: Settings, service: ServerService, metrics: Metrics | None = None
+) -> ResponseCache | None:
+    """The response cache (gateway/servers/cache/), installed in the service's pipeline;
+    None when ``MCPGW_CACHE_ENABLED`` is off. On Redis when ``MCPGW_CACHE_STORAGE`` says
+    so (``auto``: when ``MCPGW_REDIS_URL`` is set)."""
+    if not settings.cache_enabled:
+        return None
+    storage = settings.cache_storage
+    if storage == "auto":
+        storage = "redis" if settings.redis_url else "memory"
+    if storage == "redis" and not settings.redis_url:
+        raise ConfigError("MCPGW_CACHE_STORAGE=redis needs MCPGW_REDIS_URL")
+    cache = ResponseCache(
+        lambda server: service.catalogs.get(server),
+        default_ttl=settings.cache_default_ttl_seconds,
+        memory=MemoryStore(settings.cache_max_entries, settings.cache_max_bytes),
+        remote=(
+            RedisStore(settings.redis_url, settings.cache_key_prefix)
+            if storage == "redis" and settings.redis_url
+            else None
+        ),
+        registry=metrics.registry if metrics is not None else None,
+    )
+    service.pipeline.install("cache", cache)
+    return cache

@@ -278,6 +278,20 @@ def servers_refresh(name: str, url: UrlOption = DEFAULT_URL, key: KeyOption = No
     )
 
 
+@servers_app.command("cache")
+def servers_cache(
+    name: str,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Forget the server's cached answers.")
+    ] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Show a server's response cache figures, or clear its cached answers."""
+    method = "DELETE" if clear else "GET"
+    print_json(GatewayClient(url, key).request(method, f"/api/v1/servers/{name}/cache"))
+
+
 @tools_app.command("call")
 def tools_call(
     tool: Annotated[str, typer.Argument(help="`{server}__{tool}`")],

@@ -24,6 +24,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gateway.config_cache import CacheSettings
 from gateway.config_identity import IdentitySettings, split_commas
 from gateway.config_jobs import JobSettings
 from gateway.config_llm import LlmSettings
@@ -80,6 +81,7 @@ def _config_file() -> Path | None:
 
 
 class Settings(
+    CacheSettings,
     IdentitySettings,
     JobSettings,
     LlmSettings,

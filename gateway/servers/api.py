@@ -16,6 +16,13 @@ from gateway.paging import Limit, Offset
 from gateway.provided import provided
 from gateway.schemas import Page
 from gateway.servers import rest_calls
+from gateway.servers.cache.admin import (
+    CacheCleared,
+    CacheStatsOut,
+    cache_stats,
+    clear_cache,
+    stats_of,
+)
 from gateway.servers.calls import qualified
 from gateway.servers.models import McpServer
 from gateway.servers.schemas import (
@@ -85,6 +92,7 @@ def _server_out(service: ServerService, row: McpServer, tool_count: int) -> Serv
         updated_at=row.updated_at,
         health=_health(service, row),
         tool_count=tool_count,
+        cache=stats_of(service, row),
     )
 
 
@@ -154,6 +162,20 @@ async def server_health(request: Request, principal: CurrentPrincipal, name: str
     service = _servers(request)
     row, _ = await service.get(principal, name)
     return _health(service, row)
+
+
+@router.get("/servers/{name}/cache", response_model=CacheStatsOut, responses=ERROR_RESPONSES)
+async def server_cache(request: Request, principal: CurrentPrincipal, name: str) -> CacheStatsOut:
+    """The server's response cache in this process: hits, misses, hit rate, entries."""
+    return await cache_stats(_servers(request), principal, name)
+
+
+@router.delete("/servers/{name}/cache", response_model=CacheCleared, responses=ERROR_RESPONSES)
+async def clear_server_cache(
+    request: Request, principal: CurrentPrincipal, name: str
+) -> CacheCleared:
+    """Forget the server's cached answers (docs/resilience.md#response-cache)."""
+    return await clear_cache(_servers(request), principal, name)
 
 
 @router.post(
@@ -246,7 +268,7 @@ async def execute_tool(request: Request, principal: CurrentPrincipal, body: Exec
         accepted = JobAccepted(job_id=job.id, status=job.status)
         return JSONResponse(accepted.model_dump(), status_code=202)
     return await rest_calls.execute(
-        _servers(request), principal, body.tool, body.arguments, body.timeout
+        _servers(request), principal, body.tool, body.arguments, body.timeout, body.meta
     )
 
 

@@ -114,6 +114,11 @@ class Call:
     fault: str | None = None
     # The tool's breaker and retry plan (resilience/stage.py's ToolState), when installed.
     resilience: Any = None
+    # The request's `_meta` (the response cache reads its `io.mcpgw/cache` directive).
+    meta: Mapping[str, Any] | None = None
+    # The response cache's part in the call (servers/cache/stage.py): None until it
+    # decides; an entry point sets "skip" for a call never to be cached.
+    cache: Any = None
 
     @property
     def server(self) -> str:
@@ -139,6 +144,8 @@ class CallContext:
     exchange: Callable[[], Awaitable[CallResult]] | None = None
     origin: TraceSource | None = None
     approve: Approver | None = None
+    meta: Mapping[str, Any] | None = None  # the request's `_meta`
+    cacheable: bool = True  # False: never answered from, nor kept in, the response cache
 
 
 class CallDenied(Forbidden):
@@ -257,6 +264,10 @@ class Pipeline:
         self._names = tuple(n for n in _ENTERING if n in self._stages)
         self._entering = tuple(self._stages[n] for n in self._names)
         self._acts = tuple(_enter_kind(s) for s in self._entering)
+
+    def stage(self, name: str) -> Stage | None:
+        """The stage in the slot ``name`` (None: empty)."""
+        return self._stages.get(name)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -481,10 +492,17 @@ class Record(StageDefaults):
 
 
 def _detail(call: Call) -> dict[str, Any] | None:
-    """The audit row's detail: the deciding rule (and whether the user approved)."""
+    """The audit row's detail: the deciding rule (and whether the user approved), and
+    the response cache's part (``hit``: answered from it; ``bypass``: asked not to be)."""
+    cached = getattr(call.cache, "audit", None)
     if call.rule is None:
-        return None
-    return {"rule": call.rule, "approved": True} if call.approved else {"rule": call.rule}
+        return None if cached is None else {"cache": cached}
+    detail: dict[str, Any] = {"rule": call.rule}
+    if call.approved:
+        detail["approved"] = True
+    if cached is not None:
+        detail["cache"] = cached
+    return detail
 
 
 class CallRecord:

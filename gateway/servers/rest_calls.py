@@ -21,6 +21,7 @@ async def execute(
     tool: str,
     arguments: dict[str, Any],
     timeout: float | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """REST `tools/execute`: :meth:`resolve` and :meth:`call` ``{server}__{tool}``,
     answered as JSON with the call's duration.
@@ -31,7 +32,7 @@ async def execute(
     """
     target = servers.resolve(principal, tool)
     started = time.perf_counter()
-    ctx = CallContext(route="rest", timeout=timeout)
+    ctx = CallContext(route="rest", timeout=timeout, meta=meta)
     body = await call_body(servers, principal, target, arguments, ctx)
     body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     return body

@@ -449,6 +449,11 @@ class ServerOut(BaseModel):
     updated_at: datetime
     health: HealthOut
     tool_count: int = 0
+    cache: Any = Field(
+        None,
+        description="Its response cache in this process (`GET /servers/{name}/cache`'s "
+        "shape); null: its answers are not cached.",
+    )
 
 
 class ServerVersionOut(BaseModel):
@@ -493,6 +498,12 @@ class ExecuteRequest(Strict):
         False,
         alias="async",
         description="Answer 202 `{job_id}` at once; the call runs on as a job (docs/jobs.md).",
+    )
+    meta: dict[str, Any] | None = Field(
+        None,
+        alias="_meta",
+        description='The MCP request\'s `_meta`: `{"io.mcpgw/cache": "no-cache"}` asks for a '
+        "fresh answer (docs/resilience.md#response-cache).",
     )
 
 

@@ -596,6 +596,7 @@ class ServerService:
         call = Call(
             principal, target, arguments, ctx.route, ctx.via, origin=ctx.origin, approve=ctx.approve
         )
+        call.meta, call.cache = ctx.meta, None if ctx.cacheable else "skip"
         return cast(CallResult, await self.pipeline.run(call, partial(self._reach, ctx=ctx)))
 
     async def _reach(self, call: Call, *, ctx: CallContext) -> CallResult:

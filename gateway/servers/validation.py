@@ -11,6 +11,7 @@ import orjson
 from gateway.auth.principal import Principal
 from gateway.db import Database
 from gateway.errors import Forbidden, InvalidInput
+from gateway.servers.cache.rules import split_cache
 from gateway.servers.models import McpServer
 from gateway.servers.repository import ServerRepository
 from gateway.servers.resilience.settings import CONFIG_KEY, parse_resilience, split_config
@@ -40,9 +41,10 @@ async def validate_config(
 ) -> dict[str, Any]:
     """The config parsed for ``server_type``, refused (422/403) when it is wrong or
     asks for more than ``principal`` may (generated code, no isolation, a bad URL, an
-    unknown bundle member); its `resilience` settings are checked apart (the runtimes
-    never read them: resilience/settings.py)."""
+    unknown bundle member); its `resilience` and `cache` settings are checked apart (the
+    runtimes never read them: resilience/settings.py, cache/rules.py)."""
     config, resilience = split_config(config)
+    config, cache = split_cache(config)
     parsed = parse_config(server_type, config)
     runs_code = isinstance(parsed, GeneratedConfig) and parsed.openapi is None
     if runs_code and not principal.is_admin:
@@ -80,7 +82,7 @@ async def validate_config(
     checked = parsed.model_dump(exclude_none=True)
     if resilience is not None:
         checked[CONFIG_KEY] = parse_resilience(resilience)
-    return checked
+    return checked if cache is None else {**checked, "cache": cache}
 
 
 def snapshot(row: McpServer, secret_names: dict[str, list[str]]) -> dict[str, Any]:

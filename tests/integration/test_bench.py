@@ -55,6 +55,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "1", "--calls", "10", "--backend", "raw"],
             "breakers + retries on vs off",
         ),
+        (
+            "bench.cache_cost",
+            ["--runs", "1", "--calls", "20", "--backend", "raw"],
+            "cache hit vs the same call uncached",
+        ),
         ("bench.search_quality", [], "search quality"),
         (
             "bench.search_quality.scale",

@@ -22,6 +22,7 @@ from gateway.asgi_replies import send_json
 from gateway.mcp.fastlist import SERVER_INFO_META_KEY
 from gateway.mcp.results import tool_error_body
 from gateway.observability.tracing import TRACE_STATE_KEY
+from gateway.servers.cache.store import Entry
 from gateway.servers.calls import CallTarget
 from gateway.servers.controls import WARNINGS_META
 from gateway.servers.mcp.fastrelay import ask_agent, hand_over
@@ -64,6 +65,9 @@ class FastCall:
     fault: str | None = None  # how the backend failed, for the breakers ("server", "call")
     retrying: bool = False  # a failure now is retried (exchange_retrying), not answered
     warnings: list[str] | None = None  # the limit stage's, for the result's _meta
+    # The response cache wants the backend's result (``kept``: a copy, as it came).
+    keep: bool = False
+    kept: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -278,6 +282,7 @@ class FastCall:
                 f"server {self.route.server!r} answered another request", "call"
             )
         if "method" in message and "id" in message:
+            self.keep = False  # the answer will depend on what the agent says
             if self.request.modern and message["method"] in BRIDGED_METHODS:
                 if self.parked is not None:  # for the retry following the parked call
                     self.parked.events.put_nowait(Event("ask", message))
@@ -358,6 +363,8 @@ class FastCall:
         result = message.get("result")
         ok = "error" not in message
         if isinstance(result, dict):
+            if self.keep:
+                self.kept = dict(result)  # before it is stamped (what follows replaces keys)
             if self.warnings:  # a budget nearly spent (the limit stage's, controls.py)
                 meta = result.get("_meta")
                 kept = meta if isinstance(meta, dict) else {}
@@ -387,9 +394,32 @@ class FastCall:
 
     async def answer_with(self, result: Any) -> None:
         """Answer with a result a pipeline stage gave in the backend's place."""
+        if type(result) is Entry:
+            await self._cached(result)
+            return
         if hasattr(result, "model_dump"):
             result = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": dict(result)})
+
+    async def _cached(self, entry: Entry) -> None:
+        """Answer from the response cache: the stored result's JSON spliced in with the
+        agent's id (a 2026-07-28 agent's stamped once per entry), nothing serialised but
+        the id; with a budget's warning to add, as a backend's answer is."""
+        if self.warnings or self.parked is not None:
+            result = dict(entry.result)
+            await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
+            return
+        body = entry.body
+        if self.request.modern:
+            if entry.modern is None:
+                result = {**entry.result, "resultType": "complete"}
+                _stamp(result, self.fast.server_info)
+                entry.modern = orjson.dumps(result)
+            body = entry.modern
+        message = b'{"jsonrpc":"2.0","id":' + orjson.dumps(self.request.id) + b',"result":'
+        message += body + b"}"
+        self.outcome, self.sent = "ok", len(message)
+        await self._json(message)
 
     async def reject(self, code: int, message: str, data: dict[str, Any]) -> None:
         """Answer with a JSON-RPC error before anything was sent (a limit refused it)."""

@@ -278,12 +278,14 @@ class FastPath:
         owner = (principal.user_id, principal.key_id)
         call = FastCall(self, route, request, backend_id, scope, send, owner, called)
         piped = Call(principal, called, params.get("arguments") or {}, "direct", origin=call)
+        piped.meta = request.params.get("_meta")
         try:
             entered = await self._enter(piped, call)
         except NotSent:  # a stage wants what only the SDK path does (ask for approval)
             return False
         if entered is None:
             return True  # refused, or answered by a stage
+        call.keep = piped.cache is not None  # the response cache wants the answer
         headers: dict[str, str] | bytes
         if request.param_headers and route.modern:
             headers = route.headers("tools/call", tool)
@@ -381,6 +383,8 @@ class FastPath:
             return False
         piped.outcome = call.outcome  # type: ignore[assignment]
         piped.error, piped.bytes_out, piped.fault = call.failure, call.sent, call.fault
+        if call.kept is not None:
+            piped.result = call.kept  # for the response cache
         self.servers.pipeline.leave(piped, entered, None)
         call.scope.setdefault("state", {})["route"] = "direct"
         return True
@@ -415,6 +419,7 @@ class FastPath:
             return await call.follow(pending)
 
         piped = Call(principal, pending.target, request.params.get("arguments") or {}, "direct")
+        piped.cache = "skip"  # its answer depends on what the agent answered
         entered = await self._enter(piped, call)
         if entered is None:
             return True

@@ -35,6 +35,7 @@ from gateway.mcp.surface import FastLane, FastLaneParts
 from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.policy.limits import LimitExceeded
 from gateway.policy.service import PolicyDenied
+from gateway.servers.cache import cache_of
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.controls import ArgumentsTooLarge
 from gateway.servers.mcp import uris
@@ -68,6 +69,7 @@ class FrontRelay:
         # A 2026 agent's tools/call on the SDK path: asked and told through the input
         # bridge (sdk_input.py), as its round's stream may be gone by then.
         self.call: SdkCall | None = None
+        self.asked = False  # the backend asked the agent something (not cached then)
 
     @property
     def askable(self) -> bool:
@@ -90,6 +92,7 @@ class FrontRelay:
         )
 
     async def request(self, method: str, params: Any) -> Any:
+        self.asked = True
         if self.call is not None:
             return await self.call.ask(method, params)
         request_type, result_type = REQUESTS[method]
@@ -280,6 +283,7 @@ class ServersMcp:
                 exchange=resume,
                 origin=relay,
                 approve=retry_approver(self.inputs, parked, ctx.params) if asked else None,
+                cacheable=False,  # it resumes a call: its answer depends on the agent's
             )
             return await self._call(principal, parked.target, arguments, ctx_call)
         found = find_target(self.servers, principal, params.name, target)
@@ -299,6 +303,7 @@ class ServersMcp:
             origin=relay,
             approve=_approver(ctx, relay),
         )
+        call_ctx.meta = ctx.meta
         try:
             return await self._call(principal, found, arguments, call_ctx)
         except AskFirst as first:  # a 2026 agent's user approves the call in a round first
@@ -417,8 +422,16 @@ class ServersMcp:
             entry.mask = runtime.spec.secrets
             self._allowed(principal, "resources/read", server, uri)
             token = CURRENT_RELAY.set(FrontRelay(ctx, params))
+            read = partial(runtime.read_resource, uri, self.timeout)
+            cache = cache_of(self.servers.pipeline)
             try:
-                result = await runtime.read_resource(uri, self.timeout)
+                if cache is None:
+                    result = await read()
+                else:  # answered from the response cache, perhaps (audited as such)
+                    result, cached = await cache.read(
+                        principal, runtime.spec, server, uri, ctx.meta, read
+                    )
+                    entry.detail = {"cache": cached} if cached else None
             except BackendError as exc:
                 raise to_mcp_error(exc, RESOURCE_NOT_FOUND) from None
             finally:
