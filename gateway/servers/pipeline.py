@@ -4,7 +4,7 @@ REST `tools/execute`, the `/mcp` SDK path, `EXECUTE_TOOL` and the fast path each
 how to reach a backend (a runtime call, or raw JSON-RPC forwarded on a pooled
 connection); everything around that is here, once, in this order::
 
-    authorize → size → limit → cache → breaker → backend → record
+    transform → authorize → size → limit → cache → breaker → backend → record
 
 A stage has two halves. ``enter`` runs before the backend, in that order: it may
 refuse the call (raise :class:`CallDenied`) or answer it without the backend (set
@@ -12,7 +12,9 @@ refuse the call (raise :class:`CallDenied`) or answer it without the backend (se
 every stage that was entered, with the error the call ended in (if any); ``record``
 is listed last because it acts last, and it is entered first, so it sees refusals
 and answers of the others too. Controls added later (policy, rate limits, caching,
-breakers, audit) are stages installed by name; no entry point changes. Tracing is
+breakers, audit) are stages installed by name; no entry point changes (``transform``,
+a server's default and fixed arguments, comes first so that policy conditions and the
+audit trail see the arguments that are sent: transforming.py). Tracing is
 the pipeline's own hook around all of them (:meth:`Pipeline.trace`): a span for the
 call, one per acting stage and one for the backend; entry points only say where the
 call came from (``Call.origin``) and the backend stage passes ``Call.trace.carrier`` on.
@@ -48,7 +50,7 @@ from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.runtimes.relay import Relay
 
-STAGES = ("authorize", "size", "limit", "cache", "breaker", "backend", "record")
+STAGES = ("transform", "authorize", "size", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal[
     "ok", "tool_error", "error", "denied", "rate_limited", "timeout", "cancelled", "not_sent"
@@ -60,7 +62,7 @@ CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], Non
 RefusalRecorder = Callable[[str, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
 # then the rest as listed in STAGES.
-_ENTERING = ("record", "authorize", "size", "limit", "cache", "breaker")
+_ENTERING = ("record", "transform", "authorize", "size", "limit", "cache", "breaker")
 CallResult = types.CallToolResult | types.InputRequiredResult
 # Asks the agent's user a question (why approval is needed); True: approved.
 Approver = Callable[[str], Awaitable[bool]]
@@ -379,6 +381,7 @@ class Authorize(StageDefaults):
 
     def _request(self, call: Call) -> Request:
         lookup, server, tool = self.annotations, call.target.server, call.target.tool
+        backend = call.target.backend  # the catalog knows a tool by the backend's name
         scope = REQUEST_SCOPE.get() or {}
         client = (scope.get("state") or {}).get("mcp_client")
         return Request(
@@ -386,7 +389,7 @@ class Authorize(StageDefaults):
             client=tuple(client) if client else None,
             server=server,
             tool=tool,
-            annotations=(lambda: lookup(server, tool)) if lookup is not None else None,
+            annotations=(lambda: lookup(server, backend)) if lookup is not None else None,
         )
 
 
@@ -455,10 +458,18 @@ class Record(StageDefaults):
 
 
 def _detail(call: Call) -> dict[str, Any] | None:
-    """The audit row's detail: the deciding rule (and whether the user approved)."""
+    """The audit row's detail: the deciding rule (and whether the user approved), and
+    the backend's own name of a tool a transform renamed (the row's target is the name
+    the agent called)."""
+    renamed = call.target.backend_tool
     if call.rule is None:
-        return None
-    return {"rule": call.rule, "approved": True} if call.approved else {"rule": call.rule}
+        return {"backend_tool": renamed} if renamed is not None else None
+    detail: dict[str, Any] = {"rule": call.rule}
+    if call.approved:
+        detail["approved"] = True
+    if renamed is not None:
+        detail["backend_tool"] = renamed
+    return detail
 
 
 class CallRecord:
