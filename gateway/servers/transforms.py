@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from mcp import types
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from gateway.errors import InvalidInput
 from gateway.schemas import Strict
@@ -46,10 +46,9 @@ _MAX_RULES = 64
 REDACTED = "[REDACTED]"
 
 
-def _paths(values: list[str]) -> list[str]:
-    for value in values:
-        jsonpath.parse(value)  # PathError (a ValueError): a 422 naming the item
-    return values
+def _path(value: str) -> str:
+    jsonpath.parse(value)  # PathError (a ValueError): a 422 naming the item
+    return value
 
 
 def _pattern(value: str) -> str:
@@ -77,6 +76,11 @@ def check_glob(value: str) -> str:
     return value
 
 
+# Checked item by item, so a 422 names the one that is wrong (`transforms.hide.2`).
+JsonPath = Annotated[str, AfterValidator(_path)]
+Glob = Annotated[str, AfterValidator(check_glob)]
+
+
 class RedactRule(Strict):
     """Replace a value (``path``), or what ``pattern`` matches in text (and, with a
     ``path``, only in the value there), with ``replacement``."""
@@ -92,7 +96,7 @@ class RedactRule(Strict):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        return _paths([value])[0] if value is not None else None
+        return _path(value) if value is not None else None
 
     @field_validator("pattern")
     @classmethod
@@ -109,17 +113,12 @@ class RedactRule(Strict):
 class ResultsIn(Strict):
     """What is taken out of a result before the agent (and the audit trail) gets it."""
 
-    drop: list[str] = Field(
+    drop: list[JsonPath] = Field(
         default_factory=list,
         max_length=_MAX_RULES,
         description="JSON paths removed from the result: $.structuredContent.x, $..password.",
     )
     redact: list[RedactRule] = Field(default_factory=list, max_length=_MAX_RULES)
-
-    @field_validator("drop")
-    @classmethod
-    def _drop(cls, value: list[str]) -> list[str]:
-        return _paths(value)
 
 
 class ToolTransformIn(Strict):
@@ -163,17 +162,12 @@ class TransformsIn(Strict):
         max_length=_MAX_TOOLS,
         description="Per tool, by the backend's own name.",
     )
-    hide: list[str] = Field(
+    hide: list[Glob] = Field(
         default_factory=list,
         max_length=_MAX_RULES,
         description="Globs over backend tool names: those tools are not listed, not callable.",
     )
     results: ResultsIn | None = Field(None, description="Applied to every tool's results.")
-
-    @field_validator("hide")
-    @classmethod
-    def _globs(cls, value: list[str]) -> list[str]:
-        return [check_glob(v) for v in value]
 
     def stored(self) -> dict[str, Any] | None:
         """The JSON kept with the server: only what is set (None: nothing is)."""
