@@ -24,11 +24,12 @@ of its calls costs one dict lookup more, and nothing else changes.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,81 @@ class ResultFilter:
             for index in mirrors:
                 if index < len(blocks) and isinstance(blocks[index], dict):
                     blocks[index]["text"] = text
+
+    def output_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """A tool's output schema as its filtered results meet it (clients validate the
+        structured content by it): dropped properties left out, path-redacted ones
+        allowed any value, and string constraints lifted where patterns redact."""
+        shown = copy.deepcopy(schema)
+        for path in self.drops:
+            for parent, key in _schema_places(shown, path):
+                if key is not None:
+                    parent["properties"].pop(key, None)
+                    required = parent.get("required")
+                    if isinstance(required, list) and key in required:
+                        parent["required"] = [r for r in required if r != key]
+        for rule in self.redactions:
+            if rule.path is None:
+                _loosen_strings(shown)
+                continue
+            for parent, key in _schema_places(shown, rule.path):
+                if key is None:
+                    parent["items"] = {}
+                else:
+                    parent["properties"][key] = {}
+        return shown
+
+
+def _schema_places(schema: dict[str, Any], path: jsonpath.Path) -> list[tuple[dict[str, Any], Any]]:
+    """(the schema holding it, the property name or None for array items) of every part
+    of an output schema a result path reaches (paths into ``structuredContent``)."""
+    if path[0] == ("key", "structuredContent"):
+        steps = path[1:]
+    elif path[0][0] == "deep":
+        steps = path
+    else:
+        return []  # content or _meta: not what the output schema describes
+    return list(_schema_reach(schema, steps)) if steps else []
+
+
+def _schema_reach(schema: Any, steps: jsonpath.Path) -> Iterator[tuple[dict[str, Any], Any]]:
+    if not isinstance(schema, dict):
+        return
+    kind, arg = steps[0]
+    rest = steps[1:]
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    items = schema.get("items")
+    if kind == "key" and arg in properties:
+        yield from _schema_reach(properties[arg], rest) if rest else ((schema, arg),)
+    elif kind in ("index", "all"):
+        if isinstance(items, dict):
+            yield from _schema_reach(items, rest) if rest else ((schema, None),)
+        if kind == "all":  # `.*` of an object: each of its properties
+            for key in list(properties):
+                yield from _schema_reach(properties[key], rest) if rest else ((schema, key),)
+    elif kind == "deep":
+        for key in list(properties):
+            if key == arg:
+                yield from _schema_reach(properties[key], rest) if rest else ((schema, key),)
+            yield from _schema_reach(properties.get(key), steps)
+        yield from _schema_reach(items, steps)
+
+
+_STRING_CONSTRAINTS = ("pattern", "format", "enum", "const", "minLength", "maxLength")
+
+
+def _loosen_strings(schema: Any) -> None:
+    """Lift the constraints a redacted string may no longer meet, everywhere in it."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string":
+            for key in _STRING_CONSTRAINTS:
+                schema.pop(key, None)
+        for value in schema.values():
+            _loosen_strings(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _loosen_strings(value)
 
 
 def _mirrors(blocks: list[Any], structured: dict[str, Any]) -> tuple[int, ...]:
@@ -247,19 +323,25 @@ class ServerTransforms:
 
     def tool(self, tool: types.Tool) -> types.Tool | None:
         """``tool`` as agents see it (None: hidden)."""
+        update: dict[str, Any] = {}
         rule = self._rules.get(tool.name)
         if rule is None:
-            return None if self.hidden(tool.name) or tool.name in self.by_name else tool
-        shown = self.by_name.get(rule.get("rename") or tool.name)
-        if shown is None or shown.backend != tool.name:
-            return None
-        update: dict[str, Any] = {}
-        if shown.name != tool.name:
-            update["name"] = shown.name
-        if shown.description is not None:
-            update["description"] = shown.description
-        if shown.transform is not None and shown.transform.touches_arguments:
-            update["input_schema"] = shown.transform.schema(tool.input_schema)
+            if self.hidden(tool.name) or tool.name in self.by_name:
+                return None
+            transform = self.default
+        else:
+            shown = self.by_name.get(rule.get("rename") or tool.name)
+            if shown is None or shown.backend != tool.name:
+                return None
+            if shown.name != tool.name:
+                update["name"] = shown.name
+            if shown.description is not None:
+                update["description"] = shown.description
+            transform = shown.transform
+        if transform is not None and transform.touches_arguments:
+            update["input_schema"] = transform.schema(tool.input_schema)
+        if transform is not None and transform.results is not None and tool.output_schema:
+            update["output_schema"] = transform.results.output_schema(tool.output_schema)
         return tool.model_copy(update=update) if update else tool
 
     def tools(self, tools: list[types.Tool]) -> list[types.Tool]:

@@ -246,3 +246,39 @@ def test_stored_shape_and_config_round_trip() -> None:
     assert split_config(config) == ({"url": "http://x"}, stored)
     assert join_config(config, None) == {"url": "http://x"}
     assert split_config({"url": "http://x"}) == ({"url": "http://x"}, None)
+
+
+def test_the_output_schema_follows_what_results_lose() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "temperature": {"type": "number"},
+            "conditions": {"type": "string", "enum": ["Cloudy", "Sunny"]},
+            "humidity": {"type": "number"},
+            "nested": {"type": "object", "properties": {"pw": {"type": "string"}}},
+        },
+        "required": ["temperature", "conditions", "humidity"],
+    }
+    filtered = ResultFilter(
+        [
+            {
+                "drop": ["$.structuredContent.humidity", "$..pw", "$.content[0]"],
+                "redact": [{"path": "$.structuredContent.temperature"}, {"pattern": "y"}],
+            }
+        ]
+    )
+    shown = filtered.output_schema(schema)
+    assert shown == {
+        "type": "object",
+        "properties": {
+            "temperature": {},
+            "conditions": {"type": "string"},
+            "nested": {"type": "object", "properties": {}},
+        },
+        "required": ["temperature", "conditions"],
+    }
+    assert "humidity" in schema["properties"]  # the catalog's own is left alone
+    tool = types.Tool(name="w", input_schema={"type": "object"}, output_schema=schema)
+    listed = compiled({"results": {"drop": ["$.structuredContent.humidity"]}}).tool(tool)
+    assert listed is not None and listed.output_schema is not None
+    assert "humidity" not in listed.output_schema["properties"]
