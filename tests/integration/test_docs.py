@@ -30,6 +30,7 @@ def test_docs_have_tested_examples() -> None:
         "jobs.md",
         "operations.md",
         "policy.md",
+        "resilience.md",
         "servers.md",
         "mcp.md",
         "observability.md",
