@@ -50,6 +50,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "1", "--calls", "10", "--backend", "raw", "--limits", "memory", "redis"],
             "policy + rate limit on vs off",
         ),
+        (
+            "bench.transform_cost",
+            ["--runs", "1", "--calls", "10"],
+            "tool transforms vs none",
+        ),
         ("bench.search_quality", [], "search quality"),
         (
             "bench.search_quality.scale",
