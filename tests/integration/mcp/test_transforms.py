@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.integration.mcp.test_endpoint import connect
+from tests.integration.mcp.test_endpoint import _new_key, connect
 from tests.integration.mcp.test_request_limits import PATHS, call
 from tests.support import BOOT, Server, free_port, spawn_http, wait_for
 from tests.support_mcp import ACCEPT, MODERN, last_message, modern_meta
@@ -293,3 +294,37 @@ async def test_changing_transforms_changes_what_agents_see_at_once(
     r = httpx.patch(f"{server.url}/api/v1/servers/tx", json={"transforms": {}}, headers=AUTH)
     assert r.status_code == 200 and r.json()["transforms"] is None
     assert "args" in _modern_list(server) and "inspect" not in _modern_list(server)
+
+
+async def test_policies_match_the_name_agents_see(gateway: Server) -> None:
+    """A rule on `tx__inspect` (the new name) hides and refuses the renamed tool; one on
+    `tx__args` (the backend's name) matches nothing agents can call."""
+    developer = _new_key(gateway, "developer")
+    policy = {
+        "rules": [
+            {"id": "no-inspect", "effect": "deny", "actions": ["tools/call"],
+             "targets": ["tx__inspect"]},
+            {"id": "no-args", "effect": "deny", "actions": ["tools/call"], "targets": ["*__args"]},
+        ]
+    }  # fmt: skip
+    headers = {**AUTH, "Content-Type": "application/yaml"}
+    put = f"{gateway.url}/api/v1/policies"
+    assert httpx.put(put, content=yaml.safe_dump(policy), headers=headers).status_code == 200
+    try:
+        r = httpx.post(
+            f"{gateway.url}/api/v1/tools/execute",
+            json={"tool": "tx__inspect", "arguments": {"text": "x"}},
+            headers={"Authorization": f"Bearer {developer}"},
+        )
+        assert r.status_code == 403 and r.json()["rule"] == "no-inspect", r.text
+        r = httpx.post(
+            f"{gateway.url}/api/v1/tools/execute",
+            json={"tool": "tx__echo", "arguments": {"text": "x"}},
+            headers={"Authorization": f"Bearer {developer}"},
+        )
+        assert r.status_code == 200 and r.json()["content"][0]["text"] == "x"
+        async with connect(f"{gateway.url}/mcp", key=developer) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+        assert "tx__echo" in names and "tx__inspect" not in names
+    finally:
+        assert httpx.put(put, content=yaml.safe_dump({}), headers=headers).status_code == 200
