@@ -41,6 +41,8 @@ CATALOG = {("http", "echo"), ("stdio", "echo"), ("team", "echo"), ("only2026", "
 
 
 class Servers:
+    transforms: dict[str, Any] = {}  # no server here has tool transforms
+
     def visible_runtime(self, principal: Principal, name: str) -> Runtime | None:
         runtime = RUNTIMES.get(name)
         if runtime is None or not (
