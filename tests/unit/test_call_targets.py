@@ -5,7 +5,7 @@ this caller may use)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,7 +18,9 @@ class Servers:
     """`visible_runtime`: servers `a`, `b__x` and `t` are usable; `secret` is not. `t` has
     transforms: `echo` renamed `say`, tools starting with `h` hidden."""
 
-    transforms = {"t": ServerTransforms({"tools": {"echo": {"rename": "say"}}, "hide": ["h*"]})}
+    transforms: ClassVar[dict[str, ServerTransforms]] = {
+        "t": ServerTransforms({"tools": {"echo": {"rename": "say"}}, "hide": ["h*"]})
+    }
 
     def visible_runtime(self, principal: Any, name: str) -> Any:
         return f"runtime:{name}" if name in {"a", "b__x", "t"} else None
