@@ -19,6 +19,7 @@ from bench import (
     server_isolation,
     startup,
     token_cost,
+    transform_cost,
 )
 
 BENCHMARKS = {
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "policy_cost": policy_cost.main,
     "resilience_cost": resilience_cost.main,
     "cache_cost": cache_cost.main,
+    "transform_cost": transform_cost.main,
     "sandboxes": sandboxes.main,
     "jobs": jobs.main,
     "server_isolation": server_isolation.main,

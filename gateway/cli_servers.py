@@ -8,9 +8,12 @@ commands become servers of those types, a URL becomes a ``remote`` server.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
 from gateway.cli_client import (
     DEFAULT_URL,
@@ -82,6 +85,30 @@ def parse_limits(
     if tools:
         limits["tools"] = tools
     return limits or None
+
+
+def read_transforms(file: str) -> dict[str, Any]:
+    """A server's ``transforms`` from a YAML (or JSON) file, ``-`` for stdin: the object
+    itself, or a document with it under ``transforms``; the gateway checks it (a 422
+    names the field)."""
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise typer.BadParameter(f"no such file: {file}", param_hint="--transforms")
+        text = path.read_text()
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(f"not YAML: {exc}", param_hint="--transforms") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise typer.BadParameter("expected a mapping", param_hint="--transforms")
+    if set(document) == {"transforms"} and isinstance(document["transforms"], dict):
+        return dict(document["transforms"])
+    return document
 
 
 def parse_command(command: list[str]) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -196,6 +223,13 @@ def servers_add(
         list[str] | None,
         typer.Option(help="TOOL=BYTES: one tool's own arguments size limit (repeatable)."),
     ] = None,
+    transforms: Annotated[
+        str | None,
+        typer.Option(
+            help="YAML (or JSON) file of its tool transforms (rename, hide, fixed arguments, "
+            "result redaction; docs/resilience.md#transforms); - for stdin."
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until connected and catalogued.")] = True,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -233,6 +267,8 @@ def servers_add(
     limits = parse_limits(call_timeout, max_request_bytes, tool_timeout, tool_max_bytes)
     if limits is not None:
         body["limits"] = limits
+    if transforms is not None:
+        body["transforms"] = read_transforms(transforms)
     created = GatewayClient(url, key, timeout=180).request(
         "POST", "/api/v1/servers", json=body, params={"wait": wait}
     )
@@ -242,6 +278,28 @@ def servers_add(
         f"{created['tool_count']} tools"
         + (f"\n  last error: {health['last_error']}" if health.get("last_error") else "")
     )
+
+
+@servers_app.command("transforms")
+def servers_transforms(
+    name: str,
+    file: Annotated[
+        str | None,
+        typer.Option("-f", "--file", help="Set them from this YAML (or JSON) file; - for stdin."),
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove them all.")] = False,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+) -> None:
+    """Show a server's tool transforms as YAML, or set (-f) or remove (--remove) them."""
+    client = GatewayClient(url, key)
+    if file is None and not remove:
+        server = client.request("GET", f"/api/v1/servers/{name}")
+        typer.echo(yaml.safe_dump(server.get("transforms") or {}, sort_keys=False), nl=False)
+        return
+    body = {"transforms": {} if remove else read_transforms(file or "-")}
+    server = client.request("PATCH", f"/api/v1/servers/{name}", json=body)
+    typer.echo(f"{name}: transforms {'set' if server.get('transforms') else 'removed'}")
 
 
 @servers_app.command("list")

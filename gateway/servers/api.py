@@ -40,6 +40,7 @@ from gateway.servers.schemas import (
 )
 from gateway.servers.service import ServerService
 from gateway.servers.tasks import CallTasks
+from gateway.servers.transforms import split_config
 
 router = APIRouter(tags=["servers"])
 
@@ -72,11 +73,12 @@ def _health(service: ServerService, row: McpServer) -> HealthOut:
 
 def _server_out(service: ServerService, row: McpServer, tool_count: int) -> ServerOut:
     masked = service.secret_names(row)
+    config, transforms = split_config(row.config)
     return ServerOut(
         id=row.id,
         name=row.name,
         type=row.type,
-        config=row.config,
+        config=config,
         description=row.description,
         tags=list(row.tags or []),
         enabled=row.enabled,
@@ -87,6 +89,7 @@ def _server_out(service: ServerService, row: McpServer, tool_count: int) -> Serv
         owner_id=row.owner_id,
         max_concurrency=row.max_concurrency,
         limits=row.limits,
+        transforms=transforms,
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,

@@ -4,9 +4,10 @@ REST `tools/execute`, the `/mcp` SDK handlers (EXECUTE_TOOL included) and the fa
 path all resolve through :func:`find_target`, so they agree on what a caller may call:
 on `/mcp` a name is `{server}__{tool}`, on `/mcp/servers/{name}` the server's own tool
 name; the server must be enabled and visible to the caller (team-scoped servers are
-for their team and admins). Whether the tool exists is the backend's to say (the
-SDK path passes its error on); the fast path also wants the tool in the catalog,
-which is its own eligibility check.
+for their team and admins), and the tool not hidden by the server's transforms (a
+renamed tool is called by its new name: transforming.py). Whether the tool exists is
+the backend's to say (the SDK path passes its error on); the fast path also wants the
+tool in the catalog, which is its own eligibility check.
 """
 
 from __future__ import annotations
@@ -20,18 +21,28 @@ from gateway.servers.runtimes.base import ServerRuntime
 
 if TYPE_CHECKING:
     from gateway.servers.service import ServerService
+    from gateway.servers.transforming import ToolTransform
 
 TOOL_SEPARATOR = "__"
 
 
 @dataclass(frozen=True, slots=True)
 class CallTarget:
-    """A resolved call: the gateway's name for the server, the backend's own tool name,
-    and the runtime that reaches the backend."""
+    """A resolved call: the gateway's name for the server, the tool as the agent named
+    it, and the runtime that reaches the backend; for a server with transforms
+    (transforming.py), the backend's own tool name when it differs (``backend_tool``)
+    and what the call's arguments and result go through (``transform``)."""
 
     server: str
     tool: str
     runtime: ServerRuntime
+    backend_tool: str | None = None
+    transform: ToolTransform | None = None
+
+    @property
+    def backend(self) -> str:
+        """The tool's name on the backend (what is sent to it)."""
+        return self.backend_tool or self.tool
 
 
 def qualified(server: str, tool: str) -> str:
@@ -71,7 +82,14 @@ def find_target(
     runtime = servers.visible_runtime(principal, server)
     if runtime is None:
         return None
-    return CallTarget(server, name, runtime)
+    transforms = servers.transforms.get(server)  # most servers have none: one lookup
+    if transforms is None:
+        return CallTarget(server, name, runtime)
+    found = transforms.resolve(name)
+    if found is None:
+        return None  # hidden, or renamed: agents call it by its new name
+    backend, transform = found
+    return CallTarget(server, name, runtime, backend if backend != name else None, transform)
 
 
 def resolve_target(
@@ -83,5 +101,7 @@ def resolve_target(
         server, name = split_qualified(name)
     found = find_target(servers, principal, name, server)
     if found is None:
+        if servers.visible_runtime(principal, server) is not None:  # a hidden tool
+            raise NotFound(f"server {server!r} has no tool {name!r}", code="tool_not_found")
         raise NotFound(f"no enabled server named {server!r}", code="tool_not_found")
     return found

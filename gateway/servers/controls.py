@@ -52,12 +52,13 @@ class ArgumentsSize(StageDefaults):
         if limits is None:
             return
         server, tool = call.target.server, call.target.tool
-        cap = limits.max_bytes_for(tool)
+        backend = call.target.backend  # per-tool limits are by the backend's tool names
+        cap = limits.max_bytes_for(backend)
         if cap is None:
             return
         size = arguments_size(call.arguments)
         if size > cap:
-            whose = f"tool {tool!r}" if tool in limits.sizes else "its tools"
+            whose = f"tool {tool!r}" if backend in limits.sizes else "its tools"
             raise ArgumentsTooLarge(
                 f"the arguments of {qualified(server, tool)} are {size} bytes; server "
                 f"{server!r} accepts at most {cap} bytes for {whose} (max_request_bytes)",

@@ -4,7 +4,7 @@ REST `tools/execute`, the `/mcp` SDK path, `EXECUTE_TOOL` and the fast path each
 how to reach a backend (a runtime call, or raw JSON-RPC forwarded on a pooled
 connection); everything around that is here, once, in this order::
 
-    authorize → size → limit → cache → breaker → backend → record
+    transform → authorize → size → limit → cache → breaker → backend → record
 
 A stage has two halves. ``enter`` runs before the backend, in that order: it may
 refuse the call (raise :class:`CallDenied`) or answer it without the backend (set
@@ -12,7 +12,9 @@ refuse the call (raise :class:`CallDenied`) or answer it without the backend (se
 every stage that was entered, with the error the call ended in (if any); ``record``
 is listed last because it acts last, and it is entered first, so it sees refusals
 and answers of the others too. Controls added later (policy, rate limits, caching,
-breakers, audit) are stages installed by name; no entry point changes. Tracing is
+breakers, audit) are stages installed by name; no entry point changes (``transform``,
+a server's default and fixed arguments, comes first so that policy conditions and the
+audit trail see the arguments that are sent: transforming.py). Tracing is
 the pipeline's own hook around all of them (:meth:`Pipeline.trace`): a span for the
 call, one per acting stage and one for the backend; entry points only say where the
 call came from (``Call.origin``) and the backend stage passes ``Call.trace.carrier`` on.
@@ -49,7 +51,7 @@ from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified
 from gateway.servers.runtimes.relay import Relay
 
-STAGES = ("authorize", "size", "limit", "cache", "breaker", "backend", "record")
+STAGES = ("transform", "authorize", "size", "limit", "cache", "breaker", "backend", "record")
 Route = Literal["rest", "sdk", "direct"]
 Outcome = Literal[
     "ok",
@@ -69,7 +71,7 @@ CallRecorder = Callable[[str, str, str, float, str, str | None, int | None], Non
 RefusalRecorder = Callable[[str, str], None]
 # The order stages are entered: record first (so it leaves last and sees everything),
 # then the rest as listed in STAGES.
-_ENTERING = ("record", "authorize", "size", "limit", "cache", "breaker")
+_ENTERING = ("record", "transform", "authorize", "size", "limit", "cache", "breaker")
 CallResult = types.CallToolResult | types.InputRequiredResult
 # Asks the agent's user a question (why approval is needed); True: approved.
 Approver = Callable[[str], Awaitable[bool]]
@@ -416,6 +418,7 @@ class Authorize(StageDefaults):
 
     def _request(self, call: Call) -> Request:
         lookup, server, tool = self.annotations, call.target.server, call.target.tool
+        backend = call.target.backend  # the catalog knows a tool by the backend's name
         scope = REQUEST_SCOPE.get() or {}
         client = (scope.get("state") or {}).get("mcp_client")
         return Request(
@@ -423,7 +426,7 @@ class Authorize(StageDefaults):
             client=tuple(client) if client else None,
             server=server,
             tool=tool,
-            annotations=(lambda: lookup(server, tool)) if lookup is not None else None,
+            annotations=(lambda: lookup(server, backend)) if lookup is not None else None,
         )
 
 
@@ -493,16 +496,21 @@ class Record(StageDefaults):
 
 def _detail(call: Call) -> dict[str, Any] | None:
     """The audit row's detail: the deciding rule (and whether the user approved), and
-    the response cache's part (``hit``: answered from it; ``bypass``: asked not to be)."""
+    the response cache's part (``hit``: answered from it; ``bypass``: asked not to be),
+    and the backend's own name of a tool a transform renamed (the row's target is the
+    name the agent called)."""
     cached = getattr(call.cache, "audit", None)
-    if call.rule is None:
-        return None if cached is None else {"cache": cached}
-    detail: dict[str, Any] = {"rule": call.rule}
-    if call.approved:
-        detail["approved"] = True
+    renamed = call.target.backend_tool
+    detail: dict[str, Any] = {}
+    if call.rule is not None:
+        detail["rule"] = call.rule
+        if call.approved:
+            detail["approved"] = True
     if cached is not None:
         detail["cache"] = cached
-    return detail
+    if renamed is not None:
+        detail["backend_tool"] = renamed
+    return detail or None
 
 
 class CallRecord:

@@ -1,12 +1,15 @@
 """The backend stage of a runtime call (REST `tools/execute`, the `/mcp` SDK path,
 `EXECUTE_TOOL`, jobs): the call made on the server's runtime within its timeout, a
-failing or slow backend as a tool error, the server's secrets masked in the result.
+failing or slow backend as a tool error, the server's secrets masked in the result and
+its result transforms applied (transforming.py).
 
 The fast path has its own backend stage (raw JSON-RPC forwarded, mcp/fastpath.py); both
 run inside the same pipeline (pipeline.py).
 """
 
 from __future__ import annotations
+
+from mcp import types
 
 from gateway.mcp.results import tool_error
 from gateway.servers.pipeline import Call, CallContext, CallResult
@@ -50,8 +53,17 @@ async def reach(call: Call, ctx: CallContext, timeout: float) -> CallResult:
     # An input_required round has no isError: the call goes on.
     call.outcome = "tool_error" if getattr(result, "is_error", False) else "ok"
     secrets = runtime.spec.secrets
-    if secrets:
-        data = secrets.structure(result.model_dump(by_alias=True, exclude_none=True))
+    transform = call.target.transform
+    results = transform.results if transform is not None else None
+    if results is not None and not isinstance(result, types.CallToolResult):
+        results = None  # an input_required round: nothing to filter yet
+    if secrets or results is not None:
+        mode = "json" if results is not None else "python"  # paths walk plain JSON
+        data = result.model_dump(mode=mode, by_alias=True, exclude_none=True)
+        if secrets:
+            data = secrets.structure(data)
+        if results is not None:  # the server's transforms (transforming.py)
+            results.apply(data)
         result = type(result).model_validate(data)
     call.result = result
     return result

@@ -23,6 +23,7 @@ from gateway.schemas import Strict
 from gateway.servers.connections.schemas import Credentials
 from gateway.servers.limits import LimitsIn
 from gateway.servers.runtimes.backend_tls import CLIENT_CERT, CLIENT_KEY, tls_context
+from gateway.servers.transforms import TransformsIn
 
 SERVER_TYPES = ("npx", "uvx", "docker", "remote", "generated", "bundle")
 ServerType = Literal["npx", "uvx", "docker", "remote", "generated", "bundle"]
@@ -363,6 +364,11 @@ class ServerCreate(Strict):
         description="Request limits of this server and its tools (timeout, arguments "
         "size); unset: the global settings. See docs/calls.md#request-limits.",
     )
+    transforms: TransformsIn | None = Field(
+        None,
+        description="Rename, re-describe or hide its tools, fix or default their arguments, "
+        "drop or redact fields of their results. See docs/resilience.md#transforms.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -401,6 +407,9 @@ class ServerUpdate(Strict):
     max_concurrency: int | None = Field(None, ge=1, le=10_000)
     limits: LimitsIn | None = Field(
         None, description="Replaces the server's request limits as a whole; `{}` removes them."
+    )
+    transforms: TransformsIn | None = Field(
+        None, description="Replaces the server's tool transforms as a whole; `{}` removes them."
     )
 
     @field_validator("env", "secrets")
@@ -443,6 +452,9 @@ class ServerOut(BaseModel):
     max_concurrency: int | None
     limits: dict[str, Any] | None = Field(
         None, description="Its request limits as set (the shape of `limits` in; null: none)."
+    )
+    transforms: dict[str, Any] | None = Field(
+        None, description="Its tool transforms as set (the shape of `transforms` in; null: none)."
     )
     version: int
     created_at: datetime

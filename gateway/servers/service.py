@@ -51,6 +51,8 @@ from gateway.servers.runtimes.base import (
 )
 from gateway.servers.runtimes.isolation import forget
 from gateway.servers.schemas import ServerCreate, ServerUpdate
+from gateway.servers.transforming import ServerTransforms, follow_transforms, transform_entries
+from gateway.servers.transforms import join_config, split_config, stored_transforms
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
 if TYPE_CHECKING:
@@ -103,6 +105,8 @@ class ServerService:
         self.catalog_version = 0  # bumped on every change, for caches built on top
         # Search keywords admins added, by server and tool (see set_keywords).
         self.keywords: dict[str, dict[str, tuple[str, ...]]] = {}
+        # Servers' tool transforms (transforming.py), only of servers that have any.
+        self.transforms: dict[str, ServerTransforms] = {}
         self._catalog_digest = ""
         # Called (no arguments) after the in-memory catalog changed.
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
@@ -117,7 +121,7 @@ class ServerService:
             id=row.id,
             name=row.name,
             type=row.type,
-            config=row.config,
+            config=split_config(row.config)[0],
             env=dict(row.env or {}),
             secret_env=dict(sealed.get("env", {})),
             secret_headers=dict(sealed.get("headers", {})),
@@ -144,6 +148,7 @@ class ServerService:
         bounded = any(s.enabled and s.limits is not None and s.limits.bounds_size for s in specs)
         if bounded != ("size" in self.pipeline.names):
             self.pipeline.install("size", ArgumentsSize() if bounded else None)
+        self.transforms = follow_transforms(self.pipeline, rows)
         await self._load_catalogs({s.id: s.name for s in specs if s.enabled})
         for listener in self.spec_listeners:
             listener(specs)
@@ -158,6 +163,8 @@ class ServerService:
                 f"{s}/{e.kind}/{e.name}/{e.definition_hash}/{e.keywords};" for e, s in entries
             ).encode()
             + ",".join(sorted(names.values())).encode()
+            # What agents see of a catalog changes with its server's transforms too.
+            + "".join(f"{n}:{t.signature};" for n, t in sorted(self.transforms.items())).encode()
         ).hexdigest()
         if digest == self._catalog_digest:
             return  # nothing changed since we last looked (the common case)
@@ -240,6 +247,7 @@ class ServerService:
         config, client_secret = take_client_secret(
             await self._validate(data.type, data.config, principal)
         )
+        config = join_config(config, stored_transforms(data.transforms, None))
         if data.team_id and not (principal.is_admin or data.team_id in principal.team_ids):
             raise Forbidden("you can only register servers for teams you belong to")
         sealed = {"env": data.secrets, "headers": data.secret_headers}
@@ -306,6 +314,13 @@ class ServerService:
             before = snapshot(row, self._sealed_names(row))
             changes = []
             sealed = self.box.open(row.secrets_sealed)
+            transforms = split_config(row.config)[1]
+            if data.transforms is not None:
+                catalog = self.catalogs.get(name)
+                fresh = stored_transforms(data.transforms, catalog.tools if catalog else None)
+                if fresh != transforms:
+                    transforms = fresh
+                    changes.append("transforms")
             if data.config is not None:
                 row.config, client_secret = take_client_secret(
                     await self._validate(row.type, data.config, principal)
@@ -315,6 +330,8 @@ class ServerService:
                 elif per_user_kind(row.config) != "oauth":
                     sealed.pop("oauth", None)
                 changes.append("config")
+            if "config" in changes or "transforms" in changes:
+                row.config = join_config(row.config, transforms)
             for field in ("description", "tags", "enabled", "env", "max_concurrency"):
                 value = getattr(data, field)
                 if value is not None and value != getattr(row, field):
@@ -429,20 +446,28 @@ class ServerService:
             else:
                 rows, _ = await repo.list_servers(team_ids=list(principal.team_ids))
                 ids = [r.id for r in rows]
-            policy = self.policy_for(principal)
-            if policy is None:
+            policy, transforms = self.policy_for(principal), self.transforms
+            if policy is None and not transforms:
                 entries, total = await repo.catalog(
                     server_ids=ids, kind=kind, query=query, limit=limit, offset=offset
                 )
                 return list(entries), total
-            # What the policy hides is not listed: filtered before paging.
+            # What the policy hides is not listed, and transforms rename and hide: both
+            # before the query filter (transforms) and paging.
             entries, _ = await repo.catalog(
-                server_ids=ids, kind=kind, query=query, limit=ALL_ENTRIES, offset=0
+                server_ids=ids,
+                kind=kind,
+                query=None if transforms else query,
+                limit=ALL_ENTRIES,
+                offset=0,
             )
+        if transforms:
+            entries = transform_entries(entries, transforms, query)
         shown = [
             (entry, name)
             for entry, name in entries
-            if policy.listable(principal, LIST_ACTION[entry.kind], qualified(name, entry.name))
+            if policy is None
+            or policy.listable(principal, LIST_ACTION[entry.kind], qualified(name, entry.name))
         ]
         return shown[offset : offset + limit], len(shown)
 
@@ -577,7 +602,7 @@ class ServerService:
         limits = target.runtime.spec.limits
         if limits is None:
             return self.call_timeout
-        return limits.timeout_for(target.tool, self.call_timeout)
+        return limits.timeout_for(target.backend, self.call_timeout)
 
     async def call(
         self,

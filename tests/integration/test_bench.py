@@ -60,6 +60,11 @@ ROOT = Path(__file__).resolve().parents[2]
             ["--runs", "1", "--calls", "20", "--backend", "raw"],
             "cache hit vs the same call uncached",
         ),
+        (
+            "bench.transform_cost",
+            ["--runs", "1", "--calls", "10"],
+            "tool transforms vs none",
+        ),
         ("bench.search_quality", [], "search quality"),
         (
             "bench.search_quality.scale",

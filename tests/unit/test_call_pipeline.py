@@ -53,7 +53,7 @@ def _recorded() -> tuple[Record, list[tuple[str, str, str]]]:
 async def test_stages_nest_in_one_order_whatever_order_they_were_installed() -> None:
     seen: list[str] = []
     pipeline = Pipeline()
-    for name in ("breaker", "cache", "record", "limit", "size", "authorize"):
+    for name in ("breaker", "cache", "record", "limit", "size", "authorize", "transform"):
         pipeline.install(name, Trace(name, seen))
 
     async def backend(call: Call) -> str:
@@ -62,9 +62,9 @@ async def test_stages_nest_in_one_order_whatever_order_they_were_installed() -> 
 
     assert await pipeline.run(_call(), backend) == "result"
     assert seen == [
-        *("record", "authorize", "size", "limit", "cache", "breaker"),
+        *("record", "transform", "authorize", "size", "limit", "cache", "breaker"),
         "backend",
-        *("/breaker", "/cache", "/limit", "/size", "/authorize", "/record"),
+        *("/breaker", "/cache", "/limit", "/size", "/authorize", "/transform", "/record"),
     ]
     assert pipeline.names == STAGES
 

@@ -5,19 +5,25 @@ this caller may use)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from gateway.errors import InvalidInput, NotFound
 from gateway.servers.calls import find_target, qualified, resolve_target, split_name
+from gateway.servers.transforming import ServerTransforms
 
 
 class Servers:
-    """`visible_runtime`: servers `a` and `b__x` are usable; `secret` is not."""
+    """`visible_runtime`: servers `a`, `b__x` and `t` are usable; `secret` is not. `t` has
+    transforms: `echo` renamed `say`, tools starting with `h` hidden."""
+
+    transforms: ClassVar[dict[str, ServerTransforms]] = {
+        "t": ServerTransforms({"tools": {"echo": {"rename": "say"}}, "hide": ["h*"]})
+    }
 
     def visible_runtime(self, principal: Any, name: str) -> Any:
-        return f"runtime:{name}" if name in {"a", "b__x"} else None
+        return f"runtime:{name}" if name in {"a", "b__x", "t"} else None
 
 
 @pytest.mark.parametrize(
@@ -33,6 +39,11 @@ class Servers:
         ("__x", None, None),
         ("x__", None, None),
         ("missing__echo", None, None),
+        ("t__say", None, ("t", "say")),  # renamed: the agent's name, the backend's below
+        ("say", "t", ("t", "say")),
+        ("t__echo", None, None),  # the old name of a renamed tool
+        ("t__hush", None, None),  # hidden
+        ("t__other", None, ("t", "other")),
     ],
 )
 def test_find_target(name: str, server: str | None, want: tuple[str, str] | None) -> None:
@@ -42,6 +53,7 @@ def test_find_target(name: str, server: str | None, want: tuple[str, str] | None
     else:
         assert found is not None
         assert (found.server, found.tool, found.runtime) == (*want, f"runtime:{want[0]}")
+        assert found.backend == ("echo" if want == ("t", "say") else want[1])
 
 
 def test_resolve_says_why() -> None:
@@ -54,6 +66,10 @@ def test_resolve_says_why() -> None:
         resolve_target(Servers(), None, "secret__echo")  # type: ignore[arg-type]
     assert missing.value.code == "tool_not_found"
     assert "'secret'" in missing.value.message
+    with pytest.raises(NotFound) as hidden:
+        resolve_target(Servers(), None, "t__hush")  # type: ignore[arg-type]
+    assert hidden.value.code == "tool_not_found"
+    assert hidden.value.message == "server 't' has no tool 'hush'"
 
 
 def test_names_round_trip() -> None:

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 import typer
 
-from gateway.cli_servers import parse_command, parse_limits
+from gateway.cli_servers import parse_command, parse_limits, read_transforms
 
 
 @pytest.mark.parametrize(
@@ -57,3 +59,23 @@ def test_limits_options_become_the_servers_limits() -> None:
         parse_limits(None, None, ["slow=soon"], None)
     with pytest.raises(typer.BadParameter):
         parse_limits(None, None, ["slow"], None)
+
+
+def test_transforms_are_read_from_yaml_or_json(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("tools:\n  get-sum: {rename: add, fixed: {b: 100}}\nhide: ['t*']\n")
+    expected = {"tools": {"get-sum": {"rename": "add", "fixed": {"b": 100}}}, "hide": ["t*"]}
+    assert read_transforms(str(bare)) == expected
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text('{"transforms": {"hide": ["t*"]}}')
+    assert read_transforms(str(wrapped)) == {"hide": ["t*"]}
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert read_transforms(str(empty)) == {}
+    for text in ("[1, 2]", "tools: [unclosed"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(typer.BadParameter):
+            read_transforms(str(bad))
+    with pytest.raises(typer.BadParameter):
+        read_transforms(str(tmp_path / "missing.yaml"))

@@ -9,7 +9,7 @@ route for the agent's era).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -41,6 +41,8 @@ CATALOG = {("http", "echo"), ("stdio", "echo"), ("team", "echo"), ("only2026", "
 
 
 class Servers:
+    transforms: ClassVar[dict[str, Any]] = {}  # no server here has tool transforms
+
     def visible_runtime(self, principal: Principal, name: str) -> Runtime | None:
         runtime = RUNTIMES.get(name)
         if runtime is None or not (

@@ -151,7 +151,8 @@ class ResponseCache(StageDefaults):
         rules = self.rules(spec)
         if rules is None:
             return
-        server, tool = target.server, target.tool
+        # By the backend's tool name: settings and annotations are (transforms.py).
+        server, tool = target.server, target.backend
         ttl = rules.tool_ttl(tool, self.read_only(server, tool))
         if ttl is None:
             return

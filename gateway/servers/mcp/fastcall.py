@@ -363,8 +363,12 @@ class FastCall:
         result = message.get("result")
         ok = "error" not in message
         if isinstance(result, dict):
+            transform = self.target.transform
+            if transform is not None and transform.results is not None and "content" in result:
+                transform.results.apply(result)  # the server's result transforms
             if self.keep:
-                self.kept = dict(result)  # before it is stamped (what follows replaces keys)
+                # Transformed, before it is stamped (what follows replaces keys).
+                self.kept = dict(result)
             if self.warnings:  # a budget nearly spent (the limit stage's, controls.py)
                 meta = result.get("_meta")
                 kept = meta if isinstance(meta, dict) else {}

@@ -263,7 +263,13 @@ class FastPath:
         if request.modern and route.modern and route.protocol_version != _version(request):
             return False
         params = dict(request.params)
-        params["name"] = tool = called.tool
+        params["name"] = tool = called.backend  # a renamed tool: the backend's own name
+        arguments = params.get("arguments") or {}
+        if called.transform is not None and called.transform.touches_arguments:
+            if request.param_headers:
+                return False  # headers that may name a fixed argument: the SDK path words them
+            # The transform stage fills this dict in place: the one that is sent.
+            params["arguments"] = arguments = dict(arguments)
         if request.modern and not route.modern:
             meta = {
                 k: v
@@ -277,7 +283,7 @@ class FastPath:
         backend_id = next_id()
         owner = (principal.user_id, principal.key_id)
         call = FastCall(self, route, request, backend_id, scope, send, owner, called)
-        piped = Call(principal, called, params.get("arguments") or {}, "direct", origin=call)
+        piped = Call(principal, called, arguments, "direct", origin=call)
         piped.meta = request.params.get("_meta")
         try:
             entered = await self._enter(piped, call)

@@ -175,13 +175,16 @@ class ServersMcp:
         """One server's own tools as ``principal`` may see them, and the object they came
         from (replaced on change: a catalog, or the policy's filtered list of it)."""
         catalog = self.servers.catalogs.get(target)
-        tools = list(catalog.tools) if catalog else []
+        # The server's tools as agents see them (its transforms applied; without any,
+        # the catalog's own list): replaced when the catalog or its transforms change.
+        listed = self.view.server_tools(target) if catalog is not None else []
+        tools = list(listed)
         policy = self.servers.policy_for(principal)
         if policy is None or catalog is None:
-            return catalog, tools
+            return listed, tools
         key = (target, policy.signature(principal))
         cached = self._server_views.get(key)
-        if cached is None or cached[0] is not catalog:
+        if cached is None or cached[0] is not listed:
             shown = [
                 t
                 for t in tools
@@ -189,7 +192,7 @@ class ServersMcp:
             ]
             if len(self._server_views) > 256:
                 self._server_views.clear()
-            cached = self._server_views[key] = (catalog, shown)
+            cached = self._server_views[key] = (listed, shown)
         return cached[1], list(cached[1])
 
     def input_schema(
@@ -308,8 +311,9 @@ class ServersMcp:
             return await self._call(principal, found, arguments, call_ctx)
         except AskFirst as first:  # a 2026 agent's user approves the call in a round first
             assert relay.call is not None
+            runtime, tool = found.runtime, found.backend
             park_for_approval(
-                self.inputs, relay.call, relay, found.runtime, found.tool, arguments, first.reason
+                self.inputs, relay.call, relay, runtime, tool, arguments, first.reason
             )
             timeout = call_ctx.timeout or self.timeout
             follow = self.inputs.follow(relay.call, FrontRelay(ctx), timeout)
@@ -328,7 +332,7 @@ class ServersMcp:
         has the call timeout."""
         token = CURRENT_RELAY.set(relay)
         try:
-            runtime, tool, breakers = found.runtime, found.tool, self.servers.resilience
+            runtime, tool, breakers = found.runtime, found.backend, self.servers.resilience
             state = breakers.state_of(found.server, tool) if breakers is not None else None
             self.inputs.start(call, lambda: retry.repeat(runtime, tool, arguments, math.inf, state))
         finally:

@@ -62,6 +62,7 @@ class CatalogView:
         self.servers = servers
         self._cache: dict[tuple[Any, ...], ToolView] = {}
         self._server_schemas: dict[tuple[int, str], dict[str, ToolEntry]] = {}
+        self._server_tools: dict[tuple[int, str], list[types.Tool]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
         """Enabled servers whose tools this caller may see, in stable (name) order."""
@@ -114,24 +115,44 @@ class CatalogView:
             if catalog is None:
                 continue
             given = self.servers.keywords.get(server, {})
-            for tool in sorted(catalog.tools, key=lambda t: t.name):
+            # As agents see them: the server's transforms applied (transforming.py).
+            transforms = self.servers.transforms.get(server)
+            listed = catalog.tools if transforms is None else transforms.tools(catalog.tools)
+            for tool in sorted(listed, key=lambda t: t.name):
                 name = qualified(server, tool.name)
                 if not shown(name):
                     continue  # the policy denies it: not shown
                 schemas[name] = tool.input_schema
                 tools.append(tool.model_copy(update={"name": name}))
-                keywords.append(given.get(tool.name, ()))
+                # Keywords are an admin's, by the backend's name of the tool.
+                backend = tool.name if transforms is None else transforms.backend_name(tool.name)
+                keywords.append(given.get(backend, ()))
         return ToolView(tools, schemas, keywords)
 
+    def server_tools(self, server: str) -> list[types.Tool]:
+        """One server's tools as agents see them (its transforms applied), by name;
+        cached per catalog version."""
+        key = (self.servers.catalog_version, server)
+        cached = self._server_tools.get(key)
+        if cached is None:
+            catalog = self.servers.catalogs.get(server)
+            tools = list(catalog.tools) if catalog else []
+            transforms = self.servers.transforms.get(server)
+            cached = tools if transforms is None else transforms.tools(tools)
+            if len(self._server_tools) > 1024:
+                self._server_tools.clear()
+            self._server_tools[key] = cached
+        return cached
+
     def server_entry(self, server: str, tool: str) -> ToolEntry | None:
-        """One server's tool by its original name: its input schema, whether it runs as
-        an MCP task (``"optional"``/``"required"``, else None) and whether it asks for
-        input before it does; cached per catalog version: one dict lookup per call."""
+        """One server's tool by the name agents call it (its own, unless a transform
+        renamed it): its input schema as agents see it, whether it runs as an MCP task
+        (``"optional"``/``"required"``, else None) and whether it asks for input before
+        it does; cached per catalog version: one dict lookup per call."""
         key = (self.servers.catalog_version, server)
         table = self._server_schemas.get(key)
         if table is None:
-            catalog = self.servers.catalogs.get(server)
-            tools = catalog.tools if catalog else []
+            tools = self.server_tools(server)
             table = {t.name: (t.input_schema, *task_support(t)) for t in tools}
             if len(self._server_schemas) > 1024:
                 self._server_schemas.clear()
@@ -144,7 +165,8 @@ class CatalogView:
         return (entry[1], entry[2]) if entry is not None else (None, False)
 
     def server_schema(self, server: str, tool: str) -> dict[str, Any] | None:
-        """One server's tool schema by its original name (cached per catalog version)."""
+        """One server's tool schema by the name agents call it (cached per catalog
+        version)."""
         entry = self.server_entry(server, tool)
         return entry[0] if entry is not None else None
 

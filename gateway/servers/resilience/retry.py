@@ -66,7 +66,7 @@ def last_start(policy: RetryPolicy, started: float, timeout: float) -> float:
 async def call_tool(runtime: ServerRuntime, call: Call, timeout: float) -> types.CallToolResult:
     """The SDK path's backend call: ``runtime.call_tool``, repeated per the call's
     retry plan (``Call.resilience``) when it has one (see the module docstring)."""
-    return await repeat(runtime, call.tool, call.arguments, timeout, call.resilience)
+    return await repeat(runtime, call.target.backend, call.arguments, timeout, call.resilience)
 
 
 async def repeat(

@@ -145,9 +145,10 @@ class Resilience:
             server.seen = self.source.catalog_version
             for state in server.tools.values():
                 self._plan(server, state)
-        tool = server.tools.get(target.tool)
+        # By the backend's tool name: settings and annotations are (transforms.py).
+        tool = server.tools.get(target.backend)
         if tool is None:
-            tool = self._tool(server, target.tool)
+            tool = self._tool(server, target.backend)
         call.resilience = tool
         if server.breaker.state or tool.breaker.state:
             self._gate(call, server, tool)

@@ -226,7 +226,7 @@ async def test_a_keys_own_tool_globs(gateway: Server) -> None:
 # The fixture backend's tools but whoami (tests/fixtures/http_backend.py).
 ECHO_TOOLS = {
     "echo", "sleep", "nap", "fail", "reject", "forget", "notify", "ask", "primed", "dropped",
-    "latin1", "cancelled",
+    "latin1", "cancelled", "args",
 }  # fmt: skip
 
 
