@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,11 +26,12 @@ from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
 from gateway.servers.calls import CallTarget, qualified, resolve_target
-from gateway.servers.catalog import ALL_ENTRIES, LIST_ACTION, add_to_catalog, catalog_rows
+from gateway.servers.catalog import add_to_catalog, catalog_rows
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
 from gateway.servers.controls import ArgumentsSize
 from gateway.servers.limits import RequestLimits, stored_limits
+from gateway.servers.listing import catalog_page
 from gateway.servers.models import CatalogEntry, McpServer, ServerVersion
 from gateway.servers.pipeline import (
     Authorize,
@@ -51,7 +52,7 @@ from gateway.servers.runtimes.base import (
 )
 from gateway.servers.runtimes.isolation import forget
 from gateway.servers.schemas import ServerCreate, ServerUpdate
-from gateway.servers.transforming import ServerTransforms, follow_transforms, transform_entries
+from gateway.servers.transforming import ServerTransforms, follow_transforms
 from gateway.servers.transforms import join_config, split_config, stored_transforms
 from gateway.servers.validation import opts_out_of_isolation, snapshot, validate_config
 
@@ -436,40 +437,8 @@ class ServerService:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[tuple[CatalogEntry, str]], int]:
-        principal.require("tools:read")
-        async with self.db.session() as session:
-            repo = ServerRepository(session)
-            if server is not None:
-                ids: Sequence[str] | None = [(await self._get_row(session, principal, server)).id]
-            elif principal.is_admin:
-                ids = None
-            else:
-                rows, _ = await repo.list_servers(team_ids=list(principal.team_ids))
-                ids = [r.id for r in rows]
-            policy, transforms = self.policy_for(principal), self.transforms
-            if policy is None and not transforms:
-                entries, total = await repo.catalog(
-                    server_ids=ids, kind=kind, query=query, limit=limit, offset=offset
-                )
-                return list(entries), total
-            # What the policy hides is not listed, and transforms rename and hide: both
-            # before the query filter (transforms) and paging.
-            entries, _ = await repo.catalog(
-                server_ids=ids,
-                kind=kind,
-                query=None if transforms else query,
-                limit=ALL_ENTRIES,
-                offset=0,
-            )
-        if transforms:
-            entries = transform_entries(entries, transforms, query)
-        shown = [
-            (entry, name)
-            for entry, name in entries
-            if policy is None
-            or policy.listable(principal, LIST_ACTION[entry.kind], qualified(name, entry.name))
-        ]
-        return shown[offset : offset + limit], len(shown)
+        """A page of the catalog ``principal`` may see (listing.py)."""
+        return await catalog_page(self, principal, server, kind, query, limit, offset)
 
     async def set_keywords(
         self, principal: Principal, name: str, tool: str, keywords: list[str]

@@ -3,21 +3,26 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 import yaml
 
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.mcp.test_endpoint import _new_key
 from tests.support import BOOT, Server, free_port, spawn_http
 
 BACKEND = Path(__file__).resolve().parents[2] / "fixtures" / "http_backend.py"
 AUTH = {"Authorization": f"Bearer {BOOT}"}
+REDIS = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +84,28 @@ def applied(server: Server, document: dict[str, Any] | str) -> dict[str, Any]:
     r = apply(server, document)
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+@pytest.fixture
+def shared(backend_url: str) -> Iterator[dict[str, str]]:
+    """One PostgreSQL database and one Redis (a key prefix of its own) for two gateways."""
+    client = redis.Redis.from_url(REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is needed at {REDIS}: {exc}", pytrace=False)
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    url = create_pg_database("mcpgw_limits")
+    yield {
+        "MCPGW_DATABASE_URL": url,
+        "MCPGW_AUTO_MIGRATE": "true",
+        "MCPGW_REDIS_URL": REDIS,
+        "MCPGW_RATE_LIMIT_KEY_PREFIX": prefix,
+        "MCPGW_BOOTSTRAP_API_KEY": BOOT,
+        "MCPGW_ALLOW_PRIVATE_URLS": "true",
+        "MCPGW_SECRET_KEY": "k" * 43,
+    }
+    drop_pg_database(url)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()

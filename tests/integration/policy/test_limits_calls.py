@@ -9,19 +9,16 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.mcp.test_endpoint import _new_key, connect
 from tests.integration.policy.conftest import AUTH, applied, register
 from tests.integration.policy.test_policy_calls import mcp, rest
-from tests.support import BOOT, Server, wait_for
+from tests.support import Server, wait_for
 
 REDIS = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 LIMITED = -32029
@@ -138,31 +135,6 @@ async def test_a_budget_warns_in_meta_then_blocks(gateway: Server) -> None:
     assert r.status_code == 429 and r.json()["code"] == "budget_exceeded"
     assert r.json()["resetsAt"].endswith("T00:00:00+00:00")
     applied(gateway, {})
-
-
-@pytest.fixture
-def shared(backend_url: str) -> Iterator[dict[str, str]]:
-    """One PostgreSQL database and one Redis (a key prefix of its own) for two gateways."""
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is needed at {REDIS}: {exc}", pytrace=False)
-    prefix = f"test-{uuid.uuid4().hex[:10]}"
-    url = create_pg_database("mcpgw_limits")
-    yield {
-        "MCPGW_DATABASE_URL": url,
-        "MCPGW_AUTO_MIGRATE": "true",
-        "MCPGW_REDIS_URL": REDIS,
-        "MCPGW_RATE_LIMIT_KEY_PREFIX": prefix,
-        "MCPGW_BOOTSTRAP_API_KEY": BOOT,
-        "MCPGW_ALLOW_PRIVATE_URLS": "true",
-        "MCPGW_SECRET_KEY": "k" * 43,
-    }
-    drop_pg_database(url)
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 async def test_two_gateways_share_one_count_and_one_policy(

@@ -8,46 +8,22 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis
 
-from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.policy.conftest import AUTH, register
-from tests.integration.policy.test_limits_calls import REDIS
 from tests.integration.policy.test_policy_calls import mcp, rest
 from tests.integration.policy.test_tenants import DENY_WHOAMI, person, put_quotas, put_team_policy
-from tests.support import BOOT, Server, wait_for
+from tests.support import Server, wait_for
 
 LIMITED = -32029
 
 
 @pytest.fixture
-def pair_env() -> Iterator[dict[str, str]]:
-    """One PostgreSQL database and one Redis key prefix for two gateways."""
-    client = redis.Redis.from_url(REDIS)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is needed at {REDIS}: {exc}", pytrace=False)
-    prefix = f"tenants-{uuid.uuid4().hex[:10]}"
-    url = create_pg_database("mcpgw_tenants")
-    yield {
-        "MCPGW_DATABASE_URL": url,
-        "MCPGW_AUTO_MIGRATE": "true",
-        "MCPGW_REDIS_URL": REDIS,
-        "MCPGW_RATE_LIMIT_KEY_PREFIX": prefix,
-        "MCPGW_BOOTSTRAP_API_KEY": BOOT,
-        "MCPGW_ALLOW_PRIVATE_URLS": "true",
-        "MCPGW_SECRET_KEY": "k" * 43,
-        "MCPGW_POLICY_REFRESH_SECONDS": "1",
-    }
-    drop_pg_database(url)
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
+def pair_env(shared: dict[str, str]) -> dict[str, str]:
+    """One PostgreSQL database and one Redis key prefix for two gateways (conftest)."""
+    return {**shared, "MCPGW_POLICY_REFRESH_SECONDS": "1"}
 
 
 async def test_team_changes_reach_the_other_replica_and_counts_are_shared(
