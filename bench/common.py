@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,3 +228,42 @@ def drop_pg_database(url: str) -> None:
 
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+Sample = dict[str, float]
+
+
+def alternating(
+    runs: int,
+    switch: Callable[[bool], None],
+    names: Iterable[str],
+    measure: Callable[[str], Sample],
+) -> tuple[dict[str, list[Sample]], dict[str, list[Sample]]]:
+    """``runs`` runs with a setting on and off in one process (``switch``), which goes
+    first alternating too (a fixed order biases the figures): per target name, its
+    samples with the setting on, and off."""
+    on: dict[str, list[Sample]] = {}
+    off: dict[str, list[Sample]] = {}
+    for run in range(runs):
+        for state in (True, False) if run % 2 else (False, True):
+            switch(state)
+            for name in names:
+                (on if state else off).setdefault(name, []).append(measure(name))
+    return on, off
+
+
+def on_off_row(on: list[Sample], off: list[Sample]) -> dict[str, float]:
+    """Medians of gateway CPU per call on and off, the median of the runs' own ratios
+    (the steady figure), the added p50, and what the on runs did."""
+    ratios = [
+        a["gw_cpu_us"] / b["gw_cpu_us"] if b["gw_cpu_us"] else float("nan")
+        for a, b in zip(on, off, strict=True)
+    ]
+    return {
+        "cpu_us_on": median([s["gw_cpu_us"] for s in on]),
+        "cpu_us_off": median([s["gw_cpu_us"] for s in off]),
+        "cpu_ratio": median(ratios),
+        "added_p50_ms": median([a["p50"] - b["p50"] for a, b in zip(on, off, strict=True)]),
+        "fast_share_on": median([s["fast_share"] for s in on]),
+        "calls_per_s_on": median([s["calls_per_s"] for s in on]),
+    }

@@ -26,7 +26,15 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import BENCH_KEY, GatewayProcess, free_port, median, print_table, write_results
+from bench.common import (
+    BENCH_KEY,
+    GatewayProcess,
+    alternating,
+    free_port,
+    on_off_row,
+    print_table,
+    write_results,
+)
 from bench.loadgen import Target
 from bench.policy_decision import realistic
 from bench.proxy_overhead import BACKENDS, _measure, start_backend
@@ -113,36 +121,15 @@ def _bench(kind: str, limits: str, args: argparse.Namespace) -> list[dict[str, A
             gateway.add_remote("pinned", f"http://127.0.0.1:{port}/mcp", protocol="2026-07-28")
         targets = _targets(gateway, kind)
         for concurrency in args.concurrency:
-            samples: dict[tuple[str, str], list[dict[str, float]]] = {}
-            for run in range(args.runs):
-                # Which goes first alternates too: a fixed order biases the figures.
-                for mode in ("on", "off") if run % 2 else ("off", "on"):
-                    _apply(gateway, policy if mode == "on" else {})
-                    for name, target in targets.items():
-                        found = _measure("raw", target, concurrency, args.calls, gateway)
-                        samples.setdefault((name, mode), []).append(found)
+            on, off = alternating(
+                args.runs,
+                lambda state: _apply(gateway, policy if state else {}),
+                targets,
+                lambda name, c=concurrency: _measure("raw", targets[name], c, args.calls, gateway),
+            )
             for name in targets:
-                on, off = samples[(name, "on")], samples[(name, "off")]
-                ratios = [
-                    a["gw_cpu_us"] / b["gw_cpu_us"] if b["gw_cpu_us"] else float("nan")
-                    for a, b in zip(on, off, strict=True)
-                ]
-                rows.append(
-                    {
-                        "limits": limits,
-                        "backend": kind,
-                        "c": concurrency,
-                        "path": name,
-                        "cpu_us_on": median([s["gw_cpu_us"] for s in on]),
-                        "cpu_us_off": median([s["gw_cpu_us"] for s in off]),
-                        "cpu_ratio": median(ratios),
-                        "added_p50_ms": median(
-                            [a["p50"] - b["p50"] for a, b in zip(on, off, strict=True)]
-                        ),
-                        "fast_share_on": median([s["fast_share"] for s in on]),
-                        "calls_per_s_on": median([s["calls_per_s"] for s in on]),
-                    }
-                )
+                row = {"limits": limits, "backend": kind, "c": concurrency, "path": name}
+                rows.append(row | on_off_row(on[name], off[name]))
         if limits == "redis":  # how many calls the replica's shares spared a round trip
             calls_on = args.runs * args.calls * len(targets) * len(args.concurrency)
             for row in rows:

@@ -23,7 +23,15 @@ from typing import Any
 
 import httpx
 
-from bench.common import BENCH_KEY, GatewayProcess, free_port, median, print_table, write_results
+from bench.common import (
+    BENCH_KEY,
+    GatewayProcess,
+    alternating,
+    free_port,
+    on_off_row,
+    print_table,
+    write_results,
+)
 from bench.loadgen import Target
 from bench.proxy_overhead import BACKENDS, _measure, start_backend
 
@@ -80,35 +88,17 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             gateway.add_remote(name, url, **{k: v for k, v in config.items() if k != "url"})
         targets = _targets(gateway, kind)
         for concurrency in args.concurrency:
-            samples: dict[tuple[str, str], list[dict[str, float]]] = {}
-            for run in range(args.runs):
-                for mode in ("on", "off") if run % 2 else ("off", "on"):
-                    _configure(gateway, servers, mode == "on")
-                    for name, target in targets.items():
-                        _measure("raw", target, concurrency, max(20, args.calls // 10), gateway)
-                        found = _measure("raw", target, concurrency, args.calls, gateway)
-                        samples.setdefault((name, mode), []).append(found)
+
+            def measure(name: str, c: int = concurrency) -> dict[str, float]:
+                _measure("raw", targets[name], c, max(20, args.calls // 10), gateway)  # warm
+                return _measure("raw", targets[name], c, args.calls, gateway)
+
+            on, off = alternating(
+                args.runs, lambda state: _configure(gateway, servers, state), targets, measure
+            )
             for name in targets:
-                on, off = samples[(name, "on")], samples[(name, "off")]
-                ratios = [
-                    a["gw_cpu_us"] / b["gw_cpu_us"] if b["gw_cpu_us"] else float("nan")
-                    for a, b in zip(on, off, strict=True)
-                ]
-                rows.append(
-                    {
-                        "backend": kind,
-                        "c": concurrency,
-                        "path": name,
-                        "cpu_us_on": median([s["gw_cpu_us"] for s in on]),
-                        "cpu_us_off": median([s["gw_cpu_us"] for s in off]),
-                        "cpu_ratio": median(ratios),
-                        "added_p50_ms": median(
-                            [a["p50"] - b["p50"] for a, b in zip(on, off, strict=True)]
-                        ),
-                        "fast_share_on": median([s["fast_share"] for s in on]),
-                        "calls_per_s_on": median([s["calls_per_s"] for s in on]),
-                    }
-                )
+                row = {"backend": kind, "c": concurrency, "path": name}
+                rows.append(row | on_off_row(on[name], off[name]))
     finally:
         gateway.stop()
         backend.kill()
