@@ -164,12 +164,18 @@ async def call_four_ways(
         "execute_tool": ("EXECUTE_TOOL", {"tool": "vault__whoami"}),
     }
     for path, (name, arguments) in calls.items():
+        expected = connected and path == "direct"
         body, headers = modern_call(name, arguments, key=key)
         r = await h.client.post("/mcp", json=body, headers=headers)
+        if expected and r.headers.get("mcpgw-route") != "direct":
+            # A refresh landed since the REST call: the refreshed token's session is new
+            # and its first call takes the SDK path, which starts it. Once started, the
+            # fast path serves it (a refresh every few seconds cannot land twice here).
+            r = await h.client.post("/mcp", json=body, headers=headers)
         assert r.status_code == 200, r.text
         out[path] = r.json()["result"]
         direct = r.headers.get("mcpgw-route") == "direct"
-        assert direct == (connected and path == "direct"), path
+        assert direct == expected, path
     return out
 
 
