@@ -15,6 +15,16 @@ class BackendUnavailable(BackendError):
     """The backend is not connected and could not be (re)started."""
 
 
+class BackendNotConnected(BackendUnavailable):
+    """The backend could not be connected, so the request was never sent (another
+    replica of the server may take it, whatever the tool)."""
+
+
+class ReplicaFailed(BackendUnavailable):
+    """One replica of a replicated server failed during a request, and others are up:
+    not a verdict on the server (its breakers leave it to the replica set's ejection)."""
+
+
 class BackendTimeout(BackendError):
     """The backend did not answer within the call's time limit."""
 

@@ -68,6 +68,7 @@ def _health(service: ServerService, row: McpServer) -> HealthOut:
         in_flight=h.in_flight,
         protocol_version=h.protocol_version,
         breaker=service.resilience.describe(row.name) if service.resilience else None,
+        replicas=h.replicas(),
     )
 
 

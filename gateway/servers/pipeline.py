@@ -112,7 +112,8 @@ class Call:
     # What the limit stage counted in, to count out when the call ends (controls.py).
     admission: Admission | None = None
     # The backend failed to answer (set by the backend stages, counted by the breakers):
-    # "server" (unreachable, cut short) or "call" (timed out, unreadable answer).
+    # "server" (unreachable, cut short), "call" (timed out, unreadable answer) or
+    # "replica" (one replica of a replicated server, which others cover: no verdict).
     fault: str | None = None
     # The tool's breaker and retry plan (resilience/stage.py's ToolState), when installed.
     resilience: Any = None

@@ -22,6 +22,9 @@ from gateway.servers.runtimes.base import RuntimeContext, ServerRuntime, ServerS
 from gateway.servers.runtimes.bundle import BundleRuntime
 from gateway.servers.runtimes.connection import McpConnection
 from gateway.servers.runtimes.dual import DualEraRuntime
+from gateway.servers.runtimes.replica_settings import CONFIG_KEY as REPLICAS
+from gateway.servers.runtimes.replica_settings import plan as replica_plan
+from gateway.servers.runtimes.replicas import ReplicaSetRuntime
 
 log = logging.getLogger("gateway.servers")
 
@@ -77,18 +80,26 @@ class SessionPool:
         return self._build_plain(spec)
 
     def _build_plain(self, spec: ServerSpec) -> ServerRuntime:
-        """The runtime of ``spec``'s type (a per-user server's users' sessions too)."""
+        """The runtime of ``spec``'s type (a per-user server's users' sessions too): a
+        replica set when it has replicas (runtimes/replicas.py)."""
+        replicas = replica_plan(spec.type, spec.config) if REPLICAS in spec.config else None
+        if replicas is not None:
+            return ReplicaSetRuntime(spec, replicas, self._build_one, self.ctx)
+        return self._build_one(spec, self.ctx)
+
+    def _build_one(self, spec: ServerSpec, ctx: RuntimeContext) -> ServerRuntime:
+        """One backend of ``spec``'s type, reporting to ``ctx``."""
         if spec.type == "generated" and spec.config.get("protocol") == "dual":
             connector = CONNECTORS["generated"]
             return DualEraRuntime(
                 spec,
-                McpConnection(spec, connector, self.ctx, mode="legacy"),
-                McpConnection(spec, connector, self.ctx, mode="auto"),
+                McpConnection(spec, connector, ctx, mode="legacy"),
+                McpConnection(spec, connector, ctx, mode="auto"),
             )
         if spec.type == "remote" and _both_eras(spec):
-            return DualEraRuntime.for_remote(spec, CONNECTORS["remote"], self.ctx)
+            return DualEraRuntime.for_remote(spec, CONNECTORS["remote"], ctx)
         if spec.type != "bundle":
-            return McpConnection(spec, CONNECTORS[spec.type], self.ctx)
+            return McpConnection(spec, CONNECTORS[spec.type], ctx)
         members: dict[str, ServerRuntime] = {}
         owned: set[str] = set()
         for member in spec.config.get("members", []):
@@ -108,9 +119,7 @@ class SessionPool:
                 version=spec.version,
                 max_concurrency=spec.max_concurrency,
             )
-            members[member["name"]] = McpConnection(
-                member_spec, CONNECTORS[member_spec.type], self.ctx
-            )
+            members[member["name"]] = McpConnection(member_spec, CONNECTORS[member_spec.type], ctx)
             owned.add(member["name"])
         return BundleRuntime(spec, members, owned)
 

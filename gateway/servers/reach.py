@@ -19,6 +19,7 @@ from gateway.servers.runtimes.base import (
     BackendRequestError,
     BackendTimeout,
     BackendUnavailable,
+    ReplicaFailed,
 )
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
@@ -47,7 +48,10 @@ async def reach(call: Call, ctx: CallContext, timeout: float) -> CallResult:
         raise
     except BackendError as exc:  # unreachable, failing or slow: the agent reads why
         call.outcome = "timeout" if isinstance(exc, BackendTimeout) else "error"
-        call.fault = "server" if isinstance(exc, BackendUnavailable) else "call"
+        if isinstance(exc, ReplicaFailed):
+            call.fault = "replica"  # one of its replicas, now out (runtimes/replicas.py)
+        else:
+            call.fault = "server" if isinstance(exc, BackendUnavailable) else "call"
         call.error = runtime.spec.secrets.text(str(exc))
         return tool_error(call.error)
     # An input_required round has no isError: the call goes on.

@@ -171,19 +171,24 @@ class RemoteConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("put credentials in secret_headers, not in the URL")
-        return value
+        return remote_url(value)
 
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         return header_names(value)
+
+
+def remote_url(value: str) -> str:
+    """``value`` if it is a remote server's URL (http(s), a host, no credentials)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in secret_headers, not in the URL")
+    return value
 
 
 def server_name(value: str) -> str:
@@ -418,6 +423,18 @@ class ServerUpdate(Strict):
         return _check_env(value, str(info.field_name))  # type: ignore[no-any-return]
 
 
+class ReplicaOut(BaseModel):
+    replica: int
+    endpoint: str = Field(description="Its URL, or `process N` for a process replica.")
+    weight: int
+    status: Literal["healthy", "degraded", "unhealthy", "stopped", "ejected"]
+    in_flight: int
+    calls: int = Field(description="Requests sent to it by this gateway process.")
+    failures: int = Field(description="Connection failures since it last answered.")
+    ejected_for_seconds: float | None = None
+    last_error: str | None = None
+
+
 class HealthOut(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy", "stopped"]
     last_error: str | None = None
@@ -431,6 +448,11 @@ class HealthOut(BaseModel):
         description="Its circuit breakers: the server's (`state`: closed, half_open or open; "
         "`retry_at` while not closed), its tools' that failed lately (`tools`), calls "
         "retried and answered `unavailable` (docs/resilience.md). Null: no call seen yet.",
+    )
+    replicas: list[ReplicaOut] | None = Field(
+        None,
+        description="Its replicas when it has several (docs/resilience.md#replicas): each "
+        "one's endpoint, weight, status (`ejected` while out), calls in flight and sent.",
     )
 
 

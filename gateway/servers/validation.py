@@ -16,6 +16,8 @@ from gateway.servers.models import McpServer
 from gateway.servers.repository import ServerRepository
 from gateway.servers.resilience.settings import CONFIG_KEY, parse_resilience, split_config
 from gateway.servers.runtimes.base import BackendError
+from gateway.servers.runtimes.replica_settings import CONFIG_KEY as REPLICAS
+from gateway.servers.runtimes.replica_settings import parse_replicas, split_replicas
 from gateway.servers.schemas import GeneratedConfig, RemoteConfig, parse_config
 from gateway.ssrf import check_url
 
@@ -45,7 +47,10 @@ async def validate_config(
     runtimes never read them: resilience/settings.py, cache/rules.py)."""
     config, resilience = split_config(config)
     config, cache = split_cache(config)
+    config, replicas = split_replicas(config)
     parsed = parse_config(server_type, config)
+    if replicas is not None:
+        replicas = parse_replicas(server_type, replicas)
     runs_code = isinstance(parsed, GeneratedConfig) and parsed.openapi is None
     if runs_code and not principal.is_admin:
         raise Forbidden("only admins may register generated servers: their code runs in-process")
@@ -60,12 +65,15 @@ async def validate_config(
         url_field, url = "config.url", parsed.url
     elif isinstance(parsed, GeneratedConfig) and parsed.base_url:
         url_field, url = "config.base_url", parsed.base_url
-    if url_field is not None:
+    urls = [] if url_field is None else [(url_field, url)]
+    for i, endpoint in enumerate((replicas or {}).get("endpoints", [])):
+        urls.append((f"config.{REPLICAS}.endpoints.{i}.url", endpoint["url"]))
+    for where, address in urls:
         try:
-            await check_url(url, allow_private_urls, must_resolve=False)
+            await check_url(address, allow_private_urls, must_resolve=False)
         except BackendError as exc:
             raise InvalidInput(
-                f"{url_field}: {exc}", errors=[{"field": url_field, "message": str(exc)}]
+                f"{where}: {exc}", errors=[{"field": where, "message": str(exc)}]
             ) from None
     if server_type == "bundle":
         async with db.session() as session:
@@ -82,6 +90,8 @@ async def validate_config(
     checked = parsed.model_dump(exclude_none=True)
     if resilience is not None:
         checked[CONFIG_KEY] = parse_resilience(resilience)
+    if replicas is not None:
+        checked[REPLICAS] = replicas
     return checked if cache is None else {**checked, "cache": cache}
 
 

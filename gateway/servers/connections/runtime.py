@@ -97,7 +97,9 @@ class NotConnected:
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         raise BackendUnavailable(self.message)
 
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+    def direct_route(
+        self, *, modern: bool = True, affinity: str | None = None
+    ) -> DirectRoute | None:
         return None  # the SDK path answers the tool error
 
 

@@ -64,6 +64,7 @@ class FastCall:
     _task: asyncio.Task[Any] | None = None  # the task running the call, while it runs
     fault: str | None = None  # how the backend failed, for the breakers ("server", "call")
     retrying: bool = False  # a failure now is retried (exchange_retrying), not answered
+    reroutable: bool = False  # a replica set's: a retry goes another replica's way
     warnings: list[str] | None = None  # the limit stage's, for the result's _meta
     # The response cache wants the backend's result (``kept``: a copy, as it came).
     keep: bool = False
@@ -178,6 +179,7 @@ class FastCall:
             return False
         except ChannelError as exc:
             if not exc.sent:
+                self.fault = "server"  # for a replica set: that replica is out
                 return None
             return await self._finish_error(
                 f"server {self.route.server!r} failed during the call: {exc}", "server"
@@ -247,6 +249,11 @@ class FastCall:
                     failed = isinstance(exc, _Failed)
                     if not failed and (not exc.sent or not self.retrying):  # type: ignore[union-attr]
                         raise  # not sent: the SDK path makes the call
+                    if self.reroutable and not self.streaming:
+                        # A replicated server: the SDK path repeats it on another replica
+                        # (this one is out: fastpath.py reports it); safe, as retrying is.
+                        self.fault = "server"
+                        raise ChannelError(str(exc), sent=False) from None
                     delay = backoff(policy, attempt)
                     if loop.time() + delay >= plan.latest:
                         self.retrying = False

@@ -53,6 +53,7 @@ from gateway.servers.pipeline import Call, CallDenied, NotSent
 from gateway.servers.resilience.retry import last_start
 from gateway.servers.runtimes.direct import DirectRoute, next_id
 from gateway.servers.runtimes.http_channel import ChannelError, encode_headers
+from gateway.servers.runtimes.replicas import ReplicaSetRuntime
 from gateway.servers.service import ServerService
 
 log = logging.getLogger("gateway.mcp")
@@ -201,7 +202,12 @@ class FastPath:
         return FastRequest(request_id, params, True, None, param_headers, method)
 
     def _route(
-        self, principal: Principal, target: str | None, name: str, modern: bool
+        self,
+        principal: Principal,
+        target: str | None,
+        name: str,
+        modern: bool,
+        session_id: str | None,
     ) -> tuple[CallTarget, DirectRoute] | None:
         if target is None and name in (SEARCH_TOOLS, EXECUTE_TOOL):
             return None
@@ -213,7 +219,8 @@ class FastPath:
         if found is None or entry is None or entry[1] is not None:
             return None
         # The session of the agent's era where the backend keeps both (runtimes/dual.py).
-        route = found.runtime.direct_route(modern=modern)
+        # A 2025 agent's session stays on one replica of a replicated server.
+        route = found.runtime.direct_route(modern=modern, affinity=None if modern else session_id)
         if route is None:
             return None
         return found, route
@@ -254,7 +261,9 @@ class FastPath:
                 return await self._resume(scope, receive, send, request, principal)
             if issuer == "sdk":
                 return False  # a call parked on the SDK path: it resumes it (not run again)
-        routed = self._route(principal, target, request.params["name"], request.modern)
+        routed = self._route(
+            principal, target, request.params["name"], request.modern, request.session_id
+        )
         if routed is None:
             return False
         called, route = routed
@@ -283,6 +292,9 @@ class FastPath:
         backend_id = next_id()
         owner = (principal.user_id, principal.key_id)
         call = FastCall(self, route, request, backend_id, scope, send, owner, called)
+        replicas = called.runtime if type(called.runtime) is ReplicaSetRuntime else None
+        if replicas is not None:
+            call.reroutable = True
         piped = Call(principal, called, arguments, "direct", origin=call)
         piped.meta = request.params.get("_meta")
         try:
@@ -339,6 +351,10 @@ class FastPath:
                 done = await call.run(work, timeout, receive)
             finally:
                 limiter.release()
+            if replicas is not None and call.fault == "server":
+                replicas.route_failed(route)  # out until it answers again (replicas.py)
+                if replicas.any_up():
+                    call.fault = "replica"  # one replica's failure, not the server's
         except BaseException as exc:
             self.servers.pipeline.leave(piped, entered, exc)
             raise

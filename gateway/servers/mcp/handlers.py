@@ -77,6 +77,15 @@ class FrontRelay:
         outside any call)."""
         return self.call is None or not self.call.awaiting_agent
 
+    @property
+    def affinity(self) -> str | None:
+        """The 2025-11-25 agent's session, whose calls a replicated server keeps on one
+        replica (runtimes/replicas.py); None for a stateless 2026-07-28 agent."""
+        if self.modern:
+            return None
+        headers = getattr(self.ctx.request, "headers", None)
+        return headers.get("mcp-session-id") if headers is not None else None
+
     def trace_origin(self) -> TraceOrigin:
         """The request's trace fields, for the call's span (read only when traced)."""
         ctx = self.ctx

@@ -202,6 +202,10 @@ class Resilience:
             return
         probes = self._probes.pop(id(call), ()) if self._probes else ()
         fault = call.fault
+        if fault == "replica":  # one replica failed, others are up: no verdict
+            for breaker in probes:
+                breaker.probing -= 1
+            return
         if fault is None:
             if (error is not None and not isinstance(error, BackendRequestError)) or (
                 call.outcome == "cancelled"

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 
 # Defined in core (the SSRF guard raises them too); re-exported: import them from here.
 from gateway.backend_errors import BackendError as BackendError
+from gateway.backend_errors import BackendNotConnected as BackendNotConnected
 from gateway.backend_errors import BackendRequestError as BackendRequestError
 from gateway.backend_errors import BackendTimeout as BackendTimeout
 from gateway.backend_errors import BackendUnavailable as BackendUnavailable
+from gateway.backend_errors import ReplicaFailed as ReplicaFailed
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy", "stopped"]
 
@@ -79,6 +81,10 @@ class Health:
             self.latency_ms = latency_ms
         self.checked_at = datetime.now(UTC)
         return changed
+
+    def replicas(self) -> list[dict[str, Any]] | None:
+        """Each replica's state where the server has several (runtimes/replicas.py)."""
+        return None
 
 
 @dataclass
@@ -178,9 +184,12 @@ class ServerRuntime(Protocol):
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         """Subscribe to (or unsubscribe from) updates of one resource."""
 
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+    def direct_route(
+        self, *, modern: bool = True, affinity: str | None = None
+    ) -> DirectRoute | None:
         """The fast path's route to the backend session of the agent's era, while one is
-        connected over Streamable HTTP; None sends calls the SDK path."""
+        connected over Streamable HTTP; None sends calls the SDK path. ``affinity``: the
+        agent's 2025-11-25 session, whose calls a replica set keeps on one replica."""
 
 
 async def _noop() -> None:

@@ -96,7 +96,9 @@ class BundleRuntime:
     async def subscribe(self, uri: str, subscribe: bool, timeout: float) -> None:
         await self._owner_of(uri).subscribe(uri, subscribe, timeout)
 
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+    def direct_route(
+        self, *, modern: bool = True, affinity: str | None = None
+    ) -> DirectRoute | None:
         """None: a bundle's calls go through its members' sessions (the SDK path)."""
         return None
 

@@ -24,6 +24,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from gateway.observability.masking import mask_structure, mask_text
 from gateway.servers.runtimes.base import (
     BackendError,
+    BackendNotConnected,
     BackendRequestError,
     BackendTimeout,
     BackendUnavailable,
@@ -132,10 +133,10 @@ class McpConnection:
             if client is not None and not session_closed(client):
                 return client
             if self._final:
-                raise BackendUnavailable(f"server {self.spec.name!r} was removed or replaced")
+                raise BackendNotConnected(f"server {self.spec.name!r} was removed or replaced")
             if self._supervisor is None or self._supervisor.done():
                 if monotonic() < self._retry_after and self.health.last_error:
-                    raise BackendUnavailable(
+                    raise BackendNotConnected(
                         f"server {self.spec.name!r} is unavailable: {self.health.last_error} "
                         f"(retrying in {self._retry_after - monotonic():.1f}s)"
                     )
@@ -168,11 +169,11 @@ class McpConnection:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await supervisor
             await self._connect_failed(TimeoutError())
-            raise BackendUnavailable(
+            raise BackendNotConnected(
                 f"server {self.spec.name!r} did not start within {self.ctx.connect_timeout:.0f}s"
             )
         reason = describe(self._failed) if self._failed else "it stopped"
-        raise BackendUnavailable(f"cannot connect to server {self.spec.name!r}: {reason}")
+        raise BackendNotConnected(f"cannot connect to server {self.spec.name!r}: {reason}")
 
     async def _open(self, stack: AsyncExitStack, targets: Sequence[Any]) -> Client:
         errors: list[BaseException] = []
@@ -218,7 +219,9 @@ class McpConnection:
         if route is not None:
             await route.channel.close()
 
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+    def direct_route(
+        self, *, modern: bool = True, affinity: str | None = None
+    ) -> DirectRoute | None:
         """The fast path's route to this backend while its session is up (else None).
 
         One session serves agents of both eras (``modern``: the agent's); the fast path

@@ -139,7 +139,9 @@ class DualEraRuntime:
             extra={"server": self.spec.name, "error": str(exc)},
         )
 
-    def direct_route(self, *, modern: bool = True) -> DirectRoute | None:
+    def direct_route(
+        self, *, modern: bool = True, affinity: str | None = None
+    ) -> DirectRoute | None:
         """The fast path's route for an agent of this era: the handshake session's for a
         2025 agent once it is open (it is opened in the background on first demand)."""
         if modern or not self._optional:
