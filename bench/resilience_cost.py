@@ -1,10 +1,11 @@
-"""What circuit breakers and retries cost a tool call while nothing fails: one gateway on
-one backend, the global defaults off (``MCPGW_BREAKER_ENABLED=false``,
-``MCPGW_RETRIES_ENABLED=false``) and each server's `config.resilience` switched run by
-run (`PATCH /api/v1/servers/{name}`) between breakers + retries on — the benchmarked
-tool marked idempotent, so its calls carry a retry plan that is never used — and
-nothing (the pipeline's breaker slot then empty), so on and off are measured in the
-same process, alternating (which goes first alternates too).
+"""What circuit breakers, retries and replicas cost a tool call while nothing fails: one
+gateway, the global defaults off (``MCPGW_BREAKER_ENABLED=false``,
+``MCPGW_RETRIES_ENABLED=false``) and each server's config switched run by run
+(`PATCH /api/v1/servers/{name}`) between *on* — breakers + retries (the benchmarked
+tool marked idempotent, so its calls carry a retry plan that is never used) and a
+round-robin over two replicas (two backend processes, `config.replicas`) — and *off*:
+nothing, one backend (the pipeline's breaker slot then empty). On and off are measured
+in the same process, alternating (which goes first alternates too).
 
 Why one process: two gateway processes on this 2-core machine differ by up to ±10 %
 in CPU per call with identical settings, as much as the budget measured here.
@@ -42,10 +43,13 @@ ON = {
 }
 
 
-def _configure(gateway: GatewayProcess, servers: dict[str, dict[str, Any]], on: bool) -> None:
-    """Each server's config with (or without) its resilience settings."""
+def _configure(
+    gateway: GatewayProcess, servers: dict[str, dict[str, Any]], on: bool, second: str
+) -> None:
+    """Each server's config with (or without) its resilience settings and replicas."""
+    replicas = {"strategy": "round_robin", "endpoints": [{"url": second}]}
     for name, config in servers.items():
-        body = {"config": {**config, "resilience": ON} if on else config}
+        body = {"config": {**config, "resilience": ON, "replicas": replicas} if on else config}
         r = httpx.patch(
             f"{gateway.url}/api/v1/servers/{name}",
             json=body,
@@ -67,8 +71,10 @@ def _targets(gateway: GatewayProcess, kind: str) -> dict[str, Target]:
 
 
 def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    port = free_port()
+    port, port2 = free_port(), free_port()
     backend = start_backend(port, kind)
+    backend2 = start_backend(port2, kind)  # the second replica
+    second = f"http://127.0.0.1:{port2}/mcp"
     gateway = GatewayProcess(
         env={
             "MCPGW_ALLOW_PRIVATE_URLS": "true",
@@ -94,7 +100,10 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 return _measure("raw", targets[name], c, args.calls, gateway)
 
             on, off = alternating(
-                args.runs, lambda state: _configure(gateway, servers, state), targets, measure
+                args.runs,
+                lambda state: _configure(gateway, servers, state, second),
+                targets,
+                measure,
             )
             for name in targets:
                 row = {"backend": kind, "c": concurrency, "path": name}
@@ -102,6 +111,7 @@ def _bench(kind: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     finally:
         gateway.stop()
         backend.kill()
+        backend2.kill()
     return rows
 
 
@@ -113,7 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--backend", choices=BACKENDS, nargs="+", default=["raw", "sdk"])
     args = parser.parse_args(argv)
     rows = [row for kind in args.backend for row in _bench(kind, args)]
-    print_table(f"breakers + retries on vs off, alternating (median of {args.runs} runs)", rows)
+    title = "breakers + retries + 2 replicas on vs off, alternating"
+    print_table(f"{title} (median of {args.runs} runs)", rows)
     write_results("resilience_cost", {"runs": args.runs, "rows": rows, "pid": os.getpid()})
     return rows
 

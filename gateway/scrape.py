@@ -34,6 +34,14 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
             }
         )
 
+    async def replicas(metrics: Metrics) -> None:
+        metrics.replica_up.clear()
+        for name, runtime in state.servers.pool.runtimes().items():
+            for replica in runtime.health.replicas() or ():
+                label = str(replica["replica"])
+                metrics.replica_up.labels(name, label).set(replica["status"] != "ejected")
+                metrics.replica_requests.set_total((name, label), replica["calls"])
+
     async def sessions(metrics: Metrics) -> None:
         # /mcp 2025-11-25 sessions and legacy /sse streams; 2026-07-28 holds none.
         metrics.mcp_sessions.labels("2025-11-25").set(len(front.sessions))
@@ -88,4 +96,4 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
                 metrics.call_retries.set_total((server,), retries)
                 metrics.breaker_rejected.set_total((server,), rejected)
 
-    state.metrics.on_scrape[:] = [backends, sessions, stored, policy, breakers]
+    state.metrics.on_scrape[:] = [backends, replicas, sessions, stored, policy, breakers]

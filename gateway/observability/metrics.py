@@ -212,6 +212,19 @@ class Metrics:
             ["server"],
             registry=self.registry,
         )
+        self.replica_up = Gauge(
+            "mcpgw_replica_up",
+            "Each replica of a replicated server: 1 taking requests, 0 ejected after a "
+            "failure (docs/resilience.md#replicas).",
+            ["server", "replica"],
+            registry=self.registry,
+        )
+        self.replica_requests = CountFamily(
+            "mcpgw_replica_requests",
+            "Requests sent to each replica of a replicated server (this process).",
+            ["server", "replica"],
+            registry=self.registry,
+        )
         self.breaker_rejected = CountFamily(
             "mcpgw_breaker_rejected",
             "Calls answered `unavailable` at once because a circuit breaker was open.",

@@ -18,7 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
@@ -50,6 +50,8 @@ from gateway.servers.runtimes.base import BackendError, BackendRequestError, Ser
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 from gateway.servers.service import ServerService
 from gateway.servers.tasks import CallTasks
+
+T = TypeVar("T")
 
 RESOURCE_NOT_FOUND = -32002
 Ctx = ServerRequestContext[Any, Any]
@@ -416,6 +418,17 @@ class ServersMcp:
                 items.append(template)
         return items
 
+    def _retried(
+        self, runtime: ServerRuntime, what: str, work: Callable[[float], Awaitable[T]]
+    ) -> Callable[[], Awaitable[T]]:
+        """A read (``work(seconds left)``), retried where the server's retries are on:
+        a read is always safe to repeat (resilience/retry.py)."""
+        resilience = self.servers.resilience
+        plan = resilience.read_plan(runtime.spec) if resilience is not None else None
+        if plan is None:
+            return partial(work, self.timeout)
+        return partial(retry.again, work, self.timeout, plan[0], plan[1], what)
+
     def _resolve_uri(self, target: str | None, uri: str) -> tuple[str, str]:
         if target is not None:
             return target, uri
@@ -435,7 +448,7 @@ class ServersMcp:
             entry.mask = runtime.spec.secrets
             self._allowed(principal, "resources/read", server, uri)
             token = CURRENT_RELAY.set(FrontRelay(ctx, params))
-            read = partial(runtime.read_resource, uri, self.timeout)
+            read = self._retried(runtime, uri, lambda left: runtime.read_resource(uri, left))
             cache = cache_of(self.servers.pipeline)
             try:
                 if cache is None:
@@ -539,7 +552,10 @@ class ServersMcp:
             self._allowed(principal, "prompts/get", server, name, params.arguments)
             token = CURRENT_RELAY.set(FrontRelay(ctx, params))
             try:
-                result = await runtime.get_prompt(name, params.arguments, self.timeout)
+                arguments = params.arguments
+                result = await self._retried(
+                    runtime, name, lambda left: runtime.get_prompt(name, arguments, left)
+                )()
             except BackendError as exc:
                 raise to_mcp_error(exc, INVALID_PARAMS) from None
             finally:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp import types
 from mcp.types import INTERNAL_ERROR
@@ -32,10 +33,11 @@ from gateway.servers.resilience.settings import RetryPolicy
 
 if TYPE_CHECKING:
     from gateway.servers.pipeline import Call
-    from gateway.servers.resilience.stage import ToolState
+    from gateway.servers.resilience.stage import ServerState, ToolState
     from gateway.servers.runtimes.base import ServerRuntime
 
 log = logging.getLogger("gateway.servers")
+T = TypeVar("T")
 
 
 # What the SDK client says in a backend's place when it answered an HTTP error without a
@@ -80,13 +82,27 @@ async def repeat(
     plan = state.retry if state is not None else None
     if plan is None or state is None:
         return await runtime.call_tool(tool, arguments, timeout)
+    return await again(
+        lambda left: runtime.call_tool(tool, arguments, left), timeout, plan, state.server, tool
+    )
+
+
+async def again(
+    work: Callable[[float], Awaitable[T]],
+    timeout: float,
+    plan: RetryPolicy,
+    server: ServerState,
+    what: str,
+) -> T:
+    """``work(seconds left)``, repeated per ``plan`` while the backend fails to answer
+    (the rule in the module docstring); ``server`` counts the repeats."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     end, latest = started + timeout, last_start(plan, started, timeout)
     attempt = 1
     while True:
         try:
-            return await runtime.call_tool(tool, arguments, end - loop.time())
+            return await work(end - loop.time())
         except BackendTimeout:
             raise  # the call's time is spent
         except BackendError as exc:
@@ -96,10 +112,10 @@ async def repeat(
             if attempt >= plan.attempts or loop.time() + delay >= latest:
                 raise
             log.info(
-                "retrying a call",
-                extra={"server": state.server.name, "tool": tool, "attempt": attempt + 1,
+                "retrying a request",
+                extra={"server": server.name, "target": what, "attempt": attempt + 1,
                        "error": str(exc)},
             )  # fmt: skip
-        state.server.retries += 1
+        server.retries += 1
         attempt += 1
         await asyncio.sleep(delay)

@@ -279,6 +279,17 @@ class Resilience:
         found = self._servers.get(server)
         return found.tools.get(tool) if found is not None else None
 
+    def read_plan(self, spec: ServerSpec) -> tuple[RetryPolicy, ServerState] | None:
+        """How a read of ``spec``'s (a resource, a prompt: always safe to repeat) is
+        retried: the server's retry policy, None when its retries are off."""
+        server = self._servers.get(spec.name)
+        if server is None or server.version != spec.version or server.id != spec.id:
+            server = self._load(spec)
+        retries = server.policy.retries
+        if not retries.enabled or retries.attempts < 2:
+            return None
+        return retries, server
+
     def describe(self, server: str) -> dict[str, Any] | None:
         """A server's breakers for its health: its own, and its tools' that are not
         closed or have failed lately (None: no call has been seen)."""

@@ -537,8 +537,10 @@ class McpConnection:
                 catalog.resources = await optional_listing(
                     all_pages(client.list_resources, "resources"), unknown
                 )
+                # Templates are the optional half of `resources`: servers that offer
+                # resources but answer "method not found" here are common (none, then).
                 catalog.resource_templates = await optional_listing(
-                    all_pages(client.list_resource_templates, "resource_templates"), unknown
+                    all_pages(client.list_resource_templates, "resource_templates"), True
                 )
             if caps.prompts is not None or unknown:
                 catalog.prompts = await optional_listing(

@@ -139,21 +139,20 @@ class ReplicaSetRuntime:
         self.health: Health = _SetHealth(self.replicas)
         self.last_used = monotonic()
         self._turn = 0
+        self._out = False  # a replica was ejected lately: check who is in before choosing
         self._pinned: dict[str, Replica] = {}
 
     # --- choosing ------------------------------------------------------------------------
-    def pick(self, affinity: str | None = None, *, avoid: Replica | None = None) -> Replica:
+    def pick(self, affinity: str | None = None) -> Replica:
         """The replica for the next request (see the module docstring); raises
-        BackendUnavailable when every replica is out."""
-        now = monotonic()
+        BackendUnavailable when every replica is out. While none is out (the usual
+        case) no clock is read and no list is built."""
+        up = self._up() if self._out else self.replicas
         if affinity is not None:
             held = self._pinned.get(affinity)
-            if held is not None and held is not avoid and held.admitted(now):
+            if held is not None and held in up:
                 held.calls += 1
                 return held
-        up = [r for r in self.replicas if r is not avoid and r.admitted(now)]
-        if not up:
-            raise BackendUnavailable(self._all_out(now))
         chosen = self._choose(up)
         chosen.calls += 1
         if affinity is not None:
@@ -161,6 +160,16 @@ class ReplicaSetRuntime:
                 self._pinned.clear()
             self._pinned[affinity] = chosen
         return chosen
+
+    def _up(self) -> list[Replica]:
+        """The replicas taking requests, when some were ejected lately."""
+        now = monotonic()
+        up = [r for r in self.replicas if r.admitted(now)]
+        if not up:
+            raise BackendUnavailable(self._all_out(now))
+        if len(up) == len(self.replicas):
+            self._out = False  # all back in: the plain path again
+        return up
 
     def _choose(self, up: list[Replica]) -> Replica:
         if len(up) == 1 or self.strategy == "failover":
@@ -195,6 +204,7 @@ class ReplicaSetRuntime:
         replica.failures += 1
         was_in = replica.admitted(monotonic())
         replica.ejected_until = monotonic() + self.eject_seconds
+        self._out = True
         for key in [k for k, r in self._pinned.items() if r is replica]:
             del self._pinned[key]  # its sessions move on their next call
         self._update_health()

@@ -165,6 +165,9 @@ async def test_a_replica_that_is_down_is_ejected_then_readmitted(
         assert shown["breaker"] is None or shown["breaker"]["state"] == "closed", shown
         before = executions(replicas, "read")
         assert before[1] == 0 and before[0] + before[2] == 60, before
+        metrics = httpx.get(f"{gateway.url}/metrics", headers=AUTH, timeout=10).text
+        assert f'mcpgw_replica_up{{replica="1",server="{name}"}} 0.0' in metrics, metrics
+        assert f'mcpgw_replica_up{{replica="0",server="{name}"}} 1.0' in metrics
     finally:
         control(replicas[1], down=False)
 
@@ -230,7 +233,8 @@ async def test_killing_one_of_three_replicas_mid_load_loses_no_safe_call(
     for name in (safe, unsafe):
         shown = health(gateway, name)
         states = [r["status"] for r in shown["replicas"]]
-        assert states[1] in ("ejected", "unhealthy") and states.count("healthy") == 2, shown
+        assert states[1] in ("ejected", "unhealthy"), shown
+        assert states[0] in ("healthy", "degraded") and states[2] in ("healthy", "degraded")
         assert shown["breaker"] is None or shown["breaker"]["state"] == "closed", shown
         assert (await fire(gateway, f"{name}__echo", 20, args))[0].get("isError") in (None, False)
 
@@ -278,8 +282,8 @@ async def test_process_replicas_run_as_many_processes(gateway: Server) -> None:
         results = await fire(gateway, f"{name}__echo", 10, {"message": "hi"}, workers=1)
         assert all(not r.get("isError") for r in results)
         shown = health(gateway, name)["replicas"]
-        assert [(r["endpoint"], r["status"]) for r in shown] == [
-            ("process 1", "healthy"), ("process 2", "healthy")]  # fmt: skip
+        assert [r["endpoint"] for r in shown] == ["process 1", "process 2"]
+        assert {r["status"] for r in shown} <= {"healthy", "degraded"}, shown  # slow ping
         assert all(r["calls"] >= 5 for r in shown), shown
     finally:
         httpx.delete(f"{gateway.url}/api/v1/servers/{name}", headers=AUTH, timeout=60)

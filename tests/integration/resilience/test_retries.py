@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 
+from tests.integration.mcp.test_endpoint import connect
 from tests.integration.resilience.conftest import AUTH, PATHS, call, control, counts, register
 from tests.support import Server
 
@@ -64,6 +66,33 @@ async def test_an_admin_says_which_tools_are_idempotent(
     control(backend, tool="read", mode="after", times=1)
     assert (await call(gateway, path, f"{server}__read")).is_error
     assert counts(backend)["executions"] == {"write": 2, "read": 1}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])  # 2025-11-25 and 2026-07-28 agents
+@pytest.mark.parametrize("fault", ["refuse", "after"])
+async def test_a_resource_read_is_retried_a_read_is_safe(
+    gateway: Server, backend: str, mode: str, fault: str
+) -> None:
+    control(backend, reset=True)
+    server = register(gateway, backend)
+    control(backend, tool="resources/read", mode=fault, times=2)
+    async with connect(f"{gateway.url}/mcp", mode=mode) as client:
+        listed = await client.list_resources()
+        (uri,) = [str(r.uri) for r in listed.resources if server in str(r.uri)]
+        read = await client.read_resource(uri)
+    ran = 3 if fault == "after" else 1  # "after" ran it each time, then lost the answer
+    assert read.contents[0].text == f"read #{ran}"  # type: ignore[union-attr]
+    assert counts(backend)["requests"]["resources/read"] == 3
+    # With retries off for the server, the first failure is the agent's.
+    control(backend, reset=True)
+    quiet = register(gateway, backend, {"retries": {"enabled": False}})
+    control(backend, tool="resources/read", mode=fault, times=1)
+    async with connect(f"{gateway.url}/mcp", mode=mode) as client:
+        listed = await client.list_resources()
+        (uri,) = [str(r.uri) for r in listed.resources if quiet in str(r.uri)]
+        with pytest.raises(MCPError):
+            await client.read_resource(uri)
+    assert counts(backend)["requests"]["resources/read"] == 1
 
 
 async def test_retries_off_for_a_server(gateway: Server, backend: str) -> None:
