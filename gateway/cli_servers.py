@@ -87,6 +87,29 @@ def parse_limits(
     return limits or None
 
 
+def parse_replicas(
+    replica: list[str] | None, processes: int | None, strategy: str | None
+) -> dict[str, Any] | None:
+    """The server's ``config.replicas`` from the CLI options (None: none given):
+    ``--replica URL`` or ``URL=WEIGHT`` (repeatable), ``--processes N``, ``--strategy``;
+    the gateway validates them (a 422 names the field)."""
+    out: dict[str, Any] = {}
+    endpoints = []
+    for item in replica or []:
+        address, sep, weight = item.rpartition("=")
+        if sep and weight.isdigit():
+            endpoints.append({"url": address, "weight": int(weight)})
+        else:
+            endpoints.append({"url": item})
+    if endpoints:
+        out["endpoints"] = endpoints
+    if processes is not None:
+        out["count"] = processes
+    if strategy is not None:
+        out["strategy"] = strategy
+    return out or None
+
+
 def read_transforms(file: str) -> dict[str, Any]:
     """A server's ``transforms`` from a YAML (or JSON) file, ``-`` for stdin: the object
     itself, or a document with it under ``transforms``; the gateway checks it (a 422
@@ -230,6 +253,20 @@ def servers_add(
             "result redaction; docs/resilience.md#transforms); - for stdin."
         ),
     ] = None,
+    replica: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="remote: another endpoint of the same server, URL or URL=WEIGHT "
+            "(repeatable; docs/resilience.md#replicas)."
+        ),
+    ] = None,
+    processes: Annotated[
+        int | None, typer.Option(help="npx/uvx/docker: run this many processes, balanced.")
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="With replicas: round_robin, weighted, least_in_flight or failover."),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until connected and catalogued.")] = True,
     url: UrlOption = DEFAULT_URL,
     key: KeyOption = None,
@@ -255,6 +292,9 @@ def servers_add(
         parsed_config["offline"] = True
     if isolation:
         parsed_config["isolation"] = isolation
+    replicas = parse_replicas(replica, processes, strategy)
+    if replicas is not None:
+        parsed_config["replicas"] = replicas
     body = {
         "name": name,
         "type": parsed_type,
@@ -308,6 +348,21 @@ def servers_list(url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     page = GatewayClient(url, key).request("GET", "/api/v1/servers", params={"limit": 1000})
     rows = [{**s, "status": s["health"]["status"], "tools": s["tool_count"]} for s in page["items"]]
     print_table(rows, ["name", "type", "enabled", "status", "tools", "version"])
+
+
+@servers_app.command("health")
+def servers_health(name: str, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
+    """Show a server's health: status, circuit breaker, and each replica's state."""
+    health = GatewayClient(url, key).request("GET", f"/api/v1/servers/{name}/health")
+    breaker = health.get("breaker") or {}
+    typer.echo(
+        f"{name}: {health['status']}, {health['in_flight']} in flight, "
+        f"breaker {breaker.get('state', 'closed')}"
+        + (f"\n  last error: {health['last_error']}" if health.get("last_error") else "")
+    )
+    replicas = health.get("replicas")
+    if replicas:
+        print_table(replicas, ["replica", "endpoint", "weight", "status", "in_flight", "calls"])
 
 
 @servers_app.command("remove")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from gateway.cli_servers import parse_command, parse_limits, read_transforms
+from gateway.cli_servers import parse_command, parse_limits, parse_replicas, read_transforms
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,18 @@ def test_transforms_are_read_from_yaml_or_json(tmp_path: Path) -> None:
             read_transforms(str(bad))
     with pytest.raises(typer.BadParameter):
         read_transforms(str(tmp_path / "missing.yaml"))
+
+
+def test_replica_options_become_config_replicas() -> None:
+    assert parse_replicas(None, None, None) is None
+    found = parse_replicas(
+        ["https://b.example/mcp=3", "https://c.example/mcp?x=y"], None, "weighted"
+    )
+    assert found == {
+        "endpoints": [
+            {"url": "https://b.example/mcp", "weight": 3},
+            {"url": "https://c.example/mcp?x=y"},  # `=y` is no weight: part of the URL
+        ],
+        "strategy": "weighted",
+    }
+    assert parse_replicas(None, 3, None) == {"count": 3}

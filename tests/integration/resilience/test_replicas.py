@@ -24,7 +24,7 @@ from tests.integration.mcp.test_endpoint import connect
 from tests.integration.resilience.conftest import AUTH, BACKEND, control, counts
 from tests.integration.servers.conftest import EVERYTHING
 from tests.interop.backends import Backend, make
-from tests.support import BOOT, Server, free_port, spawn_http, wait_for
+from tests.support import BOOT, Server, free_port, run, spawn_http, wait_for
 from tests.support_mcp import modern_call
 
 
@@ -288,3 +288,24 @@ async def test_process_replicas_run_as_many_processes(gateway: Server) -> None:
     finally:
         httpx.delete(f"{gateway.url}/api/v1/servers/{name}", headers=AUTH, timeout=60)
     await wait_for(lambda: not (_everything_processes() - before), timeout=30, what="stopped")
+
+
+def test_the_cli_registers_replicas_and_shows_them(
+    gateway: Server, replicas: list[str], tmp_path: Path
+) -> None:
+    name = f"cli{uuid.uuid4().hex[:6]}"
+    first, second, third = mcp(replicas)
+    common = ("--url", gateway.url, "--key", BOOT)
+    done = run(tmp_path, "servers", "add", name, "--replica", f"{second}=2", "--replica",
+               third, "--strategy", "failover", *common, "--", first)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = run(tmp_path, "servers", "health", name, *common)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{name}: healthy" in shown.stdout and "breaker closed" in shown.stdout, shown.stdout
+    for endpoint in (first, second, third):
+        assert endpoint in shown.stdout
+    config = httpx.get(f"{gateway.url}/api/v1/servers/{name}", headers=AUTH).json()["config"]
+    assert config["replicas"] == {
+        "strategy": "failover",
+        "endpoints": [{"url": second, "weight": 2}, {"url": third}],
+    }
