@@ -23,7 +23,7 @@ class Runtime:
     def __init__(self, team: str | None = None, http: bool = True, eras: str = "both") -> None:
         self.team, self.http, self.eras = team, http, eras
 
-    def direct_route(self, *, modern: bool = True) -> Any:
+    def direct_route(self, *, modern: bool = True, affinity: str | None = None) -> Any:
         if not self.http:
             return None  # stdio, docker, legacy SSE: the SDK path
         if self.eras != "both" and (self.eras == "2026") != modern:
@@ -113,7 +113,7 @@ def test_route(
     principal: Principal, target: str | None, name: str, modern: bool, eligible: bool
 ) -> None:
     fast = _fast()
-    routed = fast._route(principal, target, name, modern)
+    routed = fast._route(principal, target, name, modern, None)
     assert (routed is not None) == eligible, routed
     if routed is not None:
         called, route = routed
@@ -125,7 +125,7 @@ def test_route(
 
 def test_an_admin_reaches_every_teams_server() -> None:
     fast = _fast()
-    assert fast._route(_principal("admin"), None, "team__echo", True) is not None
+    assert fast._route(_principal("admin"), None, "team__echo", True, None) is not None
 
 
 def _scope(session: bool) -> dict[str, Any]:
