@@ -202,7 +202,7 @@ def _catalog_out(entry: Any, server: str, service: ServerService | None = None) 
     # A tool of a server known to be unavailable is listed all the same, marked.
     mark = (
         service.unavailable(server, entry.name)
-        if service is not None and entry.kind == "tool" and service.availability
+        if service is not None and entry.kind == "tool" and service.availability.marked
         else None
     )
     return CatalogItemOut(

@@ -56,15 +56,14 @@ class Availability:
 
     def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self.version = 0  # bumped on every change: listing caches are keyed by it
+        # Whether anything is marked: a plain attribute, read per listing (the common
+        # case is nothing, and then a listing is not marked at all).
+        self.marked = False
         # server → source (health, breaker) → its mark
         self._servers: dict[str, dict[str, Unavailable]] = {}
         # server → the backend's tool name → its breaker's mark
         self._tools: dict[str, dict[str, Unavailable]] = {}
         self._on_change = on_change
-
-    def __bool__(self) -> bool:
-        """Whether anything is marked (the common case is not: listings skip marking)."""
-        return bool(self._servers or self._tools)
 
     def touches(self, server: str) -> bool:
         """Whether ``server`` or one of its tools is marked."""
@@ -130,6 +129,7 @@ class Availability:
 
     def _changed(self) -> None:
         self.version += 1
+        self.marked = bool(self._servers or self._tools)
         if self._on_change is not None:
             self._on_change()
 

@@ -111,7 +111,7 @@ class CatalogView:
                 self._cache.clear()
             self._cache[key] = view
         marks = self.servers.availability
-        return self._marked_view(view, marks) if marks else view
+        return self._marked_view(view, marks) if marks.marked else view
 
     def _marked_view(self, view: ToolView, marks: Availability) -> ToolView:
         """``view`` with its unavailable tools marked (cached per availability version)."""
@@ -187,7 +187,7 @@ class CatalogView:
         marked (a list replaced when the marks change; the plain one when it has none)."""
         tools = self.server_tools(server)
         marks = self.servers.availability
-        if not marks or not marks.touches(server):
+        if not marks.marked or not marks.touches(server):
             return tools
         key = (id(tools), marks.version)
         cached = self._marked_lists.get(key)
