@@ -103,6 +103,7 @@ class ServerService:
         self.default_concurrency = default_concurrency
         self.allow_private_urls = allow_private_urls
         self._refreshing: dict[str, asyncio.Lock] = {}
+        self._loading = asyncio.Lock()
         # The catalog in memory, by server name: what agents list without a DB read.
         self.catalogs: dict[str, Catalog] = {}
         self.catalog_version = 0  # bumped on every change, for caches built on top
@@ -138,7 +139,14 @@ class ServerService:
         )
 
     async def load(self) -> None:
-        """Bring the pool in line with the database (start-up and periodic reconcile)."""
+        """Bring the pool in line with the database (start-up, after a change, and the
+        periodic reconcile). One at a time: a reconcile that overlapped a change (whose
+        load waits for the old runtime to stop) would build a second runtime, one of them
+        never stopped, or, having read the rows first, install the older version last."""
+        async with self._loading:
+            await self._load()
+
+    async def _load(self) -> None:
         async with self.db.session() as session:
             rows = await ServerRepository(session).all()
         specs = []
