@@ -81,11 +81,14 @@ def print_json(data: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Print ``rows`` as a table, in one write: a script piping it into `grep -q` (which
+    stops reading at its first match) under `set -o pipefail` must not see this command
+    fail on a broken pipe, as it could when every line was written and flushed apart."""
     if not rows:
         typer.echo("(none)")
         return
     cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    typer.echo("\n".join(lines))

@@ -215,8 +215,10 @@ class GatewayHandlers:
     async def search(self, principal: Principal, arguments: dict[str, Any]) -> types.CallToolResult:
         """SEARCH_TOOLS (and REST ``tools/search``) over what ``principal`` may see: its
         view's index holds only visible servers' tools, so a hidden tool is never a hit."""
-        index = await self.servers.tool_view(principal).search_index()
-        return search_result(index, arguments, await self._unlisted_index(principal))
+        view = self.servers.tool_view(principal)
+        index = await view.search_index()
+        unlisted = await self._unlisted_index(principal)
+        return search_result(index, arguments, unlisted, unavailable=view.unavailable)
 
     def surface_for(self, name: str) -> Surface | None:
         """The pillar that serves the tool called ``name``, if it is a pillar's."""

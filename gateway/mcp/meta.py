@@ -8,6 +8,7 @@ query (name, description, input schema); EXECUTE_TOOL calls one by name.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from mcp import types
@@ -63,17 +64,20 @@ def search_result(
     arguments: dict[str, Any],
     more: ToolIndex | None = None,
     allow: Allow | None = None,
+    unavailable: Mapping[str, Any] | None = None,
 ) -> types.CallToolResult:
     """SEARCH_TOOLS over the caller's tools (``index``) and, merged by score, the
     pillar tools its listing leaves out (``more``). ``allow``: the hook a policy
-    uses to hide more tools from this caller; a tool it refuses is never a hit."""
+    uses to hide more tools from this caller; a tool it refuses is never a hit.
+    ``unavailable``: tool name → why it is unavailable now (still found: a hit says
+    so rather than vanishing while its server is down)."""
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
         return tool_error("SEARCH_TOOLS needs a non-empty 'query' string")
     limit = arguments.get("limit", 10)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 50:
         return tool_error("'limit' must be an integer from 1 to 50")
-    matches = [_match(hit) for hit in _merged(index, more, query, limit, allow)]
+    matches = [_match(hit, unavailable) for hit in _merged(index, more, query, limit, allow)]
     payload = {"tools": matches, "hint": "call one with EXECUTE_TOOL {tool, arguments}"}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=json.dumps(payload))],
@@ -81,7 +85,7 @@ def search_result(
     )
 
 
-def _match(hit: Hit) -> dict[str, Any]:
+def _match(hit: Hit, unavailable: Mapping[str, Any] | None = None) -> dict[str, Any]:
     match = {
         "name": hit.tool.name,
         "description": hit.tool.description or "",
@@ -91,6 +95,9 @@ def _match(hit: Hit) -> dict[str, Any]:
     }
     if hit.alternatives:  # the same tool on other servers, folded into this hit
         match["alternatives"] = list(hit.alternatives)
+    mark = unavailable.get(hit.tool.name) if unavailable else None
+    if mark is not None:
+        match["unavailable"] = mark
     return match
 
 

@@ -15,7 +15,7 @@ serve, so it implements only what it has.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -154,6 +154,10 @@ class ToolList(Protocol):
     @property
     def tools(self) -> list[types.Tool]:
         """Every tool, namespaced, in a stable order."""
+
+    @property
+    def unavailable(self) -> Mapping[str, Any]:
+        """Name → why that tool is unavailable now (listed all the same, marked)."""
 
     @property
     def index(self) -> ToolIndex:

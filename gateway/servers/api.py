@@ -193,14 +193,22 @@ async def refresh_server(
 
 
 def _catalog_page(
-    rows: list[tuple[Any, str]], total: int, limit: int, offset: int
+    service: ServerService, rows: list[tuple[Any, str]], total: int, limit: int, offset: int
 ) -> Page[CatalogItemOut]:
-    items = [_catalog_out(entry, server) for entry, server in rows]
+    items = [_catalog_out(entry, server, service) for entry, server in rows]
     return Page[CatalogItemOut](items=items, total=total, limit=limit, offset=offset)
 
 
-def _catalog_out(entry: Any, server: str) -> CatalogItemOut:
+def _catalog_out(entry: Any, server: str, service: ServerService | None = None) -> CatalogItemOut:
+    # A tool of a server known to be unavailable is listed all the same, marked.
+    mark = (
+        service.unavailable(server, entry.name)
+        if service is not None and entry.kind == "tool" and service.availability.marked
+        else None
+    )
     return CatalogItemOut(
+        available=mark is None,
+        unavailable=mark.meta() if mark is not None else None,
         server=server,
         kind=entry.kind,
         name=entry.name,
@@ -238,7 +246,7 @@ async def server_tools(
     rows, total = await _servers(request).catalog(
         principal, server=name, kind=kind, limit=limit, offset=offset
     )
-    return _catalog_page(rows, total, limit, offset)
+    return _catalog_page(_servers(request), rows, total, limit, offset)
 
 
 @router.get("/tools", response_model=Page[CatalogItemOut], responses=error_responses(404))
@@ -253,7 +261,7 @@ async def list_tools(
     rows, total = await _servers(request).catalog(
         principal, server=server, query=q, limit=limit, offset=offset
     )
-    return _catalog_page(rows, total, limit, offset)
+    return _catalog_page(_servers(request), rows, total, limit, offset)
 
 
 @router.post(

@@ -1,4 +1,5 @@
-"""Background upkeep of the server pool: health pings, idle shutdown, registry reconcile."""
+"""Background upkeep of the server pool: health pings, idle shutdown, registry reconcile,
+and servers marked unavailable tried again (upkeep.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import logging
 
 from gateway.servers.service import ServerService
+from gateway.servers.upkeep import recheck_unavailable
 
 log = logging.getLogger("gateway.servers")
 
@@ -24,13 +26,14 @@ async def ping_running(service: ServerService) -> None:
 
 async def run_monitor(service: ServerService, interval: float) -> None:
     """Forever: reconcile with the database (other replicas' changes), reap idle
-    servers, ping running ones. Cancelled at shutdown."""
+    servers, ping running ones, try unavailable ones again. Cancelled at shutdown."""
     while True:
         await asyncio.sleep(interval)
         try:
             await service.load()
             await service.pool.reap_idle()
             await ping_running(service)
+            recheck_unavailable(service)
         except asyncio.CancelledError:
             raise
         except Exception:

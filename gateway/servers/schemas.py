@@ -511,6 +511,23 @@ class CatalogItemOut(BaseModel):
     keywords: list[str] = Field(
         default_factory=list, description="Search keywords an admin added (tools only)."
     )
+    available: bool = Field(
+        True,
+        description="False while the gateway knows the tool cannot be called (its server "
+        "is unreachable or a circuit breaker is open): still listed, calls fail at once.",
+    )
+    unavailable: dict[str, Any] | None = Field(
+        None,
+        description="Why it is unavailable: `scope` (server or tool), `reason` and, when "
+        "known, `retryAt` (when the gateway tries it again).",
+        examples=[
+            {
+                "scope": "server",
+                "reason": "circuit breaker open after 5 failed calls",
+                "retryAt": "2026-01-01T12:00:30Z",
+            }
+        ],
+    )
 
 
 Keyword = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -576,6 +593,9 @@ class SearchHit(BaseModel):
     reason: str = Field(description="Why it matched: query words by field, synonyms, cosine.")
     alternatives: list[str] = Field(
         default_factory=list, description="The same tool on other servers, folded into this hit."
+    )
+    unavailable: dict[str, Any] | None = Field(
+        None, description="Set while the tool cannot be called: as in the REST catalog."
     )
 
 

@@ -25,8 +25,10 @@ from gateway.observability.masking import MASK
 from gateway.policy.engine import CompiledPolicy
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
+from gateway.servers import upkeep
+from gateway.servers.availability import Availability, Unavailable
 from gateway.servers.calls import CallTarget, qualified, resolve_target
-from gateway.servers.catalog import add_to_catalog, catalog_rows
+from gateway.servers.catalog import add_to_catalog
 from gateway.servers.connections.runtime import PerUserRuntime
 from gateway.servers.connections.schemas import per_user_kind, take_client_secret
 from gateway.servers.controls import ArgumentsSize
@@ -101,9 +103,12 @@ class ServerService:
         self.default_concurrency = default_concurrency
         self.allow_private_urls = allow_private_urls
         self._refreshing: dict[str, asyncio.Lock] = {}
+        self._loading = asyncio.Lock()
         # The catalog in memory, by server name: what agents list without a DB read.
         self.catalogs: dict[str, Catalog] = {}
         self.catalog_version = 0  # bumped on every change, for caches built on top
+        # What is known to be unavailable (listed all the same, marked: availability.py).
+        self.availability = Availability(self._availability_changed)
         # Search keywords admins added, by server and tool (see set_keywords).
         self.keywords: dict[str, dict[str, tuple[str, ...]]] = {}
         # Servers' tool transforms (transforming.py), only of servers that have any.
@@ -134,7 +139,14 @@ class ServerService:
         )
 
     async def load(self) -> None:
-        """Bring the pool in line with the database (start-up and periodic reconcile)."""
+        """Bring the pool in line with the database (start-up, after a change, and the
+        periodic reconcile). One at a time: a reconcile that overlapped a change (whose
+        load waits for the old runtime to stop) would build a second runtime, one of them
+        never stopped, or, having read the rows first, install the older version last."""
+        async with self._loading:
+            await self._load()
+
+    async def _load(self) -> None:
         async with self.db.session() as session:
             rows = await ServerRepository(session).all()
         specs = []
@@ -143,7 +155,11 @@ class ServerService:
                 specs.append(self.to_spec(row))
             except Exception as exc:
                 log.error("cannot load server", extra={"server": row.name, "error": str(exc)})
-        await self.pool.sync(specs)
+        # A rebuilt server starts afresh: its old runtime's health and breakers (reset
+        # at its next call) say nothing of the new one.
+        for name in await self.pool.sync(specs):
+            self.availability.forget(name)
+        self.availability.retain(s.name for s in specs if s.enabled)
         # The size check is a stage only while some server has a size limit of its own
         # (installed or removed when that changes, not at every reconcile).
         bounded = any(s.enabled and s.limits is not None and s.limits.bounds_size for s in specs)
@@ -463,29 +479,10 @@ class ServerService:
         self._catalog_changed()  # views (and their search indexes) are rebuilt
         return entry
 
-    # --- catalog refresh --------------------------------------------------------------
+    # --- catalog refresh and availability (upkeep.py) ---------------------------------
     async def refresh(self, name: str) -> tuple[int, int, int]:
         """Fetch every list from the live server and store it; (added, changed, removed)."""
-        runtime = self.pool.get(name)
-        if runtime is None:
-            raise NotFound(f"server {name!r} is not enabled", code="server_not_enabled")
-        lock = self._refreshing.setdefault(name, asyncio.Lock())
-        async with lock:
-            await runtime.start()
-            catalog = await runtime.catalog()
-            async with self.db.session() as session:
-                stats = await ServerRepository(session).replace_catalog(
-                    runtime.spec.id, catalog_rows(catalog)
-                )
-            if self.pool.get(name) is runtime and any(stats):  # not removed meanwhile
-                self.catalogs = {**self.catalogs, name: catalog}
-                self._catalog_changed()
-        if any(stats):
-            log.info(
-                "catalog updated",
-                extra={"server": name, "added": stats[0], "changed": stats[1], "removed": stats[2]},
-            )
-        return stats
+        return await upkeep.refresh(self, name)
 
     async def refresh_for(self, principal: Principal, name: str) -> tuple[int, int, int]:
         principal.require("servers:write")
@@ -519,18 +516,20 @@ class ServerService:
                 log.debug("resource update listener failed", exc_info=True)
 
     async def on_health_changed(self, name: str, health: Health) -> None:
-        """Runtime callback: persist a health change (best effort, off the request path)."""
-        runtime = self.pool.get(name)
-        if runtime is None:
-            return  # a bundle member; its bundle reports for it
-        try:
-            async with self.db.session() as session:
-                row = await ServerRepository(session).get_by_name(name)
-                if row is not None:
-                    row.status, row.last_error = health.status, health.last_error
-                    row.latency_ms, row.checked_at = health.latency_ms, health.checked_at
-        except Exception:
-            log.debug("could not persist health", exc_info=True)
+        """Runtime callback: a server's health changed (marked and persisted, upkeep.py)."""
+        await upkeep.on_health_changed(self, name, health)
+
+    def _availability_changed(self) -> None:
+        """Marks changed (availability.py): agents are told to list again."""
+        with contextlib.suppress(RuntimeError):  # no running loop: nobody to tell
+            for listener in list(self.catalog_listeners):
+                self._spawn(listener())
+
+    def unavailable(self, server: str, tool: str) -> Unavailable | None:
+        """The mark of a server's tool by the name agents see (None: available)."""
+        transforms = self.transforms.get(server)
+        backend = tool if transforms is None else transforms.backend_name(tool)
+        return self.availability.of(server, backend)
 
     # --- calling ----------------------------------------------------------------------
     def resolve(self, principal: Principal, name: str, server: str | None = None) -> CallTarget:

@@ -187,8 +187,9 @@ class ServersMcp:
         from (replaced on change: a catalog, or the policy's filtered list of it)."""
         catalog = self.servers.catalogs.get(target)
         # The server's tools as agents see them (its transforms applied; without any,
-        # the catalog's own list): replaced when the catalog or its transforms change.
-        listed = self.view.server_tools(target) if catalog is not None else []
+        # the catalog's own list; unavailable ones marked): replaced when the catalog,
+        # its transforms or the marks change.
+        listed = self.view.listed_tools(target) if catalog is not None else []
         tools = list(listed)
         policy = self.servers.policy_for(principal)
         if policy is None or catalog is None:

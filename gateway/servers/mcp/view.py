@@ -2,7 +2,10 @@
 
 Built from the in-memory catalog, cached per (catalog version, visible servers),
 so `tools/list` never touches the database (a call's name is resolved by
-gateway/servers/calls.py).
+gateway/servers/calls.py). A server or tool known to be unavailable is listed all
+the same, marked in its `_meta` (availability.py): a marked view is derived from the
+plain one per availability version and shares its search index, so marks cost a
+listing one more dictionary lookup and a change of them no index rebuild.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from mcp import types
 from gateway.auth.principal import Principal
 from gateway.mcp.search import ToolIndex
 from gateway.policy.engine import CompiledPolicy
+from gateway.servers.availability import UNAVAILABLE_META, Availability
 from gateway.servers.calls import qualified
 from gateway.servers.service import ServerService, can_see
 
@@ -34,12 +38,20 @@ class ToolView:
     schemas: dict[str, dict[str, Any]]  # qualified name → input schema
     # An admin's search keywords, one tuple a tool (aligned with ``tools``).
     keywords: list[tuple[str, ...]] = field(default_factory=list)
+    # (server, the backend's tool name) of each tool (aligned with ``tools``).
+    origins: list[tuple[str, str]] = field(default_factory=list)
+    # Qualified name → its `unavailable` mark, of the tools marked (SEARCH_TOOLS hits).
+    unavailable: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The unmarked view this one marks (its search index is this one's).
+    base: ToolView | None = None
     _index: ToolIndex | None = None
     _building: asyncio.Future[ToolIndex] | None = None
 
     @property
     def index(self) -> ToolIndex:
         """The search index, built on first use and kept with the view."""
+        if self.base is not None:
+            return self.base.index
         if self._index is None:
             self._index = ToolIndex(self.tools, keywords=self.keywords or None)
         return self._index
@@ -48,6 +60,8 @@ class ToolView:
         """The search index, built on a worker thread on first use: analysing tens of
         thousands of tools takes seconds, which the event loop must not wait for.
         Searches that arrive meanwhile wait for the same build."""
+        if self.base is not None:
+            return await self.base.search_index()
         if self._index is None:
             if self._building is None:
                 self._building = asyncio.ensure_future(
@@ -63,6 +77,9 @@ class CatalogView:
         self._cache: dict[tuple[Any, ...], ToolView] = {}
         self._server_schemas: dict[tuple[int, str], dict[str, ToolEntry]] = {}
         self._server_tools: dict[tuple[int, str], list[types.Tool]] = {}
+        # Marked views and lists: (the plain one's id, availability version) → both.
+        self._marked: dict[tuple[int, int], tuple[ToolView, ToolView]] = {}
+        self._marked_lists: dict[tuple[int, int], tuple[list[types.Tool], list[types.Tool]]] = {}
 
     def visible_servers(self, principal: Principal) -> list[str]:
         """Enabled servers whose tools this caller may see, in stable (name) order."""
@@ -93,7 +110,26 @@ class CatalogView:
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = view
-        return view
+        marks = self.servers.availability
+        return self._marked_view(view, marks) if marks.marked else view
+
+    def _marked_view(self, view: ToolView, marks: Availability) -> ToolView:
+        """``view`` with its unavailable tools marked (cached per availability version)."""
+        key = (id(view), marks.version)
+        cached = self._marked.get(key)
+        if cached is not None and cached[0] is view:
+            return cached[1]
+        tools = list(view.tools)
+        unavailable: dict[str, dict[str, Any]] = {}
+        for i, (server, backend) in enumerate(view.origins):
+            mark = marks.of(server, backend)
+            if mark is not None:
+                tools[i] = _marked(tools[i], unavailable.setdefault(tools[i].name, mark.meta()))
+        marked = ToolView(tools, view.schemas, view.keywords, view.origins, unavailable, view)
+        if len(self._marked) > 256:
+            self._marked.clear()
+        self._marked[key] = (view, marked)
+        return marked
 
     def _build(
         self,
@@ -104,6 +140,7 @@ class CatalogView:
         tools: list[types.Tool] = []
         schemas: dict[str, dict[str, Any]] = {}
         keywords: list[tuple[str, ...]] = []
+        origins: list[tuple[str, str]] = []
         catalogs = self.servers.catalogs
         shown: Callable[[str], bool] = (
             (lambda name: True)
@@ -127,7 +164,8 @@ class CatalogView:
                 # Keywords are an admin's, by the backend's name of the tool.
                 backend = tool.name if transforms is None else transforms.backend_name(tool.name)
                 keywords.append(given.get(backend, ()))
-        return ToolView(tools, schemas, keywords)
+                origins.append((server, backend))
+        return ToolView(tools, schemas, keywords, origins)
 
     def server_tools(self, server: str) -> list[types.Tool]:
         """One server's tools as agents see them (its transforms applied), by name;
@@ -143,6 +181,27 @@ class CatalogView:
                 self._server_tools.clear()
             self._server_tools[key] = cached
         return cached
+
+    def listed_tools(self, server: str) -> list[types.Tool]:
+        """:meth:`server_tools` as `/mcp/servers/{server}` lists them: unavailable ones
+        marked (a list replaced when the marks change; the plain one when it has none)."""
+        tools = self.server_tools(server)
+        marks = self.servers.availability
+        if not marks.marked or not marks.touches(server):
+            return tools
+        key = (id(tools), marks.version)
+        cached = self._marked_lists.get(key)
+        if cached is None or cached[0] is not tools:
+            transforms = self.servers.transforms.get(server)
+            marked = []
+            for tool in tools:
+                backend = tool.name if transforms is None else transforms.backend_name(tool.name)
+                mark = marks.of(server, backend)
+                marked.append(tool if mark is None else _marked(tool, mark.meta()))
+            if len(self._marked_lists) > 1024:
+                self._marked_lists.clear()
+            cached = self._marked_lists[key] = (tools, marked)
+        return cached[1]
 
     def server_entry(self, server: str, tool: str) -> ToolEntry | None:
         """One server's tool by the name agents call it (its own, unless a transform
@@ -169,6 +228,11 @@ class CatalogView:
         version)."""
         entry = self.server_entry(server, tool)
         return entry[0] if entry is not None else None
+
+
+def _marked(tool: types.Tool, mark: dict[str, Any]) -> types.Tool:
+    """``tool`` with its `unavailable` mark in `_meta` (a copy; the catalog's is shared)."""
+    return tool.model_copy(update={"meta": {**(tool.meta or {}), UNAVAILABLE_META: mark}})
 
 
 def task_support(tool: types.Tool) -> tuple[str | None, bool]:

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from gateway.backend_errors import BackendRequestError
 from gateway.mcp.results import tool_error
-from gateway.servers.resilience.breaker import CLOSED, HALF_OPEN, Breaker
+from gateway.servers.availability import (
+    BREAKER,
+    UNAVAILABLE_META,
+    Availability,
+    Unavailable,
+    wall_clock,
+)
+from gateway.servers.resilience.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from gateway.servers.resilience.settings import (
     BreakerPolicy,
     Defaults,
@@ -37,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.servers")
 
-# Where an `unavailable` answer says what is unavailable and when it is tried again.
-UNAVAILABLE_META = "io.mcpgw/unavailable"
 _MAX_TOOLS = 4096  # tool states kept per server (names agents made up are not bounded)
 
 
@@ -90,9 +95,13 @@ class ToolState:
 class Resilience:
     """The ``breaker`` stage (see the module docstring)."""
 
-    def __init__(self, defaults: Defaults, source: CatalogSource) -> None:
+    def __init__(
+        self, defaults: Defaults, source: CatalogSource, marks: Availability | None = None
+    ) -> None:
         self.defaults = defaults
         self.source = source
+        # Where an open breaker marks its server or tool unavailable in listings.
+        self.marks = marks
         self._servers: dict[str, ServerState] = {}
         # Calls probing half-open breakers: id(call) → those breakers.
         self._probes: dict[int, tuple[Breaker, ...]] = {}
@@ -115,6 +124,8 @@ class Resilience:
         except Exception:  # stored before a check existed: the defaults apply
             log.warning("unreadable resilience settings", extra={"server": spec.name})
             policy = ServerPolicy(self.defaults.breaker, self.defaults.retries, {})
+        if spec.name in self._servers and self.marks is not None:
+            self.marks.forget(spec.name, BREAKER)  # its breakers start closed again
         state = self._servers[spec.name] = ServerState(spec, policy)
         return state
 
@@ -238,8 +249,10 @@ class Resilience:
 
     def _closed(self, breaker: Breaker, tool: ToolState) -> None:
         breaker.close()
-        scope = "server" if breaker is tool.server.breaker else f"tool {tool.name!r}"
+        whole = breaker is tool.server.breaker
+        scope = "server" if whole else f"tool {tool.name!r}"
         log.info("circuit breaker closed", extra={"server": tool.server.name, "scope": scope})
+        self._mark(tool.server.name, None if whole else tool.name, None)
 
     def _opened(self, call: Call, breaker: Breaker, server: ServerState, tool: ToolState) -> None:
         whole = breaker is server.breaker
@@ -255,6 +268,40 @@ class Resilience:
         )
         if whole:
             self._health_probe(call.target.runtime, breaker.policy.open_seconds / 2)
+        if self.marks is not None:
+            self._mark_open(server, None if whole else tool.name, breaker)
+
+    # --- listings: fail open, marked (availability.py) ---------------------------------------
+    def _mark_open(self, server: ServerState, tool: str | None, breaker: Breaker) -> None:
+        """Mark what ``breaker`` guards unavailable in listings until it lets calls
+        through again; then the mark goes (a failed probe opens it, and marks, again)."""
+        why = f"circuit breaker open after {breaker.failures} failed calls"
+        if breaker.last_error:
+            why += f"; last: {breaker.last_error}"
+        mark = Unavailable("server" if tool is None else "tool", why, wall_clock(breaker.retry_at))
+        self._mark(server.name, tool, mark)
+        until = breaker.retry_at
+        delay = max(0.0, until - time.perf_counter())
+        asyncio.get_running_loop().call_later(delay, self._expire, server, tool, breaker, until)
+
+    def _expire(
+        self, server: ServerState, tool: str | None, breaker: Breaker, until: float
+    ) -> None:
+        """An open period ended: unmark, unless the breaker opened again since (its own
+        timer unmarks then) or the server's state was replaced (its marks went with it)."""
+        if (breaker.state == OPEN and breaker.retry_at > until) or (
+            self._servers.get(server.name) is not server
+        ):
+            return
+        self._mark(server.name, tool, None)
+
+    def _mark(self, server: str, tool: str | None, mark: Unavailable | None) -> None:
+        if self.marks is None:
+            return
+        if tool is None:
+            self.marks.mark_server(server, BREAKER, mark)
+        else:
+            self.marks.mark_tool(server, tool, mark)
 
     def _health_probe(self, runtime: ServerRuntime, delay: float) -> None:
         """Ping the server halfway through the open period, offset from the half-open
@@ -320,7 +367,7 @@ def follow_servers(service: ServerService, defaults: Defaults) -> Resilience:
     """Install the stage in ``service``'s pipeline while it has work: breakers or retries
     on by default, or a registered server that turns them on (checked after each load
     of the registry); otherwise the slot stays empty and costs nothing."""
-    stage = Resilience(defaults, service)
+    stage = Resilience(defaults, service, service.availability)
     service.resilience = stage
 
     def changed(specs: list[ServerSpec]) -> None:
