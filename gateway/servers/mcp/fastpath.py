@@ -38,6 +38,7 @@ from mcp_types.version import (
 )
 from starlette.types import Receive, Scope, Send
 
+from gateway.asgi_headers import header_map
 from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
 from gateway.mcp.fastlist import ToolsListCache
@@ -58,6 +59,9 @@ from gateway.servers.service import ServerService
 log = logging.getLogger("gateway.mcp")
 
 _MODERN_META_PREFIX = "io.modelcontextprotocol/"
+_PROTOCOL_VERSION_META = _MODERN_META_PREFIX + "protocolVersion"
+_ID_TYPES = (int, str)  # a JSON-RPC id's (a bool is refused before)
+_EMPTY: dict[str, Any] = {}  # read only: a default for lookups
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -162,9 +166,9 @@ class FastPath:
         params = message.get("params", {} if listing else None)
         if (
             isinstance(request_id, bool)
-            or not isinstance(request_id, int | str)
+            or not isinstance(request_id, _ID_TYPES)
             or not isinstance(params, dict)
-            or not isinstance(params.get("_meta", {}), dict)
+            or not isinstance(params.get("_meta", _EMPTY), dict)
         ):
             return None
         if listing:
@@ -172,7 +176,7 @@ class FastPath:
                 return None
         elif (
             not isinstance(params.get("name"), str)
-            or not isinstance(params.get("arguments", {}), dict)
+            or not isinstance(params.get("arguments", _EMPTY), dict)
             or "task" in params  # a 2025-11-25 task-augmented call: servers/mcp/tasks.py
         ):
             return None
@@ -182,22 +186,21 @@ class FastPath:
             return FastRequest(request_id, params, False, session_id, {}, method)
         if version not in MODERN_PROTOCOL_VERSIONS:
             return None
-        meta = params.get("_meta") or {}
+        meta = params.get("_meta") or _EMPTY
         if (
             headers.get(b"mcp-method") != method.encode()
-            or meta.get(_MODERN_META_PREFIX + "protocolVersion") != version
-            or (
-                not listing
-                and decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1"))
-                != params["name"]
-            )
+            or meta.get(_PROTOCOL_VERSION_META) != version
+            or (not listing and not _names(headers.get(b"mcp-name", b""), params["name"]))
         ):
             return None
-        param_headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in headers.items()
-            if k.startswith(b"mcp-param-")
-        }
+        param_headers: dict[str, str] = {}
+        # Most calls carry no Mcp-Param-* headers: one search over the names says so.
+        if b"mcp-param-" in b"\n".join(headers):
+            param_headers = {
+                k.decode("latin-1"): v.decode("latin-1")
+                for k, v in headers.items()
+                if k.startswith(b"mcp-param-")
+            }
         return FastRequest(request_id, params, True, None, param_headers, method)
 
     def _route(
@@ -262,14 +265,32 @@ class FastPath:
             return False  # a 2025 agent cannot answer a 2026 backend's input_required
         if request.modern and route.modern and route.protocol_version != _version(request):
             return False
-        params = dict(request.params)
-        params["name"] = tool = called.backend  # a renamed tool: the backend's own name
-        arguments = params.get("arguments") or {}
-        if called.transform is not None and called.transform.touches_arguments:
+        arguments = request.params.get("arguments") or {}
+        transform = called.transform
+        fixed = transform is not None and transform.touches_arguments
+        if fixed:
             if request.param_headers:
                 return False  # headers that may name a fixed argument: the SDK path words them
             # The transform stage fills this dict in place: the one that is sent.
-            params["arguments"] = arguments = dict(arguments)
+            arguments = dict(arguments)
+        owner = (principal.user_id, principal.key_id)
+        # The backend's request id is drawn once the call goes there (an answer from a
+        # stage, such as the response cache's, needs none).
+        call = FastCall(self, route, request, "", scope, send, owner, called)
+        piped = Call(principal, called, arguments, "direct", origin=call)
+        piped.meta = request.params.get("_meta")
+        try:
+            entered = await self._enter(piped, call)
+        except NotSent:  # a stage wants what only the SDK path does (ask for approval)
+            return False
+        if entered is None:
+            return True  # refused, or answered by a stage
+        # On to the backend: the request as it expects it.
+        call.backend_id = backend_id = next_id()
+        params = dict(request.params)
+        params["name"] = tool = called.backend  # a renamed tool: the backend's own name
+        if fixed:
+            params["arguments"] = arguments
         if request.modern and not route.modern:
             meta = {
                 k: v
@@ -280,17 +301,6 @@ class FastPath:
                 params["_meta"] = meta
             else:
                 params.pop("_meta", None)
-        backend_id = next_id()
-        owner = (principal.user_id, principal.key_id)
-        call = FastCall(self, route, request, backend_id, scope, send, owner, called)
-        piped = Call(principal, called, arguments, "direct", origin=call)
-        piped.meta = request.params.get("_meta")
-        try:
-            entered = await self._enter(piped, call)
-        except NotSent:  # a stage wants what only the SDK path does (ask for approval)
-            return False
-        if entered is None:
-            return True  # refused, or answered by a stage
         call.keep = piped.cache is not None  # the response cache wants the answer
         headers: dict[str, str] | bytes
         if request.param_headers and route.modern:
@@ -525,7 +535,7 @@ async def _accepted(send: Send) -> None:
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope.get("headers", []))
+    return header_map(scope)  # made once per request, shared with the front
 
 
 def _propagate(
@@ -542,7 +552,16 @@ def _propagate(
 
 
 def _version(request: FastRequest) -> Any:
-    return (request.params.get("_meta") or {}).get(_MODERN_META_PREFIX + "protocolVersion")
+    return (request.params.get("_meta") or _EMPTY).get(_PROTOCOL_VERSION_META)
+
+
+def _names(header: bytes, name: str) -> bool:
+    """Whether an Mcp-Name header names the tool ``name``: verbatim (one comparison),
+    or in the SDK's encoded form (its decoder says)."""
+    text = header.decode("latin-1")
+    if text == name and not text.startswith("=?base64?"):
+        return True
+    return decode_header_value(text) == name
 
 
 def _allowed(value: bytes | None, allowed: list[str], *, required: bool) -> bool:
