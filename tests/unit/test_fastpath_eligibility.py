@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from gateway.auth.principal import Principal
+from gateway.servers.calls import find_target
 from gateway.servers.mcp.fastpath import FastPath
 
 ROUTE = object()  # a runtime's direct route (its identity is what the test checks)
@@ -204,3 +205,20 @@ def test_mcp_param_headers_are_kept_for_the_backend_and_absent_ones_cost_nothing
     scope = _modern_scope(b"http__echo", (b"mcp-param-region", b"eu"))
     found = fast._request(scope, message)  # type: ignore[arg-type]
     assert found is not None and found.param_headers == {"mcp-param-region": "eu"}  # type: ignore[union-attr]
+
+
+def test_a_target_is_reused_while_its_runtime_is_the_one_resolved() -> None:
+    """Targets are immutable, so the one resolved last for a name is handed out again;
+    a server registered anew (another runtime) gets a target of its own."""
+    servers = Servers()
+    first = find_target(servers, DEV, "http__echo")  # type: ignore[arg-type]
+    assert first is not None and find_target(servers, DEV, "http__echo") is first  # type: ignore[arg-type]
+    old = RUNTIMES["http"]
+    RUNTIMES["http"] = Runtime()
+    try:
+        again = find_target(servers, DEV, "http__echo")  # type: ignore[arg-type]
+        assert again is not None and again is not first and again.runtime is RUNTIMES["http"]
+    finally:
+        RUNTIMES["http"] = old
+    # Visibility is still asked each time.
+    assert find_target(servers, DEV, "team__echo") is None  # type: ignore[arg-type]
