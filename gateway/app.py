@@ -90,9 +90,12 @@ class _McpEndpoint:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+        # Set by the lifespan once the front exists (Starlette's State lookup costs a
+        # few per cent of a cache hit).
+        self.front: McpFront | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        front: McpFront | None = getattr(self.app.state, "mcp_front", None)
+        front = self.front
         if front is None:  # served outside the lifespan: nothing to talk to yet
             await send_error(send, 503, "unavailable", "the gateway is starting or stopping")
             return
@@ -421,7 +424,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 SandboxesMcp(state.sandboxes, skill_files=state.skills.files),
             ],
         )
-        app.state.mcp_front = front
+        app.state.mcp_front = mcp_endpoint.front = front
         register_collectors(state, front)
         if serving:
             settle_heap()

@@ -93,7 +93,7 @@ def serve(
 
     from gateway.app import create_app
     from gateway.observability.logging import configure_logging
-    from gateway.tls import uvicorn_tls_options
+    from gateway.tls import uvicorn_http_options
 
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level, settings.log_format)
@@ -105,7 +105,7 @@ def serve(
         access_log=False,
         server_header=False,
         lifespan="on",
-        **uvicorn_tls_options(settings),
+        **uvicorn_http_options(settings),
     )
     server = uvicorn.Server(config)
     server.run()

@@ -48,14 +48,16 @@ def new_request_id() -> str:
 def route_template(scope: Scope) -> str:
     """The path's route as declared (``/api/v1/servers/{name}``): ids not expanded, so
     the metric's series stay few; paths no route matched are ``other``."""
+    path: str = scope["path"]
+    if path == "/mcp":  # the endpoint agents call most: its own template, whatever served it
+        return path
     # FastAPI records the matched route with its router's prefix in its own scope key
     # (`route.path` lacks the prefix of an included router).
     context = (scope.get("fastapi") or {}).get("effective_route_context")
     template = getattr(context, "path_format", None) or getattr(scope.get("route"), "path", None)
     if isinstance(template, str):
         return template
-    path: str = scope["path"]
-    if path == "/mcp" or path in ("/sse", "/messages/", "/metrics", "/healthz", "/readyz"):
+    if path in ("/sse", "/messages/", "/metrics", "/healthz", "/readyz"):
         return path
     if path.startswith("/mcp/servers/"):
         return "/mcp/servers/{name}"

@@ -16,21 +16,21 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# uvicorn's faster parser (uvicorn[standard] brings httptools), as `serve` uses it.
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from gateway.config import Settings
+from gateway.http_protocol import GatewayHttpProtocol
 
 _REQS = {"optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
-def uvicorn_tls_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn.Config arguments for the configured TLS (none when it is off)."""
+def uvicorn_http_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config arguments for serving HTTP: the protocol (gateway/http_protocol.py's,
+    with the client certificate passed on under mutual TLS) and the configured TLS."""
     if settings.tls_cert_file is None:
-        return {}
+        return {"http": GatewayHttpProtocol}
     options: dict[str, Any] = {
         "ssl_certfile": str(settings.tls_cert_file),
         "ssl_keyfile": str(settings.tls_key_file),
+        "http": GatewayHttpProtocol,
     }
     if settings.tls_client_auth != "off":
         options.update(
@@ -60,8 +60,8 @@ def _peer(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
     return certificate or None  # {} when the client sent none (CERT_OPTIONAL)
 
 
-class CertHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, passing the connection's client certificate on."""
+class CertHttpToolsProtocol(GatewayHttpProtocol):
+    """The gateway's HTTP protocol, passing the connection's client certificate on."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

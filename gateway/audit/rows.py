@@ -11,6 +11,7 @@ import orjson
 from mcp import types
 from pydantic import BaseModel
 
+from gateway.asgi_headers import HEADERS_KEY
 from gateway.audit.entry import AuditEntry
 from gateway.audit.forming import WIRE_LENGTH, Wire, mask_value
 from gateway.auth.principal import Principal
@@ -56,14 +57,25 @@ def _content_size(result: Any) -> int:
 
 
 def _client(scope: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """(user agent, MCP protocol version) from the request headers, in one pass."""
+    """(user agent, MCP protocol version) from the request headers (of one sent twice,
+    the last), from the dictionary the MCP front made when there is one."""
+    headers: Mapping[bytes, bytes] | None = scope.get(HEADERS_KEY)
+    if headers is not None:
+        agent_value, protocol_value = headers.get(b"user-agent"), headers.get(_PROTOCOL)
+        return (
+            agent_value.decode("latin-1")[:256] if agent_value is not None else None,
+            protocol_value.decode("latin-1")[:16] if protocol_value is not None else None,
+        )
     agent = protocol = None
     for key, value in scope.get("headers") or ():
         if key == b"user-agent":
             agent = value.decode("latin-1")[:256]
-        elif key == b"mcp-protocol-version":
+        elif key == _PROTOCOL:
             protocol = value.decode("latin-1")[:16]
     return agent, protocol
+
+
+_PROTOCOL = b"mcp-protocol-version"
 
 
 _NO_ACTOR: tuple[None, ...] = (None,) * 7

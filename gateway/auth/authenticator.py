@@ -27,6 +27,8 @@ from gateway.errors import Unauthenticated
 
 _MAX_ENTRIES = 50_000
 _NEGATIVE_TTL = 2.0
+# Seconds: a key's last-used time is kept to this resolution.
+_USAGE_RESOLUTION = 1.0
 
 _E = TypeVar("_E")
 
@@ -58,6 +60,8 @@ class Authenticator:
         self.audit = identity.audit  # failures are audited: who (key prefix), from where, why
         self.ttl = ttl_seconds
         self._hits: dict[str, tuple[Principal, float]] = {}
+        # key id → when (monotonic) its use was last noted
+        self._noted: dict[str, float] = {}
         self._misses: dict[str, tuple[Unauthenticated, float]] = {}
         # key id → when it was last used, written to its row in batches
         self._usage: WriteBehind[str, datetime] = WriteBehind(
@@ -109,8 +113,14 @@ class Authenticator:
                 raise
             if expires > now:
                 _remember(self._hits, digest, (principal, expires))
-        if principal.key_id is not None:
-            self._usage.note(principal.key_id, utcnow())
+        key_id = principal.key_id
+        if key_id is not None:
+            # A key's last use, to the second: noted once a second at most (a clock read
+            # and a note per call cost a few per cent of a cached answer).
+            noted = self._noted.get(key_id)
+            if noted is None or now - noted >= _USAGE_RESOLUTION:
+                _remember(self._noted, key_id, now)
+                self._usage.note(key_id, utcnow())
         return principal
 
     async def authenticate_certificate(self, email: str) -> Principal:

@@ -29,6 +29,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway import __version__
+from gateway.asgi_headers import first_header, header_map
 from gateway.asgi_replies import send_error
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.bearer import bearer_token
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.mcp")
 
 SESSION_HEADER = b"mcp-session-id"
+_NO_PARAMS: dict[str, str] = {}
 CURRENT_CALLER: ContextVar[tuple[Principal, str | None] | None] = ContextVar(
     "mcpgw_caller", default=None
 )
@@ -254,14 +256,18 @@ class McpFront:
     # --- ASGI ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         _trim_header_values(scope)
-        target = scope.get("path_params", {}).get("name")
+        # The headers by name, for everything below and the fast path; when a name was
+        # sent twice (None here), each reader walks the list for the value it reads.
+        found = header_map(scope)
+        headers = found if len(found) == len(scope["headers"]) else None
+        target = (scope.get("path_params") or _NO_PARAMS).get("name")
         try:
-            principal = await self._authenticate(scope)
+            principal = await self._authenticate(scope, headers)
         except Unauthenticated as exc:
             challenge = [(b"www-authenticate", self._challenge(scope, exc).encode())]
             await send_error(send, 401, exc.code, exc.message, challenge)
             return
-        session_id, single = _session_header(scope)
+        session_id, single = _session_header(scope, headers)
         if not single:
             # The SDK reads the first, the fast path the last: one id is checked, another used.
             await ambiguous_session(send)
@@ -397,8 +403,13 @@ class McpFront:
         principal, target = caller
         return self.servers.input_schema(principal, target, name)
 
-    async def _authenticate(self, scope: Scope) -> Principal:
-        header = _header(scope, b"authorization")
+    async def _authenticate(self, scope: Scope, headers: dict[bytes, bytes] | None) -> Principal:
+        found = (
+            headers.get(b"authorization")
+            if headers is not None
+            else first_header(scope, b"authorization")
+        )
+        header = found.decode("latin-1") if found is not None else None
         if not header and (email := certificate_email(scope)) is not None:
             return await self.authenticator.authenticate_certificate(email)
         if not header and not self.settings.auth_required:
@@ -509,8 +520,12 @@ def _trim_header_values(scope: Scope) -> None:
             return
 
 
-def _session_header(scope: Scope) -> tuple[str | None, bool]:
-    """The Mcp-Session-Id header, and False when it was sent more than once."""
+def _session_header(scope: Scope, headers: dict[bytes, bytes] | None) -> tuple[str | None, bool]:
+    """The Mcp-Session-Id header, and False when it was sent more than once (``headers``:
+    the request's by name when no name was repeated, else None)."""
+    if headers is not None:  # the usual request: one lookup
+        value = headers.get(SESSION_HEADER)
+        return (value.decode("latin-1") if value is not None else None), True
     found: str | None = None
     for key, value in scope.get("headers", []):
         if key == SESSION_HEADER:

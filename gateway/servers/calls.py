@@ -69,6 +69,11 @@ def split_qualified(name: str) -> tuple[str, str]:
     return parts
 
 
+# (server, tool) → the target of a server without transforms, last resolved.
+_PLAIN_TARGETS: dict[tuple[str, str], CallTarget] = {}
+_MAX_PLAIN_TARGETS = 4096
+
+
 def find_target(
     servers: ServerService, principal: Principal, name: str, server: str | None = None
 ) -> CallTarget | None:
@@ -84,7 +89,15 @@ def find_target(
         return None
     transforms = servers.transforms.get(server)  # most servers have none: one lookup
     if transforms is None:
-        return CallTarget(server, name, runtime)
+        # Targets are immutable: the last one made for this name is reused while its
+        # runtime is the one resolved (a frozen dataclass costs about a µs to make).
+        key = (server, name)
+        made = _PLAIN_TARGETS.get(key)
+        if made is None or made.runtime is not runtime:
+            if len(_PLAIN_TARGETS) >= _MAX_PLAIN_TARGETS:
+                _PLAIN_TARGETS.clear()
+            made = _PLAIN_TARGETS[key] = CallTarget(server, name, runtime)
+        return made
     found = transforms.resolve(name)
     if found is None:
         return None  # hidden, or renamed: agents call it by its new name

@@ -29,7 +29,6 @@ are not installed cost nothing.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -165,10 +164,12 @@ class NotSent(Exception):
 class Stage(Protocol):
     """One named step around the backend call (see the module docstring)."""
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
         """Before the backend: raise :class:`CallDenied` to refuse, set ``call.answer``
-        to answer in its place, or return to let the call go on. (A stage that never
-        waits may define a plain function instead: it is called, not awaited.)"""
+        to answer in its place, or return to let the call go on. An ``async def`` is
+        awaited; a plain function is called, and what it returns awaited only when it
+        is not None: a stage that seldom waits (the audit queue is full, an approval
+        is asked) returns a coroutine only then, and costs none per call otherwise."""
 
     def leave(self, call: Call, error: BaseException | None) -> None:
         """After the backend (or a later stage's refusal or answer): ``error`` is what
@@ -223,9 +224,10 @@ class CallTracer(Protocol):
 
 
 class StageDefaults:
-    """Halves that do nothing, for a stage that needs only one."""
+    """Halves that do nothing, for a stage that needs only one (never called: the
+    pipeline skips them)."""
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
         return None
 
     def leave(self, call: Call, error: BaseException | None) -> None:
@@ -238,10 +240,12 @@ class Pipeline:
     def __init__(self, stages: dict[str, Stage] | None = None) -> None:
         self._stages: dict[str, Stage] = {}
         self._entering: tuple[Stage, ...] = ()
-        # Per stage: what its enter is: 0 nothing (one awaited coroutine fewer per call,
-        # e.g. record's), 1 a coroutine, 2 a plain function (no coroutine at all).
-        self._acts: tuple[int, ...] = ()
+        # Per stage: whether its enter does anything (StageDefaults' is skipped).
+        self._acts: tuple[bool, ...] = ()
         self._names: tuple[str, ...] = ()
+        # By how many stages were entered: those whose leave does anything, last entered
+        # first (a no-op leave is not even called).
+        self._leaving: tuple[tuple[Stage, ...], ...] = ((),)
         # The tracing hook (None while tracing is off: then it costs one check per call).
         self._tracer: CallTracer | None = None
         for name, stage in (stages or {}).items():
@@ -266,7 +270,12 @@ class Pipeline:
             self._stages[name] = stage
         self._names = tuple(n for n in _ENTERING if n in self._stages)
         self._entering = tuple(self._stages[n] for n in self._names)
-        self._acts = tuple(_enter_kind(s) for s in self._entering)
+        self._acts = tuple(_overrides(s, "enter") for s in self._entering)
+        entering = self._entering
+        self._leaving = tuple(
+            tuple(s for s in reversed(entering[:n]) if _overrides(s, "leave"))
+            for n in range(len(entering) + 1)
+        )
 
     def stage(self, name: str) -> Stage | None:
         """The stage in the slot ``name`` (None: empty)."""
@@ -288,10 +297,10 @@ class Pipeline:
         entered = 0
         try:
             for stage, acts in zip(self._entering, self._acts, strict=True):
-                if acts == 1:
-                    await stage.enter(call)
-                elif acts:  # a plain function: nothing to await
-                    stage.enter(call)  # type: ignore[unused-coroutine]
+                if acts:
+                    pending = stage.enter(call)
+                    if pending is not None:
+                        await pending
                 entered += 1
                 if call.answer is not None:
                     break
@@ -308,10 +317,9 @@ class Pipeline:
                 if acts:
                     span = trace.stage(name)
                     try:
-                        if acts == 1:
-                            await stage.enter(call)
-                        else:
-                            stage.enter(call)  # type: ignore[unused-coroutine]
+                        pending = stage.enter(call)
+                        if pending is not None:
+                            await pending
                     except BaseException as exc:
                         trace.done(span, exc)
                         raise
@@ -331,7 +339,7 @@ class Pipeline:
         trace = call.trace
         if trace is not None:
             trace.backend_done(error)
-        for stage in reversed(self._entering[:entered]):
+        for stage in self._leaving[entered]:
             stage.leave(call, error)
         if trace is not None:
             trace.end(call, error)
@@ -351,12 +359,11 @@ class Pipeline:
         return result
 
 
-def _enter_kind(stage: Stage) -> int:
-    """0: the stage's enter does nothing; 1: a coroutine function; 2: a plain one."""
-    enter = getattr(type(stage), "enter", None)
-    if enter is None or enter is StageDefaults.enter:
-        return 0
-    return 1 if inspect.iscoroutinefunction(enter) else 2
+def _overrides(stage: Stage, half: str) -> bool:
+    """Whether the stage's ``half`` (enter or leave) does anything: StageDefaults' do
+    nothing, and are not called."""
+    found = getattr(type(stage), half, None)
+    return found is not None and found is not getattr(StageDefaults, half)
 
 
 class PolicyDenied(CallDenied, Refused):
@@ -382,25 +389,25 @@ class Authorize(StageDefaults):
         self.policies = policies
         self.annotations = annotations
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        # A plain function: a coroutine only when the user must approve the call.
         principal = call.principal
         if not principal.can("tools:execute"):
             raise CallDenied(self.refusal)
         policy = self.policies.policy_for(principal) if self.policies is not None else None
         if policy is None:
-            return
+            return None
         server, tool = call.target.server, call.target.tool
         target = qualified(server, tool)
         decision = policy.decide(
             principal, "tools/call", target, lambda: self._request(call), call.arguments
         )
         if decision.allowed:
-            return
+            return None
         call.rule = decision.rule
         reason = decision.reason("tools/call", target)
         if decision.effect == "require_approval":
-            await self._ask(call, reason)
-            return
+            return self._ask(call, reason)
         raise PolicyDenied(reason, rule=decision.rule)
 
     @staticmethod
@@ -454,16 +461,18 @@ class Record(StageDefaults):
         self.audit = audit
         self.refusals = refusals
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        # A plain function: a coroutine only while the queue is full.
         audit = self.audit
         if audit is not None and audit.full:
-            await audit.room()
+            return audit.room()
+        return None
 
     def leave(self, call: Call, error: BaseException | None) -> None:
-        if isinstance(error, NotSent):
-            return
         error_code = None
         if error is not None:
+            if isinstance(error, NotSent):
+                return
             if isinstance(error, LimitExceeded):
                 call.outcome, error_code, call.error = "rate_limited", error.code, error.message
                 call.rule = error.limit
@@ -482,9 +491,10 @@ class Record(StageDefaults):
         seconds = time.perf_counter() - call.started
         if self.recorder is not None:
             trace = call.trace
+            target = call.target
             self.recorder(
-                call.server,
-                call.tool,
+                target.server,
+                target.tool,
                 call.route,
                 seconds,
                 call.outcome,
@@ -528,6 +538,8 @@ class CallRecord:
         call = self.call
         trace = call.trace
         bytes_out = call.bytes_out
+        target = call.target
+        secrets = target.runtime.spec.secrets  # (its truth read plainly: no method call)
         return wire(
             event_id,
             time.time(),
@@ -537,8 +549,8 @@ class CallRecord:
             REQUEST_SCOPE.get(),
             "tools/call",
             "meta" if call.via else _AUDIT_ROUTES[call.route],
-            call.server,
-            call.tool,
+            target.server,
+            target.tool,
             call.via,
             call.arguments,
             _detail(call),
@@ -548,5 +560,5 @@ class CallRecord:
             self.latency_ms,
             None,
             bytes_out if bytes_out is not None else result_size(call.result),
-            call.target.runtime.spec.secrets or None,
+            secrets if secrets.values else None,
         )

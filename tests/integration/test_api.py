@@ -1,5 +1,6 @@
 """The REST API through httpx against the real app (lifespan, middleware, both databases)."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -283,3 +284,21 @@ async def test_last_used_is_written_in_batches(harness: AppHarness) -> None:
     await state.authenticator.flush_usage()
     after = (await harness.client.get("/api/v1/keys", headers=harness.auth())).json()
     assert after["items"][0]["last_used_at"] is not None
+
+
+async def test_last_used_is_kept_to_the_second(harness: AppHarness) -> None:
+    """A key's use is noted once a second at most (not a clock read per call): uses
+    within the second leave the written time alone, a use after it moves it on."""
+    state: GatewayState = harness.app.state.gw  # type: ignore[attr-defined]
+
+    async def use_then_read() -> str:
+        await harness.client.get("/api/v1/me", headers=harness.auth())
+        await state.authenticator.flush_usage()
+        r = await harness.client.get("/api/v1/keys", headers=harness.auth())
+        return str(r.json()["items"][0]["last_used_at"])
+
+    first = await use_then_read()
+    assert first != "None"
+    assert await use_then_read() == first  # used again within the second
+    await asyncio.sleep(1.1)
+    assert await use_then_read() > first

@@ -8,6 +8,8 @@ verdict but a hand-over to another path.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 
@@ -151,3 +153,89 @@ async def test_a_stage_may_answer_without_the_backend() -> None:
 
     assert await pipeline.run(_call(), backend) == "from cache"
     assert rows == [("srv", "sdk", "ok")]
+
+
+async def test_a_plain_enter_is_awaited_only_when_it_returns_something() -> None:
+    """A stage that seldom waits (the record stage while the audit queue is full, the
+    authorize stage while a user approves) enters as a plain function and returns a
+    coroutine only then; the pipeline awaits exactly that."""
+    seen: list[str] = []
+
+    class Sometimes(StageDefaults):
+        wait = False
+
+        def enter(self, call: Call) -> Awaitable[None] | None:
+            seen.append("enter")
+            return self._waited() if self.wait else None
+
+        async def _waited(self) -> None:
+            await asyncio.sleep(0)
+            seen.append("waited")
+
+    stage = Sometimes()
+    pipeline = Pipeline({"limit": stage})
+
+    async def backend(call: Call) -> str:
+        seen.append("backend")
+        return "ok"
+
+    assert await pipeline.run(_call(), backend) == "ok"
+    stage.wait = True
+    assert await pipeline.run(_call(), backend) == "ok"
+    assert seen == ["enter", "backend", "enter", "waited", "backend"]
+
+
+async def test_halves_left_to_the_defaults_are_never_called() -> None:
+    """StageDefaults' halves do nothing: the pipeline skips them (a call each saved);
+    the other halves still run, in order, as far as the call got."""
+    seen: list[str] = []
+
+    class EnterOnly(StageDefaults):
+        async def enter(self, call: Call) -> None:
+            seen.append("cache")
+
+    class LeaveOnly(StageDefaults):
+        def leave(self, call: Call, error: BaseException | None) -> None:
+            seen.append("/limit")
+
+    pipeline = Pipeline({"cache": EnterOnly(), "limit": LeaveOnly(), "record": Trace("r", seen)})
+
+    async def backend(call: Call) -> str:
+        seen.append("backend")
+        return "ok"
+
+    assert await pipeline.run(_call(), backend) == "ok"
+    assert seen == ["r", "cache", "backend", "/limit", "/r"]
+    seen.clear()
+    with pytest.raises(CallDenied):  # refused before the limit and cache stages
+        await Pipeline({"authorize": Authorize(), "limit": LeaveOnly()}).run(_call(VIEWER), backend)
+    assert seen == []
+
+
+async def test_the_record_stage_waits_for_room_only_while_the_audit_queue_is_full() -> None:
+    """A stand-in audit log (its queue's fullness is all the stage reads; the real
+    writer's waiting is tested in tests/integration/audit/test_writer.py)."""
+
+    class Audit:
+        def __init__(self) -> None:
+            self.full, self.waited = False, 0
+            self.rows: list[Any] = []
+
+        async def room(self) -> None:
+            self.waited += 1
+
+        def record(self, row: Any) -> None:
+            self.rows.append(row)
+
+    audit = Audit()
+    pipeline = Pipeline({"record": Record(None, audit)})  # type: ignore[arg-type]
+
+    async def backend(call: Call) -> str:
+        call.outcome = "ok"
+        return "ok"
+
+    await pipeline.run(_call(), backend)
+    assert audit.waited == 0
+    audit.full = True
+    await pipeline.run(_call(), backend)
+    assert audit.waited == 1 and len(audit.rows) == 2

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from gateway.auth.principal import Principal
+from gateway.servers.calls import find_target
 from gateway.servers.mcp.fastpath import FastPath
 
 ROUTE = object()  # a runtime's direct route (its identity is what the test checks)
@@ -153,3 +154,71 @@ def test_task_augmented_calls_take_the_sdk_path(params: dict[str, Any], eligible
     fast.allowed_hosts = ["gw.test"]
     found = fast._request(_scope(session=True), message)  # type: ignore[arg-type]
     assert (found is not None) == eligible, found
+
+
+def _modern_scope(name: bytes, *extra: tuple[bytes, bytes]) -> dict[str, Any]:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json, text/event-stream"),
+        (b"host", b"gw.test"),
+        (b"mcp-protocol-version", b"2026-07-28"),
+        (b"mcp-method", b"tools/call"),
+        (b"mcp-name", name),
+        *extra,
+    ]
+    return {"headers": headers}
+
+
+@pytest.mark.parametrize(
+    ("tool", "header", "eligible"),
+    [
+        ("http__echo", b"http__echo", True),
+        ("http__echo", b"http__other", False),
+        # The SDK's encoded form of a name that needs it, and of one that does not.
+        ("http__\u00e9cho", b"=?base64?aHR0cF9fw6ljaG8=?=", True),
+        ("http__echo", b"=?base64?aHR0cF9fZWNobw==?=", True),
+        # A name that looks encoded is compared decoded, as the SDK does.
+        ("=?base64?eA==?=", b"=?base64?eA==?=", False),
+        ("http__echo", b"=?base64?not base64?=", False),
+    ],
+)
+def test_a_2026_call_names_its_tool_in_a_header_as_the_sdk_reads_it(
+    tool: str, header: bytes, eligible: bool
+) -> None:
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    params = {"name": tool, "arguments": {}, "_meta": meta}
+    message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+    fast = _fast()
+    fast.allowed_hosts = ["gw.test"]
+    found = fast._request(_modern_scope(header), message)  # type: ignore[arg-type]
+    assert (found is not None) == eligible, found
+
+
+def test_mcp_param_headers_are_kept_for_the_backend_and_absent_ones_cost_nothing() -> None:
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    params = {"name": "http__echo", "arguments": {"region": "eu"}, "_meta": meta}
+    message = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
+    fast = _fast()
+    fast.allowed_hosts = ["gw.test"]
+    plain = fast._request(_modern_scope(b"http__echo"), message)  # type: ignore[arg-type]
+    assert plain is not None and plain.param_headers == {}  # type: ignore[union-attr]
+    scope = _modern_scope(b"http__echo", (b"mcp-param-region", b"eu"))
+    found = fast._request(scope, message)  # type: ignore[arg-type]
+    assert found is not None and found.param_headers == {"mcp-param-region": "eu"}  # type: ignore[union-attr]
+
+
+def test_a_target_is_reused_while_its_runtime_is_the_one_resolved() -> None:
+    """Targets are immutable, so the one resolved last for a name is handed out again;
+    a server registered anew (another runtime) gets a target of its own."""
+    servers = Servers()
+    first = find_target(servers, DEV, "http__echo")  # type: ignore[arg-type]
+    assert first is not None and find_target(servers, DEV, "http__echo") is first  # type: ignore[arg-type]
+    old = RUNTIMES["http"]
+    RUNTIMES["http"] = Runtime()
+    try:
+        again = find_target(servers, DEV, "http__echo")  # type: ignore[arg-type]
+        assert again is not None and again is not first and again.runtime is RUNTIMES["http"]
+    finally:
+        RUNTIMES["http"] = old
+    # Visibility is still asked each time.
+    assert find_target(servers, DEV, "team__echo") is None  # type: ignore[arg-type]

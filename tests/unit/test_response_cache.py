@@ -5,6 +5,7 @@ real backends)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -16,7 +17,7 @@ from gateway.auth.principal import Principal
 from gateway.errors import InvalidInput
 from gateway.servers.cache.rules import CacheRules, split_cache
 from gateway.servers.cache.stage import HIT, ResponseCache, Ticket
-from gateway.servers.cache.store import Entry, MemoryStore
+from gateway.servers.cache.store import Entry, MemoryStore, RedisStore
 from gateway.servers.calls import CallTarget
 from gateway.servers.pipeline import Call, Pipeline, _detail
 from gateway.servers.runtimes.base import Catalog, ServerSpec
@@ -213,7 +214,7 @@ def test_the_memory_store_is_bounded_and_expires() -> None:
     later = time.monotonic() + 60
 
     def key(i: int) -> Any:
-        return ("s", "tool", "t", "u", str(i).encode())
+        return ("s", "tool", "t", "id-1", 1, "u", str(i).encode())
 
     for i in range(4):
         store.put(key(i), Entry({}, b"x" * 10, later))
@@ -230,8 +231,27 @@ def test_the_memory_store_is_bounded_and_expires() -> None:
 
 def test_a_ticket_is_not_audited_unless_bypassing() -> None:
     call = Call(ALICE, CallTarget("srv", "t", None), {}, "rest")  # type: ignore[arg-type]
-    call.cache = Ticket(("s", "tool", "t", "u", b"{}"), 1.0, None)
+    call.cache = Ticket(("s", "tool", "t", "id-1", 1, "u", b"{}"), 1.0, None)
     assert _detail(call) is None
     call.rule = "r1"
     call.cache = HIT
     assert _detail(call) == {"rule": "r1", "cache": "hit"}
+
+
+def test_keys_name_the_registration_the_caller_and_canonical_arguments() -> None:
+    """A flat key (nothing formatted per call), and on Redis the entry's name it always
+    had: answers stored before keep being found, and a server's are dropped by prefix."""
+    spec = _spec({})
+    rules = CacheRules.of(spec.config, 60)
+    assert rules is not None
+    key = ResponseCache.key(spec, "srv", "tool", "look", ALICE, rules, {"b": 2, "a": 1})
+    assert key == ("srv", "tool", "look", "id-1", 1, "alice", b'{"a":1,"b":2}')
+    shared = CacheRules.of({"cache": {"shared": True}}, 60)
+    assert shared is not None
+    assert ResponseCache.key(spec, "srv", "tool", "look", BOB, shared, {})[5] == "*"
+    assert ResponseCache.key(spec, "srv", "tool", "look", BOB, rules, {"x": {1}}) is None
+    store = RedisStore("redis://127.0.0.1:1", "p")  # never connected: names only
+    digest = hashlib.blake2b(
+        b"\0".join((b"tool", b"look", b"id-1.1:alice", b'{"a":1,"b":2}')), digest_size=20
+    ).hexdigest()
+    assert key is not None and store.name(key) == f"p:cache:srv:{digest}"

@@ -139,30 +139,43 @@ class ResponseCache(StageDefaults):
             canonical = orjson.dumps(args, option=orjson.OPT_SORT_KEYS) if args else b"{}"
         except TypeError:
             return None
+        # A flat tuple: nothing formatted per call, and hashing it hashes strings whose
+        # hashes Python keeps.
         caller = "*" if rules.shared else principal.user_id
-        return (server, kind, name, f"{spec.id}.{spec.version}:{caller}", canonical)
+        return (server, kind, name, spec.id, spec.version, caller, canonical)
 
     # --- the stage ----------------------------------------------------------------------
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        # A plain function: a lookup in memory costs no coroutine; Redis's is awaited.
         if call.cache is not None:  # an entry point said: not this one
-            return
+            return None
         target = call.target
         spec = target.runtime.spec
         rules = self.rules(spec)
         if rules is None:
-            return
+            return None
         # By the backend's tool name: settings and annotations are (transforms.py).
         server, tool = target.server, target.backend
         ttl = rules.tool_ttl(tool, self.read_only(server, tool))
         if ttl is None:
-            return
+            return None
         key = self.key(spec, server, "tool", tool, call.principal, rules, call.arguments)
         if key is None:
-            return
+            return None
         if no_cache(call.meta):
             call.cache = Ticket(key, ttl, "bypass")
-            return
-        entry = self.memory.get(key) if self.remote is None else await self.remote.get(key)
+            return None
+        if self.remote is not None:
+            return self._look_up(call, self.remote, key, ttl)
+        self._answer(call, self.memory.get(key), key, ttl)
+        return None
+
+    async def _look_up(self, call: Call, remote: RedisStore, key: Key, ttl: float) -> None:
+        self._answer(call, await remote.get(key), key, ttl)
+
+    def _answer(self, call: Call, entry: Entry | None, key: Key, ttl: float) -> None:
+        """The call answered by ``entry``, or (None) sent on with a ticket for its answer."""
+        server = key[0]
         if entry is None:
             self.misses.inc((server,))
             call.cache = Ticket(key, ttl, None)

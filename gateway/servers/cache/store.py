@@ -18,8 +18,9 @@ import orjson
 
 log = logging.getLogger("gateway.cache")
 
-# (server, kind "tool" | "resource", tool name or URI, caller scope, canonical arguments)
-Key = tuple[str, str, str, str, bytes]
+# (server, kind "tool" | "resource", tool name or URI, the server's registration id and
+# version, the caller's scope (a user id, or "*" when shared), canonical arguments)
+Key = tuple[str, str, str, str, int, str, bytes]
 
 
 class Entry:
@@ -114,8 +115,10 @@ class RedisStore:
         self._warned = 0.0
 
     def name(self, key: Key) -> str:
+        _, kind, name, spec_id, version, caller, canonical = key
+        scope = f"{spec_id}.{version}:{caller}"
         digest = hashlib.blake2b(
-            b"\0".join((key[1].encode(), key[2].encode(), key[3].encode(), key[4])), digest_size=20
+            b"\0".join((kind.encode(), name.encode(), scope.encode(), canonical)), digest_size=20
         ).hexdigest()
         return f"{self.prefix}{key[0]}:{digest}"
 

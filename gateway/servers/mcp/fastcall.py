@@ -42,6 +42,9 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _WATCH_DISCONNECT_AFTER = 0.05  # seconds
+# A JSON-RPC response around a result's JSON: head, the id, this, the result, "}".
+_REPLY_HEAD = b'{"jsonrpc":"2.0","id":'
+_REPLY_RESULT = b',"result":'
 
 
 class FastCall:
@@ -404,22 +407,24 @@ class FastCall:
         return ok
 
     async def answer_with(self, result: Any) -> None:
-        """Answer with a result a pipeline stage gave in the backend's place."""
+        """Answer with a result a pipeline stage gave in the backend's place: from the
+        response cache, its stored JSON spliced in (see :meth:`_spliced`), unless a
+        budget's warning is to be added, as to a backend's answer."""
         if type(result) is Entry:
-            await self._cached(result)
-            return
-        if hasattr(result, "model_dump"):
+            if not self.warnings and self.parked is None:
+                message = self._spliced(result)
+                self.outcome, self.sent = "ok", len(message)
+                await send_json(self.send, message, 200, self.extra_headers)
+                return
+            result = result.result
+        elif hasattr(result, "model_dump"):
             result = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": dict(result)})
 
-    async def _cached(self, entry: Entry) -> None:
-        """Answer from the response cache: the stored result's JSON spliced in with the
-        agent's id (a 2026-07-28 agent's stamped once per entry), nothing serialised but
-        the id; with a budget's warning to add, as a backend's answer is."""
-        if self.warnings or self.parked is not None:
-            result = dict(entry.result)
-            await self._answer({"jsonrpc": "2.0", "id": self.backend_id, "result": result})
-            return
+    def _spliced(self, entry: Entry) -> bytes:
+        """The response to a cache hit: the stored result's JSON (a 2026-07-28 agent's
+        stamped once per entry) with the agent's id, nothing serialised but the id, and
+        the result's bytes copied once."""
         body = entry.body
         if self.request.modern:
             if entry.modern is None:
@@ -427,10 +432,7 @@ class FastCall:
                 _stamp(result, self.fast.server_info)
                 entry.modern = orjson.dumps(result)
             body = entry.modern
-        message = b'{"jsonrpc":"2.0","id":' + orjson.dumps(self.request.id) + b',"result":'
-        message += body + b"}"
-        self.outcome, self.sent = "ok", len(message)
-        await self._json(message)
+        return b"".join((_REPLY_HEAD, orjson.dumps(self.request.id), _REPLY_RESULT, body, b"}"))
 
     async def reject(self, code: int, message: str, data: dict[str, Any]) -> None:
         """Answer with a JSON-RPC error before anything was sent (a limit refused it)."""

@@ -38,6 +38,7 @@ from mcp_types.version import (
 )
 from starlette.types import Receive, Scope, Send
 
+from gateway.asgi_headers import header_map
 from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
 from gateway.mcp.fastlist import ToolsListCache
@@ -59,6 +60,9 @@ from gateway.servers.service import ServerService
 log = logging.getLogger("gateway.mcp")
 
 _MODERN_META_PREFIX = "io.modelcontextprotocol/"
+_PROTOCOL_VERSION_META = _MODERN_META_PREFIX + "protocolVersion"
+_ID_TYPES = (int, str)  # a JSON-RPC id's (a bool is refused before)
+_EMPTY: dict[str, Any] = {}  # read only: a default for lookups
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -163,9 +167,9 @@ class FastPath:
         params = message.get("params", {} if listing else None)
         if (
             isinstance(request_id, bool)
-            or not isinstance(request_id, int | str)
+            or not isinstance(request_id, _ID_TYPES)
             or not isinstance(params, dict)
-            or not isinstance(params.get("_meta", {}), dict)
+            or not isinstance(params.get("_meta", _EMPTY), dict)
         ):
             return None
         if listing:
@@ -173,7 +177,7 @@ class FastPath:
                 return None
         elif (
             not isinstance(params.get("name"), str)
-            or not isinstance(params.get("arguments", {}), dict)
+            or not isinstance(params.get("arguments", _EMPTY), dict)
             or "task" in params  # a 2025-11-25 task-augmented call: servers/mcp/tasks.py
         ):
             return None
@@ -183,22 +187,21 @@ class FastPath:
             return FastRequest(request_id, params, False, session_id, {}, method)
         if version not in MODERN_PROTOCOL_VERSIONS:
             return None
-        meta = params.get("_meta") or {}
+        meta = params.get("_meta") or _EMPTY
         if (
             headers.get(b"mcp-method") != method.encode()
-            or meta.get(_MODERN_META_PREFIX + "protocolVersion") != version
-            or (
-                not listing
-                and decode_header_value(headers.get(b"mcp-name", b"").decode("latin-1"))
-                != params["name"]
-            )
+            or meta.get(_PROTOCOL_VERSION_META) != version
+            or (not listing and not _names(headers.get(b"mcp-name", b""), params["name"]))
         ):
             return None
-        param_headers = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in headers.items()
-            if k.startswith(b"mcp-param-")
-        }
+        param_headers: dict[str, str] = {}
+        # Most calls carry no Mcp-Param-* headers: one search over the names says so.
+        if b"mcp-param-" in b"\n".join(headers):
+            param_headers = {
+                k.decode("latin-1"): v.decode("latin-1")
+                for k, v in headers.items()
+                if k.startswith(b"mcp-param-")
+            }
         return FastRequest(request_id, params, True, None, param_headers, method)
 
     def _route(
@@ -271,27 +274,18 @@ class FastPath:
             return False  # a 2025 agent cannot answer a 2026 backend's input_required
         if request.modern and route.modern and route.protocol_version != _version(request):
             return False
-        params = dict(request.params)
-        params["name"] = tool = called.backend  # a renamed tool: the backend's own name
-        arguments = params.get("arguments") or {}
-        if called.transform is not None and called.transform.touches_arguments:
+        arguments = request.params.get("arguments") or {}
+        transform = called.transform
+        fixed = transform is not None and transform.touches_arguments
+        if fixed:
             if request.param_headers:
                 return False  # headers that may name a fixed argument: the SDK path words them
             # The transform stage fills this dict in place: the one that is sent.
-            params["arguments"] = arguments = dict(arguments)
-        if request.modern and not route.modern:
-            meta = {
-                k: v
-                for k, v in (params.get("_meta") or {}).items()
-                if not k.startswith(_MODERN_META_PREFIX)
-            }
-            if meta:
-                params["_meta"] = meta
-            else:
-                params.pop("_meta", None)
-        backend_id = next_id()
+            arguments = dict(arguments)
         owner = (principal.user_id, principal.key_id)
-        call = FastCall(self, route, request, backend_id, scope, send, owner, called)
+        # The backend's request id is drawn once the call goes there (an answer from a
+        # stage, such as the response cache's, needs none).
+        call = FastCall(self, route, request, "", scope, send, owner, called)
         replicas = called.runtime if type(called.runtime) is ReplicaSetRuntime else None
         if replicas is not None:
             call.reroutable = True
@@ -303,6 +297,22 @@ class FastPath:
             return False
         if entered is None:
             return True  # refused, or answered by a stage
+        # On to the backend: the request as it expects it.
+        call.backend_id = backend_id = next_id()
+        params = dict(request.params)
+        params["name"] = tool = called.backend  # a renamed tool: the backend's own name
+        if fixed:
+            params["arguments"] = arguments
+        if request.modern and not route.modern:
+            meta = {
+                k: v
+                for k, v in (params.get("_meta") or {}).items()
+                if not k.startswith(_MODERN_META_PREFIX)
+            }
+            if meta:
+                params["_meta"] = meta
+            else:
+                params.pop("_meta", None)
         call.keep = piped.cache is not None  # the response cache wants the answer
         headers: dict[str, str] | bytes
         if request.param_headers and route.modern:
@@ -541,7 +551,7 @@ async def _accepted(send: Send) -> None:
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return dict(scope.get("headers", []))
+    return header_map(scope)  # made once per request, shared with the front
 
 
 def _propagate(
@@ -558,7 +568,16 @@ def _propagate(
 
 
 def _version(request: FastRequest) -> Any:
-    return (request.params.get("_meta") or {}).get(_MODERN_META_PREFIX + "protocolVersion")
+    return (request.params.get("_meta") or _EMPTY).get(_PROTOCOL_VERSION_META)
+
+
+def _names(header: bytes, name: str) -> bool:
+    """Whether an Mcp-Name header names the tool ``name``: verbatim (one comparison),
+    or in the SDK's encoded form (its decoder says)."""
+    text = header.decode("latin-1")
+    if text == name and not text.startswith("=?base64?"):
+        return True
+    return decode_header_value(text) == name
 
 
 def _allowed(value: bytes | None, allowed: list[str], *, required: bool) -> bool:

@@ -49,10 +49,11 @@ class DirectRoute:
     _encoded: dict[tuple[str, str | None, str | None], bytes] = field(
         init=False, default_factory=dict, repr=False
     )
+    # The backend's era, read several times per call: worked out once.
+    modern: bool = field(init=False, repr=False)
 
-    @property
-    def modern(self) -> bool:
-        return self.protocol_version in MODERN_PROTOCOL_VERSIONS
+    def __post_init__(self) -> None:
+        self.modern = self.protocol_version in MODERN_PROTOCOL_VERSIONS
 
     def headers(self, method: str, name: str | None = None) -> dict[str, str]:
         headers = {"MCP-Protocol-Version": self.protocol_version}
