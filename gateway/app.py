@@ -496,5 +496,5 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
     app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry, metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics, rest=True)
     return app

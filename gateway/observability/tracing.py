@@ -79,16 +79,17 @@ class RequestTrace:
     span: SpanContext | None = None
     generation: Generation | None = None  # the tracing configuration it began under
 
-    def served(self) -> str | None:
-        """The response's ``traceparent``: the serving span's context (the call's, else
-        the REST request's span current while the response starts), or, when the
-        response starts before the call does (an SDK session's event stream), the
-        agent's own (same trace)."""
+    def served(self, current: bool = False) -> str | None:
+        """The response's ``traceparent``: the serving span's context (the call's, else,
+        with ``current``, the REST request's span current while the response starts),
+        or, when the response starts before the call does (an SDK session's event
+        stream), the agent's own (same trace)."""
         if self.span is not None:
             return traceparent(self.span)
-        current = get_current_span().get_span_context()
-        if current.is_valid:
-            return traceparent(current)
+        if current:
+            context = get_current_span().get_span_context()
+            if context.is_valid:
+                return traceparent(context)
         if self.incoming is not None and extract(self.incoming) is not None:
             return self.incoming[TRACEPARENT]
         return None
