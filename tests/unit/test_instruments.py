@@ -121,3 +121,49 @@ def test_request_spans_start_traces_at_the_root_ratio() -> None:
         assert not requests.get_tracer("fastapi").start_span("GET /x").get_span_context().is_valid
     finally:
         telemetry.shutdown()
+
+
+def test_redis_and_httpx_calls_in_a_sampled_trace_get_spans() -> None:
+    """Real Redis (the machine's, 127.0.0.1:6379) and a real HTTP server on loopback:
+    inside a sampled trace each command and request is a CLIENT span under it, and the
+    request carries the trace on (httpx's instrumentation injects `traceparent`)."""
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[str | None] = []
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("traceparent"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    http = HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    exporter = InMemorySpanExporter()
+    telemetry = _telemetry(exporter, 0.0)  # 0 %: only the agent's sampled trace records
+    instruments.follow(telemetry)
+    url = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()  # outside any trace: no span
+        agent = SpanContext(0xABC, 0xDEF, True, TraceFlags(TraceFlags.SAMPLED))
+        with use_span(NonRecordingSpan(agent)):
+            client.set("mcpgw-test-instruments", "1", ex=5)
+            httpx.get(f"http://127.0.0.1:{http.server_address[1]}/x", timeout=5)
+        spans = exporter.get_finished_spans()
+        assert [s.name for s in spans] == ["SET", "GET"]
+        assert {s.context.trace_id for s in spans} == {0xABC}
+        assert all(s.parent is not None and s.parent.span_id == 0xDEF for s in spans)
+        assert spans[0].attributes is not None and spans[0].attributes["db.system"] == "redis"
+        traceparent = seen[-1]
+        assert traceparent is not None
+        assert traceparent.split("-")[1:3] == [f"{0xABC:032x}", f"{spans[1].context.span_id:016x}"]
+    finally:
+        client.close()
+        http.shutdown()
+        telemetry.shutdown()
