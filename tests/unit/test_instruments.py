@@ -167,3 +167,24 @@ def test_redis_and_httpx_calls_in_a_sampled_trace_get_spans() -> None:
         client.close()
         http.shutdown()
         telemetry.shutdown()
+
+
+def test_a_library_span_open_across_an_exporter_switch_ends_on_the_old_one() -> None:
+    """The replaced exporter is shut only once the SDK spans begun under it have ended
+    (tracing._InFlight): switching loses no span."""
+    old, new = InMemorySpanExporter(), InMemorySpanExporter()
+    telemetry = _telemetry(old, 0.0)
+    try:
+        library = instruments.RoutedProvider(roots=False, home=lambda: telemetry.generation)
+        agent = SpanContext(0x1, 0x2, True, TraceFlags(TraceFlags.SAMPLED))
+        with use_span(NonRecordingSpan(agent)):
+            span = library.get_tracer("lib").start_span("SELECT")
+        retired = telemetry.generation
+        telemetry.configure(new, sample_ratio=0.0, processor=SimpleSpanProcessor)
+        assert retired is not None and retired.retired and not retired._closed
+        span.end()
+        assert [s.name for s in old.get_finished_spans()] == ["SELECT"]
+        assert retired._closed  # shut once its last span ended
+        assert not new.get_finished_spans()
+    finally:
+        telemetry.shutdown()
