@@ -46,6 +46,7 @@ from gateway.mcp.front import McpFront
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.observability.api import router as telemetry_router
 from gateway.observability.exporters import from_environment
+from gateway.observability.instruments import follow as follow_instruments
 from gateway.observability.metric_export import MetricExport
 from gateway.observability.metrics import Metrics
 from gateway.observability.settings import TelemetryService
@@ -180,7 +181,9 @@ def _announce_generated_key(outcome: BootstrapOutcome) -> None:
         )
 
 
-async def start_state(settings: Settings, metrics: Metrics | None = None) -> GatewayState:
+async def start_state(
+    settings: Settings, metrics: Metrics | None = None, telemetry: Telemetry | None = None
+) -> GatewayState:
     """Open the database, migrate if allowed, ensure the first admin exists."""
     # Before anything is written there: the data dir holds secrets (0700, files 0600).
     secure_data_dir(settings.data_dir.resolve())
@@ -252,7 +255,7 @@ async def start_state(settings: Settings, metrics: Metrics | None = None) -> Gat
     )
     policies = PolicyService(db, audit)
     await policies.load()
-    servers = build_server_service(settings, db, metrics, audit, policies)
+    servers = build_server_service(settings, db, metrics, audit, policies, telemetry)
     connections = build_connections(settings, db, servers, audit)
     await connections.sync()
     await servers.load()
@@ -314,9 +317,10 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await start_state(settings, metrics)
+        state = await start_state(settings, metrics, telemetry)
         app.state.gw = state
         install_tracing(state.servers.pipeline, telemetry)
+        follow_instruments(telemetry, app)  # REST, httpx, SQL and Redis spans while on
         app.state.telemetry_settings = TelemetryService(
             state.db, secret_box(settings), telemetry, state.audit
         )
@@ -495,5 +499,5 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
     app.router.routes.append(_mcp_route("/messages/", mcp_endpoint, "POST"))
     app.mcp_entry = RequestContextMiddleware(mcp_endpoint, telemetry, metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, telemetry=telemetry, metrics=metrics, rest=True)
     return app

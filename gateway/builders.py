@@ -14,6 +14,7 @@ from gateway.config import ConfigError, Settings
 from gateway.crypto import secret_box
 from gateway.db import Database
 from gateway.observability.metrics import Metrics
+from gateway.observability.tracing import Telemetry
 from gateway.policy.limits import Limiter
 from gateway.policy.service import PolicyService
 from gateway.servers.cache.stage import ResponseCache
@@ -99,6 +100,7 @@ def build_server_service(
     metrics: Metrics | None = None,
     audit: AuditLog | None = None,
     policies: PolicyService | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ServerService:
     """The servers pillar: secret box, runtime context, session pool, service, and the
     call pipeline's stages (calls are counted in ``metrics`` and audited in ``audit``
@@ -138,6 +140,7 @@ def build_server_service(
         on_list_changed=on_list_changed,
         on_health_changed=on_health_changed,
         on_resource_updated=on_resource_updated,
+        telemetry=telemetry,
     )
     pool = SessionPool(ctx, settings.server_idle_seconds)
     service = ServerService(

@@ -7,14 +7,15 @@ and PostgreSQL (psycopg 3). Anything dialect-specific lives here and nowhere els
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event, text
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -99,6 +100,28 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     )
 
 
+class Engines:
+    """The engines of this process, for the SQL spans of tracing
+    (gateway/observability/instruments.py), kept here so that making a database
+    imports nothing of tracing."""
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        # Told of each engine added while tracing is on.
+        self.on_add: Callable[[], None] | None = None
+
+    def add(self, engine: Engine) -> None:
+        self._engines.add(engine)
+        if self.on_add is not None:
+            self.on_add()
+
+    def all(self) -> list[Engine]:
+        return list(self._engines)
+
+
+ENGINES = Engines()
+
+
 class Database:
     """The engine and a session factory; one per process."""
 
@@ -106,6 +129,7 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        ENGINES.add(self.engine.sync_engine)
 
     @property
     def dialect(self) -> str:

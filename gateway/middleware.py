@@ -66,9 +66,18 @@ def route_template(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, telemetry: Telemetry | None = None, metrics: Metrics | None = None
+        self,
+        app: ASGIApp,
+        telemetry: Telemetry | None = None,
+        metrics: Metrics | None = None,
+        *,
+        rest: bool = False,
     ) -> None:
         self.app = app
+        # Inside FastAPI's stack, whose requests have a span of their own while tracing
+        # is on (observability/instruments.py): the response names it. Not on /mcp,
+        # served before that stack, where a session's task may carry another context.
+        self.rest = rest
         # Requests counted by route template (mcpgw_http_requests).
         self.metrics = metrics
         # While tracing is on: the agent's `traceparent` read, the serving span's sent back.
@@ -105,7 +114,7 @@ class RequestContextMiddleware:
                 response_started = True
                 message["headers"] = [*message.get("headers", []), rid_header]
                 if trace is not None:
-                    served = trace.served()
+                    served = trace.served(self.rest)
                     if served is not None:
                         message["headers"].append((b"traceparent", served.encode("latin-1")))
             await send(message)

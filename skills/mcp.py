@@ -40,6 +40,7 @@ from gateway.errors import Forbidden, NotFound
 from gateway.mcp import pages
 from gateway.mcp.results import tool_error
 from gateway.mcp.surface import SurfaceDefaults
+from gateway.observability.tracing import operation
 from gateway.policy.service import PolicyDenied
 from skills.catalog import (
     CATALOG_MAX_AGE,
@@ -316,7 +317,8 @@ class SkillsMcp(SurfaceDefaults):
         entry = (await self.visible(principal)).by_name.get(name)
         if entry is None or path != SKILL_MD:
             raise MCPError(INVALID_PARAMS, f"No skill is served at {uri}")
-        self.service.record_load(entry.name, principal)
+        with operation("skills.load", {"mcpgw.skill.name": entry.name, "mcpgw.skill.file": path}):
+            self.service.record_load(entry.name, principal)
         return _cacheable({"skill": entry.entry}, modern)
 
     async def read_directory(

@@ -170,14 +170,19 @@ class SkillService:
         """One file of a skill (default: the current version) and its bytes."""
         principal.require("skills:read")
         self.check_load(principal, name)
-        async with self.db.session() as session:
-            repo = SkillRepository(session)
-            row = await self._get_row(repo, principal, name)
-            ver = await self._version(repo, row, version)
-            match = next((f for f in await repo.files(ver.id) if f.path == path), None)
-            if match is None:
-                raise NotFound(f"skill {name!r} has no file {path!r}", code="file_not_found")
-            data = await repo.blob(match.sha256)
+        attributes = {"mcpgw.skill.name": name, "mcpgw.skill.file": path}
+        with operation("skills.load", attributes) as span:
+            async with self.db.session() as session:
+                repo = SkillRepository(session)
+                row = await self._get_row(repo, principal, name)
+                ver = await self._version(repo, row, version)
+                match = next((f for f in await repo.files(ver.id) if f.path == path), None)
+                if match is None:
+                    raise NotFound(f"skill {name!r} has no file {path!r}", code="file_not_found")
+                data = await repo.blob(match.sha256)
+            if span is not None and span.is_recording():
+                span.set_attribute("mcpgw.skill.version", ver.version)
+                span.set_attribute("mcpgw.skill.bytes", len(data or b""))
         return match, data or b""
 
     async def files(

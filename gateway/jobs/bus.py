@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from gateway.observability.tracing import current_carrier
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -61,6 +63,10 @@ class CeleryDispatcher:
             queue=kind.queue,
             countdown=countdown or None,
             time_limit=kind.hard_time_limit,
+            # The W3C context of what queued it (a request, or the attempt before), so
+            # the worker's spans continue that trace (gateway/jobs/tracing.py). Called
+            # in a thread of the request: the context came along (asyncio.to_thread).
+            headers=current_carrier(),
         )
 
     def revoke(self, job_id: str, attempt: int, terminate: bool = False) -> None:

@@ -70,6 +70,9 @@ def can_broadcast(settings: Settings) -> bool:
 
 def register_task(app: Celery) -> None:
     """Register the one task (in the worker: it imports the runner)."""
-    from gateway.jobs.runner import run_task
+    from celery.signals import worker_process_shutdown
+
+    from gateway.jobs.runner import flush_tracing, run_task
 
     app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=False)(run_task)
+    worker_process_shutdown.connect(flush_tracing, weak=False)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
 import time
 from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from gateway.config import Settings
 from gateway.db import Database, utcnow
@@ -22,6 +25,7 @@ from gateway.jobs import repository as repo
 from gateway.jobs.bus import CeleryDispatcher, Dispatcher, make_notifier
 from gateway.jobs.kinds import Handler, JobKind, KindRegistry, NeedsReview, RetryableError
 from gateway.jobs.models import TERMINAL_EVENTS, Job
+from gateway.jobs.tracing import WorkerTracing, job_span, step_event, task_carrier
 from gateway.jobs.writer import JobWriter
 
 log = logging.getLogger("gateway.jobs.worker")
@@ -42,6 +46,7 @@ class WorkerRuntime:
         self.writer = JobWriter(self.db, make_notifier(settings.redis_url))
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.pid = os.getpid()
+        self.tracing: WorkerTracing | None = WorkerTracing(settings, self.db)
 
 
 _runtime: WorkerRuntime | None = None
@@ -62,7 +67,20 @@ def runtime(app: Any) -> WorkerRuntime:
 def run_task(task: Any, job_id: str, attempt: int) -> str:
     """The Celery task: run attempt ``attempt`` of job ``job_id``; how it ended."""
     rt = runtime(task.app)
-    return rt.loop.run_until_complete(JobRun(rt, job_id, attempt).run())
+    run = JobRun(rt, job_id, attempt, carrier=task_carrier(task.request))
+    return rt.loop.run_until_complete(_run(rt, run))
+
+
+async def _run(rt: WorkerRuntime, run: JobRun) -> str:
+    if rt.tracing is not None:
+        await rt.tracing.refresh()  # the exporter may have been switched meanwhile
+    return await run.run()
+
+
+def flush_tracing(**_: Any) -> None:
+    """A pool process ends (Celery's ``worker_process_shutdown``): its spans go out."""
+    if _runtime is not None and _runtime.pid == os.getpid() and _runtime.tracing is not None:
+        _runtime.tracing.shutdown()
 
 
 class _Context:
@@ -81,6 +99,7 @@ class _Context:
         data: dict[str, Any] = {"progress": fraction}
         if message is not None:
             data["message"] = message[:500]
+        step_event(self._run.step, "progress", data)
         await self._run.event("progress", data, progress=fraction, message=data.get("message"))
 
     async def log(self, message: str, level: str = "info") -> None:
@@ -100,12 +119,20 @@ class JobRun:
     """One attempt of one job in this worker."""
 
     def __init__(
-        self, rt: WorkerRuntime, job_id: str, attempt: int, handler: Handler | None = None
+        self,
+        rt: WorkerRuntime,
+        job_id: str,
+        attempt: int,
+        handler: Handler | None = None,
+        *,
+        carrier: dict[str, str] | None = None,
     ) -> None:
         self.rt = rt
         self.job_id = job_id
         self.attempt = attempt
         self.cancel_seen = False
+        self.carrier = carrier  # the W3C context the task's message carried
+        self.step: Span | None = None  # the `job.execute` span, while the handler runs
         # The work of a local job (kinds.JobKind.local); else the kind's handler.
         self.handler = handler
         self._work: asyncio.Task[Any] | None = None
@@ -119,16 +146,37 @@ class JobRun:
     async def run(self) -> str:
         """Claim, run and settle the attempt; how it ended (``succeeded``, ``review``,
         ``failed``, ``timeout``, ``cancelled``, ``retrying``, ``skipped``)."""
-        job, kind = await self._claim()
+        tracing = getattr(self.rt, "tracing", None)  # None: a local job (local.py)
+        attributes = {"mcpgw.job.id": self.job_id, "mcpgw.job.attempt": self.attempt}
+        with job_span(
+            tracing, "job.run", attributes, carrier=self.carrier, kind=SpanKind.CONSUMER
+        ) as span:
+            outcome = await self._run(tracing)
+            if span is not None and span.is_recording():
+                span.set_attribute("mcpgw.job.outcome", outcome)
+                if outcome in ("failed", "timeout"):
+                    span.set_status(StatusCode.ERROR, outcome)
+            return outcome
+
+    async def _run(self, tracing: WorkerTracing | None) -> str:
+        with job_span(tracing, "job.claim"):
+            job, kind = await self._claim()
         if job is None or kind is None:
             return "skipped"
+        with job_span(tracing, "job.execute", {"mcpgw.job.kind": kind.name}) as step:
+            self.step = step
+            return await self._execute(job, kind)
+
+    async def _execute(self, job: Job, kind: JobKind) -> str:
         handler = self.handler or kind.handler
+        # Made inside the `job.execute` span: the handler's own spans nest under it.
         task = self._work = asyncio.create_task(
             handler(_Context(self, job.owner_id), dict(job.input or {}))
         )
         if self.cancel_seen:  # stopped while it was being claimed
             task.cancel()
-        watcher = asyncio.create_task(self._watch(task))
+        # Outside every span: its cancel checks (five queries a second) are no step.
+        watcher = asyncio.create_task(self._watch(task), context=contextvars.Context())
         try:
             async with asyncio.timeout(kind.soft_time_limit):
                 result = await task

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from gateway.audit.service import AuditLog
 from gateway.auth.principal import Principal
 from gateway.db import Database, new_id, utcnow
@@ -26,6 +28,7 @@ from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job, JobEvent
 from gateway.jobs.repository import ACTIVE
 from gateway.jobs.review import JobReviews
 from gateway.jobs.writer import JobWriter
+from gateway.observability.tracing import operation
 
 log = logging.getLogger("gateway.jobs")
 
@@ -121,8 +124,16 @@ class JobService:
         if self.on_submit is not None and self.on_submit():
             # A fresh worker: messages a dead one had taken are gone.
             await self.resend_pending(but=job.id)
+        attributes = {
+            "mcpgw.job.id": job.id,
+            "mcpgw.job.kind": kind.name,
+            "messaging.system": "celery",
+            "messaging.destination.name": kind.queue,
+        }
         try:
-            await asyncio.to_thread(self.dispatcher.send, job.id, 1, kind)
+            # A PRODUCER span under the request's; its context rides in the message.
+            with operation("job.submit", attributes, kind=SpanKind.PRODUCER):
+                await asyncio.to_thread(self.dispatcher.send, job.id, 1, kind)
         except Exception as exc:
             log.exception("queueing a job failed", extra={"job": job.id})
             await self.writer.fail(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -76,7 +77,9 @@ def _exit_with_parent(parent_pid: int) -> None:
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment of an embedded worker: the gateway's, and its settings."""
     env = dict(os.environ)
-    prefixes = ("jobs_", "llm_", "generate_")
+    # telemetry_: the worker exports its jobs' spans where the gateway does, until a
+    # configuration stored through the settings API replaces it (jobs/tracing.py).
+    prefixes = ("jobs_", "llm_", "generate_", "telemetry_")
     names = [*_SHARED, *(n for n in Settings.model_fields if n.startswith(prefixes))]
     for name in names:
         value: Any = getattr(settings, name)
@@ -85,6 +88,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
             env.pop(key, None)
         elif isinstance(value, SecretStr):
             env[key] = value.get_secret_value()
+        elif isinstance(value, dict | list):
+            env[key] = json.dumps(value)  # as pydantic-settings reads complex values
         else:
             env[key] = str(value)
     return env

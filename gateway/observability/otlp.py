@@ -18,6 +18,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
@@ -168,8 +169,19 @@ class EncodedBatches:
         return request(self.resource, self.scope, (item.data for item in items))
 
 
-def _all_encoded(items: Sequence[Any]) -> bool:
-    return bool(items) and all(type(item) is EncodedSpans for item in items)
+def _request_bytes(batches: EncodedBatches, items: Sequence[Any]) -> bytes | None:
+    """One ``ExportTraceServiceRequest`` for a batch holding encoded call spans, and
+    SDK spans too (an operation's, a library's, queued in the same processor), or None
+    when it holds none encoded (the SDK's own path). Concatenated protobuf messages
+    merge (their ``resource_spans`` add up), so each half is encoded its own way."""
+    encoded = [item for item in items if type(item) is EncodedSpans]
+    if not encoded:
+        return None
+    data = batches.request(encoded)
+    if len(encoded) < len(items):
+        sdk = [item for item in items if type(item) is not EncodedSpans]
+        data = encode_spans(sdk).SerializePartialToString() + data
+    return data
 
 
 class EncodedHttpExporter(HttpSpanExporter):
@@ -178,11 +190,12 @@ class EncodedHttpExporter(HttpSpanExporter):
     batches: EncodedBatches | None = None
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        if self.batches is None or not _all_encoded(spans):
+        data = None if self.batches is None else _request_bytes(self.batches, spans)
+        if data is None:
             return super().export(spans)
         if self._shutdown:
             return SpanExportResult.FAILURE
-        result = self._client.export(self.batches.request(spans))
+        result = self._client.export(data)
         return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
 
 
@@ -192,9 +205,8 @@ class EncodedGrpcExporter(GrpcSpanExporter):
     batches: EncodedBatches | None = None
 
     def _translate_data(self, data: Sequence[Any]) -> ExportTraceServiceRequest:
-        if self.batches is None or not _all_encoded(data):
+        encoded = None if self.batches is None else _request_bytes(self.batches, data)
+        if encoded is None:
             return super()._translate_data(data)
-        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(
-            self.batches.request(data)
-        )
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(encoded)
         return request

@@ -31,10 +31,20 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
-from opentelemetry.trace import Span, SpanContext, SpanKind, Tracer, get_current_span
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+    get_current_span,
+    use_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
@@ -69,12 +79,17 @@ class RequestTrace:
     span: SpanContext | None = None
     generation: Generation | None = None  # the tracing configuration it began under
 
-    def served(self) -> str | None:
-        """The response's ``traceparent``: the serving span's context, or, when the
-        response starts before the call does (an SDK session's event stream), the
-        agent's own (same trace)."""
+    def served(self, current: bool = False) -> str | None:
+        """The response's ``traceparent``: the serving span's context (the call's, else,
+        with ``current``, the REST request's span current while the response starts),
+        or, when the response starts before the call does (an SDK session's event
+        stream), the agent's own (same trace)."""
         if self.span is not None:
             return traceparent(self.span)
+        if current:
+            context = get_current_span().get_span_context()
+            if context.is_valid:
+                return traceparent(context)
         if self.incoming is not None and extract(self.incoming) is not None:
             return self.incoming[TRACEPARENT]
         return None
@@ -110,7 +125,8 @@ def operation(
         yield None
         return
     parent: Context | None = None
-    if not get_current_span().get_span_context().is_valid:
+    top = not get_current_span().get_span_context().is_valid
+    if top:
         parent = extract(_meta_carrier(meta)) or extract(request.incoming)
         if parent is None and random.random() >= generation.ratio:
             yield None
@@ -120,11 +136,77 @@ def operation(
         with generation.tracer.start_as_current_span(
             name, context=parent, kind=kind, attributes=attributes
         ) as span:
-            if request.span is None and span.is_recording():
+            # The span serving the request (the response names it), unless it nests
+            # in one already: a REST request's own (instruments.py).
+            if top and request.span is None and span.is_recording():
                 request.span = span.get_span_context()
             yield span
     finally:
         generation.end()
+
+
+@contextmanager
+def detached(
+    telemetry: Telemetry | None,
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    carrier: Mapping[str, str] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    fresh: bool = False,
+) -> Iterator[Span | None]:
+    """A span for work no request waits on (a worker's job, a backend's reconnection),
+    made current. Its parent: the W3C ``carrier`` (a job's task headers), else the
+    current span (unless ``fresh``: a reconnection belongs to no call, whatever the
+    task it runs in began under), else none: a new trace, recorded at the root ratio.
+    An unrecorded new trace is still made current (its id is handed on), so the spans
+    inside decide alike. Nothing (None) while tracing is off."""
+    generation = telemetry.generation if telemetry is not None else None
+    if generation is None:
+        yield None
+        return
+    parent = extract(carrier)
+    if parent is None and (fresh or not get_current_span().get_span_context().is_valid):
+        if random.random() >= generation.ratio:
+            unsampled = SpanContext(_new_id(128), _new_id(64), False, _UNSAMPLED)
+            with use_span(NonRecordingSpan(unsampled)):
+                yield None
+            return
+        parent = Context()  # a root, whatever is current
+    generation.begin()
+    try:
+        with generation.tracer.start_as_current_span(
+            name, context=parent, kind=kind, attributes=attributes
+        ) as span:
+            yield span
+    finally:
+        generation.end()
+
+
+def current_carrier() -> dict[str, str] | None:
+    """The W3C context of what is being served (the current span, else the request's
+    span or the agent's context), for a message that carries it on (a job's task
+    headers); None when nothing is traced (always, while tracing is off)."""
+    context = get_current_span().get_span_context()
+    if not context.is_valid:
+        request = REQUEST_TRACE.get()
+        if request is None:
+            return None
+        if request.span is None:
+            incoming = request.incoming
+            return dict(incoming) if incoming and extract(incoming) is not None else None
+        context = request.span
+    carrier = {TRACEPARENT: traceparent(context)}
+    if context.trace_state:
+        carrier[TRACESTATE] = context.trace_state.to_header()
+    return carrier
+
+
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+
+
+def _new_id(bits: int) -> int:
+    return random.getrandbits(bits) or 1
 
 
 def _meta_carrier(meta: Mapping[str, Any] | None) -> dict[str, str] | None:
@@ -207,6 +289,16 @@ class Generation:
     retired: bool = False
     _closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The instrumentation packages' tracers (gateway/observability/instruments.py).
+    _libraries: dict[tuple[str, str | None, str | None], Tracer] = field(default_factory=dict)
+
+    def library_tracer(self, name: str, version: str | None, schema_url: str | None) -> Tracer:
+        """The tracer of one instrumentation package (its own scope) on this provider."""
+        key = (name, version, schema_url)
+        tracer = self._libraries.get(key)
+        if tracer is None:
+            tracer = self._libraries[key] = self.provider.get_tracer(name, version, schema_url)
+        return tracer
 
     def begin(self) -> None:
         self.active += 1
@@ -271,6 +363,7 @@ class Telemetry:
             provider.add_span_processor(queue)
             tracer = provider.get_tracer("mcp-gateway", __version__)
             new = Generation(provider, tracer, description, sample_ratio, queue, capture_bytes)
+            provider.add_span_processor(_InFlight(new))
         old, self.generation = self.generation, new
         for listener in list(self.listeners):
             listener(self)
@@ -311,8 +404,24 @@ class Telemetry:
         generations = [g for g in (self.generation, *self._retiring) if g is not None]
         self.generation = None
         self._retiring.clear()
+        for listener in list(self.listeners):  # hooks and instrumentation come off
+            listener(self)
         for generation in generations:
             generation.provider.shutdown()
+
+
+class _InFlight(SpanProcessor):
+    """Counts the SDK spans open under a generation (an instrumentation package's, an
+    operation's), so that a replaced exporter is shut only once they have ended."""
+
+    def __init__(self, generation: Generation) -> None:
+        self.generation = generation
+
+    def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
+        self.generation.begin()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.generation.end()
 
 
 def _batch(exporter: SpanExporter) -> BatchSpanProcessor:

@@ -260,11 +260,21 @@ class CallTracer:
         origin: TraceOrigin | None = call.origin.trace_origin() if call.origin else None
         request = origin.request if origin is not None else REQUEST_TRACE.get()
         parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
-        if parent is None and request is not None:
-            parent = extract(request.incoming)
+        remote: SpanContext | None = None
+        if parent is not None:
+            remote = get_current_span(parent).get_span_context()
+        else:
+            # A REST request's span (gateway/observability/instruments.py), itself under
+            # the agent's header, else that header.
+            current = get_current_span().get_span_context()
+            if current.is_valid:
+                remote = current
+            elif request is not None:
+                parent = extract(request.incoming)
+                if parent is not None:
+                    remote = get_current_span(parent).get_span_context()
         # Parent-based sampling: an agent's decision is followed; a trace starting here
         # is recorded at the root ratio.
-        remote = get_current_span(parent).get_span_context() if parent is not None else None
         if remote is not None:
             sampled = remote.trace_flags.sampled
         else:

@@ -3,6 +3,8 @@ the kind registry."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gateway.cli_watch import parse_sse
@@ -51,3 +53,34 @@ def test_kinds() -> None:
     with pytest.raises(InvalidInput):
         ECHO.validate({"surprise": 1})
     assert ECHO.summary({"value": "x" * 500}).endswith("…")
+
+
+def test_an_embedded_worker_gets_the_gateways_telemetry_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker `serve` starts exports its jobs' spans where the gateway does, even
+    when the gateway's settings did not come from the environment (headers as JSON)."""
+    from pydantic import SecretStr
+
+    from gateway.config import Settings
+    from gateway.jobs.worker import worker_env
+
+    settings = Settings(
+        telemetry_exporter="otlp_http",
+        telemetry_endpoint="http://127.0.0.1:4318",
+        telemetry_headers={"x-team": "a"},
+        telemetry_api_key=SecretStr("k"),
+        telemetry_sample_ratio=0.5,
+    )
+    env = worker_env(settings)
+    for name in [n for n in list(os.environ) if n.startswith("MCPGW_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("MCPGW_TELEMETRY_"):
+            monkeypatch.setenv(name, value)
+    seen = Settings()
+    assert seen.telemetry_exporter == "otlp_http"
+    assert seen.telemetry_endpoint == "http://127.0.0.1:4318"
+    assert seen.telemetry_headers == {"x-team": "a"}
+    assert seen.telemetry_api_key is not None and seen.telemetry_api_key.get_secret_value() == "k"
+    assert seen.telemetry_sample_ratio == 0.5

@@ -53,3 +53,34 @@ def test_spans_parse_with_the_real_messages() -> None:
     assert (first.status.code, first.status.message) == (2, "tool said no")
     assert second.parent_span_id == server_id and second.kind == 1
     assert second.status.code == 0 and not second.attributes
+
+
+def test_a_batch_of_encoded_and_sdk_spans_goes_out_whole() -> None:
+    """The batch processor queues the call spans (encoded) and SDK spans (operations,
+    instrumentation packages) together: one request carries both, none is dropped."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+
+    kept: list[object] = []
+
+    class Keep(SpanExporter):
+        def export(self, spans: object) -> object:  # type: ignore[override]
+            kept.extend(spans)  # type: ignore[call-overload]
+            return None
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "gw"}))
+    provider.add_span_processor(SimpleSpanProcessor(Keep()))
+    with provider.get_tracer("lib", "9").start_as_current_span("SELECT gateway"):
+        pass
+    trace_id, span_id = os.urandom(16), os.urandom(8)
+    call = otlp.span(trace_id, span_id, None, "tools/call a__b", otlp.KIND_SERVER, 1, 2)
+    context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
+    encoded = otlp.EncodedSpans(context, otlp.scope_spans_items([call]))
+    batches = otlp.EncodedBatches(Resource.create({"service.name": "gw"}), ("scope", "1.2"))
+
+    data = otlp._request_bytes(batches, [encoded, *kept, encoded])
+    assert data is not None
+    request = ExportTraceServiceRequest.FromString(data)
+    names = [s.name for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
+    assert sorted(names) == ["SELECT gateway", "tools/call a__b", "tools/call a__b"]
+    assert otlp._request_bytes(batches, kept) is None  # SDK spans alone: the SDK's path

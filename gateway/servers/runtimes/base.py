@@ -16,6 +16,7 @@ from gateway.observability.masking import SecretMask
 from gateway.servers.limits import RequestLimits
 
 if TYPE_CHECKING:
+    from gateway.observability.tracing import Telemetry
     from gateway.servers.runtimes.direct import DirectRoute
 
 # Defined in core (the SSRF guard raises them too); re-exported: import them from here.
@@ -118,6 +119,8 @@ class RuntimeContext:
     # How package servers (npx, uvx) are isolated: `auto` (bubblewrap where it works),
     # `bwrap` (required) or `none` (MCPGW_SERVER_ISOLATION).
     isolation: Literal["auto", "bwrap", "none"] = "auto"
+    # The gateway's tracing: a backend's (re)connections get spans while it exports.
+    telemetry: Telemetry | None = None
 
 
 class Connector(Protocol):

@@ -35,6 +35,7 @@ from gateway.servers.runtimes.base import (
     ServerSpec,
     monotonic,
 )
+from gateway.servers.runtimes.connect_span import ConnectSpan
 from gateway.servers.runtimes.direct import DirectRoute
 from gateway.servers.runtimes.limiter import Limiter
 from gateway.servers.runtimes.listener import ListenStream
@@ -251,6 +252,7 @@ class McpConnection:
     ) -> None:
         while not stop.is_set():
             established = False
+            connecting = ConnectSpan(self.ctx, self.spec, reconnecting)
             try:
                 targets = await self.connector.targets(self.spec, self.ctx)
                 async with AsyncExitStack() as stack:
@@ -262,6 +264,7 @@ class McpConnection:
                     self.health.protocol_version = client.protocol_version
                     self._direct = self._direct_route(client)
                     established = True
+                    connecting.connected(client.protocol_version)
                     self._backoff = 0.5
                     self._connected.set()
                     await self._set_health("healthy", None)
@@ -281,6 +284,7 @@ class McpConnection:
                     self._connected.clear()
                     await self._drop_direct()
             except asyncio.CancelledError:
+                connecting.close()
                 self._client = None
                 await self._drop_direct()
                 raise
@@ -289,6 +293,7 @@ class McpConnection:
                 self._connected.clear()
                 await self._drop_direct()
                 if not established:
+                    connecting.failed(exc, self._mask(describe(exc)))
                     self._failed = exc
                     await self._connect_failed(exc)
                     return

@@ -133,12 +133,19 @@ def _call(server: Server, way: str, tool: str, parent: str) -> httpx.Response:
     )
 
 
+def _is_call(span: ReceivedSpan) -> bool:
+    """The gateway's MCP server span of a call (a REST call's HTTP span is SERVER too)."""
+    return (
+        span.service == "mcp-gateway"
+        and span.kind == SERVER_KIND
+        and span.name.startswith("tools/call ")
+    )
+
+
 def _complete(trace_id: str) -> Any:
     def done(spans: list[ReceivedSpan]) -> bool:
         mine = [s for s in spans if s.trace_id == trace_id]
-        return any(s.service == "traced-backend" for s in mine) and any(
-            s.service == "mcp-gateway" and s.kind == SERVER_KIND for s in mine
-        )
+        return any(s.service == "traced-backend" for s in mine) and any(_is_call(s) for s in mine)
 
     return done
 
@@ -158,10 +165,18 @@ def test_one_trace_spans_agent_gateway_and_backend(
     spans = [s for s in receiver.wait_for(_complete(trace_id)) if s.trace_id == trace_id]
     by_service = {s.service for s in spans}
     assert by_service == {"mcp-gateway", "traced-backend"}, spans
-    server = next(s for s in spans if s.service == "mcp-gateway" and s.kind == SERVER_KIND)
     qualified = f"{_server_of(way)}__echo"
-    assert server.name == f"tools/call {qualified}"
-    assert server.parent_span_id == agent_span  # the agent's span is its parent
+    server = next(s for s in spans if s.name == f"tools/call {qualified}")
+    assert server.kind == SERVER_KIND
+    if way == "rest":
+        # REST: the MCP server span sits under the HTTP request's span (FastAPI's
+        # instrumentation), itself under the agent's.
+        http = next(s for s in spans if s.span_id == server.parent_span_id)
+        assert http.name == "POST /api/v1/tools/execute" and http.kind == SERVER_KIND
+        assert http.attributes["http.route"] == "/api/v1/tools/execute"
+        assert http.parent_span_id == agent_span
+    else:
+        assert server.parent_span_id == agent_span  # the agent's span is its parent
     attributes = server.attributes
     assert attributes["mcp.method.name"] == "tools/call"
     assert attributes["gen_ai.tool.name"] == qualified
@@ -200,9 +215,7 @@ def test_fast_path_and_sdk_path_both_serve_traced_calls(
         assert _call(gateway, way, "echo", parent).status_code == 200
         spans = receiver.wait_for(_complete(trace_id))
         routes |= {
-            s.attributes["mcpgw.route"]
-            for s in spans
-            if s.trace_id == trace_id and s.kind == SERVER_KIND and s.service == "mcp-gateway"
+            s.attributes["mcpgw.route"] for s in spans if s.trace_id == trace_id and _is_call(s)
         }
     assert routes == {"fast", "sdk"}
 
@@ -214,11 +227,7 @@ def test_a_tool_error_marks_the_span_an_error(
     trace_id, _, parent = _agent_context()
     assert _call(gateway, way, "fail", parent).status_code == 200
     spans = receiver.wait_for(_complete(trace_id))
-    server = next(
-        s
-        for s in spans
-        if s.trace_id == trace_id and s.kind == SERVER_KIND and s.service == "mcp-gateway"
-    )
+    server = next(s for s in spans if s.trace_id == trace_id and _is_call(s))
     assert server.status_code == 2  # ERROR
     assert server.attributes["error.type"] == "tool_error"
 
@@ -380,7 +389,15 @@ def test_reads_prompts_and_sandbox_work_get_spans_in_the_agents_trace(
         assert span.attributes["mcp.method.name"] == name.split()[0]
         assert span.attributes["mcp.session.id"] == headers["Mcp-Session-Id"]
     sandbox = [s for s in spans if s.trace_id == trace_id and s.name.startswith("sandbox.")]
-    assert {s.parent_span_id for s in sandbox} == {agent_span}
+    # Each under its REST request's span (FastAPI's instrumentation), under the agent's.
+    spans = receiver.wait_for(
+        lambda got: sum(s.trace_id == trace_id and s.kind == SERVER_KIND for s in got) == 2
+    )
+    by_id = {s.span_id: s for s in spans if s.trace_id == trace_id}
+    requests = {s.name: by_id[s.parent_span_id] for s in sandbox}
+    assert requests["sandbox.create"].name == "POST /api/v1/sandboxes"
+    assert requests["sandbox.exec"].name == "POST /api/v1/sandboxes/{sandbox_id}/exec"
+    assert {r.parent_span_id for r in requests.values()} == {agent_span}
     exec_span = next(s for s in sandbox if s.name == "sandbox.exec")
     assert exec_span.attributes["mcpgw.sandbox.id"] == box
     assert exec_span.attributes["process.exit.code"] == 0
