@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
         (
             "bench.resilience_cost",
             ["--runs", "1", "--calls", "10", "--backend", "raw"],
-            "breakers + retries on vs off",
+            "breakers + retries + 2 replicas on vs off",
         ),
         (
             "bench.cache_cost",
