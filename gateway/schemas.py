@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.errors import InvalidInput
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
@@ -22,3 +25,17 @@ class Page(BaseModel, Generic[T]):
     total: int
     limit: int
     offset: int
+
+
+def validated(model: type[M], value: Any, field: str, what: str) -> M:
+    """``value`` as ``model``, or a 422 listing each error by its full field path under
+    ``field`` (``config.resilience.breaker.failures``); ``what`` names it in the message."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join([field, *(str(p) for p in e["loc"])]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        raise InvalidInput(f"invalid {what}: {summary}", errors=errors) from None

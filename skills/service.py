@@ -181,8 +181,8 @@ class SkillService:
                     raise NotFound(f"skill {name!r} has no file {path!r}", code="file_not_found")
                 data = await repo.blob(match.sha256)
             if span is not None and span.is_recording():
-                span.set_attribute("mcpgw.skill.version", ver.version)
-                span.set_attribute("mcpgw.skill.bytes", len(data or b""))
+                size = len(data or b"")
+                span.set_attributes({"mcpgw.skill.version": ver.version, "mcpgw.skill.bytes": size})
         return match, data or b""
 
     async def files(
@@ -413,7 +413,7 @@ class SkillService:
             "skill stored",
             extra={"skill": row.name, "version": row.version, "source": source.get("kind")},
         )
-        missing = await self.missing_tools(principal, view)
+        missing = await self._missing(principal, view)
         return StoreResult(view, created, True, report.warnings, missing)
 
     def _team_lock(self, team_id: str | None) -> contextlib.AbstractAsyncContextManager[Any]:
@@ -587,7 +587,7 @@ class SkillService:
                 resolved.update({lk.server_id: lk.server_name for lk in await repo.links(row.id)})
             await repo.replace_links(row.id, resolved)
             view = await self._view(repo, row, None)
-        return view.links, await self.missing_tools(principal, view)
+        return view.links, await self._missing(principal, view)
 
     async def server_links(self) -> list[tuple[str, str, list[str]]]:
         """(name, description, server names) of every linked skill, for tool search's
@@ -598,8 +598,7 @@ class SkillService:
     async def links(self, principal: Principal, name: str) -> tuple[list[str], list[ToolReference]]:
         """The servers a skill is linked to and the tools it names they lack."""
         view = await self.get(principal, name)
-        return view.links, await self.missing_tools(principal, view)
+        return view.links, await self._missing(principal, view)
 
-    async def missing_tools(self, principal: Principal, view: SkillView) -> list[ToolReference]:
-        """Tools named by the skill that its linked servers' catalogs lack."""
+    async def _missing(self, principal: Principal, view: SkillView) -> list[ToolReference]:
         return await tool_check.missing_tools(self.servers.catalog, principal, view)

@@ -11,7 +11,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -19,7 +18,7 @@ from pydantic import (
 
 from gateway.errors import InvalidInput
 from gateway.procenv import check_env
-from gateway.schemas import Strict
+from gateway.schemas import Strict, validated
 from gateway.servers.connections.schemas import Credentials
 from gateway.servers.limits import LimitsIn
 from gateway.servers.runtimes.backend_tls import CLIENT_CERT, CLIENT_KEY, tls_context
@@ -307,18 +306,7 @@ def parse_config(server_type: str, config: dict[str, Any], field: str = "config"
             f"unknown server type {server_type!r}; one of {list(SERVER_TYPES)}",
             errors=[{"field": "type", "message": f"must be one of {list(SERVER_TYPES)}"}],
         )
-    try:
-        parsed = model.model_validate(config)
-    except ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join([field, *(str(p) for p in e["loc"])]),
-                "message": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise InvalidInput(f"invalid {server_type} config: {summary}", errors=errors) from None
+    parsed = validated(model, config, field, f"{server_type} config")
     if isinstance(parsed, BundleConfig):
         for i, member in enumerate(parsed.members):
             if member.type is not None:

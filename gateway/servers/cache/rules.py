@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from gateway.errors import InvalidInput
-from gateway.schemas import Strict
+from gateway.schemas import Strict, validated
 
 MAX_TTL = 7 * 86400.0
 
@@ -77,15 +77,7 @@ def split_cache(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] 
         return config, None
     rest = {k: v for k, v in config.items() if k != "cache"}
     raw = config["cache"]
-    try:
-        parsed = CacheIn.model_validate(raw if raw is not None else {})
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join(["config.cache", *map(str, e["loc"])]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise InvalidInput(f"invalid cache settings: {summary}", errors=errors) from None
+    parsed = validated(CacheIn, raw if raw is not None else {}, "config.cache", "cache settings")
     if parsed.shared and rest.get("credentials") is not None:
         field = "config.cache.shared"
         message = "a server whose users bring their own credentials cannot share answers"

@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from gateway.config_resilience import ResilienceSettings
-from gateway.errors import InvalidInput
-from gateway.schemas import Strict
+from gateway.schemas import Strict, validated
 
 # Where a server keeps its resilience settings: a sub-object of its config (no column of
 # its own; the runtimes never read it).
@@ -71,15 +70,7 @@ class ResilienceIn(Strict):
 def parse_resilience(value: Any, field: str = f"config.{CONFIG_KEY}") -> dict[str, Any]:
     """``value`` checked (422 naming the field, ``config.resilience.breaker.failures``),
     as stored: unset fields left out."""
-    try:
-        parsed = ResilienceIn.model_validate(value)
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join([field, *(str(p) for p in e["loc"])]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise InvalidInput(f"invalid resilience settings: {summary}", errors=errors) from None
+    parsed = validated(ResilienceIn, value, field, "resilience settings")
     return parsed.model_dump(exclude_none=True, exclude_defaults=True)
 
 

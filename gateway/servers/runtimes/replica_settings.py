@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.errors import InvalidInput
-from gateway.schemas import Strict
+from gateway.schemas import Strict, validated
 
 CONFIG_KEY = "replicas"
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "failover"]
@@ -79,15 +79,7 @@ def parse_replicas(
     server_type: str, value: Any, field: str = f"config.{CONFIG_KEY}"
 ) -> dict[str, Any]:
     """``value`` checked for a server of ``server_type`` (422 naming the field), as stored."""
-    try:
-        parsed = ReplicasIn.model_validate(value)
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join([field, *(str(p) for p in e["loc"])]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        raise InvalidInput(f"invalid replicas: {summary}", errors=errors) from None
+    parsed = validated(ReplicasIn, value, field, "replicas")
     if server_type not in PROCESS_TYPES | {"remote"}:
         _refuse(field, f"a {server_type} server has no replicas")
     if parsed.endpoints and server_type != "remote":
