@@ -30,6 +30,12 @@ def dispatcher_closed(dispatcher: Any) -> bool:
     return bool(getattr(dispatcher, "_closed", False))
 
 
+def stamp_request(session: Any, data: dict[str, Any], opts: Any) -> None:
+    """Write a client session's request envelope into ``data``/``opts``, as it does for
+    every request it sends (protocol version, capabilities, and our wrappers')."""
+    session._stamp(data, opts)
+
+
 def wrap_request_stamp(session: Any, wrap: Callable[[Stamp], Stamp]) -> None:
     """Replace the client session's request-envelope writer with ``wrap(original)``."""
     session._stamp = wrap(session._stamp)

@@ -91,6 +91,7 @@ class JobRelay:
 
     wants_progress = True
     askable = True
+    long_running = True
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class FrontRelay:
         # bridge (sdk_input.py), as its round's stream may be gone by then.
         self.call: SdkCall | None = None
         self.asked = False  # the backend asked the agent something (not cached then)
+        self.long_running = False  # the agent waits on the call: see backend_tasks.py
 
     @property
     def askable(self) -> bool:

@@ -40,7 +40,8 @@ from gateway.errors import AppError
 from gateway.jobs.models import Job
 from gateway.servers.calls import find_target
 from gateway.servers.mcp.sdk_input import SdkInputs
-from gateway.servers.mcp.view import TASKS_EXTENSION, CatalogView
+from gateway.servers.mcp.view import CatalogView
+from gateway.servers.runtimes.sdk_client import TASKS_EXTENSION
 from gateway.servers.tasks import AgentRound, CallTasks
 
 Ctx = ServerRequestContext[Any, Any]
@@ -285,17 +286,12 @@ def _rpc_error(job: Job) -> dict[str, Any]:
 
 
 def _backend_meta(params: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The agent's `_meta` as its task's backend calls carry it: its capabilities but the
-    tasks extension (the gateway runs the task; the backend answers each round)."""
+    """The agent's `_meta` as its task's backend calls carry it (its capabilities, which
+    the backend session declares without the tasks extension: sdk_client.py)."""
     meta = params.get("_meta")
     if not isinstance(meta, Mapping):
         return None
-    found = {k: v for k, v in meta.items() if k != "progressToken"}
-    caps = found.get(CLIENT_CAPABILITIES)
-    if isinstance(caps, Mapping) and isinstance(caps.get("extensions"), Mapping):
-        extensions = {k: v for k, v in caps["extensions"].items() if k != TASKS_EXTENSION}
-        found[CLIENT_CAPABILITIES] = {**caps, "extensions": extensions}
-    return found
+    return {k: v for k, v in meta.items() if k != "progressToken"}
 
 
 def _check_name_header(ctx: Ctx, task_id: str) -> None:

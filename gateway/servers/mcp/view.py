@@ -23,9 +23,9 @@ from gateway.mcp.search import ToolIndex
 from gateway.policy.engine import CompiledPolicy
 from gateway.servers.availability import UNAVAILABLE_META, Availability
 from gateway.servers.calls import qualified
+from gateway.servers.runtimes.backend_tasks import task_support
 from gateway.servers.service import ServerService, can_see
 
-TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 # A server's tool: (input schema, task support, asks for input before it is a task).
 ToolEntry = tuple[dict[str, Any], str | None, bool]
 
@@ -233,19 +233,3 @@ class CatalogView:
 def _marked(tool: types.Tool, mark: dict[str, Any]) -> types.Tool:
     """``tool`` with its `unavailable` mark in `_meta` (a copy; the catalog's is shared)."""
     return tool.model_copy(update={"meta": {**(tool.meta or {}), UNAVAILABLE_META: mark}})
-
-
-def task_support(tool: types.Tool) -> tuple[str | None, bool]:
-    """Whether the backend runs ``tool`` as a task: `execution.taskSupport` (2025-11-25
-    wire), or, from a backend whose 2026-07-28 tool list has no such field, the same
-    under the tool's `_meta["io.modelcontextprotocol/tasks"]`; and whether it first
-    gathers input (`inputFirst` there: its first `input_required` round is answered
-    before the call becomes a task)."""
-    support = tool.execution.task_support if tool.execution is not None else None
-    declared = (tool.meta or {}).get(TASKS_EXTENSION)
-    declared = declared if isinstance(declared, dict) else {}
-    if support is None:
-        support = declared.get("taskSupport")
-    if support not in ("optional", "required"):
-        return None, False
-    return support, declared.get("inputFirst") is True

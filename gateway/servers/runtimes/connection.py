@@ -22,6 +22,13 @@ from mcp_types.jsonrpc import CONNECTION_CLOSED
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from gateway.observability.masking import mask_structure, mask_text
+from gateway.servers.runtimes.backend_tasks import (
+    BackendTaskCall,
+    requires_task,
+    runs_as_task,
+    task_support,
+    undeclared_as_optional,
+)
 from gateway.servers.runtimes.base import (
     BackendError,
     BackendNotConnected,
@@ -42,9 +49,11 @@ from gateway.servers.runtimes.listener import ListenStream
 from gateway.servers.runtimes.relay import (
     CURRENT_RELAY,
     Callers,
+    Relay,
 )
 from gateway.servers.runtimes.remote import StreamableHttpTarget
 from gateway.servers.runtimes.sdk_client import (
+    TASKS_EXTENSION,
     agent_input_round,
     all_pages,
     connection_lost,
@@ -93,6 +102,7 @@ class McpConnection:
         self._backoff = 0.5
         self._background: set[asyncio.Task[None]] = set()
         self.last_catalog: Catalog | None = None
+        self._task_tools: tuple[Catalog | None, dict[str, str]] = (None, {})
         self._opened: Any = None
         self._direct: DirectRoute | None = None
         # 2026-07-28 sessions: list changes and subscribed resources (listener.py).
@@ -429,6 +439,45 @@ class McpConnection:
         self, name: str, arguments: dict[str, Any], timeout: float
     ) -> types.CallToolResult:
         relay = CURRENT_RELAY.get()
+        if self.last_catalog is None:  # the first call of a new connection: know its tools
+            with contextlib.suppress(BackendError):
+                await self.catalog()
+        if runs_as_task(self._task_support(name), relay):
+            return await self.call_tool_as_task(name, arguments, timeout)
+        try:
+            return await self._call_tool(name, arguments, timeout, relay)
+        except BackendRequestError as exc:
+            # A 2026-07-28 backend decides per call (SEP-2663): this one wants a task.
+            if not (self.offers_tasks and requires_task(exc.error)):
+                raise
+        return await self.call_tool_as_task(name, arguments, timeout)
+
+    async def call_tool_as_task(
+        self, name: str, arguments: dict[str, Any], timeout: float
+    ) -> types.CallToolResult:
+        """Call ``name`` as a task of the backend's, followed to its end
+        (backend_tasks.py); the caller sees an ordinary call."""
+        relay = CURRENT_RELAY.get()
+        result: types.CallToolResult = await self._request(
+            f"tool {name!r}",
+            lambda client: BackendTaskCall(
+                client, self.spec.name, name, arguments, relay, self._spawn
+            ).run(),
+            timeout,
+        )
+        return result
+
+    @property
+    def offers_tasks(self) -> bool:
+        """A 2026-07-28 session whose server offers the tasks extension (SEP-2663)."""
+        client = self._client
+        if client is None or client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return False
+        return TASKS_EXTENSION in (client.server_capabilities.extensions or {})
+
+    async def _call_tool(
+        self, name: str, arguments: dict[str, Any], timeout: float, relay: Relay | None
+    ) -> types.CallToolResult:
         # Bound to this caller: the SDK reports progress from its reader task.
         progress = relay.progress if relay is not None and relay.wants_progress else None
         retry = relay.input_round if relay is not None else None
@@ -453,6 +502,17 @@ class McpConnection:
 
         result: types.CallToolResult = await self._request(f"tool {name!r}", call, timeout)
         return result
+
+    def _task_support(self, name: str) -> str | None:
+        """Whether the backend runs its tool ``name`` as a task (from its last listing,
+        marked by :meth:`catalog`; rebuilt once per listing, then one dict lookup)."""
+        catalog = self.last_catalog
+        if catalog is None:
+            return None
+        if self._task_tools[0] is not catalog:
+            table = {tool.name: task_support(tool)[0] for tool in catalog.tools}
+            self._task_tools = (catalog, {k: v for k, v in table.items() if v is not None})
+        return self._task_tools[1].get(name)
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
         async def read(client: Client) -> Any:
@@ -554,6 +614,8 @@ class McpConnection:
             return catalog
 
         result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
+        if self.offers_tasks:
+            result.tools = [undeclared_as_optional(tool) for tool in result.tools]
         self.last_catalog = result
         return result
 

@@ -33,7 +33,9 @@ from typing import Any
 from mcp import types
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from gateway.servers.runtimes.backend_tasks import requires_task
 from gateway.servers.runtimes.base import (
+    BackendRequestError,
     BackendUnavailable,
     Catalog,
     Connector,
@@ -188,7 +190,19 @@ class DualEraRuntime:
         self, name: str, arguments: dict[str, Any], timeout: float
     ) -> types.CallToolResult:
         self.last_used = monotonic()
-        return await (await self._pick()).call_tool(name, arguments, timeout)
+        session = await self._pick()
+        relay = CURRENT_RELAY.get()
+        tasks = self.modern.offers_tasks
+        if session is not self.modern and tasks and relay is not None and relay.long_running:
+            session = self.modern  # a job's call: the backend's tasks are a 2026 feature
+        try:
+            return await session.call_tool(name, arguments, timeout)
+        except BackendRequestError as exc:
+            # The handshake session cannot make the task this tool requires: the 2026
+            # session can (backend_tasks.py), whichever era the agent speaks.
+            if session is self.modern or not (tasks and requires_task(exc.error)):
+                raise
+        return await self.modern.call_tool_as_task(name, arguments, timeout)
 
     async def read_resource(self, uri: str, timeout: float) -> types.ReadResourceResult:
         return await (await self._pick()).read_resource(uri, timeout)

@@ -59,6 +59,11 @@ class Relay(Protocol):
         """It asked for progress (a progress token in its request's _meta)."""
 
     @property
+    def long_running(self) -> bool:
+        """The call runs as a job (an agent's MCP task, an async REST call): a tool the
+        backend may run as its own task does (backend_tasks.py)."""
+
+    @property
     def input_round(self) -> InputRound | None:
         """Its multi-round state, when a backend's input_required results pass to it."""
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp import Client, types
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import MCP_NAME_HEADER
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.jsonrpc import METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -19,6 +20,7 @@ from gateway.mcp.sdk_compat import (
     Stamp,
     client_dispatcher,
     dispatcher_closed,
+    stamp_request,
     wrap_request_stamp,
 )
 from gateway.observability.tracing import OUTGOING
@@ -30,6 +32,7 @@ from gateway.servers.runtimes.relay import CURRENT_RELAY
 # (it opens JSON-RPC's server-error range), so the code alone says nothing.
 _SDK_CLOSED_MESSAGE = "Connection closed"
 _SDK_STREAM_LOST_PREFIX = "SSE stream "
+TASKS_EXTENSION = "io.modelcontextprotocol/tasks"
 
 
 def session_closed(client: Client) -> bool:
@@ -78,11 +81,48 @@ def forward_agent_capabilities(client: Client) -> None:
             agent_meta = (retry.meta if retry is not None else None) or {}
             if CLIENT_CAPABILITIES_META_KEY in agent_meta:
                 meta = data.setdefault("params", {}).setdefault("_meta", {})
-                meta[CLIENT_CAPABILITIES_META_KEY] = agent_meta[CLIENT_CAPABILITIES_META_KEY]
+                meta[CLIENT_CAPABILITIES_META_KEY] = _without_tasks(
+                    agent_meta[CLIENT_CAPABILITIES_META_KEY]
+                )
 
         return stamp
 
     wrap_request_stamp(client.session, wrap)
+
+
+def _without_tasks(capabilities: Any) -> Any:
+    """The agent's capabilities minus the tasks extension: whether a backend runs a call
+    as its own task is the gateway's choice (backend_tasks.py), never the agent's, or
+    the agent would get a task id of the backend's that the gateway does not know."""
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    if not isinstance(extensions, dict) or TASKS_EXTENSION not in extensions:
+        return capabilities
+    kept = {k: v for k, v in extensions.items() if k != TASKS_EXTENSION}
+    return {**capabilities, "extensions": kept}
+
+
+async def raw_request(
+    client: Client, method: str, params: dict[str, Any], *, declare: str | None = None
+) -> dict[str, Any]:
+    """Send ``method`` as the session sends any request (its envelope: protocol version,
+    capabilities, trace context) and return the raw result, for methods and result
+    shapes the SDK's typed client does not know (the tasks methods). ``declare``: on
+    2026-07-28, an extension the request's client capabilities declare too. A `tasks/*`
+    request names its task in `Mcp-Name` (SEP-2663)."""
+    data: dict[str, Any] = {"method": method, "params": params}
+    opts: dict[str, Any] = {}
+    stamp_request(client.session, data, opts)
+    meta = data["params"].get("_meta")
+    capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY) if isinstance(meta, dict) else None
+    if declare is not None and isinstance(capabilities, dict):
+        extensions = {**(capabilities.get("extensions") or {}), declare: {}}
+        meta[CLIENT_CAPABILITIES_META_KEY] = {**capabilities, "extensions": extensions}
+    if method.startswith("tasks/") and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        opts.setdefault("headers", {})[MCP_NAME_HEADER] = str(params.get("taskId", ""))
+    raw: dict[str, Any] = await client_dispatcher(client.session).send_raw_request(
+        method, data["params"], opts
+    )
+    return raw
 
 
 def propagate_trace(client: Client) -> None:
