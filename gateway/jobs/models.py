@@ -23,6 +23,10 @@ EVENT_TYPES = (
     "result",
     "error",
     "cancelled",
+    # A running MCP task's question for its agent, and the agent's answer
+    # (gateway/servers/tasks.py): events, so that any replica can serve them.
+    "input",
+    "answer",
 )
 # The last event of every job's stream: exactly one of these ends it.
 TERMINAL_EVENTS = frozenset({"result", "error", "cancelled"})

@@ -92,6 +92,16 @@ async def events_after(
     return (await session.scalars(stmt)).all()
 
 
+async def events_of(session: AsyncSession, job_id: str, types: Sequence[str]) -> Sequence[JobEvent]:
+    """The job's events of ``types``, in order."""
+    stmt = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.type.in_(list(types)))
+        .order_by(JobEvent.seq)
+    )
+    return (await session.scalars(stmt)).all()
+
+
 async def last_seqs(session: AsyncSession, job_ids: Iterable[str]) -> dict[str, int]:
     """``job id → last_seq`` of the jobs that exist among ``job_ids``."""
     rows = await session.execute(select(Job.id, Job.last_seq).where(Job.id.in_(list(job_ids))))

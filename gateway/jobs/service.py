@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,6 +207,21 @@ class JobService:
         event. Checks access before the first event."""
         await self.get(principal, job_id)
         return self._events(job_id, after)
+
+    async def events_of(self, job_id: str, types: Sequence[str]) -> Sequence[JobEvent]:
+        """The job's events of ``types`` so far, in order (no access check: callers
+        check it)."""
+        async with self.db.session() as session:
+            return await repo.events_of(session, job_id, types)
+
+    async def note(self, job_id: str, type: str, data: Any) -> bool:
+        """Append an event to a job still running (wherever it runs), waking whoever
+        follows it; False when the job has ended."""
+        active = [Job.status.in_(ACTIVE)]
+        if await self.writer.append(job_id, type, data, only_if=active) is None:
+            return False
+        self.hub.wake()
+        return True
 
     async def _events(self, job_id: str, after: int) -> AsyncIterator[JobEvent]:
         async for event in self.hub.follow(job_id, after):

@@ -15,9 +15,10 @@ TTL, cancellation (the backend call is cancelled: the backend session sends
 What a backend asks mid-call (elicitation, sampling, roots) cannot reach an agent
 that is not waiting on the call: such a question is parked here as an *input
 request* of the task, shown by `tasks/get` (status `input_required`) and answered by
-`tasks/update`. Parked questions live in this process's memory (the process running
-the call); a gateway replica that does not run the call answers `tasks/get` from the
-database without them.
+`tasks/update`. Questions and answers are events of the job (`input`, `answer`), so
+any gateway replica serves them: the agent may ask and answer through another
+replica than the one running the call, which follows its job's answers (the jobs
+core's event hub: Redis wake-ups, or a short poll) while a question is open.
 """
 
 from __future__ import annotations
@@ -62,6 +63,20 @@ TOOL_CALL = JobKind(
 )
 
 
+@dataclass(frozen=True)
+class Question:
+    """A question of a task's, as any replica reads it from the job's events."""
+
+    method: str
+    params: dict[str, Any]
+    typed: bool  # asked mid-call: the answer is read as the method's result type
+
+    @property
+    def result_type(self) -> type[BaseModel] | None:
+        """What the answer must validate as (None: passed on as it is)."""
+        return REQUESTS[self.method][1] if self.typed and self.method in REQUESTS else None
+
+
 @dataclass
 class InputRequest:
     """A question the backend asked during a task, waiting for the agent's answer:
@@ -95,16 +110,15 @@ class JobRelay:
 
     def __init__(
         self,
-        pending: dict[str, InputRequest],
-        keys: itertools.count[int],
+        tasks: CallTasks,
         *,
         asks: bool,
         input_round: AgentRound | None = None,
     ) -> None:
         self.ctx: JobContext | None = None  # set once the call is a job
-        self.pending = pending
+        self.pending: dict[str, InputRequest] = {}
         self.asks = asks
-        self._keys = keys
+        self._tasks = tasks
         # 2026-07-28: the backend's input_required results come back to the task (which
         # asks its agent) rather than being answered by the gateway's own client.
         self.input_round = input_round
@@ -118,12 +132,22 @@ class JobRelay:
             if isinstance(params, BaseModel)
             else dict(params or {})
         )
-        key = f"input-{next(self._keys)}"
-        asked = self.pending[key] = InputRequest(method, wire, REQUESTS[method][1])
+        key = f"input-{next(self._tasks.keys)}"
+        asked = InputRequest(method, wire, REQUESTS[method][1])
         try:
-            return await asked.answer
+            return await self.put(key, asked)
         finally:
             self.pending.pop(key, None)
+
+    async def put(self, key: str, asked: InputRequest) -> Any:
+        """Ask the task's agent ``asked`` under ``key``; its answer, from any replica."""
+        self.pending[key] = asked
+        if self.ctx is not None:
+            data = {"key": key, "method": asked.method, "params": asked.params,
+                    "typed": asked.result_type is not None}  # fmt: skip
+            await self.ctx.emit("input", data)
+            self._tasks.follow_answers(self.ctx.job_id, self.pending)
+        return await asked.answer
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         if self.ctx is not None:
@@ -150,8 +174,8 @@ class CallTasks:
         self.jobs = jobs
         if jobs.kinds.get(TOOL_CALL.name) is None:
             jobs.kinds.register(TOOL_CALL)
-        self.inputs: dict[str, dict[str, InputRequest]] = {}  # job id → pending questions
-        self._keys = itertools.count(1)
+        self.keys = itertools.count(1)  # input keys, unique in this process
+        self._followers: dict[str, asyncio.Task[None]] = {}  # job id → its answers followed
 
     @property
     def ttl_ms(self) -> int:
@@ -179,8 +203,7 @@ class CallTasks:
         is made before it becomes a job, and a backend that asks for input then is
         answered as a plain `input_required` result (a dict: no job), so the agent
         answers before the task exists (SEP-2663: MRTR, then the task)."""
-        pending: dict[str, InputRequest] = {}
-        relay = JobRelay(pending, self._keys, asks=asks, input_round=agent_round)
+        relay = JobRelay(self, asks=asks, input_round=agent_round)
         timeout = timeout or TASK_TIME_LIMIT
         first: dict[str, Any] | None = None
         if first_round:
@@ -190,7 +213,6 @@ class CallTasks:
 
         async def work(ctx: JobContext, _: dict[str, Any]) -> Any:
             relay.ctx = ctx
-            self.inputs[ctx.job_id] = pending
             started = time.perf_counter()
             try:
                 body = first or await self._round(
@@ -202,7 +224,9 @@ class CallTasks:
                     relay.input_round = await self._ask(relay, body, rounds, agent_round)
                     body = await self._round(principal, target, arguments, route, timeout, relay)
             finally:
-                self.inputs.pop(ctx.job_id, None)
+                follower = self._followers.pop(ctx.job_id, None)
+                if follower is not None:
+                    follower.cancel()
             body["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
             return body
 
@@ -234,10 +258,36 @@ class CallTasks:
             method = str(request.get("method", "")) if isinstance(request, dict) else ""
             params = request.get("params", {}) if isinstance(request, dict) else {}
             asked[ours] = (key, InputRequest(method, dict(params or {}), None))
-        relay.pending.update({ours: request for ours, (_, request) in asked.items()})
-        answers = {key: await request.answer for key, request in asked.values()}
+        waits = [relay.put(ours, request) for ours, (_, request) in asked.items()]
+        answered = await asyncio.gather(*waits)
+        answers = {key: answer for (key, _), answer in zip(asked.values(), answered, strict=True)}
         meta = agent.meta if agent is not None else None
         return AgentRound(answers, body.get("requestState"), meta)
+
+    def follow_answers(self, job_id: str, pending: dict[str, InputRequest]) -> None:
+        """While ``job_id`` runs here, hand its agent's answers (`answer` events, written
+        by whichever replica took the agent's `tasks/update`) to its open questions."""
+        if job_id in self._followers:
+            return
+
+        async def follow() -> None:
+            async for event in self.jobs.hub.follow(job_id, 0):
+                if event.type in TERMINAL_EVENTS:
+                    return
+                data = event.data if isinstance(event.data, dict) else {}
+                asked = pending.get(str(data.get("key"))) if event.type == "answer" else None
+                if asked is None or asked.answer.done():
+                    continue
+                response = data.get("response")
+                try:
+                    typed = asked.result_type
+                    asked.answer.set_result(
+                        response if typed is None else typed.model_validate(response)
+                    )
+                except ValueError:  # checked when written: a stored answer is sound
+                    continue
+
+        self._followers[job_id] = asyncio.create_task(follow(), name=f"answers-{job_id}")
 
     async def execute(
         self, principal: Principal, tool: str, arguments: dict[str, Any], timeout: float | None
@@ -283,26 +333,42 @@ class CallTasks:
         following = jobs[-1].created_at.isoformat() if len(jobs) == limit else None
         return jobs, following
 
-    def pending(self, job_id: str) -> dict[str, InputRequest]:
-        """The questions the task waits on (those asked in this process)."""
-        return dict(self.inputs.get(job_id) or {})
+    async def pending(self, job_id: str) -> dict[str, Question]:
+        """The questions the task waits on (from its events: asked on any replica)."""
+        open_: dict[str, Question] = {}
+        for event in await self.jobs.events_of(job_id, ("input", "answer")):
+            data = event.data if isinstance(event.data, dict) else {}
+            key = str(data.get("key"))
+            if event.type == "answer":
+                open_.pop(key, None)
+                continue
+            params = data.get("params")
+            open_[key] = Question(
+                str(data.get("method", "")),
+                params if isinstance(params, dict) else {},
+                data.get("typed") is True,
+            )
+        return open_
 
     async def answer(self, principal: Principal, job_id: str, responses: dict[str, Any]) -> None:
-        """Deliver the agent's answers (by input key); keys not pending are ignored, an
-        answered one leaves the task's input requests at once."""
+        """Deliver the agent's answers (by input key) to the replica running the task;
+        keys not pending are ignored, an answered one leaves the task's input requests
+        at once."""
         await self.job(principal, job_id)
-        pending = self.inputs.get(job_id) or {}
+        pending = await self.pending(job_id)
+        answers: list[tuple[str, Any]] = []
         for key, value in responses.items():
             asked = pending.get(key)
-            if asked is None or asked.answer.done():
+            if asked is None:
                 continue
-            try:
-                answer = (
-                    value if asked.result_type is None else asked.result_type.model_validate(value)
-                )
-            except ValueError:
-                raise InvalidInput(
-                    f"inputResponses[{key!r}] is not a {asked.method} result"
-                ) from None
-            pending.pop(key, None)
-            asked.answer.set_result(answer)
+            typed = asked.result_type
+            if typed is not None:
+                try:
+                    typed.model_validate(value)
+                except ValueError:
+                    raise InvalidInput(
+                        f"inputResponses[{key!r}] is not a {asked.method} result"
+                    ) from None
+            answers.append((key, value))
+        for key, value in answers:
+            await self.jobs.note(job_id, "answer", {"key": key, "response": value})

@@ -42,7 +42,7 @@ from gateway.servers.calls import find_target
 from gateway.servers.mcp.sdk_input import SdkInputs
 from gateway.servers.mcp.view import CatalogView
 from gateway.servers.runtimes.sdk_client import TASKS_EXTENSION
-from gateway.servers.tasks import AgentRound, CallTasks
+from gateway.servers.tasks import AgentRound, CallTasks, Question
 
 Ctx = ServerRequestContext[Any, Any]
 CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
@@ -178,7 +178,9 @@ class McpTasks:
         _check_name_header(ctx, task_id)
         job = await self._job(principal, task_id)
         if method == "tasks/get":
-            return self._task(job, legacy=not new, detailed=new)
+            waiting = _STATUS[job.status] == "working"
+            pending = await self.tasks.pending(job.id) if waiting else {}
+            return self._task(job, legacy=not new, detailed=new, pending=pending)
         if method == "tasks/cancel":
             return await self._cancel(principal, job, new)
         if method == "tasks/update":
@@ -232,10 +234,18 @@ class McpTasks:
         }
 
     # --- shapes -------------------------------------------------------------------------
-    def _task(self, job: Job, *, legacy: bool = False, detailed: bool = False) -> dict[str, Any]:
-        """The task as the era shows it (``detailed``: a 2026-07-28 `tasks/get`)."""
+    def _task(
+        self,
+        job: Job,
+        *,
+        legacy: bool = False,
+        detailed: bool = False,
+        pending: Mapping[str, Question] | None = None,
+    ) -> dict[str, Any]:
+        """The task as the era shows it (``detailed``: a 2026-07-28 `tasks/get`;
+        ``pending``: the questions it waits on, where the answer shows them)."""
         status = _STATUS[job.status]
-        pending = self.tasks.pending(job.id) if status == "working" else {}
+        pending = pending if status == "working" and pending else {}
         if pending:
             status = "input_required"
         task: dict[str, Any] = {

@@ -14,6 +14,7 @@ Streamable HTTP themselves (the helpers of test_tasks.py).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.mcp.test_tasks import Session, _until, modern
 from tests.interop.backends import cached_venv
 from tests.support import BOOT, Server, free_port, spawn_http
@@ -207,3 +209,48 @@ def test_a_backend_tasks_status_messages_are_the_jobs_progress(gateway: Server) 
     job = httpx.get(f"{gateway.url}/api/v1/jobs/{job_id}", headers=AUTH).json()
     assert job["status"] == "succeeded", job
     assert "# Research Report: moss" in _text(job["result"])
+
+
+# --- two gateway replicas ---------------------------------------------------------------
+@pytest.fixture
+def replicas(tmp_path: Path, backend: str) -> Iterator[tuple[Server, Server]]:
+    """Two gateway processes on one PostgreSQL database and one Redis (production)."""
+    redis_url = os.environ.get("MCPGW_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    db_url = create_pg_database("mcpgw_tasks")
+    env = {"MCPGW_DATABASE_URL": db_url, "MCPGW_AUTO_MIGRATE": "true",
+           "MCPGW_REDIS_URL": f"{redis_url.rstrip('/')}/3", "MCPGW_BOOTSTRAP_API_KEY": BOOT,
+           "MCPGW_ALLOW_PRIVATE_URLS": "true"}  # fmt: skip
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = Server(tmp_path / "a", **env)
+    first.wait_ready()
+    r = httpx.post(f"{first.url}/api/v1/servers", params={"wait": True}, headers=AUTH,
+                   json={"name": "tw", "type": "remote", "config": {"url": backend}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    second = Server(tmp_path / "b", **env)  # loads the server from the database
+    second.wait_ready()
+    yield first, second
+    second.stop()
+    first.stop()
+    drop_pg_database(db_url)
+
+
+def test_a_task_asked_on_one_replica_is_answered_through_another(
+    replicas: tuple[Server, Server], marks: Path
+) -> None:
+    """The call runs on the replica that took the agent's `tools/call`; its question is
+    seen, and answered, through the other (as behind a load balancer)."""
+    runs, other = replicas
+    created = modern(runs, "tools/call",
+                     {"name": "tw__confirm", "arguments": {"action": "deploy"}})["result"]  # fmt: skip
+    task_id = created["taskId"]
+    asking = _task(other, task_id, until=("input_required", "completed", "failed"))
+    assert asking["status"] == "input_required", asking
+    [key] = asking["inputRequests"]
+    answer = {key: {"action": "accept", "content": {"ok": True}}}
+    assert "error" not in modern(other, "tasks/update",
+                                 {"taskId": task_id, "inputResponses": answer})  # fmt: skip
+    done = _task(other, task_id, until=("completed", "failed", "cancelled"))
+    assert _text(done["result"]) == "deploy: done", done
+    assert (marks / "deploy").read_text() == "accepted"
+    assert _task(runs, task_id, until=("completed",))["result"] == done["result"]
