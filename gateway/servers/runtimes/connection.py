@@ -506,9 +506,11 @@ class McpConnection:
     def _task_support(self, name: str) -> str | None:
         """Whether the backend runs its tool ``name`` as a task (from its last listing,
         marked by :meth:`catalog`; rebuilt once per listing, then one dict lookup)."""
-        catalog = self.last_catalog
-        if catalog is None:
+        catalog, client = self.last_catalog, self._client
+        if catalog is None or client is None:
             return None
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS and not self.offers_tasks:
+            return None  # a tool's own declaration, but no extension to run the task with
         if self._task_tools[0] is not catalog:
             table = {tool.name: task_support(tool)[0] for tool in catalog.tools}
             self._task_tools = (catalog, {k: v for k, v in table.items() if v is not None})
