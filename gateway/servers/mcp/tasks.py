@@ -26,24 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
 from mcp_types.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from gateway.auth.principal import Principal
 from gateway.errors import AppError
-from gateway.jobs.models import Job
+from gateway.jobs.models import TERMINAL_EVENTS, Job
 from gateway.servers.calls import find_target
-from gateway.servers.mcp.sdk_input import SdkInputs
+from gateway.servers.mcp.sdk_input import REQUESTS, SdkInputs
 from gateway.servers.mcp.view import CatalogView
 from gateway.servers.runtimes.sdk_client import TASKS_EXTENSION
 from gateway.servers.tasks import AgentRound, CallTasks, Question
 
+log = logging.getLogger("gateway.servers")
 Ctx = ServerRequestContext[Any, Any]
 CLIENT_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
@@ -120,7 +123,8 @@ class McpTasks:
         elif not isinstance(params["task"], Mapping):
             raise MCPError(INVALID_PARAMS, "params.task must be an object")
         if not new:
-            job = await self.tasks.start(principal, found, arguments, route="sdk")
+            # What the backend asks meanwhile waits for the agent's `tasks/result`.
+            job = await self.tasks.start(principal, found, arguments, route="sdk", asks=True)
             assert isinstance(job, Job)
             self._notify_when_done(ctx, principal, job.id)
             return {"task": self._task(job, legacy=True)}
@@ -192,7 +196,7 @@ class McpTasks:
             except AppError as exc:
                 raise MCPError(INVALID_PARAMS, exc.message) from None
             return {}
-        return await self._result(principal, job)  # tasks/result, 2025-11-25
+        return await self._result(ctx, principal, job)  # tasks/result, 2025-11-25
 
     async def _job(self, principal: Principal, task_id: str) -> Job:
         try:
@@ -208,8 +212,11 @@ class McpTasks:
         job = await self.tasks.cancel(principal, job.id)
         return {} if new else self._task(job, legacy=True)
 
-    async def _result(self, principal: Principal, job: Job) -> dict[str, Any]:
-        """2025-11-25 `tasks/result`: the call's own result once the task ends."""
+    async def _result(self, ctx: Ctx, principal: Principal, job: Job) -> dict[str, Any]:
+        """2025-11-25 `tasks/result`: the call's own result once the task ends; what the
+        backend asks meanwhile is put to the agent on this request's stream."""
+        if _STATUS[job.status] not in _TERMINAL:
+            await self._relay_questions(ctx, principal, job.id)
         job = await self.tasks.settled(principal, job.id)
         related = {RELATED_TASK: {"taskId": job.id}}
         status = _STATUS[job.status]
@@ -219,6 +226,48 @@ class McpTasks:
                 return {**body, "_meta": {**body.get("_meta", {}), **related}}
         error = _rpc_error(job)
         raise MCPError(error["code"], error["message"], {**error.get("data", {}), **related})
+
+    async def _relay_questions(self, ctx: Ctx, principal: Principal, job_id: str) -> None:
+        """Until the task ends: each question it asks (an `input` event, whichever replica
+        runs the call) goes to the agent as a request related to the task (SEP-1686:
+        through `tasks/result`), and the answer back to the task."""
+        seen: set[str] = set()
+        asking: set[asyncio.Task[None]] = set()
+        try:
+            async for event in self.tasks.jobs.hub.follow(job_id, 0):
+                if event.type in TERMINAL_EVENTS:
+                    return
+                data = event.data if isinstance(event.data, dict) else {}
+                key = str(data.get("key"))
+                if event.type not in ("input", "answer") or key in seen:
+                    continue
+                seen.add(key)
+                if event.type == "input" and data.get("method") in REQUESTS:
+                    ask = self._ask_agent(ctx, principal, job_id, key, data)
+                    task = asyncio.create_task(ask, name=f"task-question-{job_id}")
+                    asking.add(task)
+                    task.add_done_callback(asking.discard)
+        finally:
+            for task in asking:
+                task.cancel()
+
+    async def _ask_agent(
+        self, ctx: Ctx, principal: Principal, job_id: str, key: str, data: dict[str, Any]
+    ) -> None:
+        method = str(data["method"])
+        request_type, result_type = REQUESTS[method]
+        params = dict(data.get("params") or {})
+        params["_meta"] = {**(params.get("_meta") or {}), RELATED_TASK: {"taskId": job_id}}
+        try:
+            answer = await ctx.session.send_request(
+                request_type.model_validate({"method": method, "params": params}),
+                result_type,
+                metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+            )
+            wire = answer.model_dump(by_alias=True, exclude_none=True, mode="json")
+            await self.tasks.answer(principal, job_id, {key: wire})
+        except (MCPError, AppError) as exc:  # unanswered: the task waits (or times out)
+            log.info("a task's question went unanswered", extra={"task": job_id, "error": str(exc)})
 
     async def _list(self, principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
         cursor = params.get("cursor")

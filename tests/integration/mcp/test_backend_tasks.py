@@ -14,6 +14,7 @@ Streamable HTTP themselves (the helpers of test_tasks.py).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -23,6 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp import Client, types
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.integration.mcp.test_tasks import Session, _until, modern
@@ -176,6 +180,64 @@ def test_ordinary_tools_stay_ordinary(gateway: Server) -> None:
     plain = modern(gateway, "tools/call", {"name": "tw__plain", "arguments": {"text": "hi"}},
                    tasks=False)  # fmt: skip
     assert _text(plain["result"]) == "hi"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_backend_tasks_question_reaches_an_agent_waiting_on_its_call(
+    gateway: Server, marks: Path, mode: str
+) -> None:
+    """The official SDK client, which knows no tasks, calls a tool its backend runs as a
+    task that asks for confirmation: the question reaches it as any elicitation does (on
+    its 2025-11-25 session, or as a 2026-07-28 `input_required` round) and its answer
+    goes back to the backend's task."""
+    asked: list[str] = []
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"ok": True})
+
+    http = create_mcp_http_client(headers=AUTH)
+    transport = streamable_http_client(f"{gateway.url}/mcp", http_client=http)
+    async with http, Client(transport, cache=None, mode=mode,
+                            elicitation_callback=elicitation) as client:  # type: ignore[arg-type]  # fmt: skip
+        result = await client.call_tool("tw__confirm", {"action": f"ship-{mode}"})
+    assert asked == [f"Really ship-{mode}?"]
+    assert result.is_error is False, result
+    assert result.content[0].text == f"ship-{mode}: done"  # type: ignore[union-attr]
+    assert (marks / f"ship-{mode}").read_text() == "accepted"
+
+
+def test_a_2025_agents_task_is_asked_through_tasks_result(gateway: Server, marks: Path) -> None:
+    """A 2025-11-25 task whose backend asks for input: `tasks/get` says `input_required`,
+    and `tasks/result` carries the question to the agent (related to the task), whose
+    answer goes back to the backend's task (SEP-1686's way)."""
+    session = Session(gateway, capabilities={"elicitation": {}})
+    created = session.request("tools/call", {"name": "tw__confirm", "task": {"ttl": 60_000},
+                                             "arguments": {"action": "migrate"}})  # fmt: skip
+    task_id = created["result"]["task"]["taskId"]
+    _until(lambda: session.request("tasks/get", {"taskId": task_id})["result"]["status"],
+           lambda status: status == "input_required")  # fmt: skip
+    body = session.body("tasks/result", {"taskId": task_id})
+    asked: list[dict[str, Any]] = []
+    with httpx.stream("POST", session.url, json=body, headers=session.headers,
+                      timeout=60) as stream:  # fmt: skip
+        for line in stream.iter_lines():
+            if not line.startswith("data:") or not line[5:].strip():
+                continue
+            message = json.loads(line[5:])
+            if message.get("method") == "elicitation/create":
+                asked.append(message["params"])
+                reply = {"jsonrpc": "2.0", "id": message["id"],
+                         "result": {"action": "accept", "content": {"ok": True}}}  # fmt: skip
+                httpx.post(session.url, json=reply, headers=session.headers, timeout=30)
+            elif message.get("id") == body["id"]:
+                result = message["result"]
+                break
+    [question] = asked
+    assert question["message"] == "Really migrate?"
+    assert question["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task_id}
+    assert _text(result) == "migrate: done"
+    assert (marks / "migrate").read_text() == "accepted"
 
 
 # --- a 2025-11-25 backend (server-everything) -------------------------------------------

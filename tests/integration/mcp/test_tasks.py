@@ -84,25 +84,26 @@ def modern(
 class Session:
     """A 2025-11-25 session, opened with `initialize`."""
 
-    def __init__(self, gateway: Server) -> None:
+    def __init__(self, gateway: Server, capabilities: dict[str, Any] | None = None) -> None:
         self.url = f"{gateway.url}/mcp"
         self.headers = {"Authorization": f"Bearer {BOOT}",
                         "Accept": "application/json, text/event-stream"}  # fmt: skip
         self.ids = iter(range(1, 10_000))
-        init = {"protocolVersion": "2025-11-25", "capabilities": {},
+        init = {"protocolVersion": "2025-11-25", "capabilities": capabilities or {},
                 "clientInfo": {"name": "t", "version": "1"}}  # fmt: skip
-        r = httpx.post(self.url, json=self._body("initialize", init), headers=self.headers)
+        r = httpx.post(self.url, json=self.body("initialize", init), headers=self.headers)
         self.init = _reply(r)["result"]
         self.headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
         self.headers["MCP-Protocol-Version"] = "2025-11-25"
         httpx.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
                    headers=self.headers)  # fmt: skip
 
-    def _body(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def body(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A request of this session (its next id)."""
         return {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
 
     def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        r = httpx.post(self.url, json=self._body(method, params), headers=self.headers, timeout=30)
+        r = httpx.post(self.url, json=self.body(method, params), headers=self.headers, timeout=30)
         return _reply(r)
 
 
