@@ -55,6 +55,7 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
                     func.count(),
                     func.coalesce(func.sum(Sandbox.cpu_seconds), 0.0),
                     func.coalesce(func.sum(Sandbox.disk_bytes), 0),
+                    func.coalesce(func.sum(Sandbox.memory_bytes), 0),
                 )
                 .where(Sandbox.status != "destroyed")
                 .group_by(Sandbox.provider, Sandbox.status)
@@ -65,14 +66,21 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
         metrics.sandboxes.clear()
         cpu: dict[str, float] = {}
         disk: dict[str, int] = {}
-        for provider, status, count, cpu_seconds, disk_bytes in boxes:
+        memory: dict[str, int] = {}
+        for provider, status, count, cpu_seconds, disk_bytes, memory_bytes in boxes:
             metrics.sandboxes.labels(provider, status).set(count)
             cpu[provider] = cpu.get(provider, 0.0) + float(cpu_seconds)
             disk[provider] = disk.get(provider, 0) + int(disk_bytes)
+            memory[provider] = memory.get(provider, 0) + int(memory_bytes)
+        for gauge in (metrics.sandbox_cpu_seconds, metrics.sandbox_disk_bytes,
+                      metrics.sandbox_memory_bytes):  # fmt: skip
+            gauge.clear()  # a provider with no sandbox left reports none
         for provider, value in cpu.items():
             metrics.sandbox_cpu_seconds.labels(provider).set(value)
         for provider, size in disk.items():
             metrics.sandbox_disk_bytes.labels(provider).set(size)
+        for provider, size in memory.items():
+            metrics.sandbox_memory_bytes.labels(provider).set(size)
         metrics.jobs.clear()
         for kind, status, count in jobs:
             metrics.jobs.labels(kind, status).set(count)

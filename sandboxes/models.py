@@ -52,6 +52,9 @@ class Sandbox(Base):
     exec_count: Mapped[int] = mapped_column(Integer, default=0)
     cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What a running sandbox's processes held when last measured (after an exec, or a
+    # usage read); None once it stops: it holds none then.
+    memory_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class SandboxTemplate(Base):

@@ -161,8 +161,9 @@ class SandboxService:
         if row is None or row.status not in ("running", "stopped"):
             return
         usage = await self.provider(row.provider).usage(self.spec(row))
-        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
-            await self._set(sandbox_id, disk_bytes=usage.disk_bytes)
+        changes = _measured(row, usage)
+        if changes:
+            await self._set(sandbox_id, **changes)
 
     @staticmethod
     def _require_running(row: Sandbox) -> None:
@@ -436,7 +437,9 @@ class SandboxService:
         except ProviderError as exc:
             raise provider_error(exc) from exc
         self._audit(principal, row.id, "stop")
-        return await self._set(row.id, status="stopped", stopped_at=utcnow(), cpu_seconds=cpu)
+        return await self._set(
+            row.id, status="stopped", stopped_at=utcnow(), cpu_seconds=cpu, memory_bytes=None
+        )
 
     async def resume(self, principal: Principal, sandbox_id: str) -> Sandbox:
         principal.require("sandboxes:write")
@@ -467,7 +470,9 @@ class SandboxService:
             raise provider_error(exc) from exc
         self.activity.forget(row.id)
         self._audit(principal, row.id, "destroy")
-        return await self._set(row.id, status="destroyed", destroyed_at=utcnow(), disk_bytes=0)
+        return await self._set(
+            row.id, status="destroyed", destroyed_at=utcnow(), disk_bytes=0, memory_bytes=None
+        )
 
     async def bulk(
         self, principal: Principal, action: str, ids: list[str]
@@ -496,8 +501,9 @@ class SandboxService:
                 usage = await self.provider(row.provider).usage(self.spec(row))
             except ProviderError as exc:
                 raise provider_error(exc) from exc
-        if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
-            row = await self._set(row.id, disk_bytes=usage.disk_bytes)
+        changes = _measured(row, usage)
+        if changes:
+            row = await self._set(row.id, **changes)
         if usage.disk_bytes is None:
             usage.disk_bytes = row.disk_bytes
         live = usage.cpu_seconds if row.status == "running" else 0.0
@@ -544,3 +550,15 @@ class SandboxService:
                 await self.reap()
             except Exception:
                 log.warning("sandbox reaper failed; will retry", exc_info=True)
+
+
+def _measured(row: Sandbox, usage: Usage) -> dict[str, Any]:
+    """What a fresh measurement changes on the sandbox's row: its disk, and the memory of
+    a running one (what the metrics report)."""
+    changes: dict[str, Any] = {}
+    if usage.disk_bytes is not None and usage.disk_bytes != row.disk_bytes:
+        changes["disk_bytes"] = usage.disk_bytes
+    memory = usage.memory_bytes if row.status == "running" else None
+    if memory != row.memory_bytes:
+        changes["memory_bytes"] = memory
+    return changes

@@ -134,6 +134,12 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.sandbox_memory_bytes = Gauge(
+            "mcpgw_sandbox_memory_bytes",
+            "Memory held by the running sandboxes when each was last measured, by provider.",
+            ["provider"],
+            registry=self.registry,
+        )
         self.jobs = Gauge(
             "mcpgw_jobs",
             "Jobs by kind and status (pending: the queue).",

@@ -40,6 +40,7 @@ FAMILIES = {
     "mcpgw_sandboxes": {"provider", "status"},
     "mcpgw_sandbox_cpu_seconds": {"provider"},
     "mcpgw_sandbox_disk_bytes": {"provider"},
+    "mcpgw_sandbox_memory_bytes": {"provider"},
     "mcpgw_jobs": {"kind", "status"},
     "mcpgw_audit_queue_depth": set(),
     "mcpgw_audit_rows": {"result"},

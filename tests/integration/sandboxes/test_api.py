@@ -18,6 +18,7 @@ from sqlalchemy import select
 from gateway.audit.models import AuditEvent
 from gateway.db import utcnow
 from gateway.observability.logging import JsonFormatter
+from sandboxes.models import Sandbox
 from tests.integration.sandboxes.conftest import Sandboxes, need_bwrap
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -318,3 +319,30 @@ async def test_admin_templates(api: Sandboxes) -> None:
     dev = await _user_key(api, "t@example.com")
     r = await api.client.put("/api/v1/sandboxes/templates/data", json=t, headers=api.auth(dev))
     assert r.status_code == 403
+
+
+async def test_memory_is_measured_and_exported_while_running(api: Sandboxes) -> None:
+    """A running sandbox's memory, as the provider last measured it, is stored and summed
+    into `mcpgw_sandbox_memory_bytes`; a stopped one holds none."""
+
+    async def stored() -> int | None:
+        async with api.service.db.session() as session:
+            row = await session.get(Sandbox, sid)
+            return row.memory_bytes if row is not None else None
+
+    async def exported() -> float:
+        text = (await api.client.get("/metrics", headers=api.auth())).text
+        prefix = 'mcpgw_sandbox_memory_bytes{provider="local"} '
+        return float(
+            next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix) :]
+        )
+
+    sid = (await api.create())["id"]
+    assert (await api.exec(sid, command="sleep 0.2"))["exit_code"] == 0
+    usage = (await api.client.get(f"/api/v1/sandboxes/{sid}/usage", headers=api.auth())).json()
+    assert usage["memory_bytes"] and usage["memory_bytes"] > 0, usage  # cgroup v2 measures it
+    assert await stored() == usage["memory_bytes"]
+    assert await exported() == float(usage["memory_bytes"] or 0)
+    assert (await api.action(sid, "stop")).status_code == 200
+    assert await stored() is None
+    assert await exported() == 0.0
