@@ -71,7 +71,7 @@ def register_collectors(state: GatewayState, front: McpFront) -> None:
             metrics.sandboxes.labels(provider, status).set(count)
             cpu[provider] = cpu.get(provider, 0.0) + float(cpu_seconds)
             disk[provider] = disk.get(provider, 0) + int(disk_bytes)
-            memory[provider] = memory.get(provider, 0) + int(memory_bytes)
+            memory[provider] = memory.get(provider, 0) + int(memory_bytes or 0)
         for gauge in (metrics.sandbox_cpu_seconds, metrics.sandbox_disk_bytes,
                       metrics.sandbox_memory_bytes):  # fmt: skip
             gauge.clear()  # a provider with no sandbox left reports none
