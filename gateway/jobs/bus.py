@@ -24,8 +24,16 @@ TASK_NAME = "mcpgw.jobs.run"
 class Dispatcher(Protocol):
     """Hands jobs to workers (blocking calls: run them in a thread from async code)."""
 
-    def send(self, job_id: str, attempt: int, kind: JobKind, countdown: float = 0) -> None:
-        """Queue attempt ``attempt`` of the job for a worker of ``kind``'s queue."""
+    def send(
+        self,
+        job_id: str,
+        attempt: int,
+        kind: JobKind,
+        countdown: float = 0,
+        trace: dict[str, str] | None = None,
+    ) -> None:
+        """Queue attempt ``attempt`` of the job for a worker of ``kind``'s queue (its
+        spans under the current trace, else under ``trace``: the job's own)."""
 
     def revoke(self, job_id: str, attempt: int, terminate: bool = False) -> None:
         """Tell workers not to run (``terminate``: to kill) that attempt, where the broker
@@ -55,7 +63,14 @@ class CeleryDispatcher:
                     self._app = self._app()
         return self._app
 
-    def send(self, job_id: str, attempt: int, kind: JobKind, countdown: float = 0) -> None:
+    def send(
+        self,
+        job_id: str,
+        attempt: int,
+        kind: JobKind,
+        countdown: float = 0,
+        trace: dict[str, str] | None = None,
+    ) -> None:
         self.app.send_task(
             TASK_NAME,
             args=[job_id, attempt],
@@ -66,7 +81,8 @@ class CeleryDispatcher:
             # The W3C context of what queued it (a request, or the attempt before), so
             # the worker's spans continue that trace (gateway/jobs/tracing.py). Called
             # in a thread of the request: the context came along (asyncio.to_thread).
-            headers=current_carrier(),
+            # Queued outside any trace (the reaper): the job's own, stored with it.
+            headers=current_carrier() or trace,
         )
 
     def revoke(self, job_id: str, attempt: int, terminate: bool = False) -> None:

@@ -28,7 +28,7 @@ from gateway.jobs.models import TERMINAL, TERMINAL_EVENTS, Job, JobEvent
 from gateway.jobs.repository import ACTIVE
 from gateway.jobs.review import JobReviews
 from gateway.jobs.writer import JobWriter
-from gateway.observability.tracing import operation
+from gateway.observability.tracing import current_carrier, operation
 
 log = logging.getLogger("gateway.jobs")
 
@@ -104,6 +104,7 @@ class JobService:
             attempt=1,
             max_attempts=kind.max_attempts,
             last_seq=0,
+            trace=current_carrier(),
         )
         async with self.db.session() as session:
             session.add(job)
@@ -325,7 +326,9 @@ class JobService:
         for job in pending:
             kind = self.kinds.get(job.kind)
             if kind is not None and not kind.local and job.id != but:
-                await asyncio.to_thread(self.dispatcher.send, job.id, job.attempt, kind)
+                await asyncio.to_thread(
+                    self.dispatcher.send, job.id, job.attempt, kind, 0, job.trace
+                )
                 sent += 1
         return sent
 

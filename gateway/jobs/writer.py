@@ -107,7 +107,7 @@ class JobWriter:
         if event is None:
             return False
         try:
-            await asyncio.to_thread(dispatcher.send, job.id, nxt, kind, backoff)
+            await asyncio.to_thread(dispatcher.send, job.id, nxt, kind, backoff, job.trace)
         except Exception as exc:
             log.exception("re-queueing a job failed", extra={"job": job.id})
             await self.fail(

@@ -134,7 +134,9 @@ class _Recorded:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, float]] = []
 
-    def send(self, job_id: str, attempt: int, kind: Any, countdown: float = 0) -> None:
+    def send(
+        self, job_id: str, attempt: int, kind: Any, countdown: float = 0, trace: Any = None
+    ) -> None:
         self.sent.append((job_id, attempt, countdown))
 
     def revoke(self, job_id: str, attempt: int, terminate: bool = False) -> None:

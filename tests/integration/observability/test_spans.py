@@ -116,6 +116,54 @@ def test_a_job_continues_the_trace_of_the_request_that_created_it(
     assert {s.service for s in spans} == {"mcp-gateway"}
 
 
+def test_an_attempt_the_reaper_requeues_stays_in_the_jobs_trace(
+    server_factory: type[Server], receiver: OtlpReceiver
+) -> None:
+    """The worker is killed mid-job; the reaper (which runs in no trace) queues the next
+    attempt with the context stored with the job: it is still the request's trace."""
+    server = server_factory(
+        MCPGW_BOOTSTRAP_API_KEY=BOOT,
+        MCPGW_TELEMETRY_EXPORTER="otlp_http",
+        MCPGW_TELEMETRY_ENDPOINT=receiver.url,
+        MCPGW_JOBS_HEARTBEAT_SECONDS="0.2",
+        MCPGW_JOBS_STALE_SECONDS="1",
+        MCPGW_JOBS_REAPER_INTERVAL_SECONDS="0.3",
+    )
+    server.wait_ready()
+    trace_id, _agent_span, headers = _agent()
+    r = httpx.post(
+        f"{server.url}/api/v1/jobs",
+        json={"kind": "sleep", "input": {"seconds": 3, "steps": 30}},
+        headers=headers,
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+
+    async def job(*wanted: str) -> dict[str, Any] | None:
+        got = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", headers=AUTH, timeout=30).json()
+        return got if got["status"] in wanted else None
+
+    running = asyncio.run(wait_for(lambda: job("running"), what="the job to run"))
+    os.killpg(os.getpgid(int(running["worker"].rsplit(":", 1)[1])), signal.SIGKILL)
+    done = asyncio.run(wait_for(lambda: job("succeeded", "failed"), timeout=60, what="the end"))
+    assert done["status"] == "succeeded" and done["attempt"] == 2, done
+
+    def second_ran(spans: list[ReceivedSpan]) -> bool:
+        return any(
+            s.name == "job.run" and s.attributes.get("mcpgw.job.attempt") == 2
+            and s.attributes.get("mcpgw.job.id") == job_id
+            for s in spans
+        )  # fmt: skip
+
+    spans = receiver.wait_for(second_ran, timeout=30)
+    second = _one(spans, "job.run", **{"mcpgw.job.id": job_id, "mcpgw.job.attempt": 2})
+    assert second.trace_id == trace_id
+    # Under the request that created the job (the stored context), not a new root.
+    requests = [s for s in spans if s.trace_id == trace_id and s.name == "POST /api/v1/jobs"]
+    assert [second.parent_span_id] == [s.span_id for s in requests]
+
+
 def test_a_job_without_a_traced_request_is_its_own_trace(
     gateway: Server, receiver: OtlpReceiver
 ) -> None:
