@@ -4,7 +4,8 @@ A dead server never empties the catalog: its last known tools stay listed (the
 catalog is stored, so they survive a restart too) and calls of them fail closed
 (the breaker's or the backend's tool error). What the gateway knows of the
 failure is shown where a client can be told: the tool's ``_meta`` under
-:data:`UNAVAILABLE_META` in `tools/list` (both MCP paths and eras), a hit's
+:data:`UNAVAILABLE_META` in `tools/list` (both MCP paths and eras; a server's mark
+on its resources and prompts in `resources/list` and `prompts/list`), a hit's
 ``unavailable`` in SEARCH_TOOLS and ``available: false`` in the REST catalog.
 
 Two sources mark a server: its health (``unhealthy``: it cannot be reached or its
@@ -21,7 +22,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
 
 # Where a listed tool (and a refused call's result) says it is unavailable.
 UNAVAILABLE_META = "io.mcpgw/unavailable"
@@ -79,6 +82,11 @@ class Availability:
         tools = self._tools.get(server)
         return tools.get(tool) if tools else None
 
+    def of_server(self, server: str) -> Unavailable | None:
+        """The server's own mark (what its resources and prompts are marked with)."""
+        marks = self._servers.get(server) if self.marked else None
+        return (marks.get(BREAKER) or marks.get(HEALTH)) if marks else None
+
     # --- writing -----------------------------------------------------------------------
     def mark_server(self, server: str, source: str, mark: Unavailable | None) -> None:
         """Set (or clear, with None) what ``source`` says of ``server``."""
@@ -132,6 +140,18 @@ class Availability:
         self.marked = bool(self._servers or self._tools)
         if self._on_change is not None:
             self._on_change()
+
+
+Listed = TypeVar("Listed", bound=BaseModel)
+
+
+def with_mark(item: Listed, mark: Unavailable | None) -> Listed:
+    """A listed tool, resource or prompt with its mark in ``_meta`` (a copy: the
+    catalog's is shared); ``item`` itself when it has none."""
+    if mark is None:
+        return item
+    meta = getattr(item, "meta", None) or {}
+    return item.model_copy(update={"meta": {**meta, UNAVAILABLE_META: mark.meta()}})
 
 
 def _replaced(

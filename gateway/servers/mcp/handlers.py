@@ -35,6 +35,7 @@ from gateway.mcp.surface import FastLane, FastLaneParts
 from gateway.observability.tracing import TRACE_STATE_KEY
 from gateway.policy.limits import LimitExceeded
 from gateway.policy.service import PolicyDenied
+from gateway.servers.availability import with_mark
 from gateway.servers.cache import cache_of
 from gateway.servers.calls import CallTarget, find_target, qualified, split_qualified
 from gateway.servers.controls import ArgumentsTooLarge
@@ -395,6 +396,7 @@ class ServersMcp:
         policy = self.servers.policy_for(principal)
         for server in self._servers_for(principal, target):
             catalog = self.servers.catalogs.get(server)
+            mark = self.servers.availability.of_server(server)  # listed all the same
             for resource in catalog.resources if catalog else []:
                 name = qualified(server, str(resource.uri))
                 if policy is not None and not policy.listable(principal, "resources/read", name):
@@ -403,7 +405,7 @@ class ServersMcp:
                     resource = resource.model_copy(
                         update={"uri": uris.wrap(server, str(resource.uri))}
                     )
-                items.append(resource)
+                items.append(with_mark(resource, mark))
         return items
 
     async def templates(
@@ -524,13 +526,14 @@ class ServersMcp:
         policy = self.servers.policy_for(principal)
         for server in self._servers_for(principal, target):
             catalog = self.servers.catalogs.get(server)
+            mark = self.servers.availability.of_server(server)
             for prompt in catalog.prompts if catalog else []:
                 name = qualified(server, prompt.name)
                 if policy is not None and not policy.listable(principal, "prompts/get", name):
                     continue
                 if target is None:
                     prompt = prompt.model_copy(update={"name": qualified(server, prompt.name)})
-                items.append(prompt)
+                items.append(with_mark(prompt, mark))
         return items
 
     def _prompt_target(self, target: str | None, name: str) -> tuple[str, str]:

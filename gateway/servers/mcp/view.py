@@ -21,7 +21,7 @@ from mcp import types
 from gateway.auth.principal import Principal
 from gateway.mcp.search import ToolIndex
 from gateway.policy.engine import CompiledPolicy
-from gateway.servers.availability import UNAVAILABLE_META, Availability
+from gateway.servers.availability import Availability, with_mark
 from gateway.servers.calls import qualified
 from gateway.servers.runtimes.backend_tasks import task_support
 from gateway.servers.service import ServerService, can_see
@@ -124,7 +124,8 @@ class CatalogView:
         for i, (server, backend) in enumerate(view.origins):
             mark = marks.of(server, backend)
             if mark is not None:
-                tools[i] = _marked(tools[i], unavailable.setdefault(tools[i].name, mark.meta()))
+                unavailable.setdefault(tools[i].name, mark.meta())
+                tools[i] = with_mark(tools[i], mark)
         marked = ToolView(tools, view.schemas, view.keywords, view.origins, unavailable, view)
         if len(self._marked) > 256:
             self._marked.clear()
@@ -197,7 +198,7 @@ class CatalogView:
             for tool in tools:
                 backend = tool.name if transforms is None else transforms.backend_name(tool.name)
                 mark = marks.of(server, backend)
-                marked.append(tool if mark is None else _marked(tool, mark.meta()))
+                marked.append(with_mark(tool, mark))
             if len(self._marked_lists) > 1024:
                 self._marked_lists.clear()
             cached = self._marked_lists[key] = (tools, marked)
@@ -228,8 +229,3 @@ class CatalogView:
         version)."""
         entry = self.server_entry(server, tool)
         return entry[0] if entry is not None else None
-
-
-def _marked(tool: types.Tool, mark: dict[str, Any]) -> types.Tool:
-    """``tool`` with its `unavailable` mark in `_meta` (a copy; the catalog's is shared)."""
-    return tool.model_copy(update={"meta": {**(tool.meta or {}), UNAVAILABLE_META: mark}})

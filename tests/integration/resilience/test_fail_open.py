@@ -17,6 +17,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -75,6 +76,28 @@ def listed(gateway: Server, how: str, server: str) -> dict[str, dict[str, Any]]:
     prefix = f"{server}__" if path == "/mcp" else ""
     tools = last_message(r)["result"]["tools"]
     return {t["name"][len(prefix) :]: t for t in tools if t["name"].startswith(prefix)}
+
+
+def resource_marks(gateway: Server, server: str) -> dict[str, Any]:
+    """``server``'s resources in a 2026-07-28 `resources/list` on /mcp and in a 2025-11-25
+    one on /mcp/servers/{server} (both must agree): URI → its mark or None."""
+    seen = []
+    for path, version in (("/mcp", MODERN), (f"/mcp/servers/{server}", LEGACY)):
+        session = _legacy_session(gateway, path) if version == LEGACY else None
+        params = {"_meta": modern_meta()} if version == MODERN else {}
+        headers = {**_headers(version, session), "Mcp-Method": "resources/list"}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "resources/list", "params": params}
+        r = httpx.post(f"{gateway.url}{path}", json=body, headers=headers, timeout=30)
+        prefix = f"mcpgw://{server}/" if path == "/mcp" else ""
+        seen.append(
+            {
+                unquote(item["uri"][len(prefix) :]): (item.get("_meta") or {}).get(MARK)
+                for item in last_message(r)["result"]["resources"]
+                if item["uri"].startswith(prefix)
+            }
+        )
+    assert seen[0] == seen[1], seen
+    return seen[1]
 
 
 def rest_tools(gateway: Server, server: str) -> dict[str, dict[str, Any]]:
@@ -149,6 +172,9 @@ async def test_a_server_that_is_down_stays_listed_marked_and_calls_fail_at_once(
                 assert mark["scope"] == "server", (how, mark)
                 assert "circuit breaker open after 3 failed calls" in mark["reason"], mark
                 assert time.time() - 1 < _retry_at(mark) < time.time() + 6, (how, mark)
+        # Its resources too: listed, marked with the server's mark.
+        resource = resource_marks(gateway, server)["faulty://state"]
+        assert resource is not None and resource["scope"] == "server", resource
         # Calls fail closed, answered by the gateway: they reach nothing.
         for path in ("fast-2026", "sdk-2025", "rest"):
             answer = await call(gateway, path, f"{server}__read")
@@ -161,6 +187,7 @@ async def test_a_server_that_is_down_stays_listed_marked_and_calls_fail_at_once(
     await wait_for(lambda: unmarked(gateway, server), timeout=20, what="the marks to go")
     assert (await call(gateway, "fast-2026", f"{server}__echo")).text == "echo #1"
     assert unmarked(gateway, server)
+    assert resource_marks(gateway, server) == {"faulty://state": None}
 
 
 async def test_a_tools_breaker_marks_that_tool_only(gateway: Server, backend: str) -> None:
