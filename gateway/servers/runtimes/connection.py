@@ -55,11 +55,11 @@ from gateway.servers.runtimes.remote import StreamableHttpTarget
 from gateway.servers.runtimes.sdk_client import (
     TASKS_EXTENSION,
     agent_input_round,
-    all_pages,
     connection_lost,
     describe,
+    fetch_catalog,
     forward_agent_capabilities,
-    optional_listing,
+    probe,
     propagate_trace,
     session_closed,
     tolerate_results,
@@ -585,46 +585,14 @@ class McpConnection:
 
     async def ping(self) -> float:
         started = monotonic()
-        await self._request("ping", _probe, 10.0)
+        await self._request("ping", probe, 10.0)
         latency = (monotonic() - started) * 1000
         await self._set_health("degraded" if latency > 1000 else "healthy", None, latency)
         return latency
 
     async def catalog(self) -> Catalog:
-        async def fetch(client: Client) -> Catalog:
-            caps = client.server_capabilities
-            # A client pinned to 2026-07-28 skips `server/discover` and knows no
-            # capabilities: then ask for every list and take "method not found" as none.
-            unknown = caps == types.ServerCapabilities()
-            catalog = Catalog()
-            if caps.tools is not None or unknown:
-                tools = all_pages(client.list_tools, "tools")
-                catalog.tools = await optional_listing(tools, unknown)
-            if caps.resources is not None or unknown:
-                catalog.resources = await optional_listing(
-                    all_pages(client.list_resources, "resources"), unknown
-                )
-                # Templates are the optional half of `resources`: servers that offer
-                # resources but answer "method not found" here are common (none, then).
-                catalog.resource_templates = await optional_listing(
-                    all_pages(client.list_resource_templates, "resource_templates"), True
-                )
-            if caps.prompts is not None or unknown:
-                catalog.prompts = await optional_listing(
-                    all_pages(client.list_prompts, "prompts"), unknown
-                )
-            return catalog
-
-        result: Catalog = await self._request("listing", fetch, self.ctx.connect_timeout)
+        result: Catalog = await self._request("listing", fetch_catalog, self.ctx.connect_timeout)
         if self.offers_tasks:
             result.tools = [undeclared_as_optional(tool) for tool in result.tools]
         self.last_catalog = result
         return result
-
-
-async def _probe(client: Client) -> Any:
-    """A round trip that answers on either era: 2026-07-28 has no `ping` (servers answer
-    -32601), so ask `server/discover` there."""
-    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        return await client.session.send_discover(client.protocol_version)
-    return await client.send_ping()

@@ -24,7 +24,7 @@ from gateway.mcp.sdk_compat import (
     wrap_request_stamp,
 )
 from gateway.observability.tracing import OUTGOING
-from gateway.servers.runtimes.base import BackendError
+from gateway.servers.runtimes.base import BackendError, Catalog
 from gateway.servers.runtimes.relay import CURRENT_RELAY
 
 # What the SDK client writes when it gives a request up because the connection (or
@@ -202,3 +202,34 @@ async def all_pages(method: Any, attribute: str, max_pages: int = 1000) -> list[
         if not cursor:
             return items
     raise BackendError(f"listing {attribute} did not end after {max_pages} pages")
+
+
+async def fetch_catalog(client: Client) -> Catalog:
+    """Everything the server lists (every page of each list it offers)."""
+    caps = client.server_capabilities
+    # A client pinned to 2026-07-28 skips `server/discover` and knows no
+    # capabilities: then ask for every list and take "method not found" as none.
+    unknown = caps == types.ServerCapabilities()
+    catalog = Catalog()
+    if caps.tools is not None or unknown:
+        catalog.tools = await optional_listing(all_pages(client.list_tools, "tools"), unknown)
+    if caps.resources is not None or unknown:
+        catalog.resources = await optional_listing(
+            all_pages(client.list_resources, "resources"), unknown
+        )
+        # Templates are the optional half of `resources`: servers that offer
+        # resources but answer "method not found" here are common (none, then).
+        catalog.resource_templates = await optional_listing(
+            all_pages(client.list_resource_templates, "resource_templates"), True
+        )
+    if caps.prompts is not None or unknown:
+        catalog.prompts = await optional_listing(all_pages(client.list_prompts, "prompts"), unknown)
+    return catalog
+
+
+async def probe(client: Client) -> Any:
+    """A round trip that answers on either era: 2026-07-28 has no `ping` (servers answer
+    -32601), so ask `server/discover` there."""
+    if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        return await client.session.send_discover(client.protocol_version)
+    return await client.send_ping()
