@@ -310,11 +310,17 @@ class Pipeline:
         return entered
 
     async def _enter_traced(self, call: Call, trace: CallTrace) -> int:
-        """:meth:`enter`, each acting stage in a span of its own, then the backend's."""
+        """:meth:`enter`, each acting stage in a span of its own (when the call is
+        recorded: an unrecorded one has no stage spans), then the backend's."""
         entered = 0
+        recording = trace.recording
         try:
             for stage, acts, name in zip(self._entering, self._acts, self._names, strict=True):
-                if acts:
+                if acts and not recording:
+                    pending = stage.enter(call)
+                    if pending is not None:
+                        await pending
+                elif acts:
                     span = trace.stage(name)
                     try:
                         pending = stage.enter(call)
