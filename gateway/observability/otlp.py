@@ -186,7 +186,10 @@ def span_item(
             b"" if error is None else _status(error),
         )
     )
-    return b"\x12" + _varint(len(body)) + body
+    size = len(body)  # a span is seldom under 128 bytes: two varint bytes, inline
+    if 0x80 <= size < 0x4000:
+        return bytes((0x12, (size & 0x7F) | 0x80, size >> 7)) + body
+    return b"\x12" + _varint(size) + body
 
 
 def _status(error: str) -> bytes:

@@ -61,7 +61,10 @@ def _meta_carrier(meta: Any) -> dict[str, str] | None:
     """The W3C fields in a request's `_meta` (a dict, or the SDK's model of it)."""
     if meta is None:
         return None
-    if not isinstance(meta, Mapping):
+    if type(meta) is dict:  # the usual case, without the ABC check below
+        if not isinstance(meta.get(TRACEPARENT), str):
+            return None
+    elif not isinstance(meta, Mapping):
         meta = getattr(meta, "model_extra", None) or {}
     parent = meta.get(TRACEPARENT)
     if not isinstance(parent, str):
@@ -84,7 +87,16 @@ class Unrecorded:
     both the response's header and the backend's parent (no span is recorded between
     them). No SDK object, no context attached, no stage spans."""
 
-    __slots__ = ("_outgoing", "carrier", "context", "generation", "header", "request", "trace_id")
+    __slots__ = (
+        "_outgoing",
+        "carrier",
+        "context",
+        "generation",
+        "header",
+        "request",
+        "state",
+        "trace_id",
+    )
 
     recording = False
 
@@ -95,12 +107,14 @@ class Unrecorded:
         trace_id: str,
         header: str,
         request: RequestTrace | None,
+        state: str | None = None,
     ) -> None:
         self.generation = generation
         self.context = context
         self.trace_id = trace_id
         self.header = header  # the call's own `traceparent`
         self.request = request
+        self.state = state  # the `tracestate` carried on (an agent's), if any
         self.carrier: dict[str, str] | None = None
         self._outgoing: Token[dict[str, str] | None] | None = None
 
@@ -112,9 +126,8 @@ class Unrecorded:
 
     def backend(self, call: Call) -> None:
         carrier = {TRACEPARENT: self.header}
-        state = self.context.trace_state
-        if state:
-            carrier[TRACESTATE] = state.to_header()
+        if self.state:
+            carrier[TRACESTATE] = self.state
         self.carrier = carrier
         self._outgoing = OUTGOING.set(carrier)  # for the SDK client (sdk_client.py)
 
@@ -162,9 +175,10 @@ class Spans(Unrecorded):
         trace_id: str,
         header: str,
         request: RequestTrace | None,
+        state: str | None,
         parent: SpanContext | None,
     ) -> None:
-        super().__init__(generation, context, trace_id, header, request)
+        super().__init__(generation, context, trace_id, header, request, state)
         self.parent = parent
         self._backend: tuple[int, int] | None = None  # (span id, start ns)
         self._backend_token: object = None
@@ -172,10 +186,7 @@ class Spans(Unrecorded):
         self._tool: str | None = None
         self.origin: TraceOrigin | None = None
         self.started = time.time_ns()
-        state = context.trace_state
-        self._head = otlp.span_head(
-            context.trace_id.to_bytes(16, "big"), state.to_header() if state else None
-        )
+        self._head = otlp.span_head(context.trace_id.to_bytes(16, "big"), state)
         # Current while the call runs: log lines inside it carry its ids, and the
         # instrumentation packages' spans (httpx, SQL) nest under it.
         self._token = otel_context.attach(with_span(NonRecordingSpan(context)))
@@ -208,8 +219,8 @@ class Spans(Unrecorded):
         self._backend = (client_id, time.time_ns())
         self._tool = call.tool
         carrier = {TRACEPARENT: f"00-{self.trace_id}-{client_id:016x}-01"}
-        if context.trace_state:
-            carrier[TRACESTATE] = context.trace_state.to_header()
+        if self.state:
+            carrier[TRACESTATE] = self.state
         self.carrier = carrier
         self._outgoing = OUTGOING.set(carrier)
         if call.route != "direct":
@@ -305,15 +316,19 @@ def _context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState) 
     return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
 
 
-def _remote(origin: TraceOrigin | None, request: RequestTrace | None) -> SpanContext | None:
+def _remote(
+    origin: TraceOrigin | None, request: RequestTrace | None, direct: bool
+) -> SpanContext | None:
     """The call's parent: the agent's context in `params._meta`, else a REST request's
     span (gateway/observability/instruments.py, itself under the agent's header), else
-    the agent's HTTP header; None: the trace starts here."""
+    the agent's HTTP header; None: the trace starts here. A fast-path call (``direct``)
+    has no current span to look up: `/mcp` is served before FastAPI's stack."""
     parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
     if parent is None:
-        current = get_current_span().get_span_context()
-        if current.is_valid:
-            return current
+        if not direct:
+            current = get_current_span().get_span_context()
+            if current.is_valid:
+                return current
         if request is None or request.incoming is None:
             return None
         parent = extract(request.incoming)
@@ -335,12 +350,14 @@ class CallTracer:
             return None
         origin: TraceOrigin | None = call.origin.trace_origin() if call.origin else None
         request = origin.request if origin is not None else REQUEST_TRACE.get()
-        remote = _remote(origin, request)
+        remote = _remote(origin, request, call.route == "direct")
         # Parent-based sampling: an agent's decision is followed; a trace starting here
         # is recorded at the root ratio.
+        state_header = None
         if remote is not None:
             sampled = remote.trace_flags.sampled
             trace_id, state = remote.trace_id, remote.trace_state
+            state_header = state.to_header() if state else None
         else:
             ratio = generation.ratio
             sampled = ratio > 0.0 and random.random() < ratio
@@ -353,8 +370,8 @@ class CallTracer:
         if request is not None and request.span is None:
             request.span, request.header = context, header
         if not sampled:
-            return Unrecorded(generation, context, hex_id, header, request)
-        spans = Spans(generation, context, hex_id, header, request, remote)
+            return Unrecorded(generation, context, hex_id, header, request, state_header)
+        spans = Spans(generation, context, hex_id, header, request, state_header, remote)
         spans.origin = origin
         return spans
 
@@ -400,22 +417,30 @@ def _client_attributes(tool: str) -> bytes:
 
 
 def _origin_attributes(origin: TraceOrigin | None) -> bytes:
-    """The call span's attributes from its request (session, request id, version)."""
+    """The call span's attributes from its request: session and protocol version
+    (encoded once per session), the JSON-RPC request id (per call)."""
     if origin is None:
         return b""
-    attrs = b""
-    if origin.session_id:
-        attrs += otlp.attribute("mcp.session.id", origin.session_id)
+    key = (origin.session_id, origin.protocol_version)
+    attrs = _ORIGIN_ATTRIBUTES.get(key)
+    if attrs is None:
+        attrs = b""
+        if origin.session_id:
+            attrs += otlp.attribute("mcp.session.id", origin.session_id, cache=False)
+        if origin.protocol_version:
+            attrs += otlp.attribute("mcp.protocol.version", origin.protocol_version)
+        if len(_ORIGIN_ATTRIBUTES) >= _ATTRIBUTES_MAX:
+            _ORIGIN_ATTRIBUTES.clear()
+        _ORIGIN_ATTRIBUTES[key] = attrs
     if origin.request_id is not None:
-        attrs += otlp.attribute("jsonrpc.request.id", str(origin.request_id))
-    if origin.protocol_version:
-        attrs += otlp.attribute("mcp.protocol.version", origin.protocol_version)
+        attrs += otlp.attribute("jsonrpc.request.id", str(origin.request_id), cache=False)
     return attrs
 
 
 # Encoded attribute sets by what they depend on; bounded (names come from catalogs).
 _CALL_ATTRIBUTES: dict[tuple[str, str, str, str | None, str], bytes] = {}
 _CLIENT_ATTRIBUTES: dict[str, bytes] = {}
+_ORIGIN_ATTRIBUTES: dict[tuple[str | None, str | None], bytes] = {}
 _ATTRIBUTES_MAX = 4096
 
 
