@@ -129,7 +129,8 @@ class Unrecorded:
         if self.state:
             carrier[TRACESTATE] = self.state
         self.carrier = carrier
-        self._outgoing = OUTGOING.set(carrier)  # for the SDK client (sdk_client.py)
+        if call.route != "direct":  # the fast path sends `carrier` itself (fastpath.py)
+            self._outgoing = OUTGOING.set(carrier)  # for the SDK client (sdk_client.py)
 
     def backend_done(self, error: BaseException | None) -> None:
         if self._outgoing is not None:
@@ -222,8 +223,8 @@ class Spans(Unrecorded):
         if self.state:
             carrier[TRACESTATE] = self.state
         self.carrier = carrier
-        self._outgoing = OUTGOING.set(carrier)
         if call.route != "direct":
+            self._outgoing = OUTGOING.set(carrier)
             # Current for the backend stage: the SDK client's own `_meta` injection
             # (mcp.shared._otel) names the current span as the backend's parent. The
             # fast path sends the carrier itself and runs no library in between.
