@@ -27,7 +27,6 @@ from gateway.observability.tracing import (
     TRACE_STATE_KEY,
     RequestTrace,
     Telemetry,
-    header_carrier,
 )
 
 access_log = logging.getLogger("gateway.access")
@@ -88,12 +87,21 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = None
+        telemetry = self.telemetry
+        generation = telemetry.generation if telemetry is not None else None
+        incoming: dict[str, str] | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+                if generation is None:
+                    break
+            elif generation is not None and (name == b"traceparent" or name == b"tracestate"):
+                # The agent's W3C context, read in the same pass (tracing on only).
+                if incoming is None:
+                    incoming = {}
+                incoming[name.decode()] = value.decode("latin-1")
         request_id = request_id or new_request_id()
         token = set_request_id(request_id)
         scope_token = REQUEST_SCOPE.set(scope)
@@ -102,8 +110,8 @@ class RequestContextMiddleware:
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
         trace = trace_token = None
-        if self.telemetry is not None and self.telemetry.enabled:
-            trace = RequestTrace(header_carrier(scope["headers"]), None, self.telemetry.generation)
+        if generation is not None:
+            trace = RequestTrace(incoming, None, generation)
             trace_token = REQUEST_TRACE.set(trace)
             scope.setdefault("state", {})[TRACE_STATE_KEY] = trace
 

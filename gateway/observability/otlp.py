@@ -34,9 +34,15 @@ KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = 1, 2, 3
 STATUS_ERROR = 2
 _FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
+# start_time_unix_nano (field 7) and end_time_unix_nano (8), both fixed64, tags included.
+_TIMES = struct.Struct("<BQBQ")
+_KINDS = {kind: bytes((0x30, kind)) for kind in (1, 2, 3, 4, 5)}
 # Encoded attributes repeat (server, tool, route, method): remembered, bounded.
 _KV_CACHE: dict[tuple[str, Any], bytes] = {}
+_ATTRIBUTE_CACHE: dict[tuple[str, Any], bytes] = {}
 _KV_CACHE_MAX = 8192
+# Span names (stages, tools) repeat too: their encoded field, remembered, bounded.
+_NAME_CACHE: dict[str, bytes] = {}
 
 
 def _varint(value: int) -> bytes:
@@ -79,9 +85,23 @@ def key_value(key: str, value: Any) -> bytes:
     return found
 
 
+def attribute(key: str, value: Any, *, cache: bool = True) -> bytes:
+    """One ``Span.attributes`` field (``cache``: remember it, for values that repeat)."""
+    if not cache:
+        return _field(0x4A, _field(0x0A, key.encode()) + _field(0x12, _any_value(value)))
+    cache_key = (key, value)
+    found = _ATTRIBUTE_CACHE.get(cache_key)
+    if found is None:
+        found = _field(0x4A, key_value(key, value))
+        if len(_ATTRIBUTE_CACHE) >= _KV_CACHE_MAX:
+            _ATTRIBUTE_CACHE.clear()
+        _ATTRIBUTE_CACHE[cache_key] = found
+    return found
+
+
 def attributes(items: dict[str, Any]) -> bytes:
     """``items`` as repeated ``Span.attributes`` fields."""
-    return b"".join(_field(0x4A, key_value(k, v)) for k, v in items.items())
+    return b"".join(attribute(k, v) for k, v in items.items())
 
 
 def span(
@@ -121,6 +141,59 @@ def span(
         status = _field(0x12, error[:256].encode()) + b"\x18" + _varint(STATUS_ERROR)
         parts.append(_field(0x7A, status))
     return b"".join(parts)
+
+
+def span_head(trace_id: bytes, trace_state: str | None = None) -> bytes:
+    """What every span of one trace starts with (for :func:`span_item`): the trace id,
+    and the trace state when there is one (encoded before ``span_id``, which is fine:
+    protobuf fields may come in any order)."""
+    head = b"\x0a\x10" + trace_id
+    if trace_state:
+        head += _field(0x1A, trace_state.encode())
+    return head
+
+
+def span_item(
+    head: bytes,
+    span_id: bytes,
+    parent_span_id: bytes | None,
+    name: str,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    attrs: bytes = b"",
+    error: str | None = None,
+) -> bytes:
+    """One span as a ``ScopeSpans.spans`` field (what :func:`scope_spans_items` makes
+    of a :func:`span`), from its trace's ``head`` (:func:`span_head`): the call tracer's
+    way, a few µs cheaper per span than building it field by field."""
+    name_field = _NAME_CACHE.get(name)
+    if name_field is None:
+        name_field = _field(0x2A, name.encode())
+        if len(_NAME_CACHE) >= _KV_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[name] = name_field
+    body = b"".join(
+        (
+            head,
+            b"\x12\x08",
+            span_id,
+            b"" if parent_span_id is None else b"\x22\x08" + parent_span_id,
+            name_field,
+            _KINDS[kind],
+            _TIMES.pack(0x39, start_ns, 0x41, end_ns),
+            attrs,
+            b"" if error is None else _status(error),
+        )
+    )
+    size = len(body)  # a span is seldom under 128 bytes: two varint bytes, inline
+    if 0x80 <= size < 0x4000:
+        return bytes((0x12, (size & 0x7F) | 0x80, size >> 7)) + body
+    return b"\x12" + _varint(size) + body
+
+
+def _status(error: str) -> bytes:
+    return _field(0x7A, _field(0x12, error[:256].encode()) + b"\x18" + _varint(STATUS_ERROR))
 
 
 def scope_spans_items(spans: Iterable[bytes]) -> bytes:

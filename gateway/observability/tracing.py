@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -78,6 +78,9 @@ class RequestTrace:
     incoming: dict[str, str] | None = None
     span: SpanContext | None = None
     generation: Generation | None = None  # the tracing configuration it began under
+    # ``span`` as a ``traceparent`` value, when whoever set it had it formatted already
+    # (the call tracer: the same string goes to the backend).
+    header: str | None = None
 
     def served(self, current: bool = False) -> str | None:
         """The response's ``traceparent``: the serving span's context (the call's, else,
@@ -85,7 +88,7 @@ class RequestTrace:
         or, when the response starts before the call does (an SDK session's event
         stream), the agent's own (same trace)."""
         if self.span is not None:
-            return traceparent(self.span)
+            return self.header or traceparent(self.span)
         if current:
             context = get_current_span().get_span_context()
             if context.is_valid:
@@ -233,17 +236,6 @@ def extract(carrier: Mapping[str, str] | None) -> Context | None:
 def traceparent(context: SpanContext) -> str:
     """``context`` as a W3C ``traceparent`` value."""
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
-def header_carrier(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str] | None:
-    """The W3C fields among ASGI request headers, if any."""
-    found: dict[str, str] | None = None
-    for name, value in headers:
-        if name == b"traceparent" or name == b"tracestate":
-            if found is None:
-                found = {}
-            found[name.decode()] = value.decode("latin-1")
-    return found
 
 
 def current_ids() -> tuple[str, str] | None:

@@ -290,10 +290,13 @@ class Pipeline:
         """Enter every stage in order; how many were entered, for :meth:`leave` (on a
         refusal, those before it have been left already and the refusal is raised)."""
         tracer = self._tracer
+        trace = None
         if tracer is not None:
-            call.trace = tracer.begin(call)
-            if call.trace is not None:
-                return await self._enter_traced(call, call.trace)
+            trace = call.trace = tracer.begin(call)
+            if trace is not None and trace.recording:
+                return await self._enter_traced(call, trace)
+        # Untraced, or traced but not recorded (sampled out): no stage spans, so the
+        # stages run as they are, and only the backend's context is set up after.
         entered = 0
         try:
             for stage, acts in zip(self._entering, self._acts, strict=True):
@@ -307,10 +310,13 @@ class Pipeline:
         except BaseException as exc:
             self.leave(call, entered, exc)
             raise
+        if trace is not None and call.answer is None:
+            trace.backend(call)
         return entered
 
     async def _enter_traced(self, call: Call, trace: CallTrace) -> int:
-        """:meth:`enter`, each acting stage in a span of its own, then the backend's."""
+        """:meth:`enter` of a recorded call: each acting stage in a span of its own,
+        then the backend's."""
         entered = 0
         try:
             for stage, acts, name in zip(self._entering, self._acts, self._names, strict=True):

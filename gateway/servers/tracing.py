@@ -20,7 +20,14 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    NonRecordingSpan,
+    SpanContext,
+    TraceFlags,
+    TraceState,
+    get_current_span,
+)
 from opentelemetry.trace import set_span_in_context as with_span
 
 from gateway.audit.forming import stored_json
@@ -34,7 +41,6 @@ from gateway.observability.tracing import (
     RequestTrace,
     Telemetry,
     extract,
-    traceparent,
 )
 from gateway.servers.calls import qualified
 from gateway.servers.pipeline import NotSent
@@ -55,7 +61,10 @@ def _meta_carrier(meta: Any) -> dict[str, str] | None:
     """The W3C fields in a request's `_meta` (a dict, or the SDK's model of it)."""
     if meta is None:
         return None
-    if not isinstance(meta, Mapping):
+    if type(meta) is dict:  # the usual case, without the ABC check below
+        if not isinstance(meta.get(TRACEPARENT), str):
+            return None
+    elif not isinstance(meta, Mapping):
         meta = getattr(meta, "model_extra", None) or {}
     parent = meta.get(TRACEPARENT)
     if not isinstance(parent, str):
@@ -68,60 +77,123 @@ def _meta_carrier(meta: Any) -> dict[str, str] | None:
     )
 
 
-class Spans:
-    """One traced call's spans (:class:`gateway.servers.pipeline.CallTrace`).
+class Unrecorded:
+    """One call traced but not recorded (sampled out): ids only
+    (:class:`gateway.servers.pipeline.CallTrace`).
 
-    Every call has a span context (its trace id goes to the backend, the audit row, the
-    logs, the response); a recorded (sampled) call also has its spans written, as OTLP
-    protobuf, when it ends (gateway/observability/otlp.py): the call's SERVER span, a
-    span per acting stage and the backend's CLIENT span."""
+    Its trace id still goes to the backend, the audit row, the logs and the response, so
+    a call costs what those need and no more (issue 20's budget: +10% at 0% sampling):
+    two random ids, the trace id in hex and one preformatted ``traceparent``, which is
+    both the response's header and the backend's parent (no span is recorded between
+    them). No SDK object, no context attached, no stage spans."""
 
     __slots__ = (
-        "_backend",
-        "_backend_token",
-        "_done",
         "_outgoing",
-        "_token",
-        "_tool",
         "carrier",
         "context",
         "generation",
-        "origin",
-        "parent",
-        "recording",
+        "header",
         "request",
-        "started",
+        "state",
         "trace_id",
     )
+
+    recording = False
 
     def __init__(
         self,
         generation: Generation,
         context: SpanContext,
-        parent: SpanContext | None,
-        recording: bool,
+        trace_id: str,
+        header: str,
+        request: RequestTrace | None,
+        state: str | None = None,
     ) -> None:
         self.generation = generation
         self.context = context
-        self.parent = parent
-        self.recording = recording
-        self.trace_id = f"{context.trace_id:032x}"
+        self.trace_id = trace_id
+        self.header = header  # the call's own `traceparent`
+        self.request = request
+        self.state = state  # the `tracestate` carried on (an agent's), if any
         self.carrier: dict[str, str] | None = None
+        self._outgoing: Token[dict[str, str] | None] | None = None
+
+    def stage(self, name: str) -> Any:
+        return None
+
+    def done(self, span: Any, error: BaseException | None) -> None:
+        return None
+
+    def backend(self, call: Call) -> None:
+        carrier = {TRACEPARENT: self.header}
+        if self.state:
+            carrier[TRACESTATE] = self.state
+        self.carrier = carrier
+        if call.route != "direct":  # the fast path sends `carrier` itself (fastpath.py)
+            self._outgoing = OUTGOING.set(carrier)  # for the SDK client (sdk_client.py)
+
+    def backend_done(self, error: BaseException | None) -> None:
+        if self._outgoing is not None:
+            OUTGOING.reset(self._outgoing)
+            self._outgoing = None
+
+    def end(self, call: Call, error: BaseException | None) -> None:
+        if isinstance(error, NotSent):  # the call goes another path, which traces it
+            self._unserve()
+        self.generation.end()
+
+    def _unserve(self) -> None:
+        request = self.request
+        if request is not None and request.span is self.context:
+            request.span = request.header = None
+
+
+class Spans(Unrecorded):
+    """One recorded (sampled) call's spans (:class:`gateway.servers.pipeline.CallTrace`),
+    written as OTLP protobuf (gateway/observability/otlp.py) as each ends and queued for
+    export when the call ends: the call's SERVER span, a span per acting stage and the
+    backend's CLIENT span. What every span of the call shares (trace id, trace state) is
+    encoded once per call; attributes that repeat call after call once per process."""
+
+    __slots__ = (
+        "_backend",
+        "_backend_token",
+        "_done",
+        "_head",
+        "_token",
+        "_tool",
+        "origin",
+        "parent",
+        "started",
+    )
+
+    recording = True
+
+    def __init__(
+        self,
+        generation: Generation,
+        context: SpanContext,
+        trace_id: str,
+        header: str,
+        request: RequestTrace | None,
+        state: str | None,
+        parent: SpanContext | None,
+    ) -> None:
+        super().__init__(generation, context, trace_id, header, request, state)
+        self.parent = parent
         self._backend: tuple[int, int] | None = None  # (span id, start ns)
         self._backend_token: object = None
-        self._outgoing: Token[dict[str, str] | None] | None = None
-        self._token: object = None
         self._done: list[bytes] = []
         self._tool: str | None = None
         self.origin: TraceOrigin | None = None
-        self.request: RequestTrace | None = None
         self.started = time.time_ns()
-        if recording:
-            # Current while the call runs: log lines inside it carry its ids.
-            self._token = otel_context.attach(with_span(NonRecordingSpan(context)))
+        self._head = otlp.span_head(context.trace_id.to_bytes(16, "big"), state)
+        # Current while the call runs: log lines inside it carry its ids, and the
+        # instrumentation packages' spans (httpx, SQL) nest under it.
+        self._token = otel_context.attach(with_span(NonRecordingSpan(context)))
 
     def stage(self, name: str) -> tuple[str, int, int] | None:
-        if not self.recording or name not in _SPANNED:
+        if name not in _SPANNED:
             return None
         return name, _new_id(64), time.time_ns()
 
@@ -131,7 +203,7 @@ class Spans:
         name, span_id, started = span
         attrs = b""
         if error is not None:
-            attrs = otlp.attributes({"error.type": getattr(error, "code", type(error).__name__)})
+            attrs = otlp.attribute("error.type", getattr(error, "code", type(error).__name__))
         self._write(
             span_id,
             self.context.span_id,
@@ -144,19 +216,20 @@ class Spans:
 
     def backend(self, call: Call) -> None:
         context = self.context
-        if self.recording:
-            client_id = _new_id(64)
-            self._backend = (client_id, time.time_ns())
-            client = SpanContext(context.trace_id, client_id, False, _SAMPLED, context.trace_state)
+        client_id = _new_id(64)
+        self._backend = (client_id, time.time_ns())
+        self._tool = call.tool
+        carrier = {TRACEPARENT: f"00-{self.trace_id}-{client_id:016x}-01"}
+        if self.state:
+            carrier[TRACESTATE] = self.state
+        self.carrier = carrier
+        if call.route != "direct":
+            self._outgoing = OUTGOING.set(carrier)
             # Current for the backend stage: the SDK client's own `_meta` injection
-            # (mcp.shared._otel) names the current span as the backend's parent.
+            # (mcp.shared._otel) names the current span as the backend's parent. The
+            # fast path sends the carrier itself and runs no library in between.
+            client = _context(context.trace_id, client_id, _SAMPLED, context.trace_state)
             self._backend_token = otel_context.attach(with_span(NonRecordingSpan(client)))
-            context = client
-        self.carrier = {TRACEPARENT: traceparent(context)}
-        if context.trace_state:
-            self.carrier[TRACESTATE] = context.trace_state.to_header()
-        self._outgoing = OUTGOING.set(self.carrier)
-        self._tool = call.tool if self.recording else None
 
     def backend_done(self, error: BaseException | None) -> None:
         if self._outgoing is not None:
@@ -165,58 +238,52 @@ class Spans:
         backend = self._backend
         if backend is not None:
             self._backend = None
-            otel_context.detach(self._backend_token)  # type: ignore[arg-type]
+            if self._backend_token is not None:
+                otel_context.detach(self._backend_token)  # type: ignore[arg-type]
+                self._backend_token = None
             client_id, started = backend
             tool = self._tool or ""
-            attrs = {
-                "mcp.method.name": "tools/call",
-                "gen_ai.tool.name": tool,
-                "gen_ai.operation.name": "execute_tool",
-            }
+            attrs = _client_attributes(tool)
             if error is not None:
-                attrs["error.type"] = type(error).__name__
+                attrs += otlp.attribute("error.type", type(error).__name__)
             self._write(
                 client_id,
                 self.context.span_id,
                 f"tools/call {tool}",
                 otlp.KIND_CLIENT,
                 started,
-                otlp.attributes(attrs),
+                attrs,
                 None if error is None else type(error).__name__,
             )
 
     def end(self, call: Call, error: BaseException | None) -> None:
+        otel_context.detach(self._token)
         if isinstance(error, NotSent):  # the call goes another path, which traces it
-            if self.recording:
-                otel_context.detach(self._token)  # type: ignore[arg-type]
-            request = self.request
-            if request is not None and request.span is self.context:
-                request.span = None
+            self._unserve()
             self.generation.end()
             return
-        if self.recording:
-            outcome = call.outcome
-            name = qualified(call.server, call.tool)
-            items = _attributes(call, name, self.origin)
-            items["mcpgw.outcome"] = outcome
-            if self.generation.capture_bytes:
-                _capture(items, call, self.generation.capture_bytes)
-            failure = None
-            if outcome != "ok":
-                items["error.type"] = outcome
-                failure = call.error or outcome
-            parent = self.parent
-            self._write(
-                self.context.span_id,
-                parent.span_id if parent is not None else None,
-                f"tools/call {name}",
-                otlp.KIND_SERVER,
-                self.started,
-                otlp.attributes(items),
-                failure,
-            )
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self.generation.export(self.context, otlp.scope_spans_items(self._done))
+        outcome = call.outcome
+        name = qualified(call.server, call.tool)
+        attrs = _call_attributes(call, name, outcome) + _origin_attributes(self.origin)
+        if self.generation.capture_bytes:
+            attrs += _capture(call, self.generation.capture_bytes)
+        failure = None
+        if outcome != "ok":
+            attrs += otlp.attribute("error.type", outcome)
+            failure = call.error or outcome
+        parent = self.parent
+        self._write(
+            self.context.span_id,
+            parent.span_id if parent is not None else None,
+            f"tools/call {name}",
+            otlp.KIND_SERVER,
+            self.started,
+            attrs,
+            failure,
+        )
+        # The spans go out as they are: the batch processor's thread wraps a batch of
+        # calls in one request (otlp.EncodedBatches).
+        self.generation.export(self.context, b"".join(self._done))
         self.generation.end()
 
     def _write(
@@ -229,11 +296,9 @@ class Spans:
         attrs: bytes,
         error: str | None,
     ) -> None:
-        context = self.context
-        state = context.trace_state.to_header() if context.trace_state else None
         self._done.append(
-            otlp.span(
-                context.trace_id.to_bytes(16, "big"),
+            otlp.span_item(
+                self._head,
                 span_id.to_bytes(8, "big"),
                 None if parent_id is None else parent_id.to_bytes(8, "big"),
                 name,
@@ -242,95 +307,162 @@ class Spans:
                 time.time_ns(),
                 attrs,
                 error,
-                state,
             )
         )
 
 
+def _context(trace_id: int, span_id: int, flags: TraceFlags, state: TraceState) -> SpanContext:
+    """A local :class:`SpanContext` without the SDK's checks, which cost a µs per call:
+    the ids here are made non-zero (or come from a valid parent), as it would check."""
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, flags, state, True))
+
+
+def _remote(
+    origin: TraceOrigin | None, request: RequestTrace | None, direct: bool
+) -> SpanContext | None:
+    """The call's parent: the agent's context in `params._meta`, else a REST request's
+    span (gateway/observability/instruments.py, itself under the agent's header), else
+    the agent's HTTP header; None: the trace starts here. A fast-path call (``direct``)
+    has no current span to look up: `/mcp` is served before FastAPI's stack."""
+    parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
+    if parent is None:
+        if not direct:
+            current = get_current_span().get_span_context()
+            if current.is_valid:
+                return current
+        if request is None or request.incoming is None:
+            return None
+        parent = extract(request.incoming)
+        if parent is None:
+            return None
+    return get_current_span(parent).get_span_context()
+
+
 class CallTracer:
-    """Starts each call's :class:`Spans` (:class:`gateway.servers.pipeline.CallTracer`)."""
+    """Starts each call's :class:`Spans` or :class:`Unrecorded`
+    (:class:`gateway.servers.pipeline.CallTracer`)."""
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
 
-    def begin(self, call: Call) -> Spans | None:
+    def begin(self, call: Call) -> Unrecorded | None:
         generation = self.telemetry.generation
         if generation is None:
             return None
         origin: TraceOrigin | None = call.origin.trace_origin() if call.origin else None
         request = origin.request if origin is not None else REQUEST_TRACE.get()
-        parent = extract(_meta_carrier(origin.meta) if origin is not None else None)
-        remote: SpanContext | None = None
-        if parent is not None:
-            remote = get_current_span(parent).get_span_context()
-        else:
-            # A REST request's span (gateway/observability/instruments.py), itself under
-            # the agent's header, else that header.
-            current = get_current_span().get_span_context()
-            if current.is_valid:
-                remote = current
-            elif request is not None:
-                parent = extract(request.incoming)
-                if parent is not None:
-                    remote = get_current_span(parent).get_span_context()
+        remote = _remote(origin, request, call.route == "direct")
         # Parent-based sampling: an agent's decision is followed; a trace starting here
         # is recorded at the root ratio.
+        state_header = None
         if remote is not None:
             sampled = remote.trace_flags.sampled
+            trace_id, state = remote.trace_id, remote.trace_state
+            state_header = state.to_header() if state else None
         else:
-            sampled = generation.ratio > 0.0 and random.random() < generation.ratio
-        context = SpanContext(
-            remote.trace_id if remote is not None else _new_id(128),
-            _new_id(64),
-            is_remote=False,
-            trace_flags=_SAMPLED if sampled else _UNSAMPLED,
-            trace_state=remote.trace_state if remote is not None else None,
-        )
+            ratio = generation.ratio
+            sampled = ratio > 0.0 and random.random() < ratio
+            trace_id, state = _new_id(128), DEFAULT_TRACE_STATE
+        span_id = _new_id(64)
+        context = _context(trace_id, span_id, _SAMPLED if sampled else _UNSAMPLED, state)
+        hex_id = f"{trace_id:032x}"
+        header = f"00-{hex_id}-{span_id:016x}-{'01' if sampled else '00'}"
         generation.begin()
         if request is not None and request.span is None:
-            request.span = context
-        spans = Spans(generation, context, remote, sampled)
-        spans.origin, spans.request = origin, request
+            request.span, request.header = context, header
+        if not sampled:
+            return Unrecorded(generation, context, hex_id, header, request, state_header)
+        spans = Spans(generation, context, hex_id, header, request, state_header, remote)
+        spans.origin = origin
         return spans
 
 
-def _capture(items: dict[str, Any], call: Call, limit: int) -> None:
+def _call_attributes(call: Call, name: str, outcome: str) -> bytes:
+    """The call span's attributes that repeat call after call (MCP semantic conventions,
+    and the gateway's own), encoded once per server, tool, route and outcome."""
+    key = (name, call.server, call.route, call.via, outcome)
+    found = _CALL_ATTRIBUTES.get(key)
+    if found is None:
+        attributes: dict[str, Any] = {
+            "mcp.method.name": "tools/call",
+            "gen_ai.tool.name": name,
+            "gen_ai.operation.name": "execute_tool",
+            "mcpgw.server": call.server,
+            "mcpgw.route": _ROUTES[call.route],
+        }
+        if call.via:
+            attributes["mcpgw.via"] = call.via
+        attributes["mcpgw.outcome"] = outcome
+        found = otlp.attributes(attributes)
+        if len(_CALL_ATTRIBUTES) >= _ATTRIBUTES_MAX:
+            _CALL_ATTRIBUTES.clear()
+        _CALL_ATTRIBUTES[key] = found
+    return found
+
+
+def _client_attributes(tool: str) -> bytes:
+    """The backend CLIENT span's attributes, encoded once per backend tool."""
+    found = _CLIENT_ATTRIBUTES.get(tool)
+    if found is None:
+        found = otlp.attributes(
+            {
+                "mcp.method.name": "tools/call",
+                "gen_ai.tool.name": tool,
+                "gen_ai.operation.name": "execute_tool",
+            }
+        )
+        if len(_CLIENT_ATTRIBUTES) >= _ATTRIBUTES_MAX:
+            _CLIENT_ATTRIBUTES.clear()
+        _CLIENT_ATTRIBUTES[tool] = found
+    return found
+
+
+def _origin_attributes(origin: TraceOrigin | None) -> bytes:
+    """The call span's attributes from its request: session and protocol version
+    (encoded once per session), the JSON-RPC request id (per call)."""
+    if origin is None:
+        return b""
+    key = (origin.session_id, origin.protocol_version)
+    attrs = _ORIGIN_ATTRIBUTES.get(key)
+    if attrs is None:
+        attrs = b""
+        if origin.session_id:
+            attrs += otlp.attribute("mcp.session.id", origin.session_id, cache=False)
+        if origin.protocol_version:
+            attrs += otlp.attribute("mcp.protocol.version", origin.protocol_version)
+        if len(_ORIGIN_ATTRIBUTES) >= _ATTRIBUTES_MAX:
+            _ORIGIN_ATTRIBUTES.clear()
+        _ORIGIN_ATTRIBUTES[key] = attrs
+    if origin.request_id is not None:
+        attrs += otlp.attribute("jsonrpc.request.id", str(origin.request_id), cache=False)
+    return attrs
+
+
+# Encoded attribute sets by what they depend on; bounded (names come from catalogs).
+_CALL_ATTRIBUTES: dict[tuple[str, str, str, str | None, str], bytes] = {}
+_CLIENT_ATTRIBUTES: dict[str, bytes] = {}
+_ORIGIN_ATTRIBUTES: dict[tuple[str | None, str | None], bytes] = {}
+_ATTRIBUTES_MAX = 4096
+
+
+def _capture(call: Call, limit: int) -> bytes:
     """The call's payloads as span attributes: masked as the audit trail masks them
     (secret-named fields, token shapes, the server's own secrets), cut to ``limit``."""
     secrets = call.target.runtime.spec.secrets.values
+    attrs = b""
     arguments = stored_json(call.arguments, secrets)
     if arguments is not None:
-        items["mcpgw.request.arguments"] = arguments[:limit]
+        attrs += otlp.attribute("mcpgw.request.arguments", arguments[:limit], cache=False)
     if call.result is not None and not isinstance(call.result, bytes | bytearray):
         result = stored_json(call.result, secrets)
         if result is not None:
-            items["mcpgw.response.result"] = result[:limit]
+            attrs += otlp.attribute("mcpgw.response.result", result[:limit], cache=False)
+    return attrs
 
 
 def _new_id(bits: int) -> int:
     """A random, non-zero trace (128) or span (64) id, as the SDK's generator makes them."""
     return random.getrandbits(bits) or 1
-
-
-def _attributes(call: Call, name: str, origin: TraceOrigin | None) -> dict[str, Any]:
-    """The call span's attributes (MCP semantic conventions, and the gateway's own)."""
-    attributes: dict[str, Any] = {
-        "mcp.method.name": "tools/call",
-        "gen_ai.tool.name": name,
-        "gen_ai.operation.name": "execute_tool",
-        "mcpgw.server": call.server,
-        "mcpgw.route": _ROUTES[call.route],
-    }
-    if call.via:
-        attributes["mcpgw.via"] = call.via
-    if origin is not None:
-        if origin.session_id:
-            attributes["mcp.session.id"] = origin.session_id
-        if origin.request_id is not None:
-            attributes["jsonrpc.request.id"] = str(origin.request_id)
-        if origin.protocol_version:
-            attributes["mcp.protocol.version"] = origin.protocol_version
-    return attributes
 
 
 def install(pipeline: Pipeline, telemetry: Telemetry) -> None:
@@ -345,4 +477,4 @@ def install(pipeline: Pipeline, telemetry: Telemetry) -> None:
     follow(telemetry)
 
 
-__all__ = ["CallTracer", "Spans", "install"]
+__all__ = ["CallTracer", "Spans", "Unrecorded", "install"]

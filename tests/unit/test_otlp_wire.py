@@ -84,3 +84,41 @@ def test_a_batch_of_encoded_and_sdk_spans_goes_out_whole() -> None:
     names = [s.name for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
     assert sorted(names) == ["SELECT gateway", "tools/call a__b", "tools/call a__b"]
     assert otlp._request_bytes(batches, kept) is None  # SDK spans alone: the SDK's path
+
+
+def test_the_call_tracers_spans_are_the_same_spans() -> None:
+    """The call tracer writes each span from its trace's shared head (:func:`span_head`)
+    with remembered attributes and names (:func:`span_item`): the same messages as a
+    span written field by field, whatever is present (trace state, parent, error)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+
+    trace_id, span_id, parent_id = os.urandom(16), os.urandom(8), os.urandom(8)
+    attrs = otlp.attributes({"gen_ai.tool.name": "a__b", "n": 3}) + otlp.attribute(
+        "mcpgw.request.arguments", '{"x": 1}', cache=False
+    )
+    for state in (None, "vendor=1"):
+        for parent in (None, parent_id):
+            for error in (None, "tool said no"):
+                whole = otlp.span(
+                    trace_id, span_id, parent, "tools/call a__b", 2, 10, 2**63, attrs, error, state
+                )
+                item = otlp.span_item(
+                    otlp.span_head(trace_id, state),
+                    span_id,
+                    parent,
+                    "tools/call a__b",
+                    otlp.KIND_SERVER,
+                    10,
+                    2**63,
+                    attrs,
+                    error,
+                )
+                expected = ScopeSpans.FromString(otlp.scope_spans_items([whole]))
+                assert ScopeSpans.FromString(item) == expected
+                (decoded,) = expected.spans
+                assert decoded.trace_state == (state or "")
+                assert {a.key for a in decoded.attributes} == {
+                    "gen_ai.tool.name",
+                    "n",
+                    "mcpgw.request.arguments",
+                }

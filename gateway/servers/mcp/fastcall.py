@@ -18,6 +18,7 @@ from mcp.server.streamable_http import REQUEST_CANCELLED
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 from starlette.types import Receive, Scope, Send
 
+from gateway.asgi_headers import header_map
 from gateway.asgi_replies import send_json
 from gateway.mcp.fastlist import SERVER_INFO_META_KEY
 from gateway.mcp.results import tool_error_body
@@ -101,17 +102,14 @@ class FastCall:
 
     def trace_origin(self) -> TraceOrigin:
         """The request's trace fields, for the call's span (read only when traced)."""
-        version = None
-        for name, value in self.scope.get("headers", ()):
-            if name == b"mcp-protocol-version":
-                version = value.decode("latin-1")
+        version = header_map(self.scope).get(b"mcp-protocol-version")  # made per request
         request = self.request
         return TraceOrigin(
             request.params.get("_meta"),
             (self.scope.get("state") or {}).get(TRACE_STATE_KEY),
             request.session_id,
             request.id,
-            version,
+            None if version is None else version.decode("latin-1"),
         )
 
     async def run(

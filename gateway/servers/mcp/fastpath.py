@@ -43,6 +43,7 @@ from gateway.asgi_replies import send_json
 from gateway.auth.principal import Principal
 from gateway.mcp.fastlist import ToolsListCache
 from gateway.mcp.meta import EXECUTE_TOOL, SEARCH_TOOLS
+from gateway.observability.tracing import TRACEPARENT
 from gateway.policy.limits import JSONRPC_CODE, LimitExceeded
 from gateway.servers.calls import CallTarget, find_target
 from gateway.servers.controls import ArgumentsTooLarge
@@ -564,6 +565,8 @@ def _propagate(
     params["_meta"] = {**meta, **carrier} if isinstance(meta, dict) else dict(carrier)
     if isinstance(headers, dict):
         return params, {**headers, **carrier}
+    if len(carrier) == 1:  # `traceparent` alone (no `tracestate`): the usual case
+        return params, headers + b"\r\ntraceparent: " + carrier[TRACEPARENT].encode("latin-1")
     return params, headers + encode_headers(carrier)
 
 

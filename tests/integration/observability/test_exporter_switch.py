@@ -190,7 +190,11 @@ def test_a_call_the_fast_path_hands_to_the_sdk_path_has_one_span(
     body["params"]["_meta"]["traceparent"] = f"00-{trace_id}-{os.urandom(8).hex()}-01"
     r = httpx.post(f"{gateway.url}/mcp", json=body, headers=headers, timeout=30)
     assert r.status_code == 200 and "mcpgw-route" not in r.headers  # the SDK path's answer
-    spans = a.wait_for(lambda s: any(x.trace_id == trace_id for x in s))
+    # The call's span, not merely the first of its trace: the reconnection's spans
+    # (backend.connect, SQL) end earlier and may go out in a batch of their own.
+    spans = a.wait_for(
+        lambda s: any(x.trace_id == trace_id and x.name == "tools/call fix__echo" for x in s)
+    )
     calls = [s for s in spans if s.trace_id == trace_id and s.name == "tools/call fix__echo"]
     assert [s.attributes["mcpgw.route"] for s in calls] == ["sdk"]
     assert r.headers["traceparent"].split("-")[2] == calls[0].span_id
