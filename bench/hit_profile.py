@@ -66,7 +66,7 @@ async def _session(client: httpx.AsyncClient, base: dict[str, str]) -> dict[str,
     return headers
 
 
-async def run(era: str, hits: int, profile: bool, callgrind: bool) -> None:
+async def run(era: str, hits: int, profile: bool, callgrind: bool, every: int) -> None:
     from gateway.app import create_app
     from gateway.config import load_settings
     from gateway.observability.logging import configure_logging
@@ -120,7 +120,7 @@ async def run(era: str, hits: int, profile: bool, callgrind: bool) -> None:
                     r = await client.post("/mcp", content=body, headers=headers)
                     r.raise_for_status()
                 assert r.headers.get("mcpgw-route") == "direct", r.headers
-            await _hits(app, era, body, headers, hits, profile, callgrind)
+            await _hits(app, era, body, headers, hits, profile, callgrind, every)
     finally:
         backend.kill()
         tmp.cleanup()
@@ -134,6 +134,7 @@ async def _hits(
     hits: int,
     profile: bool,
     callgrind: bool,
+    every: int,
 ) -> None:
     raw = [(b"host", b"127.0.0.1:8000")] + [(k.encode(), v.encode()) for k, v in headers.items()]
     raw.append((b"content-length", str(len(body)).encode()))
@@ -174,8 +175,8 @@ async def _hits(
         profiler.enable()
     for n in range(hits):
         await app(scope(), receive, send)
-        if n % 16 == 15:  # as a served loop does: the audit writer ships its batches
-            await asyncio.sleep(0)
+        if every and n % every == every - 1:  # as a served loop does: the audit writer
+            await asyncio.sleep(0)  # ships its batches (and timers run: less deterministic)
     if profiler is not None:
         profiler.disable()
     cpu = time.process_time() - started
@@ -197,10 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--callgrind", action="store_true", help="switch callgrind's counting on for the hits"
     )
+    parser.add_argument(
+        "--yield-every",
+        type=int,
+        default=16,
+        help="let the loop run every N hits (0: never; the gateway's code only, deterministic)",
+    )
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(run(args.era, args.hits, args.cprofile, args.callgrind))
+    uvloop.run(run(args.era, args.hits, args.cprofile, args.callgrind, args.yield_every))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@
   ``mcpgw serve`` runs; bench/http_floor.py),
 - ``granian-asgi`` and ``granian-rsgi``: granian (Rust HTTP, one worker, uvloop), its
   ASGI interface and its own RSGI one, if granian is installed,
+- ``asgi-min``: a minimal ASGI HTTP/1.1 protocol on httptools (a task per request, the
+  ASGI scope, receive and send; nothing else uvicorn's does: no flow control, timeouts,
+  pipelining, upgrades, header validation) running the same ASGI app under uvicorn's
+  Server: what a lean protocol of the gateway's own could cost,
 - ``raw``: a hand-written asyncio Protocol on httptools that speaks only what the load
   generator sends (keep-alive POSTs): no ASGI at all, the lowest a Python server gets.
 
@@ -32,11 +36,11 @@ import httpx
 import orjson
 
 from bench.common import free_port, median, print_table, write_results
-from bench.http_floor import INITIALIZED, RESULT, _SESSION
+from bench.http_floor import _SESSION, INITIALIZED, RESULT
 from bench.loadgen import Target, run_load
 from bench.proxy_overhead import _run_loop
 
-LAYERS = ("uvicorn", "granian-asgi", "granian-rsgi", "raw")
+LAYERS = ("uvicorn", "granian-asgi", "granian-rsgi", "asgi-min", "raw")
 
 
 def _reply(body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -92,6 +96,76 @@ class RawProtocol(asyncio.Protocol):
         self.transport.write(b"".join(head) + reply)
 
 
+class MinimalAsgiProtocol(asyncio.Protocol):
+    """The least an ASGI HTTP/1.1 server does per request (see the module docstring)."""
+
+    def __init__(self, config: Any = None, server_state: Any = None, **_: Any) -> None:
+        from bench.http_floor import app
+
+        self.app = app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.url = b""
+        self.body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_message_begin(self) -> None:
+        self.headers, self.url, self.body = [], b"", []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path, _, query = self.url.partition(b"?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.4"},
+            "http_version": "1.1",
+            "method": self.parser.get_method().decode("ascii"),
+            "scheme": "http",
+            "path": path.decode("latin-1"),
+            "raw_path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": self.headers,
+            "client": None,
+            "server": None,
+        }
+        body = b"".join(self.body)
+        asyncio.get_running_loop().create_task(self.run(scope, body))
+
+    async def run(self, scope: dict[str, Any], body: bytes) -> None:
+        head: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                head.append(b"HTTP/1.1 %d OK\r\n" % message["status"])
+                head.extend(b"%s: %s\r\n" % pair for pair in message.get("headers", ()))
+            else:
+                data = message.get("body", b"")
+                if not any(line.startswith(b"content-length") for line in head):
+                    head.append(b"content-length: %d\r\n" % len(data))
+                assert self.transport is not None
+                self.transport.write(b"".join(head) + b"\r\n" + data)
+
+        await self.app(scope, receive, send)
+
+
 def serve(layer: str, port: int) -> None:
     """Serve the floor app on ``port`` with ``layer`` (in this process)."""
     if layer == "uvicorn":
@@ -99,6 +173,19 @@ def serve(layer: str, port: int) -> None:
         from bench.http_floor import main
 
         main()
+    elif layer == "asgi-min":
+        import uvicorn
+
+        from bench.http_floor import app
+
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http=MinimalAsgiProtocol,  # type: ignore[arg-type]
+            log_level="warning",
+            access_log=False,
+        )
     elif layer == "raw":
         import uvloop
 
