@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import BENCH_KEY, free_port
+from bench.common import BENCH_KEY, free_port, print_table, write_results
 from bench.loadgen import HANDSHAKE, MODERN
 from bench.proxy_overhead import start_backend
 
@@ -183,7 +183,9 @@ async def _hits(
     if callgrind:
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True)  # noqa: ASYNC221
     assert set(sent) == {200}, set(sent)
-    print(f"{era}: {hits} hits, {cpu / hits * 1e6:.1f} µs CPU per hit (in process)")
+    row = {"era": era, "hits": hits, "cpu_us_per_hit": cpu / hits * 1e6, "yield_every": every}
+    print_table("a cache hit in process (the gateway's code, no HTTP server)", [row])
+    write_results("hit_profile", {"rows": [row]})
     await asyncio.sleep(0.3)  # let the audit batch and metrics settle before stopping
     if profiler is not None:
         stats = pstats.Stats(profiler, stream=sys.stdout)
