@@ -66,7 +66,9 @@ async def _session(client: httpx.AsyncClient, base: dict[str, str]) -> dict[str,
     return headers
 
 
-async def run(era: str, hits: int, profile: bool, callgrind: bool, every: int) -> None:
+async def run(
+    era: str, hits: int, profile: bool, callgrind: bool, every: int, uncached: bool = False
+) -> None:
     from gateway.app import create_app
     from gateway.config import load_settings
     from gateway.observability.logging import configure_logging
@@ -97,7 +99,9 @@ async def run(era: str, hits: int, profile: bool, callgrind: bool, every: int) -
             origin = "http://127.0.0.1:8000"  # a host the DNS-rebinding check allows
             async with httpx.AsyncClient(transport=transport, base_url=origin) as client:
                 cache = {"ttl_seconds": 3600, "tools": {"echo": {}}}
-                config = {"url": f"http://127.0.0.1:{port}/mcp", "cache": cache}
+                config: dict[str, Any] = {"url": f"http://127.0.0.1:{port}/mcp"}
+                if not uncached:  # --uncached: every call goes to the backend (for A/B)
+                    config["cache"] = cache
                 r = await client.post(
                     "/api/v1/servers",
                     params={"wait": True},
@@ -201,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         "--callgrind", action="store_true", help="switch callgrind's counting on for the hits"
     )
     parser.add_argument(
+        "--uncached", action="store_true", help="the same calls without the cache (A/B)"
+    )
+    parser.add_argument(
         "--yield-every",
         type=int,
         default=16,
@@ -209,7 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import uvloop
 
-    uvloop.run(run(args.era, args.hits, args.cprofile, args.callgrind, args.yield_every))
+    uvloop.run(
+        run(args.era, args.hits, args.cprofile, args.callgrind, args.yield_every, args.uncached)
+    )
 
 
 if __name__ == "__main__":
