@@ -131,8 +131,10 @@ class AuditLog:
     # --- recording ----------------------------------------------------------------------
     def record(self, entry: AuditEntry | Deferred) -> None:
         """Queue ``entry`` for writing (no I/O; see writer.py)."""
-        if self.enabled:
-            self.writer.record(entry)
+        # The writer read plainly (not through the property): this runs on every call.
+        writer = self._writer
+        if self.enabled and writer is not None:
+            writer.record(entry)
 
     def track(self, action: str, principal: Principal | None, **fields: Any) -> Tracked:
         """Record ``action`` when the ``async with`` block ends, with its outcome."""
@@ -159,7 +161,8 @@ class AuditLog:
 
     @property
     def full(self) -> bool:
-        return self.enabled and self.writer.full
+        writer = self._writer  # every call asks (the record stage): no property hop
+        return self.enabled and writer is not None and writer.full
 
     async def room(self) -> None:
         """Wait, boundedly, while the queue is full (see AuditWriter.room)."""

@@ -197,10 +197,11 @@ class SecretMask:
         if not self.values:
             return data
         if self._in_bytes:
-            found = [value for value in self._encoded if value in data]
+            # bytes.find, not `in` (which raises and drops a TypeError inside CPython).
+            found = [value for value in self._encoded if data.find(value) >= 0]
             if not found:
                 return data
-            if b"\\" not in data:
+            if data.find(b"\\") < 0:
                 for value in found:
                     data = data.replace(value, b"***")
                 return data

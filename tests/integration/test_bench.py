@@ -61,6 +61,16 @@ ROOT = Path(__file__).resolve().parents[2]
             "cache hit vs the same call uncached",
         ),
         (
+            "bench.http_layers",
+            ["--runs", "1", "--calls", "40", "--layers", "uvicorn", "asgi-min", "raw"],
+            "HTTP floor per layer",
+        ),
+        (
+            "bench.hit_profile",
+            ["--hits", "50"],
+            "a cache hit in process",
+        ),
+        (
             "bench.transform_cost",
             ["--runs", "1", "--calls", "10"],
             "tool transforms vs none",
