@@ -295,7 +295,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         base = samples.get(("uvicorn", era))
         for name in layers:
             cpu = samples[(name, era)]
-            ratio = median([a / b for a, b in zip(cpu, base, strict=True)]) if base else None
+            # A run too short for the CPU clock's tick measures 0: no ratio from it.
+            pairs = [a / b for a, b in zip(cpu, base or [], strict=False) if b > 0]
+            ratio = median(pairs) if pairs else None
             rows.append(
                 {"layer": name, "era": era, "cpu_us_per_request": median(cpu), "ratio": ratio}
             )
