@@ -158,6 +158,25 @@ class GatewayProcess:
             tmp.cleanup()
 
 
+def mcp_post_scope(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of one `POST /mcp` from a loopback agent (in-process benches drive
+    the app with it, no HTTP server between)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "root_path": "",
+        "headers": list(headers),
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import BENCH_KEY, free_port, print_table, write_results
+from bench.common import BENCH_KEY, free_port, mcp_post_scope, print_table, write_results
 from bench.loadgen import HANDSHAKE, MODERN
 from bench.proxy_overhead import start_backend
 
@@ -153,20 +153,7 @@ async def _hits(
             sent.append(event["status"])
 
     def scope() -> dict[str, Any]:
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/mcp",
-            "raw_path": b"/mcp",
-            "query_string": b"",
-            "root_path": "",
-            "headers": list(raw),
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-        }
+        return mcp_post_scope(raw)
 
     for _ in range(200):  # warm
         await app(scope(), receive, send)

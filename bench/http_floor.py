@@ -65,14 +65,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": reply})
 
 
-class FloorProcess:
-    """``python -m bench.http_floor PORT`` while in use; its CPU time so far."""
+class ServedProcess:
+    """``python -m MODULE ARGS…`` serving HTTP on a loopback port while in use (its
+    ``/mcp`` answers once it is up); its CPU time so far, its child processes' included."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, module: str, *args: str, port: int, what: str) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}/mcp"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.http_floor", str(port)],
+            [sys.executable, "-m", module, *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -84,15 +85,32 @@ class FloorProcess:
             except httpx.HTTPError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("the HTTP floor app did not start")
+        raise RuntimeError(f"{what} did not start")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time of the process and its descendants (a server's worker processes)."""
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+class FloorProcess(ServedProcess):
+    """``python -m bench.http_floor PORT`` while in use."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__("bench.http_floor", str(port), port=port, what="the HTTP floor app")
 
 
 def main() -> None:

@@ -24,19 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
-import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import httptools
-import httpx
 import orjson
 
 from bench.common import free_port, median, print_table, write_results
-from bench.http_floor import _SESSION, INITIALIZED, RESULT
+from bench.http_floor import _SESSION, INITIALIZED, RESULT, ServedProcess
 from bench.loadgen import Target, run_load
 from bench.proxy_overhead import _run_loop
 
@@ -211,49 +206,13 @@ def serve(layer: str, port: int) -> None:
         ).serve()
 
 
-class LayerProcess:
+class LayerProcess(ServedProcess):
     """``python -m bench.http_layers --serve LAYER PORT`` while in use."""
 
     def __init__(self, layer: str) -> None:
         self.layer = layer
         port = free_port()
-        self.url = f"http://127.0.0.1:{port}/mcp"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.http_layers", "--serve", layer, str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url, timeout=0.5)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{layer} did not start")
-
-    def cpu_seconds(self) -> float:
-        """CPU time of the process and its descendants (granian's worker)."""
-        total, todo = 0, [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    todo += [int(c) for c in (task / "children").read_text().split()]
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-        return total / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__("bench.http_layers", "--serve", layer, str(port), port=port, what=layer)
 
 
 def _measure(server: LayerProcess, era: str, concurrency: int, calls: int) -> float:

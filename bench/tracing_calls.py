@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.common import BENCH_KEY, free_port
+from bench.common import BENCH_KEY, free_port, mcp_post_scope
 from bench.proxy_overhead import start_backend
 
 MODES = ("off", "0%", "100%")
@@ -89,20 +89,7 @@ class _Agent:
         )
 
     async def call(self) -> int:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/mcp",
-            "raw_path": b"/mcp",
-            "query_string": b"",
-            "root_path": "",
-            "headers": list(self.headers),
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = mcp_post_scope(self.headers)
         sent = False
         status = 0
 
