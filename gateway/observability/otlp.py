@@ -32,7 +32,6 @@ from opentelemetry.trace import SpanContext
 
 KIND_INTERNAL, KIND_SERVER, KIND_CLIENT = 1, 2, 3
 STATUS_ERROR = 2
-_FIXED64 = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 # start_time_unix_nano (field 7) and end_time_unix_nano (8), both fixed64, tags included.
 _TIMES = struct.Struct("<BQBQ")
@@ -104,45 +103,6 @@ def attributes(items: dict[str, Any]) -> bytes:
     return b"".join(attribute(k, v) for k, v in items.items())
 
 
-def span(
-    trace_id: bytes,
-    span_id: bytes,
-    parent_span_id: bytes | None,
-    name: str,
-    kind: int,
-    start_ns: int,
-    end_ns: int,
-    attrs: bytes = b"",
-    error: str | None = None,
-    trace_state: str | None = None,
-) -> bytes:
-    """One encoded ``Span`` (``attrs`` from :func:`attributes`; ``error``: status ERROR)."""
-    parts = [
-        b"\x0a\x10",
-        trace_id,
-        b"\x12\x08",
-        span_id,
-    ]
-    if trace_state:
-        parts.append(_field(0x1A, trace_state.encode()))
-    if parent_span_id is not None:
-        parts += (b"\x22\x08", parent_span_id)
-    parts += (
-        _field(0x2A, name.encode()),
-        b"\x30",
-        _varint(kind),
-        b"\x39",
-        _FIXED64.pack(start_ns),
-        b"\x41",
-        _FIXED64.pack(end_ns),
-        attrs,
-    )
-    if error is not None:
-        status = _field(0x12, error[:256].encode()) + b"\x18" + _varint(STATUS_ERROR)
-        parts.append(_field(0x7A, status))
-    return b"".join(parts)
-
-
 def span_head(trace_id: bytes, trace_state: str | None = None) -> bytes:
     """What every span of one trace starts with (for :func:`span_item`): the trace id,
     and the trace state when there is one (encoded before ``span_id``, which is fine:
@@ -164,9 +124,9 @@ def span_item(
     attrs: bytes = b"",
     error: str | None = None,
 ) -> bytes:
-    """One span as a ``ScopeSpans.spans`` field (what :func:`scope_spans_items` makes
-    of a :func:`span`), from its trace's ``head`` (:func:`span_head`): the call tracer's
-    way, a few µs cheaper per span than building it field by field."""
+    """One span as a ``ScopeSpans.spans`` field, from its trace's ``head``
+    (:func:`span_head`): the spans' one encoder, a few µs cheaper per span than building
+    it field by field (tests/unit/test_otlp_wire.py checks it against that)."""
     name_field = _NAME_CACHE.get(name)
     if name_field is None:
         name_field = _field(0x2A, name.encode())
@@ -196,15 +156,10 @@ def _status(error: str) -> bytes:
     return _field(0x7A, _field(0x12, error[:256].encode()) + b"\x18" + _varint(STATUS_ERROR))
 
 
-def scope_spans_items(spans: Iterable[bytes]) -> bytes:
-    """Encoded spans (:func:`span`) as repeated ``ScopeSpans.spans`` fields."""
-    return b"".join(_field(0x12, s) for s in spans)
-
-
 def request(resource: bytes, scope: bytes, items: Iterable[bytes]) -> bytes:
     """An ``ExportTraceServiceRequest`` from one resource and scope (``resource``:
     :func:`resource_bytes`; ``scope``: :func:`scope_bytes`) of ``items``, each from
-    :func:`scope_spans_items` (a message's repeated fields concatenate)."""
+    :func:`span_item` (a message's repeated fields concatenate)."""
     scope_spans = _field(0x0A, scope) + b"".join(items)
     resource_spans = _field(0x0A, resource) + _field(0x12, scope_spans)
     return _field(0x0A, resource_spans)
@@ -221,7 +176,7 @@ def scope_bytes(name: str, version: str) -> bytes:
 
 
 class EncodedSpans:
-    """One call's finished spans (``data``: :func:`scope_spans_items`), as the batch
+    """One call's finished spans (``data``: :func:`span_item` fields), as the batch
     processor queues them (it reads ``context`` to see that they were sampled)."""
 
     __slots__ = ("context", "data")

@@ -4,12 +4,62 @@ message classes of `opentelemetry-proto` (what a Collector decodes)."""
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Iterable
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from gateway.observability import otlp
+
+_FIXED64 = struct.Struct("<Q")
+
+
+def span(
+    trace_id: bytes,
+    span_id: bytes,
+    parent_span_id: bytes | None,
+    name: str,
+    kind: int,
+    start_ns: int,
+    end_ns: int,
+    attrs: bytes = b"",
+    error: str | None = None,
+    trace_state: str | None = None,
+) -> bytes:
+    """One encoded ``Span``, field by field: the reference the call tracer's
+    :func:`otlp.span_item` is checked against (``attrs`` from :func:`otlp.attributes`;
+    ``error``: status ERROR)."""
+    parts = [
+        b"\x0a\x10",
+        trace_id,
+        b"\x12\x08",
+        span_id,
+    ]
+    if trace_state:
+        parts.append(otlp._field(0x1A, trace_state.encode()))
+    if parent_span_id is not None:
+        parts += (b"\x22\x08", parent_span_id)
+    parts += (
+        otlp._field(0x2A, name.encode()),
+        b"\x30",
+        otlp._varint(kind),
+        b"\x39",
+        _FIXED64.pack(start_ns),
+        b"\x41",
+        _FIXED64.pack(end_ns),
+        attrs,
+    )
+    if error is not None:
+        status = otlp._field(0x12, error[:256].encode()) + b"\x18" + otlp._varint(otlp.STATUS_ERROR)
+        parts.append(otlp._field(0x7A, status))
+    return b"".join(parts)
+
+
+def scope_spans_items(spans: Iterable[bytes]) -> bytes:
+    """Encoded spans (:func:`span`) as repeated ``ScopeSpans.spans`` fields."""
+    return b"".join(otlp._field(0x12, s) for s in spans)
 
 
 def _value(any_value: object) -> object:
@@ -20,7 +70,7 @@ def _value(any_value: object) -> object:
 def test_spans_parse_with_the_real_messages() -> None:
     trace_id, server_id, parent_id, child_id = (os.urandom(n) for n in (16, 8, 8, 8))
     attrs = {"mcp.method.name": "tools/call", "ok": True, "n": -3, "ratio": 0.5, "é": "ü" * 200}
-    server = otlp.span(
+    server = span(
         trace_id,
         server_id,
         parent_id,
@@ -32,10 +82,10 @@ def test_spans_parse_with_the_real_messages() -> None:
         "tool said no",
         "vendor=1",
     )
-    child = otlp.span(trace_id, child_id, server_id, "authorize", otlp.KIND_INTERNAL, 11, 12)
+    child = span(trace_id, child_id, server_id, "authorize", otlp.KIND_INTERNAL, 11, 12)
     batches = otlp.EncodedBatches(Resource.create({"service.name": "gw"}), ("scope", "1.2"))
     context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
-    items = [otlp.EncodedSpans(context, otlp.scope_spans_items([server, child]))] * 2
+    items = [otlp.EncodedSpans(context, scope_spans_items([server, child]))] * 2
     request = ExportTraceServiceRequest.FromString(batches.request(items))
 
     (resource_spans,) = request.resource_spans
@@ -73,9 +123,9 @@ def test_a_batch_of_encoded_and_sdk_spans_goes_out_whole() -> None:
     with provider.get_tracer("lib", "9").start_as_current_span("SELECT gateway"):
         pass
     trace_id, span_id = os.urandom(16), os.urandom(8)
-    call = otlp.span(trace_id, span_id, None, "tools/call a__b", otlp.KIND_SERVER, 1, 2)
+    call = span(trace_id, span_id, None, "tools/call a__b", otlp.KIND_SERVER, 1, 2)
     context = SpanContext(1, 2, False, TraceFlags(TraceFlags.SAMPLED))
-    encoded = otlp.EncodedSpans(context, otlp.scope_spans_items([call]))
+    encoded = otlp.EncodedSpans(context, scope_spans_items([call]))
     batches = otlp.EncodedBatches(Resource.create({"service.name": "gw"}), ("scope", "1.2"))
 
     data = otlp._request_bytes(batches, [encoded, *kept, encoded])
@@ -99,7 +149,7 @@ def test_the_call_tracers_spans_are_the_same_spans() -> None:
     for state in (None, "vendor=1"):
         for parent in (None, parent_id):
             for error in (None, "tool said no"):
-                whole = otlp.span(
+                whole = span(
                     trace_id, span_id, parent, "tools/call a__b", 2, 10, 2**63, attrs, error, state
                 )
                 item = otlp.span_item(
@@ -113,7 +163,7 @@ def test_the_call_tracers_spans_are_the_same_spans() -> None:
                     attrs,
                     error,
                 )
-                expected = ScopeSpans.FromString(otlp.scope_spans_items([whole]))
+                expected = ScopeSpans.FromString(scope_spans_items([whole]))
                 assert ScopeSpans.FromString(item) == expected
                 (decoded,) = expected.spans
                 assert decoded.trace_state == (state or "")
