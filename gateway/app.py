@@ -363,7 +363,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
                 name="server-monitor",
             ),
             asyncio.create_task(
-                state.skills.run_stats_flusher(settings.skills_stats_flush_seconds),
+                state.skills.usage.run(settings.skills_stats_flush_seconds),
                 name="skill-stats-flusher",
             ),
             asyncio.create_task(
@@ -445,7 +445,7 @@ def create_app(settings: Settings | None = None, *, serving: bool = False) -> Fa
             await jobs.close()
             await state.servers.pool.close()
             await state.authenticator.flush_usage()
-            await state.skills.flush_stats()
+            await state.skills.usage.flush()
             await state.sandboxes.flush()
             await state.sandboxes.close()
             # Last: everything above may still have audited something.

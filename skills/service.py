@@ -89,7 +89,7 @@ class SkillService:
         async with self.db.session() as session:
             return await SkillRepository(session).current_versions()
 
-    # --- usage (called by the MCP serving code on every load) ----------------------------
+    # --- usage (called by the MCP serving code on every load; `usage` writes it) ---------
     def record_load(self, name: str, principal: Principal | None = None) -> None:
         """Count (and audit) one load of skill ``name``; memory only, written off the path."""
         self.usage.record_load(name)
@@ -97,12 +97,6 @@ class SkillService:
 
     def record_download(self, name: str) -> None:
         self.usage.record_download(name)
-
-    async def flush_stats(self) -> None:
-        await self.usage.flush()
-
-    async def run_stats_flusher(self, interval: float) -> None:
-        await self.usage.run(interval)
 
     # --- reading -------------------------------------------------------------------------
     async def _get_row(self, repo: SkillRepository, principal: Principal, name: str) -> Skill:

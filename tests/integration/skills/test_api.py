@@ -338,7 +338,7 @@ async def test_stats_count_loads_and_downloads_in_batches(harness: AppHarness) -
     async with service.db.session() as session:
         row = await service_row(session, "counted")
         assert (row.load_count, row.download_count) == (0, 0)  # nothing written per call
-    await service.flush_stats()
+    await service.usage.flush()
     async with service.db.session() as session:
         row = await service_row(session, "counted")
         assert (row.load_count, row.download_count) == (3, 1)

@@ -156,7 +156,7 @@ async def test_usage_is_added_atomically(service: SkillService, database: Databa
         other.record_load("hello-world")
     other.record_download("hello-world")
     service.record_load("no-such-skill")  # counted, then dropped by the UPDATE: no error
-    await asyncio.gather(service.flush_stats(), other.flush_stats())
+    await asyncio.gather(service.usage.flush(), other.usage.flush())
     stats = await service.stats(admin, "hello-world")
     assert (stats["loads"], stats["downloads"]) == (10, 1)
     async with database.session() as session:
